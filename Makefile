@@ -1,0 +1,49 @@
+# The two set-up commands of the README: `make demo` (the main job) and `make test` (the suite).
+# Both create .venv on first use. Python 3.11+ is the only prerequisite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# sam build needs the Lambda runtime's interpreter (python3.12) on PATH; pyenv provides it here.
+SAM_PYENV ?= 3.11.7:3.12.1
+
+.PHONY: venv test test-fast test-slow lint lint-template build demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## The whole suite: template checks, unit, integration (moto + simulator) and end-to-end tests.
+test: venv lint-template
+	$(BIN)/pytest -m "not slow"
+
+test-slow: venv
+	$(BIN)/pytest -m slow
+
+## ruff, mypy, cfn-lint and sam validate --lint.
+lint: venv lint-template
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+lint-template: venv
+	$(BIN)/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint --region us-east-1
+
+## sam build (offline; needs python3.12 on PATH for the arm64 python3.12 runtime).
+build: venv
+	SAM_CLI_TELEMETRY=0 PYENV_VERSION=$(SAM_PYENV) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
+
+## The main job: a batch of videos end to end on the embedded local stack.
+demo: venv
+	$(BIN)/kling-pipeline demo
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache out

@@ -1,0 +1,92 @@
+"""Builds each function's collaborators once per container and reuses them while warm.
+
+Secrets come from Secrets Manager through Powertools Parameters (cached for SECRETS_MAX_AGE_S),
+so a rotated Kling key is picked up without a redeploy; the Kling client is rebuilt only then.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+
+from kling_pipeline.config import ConfigError, Settings, get_settings
+from kling_pipeline.kling import KlingClient
+from kling_pipeline.queue import JobQueue
+from kling_pipeline.store import JobStore
+from kling_pipeline.submission import SubmitDependencies
+
+_lock = threading.Lock()
+_kling: dict[tuple[str, str, str], KlingClient] = {}
+_stores: dict[str, JobStore] = {}
+
+
+def kling_credentials(settings: Settings) -> tuple[str, str]:
+    secret = get_secret_json(settings.need("kling_credentials_secret"), settings)
+    access_key, secret_key = str(secret.get("access_key", "")), str(secret.get("secret_key", ""))
+    if not access_key or not secret_key:
+        raise ConfigError(
+            "the Kling credentials secret needs both 'access_key' and 'secret_key'; set them with "
+            "aws secretsmanager put-secret-value (see the README, 'Deploy')"
+        )
+    return access_key, secret_key
+
+
+def get_secret_json(name: str, settings: Settings) -> dict[str, Any]:
+    value = parameters.get_secret(name, transform="json", max_age=settings.secrets_max_age_s)
+    if not isinstance(value, dict):
+        raise ConfigError(f"secret {name} must hold a JSON object")
+    return value
+
+
+def callback_signing_secret(settings: Settings) -> str:
+    value = parameters.get_secret(settings.need("callback_secret"), max_age=settings.secrets_max_age_s)
+    if not isinstance(value, str) or len(value) < 32:
+        raise ConfigError("the callback signing secret must be a string of at least 32 characters")
+    return value
+
+
+def kling_client(settings: Settings) -> KlingClient:
+    access_key, secret_key = kling_credentials(settings)
+    key = (settings.kling_base_url, access_key, secret_key)
+    with _lock:
+        client = _kling.get(key)
+        if client is None:
+            for old in _kling.values():
+                old.close()
+            _kling.clear()
+            client = _kling[key] = KlingClient(
+                settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s
+            )
+        return client
+
+
+def job_store(settings: Settings) -> JobStore:
+    name = settings.need("jobs_table_name")
+    with _lock:
+        if name not in _stores:
+            _stores[name] = JobStore(name, finished_ttl_days=settings.finished_job_ttl_days)
+        return _stores[name]
+
+
+_queues: dict[tuple[str, str], JobQueue] = {}
+
+
+def job_queue(settings: Settings) -> JobQueue:
+    key = (settings.need("jobs_queue_url"), settings.need("dead_letter_queue_url"))
+    with _lock:
+        if key not in _queues:
+            _queues[key] = JobQueue(*key)
+        return _queues[key]
+
+
+def submit_dependencies(settings: Settings | None = None) -> SubmitDependencies:
+    settings = settings or get_settings()
+    return SubmitDependencies(
+        settings=settings,
+        store=job_store(settings),
+        queue=job_queue(settings),
+        kling=kling_client(settings),
+        callback_signing_secret=callback_signing_secret(settings),
+    )

@@ -1,0 +1,174 @@
+"""The job's life: which transitions exist, and what an observed Kling task means for a job.
+
+`observe_task` is the one function that turns what Kling says about a task into a transition; the
+callback handler and the stale-job poller both call it, so they can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kling_pipeline.models import TERMINAL_STATES, JobRequest, JobState, KlingTask
+
+S = JobState
+
+# (from, to) pairs of design.md. SUBMITTING -> SUBMITTING is a re-claim of an expired lease.
+ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
+    {
+        (None, S.QUEUED),
+        (None, S.FAILED),  # a message that fails validation, recorded under its job id
+        (S.QUEUED, S.SUBMITTING),
+        (S.SUBMITTING, S.SUBMITTING),
+        (S.SUBMITTING, S.SUBMITTED),
+        (S.SUBMITTING, S.QUEUED),
+        (S.SUBMITTED, S.PROCESSING),
+        (S.SUBMITTED, S.DOWNLOADING),
+        (S.PROCESSING, S.DOWNLOADING),
+        (S.DOWNLOADING, S.COMPLETED),
+        (S.SUBMITTED, S.TIMED_OUT),
+        (S.PROCESSING, S.TIMED_OUT),
+    }
+    | {(state, S.FAILED) for state in JobState if state not in TERMINAL_STATES}
+)
+
+
+class InvalidTransitionError(ValueError):
+    """A transition that design.md does not allow: a bug in the caller, not a race."""
+
+
+class TransitionRejectedError(Exception):
+    """The job was not in the expected state/version: someone else moved it first ("already done")."""
+
+    def __init__(self, job_id: str, expected: JobState | None, current: JobState | None) -> None:
+        super().__init__(f"job {job_id}: expected state {expected}, found {current}")
+        self.job_id = job_id
+        self.expected = expected
+        self.current = current
+
+
+class JobNotFoundError(LookupError):
+    pass
+
+
+def check_transition(from_state: JobState | None, to_state: JobState) -> None:
+    if (from_state, to_state) not in ALLOWED_TRANSITIONS:
+        raise InvalidTransitionError(f"{from_state} -> {to_state} is not a job transition")
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    state: JobState
+    at: str
+    by: str
+    note: str | None = None
+
+
+class Job(BaseModel):
+    """A job as stored in JobsTable."""
+
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    state: JobState
+    version: int
+    kind: str
+    request: dict[str, Any]
+    created_at: str
+    updated_at: str
+    history: list[HistoryEntry] = Field(default_factory=list)
+    task_id: str | None = None
+    kling_status: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: int | None = None
+    submit_attempts: int = 0
+    backpressure_count: int = 0
+    needs_reconcile: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
+    video_url: str | None = None
+    units_charged: str | None = None
+    s3_uri: str | None = None
+
+    @property
+    def job_request(self) -> JobRequest:
+        return JobRequest.model_validate(self.request)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------------------------------
+# What an observed task means
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A decision: move the job from `from_state` to `to_state`, setting `changes`."""
+
+    from_state: JobState
+    to_state: JobState
+    changes: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+    @property
+    def starts_download(self) -> bool:
+        return self.to_state is S.DOWNLOADING
+
+
+def observe_task(job: Job, task: KlingTask) -> Transition | None:
+    """Decide what Kling's view of a task means for the job; None when it changes nothing.
+
+    `task` must be authoritative (a GET from Kling) for `succeed` and `failed`; a callback body may
+    be passed for `submitted` and `processing`, which start nothing that costs money.
+    Duplicates, stale and out-of-order observations give None: a job never moves backwards.
+    """
+    if job.task_id is not None and task.task_id != job.task_id:
+        return None  # not this job's task: a lying or misrouted observation changes nothing
+    status = task.task_status
+    if status == "processing" and job.state is S.SUBMITTED:
+        return Transition(S.SUBMITTED, S.PROCESSING, {"kling_status": status})
+    if status == "succeed" and job.state in (S.SUBMITTED, S.PROCESSING):
+        video = task.first_video
+        if video is None:
+            return Transition(
+                job.state,
+                S.FAILED,
+                {
+                    "kling_status": status,
+                    "error_code": "KLING_NO_VIDEO",
+                    "error_message": "Kling reported success but returned no video; resubmit the job",
+                },
+            )
+        return Transition(
+            job.state,
+            S.DOWNLOADING,
+            {
+                "kling_status": status,
+                "video_url": video.url,
+                "kling_video_id": video.id,
+                "video_duration": video.duration,
+                "units_charged": task.final_unit_deduction,
+            },
+        )
+    if status == "failed" and job.state in (S.SUBMITTED, S.PROCESSING):
+        return Transition(
+            job.state,
+            S.FAILED,
+            {
+                "kling_status": status,
+                "error_code": "KLING_TASK_FAILED",
+                "error_message": f"Kling could not generate the video: {task.task_status_msg or 'no reason given'}",
+                "units_charged": task.final_unit_deduction,
+            },
+        )
+    return None

@@ -1,0 +1,177 @@
+"""Kling API client: JWT auth, typed errors by business code, one pooled httpx connection.
+
+Decisions are made on Kling's business `code`, never on the HTTP status alone: HTTP 429 covers
+both retryable throttling (1302, 1303) and final billing errors (1100-1102, 1304).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+import jwt
+
+from kling_pipeline.models import KlingTask
+
+RETRYABLE_CODES = frozenset({1302, 1303, 5000, 5001, 5002})
+TOKEN_TIME_CODES = frozenset({1003, 1004})
+TOKEN_LIFETIME_S = 1800
+TOKEN_REFRESH_MARGIN_S = 300
+
+
+class KlingApiError(Exception):
+    """Kling answered with a non-zero business code."""
+
+    def __init__(self, code: int, message: str, http_status: int, request_id: str | None = None) -> None:
+        super().__init__(f"Kling error {code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE_CODES
+
+
+class KlingRetryableError(KlingApiError):
+    """Throttling, concurrency over the pack limit, or a Kling-side outage: back off and try again."""
+
+
+class KlingFinalError(KlingApiError):
+    """Auth, billing, policy or validation: trying again changes nothing."""
+
+
+class KlingUnavailableError(Exception):
+    """No answer (timeout, connection failure, garbled body): the request may or may not have landed."""
+
+
+def classify_error(code: int, message: str, http_status: int, request_id: str | None = None) -> KlingApiError:
+    """Map a Kling error envelope to retryable or final, by business code."""
+    if code in RETRYABLE_CODES or (code == 0 and http_status >= 500):
+        return KlingRetryableError(code, message, http_status, request_id)
+    return KlingFinalError(code, message, http_status, request_id)
+
+
+class KlingTokenSigner:
+    """Signs Kling's HS256 JWT and caches it until shortly before it expires."""
+
+    def __init__(self, access_key: str, secret_key: str, lifetime_s: int = TOKEN_LIFETIME_S) -> None:
+        if not access_key or not secret_key:
+            raise ValueError("Kling access key and secret key must both be set (see KlingCredentials secret)")
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._lifetime_s = lifetime_s
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def token(self, *, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        with self._lock:
+            if self._token is None or now >= self._expires_at - TOKEN_REFRESH_MARGIN_S:
+                self._token = self.sign(now=now)
+                self._expires_at = now + self._lifetime_s
+            return self._token
+
+    def sign(self, *, now: float | None = None) -> str:
+        now = int(time.time() if now is None else now)
+        claims = {"iss": self._access_key, "exp": now + self._lifetime_s, "nbf": now - 5}
+        return jwt.encode(claims, self._secret_key, algorithm="HS256", headers={"typ": "JWT"})
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+
+class KlingClient:
+    """The few Kling calls the pipeline makes. One instance per Lambda container (warm reuse)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        access_key: str,
+        secret_key: str,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._signer = KlingTokenSigner(access_key, secret_key)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
+            headers={"Content-Type": "application/json", "User-Agent": "kling-pipeline/0.1"},
+            transport=transport,
+        )
+
+    # -- the calls ----------------------------------------------------------------------------
+
+    def create_task(self, kind: str, body: dict[str, Any]) -> KlingTask:
+        data = self._request("POST", f"/v1/videos/{kind}", json=body)
+        return KlingTask.model_validate(data)
+
+    def get_task(self, kind: str, task_id: str) -> KlingTask:
+        data = self._request("GET", f"/v1/videos/{kind}/{task_id}")
+        return KlingTask.model_validate(data)
+
+    def find_by_external_id(self, kind: str, external_task_id: str) -> KlingTask | None:
+        """Look a task up by our own id; None when Kling has no such task (never submitted)."""
+        try:
+            data = self._request("GET", f"/v1/videos/{kind}", params={"external_task_id": external_task_id})
+        except KlingFinalError as exc:
+            if exc.http_status == 404 or exc.code == 1203:
+                return None
+            raise
+        # The documented form is unconfirmed: accept one task object or a list of them.
+        candidates = data if isinstance(data, list) else [data] if data else []
+        for item in candidates:
+            task = KlingTask.model_validate(item)
+            if task.task_info.external_task_id in (None, external_task_id):
+                return task
+        return None
+
+    def list_tasks(self, kind: str, page_num: int = 1, page_size: int = 30) -> list[KlingTask]:
+        data = self._request("GET", f"/v1/videos/{kind}", params={"pageNum": page_num, "pageSize": page_size})
+        return [KlingTask.model_validate(item) for item in (data or [])]
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send once; on 1003/1004 (clock skew, expiry) re-sign the token and send once more."""
+        for attempt in (1, 2):
+            try:
+                response = self._http.request(
+                    method, path, headers={"Authorization": f"Bearer {self._signer.token()}"}, **kwargs
+                )
+            except httpx.HTTPError as exc:
+                raise KlingUnavailableError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            envelope = _parse_envelope(response, method, path)
+            code = int(envelope.get("code", -1))
+            if code == 0:
+                return envelope.get("data")
+            error = classify_error(
+                code, str(envelope.get("message", "")), response.status_code, envelope.get("request_id")
+            )
+            if code in TOKEN_TIME_CODES and attempt == 1:
+                self._signer.invalidate()
+                continue
+            raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _parse_envelope(response: httpx.Response, method: str, path: str) -> dict[str, Any]:
+    try:
+        envelope = response.json()
+    except ValueError:
+        envelope = None
+    if not isinstance(envelope, dict) or "code" not in envelope:
+        if response.status_code >= 500 or response.status_code == 429:
+            raise KlingRetryableError(0, f"HTTP {response.status_code} without a Kling envelope", response.status_code)
+        raise KlingUnavailableError(
+            f"{method} {path}: HTTP {response.status_code} with a body that is not Kling's JSON envelope"
+        )
+    return envelope

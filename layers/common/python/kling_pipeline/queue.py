@@ -1,0 +1,39 @@
+"""JobsQueue and its dead-letter queue: re-enqueue with a delay, or dead-letter with a reason.
+
+Backpressure re-sends the message (with DelaySeconds) and acknowledges the original, so waiting
+for a Kling slot never counts against the queue's maxReceiveCount (the DLQ budget).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+MAX_DELAY_S = 900  # SQS's limit for DelaySeconds
+
+
+class JobQueue:
+    def __init__(self, queue_url: str, dead_letter_queue_url: str, *, sqs: Any = None) -> None:
+        self._sqs = sqs or boto3.client("sqs")
+        self._queue_url = queue_url
+        self._dlq_url = dead_letter_queue_url
+
+    def send(self, body: dict[str, Any], *, delay_s: int = 0) -> str:
+        response = self._sqs.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=json.dumps(body, separators=(",", ":")),
+            DelaySeconds=max(0, min(MAX_DELAY_S, int(delay_s))),
+        )
+        return str(response["MessageId"])
+
+    def dead_letter(self, raw_body: str, *, reason: str, source_message_id: str, job_id: str | None) -> None:
+        """Park a message that can never succeed, with the reason a person needs to fix it."""
+        attributes: dict[str, Any] = {
+            "failure_reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+            "source_message_id": {"DataType": "String", "StringValue": source_message_id},
+        }
+        if job_id:
+            attributes["job_id"] = {"DataType": "String", "StringValue": job_id}
+        self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=raw_body or "<empty>", MessageAttributes=attributes)

@@ -1,0 +1,289 @@
+"""The submit path: one queued message becomes at most one Kling task, whatever gets redelivered.
+
+Protocol (design.md, "Exactly once"): claim the job with a lease before calling Kling; send
+external_task_id = job_id; when an earlier attempt may have reached Kling (an expired claim, or a
+create that got no answer), ask Kling by external_task_id before creating anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
+
+from kling_pipeline.config import Settings
+from kling_pipeline.jobs import Job, TransitionRejectedError
+from kling_pipeline.kling import KlingClient, KlingFinalError, KlingRetryableError, KlingUnavailableError
+from kling_pipeline.models import JOB_ID_PATTERN, JobRequest, JobState, KlingTask
+from kling_pipeline.observability import logger, metrics
+from kling_pipeline.queue import JobQueue
+from kling_pipeline.store import JobStore
+from kling_pipeline.tokens import callback_url
+
+S = JobState
+BY = "submit"
+
+
+class Outcome(StrEnum):
+    SUBMITTED = "submitted"  # Kling accepted a task for this job (now or found from earlier)
+    DUPLICATE = "duplicate"  # the job is already past submission: nothing to do
+    REQUEUED = "requeued"  # backpressure or a claim held elsewhere: try again later
+    FAILED = "failed"  # a final Kling error: the job is FAILED with Kling's message
+    REJECTED = "rejected"  # the message itself is bad: dead-lettered with its reason
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    outcome: Outcome
+    job_id: str | None
+    detail: str = ""
+    delay_s: int = 0
+    kling_code: int | None = None
+
+
+@dataclass
+class SubmitDependencies:
+    """Everything the submit path talks to, built once per cold start."""
+
+    settings: Settings
+    store: JobStore
+    queue: JobQueue
+    kling: KlingClient
+    callback_signing_secret: str
+
+
+class InvalidJobMessageError(ValueError):
+    def __init__(self, reason: str, job_id: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.job_id = job_id
+
+
+def parse_job_message(raw_body: str, message_id: str) -> JobRequest:
+    """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries)."""
+    try:
+        payload = json.loads(raw_body)
+    except json.JSONDecodeError as exc:
+        raise InvalidJobMessageError(
+            f"message body is not JSON ({exc.msg} at position {exc.pos}); send a JSON object such as "
+            '{"prompt": "..."}',
+            _fallback_job_id(message_id),
+        ) from exc
+    if not isinstance(payload, dict):
+        raise InvalidJobMessageError(
+            f"message body must be a JSON object, not {type(payload).__name__}", _fallback_job_id(message_id)
+        )
+    claimed_id = payload.get("job_id")
+    job_id = claimed_id if isinstance(claimed_id, str) and _valid_job_id(claimed_id) else message_id
+    payload.setdefault("job_id", job_id)
+    try:
+        return JobRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidJobMessageError(describe_validation_error(exc), _fallback_job_id(job_id)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """'field: what is wrong' for each problem, in words a producer can act on."""
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "message"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field; remove it (see the README for the job message fields)"
+        parts.append(f"{field}: {message}")
+    return "invalid job request: " + "; ".join(parts)
+
+
+def _valid_job_id(value: str) -> bool:
+    return re.fullmatch(JOB_ID_PATTERN, value) is not None
+
+
+def _fallback_job_id(candidate: str) -> str | None:
+    return candidate if _valid_job_id(candidate) else None
+
+
+def handle_job_message(raw_body: str, message_id: str, deps: SubmitDependencies, *, owner: str) -> SubmitResult:
+    """Everything the submit function does with one SQS record. Raises only for infrastructure errors
+    (DynamoDB, SQS), which the batch processor reports so SQS redelivers the message."""
+    try:
+        request = parse_job_message(raw_body, message_id)
+    except InvalidJobMessageError as exc:
+        return reject_message(raw_body, message_id, exc, deps)
+    assert request.job_id is not None
+    result = submit_job(request, deps, owner=owner)
+    if result.outcome is Outcome.REQUEUED:
+        deps.queue.send(requeue_body(request), delay_s=result.delay_s)
+    record_outcome_metric(result)
+    return result
+
+
+def record_outcome_metric(result: SubmitResult) -> None:
+    name = {
+        Outcome.SUBMITTED: "JobsSubmitted",
+        Outcome.DUPLICATE: "DuplicateMessages",
+        Outcome.REQUEUED: "KlingThrottled",
+        Outcome.FAILED: "JobsFailed",
+        Outcome.REJECTED: "MessagesRejected",
+    }[result.outcome]
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    if result.outcome is Outcome.FAILED and result.kling_code is not None:
+        metrics.add_metric(name=f"JobsFailedKling{result.kling_code}", unit=MetricUnit.Count, value=1)
+
+
+def reject_message(
+    raw_body: str, message_id: str, error: InvalidJobMessageError, deps: SubmitDependencies
+) -> SubmitResult:
+    """A message that can never succeed: record the job as FAILED (if it has an id and no job yet) and
+    park the message in the DLQ with the reason, on its first failure."""
+    logger.warning("rejected job message", extra={"reason": error.reason, "message_id": message_id})
+    if error.job_id:
+        placeholder = JobRequest.model_construct(kind="text2video", prompt="", metadata={})
+        deps.store.create(
+            error.job_id,
+            placeholder,
+            by=BY,
+            state=S.FAILED,
+            error_code="INVALID_REQUEST",
+            error_message=error.reason,
+            raw_message=raw_body[:2000],
+        )
+    deps.queue.dead_letter(raw_body, reason=error.reason, source_message_id=message_id, job_id=error.job_id)
+    return SubmitResult(Outcome.REJECTED, error.job_id, error.reason)
+
+
+def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> SubmitResult:
+    job_id = request.job_id
+    assert job_id is not None
+    job, _ = deps.store.create(job_id, request, by=BY)
+    try:
+        claimed = claim_job(job, deps, owner=owner)
+    except TransitionRejectedError as exc:
+        # Another worker moved it between our read and our claim: look again on the next delivery.
+        return SubmitResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
+    if isinstance(claimed, SubmitResult):
+        return claimed
+    return submit_claimed_job(claimed, request, deps)
+
+
+def claim_job(job: Job, deps: SubmitDependencies, *, owner: str) -> Job | SubmitResult:
+    """QUEUED -> SUBMITTING with a lease; an expired SUBMITTING lease is re-claimed (and reconciled)."""
+    if job.state not in (S.QUEUED, S.SUBMITTING):
+        return SubmitResult(Outcome.DUPLICATE, job.job_id, f"job is already {job.state}")
+    now = int(time.time())
+    lease = {"lease_owner": owner, "lease_expires_at": now + deps.settings.submit_lease_s}
+    if job.state is S.SUBMITTING:
+        if (job.lease_expires_at or 0) > now:
+            wait = (job.lease_expires_at or now) - now
+            return SubmitResult(Outcome.REQUEUED, job.job_id, "another worker holds the claim", delay_s=wait + 1)
+        return deps.store.transition(
+            job,
+            S.SUBMITTING,
+            by=BY,
+            changes=lease | {"needs_reconcile": True},
+            add={"submit_attempts": 1},
+            note=f"re-claimed after the lease of {job.lease_owner} expired",
+        )
+    return deps.store.transition(job, S.SUBMITTING, by=BY, changes=lease, add={"submit_attempts": 1})
+
+
+def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) -> SubmitResult:
+    """We hold the claim: find an earlier task if one may exist, else create exactly one."""
+    kind = request.kind
+    if job.needs_reconcile:
+        try:
+            existing = deps.kling.find_by_external_id(kind, job.job_id)
+        except (KlingRetryableError, KlingUnavailableError) as exc:
+            return release_for_retry(job, deps, f"could not ask Kling about an earlier attempt: {exc}")
+        if existing is not None:
+            logger.info("found the task of an earlier attempt", extra={"task_id": existing.task_id})
+            return record_submitted(job, existing, deps, note="found by external_task_id after an interrupted attempt")
+    body = request.kling_body(
+        default_model=deps.settings.default_model,
+        callback_url=callback_url(deps.settings.need("public_api_base_url"), job.job_id, deps.callback_signing_secret),
+        external_task_id=job.job_id,
+    )
+    if body.get("model_name") and body["model_name"] not in deps.settings.known_models:
+        logger.warning("model not in KNOWN_MODELS; passing it to Kling as is", extra={"model": body["model_name"]})
+    try:
+        task = deps.kling.create_task(kind, body)
+    except KlingUnavailableError as exc:
+        # No answer: Kling may have created the task. Reconcile before any new create.
+        return release_for_retry(job, deps, f"no answer from Kling: {exc}", needs_reconcile=True)
+    except KlingRetryableError as exc:
+        return release_for_retry(job, deps, f"Kling said {exc.code}: {exc.message}", kling_code=exc.code)
+    except KlingFinalError as exc:
+        if exc.code == 1201 and "external_task_id" in exc.message.lower():
+            # Kling already has a task under this job id: that is our earlier submission.
+            existing = deps.kling.find_by_external_id(kind, job.job_id)
+            if existing is not None:
+                return record_submitted(job, existing, deps, note="Kling already had this external_task_id")
+        return fail_job(job, deps, exc)
+    return record_submitted(job, task, deps)
+
+
+def record_submitted(job: Job, task: KlingTask, deps: SubmitDependencies, *, note: str | None = None) -> SubmitResult:
+    deps.store.transition(
+        job,
+        S.SUBMITTED,
+        by=BY,
+        changes={"task_id": task.task_id, "kling_status": task.task_status, "needs_reconcile": None},
+        remove=("lease_owner", "lease_expires_at"),
+        note=note,
+    )
+    return SubmitResult(Outcome.SUBMITTED, job.job_id, task.task_id)
+
+
+def release_for_retry(
+    job: Job,
+    deps: SubmitDependencies,
+    reason: str,
+    *,
+    needs_reconcile: bool = False,
+    kling_code: int | None = None,
+) -> SubmitResult:
+    """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay."""
+    delay = backpressure_delay(job.backpressure_count, deps.settings)
+    deps.store.transition(
+        job,
+        S.QUEUED,
+        by=BY,
+        changes={"needs_reconcile": True if needs_reconcile or job.needs_reconcile else None},
+        remove=("lease_owner", "lease_expires_at"),
+        add={"backpressure_count": 1},
+        note=reason[:300],
+    )
+    return SubmitResult(Outcome.REQUEUED, job.job_id, reason, delay_s=delay, kling_code=kling_code)
+
+
+def backpressure_delay(attempt: int, settings: Settings, *, rng: random.Random | None = None) -> int:
+    """Exponential from the base, capped, with jitter (half to full) so a throttled batch spreads out."""
+    ceiling = min(float(settings.backpressure_max_delay_s), settings.backpressure_base_delay_s * 2 ** min(attempt, 16))
+    jittered = ceiling * (rng or random).uniform(0.5, 1.0)
+    return int(min(settings.backpressure_max_delay_s, math.ceil(jittered)))
+
+
+def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> SubmitResult:
+    deps.store.transition(
+        job,
+        S.FAILED,
+        by=BY,
+        changes={
+            "error_code": f"KLING_{exc.code}",
+            "error_message": f"Kling refused the task ({exc.code}): {exc.message}",
+        },
+        note=f"Kling {exc.code}",
+    )
+    return SubmitResult(Outcome.FAILED, job.job_id, exc.message, kling_code=exc.code)
+
+
+def requeue_body(request: JobRequest) -> dict[str, Any]:
+    """The message to send again: the request with its job id fixed, so the retry is the same job."""
+    return request.model_dump(mode="json", exclude_none=True)

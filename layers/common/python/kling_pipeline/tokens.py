@@ -1,0 +1,35 @@
+"""Callback URL tokens: Kling does not sign callbacks, so our callback URL carries an HMAC of the job id.
+
+The token proves that the URL came from us for this job; it does not make the body trustworthy,
+which is why a terminal callback is always confirmed with a GET (see jobs.observe_task).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from urllib.parse import quote
+
+
+def job_token(signing_secret: str, job_id: str) -> str:
+    if not signing_secret:
+        raise ValueError("the callback signing secret is empty; check the CallbackSigningSecret secret")
+    return hmac.new(signing_secret.encode(), f"callback:{job_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def verify_job_token(signing_secret: str, job_id: str, token: str | None) -> bool:
+    """Constant-time comparison; a missing token is simply wrong."""
+    if not token or not signing_secret:
+        return False
+    return hmac.compare_digest(job_token(signing_secret, job_id), token)
+
+
+def callback_url(api_base_url: str, job_id: str, signing_secret: str) -> str:
+    base = api_base_url.rstrip("/")
+    return f"{base}/callbacks/{quote(job_id, safe='')}?token={job_token(signing_secret, job_id)}"
+
+
+def redact_token(url: str) -> str:
+    """For logs: the URL without its token."""
+    head, sep, _ = url.partition("token=")
+    return f"{head}{sep}***" if sep else url

@@ -1,0 +1,1 @@
+"""The local side of the pipeline: the Kling simulator, the embedded AWS stack and the CLI."""

@@ -1,0 +1,90 @@
+"""The transition table and the one function that maps an observed Kling task to a transition."""
+
+import pytest
+
+from kling_pipeline.jobs import InvalidTransitionError, Job, check_transition, observe_task
+from kling_pipeline.models import JobState, KlingTask
+
+S = JobState
+
+
+def make_job(state: JobState, task_id: str | None = "t-1") -> Job:
+    return Job(
+        job_id="j1",
+        state=state,
+        version=3,
+        kind="text2video",
+        request={"prompt": "x"},
+        created_at="2026-01-01T00:00:00.000Z",
+        updated_at="2026-01-01T00:00:00.000Z",
+        task_id=task_id,
+    )
+
+
+def task(status: str, task_id: str = "t-1", **extra: object) -> KlingTask:
+    return KlingTask.model_validate({"task_id": task_id, "task_status": status} | extra)
+
+
+SUCCEED = {"task_result": {"videos": [{"id": "v1", "url": "https://cdn.klingai.com/v.mp4", "duration": "5.1"}]},
+           "final_unit_deduction": "1"}
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [(None, S.QUEUED), (S.QUEUED, S.SUBMITTING), (S.SUBMITTING, S.SUBMITTED), (S.SUBMITTING, S.QUEUED),
+     (S.SUBMITTED, S.PROCESSING), (S.PROCESSING, S.DOWNLOADING), (S.DOWNLOADING, S.COMPLETED),
+     (S.QUEUED, S.FAILED), (S.DOWNLOADING, S.FAILED), (S.PROCESSING, S.TIMED_OUT)],
+)
+def test_design_transitions_are_allowed(src: JobState | None, dst: JobState) -> None:
+    check_transition(src, dst)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [(S.COMPLETED, S.FAILED), (S.FAILED, S.QUEUED), (S.PROCESSING, S.SUBMITTED), (S.QUEUED, S.SUBMITTED),
+     (S.DOWNLOADING, S.PROCESSING), (S.QUEUED, S.TIMED_OUT), (S.TIMED_OUT, S.COMPLETED)],
+)
+def test_backwards_and_terminal_moves_are_refused(src: JobState, dst: JobState) -> None:
+    with pytest.raises(InvalidTransitionError):
+        check_transition(src, dst)
+
+
+def test_processing_moves_submitted_forward_once() -> None:
+    decision = observe_task(make_job(S.SUBMITTED), task("processing"))
+    assert decision is not None
+    assert (decision.from_state, decision.to_state) == (S.SUBMITTED, S.PROCESSING)
+    assert observe_task(make_job(S.PROCESSING), task("processing")) is None
+
+
+def test_succeed_starts_the_download_with_the_video_url() -> None:
+    for state in (S.SUBMITTED, S.PROCESSING):
+        decision = observe_task(make_job(state), task("succeed", **SUCCEED))
+        assert decision is not None
+        assert decision.to_state is S.DOWNLOADING
+        assert decision.starts_download
+        assert decision.changes["video_url"] == "https://cdn.klingai.com/v.mp4"
+        assert decision.changes["units_charged"] == "1"
+
+
+def test_failed_records_klings_reason() -> None:
+    decision = observe_task(make_job(S.PROCESSING), task("failed", task_status_msg="nsfw content"))
+    assert decision is not None
+    assert decision.to_state is S.FAILED
+    assert "nsfw content" in decision.changes["error_message"]
+
+
+@pytest.mark.parametrize("state", [S.DOWNLOADING, S.COMPLETED, S.FAILED, S.TIMED_OUT])
+def test_late_or_duplicate_observations_change_nothing(state: JobState) -> None:
+    for status, extra in (("submitted", {}), ("processing", {}), ("succeed", SUCCEED), ("failed", {})):
+        assert observe_task(make_job(state), task(status, **extra)) is None
+
+
+def test_observation_of_another_task_changes_nothing() -> None:
+    assert observe_task(make_job(S.PROCESSING), task("succeed", task_id="other", **SUCCEED)) is None
+
+
+def test_success_without_a_video_fails_with_an_actionable_message() -> None:
+    decision = observe_task(make_job(S.PROCESSING), task("succeed"))
+    assert decision is not None
+    assert decision.to_state is S.FAILED
+    assert decision.changes["error_code"] == "KLING_NO_VIDEO"

@@ -1,0 +1,50 @@
+"""Kling JWT signing and the retryable/final classification of business codes."""
+
+import jwt
+import pytest
+
+from kling_pipeline.kling import (
+    TOKEN_LIFETIME_S,
+    TOKEN_REFRESH_MARGIN_S,
+    KlingFinalError,
+    KlingRetryableError,
+    KlingTokenSigner,
+    classify_error,
+)
+
+
+def test_token_has_kling_claims_and_header() -> None:
+    signer = KlingTokenSigner("ak-123", "sk-456")
+    token = signer.token(now=1_700_000_000)
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt.decode(token, "sk-456", algorithms=["HS256"], options={"verify_exp": False, "verify_nbf": False})
+    assert claims == {"iss": "ak-123", "exp": 1_700_000_000 + 1800, "nbf": 1_700_000_000 - 5}
+
+
+def test_token_is_cached_and_resigned_before_expiry() -> None:
+    signer = KlingTokenSigner("ak", "sk")
+    first = signer.token(now=1000.0)
+    assert signer.token(now=1000.0 + 60) == first
+    later = 1000.0 + TOKEN_LIFETIME_S - TOKEN_REFRESH_MARGIN_S + 1
+    assert signer.token(now=later) != first
+
+
+def test_empty_keys_are_refused_with_a_pointer() -> None:
+    with pytest.raises(ValueError, match="KlingCredentials"):
+        KlingTokenSigner("", "sk")
+
+
+@pytest.mark.parametrize("code", [1302, 1303, 5000, 5001, 5002])
+def test_retryable_codes(code: int) -> None:
+    error = classify_error(code, "busy", 429)
+    assert isinstance(error, KlingRetryableError)
+    assert error.retryable
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203, 1300, 1301, 1304])
+def test_final_codes_including_billing_429s(code: int) -> None:
+    error = classify_error(code, "no", 429 if code in (1100, 1101, 1102, 1304) else 400)
+    assert isinstance(error, KlingFinalError)
+    assert not error.retryable
+    assert str(code) in str(error)
