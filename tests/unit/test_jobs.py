@@ -1,7 +1,6 @@
 """The transition table and the one function that maps an observed Kling task to a transition."""
 
 import pytest
-
 from kling_pipeline.jobs import InvalidTransitionError, Job, check_transition, observe_task
 from kling_pipeline.models import JobState, KlingTask
 
@@ -25,15 +24,26 @@ def task(status: str, task_id: str = "t-1", **extra: object) -> KlingTask:
     return KlingTask.model_validate({"task_id": task_id, "task_status": status} | extra)
 
 
-SUCCEED = {"task_result": {"videos": [{"id": "v1", "url": "https://cdn.klingai.com/v.mp4", "duration": "5.1"}]},
-           "final_unit_deduction": "1"}
+SUCCEED = {
+    "task_result": {"videos": [{"id": "v1", "url": "https://cdn.klingai.com/v.mp4", "duration": "5.1"}]},
+    "final_unit_deduction": "1",
+}
 
 
 @pytest.mark.parametrize(
     ("src", "dst"),
-    [(None, S.QUEUED), (S.QUEUED, S.SUBMITTING), (S.SUBMITTING, S.SUBMITTED), (S.SUBMITTING, S.QUEUED),
-     (S.SUBMITTED, S.PROCESSING), (S.PROCESSING, S.DOWNLOADING), (S.DOWNLOADING, S.COMPLETED),
-     (S.QUEUED, S.FAILED), (S.DOWNLOADING, S.FAILED), (S.PROCESSING, S.TIMED_OUT)],
+    [
+        (None, S.QUEUED),
+        (S.QUEUED, S.SUBMITTING),
+        (S.SUBMITTING, S.SUBMITTED),
+        (S.SUBMITTING, S.QUEUED),
+        (S.SUBMITTED, S.PROCESSING),
+        (S.PROCESSING, S.DOWNLOADING),
+        (S.DOWNLOADING, S.COMPLETED),
+        (S.QUEUED, S.FAILED),
+        (S.DOWNLOADING, S.FAILED),
+        (S.PROCESSING, S.TIMED_OUT),
+    ],
 )
 def test_design_transitions_are_allowed(src: JobState | None, dst: JobState) -> None:
     check_transition(src, dst)
@@ -41,8 +51,15 @@ def test_design_transitions_are_allowed(src: JobState | None, dst: JobState) -> 
 
 @pytest.mark.parametrize(
     ("src", "dst"),
-    [(S.COMPLETED, S.FAILED), (S.FAILED, S.QUEUED), (S.PROCESSING, S.SUBMITTED), (S.QUEUED, S.SUBMITTED),
-     (S.DOWNLOADING, S.PROCESSING), (S.QUEUED, S.TIMED_OUT), (S.TIMED_OUT, S.COMPLETED)],
+    [
+        (S.COMPLETED, S.FAILED),
+        (S.FAILED, S.QUEUED),
+        (S.PROCESSING, S.SUBMITTED),
+        (S.QUEUED, S.SUBMITTED),
+        (S.DOWNLOADING, S.PROCESSING),
+        (S.QUEUED, S.TIMED_OUT),
+        (S.TIMED_OUT, S.COMPLETED),
+    ],
 )
 def test_backwards_and_terminal_moves_are_refused(src: JobState, dst: JobState) -> None:
     with pytest.raises(InvalidTransitionError):

@@ -2,7 +2,6 @@
 
 import jwt
 import pytest
-
 from kling_pipeline.kling import (
     TOKEN_LIFETIME_S,
     TOKEN_REFRESH_MARGIN_S,

@@ -1,10 +1,9 @@
 """JobRequest validation mirrors Kling's rules and names the field in every error."""
 
 import pytest
-from pydantic import ValidationError
-
 from kling_pipeline.models import JobRequest, KlingTask
 from kling_pipeline.submission import describe_validation_error
+from pydantic import ValidationError
 
 
 def errors_of(**fields: object) -> str:
@@ -77,12 +76,8 @@ def test_video_extend_needs_video_id_and_sends_only_its_fields() -> None:
 
 
 def test_simple_camera_control_moves_exactly_one_axis() -> None:
-    assert "exactly one" in errors_of(
-        prompt="x", camera_control={"type": "simple", "config": {"pan": 2, "zoom": 3}}
-    )
-    good = JobRequest.model_validate(
-        {"prompt": "x", "camera_control": {"type": "simple", "config": {"zoom": 5}}}
-    )
+    assert "exactly one" in errors_of(prompt="x", camera_control={"type": "simple", "config": {"pan": 2, "zoom": 3}})
+    good = JobRequest.model_validate({"prompt": "x", "camera_control": {"type": "simple", "config": {"zoom": 5}}})
     assert good.camera_control is not None
     assert "camera_control.config.zoom" in errors_of(
         prompt="x", camera_control={"type": "simple", "config": {"zoom": 11}}

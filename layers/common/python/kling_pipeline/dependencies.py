@@ -90,3 +90,15 @@ def submit_dependencies(settings: Settings | None = None) -> SubmitDependencies:
         kling=kling_client(settings),
         callback_signing_secret=callback_signing_secret(settings),
     )
+
+
+def reset_caches() -> None:
+    """Forget every cached client, setting and secret (tests and the local runtime use this)."""
+    get_settings.cache_clear()
+    parameters.clear_caches()
+    with _lock:
+        for client in _kling.values():
+            client.close()
+        _kling.clear()
+        _stores.clear()
+        _queues.clear()

@@ -116,11 +116,12 @@ def handle_job_message(raw_body: str, message_id: str, deps: SubmitDependencies,
     try:
         request = parse_job_message(raw_body, message_id)
     except InvalidJobMessageError as exc:
-        return reject_message(raw_body, message_id, exc, deps)
-    assert request.job_id is not None
-    result = submit_job(request, deps, owner=owner)
-    if result.outcome is Outcome.REQUEUED:
-        deps.queue.send(requeue_body(request), delay_s=result.delay_s)
+        result = reject_message(raw_body, message_id, exc, deps)
+    else:
+        logger.set_correlation_id(request.job_id)
+        result = submit_job(request, deps, owner=owner)
+        if result.outcome is Outcome.REQUEUED:
+            deps.queue.send(requeue_body(request), delay_s=result.delay_s)
     record_outcome_metric(result)
     return result
 

@@ -1,0 +1,205 @@
+"""The submit path on moto + the Kling simulator: one queued request becomes exactly one Kling task."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kling_pipeline.jobs import Job
+from kling_pipeline.models import JobState
+
+from tests.integration.conftest import Pipeline
+from tests.support.sqs_driver import drive_queue, queue_messages
+
+S = JobState
+
+
+def job_in(pipeline: Pipeline, job_id: str, *states: JobState) -> bool:
+    job = pipeline.store.find(job_id)
+    return job is not None and job.state in states
+
+
+def creates_for(pipeline: Pipeline, external_task_id: str) -> int:
+    return int(pipeline.sim.stats()["tasks_by_external_task_id"].get(external_task_id, 0))
+
+
+def test_happy_path_records_the_kling_task(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    pipeline.send({"job_id": "happy-1", "prompt": "a red fox in fresh snow", "duration": 5})
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "happy-1", S.SUBMITTED))
+
+    job = pipeline.store.get("happy-1")
+    assert job.task_id
+    assert [h.state for h in job.history] == [S.QUEUED, S.SUBMITTING, S.SUBMITTED]
+    assert creates_for(pipeline, "happy-1") == 1
+    task = pipeline.kling().find_by_external_id("text2video", "happy-1")
+    assert task is not None and task.task_id == job.task_id
+    assert job.lease_owner is None  # the claim is released once the task is recorded
+
+
+def test_message_without_job_id_uses_the_sqs_message_id(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    message_id = pipeline.send({"prompt": "a lighthouse at dusk"})
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, S.SUBMITTED))
+    assert creates_for(pipeline, message_id) == 1
+
+
+def test_duplicate_messages_create_one_task(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    body = {"job_id": "dup-1", "prompt": "paper boats on a pond"}
+    for _ in range(3):
+        pipeline.send(body)
+
+    def all_handled() -> bool:
+        attrs = pipeline.sqs.get_queue_attributes(QueueUrl=pipeline.queue_url, AttributeNames=["All"])["Attributes"]
+        waiting = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+        return waiting == 0 and job_in(pipeline, "dup-1", S.SUBMITTED)
+
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=all_handled, batch_size=1)
+    assert creates_for(pipeline, "dup-1") == 1
+    assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []
+
+
+def test_crash_after_kling_accepted_is_reconciled_without_a_second_create(pipeline: Pipeline) -> None:
+    """A worker claimed the job and Kling accepted the task, then the worker died before writing."""
+    handler = pipeline.submit_handler(SUBMIT_LEASE_S="0")  # the dead worker's lease is already over
+    from kling_pipeline.models import JobRequest
+
+    request = JobRequest.model_validate({"job_id": "crash-1", "prompt": "a glass of water on a table"})
+    job, _ = pipeline.store.create("crash-1", request, by="test")
+    pipeline.store.transition(
+        job, S.SUBMITTING, by="worker-that-dies", changes={"lease_owner": "dead", "lease_expires_at": int(time.time())}
+    )
+    accepted = pipeline.kling().create_task(
+        "text2video",
+        request.kling_body(default_model="kling-v1", callback_url="http://127.0.0.1:9/cb", external_task_id="crash-1"),
+    )
+
+    pipeline.send(request.model_dump(mode="json", exclude_none=True))  # SQS redelivers the message
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "crash-1", S.SUBMITTED))
+
+    job_after: Job = pipeline.store.get("crash-1")
+    assert job_after.task_id == accepted.task_id
+    assert creates_for(pipeline, "crash-1") == 1
+    assert pipeline.sim.stats()["calls"].get("POST text2video", 0) == 1
+    assert any("external_task_id" in (h.note or "") for h in job_after.history)
+
+
+def test_create_without_an_answer_is_reconciled_on_retry(pipeline: Pipeline) -> None:
+    """Kling accepted but the response never arrived: the retry must find the task, not create another."""
+    handler = pipeline.submit_handler()
+    pipeline.sim.configure(create_response_drop_rate=1.0)
+    pipeline.send({"job_id": "lost-answer", "prompt": "wind over wheat"})
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: (j := pipeline.store.find("lost-answer")) is not None and j.backpressure_count >= 1,
+    )
+    assert pipeline.store.get("lost-answer").needs_reconcile
+    pipeline.sim.configure(create_response_drop_rate=0.0)
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "lost-answer", S.SUBMITTED))
+    assert creates_for(pipeline, "lost-answer") == 1
+
+
+def test_throttling_storm_finishes_every_job_without_failures(pipeline: Pipeline) -> None:
+    """200 jobs against an account limit of 3 concurrent tasks: 1303 is backpressure, never failure."""
+    handler = pipeline.submit_handler()
+    # Tasks of 0.2-0.4 s real time: long enough that three slots are always full while 200 wait.
+    pipeline.sim.configure(concurrency_limit=3, generation_min_s=120, generation_max_s=240)
+    job_ids = [f"storm-{i:03d}" for i in range(200)]
+    for start in range(0, len(job_ids), 10):
+        pipeline.sqs.send_message_batch(
+            QueueUrl=pipeline.queue_url,
+            Entries=[
+                {"Id": str(n), "MessageBody": json.dumps({"job_id": j, "prompt": f"scene {j}"})}
+                for n, j in enumerate(job_ids[start : start + 10])
+            ],
+        )
+
+    pending = set(job_ids)
+
+    def all_submitted() -> bool:
+        pending.difference_update([j for j in list(pending)[:20] if job_in(pipeline, j, S.SUBMITTED)])
+        return not pending
+
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=all_submitted, batch_size=10, deadline_s=240)
+    stats = pipeline.sim.stats()
+    assert stats["creates"]["refused_by_code"].get("1303", 0) > 0  # the storm really happened
+    assert stats["concurrency"]["high_water"] <= 3
+    assert all(creates_for(pipeline, j) == 1 for j in job_ids)
+    assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []
+    throttled = [pipeline.store.get(j) for j in job_ids]
+    assert not [j for j in throttled if j.state is S.FAILED]
+    assert sum(j.backpressure_count for j in throttled) > 0
+
+
+def test_final_kling_error_fails_the_job_with_klings_message(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    pipeline.send({"job_id": "policy-1", "prompt": "something [[reject]] here"})
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "policy-1", S.FAILED))
+    job = pipeline.store.get("policy-1")
+    assert job.error_code == "KLING_1301"
+    assert job.error_message and "1301" in job.error_message
+    assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []  # a Kling refusal is not a bad message
+
+
+def test_malformed_json_goes_to_the_dlq_with_its_reason(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    message_id = pipeline.send("{this is not json")
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, S.FAILED))
+    dead = queue_messages(pipeline.sqs, pipeline.dlq_url)
+    assert len(dead) == 1
+    assert dead[0]["Body"] == "{this is not json"
+    assert "not JSON" in dead[0]["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert dead[0]["MessageAttributes"]["source_message_id"]["StringValue"] == message_id
+    assert pipeline.sim.stats()["calls"].get("POST text2video", 0) == 0
+
+
+def test_invalid_field_fails_the_job_and_names_the_field(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    pipeline.send({"job_id": "bad-duration", "prompt": "a cat", "duration": "7"})
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "bad-duration", S.FAILED))
+    job = pipeline.store.get("bad-duration")
+    assert job.error_code == "INVALID_REQUEST"
+    assert job.error_message and "duration" in job.error_message
+    dead = queue_messages(pipeline.sqs, pipeline.dlq_url)
+    assert "duration" in dead[0]["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert pipeline.sim.stats()["calls"].get("POST text2video", 0) == 0
+
+
+def test_invalid_duplicate_does_not_touch_a_running_job(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    pipeline.send({"job_id": "keep-me", "prompt": "a calm lake"})
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "keep-me", S.SUBMITTED))
+    pipeline.send({"job_id": "keep-me", "prompt": "a calm lake", "mode": "ultra"})
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: len(queue_messages(pipeline.sqs, pipeline.dlq_url)) == 1,
+    )
+    assert pipeline.store.get("keep-me").state is S.SUBMITTED
+
+
+@pytest.mark.parametrize("code", [1303, 5001])
+def test_retryable_refusal_returns_the_job_to_the_queue(pipeline: Pipeline, code: int) -> None:
+    handler = pipeline.submit_handler()
+    if code == 1303:
+        pipeline.sim.configure(concurrency_limit=1, generation_min_s=3000, generation_max_s=3000)
+        pipeline.send({"job_id": "holder", "prompt": "first"})
+        drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "holder", S.SUBMITTED))
+    else:
+        pipeline.sim.configure(error_5xx_rate=1.0)
+    pipeline.send({"job_id": "waiting", "prompt": "second"})
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: (j := pipeline.store.find("waiting")) is not None and j.backpressure_count >= 1,
+    )
+    job = pipeline.store.get("waiting")
+    assert job.state in (S.QUEUED, S.SUBMITTING)
+    assert any(h.state is S.QUEUED and h.by == "submit" for h in job.history[1:])
+    assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []

@@ -1,0 +1,42 @@
+"""Load a function's handler the way Lambda does (its own module) and give it a Lambda context."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from tests.support.template import ROOT
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda runtime's context object that Powertools reads."""
+
+    function_name: str
+    memory_limit_in_mb: int = 256
+    timeout_s: float = 30
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.timeout_s - (time.monotonic() - self.started)) * 1000)
+
+
+def load_function_module(directory: str) -> ModuleType:
+    """functions/<directory>/app.py, imported under a unique name so functions do not share state."""
+    path = ROOT / "functions" / directory / "app.py"
+    name = f"lambda_fn_{directory}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
