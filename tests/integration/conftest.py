@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -17,7 +18,7 @@ from kling_pipeline.store import JobStore
 from moto import mock_aws
 
 from tests.support.lambda_runtime import load_function_module
-from tests.support.template import TemplateResolver, load_template
+from tests.support.template import ROOT, TemplateResolver, load_template
 
 ACCESS_KEY = "ak-integration"
 SECRET_KEY = "sk-integration-0123456789abcdef0123456789"
@@ -78,7 +79,7 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
+    with mock_aws(config={"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}):
         resolver = TemplateResolver(
             load_template(),
             parameters={
@@ -103,3 +104,109 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
         resolver.refs["DownloadStateMachine"] = "arn:aws:states:us-east-1:123456789012:stateMachine:download"
         yield Pipeline(resolver, sqs, dynamodb, queue_url, dlq_url, table, JobStore(table), kling_sim, monkeypatch)
         reset_caches()
+
+
+@dataclass
+class Completion:
+    """The completion path on top of `pipeline`: bucket, download workflow, events captured on SQS."""
+
+    pipeline: Pipeline
+    s3: Any
+    sfn: Any
+    bucket: str
+    state_machine_arn: str
+    events_queue_url: str
+    invocations: list[tuple[str, dict[str, Any]]]
+
+    def callback(self, job_id: str, body: dict[str, Any] | str, token: str | None = "auto") -> dict[str, Any]:
+        from kling_pipeline.tokens import job_token
+
+        from tests.support.lambda_runtime import LambdaContext, api_gateway_event
+
+        if token == "auto":
+            token = job_token(SIGNING_SECRET, job_id)
+        text = body if isinstance(body, str) else json.dumps(body)
+        response: dict[str, Any] = self.handlers["CallbackFunction"](
+            api_gateway_event(job_id, token, text), LambdaContext("CallbackFunction")
+        )
+        return response
+
+    handlers: dict[str, Any] = field(default_factory=dict)
+
+    def executions(self) -> list[dict[str, Any]]:
+        return list(self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])
+
+    def wait_for_execution(self, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        while time.monotonic() < deadline:
+            execution: dict[str, Any] = self.sfn.describe_execution(executionArn=arn)
+            if execution["status"] != "RUNNING":
+                return execution
+            time.sleep(0.1)
+        raise TimeoutError(f"execution {name} still running after {timeout_s}s")
+
+    def events(self) -> list[dict[str, Any]]:
+        messages = self.pipeline.sqs.receive_message(
+            QueueUrl=self.events_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+
+@pytest.fixture
+def completion(pipeline: Pipeline) -> Iterator[Completion]:
+    from kling_local.moto_bridges import apply_all
+
+    from tests.support.moto_lambda import handlers_for_moto_lambda, placeholder_zip
+
+    apply_all()
+
+    sim = pipeline.sim
+    sim.configure(video_size_bytes=300_000)
+    s3 = boto3.client("s3")
+    sfn = boto3.client("stepfunctions")
+    iam = boto3.client("iam")
+    lam = boto3.client("lambda")
+    events = boto3.client("events")
+    bucket = "videos-bucket"
+    s3.create_bucket(Bucket=bucket)
+    pipeline.resolver.refs["VideoBucket"] = bucket
+    role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    function_arn = lam.create_function(
+        FunctionName="DownloadFunction",
+        Runtime="python3.12",
+        Role=role,
+        Handler="app.lambda_handler",
+        Code={"ZipFile": placeholder_zip()},
+    )["FunctionArn"]
+    pipeline.resolver.arns["DownloadFunction"] = function_arn
+    props = pipeline.resolver.properties("DownloadStateMachine")
+    substitutions = {k: str(pipeline.resolver.resolve(v)) for k, v in props["DefinitionSubstitutions"].items()}
+    definition = (ROOT / props["DefinitionUri"]).read_text()
+    for key, value in substitutions.items():
+        definition = definition.replace("${" + key + "}", value)
+    state_machine_arn = sfn.create_state_machine(name="download", definition=definition, roleArn=role)[
+        "stateMachineArn"
+    ]
+    pipeline.resolver.refs["DownloadStateMachine"] = state_machine_arn
+    events_queue = pipeline.sqs.create_queue(QueueName="video-events")["QueueUrl"]
+    events_queue_arn = pipeline.sqs.get_queue_attributes(QueueUrl=events_queue, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events.put_rule(Name="videos", EventPattern=json.dumps({"source": ["kling-pipeline"]}))
+    events.put_targets(Rule="videos", Targets=[{"Id": "q", "Arn": events_queue_arn}])
+
+    env = {
+        **pipeline.resolver.function_environment("DownloadFunction"),
+        **pipeline.resolver.function_environment("CallbackFunction"),
+        "ALLOWED_DOWNLOAD_HOSTS": f"*.klingai.com,http://{sim.cdn_base_url.removeprefix('http://')}",
+    }
+    for key, value in env.items():
+        pipeline.monkeypatch.setenv(key, value)
+    reset_caches()
+    handlers = {
+        "CallbackFunction": load_function_module("callback").lambda_handler,
+        "DownloadFunction": load_function_module("download").lambda_handler,
+    }
+    with handlers_for_moto_lambda(handlers) as invocations:
+        yield Completion(pipeline, s3, sfn, bucket, state_machine_arn, events_queue, invocations, handlers=handlers)

@@ -40,3 +40,17 @@ def load_function_module(directory: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def api_gateway_event(job_id: str, token: str | None, body: str) -> dict[str, object]:
+    """events/api_callback_succeed.json with this job, token and body: what API Gateway hands the function."""
+    import json
+
+    event: dict[str, object] = json.loads((ROOT / "events" / "api_callback_succeed.json").read_text())
+    event["path"] = f"/callbacks/{job_id}"
+    event["pathParameters"] = {"job_id": job_id}
+    query = {"token": token} if token is not None else None
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
+    event["body"] = body
+    return event

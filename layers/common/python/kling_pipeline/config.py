@@ -45,6 +45,10 @@ class Settings(BaseModel):
     finished_job_ttl_days: int = Field(default=90, ge=1)
     pipeline_mode: Literal["production", "local"] = "production"
     secrets_max_age_s: int = Field(default=300, ge=0)
+    download_state_machine_arn: str = ""
+    video_bucket: str = ""
+    allowed_download_hosts: str = "*.klingai.com,*.kechuangai.com"
+    max_video_bytes: int = Field(default=1024**3, ge=1024)
 
     @field_validator("known_models", mode="before")
     @classmethod

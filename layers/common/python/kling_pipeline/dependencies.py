@@ -9,13 +9,18 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.utilities import parameters
 
+from kling_pipeline.callbacks import CallbackDependencies
 from kling_pipeline.config import ConfigError, Settings, get_settings
+from kling_pipeline.delivery import DownloadDependencies
+from kling_pipeline.download import DownloadPolicy
 from kling_pipeline.kling import KlingClient
 from kling_pipeline.queue import JobQueue
 from kling_pipeline.store import JobStore
 from kling_pipeline.submission import SubmitDependencies
+from kling_pipeline.workflow import DownloadWorkflow
 
 _lock = threading.Lock()
 _kling: dict[tuple[str, str, str], KlingClient] = {}
@@ -92,13 +97,54 @@ def submit_dependencies(settings: Settings | None = None) -> SubmitDependencies:
     )
 
 
+def callback_dependencies(settings: Settings | None = None) -> CallbackDependencies:
+    settings = settings or get_settings()
+    with _lock:
+        workflow = _workflows.get(settings.need("download_state_machine_arn"))
+        if workflow is None:
+            workflow = _workflows[settings.download_state_machine_arn] = DownloadWorkflow(
+                settings.download_state_machine_arn
+            )
+    return CallbackDependencies(
+        store=job_store(settings),
+        kling=kling_client(settings),
+        workflow=workflow,
+        signing_secret=callback_signing_secret(settings),
+    )
+
+
+def download_dependencies(settings: Settings | None = None) -> DownloadDependencies:
+    settings = settings or get_settings()
+    with _lock:
+        s3 = _s3.get("s3")
+        if s3 is None:
+            s3 = _s3["s3"] = boto3.client("s3")
+    return DownloadDependencies(
+        store=job_store(settings),
+        s3=s3,
+        bucket=settings.need("video_bucket"),
+        policy=DownloadPolicy.from_setting(
+            settings.allowed_download_hosts,
+            max_bytes=settings.max_video_bytes,
+            production=settings.pipeline_mode == "production",
+        ),
+        finished_ttl_days=settings.finished_job_ttl_days,
+    )
+
+
+_workflows: dict[str, DownloadWorkflow] = {}
+_s3: dict[str, Any] = {}
+
+
 def reset_caches() -> None:
     """Forget every cached client, setting and secret (tests and the local runtime use this)."""
     get_settings.cache_clear()
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
     with _lock:
         for client in _kling.values():
             client.close()
         _kling.clear()
         _stores.clear()
         _queues.clear()
+        _workflows.clear()
+        _s3.clear()

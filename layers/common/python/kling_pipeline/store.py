@@ -90,8 +90,12 @@ class JobStore:
             "history": [{"state": state.value, "at": now, "by": by}],
             "submit_attempts": 0,
             "backpressure_count": 0,
+            # Read by the download state machine (JSONPath cannot read nested maps in plain form).
+            "metadata_json": json.dumps(request.metadata, separators=(",", ":"), default=str),
+            "task_token": request.task_token,
         }
-        item |= {k: v for k, v in extra.items() if v is not None}
+        item |= extra
+        item = {k: v for k, v in item.items() if v is not None}
         if state in TERMINAL_STATES:
             item[TTL_ATTR] = int(time.time()) + self._ttl_s
         else:

@@ -1,0 +1,258 @@
+"""Copy a finished Kling video into S3: only from allowed hosts, streamed, checked, never half-written.
+
+Memory stays at a few multipart parts whatever the video's size: the HTTP body is read in chunks
+by boto3's managed transfer (upload_fileobj), hashed and counted on the way through. A failed or
+cut stream aborts the multipart upload, so no partial object ever becomes visible.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import ipaddress
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from boto3.s3.transfer import TransferConfig
+
+MP4_BOX_TYPE = b"ftyp"
+MAX_REDIRECTS = 3
+PART_SIZE = 8 * 1024 * 1024
+
+
+class DownloadRefusedError(Exception):
+    """Final: retrying cannot help (host not allowed, not an MP4, too large, link expired)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TransientDownloadError(Exception):
+    """Worth retrying: the connection dropped, the CDN answered 5xx, a timeout."""
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """Where videos may come from. `local_http_hosts` is honoured only outside production."""
+
+    allowed_hosts: tuple[str, ...]
+    max_bytes: int
+    production: bool = True
+    local_http_hosts: tuple[str, ...] = ()
+    timeout_s: float = 30.0
+
+    @classmethod
+    def from_setting(cls, allowed: str, *, max_bytes: int, production: bool) -> DownloadPolicy:
+        """`*.klingai.com,http://127.0.0.1:8766`: patterns are https hosts; http:// entries are local-only."""
+        hosts: list[str] = []
+        http_hosts: list[str] = []
+        for entry in (e.strip().lower() for e in allowed.split(",")):
+            if not entry:
+                continue
+            if entry.startswith("http://"):
+                http_hosts.append(entry.removeprefix("http://").rstrip("/"))
+            else:
+                hosts.append(entry.removeprefix("https://").rstrip("/"))
+        return cls(tuple(hosts), max_bytes, production, tuple(http_hosts) if not production else (), timeout_s=30.0)
+
+
+def check_url(url: str, policy: DownloadPolicy) -> None:
+    """Refuse anything but an allowed host; in production also IP literals and internal addresses."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise DownloadRefusedError("URL_NOT_ALLOWED", f"the video URL has no host: {_safe(url)}")
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    if parts.scheme == "http" and netloc in policy.local_http_hosts:
+        return  # the local stack's simulator, allowed explicitly by configuration
+    if parts.scheme != "https":
+        raise DownloadRefusedError("URL_NOT_ALLOWED", f"only https video URLs are fetched, not {parts.scheme}://")
+    if _is_ip_literal(host):
+        raise DownloadRefusedError("URL_NOT_ALLOWED", f"IP address hosts are not fetched ({host})")
+    if not any(fnmatch.fnmatchcase(host, pattern) for pattern in policy.allowed_hosts):
+        raise DownloadRefusedError(
+            "URL_NOT_ALLOWED",
+            f"host {host} is not in the download allow-list ({', '.join(policy.allowed_hosts) or 'empty'}); "
+            "add it to the AllowedDownloadHosts parameter if Kling serves videos from it",
+        )
+    if policy.production:
+        for address in _resolve(host, parts.port or 443):
+            if not address.is_global:
+                raise DownloadRefusedError(
+                    "URL_NOT_ALLOWED", f"host {host} resolves to a non-public address ({address}); refused"
+                )
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise TransientDownloadError(f"cannot resolve {host}: {exc}") from exc
+    return [ipaddress.ip_address(info[4][0]) for info in infos]
+
+
+def _safe(url: str) -> str:
+    """A URL for logs and messages: no query string (CDN signatures live there)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+@dataclass(frozen=True)
+class StoredVideo:
+    bucket: str
+    key: str
+    size: int
+    sha256: str
+    content_type: str
+
+    @property
+    def s3_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class _HashingReader(io.RawIOBase):
+    """A file-like view of the HTTP body for upload_fileobj: checks, counts and hashes as it goes."""
+
+    def __init__(self, chunks: Iterator[bytes], max_bytes: int, expected_size: int | None = None) -> None:
+        self._chunks = chunks
+        self._expected_size = expected_size
+        self._buffer = b""
+        self._max_bytes = max_bytes
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self._checked_header = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                if not self._checked_header:
+                    self._check_header(b"")
+                if self._expected_size is not None and self.size != self._expected_size:
+                    # Raised before the upload completes, so the short object never becomes visible.
+                    raise TransientDownloadError(
+                        f"the video stream ended at {self.size} of {self._expected_size} bytes"
+                    ) from None
+                return 0
+            except httpx.HTTPError as exc:
+                raise TransientDownloadError(f"the video stream broke after {self.size} bytes: {exc}") from exc
+            self._take(chunk)
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def _take(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self._max_bytes:
+            raise DownloadRefusedError(
+                "VIDEO_TOO_LARGE", f"the video is larger than the {self._max_bytes}-byte limit (MaxVideoBytes)"
+            )
+        self.sha256.update(chunk)
+        self._buffer = chunk
+        if not self._checked_header:
+            self._check_header(chunk)
+
+    def _check_header(self, first: bytes) -> None:
+        self._checked_header = True
+        if len(first) < 8 or first[4:8] != MP4_BOX_TYPE:
+            raise DownloadRefusedError(
+                "NOT_MP4", "the downloaded file is not an MP4 video (no 'ftyp' box at the start)"
+            )
+
+
+def stream_to_s3(
+    url: str,
+    *,
+    bucket: str,
+    key: str,
+    policy: DownloadPolicy,
+    s3: Any,
+    metadata: dict[str, str],
+    http: httpx.Client | None = None,
+) -> StoredVideo:
+    """Fetch `url` (following redirects only to allowed hosts) and stream it to s3://bucket/key."""
+    client = http or httpx.Client(timeout=httpx.Timeout(policy.timeout_s, connect=10.0))
+    try:
+        with _open_checked(client, url, policy) as response:
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > policy.max_bytes:
+                raise DownloadRefusedError(
+                    "VIDEO_TOO_LARGE",
+                    f"the video is {declared} bytes, over the {policy.max_bytes}-byte limit (MaxVideoBytes)",
+                )
+            expected = int(declared) if declared and declared.isdigit() else None
+            reader = _HashingReader(response.iter_bytes(1024 * 1024), policy.max_bytes, expected)
+            s3.upload_fileobj(
+                io.BufferedReader(reader, buffer_size=1024 * 1024),
+                bucket,
+                key,
+                ExtraArgs={"ContentType": "video/mp4", "Metadata": metadata},
+                Config=TransferConfig(
+                    multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=2, use_threads=True
+                ),
+            )
+    except httpx.HTTPError as exc:
+        raise TransientDownloadError(f"fetching {_safe(url)} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if http is None:
+            client.close()
+    return StoredVideo(bucket, key, reader.size, reader.sha256.hexdigest(), "video/mp4")
+
+
+class _open_checked:
+    """GET with redirects followed by hand, each hop checked against the policy."""
+
+    def __init__(self, client: httpx.Client, url: str, policy: DownloadPolicy) -> None:
+        self._client = client
+        self._url = url
+        self._policy = policy
+        self._response: httpx.Response | None = None
+
+    def __enter__(self) -> httpx.Response:
+        url = self._url
+        for _ in range(MAX_REDIRECTS + 1):
+            check_url(url, self._policy)
+            request = self._client.build_request("GET", url)
+            response = self._client.send(request, stream=True, follow_redirects=False)
+            if response.is_redirect:
+                location = response.headers.get("location", "")
+                response.close()
+                url = urljoin(url, location)
+                continue
+            if response.status_code in (401, 403, 404, 410):
+                response.close()
+                raise DownloadRefusedError(
+                    "VIDEO_URL_EXPIRED",
+                    f"the CDN answered {response.status_code} for {_safe(url)}: the result link has expired or "
+                    "was revoked (Kling keeps results for 30 days); resubmit the job",
+                )
+            if response.status_code >= 400:
+                response.close()
+                raise TransientDownloadError(f"the CDN answered {response.status_code} for {_safe(url)}")
+            self._response = response
+            return response
+        raise DownloadRefusedError("TOO_MANY_REDIRECTS", f"more than {MAX_REDIRECTS} redirects from {_safe(url)}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._response is not None:
+            self._response.close()

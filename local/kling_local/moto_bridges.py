@@ -1,0 +1,48 @@
+"""Small corrections to moto where it differs from AWS in ways this pipeline depends on.
+
+Applied by the local stack and by the integration tests, so both run the same engine. Each bridge
+names the AWS behaviour it restores; remove one when moto does it itself.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+@cache
+def _input_members(service_name: str, api_action: str) -> dict[str, str]:
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model(service_name)
+    operation = model.operation_model(api_action[:1].upper() + api_action[1:])
+    shape = operation.input_shape
+    return {name.lower(): name for name in (shape.members if shape is not None else {})}
+
+
+@cache
+def apply_aws_sdk_parameter_case() -> None:
+    """AWS SDK integrations take PascalCase parameters even where the API is camelCase
+    (`aws-sdk:sfn:sendTaskSuccess` with `TaskToken`); moto hands them to botocore as written, which
+    rejects them. Map each top-level key to the API's own member name, as Step Functions does."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    original = StateTaskServiceAwsSdk._eval_service_task
+
+    def _eval_service_task(self: Any, *args: Any, **kwargs: Any) -> Any:
+        members = _input_members(self._get_boto_service_name(), self.resource.api_action)
+        parameters = kwargs.get("normalised_parameters", args[2] if len(args) > 2 else {})
+        fixed = {members.get(key.lower(), key): value for key, value in parameters.items()}
+        if "normalised_parameters" in kwargs:
+            kwargs["normalised_parameters"] = fixed
+        else:
+            args = (*args[:2], fixed, *args[3:])
+        return original(self, *args, **kwargs)
+
+    StateTaskServiceAwsSdk._eval_service_task = _eval_service_task  # type: ignore[method-assign]
+
+
+def apply_all() -> None:
+    apply_aws_sdk_parameter_case()

@@ -1,0 +1,265 @@
+"""The completion path on moto (Step Functions executing the real ASL) + the Kling simulator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import pytest
+from kling_pipeline.jobs import Job
+from kling_pipeline.models import JobState, KlingTask
+
+from tests.integration.conftest import Completion
+from tests.support.sqs_driver import drive_queue
+
+S = JobState
+
+
+def submitted(completion: Completion, job_id: str, **request: Any) -> Job:
+    pipeline = completion.pipeline
+    handler = pipeline.submit_handler(
+        **{k: v for k, v in __import__("os").environ.items() if k in ("ALLOWED_DOWNLOAD_HOSTS",)}
+    )
+    pipeline.send({"job_id": job_id, "prompt": f"video for {job_id}", **request})
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: (
+            (j := pipeline.store.find(job_id)) is not None and j.state is not S.QUEUED and j.state is not S.SUBMITTING
+        ),
+    )
+    return pipeline.store.get(job_id)
+
+
+def kling_task(completion: Completion, job: Job, status: str, timeout_s: float = 30) -> KlingTask:
+    client = completion.pipeline.kling()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert job.task_id
+        task = client.get_task(job.kind, job.task_id)
+        if task.task_status == status:
+            return task
+        time.sleep(0.05)
+    raise TimeoutError(f"task never reached {status}")
+
+
+def as_callback_body(task: KlingTask) -> dict[str, Any]:
+    return task.model_dump(mode="json", exclude_none=True)
+
+
+def finish(completion: Completion, job_id: str) -> tuple[Job, dict[str, Any]]:
+    """Run the job to a finished Kling task, deliver the succeed callback, wait for the workflow."""
+    job = submitted(completion, job_id)
+    task = kling_task(completion, job, "succeed")
+    response = completion.callback(job_id, as_callback_body(task))
+    assert response["statusCode"] == 200, response
+    execution = completion.wait_for_execution(job_id)
+    return completion.pipeline.store.get(job_id), execution
+
+
+def test_happy_path_stores_the_video_and_announces_it(completion: Completion) -> None:
+    job, execution = finish(completion, "done-1")
+    assert execution["status"] == "SUCCEEDED", execution
+    assert job.state is S.COMPLETED
+    assert job.s3_uri == f"s3://{completion.bucket}/videos/done-1.mp4"
+    body = completion.s3.get_object(Bucket=completion.bucket, Key="videos/done-1.mp4")
+    data = body["Body"].read()
+    assert len(data) == 300_000
+    assert data[4:8] == b"ftyp"
+    assert body["ContentType"] == "video/mp4"
+    assert body["Metadata"]["job-id"] == "done-1"
+    stored = job.model_extra or {}
+    assert stored["sha256"] == hashlib.sha256(data).hexdigest()
+    assert stored["video_size"] == 300_000
+    assert "live" not in stored  # finished jobs leave the poller's index
+    assert [h.state for h in job.history][-3:] == [S.SUBMITTED, S.DOWNLOADING, S.COMPLETED]
+    events = completion.events()
+    assert [e["detail-type"] for e in events] == ["Video Completed"]
+    assert events[0]["detail"]["s3_uri"] == job.s3_uri
+    assert events[0]["detail"]["job_id"] == "done-1"
+
+
+def test_duplicate_and_out_of_order_callbacks_change_nothing(completion: Completion) -> None:
+    job = submitted(completion, "dup-cb")
+    done = kling_task(completion, job, "succeed")
+    gets_before = completion.pipeline.sim.stats()["gets_per_task"].get(done.task_id, 0)
+    for _ in range(3):
+        assert completion.callback("dup-cb", as_callback_body(done))["statusCode"] == 200
+    completion.wait_for_execution("dup-cb")
+    late = as_callback_body(done) | {"task_status": "processing", "task_result": None}
+    answer = completion.callback("dup-cb", late)
+    assert answer["statusCode"] == 200
+    assert completion.pipeline.store.get("dup-cb").state is S.COMPLETED
+    assert len(completion.executions()) == 1
+    # at most one Kling GET for this job on the callback path, however many callbacks came
+    gets_after = completion.pipeline.sim.stats()["gets_per_task"].get(done.task_id, 0)
+    assert gets_after - gets_before == 1
+
+
+def test_forged_token_is_refused_and_changes_nothing(completion: Completion) -> None:
+    job = submitted(completion, "forged")
+    before = completion.pipeline.sim.stats()["calls_total"]
+    fake = {
+        "task_id": job.task_id,
+        "task_status": "succeed",
+        "task_result": {"videos": [{"id": "v", "url": "https://evil.example.com/x.mp4"}]},
+    }
+    for token in ("0" * 64, None, ""):
+        response = completion.callback("forged", fake, token=token)
+        assert response["statusCode"] == 401
+    assert completion.pipeline.store.get("forged").version == job.version
+    assert completion.pipeline.sim.stats()["calls_total"] == before  # no Kling call
+    assert completion.executions() == []
+
+
+def test_callback_for_an_unknown_job_is_404(completion: Completion) -> None:
+    response = completion.callback("nobody-home", {"task_id": "1", "task_status": "succeed"})
+    assert response["statusCode"] == 404
+    assert completion.pipeline.store.find("nobody-home") is None
+
+
+def test_malformed_and_oversized_bodies_are_refused(completion: Completion) -> None:
+    job = submitted(completion, "garbled")
+    assert completion.callback("garbled", "{not json")["statusCode"] == 400
+    assert completion.callback("garbled", {"task_status": "succeed"})["statusCode"] == 400
+    assert completion.callback("garbled", "x" * 70_000)["statusCode"] == 413
+    assert completion.pipeline.store.get("garbled").version == job.version
+
+
+def test_a_lying_body_loses_to_the_get(completion: Completion) -> None:
+    """The body claims success with a foreign URL while Kling is still working: nothing downloads."""
+    completion.pipeline.sim.configure(generation_min_s=3000, generation_max_s=3000)
+    job = submitted(completion, "liar")
+    lie = {
+        "task_id": job.task_id,
+        "task_status": "succeed",
+        "task_result": {"videos": [{"id": "v", "url": "https://evil.example.com/x.mp4"}]},
+    }
+    assert completion.callback("liar", lie)["statusCode"] == 200
+    after = completion.pipeline.store.get("liar")
+    assert after.state in (S.SUBMITTED, S.PROCESSING)
+    assert after.video_url is None
+    assert completion.executions() == []
+
+
+def test_a_lying_url_is_replaced_by_klings(completion: Completion) -> None:
+    job = submitted(completion, "liar-url")
+    real = kling_task(completion, job, "succeed")
+    lie = as_callback_body(real)
+    lie["task_result"] = {"videos": [{"id": "v", "url": "https://evil.example.com/x.mp4"}]}
+    assert completion.callback("liar-url", lie)["statusCode"] == 200
+    completion.wait_for_execution("liar-url")
+    done = completion.pipeline.store.get("liar-url")
+    assert done.state is S.COMPLETED
+    assert real.first_video is not None and done.video_url == real.first_video.url
+
+
+def failed_download(completion: Completion, job_id: str) -> Job:
+    job, execution = finish(completion, job_id)
+    assert execution["status"] == "FAILED"
+    assert job.state is S.FAILED
+    assert completion.s3.list_objects_v2(Bucket=completion.bucket).get("KeyCount", 0) == 0
+    assert [e["detail-type"] for e in completion.events()] == ["Video Failed"]
+    return job
+
+
+def test_download_host_not_allowed(completion: Completion, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALLOWED_DOWNLOAD_HOSTS", "*.klingai.com")
+    job = failed_download(completion, "foreign-host")
+    assert job.error_code == "URL_NOT_ALLOWED"
+    assert job.error_message and "https" in job.error_message
+
+
+def test_redirect_to_a_foreign_host_is_refused(completion: Completion) -> None:
+    completion.pipeline.sim.configure(cdn_redirect_url="https://evil.example.com/video.mp4")
+    job = failed_download(completion, "redirected")
+    assert job.error_code == "URL_NOT_ALLOWED"
+    assert "evil.example.com" in (job.error_message or "")
+
+
+def test_non_mp4_body_is_refused(completion: Completion) -> None:
+    completion.pipeline.sim.configure(cdn_body="html")
+    assert failed_download(completion, "not-video").error_code == "NOT_MP4"
+
+
+def test_size_cap_is_enforced_while_streaming(completion: Completion, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_VIDEO_BYTES", "100000")
+    job = failed_download(completion, "too-big")
+    assert job.error_code == "VIDEO_TOO_LARGE"
+
+
+def test_a_stream_cut_mid_body_is_retried_to_success(completion: Completion) -> None:
+    sim = completion.pipeline.sim
+    job = submitted(completion, "flaky-cdn")
+    task = kling_task(completion, job, "succeed")
+    sim.configure(cdn_drop_rate=1.0, cdn_drop_after_bytes=100_000)
+    assert completion.callback("flaky-cdn", as_callback_body(task))["statusCode"] == 200
+    deadline = time.monotonic() + 30
+    while sim.stats()["cdn"].get("downloads_dropped", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.stats()["cdn"].get("downloads_dropped", 0) >= 1
+    assert completion.s3.list_objects_v2(Bucket=completion.bucket).get("KeyCount", 0) == 0  # nothing half-written
+    sim.configure(cdn_drop_rate=0.0)
+    execution = completion.wait_for_execution("flaky-cdn")
+    assert execution["status"] == "SUCCEEDED"
+    assert completion.pipeline.store.get("flaky-cdn").state is S.COMPLETED
+    downloads = [name for name, _ in completion.invocations if name == "DownloadFunction"]
+    assert len(downloads) >= 2
+
+
+CALLER_ASL = {
+    "StartAt": "MakeVideo",
+    "States": {
+        "MakeVideo": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {
+                "QueueUrl": "QUEUE_URL",
+                "MessageBody": {"job_id.$": "$.job_id", "prompt.$": "$.prompt", "task_token.$": "$$.Task.Token"},
+            },
+            "End": True,
+        }
+    },
+}
+
+
+@pytest.mark.parametrize("outcome", ["success", "failure"])
+def test_a_waiting_step_functions_caller_is_resumed(completion: Completion, outcome: str) -> None:
+    pipeline = completion.pipeline
+    if outcome == "failure":
+        pipeline.sim.configure(cdn_body="html")
+    definition = json.dumps(CALLER_ASL).replace("QUEUE_URL", pipeline.queue_url)
+    caller = completion.sfn.create_state_machine(
+        name="caller", definition=definition, roleArn="arn:aws:iam::123456789012:role/fn"
+    )["stateMachineArn"]
+    completion.sfn.start_execution(
+        stateMachineArn=caller, name="order-7", input=json.dumps({"job_id": "waited", "prompt": "a blue kite"})
+    )
+    handler = pipeline.submit_handler()
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: (j := pipeline.store.find("waited")) is not None and j.state is S.SUBMITTED,
+    )
+    job = pipeline.store.get("waited")
+    assert job.request.get("task_token")
+    task = kling_task(completion, job, "succeed")
+    assert completion.callback("waited", as_callback_body(task))["statusCode"] == 200
+    completion.wait_for_execution("waited")
+    deadline = time.monotonic() + 30
+    arn = caller.replace(":stateMachine:", ":execution:") + ":order-7"
+    while (result := completion.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the caller was never resumed"
+        time.sleep(0.1)
+    if outcome == "success":
+        assert result["status"] == "SUCCEEDED"
+        output = json.loads(result["output"])
+        assert output["s3_uri"] == f"s3://{completion.bucket}/videos/waited.mp4"
+        assert output["state"] == "COMPLETED"
+    else:
+        assert result["status"] == "FAILED"
+        assert result.get("error") == "NOT_MP4"
