@@ -154,6 +154,7 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
             S.DOWNLOADING,
             {
                 "kling_status": status,
+                "kling_finished_at": task.updated_at,
                 "video_url": video.url,
                 "kling_video_id": video.id,
                 "video_duration": video.duration,
@@ -166,6 +167,7 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
             S.FAILED,
             {
                 "kling_status": status,
+                "kling_finished_at": task.updated_at,
                 "error_code": "KLING_TASK_FAILED",
                 "error_message": f"Kling could not generate the video: {task.task_status_msg or 'no reason given'}",
                 "units_charged": task.final_unit_deduction,

@@ -1,0 +1,68 @@
+"""Which video URLs the download function fetches: allowed https hosts only, never internal addresses."""
+
+import pytest
+
+from kling_pipeline.download import DownloadPolicy, DownloadRefusedError, check_url
+
+PRODUCTION = DownloadPolicy.from_setting("*.klingai.com,*.kechuangai.com", max_bytes=10**9, production=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://cdn.klingai.com/bs2/upload-kling-api/1/text2video/x-0_raw_video_1.mp4?x-kcdn-pid=1&pkey=2",
+        "https://v15-kling.klingai.com/a.mp4",
+        "https://s21-kling.kechuangai.com/a.mp4",
+    ],
+)
+def test_kling_cdn_hosts_pass_the_host_check(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No network here: make the name resolve to a public address, as it does on AWS.
+    monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: [(2, 1, 6, "", ("13.32.0.1", 443))])
+    check_url(url, PRODUCTION)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://cdn.klingai.com/a.mp4", "https"),
+        ("https://evil.example.com/a.mp4", "allow-list"),
+        ("https://klingai.com.evil.example/a.mp4", "allow-list"),
+        ("https://169.254.169.254/latest/meta-data/", "IP address"),
+        ("https://127.0.0.1/a.mp4", "IP address"),
+        ("https://[::1]/a.mp4", "IP address"),
+        ("https://10.0.0.8/a.mp4", "IP address"),
+        ("ftp://cdn.klingai.com/a.mp4", "https"),
+        ("https:///a.mp4", "no host"),
+    ],
+)
+def test_hostile_urls_are_refused(url: str, words: str) -> None:
+    with pytest.raises(DownloadRefusedError) as info:
+        check_url(url, PRODUCTION)
+    assert info.value.code == "URL_NOT_ALLOWED"
+    assert words in info.value.message
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.1.2.3", "192.168.0.5", "::1"])
+def test_allowed_name_resolving_inward_is_refused_in_production(
+    address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: [(2, 1, 6, "", (address, 443))])
+    with pytest.raises(DownloadRefusedError, match="non-public"):
+        check_url("https://cdn.klingai.com/a.mp4", PRODUCTION)
+
+
+def test_local_http_hosts_work_only_outside_production() -> None:
+    local = DownloadPolicy.from_setting("*.klingai.com,http://127.0.0.1:8766", max_bytes=10**9, production=False)
+    check_url("http://127.0.0.1:8766/bs2/v.mp4", local)
+    with pytest.raises(DownloadRefusedError):
+        check_url("http://127.0.0.1:9999/bs2/v.mp4", local)  # another port is another host
+    strict = DownloadPolicy.from_setting("*.klingai.com,http://127.0.0.1:8766", max_bytes=10**9, production=True)
+    assert strict.local_http_hosts == ()
+    with pytest.raises(DownloadRefusedError):
+        check_url("http://127.0.0.1:8766/bs2/v.mp4", strict)
+
+
+def test_refusal_messages_do_not_leak_cdn_signatures() -> None:
+    with pytest.raises(DownloadRefusedError) as info:
+        check_url("http://cdn.klingai.com/a.mp4?pkey=SECRET-SIGNATURE", PRODUCTION)
+    assert "SECRET-SIGNATURE" not in info.value.message
