@@ -1,0 +1,103 @@
+"""Where the pipeline is: the local stack (found by its state file), a deployed stack, or given URLs.
+
+Every producer/operator command goes through here, so the same commands work locally and on AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from kling_pipeline.store import JobStore
+
+from kling_local.stack.stack import read_state_file
+
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # moto accepts any
+
+
+class ConnectionError_(RuntimeError):
+    """Nothing to talk to, or no permission to: the message says what to do."""
+
+
+@dataclass
+class PipelineConnection:
+    queue_url: str
+    dead_letter_queue_url: str
+    table: str
+    bucket: str
+    region: str
+    endpoint_url: str | None = None  # moto's, for the local stack
+    where: str = ""
+
+    def client(self, service: str) -> Any:
+        kwargs: dict[str, Any] = {"region_name": self.region}
+        if self.endpoint_url:
+            kwargs |= {"endpoint_url": self.endpoint_url, **LOCAL_CREDENTIALS}
+        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+
+    def store(self) -> JobStore:
+        kwargs: dict[str, Any] = {"region_name": self.region}
+        if self.endpoint_url:
+            kwargs |= {"endpoint_url": self.endpoint_url, **LOCAL_CREDENTIALS}
+        return JobStore(self.table, dynamodb=boto3.resource("dynamodb", **kwargs))
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the pipeline runs (default: the local stack started from here)")
+    group.add_argument("--stack-name", help="a deployed stack: read its outputs from CloudFormation")
+    group.add_argument("--region", default=None, help="AWS region of the deployed stack")
+    group.add_argument("--queue-url", help="JobsQueue URL (with --table/--bucket instead of --stack-name)")
+    group.add_argument("--dlq-url", help="JobsDeadLetterQueue URL")
+    group.add_argument("--table", help="JobsTable name")
+    group.add_argument("--bucket", help="VideoBucket name")
+    group.add_argument("--project-root", type=Path, default=Path(), help="where `local up` was started (.)")
+
+
+def connect(args: argparse.Namespace) -> PipelineConnection:
+    if args.stack_name:
+        return _from_stack(args.stack_name, args.region)
+    if args.queue_url or args.table:
+        missing = [flag for flag, value in (("--queue-url", args.queue_url), ("--table", args.table)) if not value]
+        if missing:
+            raise ConnectionError_(f"give {' and '.join(missing)} too, or use --stack-name")
+        return PipelineConnection(
+            args.queue_url, args.dlq_url or "", args.table, args.bucket or "",
+            args.region or boto3.session.Session().region_name or "us-east-1", where="given URLs",
+        )
+    state = read_state_file(args.project_root.resolve())
+    if state is None:
+        raise ConnectionError_(
+            "no pipeline found: start the local one with `kling-pipeline local up` (in another terminal), "
+            "or point at a deployed stack with --stack-name NAME"
+        )
+    return PipelineConnection(
+        state["jobs_queue_url"], state["dead_letter_queue_url"], state["jobs_table"], state["video_bucket"],
+        state.get("region", "us-east-1"), endpoint_url=state["moto_endpoint"], where="local stack",
+    )
+
+
+def _from_stack(stack_name: str, region: str | None) -> PipelineConnection:
+    try:
+        cloudformation = boto3.client("cloudformation", region_name=region)
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    except NoCredentialsError as exc:
+        raise ConnectionError_(
+            "AWS credentials not found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        ) from exc
+    except ClientError as exc:
+        raise ConnectionError_(f"cannot read stack {stack_name}: {exc.response['Error']['Message']}") from exc
+    except BotoCoreError as exc:
+        raise ConnectionError_(f"cannot reach CloudFormation: {exc}") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    needed = ("JobsQueueUrl", "JobsDeadLetterQueueUrl", "JobsTableName", "VideoBucketName")
+    missing = [key for key in needed if key not in outputs]
+    if missing:
+        raise ConnectionError_(f"stack {stack_name} has no outputs {', '.join(missing)}: is it this project's?")
+    return PipelineConnection(
+        outputs["JobsQueueUrl"], outputs["JobsDeadLetterQueueUrl"], outputs["JobsTableName"],
+        outputs["VideoBucketName"], cloudformation.meta.region_name, where=f"stack {stack_name}",
+    )

@@ -1,0 +1,309 @@
+"""`kling-pipeline demo`: the project's main job on one machine.
+
+Starts the local stack (template.yaml in moto, the functions, the Kling simulator), sends a batch of
+video requests, shows live progress, and ends with an honest summary: what completed, what failed
+and why, what is still live ("lost" until the stale-job poller exists), what Kling was asked and
+charged, and how long a finished video waited before it was in S3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from kling_pipeline.jobs import Job
+from kling_pipeline.models import JobState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kling_local.connection import PipelineConnection
+from kling_local.operator import UsageError, read_jobs_file, send_jobs, validate_jobs
+from kling_local.sim import SimConfig
+from kling_local.stack import LocalStack, StackOptions
+
+S = JobState
+
+
+@dataclass
+class DemoSummary:
+    jobs: int
+    completed: int
+    failed: int
+    timed_out: int
+    lost: int
+    kling_creates: int | None
+    kling_gets: int | None
+    kling_calls_per_job: float | None
+    s3_objects: int
+    notice_p50_s: float | None
+    notice_p95_s: float | None
+    units_charged: float | None
+    duration_s: float
+    bucket: str
+    failures: list[dict[str, str]] = field(default_factory=list)
+    lost_jobs: list[dict[str, str]] = field(default_factory=list)
+    out_dir: str | None = None
+    function_cold_starts: dict[str, int] = field(default_factory=dict)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run a batch of videos end to end on the local stack (no AWS account, no Kling keys)"
+    )
+    parser.add_argument("--jobs-file", type=Path, help="JSONL or CSV of jobs (default: 20 bundled requests)")
+    parser.add_argument("--count", type=int, default=None, help="send this many jobs (cycling the file)")
+    parser.add_argument("--out", type=Path, help="copy the finished videos into this folder (e.g. out/)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting after this many seconds")
+    parser.add_argument("--stall", type=float, default=20.0,
+                        help="stop early when nothing has moved for this long and Kling has nothing running")
+    knobs = parser.add_argument_group("the Kling simulator's faults and limits")
+    knobs.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
+    knobs.add_argument("--concurrency", type=int, default=5, help="Kling account concurrency limit (1303 past it)")
+    knobs.add_argument("--fail-rate", type=float, default=0.0, help="share of tasks Kling fails")
+    knobs.add_argument("--callback-loss", type=float, default=0.0, help="share of callbacks never delivered")
+    knobs.add_argument("--callback-dup", type=float, default=0.0, help="share of callbacks delivered twice")
+    knobs.add_argument("--callback-reorder", type=float, default=0.0, help="share of callbacks delivered late")
+    knobs.add_argument("--error-rate", type=float, default=0.0, help="share of API calls answered 5000-5002")
+    knobs.add_argument("--rate-limit", type=float, default=0.0, help="requests per second before 1302 (0 = none)")
+    knobs.add_argument("--video-size", type=int, default=2_000_000, help="bytes per generated video")
+    knobs.add_argument("--cdn-drop-rate", type=float, default=0.0, help="share of downloads cut mid-body")
+    knobs.add_argument("--seed", type=int, default=None, help="make the simulator's randomness repeatable")
+    parser.add_argument("--kling-url", help="a real (or other Kling-compatible) API instead of the simulator; "
+                        "keys from KLING_ACCESS_KEY / KLING_SECRET_KEY")
+    parser.add_argument("--project-root", type=Path, default=Path())
+    parser.set_defaults(handler=run)
+
+
+def sim_config_from(args: argparse.Namespace) -> SimConfig:
+    return SimConfig(
+        access_key=f"demo-{secrets.token_hex(6)}",
+        secret_key=secrets.token_urlsafe(32),
+        speed=args.speed,
+        concurrency_limit=args.concurrency,
+        fail_rate=args.fail_rate,
+        callback_loss_rate=args.callback_loss,
+        callback_dup_rate=args.callback_dup,
+        callback_reorder_rate=args.callback_reorder,
+        error_5xx_rate=args.error_rate,
+        rate_limit_per_s=args.rate_limit,
+        video_size_bytes=args.video_size,
+        cdn_drop_rate=args.cdn_drop_rate,
+        seed=args.seed,
+    )
+
+
+def load_jobs(jobs_file: Path | None, count: int | None, run_id: str) -> list[dict[str, Any]]:
+    if jobs_file is None:
+        bundled = resources.files("kling_local") / "data" / "demo_jobs.jsonl"
+        jobs = [json.loads(line) for line in bundled.read_text(encoding="utf-8").splitlines() if line.strip()]
+        source = "bundled jobs"
+    else:
+        jobs = read_jobs_file(jobs_file)
+        source = str(jobs_file)
+    if not jobs:
+        raise UsageError(f"{source}: no jobs")
+    if count is not None:
+        jobs = [dict(jobs[i % len(jobs)]) for i in range(count)]
+    for number, job in enumerate(jobs, start=1):
+        job.setdefault("job_id", f"demo-{run_id}-{number:03d}")
+    return validate_jobs(jobs, source)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=args.json)
+    run_id = datetime.now().strftime("%H%M%S") + uuid.uuid4().hex[:4]
+    try:
+        jobs = load_jobs(args.jobs_file, args.count, run_id)
+    except UsageError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    options = StackOptions(project_root=args.project_root, template_path=args.project_root / "template.yaml")
+    if args.kling_url:
+        options.kling_url = args.kling_url
+        options.kling_access_key = os.environ.get("KLING_ACCESS_KEY")
+        options.kling_secret_key = os.environ.get("KLING_SECRET_KEY")
+        if not options.kling_access_key or not options.kling_secret_key:
+            console.print("[red]error:[/red] --kling-url needs KLING_ACCESS_KEY and KLING_SECRET_KEY set")
+            return 2
+    else:
+        options.sim_config = sim_config_from(args)
+    with console.status("starting the local stack: template.yaml into moto, functions, Kling simulator..."):
+        stack = LocalStack(options).start()
+    try:
+        summary = drive_batch(stack, jobs, args, console)
+    finally:
+        stack.stop()
+    if args.json:
+        print(json.dumps(asdict(summary)))
+    else:
+        print_summary(summary, console)
+    return 0 if summary.lost == 0 else 1
+
+
+def connection_of(stack: LocalStack) -> PipelineConnection:
+    e = stack.endpoints
+    return PipelineConnection(
+        e["jobs_queue_url"], e["dead_letter_queue_url"], e["jobs_table"], e["video_bucket"],
+        e.get("region", "us-east-1"), endpoint_url=e["moto_endpoint"], where="local stack",
+    )
+
+
+def drive_batch(
+    stack: LocalStack, jobs: list[dict[str, Any]], args: argparse.Namespace, console: Console
+) -> DemoSummary:
+    connection = connection_of(stack)
+    store = connection.store()
+    started = time.monotonic()
+    job_ids = send_jobs(connection, jobs)
+    current: dict[str, Job] = {}
+    last_change = time.monotonic()
+    with Progress(
+        TextColumn("[bold]videos"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[states]}"),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=args.json,
+    ) as progress:
+        bar = progress.add_task("videos", total=len(job_ids), states="", rate="")
+        while True:
+            seen = read_jobs(store, job_ids)
+            if {k: v.version for k, v in seen.items()} != {k: v.version for k, v in current.items()}:
+                last_change = time.monotonic()
+            current = seen
+            counts = Counter(job.state.value for job in current.values())
+            finished = sum(1 for job in current.values() if job.is_terminal)
+            elapsed = time.monotonic() - started
+            progress.update(
+                bar, completed=finished,
+                states="  ".join(f"{state.lower()} {n}" for state, n in sorted(counts.items())),
+                rate=f"{counts.get('COMPLETED', 0) / elapsed * 60:.1f}/min",
+            )
+            if finished == len(job_ids):
+                break
+            if elapsed > args.timeout:
+                break
+            if time.monotonic() - last_change > args.stall and kling_idle(stack):
+                break  # nothing moves and Kling has nothing running: the rest is lost (see summary)
+            time.sleep(0.5)
+    return summarize(stack, connection, current, job_ids, time.monotonic() - started, args.out)
+
+
+def read_jobs(store: Any, job_ids: list[str]) -> dict[str, Job]:
+    return {job.job_id: job for job_id in job_ids if (job := store.find(job_id)) is not None}
+
+
+def kling_idle(stack: LocalStack) -> bool:
+    if stack.simulator is None:
+        return False
+    by_status = stack.simulator.stats()["tasks_by_status"]
+    running = int(by_status.get("submitted", 0)) + int(by_status.get("processing", 0))
+    return running == 0 and stack.wait_idle(timeout_s=1.0, settle_s=0.3)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 3)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 3)
+
+
+def summarize(
+    stack: LocalStack, connection: PipelineConnection, jobs: dict[str, Job], job_ids: list[str],
+    duration_s: float, out_dir: Path | None,
+) -> DemoSummary:
+    counts = Counter(job.state for job in jobs.values())
+    notice = []
+    for job in jobs.values():
+        finished_ms = (job.model_extra or {}).get("kling_finished_at")
+        completed_at = next((h.at for h in job.history if h.state is S.COMPLETED), None)
+        if job.state is S.COMPLETED and finished_ms and completed_at:
+            stored = datetime.fromisoformat(completed_at.replace("Z", "+00:00")).timestamp()
+            notice.append(max(0.0, stored - float(finished_ms) / 1000))
+    stats = stack.simulator.stats() if stack.simulator else None
+    creates = gets = None
+    units = None
+    if stats is not None:
+        calls: dict[str, int] = stats["calls"]
+        creates = int(stats["creates"]["accepted"])
+        gets = sum(n for name, n in calls.items() if name.startswith("GET"))
+        units = float(stats["units_charged_total"])
+    s3 = connection.client("s3")
+    objects = s3.list_objects_v2(Bucket=connection.bucket, Prefix="videos/").get("KeyCount", 0)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for job in jobs.values():
+            if job.state is S.COMPLETED and job.s3_uri:
+                bucket, _, key = job.s3_uri.removeprefix("s3://").partition("/")
+                s3.download_file(bucket, key, str(out_dir / f"{job.job_id}.mp4"))
+    missing = [job_id for job_id in job_ids if job_id not in jobs]
+    lost = [
+        {"job_id": job.job_id, "state": job.state.value, "task_id": job.task_id or ""}
+        for job in jobs.values() if not job.is_terminal
+    ] + [{"job_id": job_id, "state": "never recorded", "task_id": ""} for job_id in missing]
+    return DemoSummary(
+        jobs=len(job_ids),
+        completed=counts.get(S.COMPLETED, 0),
+        failed=counts.get(S.FAILED, 0),
+        timed_out=counts.get(S.TIMED_OUT, 0),
+        lost=len(lost),
+        kling_creates=creates,
+        kling_gets=gets,
+        kling_calls_per_job=round((creates + gets) / len(job_ids), 2) if creates is not None and gets is not None
+        else None,
+        s3_objects=int(objects),
+        notice_p50_s=percentile(notice, 50),
+        notice_p95_s=percentile(notice, 95),
+        units_charged=units,
+        duration_s=round(duration_s, 2),
+        bucket=connection.bucket,
+        failures=[
+            {"job_id": job.job_id, "error_code": job.error_code or "", "error_message": job.error_message or ""}
+            for job in jobs.values() if job.state in (S.FAILED, S.TIMED_OUT)
+        ],
+        lost_jobs=lost,
+        out_dir=str(out_dir) if out_dir else None,
+        function_cold_starts={name: s.get("cold_starts", 0) for name, s in stack.function_stats().items()},
+    )
+
+
+def print_summary(summary: DemoSummary, console: Console) -> None:
+    table = Table(title=f"{summary.jobs} video requests in {summary.duration_s:.1f} s", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("completed", f"[green]{summary.completed}[/green]")
+    table.add_row("failed", f"[red]{summary.failed}[/red]" if summary.failed else "0")
+    table.add_row("timed out", str(summary.timed_out))
+    table.add_row("lost (in no final state)", f"[red]{summary.lost}[/red]" if summary.lost else "0")
+    if summary.kling_creates is not None:
+        table.add_row("Kling calls", f"{summary.kling_creates} creates, {summary.kling_gets} gets "
+                      f"({summary.kling_calls_per_job} per job)")
+        table.add_row("units charged", f"{summary.units_charged:g}")
+    if summary.notice_p50_s is not None:
+        table.add_row("Kling 'succeed' -> in S3", f"p50 {summary.notice_p50_s:.2f} s, p95 {summary.notice_p95_s:.2f} s")
+    table.add_row("videos", f"{summary.s3_objects} objects in s3://{summary.bucket}/videos/ (local moto, gone on exit)")
+    if summary.out_dir:
+        table.add_row("copied to", summary.out_dir)
+    console.print(table)
+    if summary.failures:
+        reasons = Table("job", "code", "why", title="failed")
+        for failure in summary.failures:
+            reasons.add_row(failure["job_id"], failure["error_code"], failure["error_message"])
+        console.print(reasons)
+    if summary.lost:
+        console.print(
+            f"[red]{summary.lost} job(s) never reached a final state[/red] (their Kling callbacks were lost and "
+            "no poller reconciles them yet): " + ", ".join(j["job_id"] for j in summary.lost_jobs[:10])
+        )
+
+

@@ -1,0 +1,363 @@
+"""Commands for producers and operators: submit, status, list, watch, get, dlq.
+
+They talk to the pipeline only through its public surfaces (the queue, the table, the bucket, the
+DLQ), so they work the same against the local stack and a deployed stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from kling_pipeline.jobs import Job
+from kling_pipeline.models import JobRequest, JobState
+from kling_pipeline.submission import describe_validation_error
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
+
+console = Console()
+err = Console(stderr=True)
+
+
+class UsageError(RuntimeError):
+    """Bad input on the command line or in a jobs file: the message names the line and field."""
+
+
+def register(subparsers: Any) -> None:
+    submit = subparsers.add_parser("submit", help="send one job (flags) or many (--file JSONL/CSV) to the queue")
+    submit.add_argument("--file", type=Path, help="jobs as JSON lines or CSV (columns = job fields)")
+    submit.add_argument("--prompt")
+    submit.add_argument("--job-id", help="your idempotency key (default: the SQS message id)")
+    submit.add_argument("--kind", choices=["text2video", "image2video", "video-extend"])
+    submit.add_argument("--model")
+    submit.add_argument("--mode", choices=["std", "pro"])
+    submit.add_argument("--duration", choices=["5", "10"])
+    submit.add_argument("--aspect-ratio", choices=["16:9", "9:16", "1:1"])
+    submit.add_argument("--negative-prompt")
+    submit.add_argument("--image", help="image2video: an https URL or raw base64")
+    submit.add_argument("--video-id", help="video-extend: the id of a video from an earlier result")
+    submit.add_argument("--metadata", help="a JSON object stored with the job and its video")
+    submit.set_defaults(handler=_guarded(cmd_submit))
+
+    status = subparsers.add_parser("status", help="a job's state, history, and video or error")
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true", help="print the job as JSON")
+    status.set_defaults(handler=_guarded(cmd_status))
+
+    listing = subparsers.add_parser("list", help="jobs, optionally by state")
+    listing.add_argument("--state", action="append", choices=[s.value for s in JobState], help="repeatable")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_guarded(cmd_list))
+
+    watch = subparsers.add_parser("watch", help="live counts of jobs by state (Ctrl-C to stop)")
+    watch.add_argument("--interval", type=float, default=1.0)
+    watch.add_argument("--until-done", action="store_true", help="stop when no job is live")
+    watch.set_defaults(handler=_guarded(cmd_watch))
+
+    get = subparsers.add_parser("get", help="download a finished job's video")
+    get.add_argument("job_id")
+    get.add_argument("--out", type=Path, required=True, help="file to write (e.g. video.mp4)")
+    get.set_defaults(handler=_guarded(cmd_get))
+
+    dlq = subparsers.add_parser("dlq", help="show dead-lettered messages with their reasons; --redrive them")
+    dlq.add_argument("--redrive", action="store_true", help="send them back to the jobs queue")
+    dlq.add_argument("--message-id", action="append", help="only these messages (repeatable)")
+    dlq.add_argument("--max", type=int, default=100)
+    dlq.add_argument("--json", action="store_true")
+    dlq.set_defaults(handler=_guarded(cmd_dlq))
+
+    for parser in (submit, status, listing, watch, get, dlq):
+        add_connection_arguments(parser)
+
+
+def _guarded(command: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            result: int = command(args, connect(args))
+            return result
+        except (ConnectionError_, UsageError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            return 2
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- submit
+
+
+def read_jobs_file(path: Path) -> list[dict[str, Any]]:
+    """JSONL (one object per line) or CSV (a header of job fields; `metadata` as JSON)."""
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        rows = []
+        for row in csv.DictReader(text.splitlines()):
+            job: dict[str, Any] = {k: v for k, v in row.items() if k and v not in (None, "")}
+            if "metadata" in job:
+                try:
+                    job["metadata"] = json.loads(job["metadata"])
+                except ValueError as exc:
+                    raise UsageError(f"{path}: metadata must be a JSON object ({exc})") from exc
+            rows.append(job)
+        return rows
+    jobs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{path}:{number}: not JSON ({exc})") from exc
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}:{number}: each line must be a JSON object")
+        jobs.append(value)
+    return jobs
+
+
+def validate_jobs(jobs: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """All or nothing: a batch with a bad job is not sent, and every bad job is named."""
+    problems = []
+    for number, job in enumerate(jobs, start=1):
+        try:
+            JobRequest.model_validate(job)
+        except ValidationError as exc:
+            problems.append(f"{source} job {number}: {describe_validation_error(exc)}")
+    if problems:
+        raise UsageError("nothing sent; fix these first:\n  " + "\n  ".join(problems))
+    return jobs
+
+
+def send_jobs(connection: PipelineConnection, jobs: list[dict[str, Any]]) -> list[str]:
+    """Send in batches of 10; returns the job ids (the producer's, or the SQS message id)."""
+    sqs = connection.client("sqs")
+    job_ids: list[str] = []
+    for start in range(0, len(jobs), 10):
+        chunk = jobs[start : start + 10]
+        response = sqs.send_message_batch(
+            QueueUrl=connection.queue_url,
+            Entries=[{"Id": str(i), "MessageBody": json.dumps(job)} for i, job in enumerate(chunk)],
+        )
+        if response.get("Failed"):
+            reasons = "; ".join(f"job {start + int(f['Id']) + 1}: {f.get('Message')}" for f in response["Failed"])
+            raise UsageError(f"SQS refused some messages ({reasons}); {len(job_ids)} were sent before")
+        by_id = {int(s["Id"]): s["MessageId"] for s in response["Successful"]}
+        job_ids.extend(str(job.get("job_id") or by_id[i]) for i, job in enumerate(chunk))
+    return job_ids
+
+
+def cmd_submit(args: argparse.Namespace, connection: PipelineConnection) -> int:
+    if args.file:
+        jobs = read_jobs_file(args.file)
+        source = str(args.file)
+    else:
+        if not args.prompt and not args.image and not args.video_id:
+            raise UsageError("give --prompt (or --image / --video-id), or --file with many jobs")
+        job: dict[str, Any] = {
+            "prompt": args.prompt, "job_id": args.job_id, "kind": args.kind, "model": args.model,
+            "mode": args.mode, "duration": args.duration, "aspect_ratio": args.aspect_ratio,
+            "negative_prompt": args.negative_prompt, "image": args.image, "video_id": args.video_id,
+        }
+        if args.metadata:
+            try:
+                job["metadata"] = json.loads(args.metadata)
+            except ValueError as exc:
+                raise UsageError(f"--metadata must be a JSON object ({exc})") from exc
+        jobs = [{k: v for k, v in job.items() if v is not None}]
+        source = "command line"
+    for job_id in send_jobs(connection, validate_jobs(jobs, source)):
+        print(job_id)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- status
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    extra = job.model_extra or {}
+    return {
+        "job_id": job.job_id,
+        "state": job.state.value,
+        "kind": job.kind,
+        "prompt": job.request.get("prompt", ""),
+        "task_id": job.task_id,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "s3_uri": job.s3_uri,
+        "video_size": extra.get("video_size"),
+        "sha256": extra.get("sha256"),
+        "units_charged": job.units_charged,
+        "error_code": job.error_code,
+        "error_message": job.error_message,
+        "history": [h.model_dump(exclude_none=True) for h in job.history],
+    }
+
+
+def cmd_status(args: argparse.Namespace, connection: PipelineConnection) -> int:
+    job = connection.store().find(args.job_id)
+    if job is None:
+        raise UsageError(f"no job {args.job_id} in {connection.table} ({connection.where})")
+    summary = job_summary(job)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    console.print(f"[bold]{job.job_id}[/bold]  {_state_style(job.state)}  ({job.kind})")
+    console.print(f"prompt: {summary['prompt'][:200]}")
+    if job.task_id:
+        console.print(f"Kling task: {job.task_id}")
+    if job.s3_uri:
+        console.print(f"video: {job.s3_uri}  ({summary['video_size']} bytes, sha256 {summary['sha256']})")
+    if job.error_message:
+        console.print(f"[red]error {job.error_code}:[/red] {job.error_message}")
+    table = Table("state", "at", "by", "note", title="history")
+    for entry in job.history:
+        table.add_row(entry.state.value, entry.at, entry.by, entry.note or "")
+    console.print(table)
+    return 0
+
+
+def _state_style(state: JobState) -> str:
+    color = {"COMPLETED": "green", "FAILED": "red", "TIMED_OUT": "red"}.get(state.value, "yellow")
+    return f"[{color}]{state.value}[/{color}]"
+
+
+# ---------------------------------------------------------------------------------------------- list/watch
+
+
+def scan_jobs(connection: PipelineConnection, states: list[str] | None = None, limit: int = 0) -> list[dict[str, Any]]:
+    """A scan is fine for operator use (a few thousand jobs); the pipeline itself never scans."""
+    dynamodb = connection.client("dynamodb")
+    kwargs: dict[str, Any] = {
+        "TableName": connection.table,
+        "ProjectionExpression": "job_id, #s, updated_at, error_code, s3_uri",
+        "ExpressionAttributeNames": {"#s": "state"},
+    }
+    if states:
+        kwargs["FilterExpression"] = "#s IN (" + ", ".join(f":s{i}" for i in range(len(states))) + ")"
+        kwargs["ExpressionAttributeValues"] = {f":s{i}": {"S": s} for i, s in enumerate(states)}
+    items: list[dict[str, Any]] = []
+    for page in dynamodb.get_paginator("scan").paginate(**kwargs):
+        items.extend({k: next(iter(v.values())) for k, v in item.items()} for item in page["Items"])
+        if limit and len(items) >= limit:
+            break
+    items.sort(key=lambda item: str(item.get("updated_at", "")), reverse=True)
+    return items[:limit] if limit else items
+
+
+def cmd_list(args: argparse.Namespace, connection: PipelineConnection) -> int:
+    items = scan_jobs(connection, args.state, args.limit)
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    table = Table("job_id", "state", "updated_at", "video / error")
+    for item in items:
+        table.add_row(item["job_id"], item["state"], item.get("updated_at", ""),
+                      item.get("s3_uri") or item.get("error_code") or "")
+    console.print(table)
+    return 0
+
+
+def state_counts(connection: PipelineConnection) -> Counter[str]:
+    return Counter(item["state"] for item in scan_jobs(connection))
+
+
+def counts_table(counts: Counter[str]) -> Table:
+    table = Table(*[s.value for s in JobState], title="jobs by state")
+    table.add_row(*[str(counts.get(s.value, 0)) for s in JobState])
+    return table
+
+
+def cmd_watch(args: argparse.Namespace, connection: PipelineConnection) -> int:
+    try:
+        with Live(counts_table(state_counts(connection)), console=console, refresh_per_second=4) as live:
+            while True:
+                time.sleep(args.interval)
+                counts = state_counts(connection)
+                live.update(counts_table(counts))
+                live_jobs = sum(n for state, n in counts.items() if not JobState(state).is_terminal)
+                if args.until_done and live_jobs == 0:
+                    return 0
+    except KeyboardInterrupt:
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------- get
+
+
+def cmd_get(args: argparse.Namespace, connection: PipelineConnection) -> int:
+    job = connection.store().find(args.job_id)
+    if job is None:
+        raise UsageError(f"no job {args.job_id} ({connection.where})")
+    if job.state is not JobState.COMPLETED or not job.s3_uri:
+        detail = f": {job.error_message}" if job.error_message else ""
+        raise UsageError(f"job {args.job_id} is {job.state.value}, not COMPLETED{detail}")
+    bucket, _, key = job.s3_uri.removeprefix("s3://").partition("/")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    connection.client("s3").download_file(bucket, key, str(args.out))
+    print(f"{args.out} ({args.out.stat().st_size} bytes) from {job.s3_uri}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- dlq
+
+
+def cmd_dlq(args: argparse.Namespace, connection: PipelineConnection) -> int:
+    if not connection.dead_letter_queue_url:
+        raise UsageError("no dead-letter queue URL: give --dlq-url or use --stack-name")
+    sqs = connection.client("sqs")
+    seen: dict[str, dict[str, Any]] = {}
+    # Each receive hides what it returns for a while, so repeated receives walk the whole queue.
+    for _ in range(max(1, args.max // 10 + 1)):
+        messages = sqs.receive_message(
+            QueueUrl=connection.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30,
+            MessageAttributeNames=["All"], AttributeNames=["All"],
+        ).get("Messages", [])
+        fresh = [m for m in messages if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        for message in fresh:
+            seen[message["MessageId"]] = message
+    chosen = [m for m in seen.values() if not args.message_id or m["MessageId"] in args.message_id][: args.max]
+    rows = [
+        {
+            "message_id": m["MessageId"],
+            "job_id": m.get("MessageAttributes", {}).get("job_id", {}).get("StringValue"),
+            "reason": m.get("MessageAttributes", {}).get("failure_reason", {}).get("StringValue")
+            or f"failed {m.get('Attributes', {}).get('ApproximateReceiveCount', '?')} deliveries (see the logs)",
+            "body": m["Body"],
+        }
+        for m in chosen
+    ]
+    if args.redrive:
+        for message in chosen:
+            sqs.send_message(QueueUrl=connection.queue_url, MessageBody=message["Body"])
+            sqs.delete_message(QueueUrl=connection.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    else:
+        for message in chosen:  # make them visible again at once for the next look
+            sqs.change_message_visibility(
+                QueueUrl=connection.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    if args.json:
+        print(json.dumps({"messages": rows, "redriven": len(chosen) if args.redrive else 0}, indent=2))
+        return 0
+    table = Table("message_id", "job_id", "reason", "body", title=f"dead-lettered messages ({len(rows)})")
+    for row in rows:
+        table.add_row(row["message_id"], row["job_id"] or "", row["reason"], row["body"][:60])
+    console.print(table)
+    if args.redrive:
+        console.print(f"redriven {len(chosen)} message(s) to the jobs queue")
+    elif rows:
+        console.print("fix the messages' producer, or `kling-pipeline dlq --redrive` once the cause is fixed")
+    return 0
+
+

@@ -1,0 +1,161 @@
+"""Every knob of the Kling simulator, in one validated, immutable model.
+
+Time semantics (so a test can reason about them):
+- *simulated* durations are divided by `speed`: generation time, the `submitted` phase and the
+  result-URL lifetime. `speed=200` turns a 120 s generation into 0.6 s.
+- *real* durations are wall-clock seconds whatever the speed, because they model the network and
+  the client's timeouts: `slow_s`, `callback_max_delay_s`, `callback_timeout_s`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# From kling-api.md; models appear often, so this is configuration.
+DEFAULT_MODELS: tuple[str, ...] = (
+    "kling-v1",
+    "kling-v1-5",
+    "kling-v1-6",
+    "kling-v2-master",
+    "kling-v2-1",
+    "kling-v2-1-master",
+    "kling-v2-5-turbo",
+    "kling-v2-6",
+    "kling-v3",
+)
+
+DEFAULT_FAIL_MESSAGES: tuple[str, ...] = (
+    "Failure to pass the risk control system",
+    "Video generation failed, internal error, please try again later",
+    "The generation timed out, please try again",
+)
+
+Probability = float  # documented as 0..1, enforced by Field(ge=0, le=1)
+
+
+class SimConfigError(ValueError):
+    """A knob update was refused; the message names the knob (never a secret value)."""
+
+
+class SimConfig(BaseModel):
+    """The simulator's knobs. Frozen: change them with `KlingSimulator.configure(**knobs)`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # -- accounts ------------------------------------------------------------------------------
+    access_key: str = Field(default="sim-access-key", min_length=1)
+    secret_key: str = Field(default="sim-secret-key", min_length=1, repr=False)
+    extra_accounts: dict[str, str] = Field(
+        default_factory=dict, repr=False, description="more accounts: access key -> secret key"
+    )
+
+    # -- timing ----------------------------------------------------------------------------------
+    speed: float = Field(default=1.0, gt=0, description="simulated seconds per real second")
+    generation_min_s: float = Field(default=30.0, ge=0, description="simulated generation time, min")
+    generation_max_s: float = Field(default=120.0, ge=0, description="simulated generation time, max")
+    submitted_fraction: float = Field(
+        default=0.1, ge=0, le=1, description="share of the generation time a task stays 'submitted'"
+    )
+
+    # -- limits ----------------------------------------------------------------------------------
+    concurrency_limit: int = Field(default=5, ge=0, description="tasks in flight per account (0 = no limit)")
+    rate_limit_per_s: float = Field(
+        default=0.0, ge=0, description="API requests per second per account, else 1302 (0 = no limit)"
+    )
+    unit_budget: float | None = Field(
+        default=None,
+        ge=0,
+        description="units an account may spend; past it creates get 1102 (None = no limit)",
+    )
+
+    # -- task outcomes ---------------------------------------------------------------------------
+    fail_rate: Probability = Field(default=0.0, ge=0, le=1, description="share of tasks that end 'failed'")
+    fail_messages: list[str] = Field(default_factory=lambda: list(DEFAULT_FAIL_MESSAGES), min_length=1)
+    reject_marker: str = Field(default="[[reject]]", description="a prompt containing it gets 1301 ('' = off)")
+    known_models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
+    check_image_content: bool = Field(
+        default=True, description="decode base64 images: jpg/png, >= 300 px, aspect 1:2.5..2.5:1, <= 10 MB"
+    )
+
+    # -- API faults ------------------------------------------------------------------------------
+    error_5xx_rate: Probability = Field(default=0.0, ge=0, le=1, description="requests answered 5000/5001/5002")
+    slow_rate: Probability = Field(default=0.0, ge=0, le=1, description="responses delayed by slow_s")
+    slow_s: float = Field(default=5.0, ge=0, description="real seconds a slow response is held back")
+    query_faults: bool = Field(default=True, description="whether 5xx and slow faults also hit GETs")
+    create_response_drop_rate: Probability = Field(
+        default=0.0, ge=0, le=1, description="creates accepted, then the connection closed without an answer"
+    )
+    force_create_errors: list[int] = Field(
+        default_factory=list, description="the next creates answer these codes, one each, in order"
+    )
+
+    # -- callbacks -------------------------------------------------------------------------------
+    callback_loss_rate: Probability = Field(default=0.0, ge=0, le=1)
+    callback_dup_rate: Probability = Field(default=0.0, ge=0, le=1)
+    callback_reorder_rate: Probability = Field(
+        default=0.0, ge=0, le=1, description="non-final callbacks held back until after the next one"
+    )
+    callback_max_delay_s: float = Field(default=0.0, ge=0, description="real seconds of random extra delay")
+    callback_timeout_s: float = Field(default=5.0, gt=0)
+    callback_workers: int = Field(
+        default=4, ge=1, le=64, description="delivery threads, read when the simulator is created"
+    )
+
+    # -- results and CDN -------------------------------------------------------------------------
+    video_size_bytes: int = Field(default=2_000_000, ge=64)
+    url_lifetime_s: float = Field(default=30 * 86400.0, gt=0, description="simulated seconds a result URL works")
+    cdn_host: str | None = Field(default=None, description="host put in result URLs (default: bind host)")
+    cdn_drop_rate: Probability = Field(default=0.0, ge=0, le=1, description="downloads cut mid-body")
+    cdn_drop_after_bytes: int = Field(default=65536, ge=0)
+    cdn_redirect_url: str | None = Field(default=None, description="answer 302 to this URL instead")
+    cdn_body: Literal["mp4", "html"] = "mp4"
+    cdn_content_type: str | None = Field(
+        default=None, description="override Content-Type (default: video/mp4, or text/html for html bodies)"
+    )
+
+    # -- units (final_unit_deduction) ----------------------------------------------------------
+    units_std_5s: float = Field(default=1.0, ge=0, description="std 5 s; 10 s doubles it, pro doubles again")
+
+    # -- plumbing --------------------------------------------------------------------------------
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> SimConfig:
+        if self.generation_max_s < self.generation_min_s:
+            raise ValueError("generation_max_s must be >= generation_min_s")
+        for code in self.force_create_errors:
+            if code == 0:
+                raise ValueError("force_create_errors holds Kling error codes; 0 is success")
+        return self
+
+    def accounts(self) -> dict[str, str]:
+        """Access key -> secret key for every account the simulator accepts."""
+        return {**self.extra_accounts, self.access_key: self.secret_key}
+
+    def public_dict(self) -> dict[str, Any]:
+        """The knobs as JSON-ready data, without any secret."""
+        data = self.model_dump(mode="json", exclude={"secret_key"})
+        data["extra_accounts"] = sorted(self.extra_accounts)
+        return data
+
+    def updated(self, knobs: dict[str, Any]) -> SimConfig:
+        """A new config with `knobs` applied, validated as a whole."""
+        unknown = sorted(set(knobs) - set(type(self).model_fields))
+        if unknown:
+            raise SimConfigError(f"unknown knob(s): {', '.join(unknown)}")
+        try:
+            return type(self).model_validate({**self.model_dump(), **knobs})
+        except ValidationError as exc:
+            raise SimConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """Pydantic's errors without echoing input values (a secret may be among them)."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,109 @@
+"""Bytes the simulator serves or inspects: result videos made on the fly, image sniffing.
+
+A result video is an `ftyp` box, an `mdat` box header and deterministic filler, produced chunk by
+chunk from any offset, so a 2 GB video costs one 64 KiB block of memory and downloads of the same
+task always hash the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import zlib
+from collections.abc import Iterator
+from functools import lru_cache
+
+FTYP_BOX = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+BLOCK_SIZE = 64 * 1024
+HTML_BODY = (
+    b"<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head>"
+    b"<body><h1>Service Unavailable</h1><p>The edge node could not fetch the object.</p></body></html>\n"
+)
+
+
+def video_prefix(total_size: int) -> bytes:
+    """The `ftyp` box plus an `mdat` header covering the rest (64-bit size past 4 GiB)."""
+    rest = total_size - len(FTYP_BOX)
+    if rest < 16:
+        return FTYP_BOX[:total_size]
+    if rest < 2**32:
+        return FTYP_BOX + struct.pack(">I4s", rest, b"mdat")
+    return FTYP_BOX + struct.pack(">I4sQ", 1, b"mdat", rest)
+
+
+@lru_cache(maxsize=16)
+def _filler_block(seed: str) -> bytes:
+    """64 KiB of pseudo-random bytes derived from the task id (cheap, cached for a few tasks)."""
+    key = seed.encode()
+    return b"".join(hashlib.sha256(key + i.to_bytes(4, "big")).digest() for i in range(BLOCK_SIZE // 32))
+
+
+def iter_video(seed: str, total_size: int, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+    """Bytes [start, end) of the video for `seed`, in chunks of at most 64 KiB."""
+    end = total_size if end is None else min(end, total_size)
+    prefix = video_prefix(total_size)
+    pos = start
+    if pos < len(prefix):
+        head = prefix[pos : min(len(prefix), end)]
+        yield head
+        pos += len(head)
+    if pos >= end:
+        return
+    block = memoryview(_filler_block(seed))
+    while pos < end:
+        offset = (pos - len(prefix)) % BLOCK_SIZE
+        n = min(BLOCK_SIZE - offset, end - pos)
+        yield bytes(block[offset : offset + n])
+        pos += n
+
+
+def image_info(data: bytes) -> tuple[str, int, int] | None:
+    """(format, width, height) of a PNG or JPEG, or None if it is neither (or is truncated)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return "png", width, height
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_info(data)
+    return None
+
+
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_info(data: bytes) -> tuple[str, int, int] | None:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(data):
+                return None
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return "jpeg", width, height
+        pos += 2 + length
+    return None
+
+
+def png_bytes(width: int = 512, height: int = 512) -> bytes:
+    """A valid grey PNG of the given size (tests and demos need images Kling would accept)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+
+def png_base64(width: int = 512, height: int = 512) -> str:
+    """`png_bytes` as raw base64, the form Kling takes (no `data:` prefix)."""
+    return base64.b64encode(png_bytes(width, height)).decode("ascii")

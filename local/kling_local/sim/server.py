@@ -1,0 +1,445 @@
+"""The simulator's two HTTP servers: Kling's API (JWT, envelopes, faults) and the result CDN.
+
+Stdlib only: a ThreadingHTTPServer with daemon threads and a deep accept queue takes a thousand
+concurrent connections on a small machine. Every failure is answered Kling's way
+(`{code, message, request_id}`), never with a stack trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import socket
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from kling_local.sim.auth import authenticate
+from kling_local.sim.config import SimConfigError
+from kling_local.sim.errors import KLING_ERRORS, SimApiError, bad_request, invalid
+from kling_local.sim.media import HTML_BODY, iter_video
+from kling_local.sim.state import CdnObject, CdnRefusal, SimState
+from kling_local.sim.validation import KINDS
+
+log = logging.getLogger("kling_local.sim.server")
+
+_TASK_PATH = re.compile(r"^/v1/videos/([A-Za-z0-9-]+)(?:/([^/]+))?/?$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+FIVE_XX = (5000, 5001, 5002)
+
+
+class _DropConnection(Exception):
+    """Close the connection without an answer (models "Kling accepted but we never heard")."""
+
+
+class SimHTTPServer(ThreadingHTTPServer):
+    """A threading server that knows its role and can cut every open connection on stop."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], role: str, state: SimState, stopping: threading.Event) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.role = role
+        self.state = state
+        self.stopping = stopping
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut keep-alive and streaming connections so their threads end promptly."""
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection error from %s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.0"  # answer garbage with a status line, not HTTP/0.9 bare bytes
+    server_version = "kling-sim"
+    sys_version = ""
+    timeout = 60  # idle keep-alive connections end by themselves
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stalls
+    error_content_type = "application/json"
+    server: SimHTTPServer
+    _responded: bool = False
+    _delay_s: float = 0.0
+    _request_id: str = ""
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("HEAD")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch("OPTIONS")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors the stdlib raises before routing (bad request line, unknown verb), as JSON."""
+        kling_code = 1202 if code in (405, 501) else 1200
+        self.close_connection = True
+        self._send_json(
+            code,
+            {"code": kling_code, "message": message or "Invalid request", "request_id": str(uuid.uuid4())},
+            head=False,
+        )
+
+    def _dispatch(self, method: str) -> None:
+        self._responded = False
+        self._delay_s = 0.0
+        self._request_id = str(uuid.uuid4())
+        try:
+            if self.server.role == "cdn":
+                self._cdn(method)
+            else:
+                self._api(method)
+        except _DropConnection:
+            self._drop()
+        except SimApiError as exc:
+            self._error(exc)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            log.exception("unexpected error handling %s %s", method, self.path.split("?")[0])
+            self._error(SimApiError(5000))
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _error(self, exc: SimApiError) -> None:
+        if self._responded:
+            self.close_connection = True
+            return
+        if self.server.role == "api":
+            self.server.state.record_error(exc.code)
+        body = {"code": exc.code, "message": exc.message, "request_id": self._request_id}
+        self._send_json(exc.http_status, body)
+
+    def _send_json(self, status: int, payload: Any, head: bool | None = None) -> None:
+        if self._delay_s > 0:
+            self.server.stopping.wait(self._delay_s)
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self._responded = True
+        if head is None:
+            head = getattr(self, "command", "") == "HEAD"
+        if not head:
+            self.wfile.write(data)
+
+    def _ok(self, data: Any) -> None:
+        self._send_json(200, {"code": 0, "message": "SUCCEED", "request_id": self._request_id, "data": data})
+
+    def _read_body(self) -> bytes:
+        """The request body, capped; oversized bodies get 413 and the connection is closed."""
+        limit = self.server.state.config.max_body_bytes
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked(limit)
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return b""
+        try:
+            length = int(raw_length)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            raise bad_request("Content-Length is not a valid number") from None
+        if length > limit:
+            self.close_connection = True
+            raise SimApiError(1200, f"request body too large: at most {limit} bytes", 413)
+        return self.rfile.read(length)
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise bad_request("malformed chunked body") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                self.close_connection = True
+                raise SimApiError(1200, f"request body too large: at most {limit} bytes", 413)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    # -- the API ---------------------------------------------------------------------------------
+
+    def _api(self, method: str) -> None:
+        state = self.server.state
+        path, _, query = self.path.partition("?")
+        body = self._read_body()
+        if path.startswith("/_sim/"):
+            self._admin(method, path, body)
+            return
+        match = _TASK_PATH.match(path)
+        kind = match.group(1) if match else None
+        task_id = match.group(2) if match else None
+        params = parse_qs(query, keep_blank_values=True)
+        endpoint = self._endpoint_name(method, kind, task_id, params)
+        state.record_call(endpoint, task_id if kind in KINDS and method == "GET" else None)
+        if not path.startswith("/v1/"):
+            raise SimApiError(1203, f"no such resource: {path[:100]}")
+        account = authenticate(self.headers.get("Authorization"), state.config.accounts())
+        state.check_rate(account)
+        if match is None or kind not in KINDS:
+            raise SimApiError(1203, f"no such resource: {path[:100]}")
+        assert kind is not None
+        if method not in ("GET", "POST") or (method == "POST" and task_id is not None):
+            raise SimApiError(1202, f"method {method} is not allowed on {path[:100]}")
+        self._faults(method)
+        if method == "POST":
+            self._create(account, kind, body)
+        elif task_id is not None:
+            self._ok(state.get(account, kind, task_id))
+        elif "external_task_id" in params:
+            self._ok(state.find_external(account, kind, params["external_task_id"][0]))
+        else:
+            page_num = _int_param(params, "pageNum", 1, 1, 1000)
+            page_size = _int_param(params, "pageSize", 30, 1, 500)
+            self._ok(state.list(account, kind, page_num, page_size))
+
+    @staticmethod
+    def _endpoint_name(method: str, kind: str | None, task_id: str | None, params: dict[str, list[str]]) -> str:
+        if kind is None or kind not in KINDS:
+            return f"{method} other"
+        if task_id is not None:
+            return f"{method} {kind}/{{id}}"
+        if method == "GET":
+            return f"GET {kind}?external_task_id" if "external_task_id" in params else f"GET {kind} list"
+        return f"{method} {kind}"
+
+    def _faults(self, method: str) -> None:
+        state = self.server.state
+        config = state.config
+        if method == "GET" and not config.query_faults:
+            return
+        if state.chance(config.error_5xx_rate):
+            state.record_fault("error_5xx")
+            raise SimApiError(state.pick(FIVE_XX))
+        if state.chance(config.slow_rate):
+            state.record_fault("slow")
+            self._delay_s = config.slow_s
+
+    def _create(self, account: str, kind: str, body: bytes) -> None:
+        state = self.server.state
+        content_type = (self.headers.get("Content-Type") or "").lower()
+        if "application/json" not in content_type:
+            raise bad_request("Content-Type must be application/json")
+        parsed = _parse_json(body)
+        data = state.create(account, kind, parsed)
+        if state.chance(state.config.create_response_drop_rate):
+            state.record_fault("create_response_dropped")
+            raise _DropConnection
+        self._ok(data)
+
+    def _admin(self, method: str, path: str, body: bytes) -> None:
+        """/_sim/*: inspection and knobs for tests; not Kling's API, no JWT."""
+        state = self.server.state
+        if path == "/_sim/stats" and method == "GET":
+            self._send_json(200, state.stats())
+        elif path == "/_sim/config" and method == "GET":
+            self._send_json(200, state.config.public_dict())
+        elif path == "/_sim/config" and method == "POST":
+            knobs = _parse_json(body)
+            if not isinstance(knobs, dict):
+                raise bad_request("the body must be a JSON object of knobs")
+            try:
+                config = state.configure(knobs)
+            except SimConfigError as exc:
+                raise invalid(str(exc)) from None
+            self._send_json(200, config.public_dict())
+        elif path == "/_sim/reset" and method == "POST":
+            state.reset()
+            self._send_json(200, {"ok": True})
+        elif path == "/_sim/health" and method == "GET":
+            self._send_json(200, {"ok": True})
+        elif path in ("/_sim/stats", "/_sim/config", "/_sim/reset", "/_sim/health"):
+            raise SimApiError(1202, f"method {method} is not allowed on {path}")
+        else:
+            raise SimApiError(1203, f"no such resource: {path[:100]}")
+
+    # -- the CDN ---------------------------------------------------------------------------------
+
+    def _cdn(self, method: str) -> None:
+        state = self.server.state
+        config = state.config
+        self._read_body()
+        path, _, query = self.path.partition("?")
+        state.record_cdn("requests")
+        if method not in ("GET", "HEAD"):
+            self._plain(405, "Method Not Allowed")
+            return
+        try:
+            obj = state.resolve_cdn(path, query)
+        except CdnRefusal as refusal:
+            state.record_cdn("refused")
+            self._plain(refusal.status, refusal.reason)
+            return
+        if config.cdn_redirect_url:
+            state.record_cdn("redirected")
+            self.send_response(302)
+            self.send_header("Location", config.cdn_redirect_url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self._stream(method, obj)
+
+    def _plain(self, status: int, text: str) -> None:
+        data = f"{status} {text}\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _stream(self, method: str, obj: CdnObject) -> None:
+        """Serve the video (or a range of it) chunk by chunk; maybe cut it mid-body."""
+        state = self.server.state
+        config = state.config
+        html = config.cdn_body == "html"
+        size = len(HTML_BODY) if html else obj.size
+        start, end = 0, size
+        status = 200
+        wanted = self.headers.get("Range")
+        if wanted:
+            parsed = _parse_range(wanted, size)
+            if parsed is None:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            start, end = parsed
+            status = 206
+        self.send_response(status)
+        self.send_header("Content-Type", config.cdn_content_type or ("text/html" if html else "video/mp4"))
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", f'"{obj.seed}-{size}"')
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.end_headers()
+        self._responded = True
+        if method == "HEAD":
+            return
+        state.record_cdn("downloads_started")
+        drop_at = end + 1
+        if state.chance(config.cdn_drop_rate):
+            drop_at = start + config.cdn_drop_after_bytes
+        chunks = iter([HTML_BODY[start:end]]) if html else iter_video(obj.seed, size, start, end)
+        sent = 0
+        pos = start
+        try:
+            for chunk in chunks:
+                if self.server.stopping.is_set():
+                    raise _DropConnection
+                if pos + len(chunk) >= drop_at:
+                    chunk = chunk[: max(0, drop_at - pos)]
+                    self.wfile.write(chunk)
+                    sent += len(chunk)
+                    state.record_cdn("downloads_dropped")
+                    raise _DropConnection
+                self.wfile.write(chunk)
+                sent += len(chunk)
+                pos += len(chunk)
+            state.record_cdn("downloads_completed")
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            state.record_cdn("downloads_aborted")
+            self.close_connection = True
+        finally:
+            state.record_cdn("bytes_sent", sent)
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise bad_request("the request body is empty; expected a JSON object")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise bad_request("the request body is not valid JSON") from None
+
+
+def _int_param(params: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
+    values = params.get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[0])
+    except ValueError:
+        raise invalid(f"{name} must be an integer between {low} and {high}") from None
+    if not low <= value <= high:
+        raise invalid(f"{name} must be an integer between {low} and {high}")
+    return value
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """A single `bytes=a-b` range as [start, end); None when unsatisfiable."""
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None
+    first, last = match.group(1), match.group(2)
+    if not first:
+        suffix = int(last)
+        return (max(0, size - suffix), size) if suffix > 0 else None
+    start = int(first)
+    end = min(size, int(last) + 1) if last else size
+    return (start, end) if start < end else None
+
+
+__all__ = ["KLING_ERRORS", "SimHTTPServer"]

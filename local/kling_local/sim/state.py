@@ -1,0 +1,604 @@
+"""The simulated Kling account(s): tasks, their scheduled lifecycle, limits, charges and stats.
+
+One lock guards everything; every public method first moves due tasks forward (`_advance`), so
+answers stay right even when the scheduler thread lags on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import hmac
+import json
+import random
+import secrets
+import string
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from kling_local.sim.callbacks import CallbackDispatcher
+from kling_local.sim.config import SimConfig
+from kling_local.sim.errors import SimApiError, invalid
+from kling_local.sim.validation import TaskSpec, validate_create
+
+MAX_EXTENDED_DURATION_S = 180.0
+EXTEND_ADDS_S = 4.6
+CDN_PID = "112757"
+_ALNUM = string.ascii_letters + string.digits
+
+
+@dataclass
+class Video:
+    id: str
+    url: str
+    duration: str
+    watermark_url: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        data = {"id": self.id, "url": self.url, "duration": self.duration}
+        if self.watermark_url:
+            data["watermark_url"] = self.watermark_url
+        return data
+
+
+@dataclass
+class Task:
+    task_id: str
+    account: str
+    spec: TaskSpec
+    created_wall: float
+    created_mono: float
+    processing_at: float
+    done_at: float
+    will_fail: bool
+    fail_message: str
+    units: float
+    bucket: int
+    result_duration_s: float
+    status: str = "submitted"
+    status_msg: str = ""
+    updated_wall: float = 0.0
+    ended_wall: float | None = None
+    expires_wall: float | None = None
+    video_size: int = 0
+    videos: list[Video] = field(default_factory=list)
+    parent_video: dict[str, str] | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in ("succeed", "failed")
+
+    def wall_at(self, mono: float) -> float:
+        """Wall-clock time of a monotonic instant in this task's life."""
+        return self.created_wall + (mono - self.created_mono)
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        if self.spec.external_task_id is not None:
+            info["external_task_id"] = self.spec.external_task_id
+        if self.parent_video is not None:
+            info["parent_video"] = dict(self.parent_video)
+        return info
+
+    def create_dict(self) -> dict[str, Any]:
+        """The `data` of a create answer."""
+        return {
+            "task_id": self.task_id,
+            "task_status": "submitted",
+            "task_info": self.info(),
+            "created_at": _ms(self.created_wall),
+            "updated_at": _ms(self.created_wall),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task object of queries, lists and callbacks."""
+        data: dict[str, Any] = {
+            "task_id": self.task_id,
+            "task_status": self.status,
+            "task_status_msg": self.status_msg,
+            "task_info": self.info(),
+            "created_at": _ms(self.created_wall),
+            "updated_at": _ms(self.updated_wall),
+            "final_unit_deduction": "0" if self.status == "failed" else _units_str(self.units),
+        }
+        if self.status == "succeed":
+            data["task_result"] = {"videos": [v.to_dict() for v in self.videos]}
+        return data
+
+
+@dataclass
+class Account:
+    active: int = 0
+    high_water: int = 0
+    units_committed: float = 0.0
+    tokens: float = 0.0
+    tokens_at: float = 0.0
+    tasks: list[str] = field(default_factory=list)  # creation order
+    by_external_id: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CdnObject:
+    """A result video the CDN can serve."""
+
+    seed: str
+    size: int
+
+
+class CdnRefusal(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _ms(wall: float) -> int:
+    return int(wall * 1000)
+
+
+def _units_str(units: float) -> str:
+    return f"{units:g}"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+class SimState:
+    """Tasks, accounts and counters of one simulator; thread-safe."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._config = config
+        self._seed_rngs(config.seed)
+        self._url_key = secrets.token_bytes(32)
+        self._events: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.cdn_address: tuple[str, int] = ("127.0.0.1", 0)
+        self.callbacks = CallbackDispatcher(config.callback_workers)
+        self._clear()
+
+    def _clear(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._videos: dict[str, str] = {}  # video id -> task id
+        self._accounts: dict[str, Account] = {}
+        self._events.clear()
+        self._calls: Counter[str] = Counter()
+        self._gets_per_task: Counter[str] = Counter()
+        self._create_attempts_by_ext: Counter[str] = Counter()
+        self._tasks_by_ext: Counter[str] = Counter()
+        self._creates_accepted = 0
+        self._creates_refused: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        self._units_charged = 0.0
+        self._cdn: Counter[str] = Counter()
+        self._faults: Counter[str] = Counter()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.callbacks.start()
+        self._thread = threading.Thread(target=self._run, name="kling-sim-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        self.callbacks.stop()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._clear()
+        self.callbacks.reset()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopping:
+                self._advance(time.monotonic())
+                wait = 1.0
+                if self._events:
+                    wait = min(wait, max(0.0, self._events[0][0] - time.monotonic()))
+                self._cond.wait(timeout=wait)
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> SimConfig:
+        return self._config
+
+    def configure(self, knobs: dict[str, Any]) -> SimConfig:
+        """Apply a partial update atomically (raises SimConfigError naming a bad knob)."""
+        with self._lock:
+            self._config = self._config.updated(knobs)
+            if "seed" in knobs:
+                self._seed_rngs(self._config.seed)
+            self._cond.notify_all()
+            return self._config
+
+    def _seed_rngs(self, seed: int | None) -> None:
+        """Separate streams, so that (say) a callback decision or a finishing task in between
+        never shifts the task ids and outcomes that sequential creates get from a seed."""
+        self._rng = random.Random(seed)
+        self._fault_rng = random.Random(None if seed is None else f"{seed}/faults")
+        self._callback_rng = random.Random(None if seed is None else f"{seed}/callbacks")
+
+    def chance(self, probability: float) -> bool:
+        """A seeded coin flip, for faults the server decides."""
+        if probability <= 0:
+            return False
+        with self._lock:
+            return self._fault_rng.random() < probability
+
+    def pick(self, options: tuple[int, ...]) -> int:
+        with self._lock:
+            return self._fault_rng.choice(options)
+
+    # -- accounting of requests ------------------------------------------------------------------
+
+    def record_call(self, endpoint: str, task_id: str | None = None) -> None:
+        with self._lock:
+            self._calls[endpoint] += 1
+            if task_id is not None:
+                self._gets_per_task[task_id] += 1
+
+    def record_error(self, code: int) -> None:
+        with self._lock:
+            self._errors[str(code)] += 1
+
+    def record_fault(self, name: str) -> None:
+        with self._lock:
+            self._faults[name] += 1
+
+    def record_cdn(self, event: str, amount: int = 1) -> None:
+        with self._lock:
+            self._cdn[event] += amount
+
+    def check_rate(self, account: str) -> None:
+        """Token bucket per account: `rate_limit_per_s` tokens a second, burst of the same size."""
+        with self._lock:
+            limit = self._config.rate_limit_per_s
+            if limit <= 0:
+                return
+            acct = self._account(account)
+            now = time.monotonic()
+            capacity = max(1.0, limit)
+            if acct.tokens_at == 0.0:
+                acct.tokens = capacity
+            else:
+                acct.tokens = min(capacity, acct.tokens + (now - acct.tokens_at) * limit)
+            acct.tokens_at = now
+            if acct.tokens < 1.0:
+                raise SimApiError(1302)
+            acct.tokens -= 1.0
+
+    def _account(self, account: str) -> Account:
+        acct = self._accounts.get(account)
+        if acct is None:
+            acct = self._accounts[account] = Account()
+        return acct
+
+    # -- creates ---------------------------------------------------------------------------------
+
+    def create(self, account: str, kind: str, body: Any) -> dict[str, Any]:
+        """Validate and accept a create, or raise SimApiError; returns the answer's `data`."""
+        with self._cond:
+            external = body.get("external_task_id") if isinstance(body, dict) else None
+            if isinstance(external, str) and external:
+                self._create_attempts_by_ext[external] += 1
+            try:
+                task = self._create(account, kind, body)
+            except SimApiError as exc:
+                self._creates_refused[str(exc.code)] += 1
+                raise
+            self._creates_accepted += 1
+            if task.spec.external_task_id is not None:
+                self._tasks_by_ext[task.spec.external_task_id] += 1
+            self._cond.notify_all()
+            return task.create_dict()
+
+    def _create(self, account: str, kind: str, body: Any) -> Task:
+        config = self._config
+        now = time.monotonic()
+        self._advance(now)
+        spec = validate_create(kind, body, config)
+        if config.force_create_errors:
+            code, *rest = config.force_create_errors
+            self._config = config.updated({"force_create_errors": rest})
+            self._faults["forced_create_error"] += 1
+            raise SimApiError(code)
+        marker = config.reject_marker
+        if marker and (marker in spec.prompt or marker in spec.negative_prompt):
+            raise SimApiError(1301)
+        acct = self._account(account)
+        if spec.external_task_id is not None and spec.external_task_id in acct.by_external_id:
+            raise invalid(f"external_task_id {spec.external_task_id!r} already exists in this account")
+        parent = self._source_video(account, spec, now)
+        if config.concurrency_limit and acct.active >= config.concurrency_limit:
+            raise SimApiError(1303)
+        units = self._units(spec, config)
+        if config.unit_budget is not None and acct.units_committed + units > config.unit_budget + 1e-9:
+            raise SimApiError(1102)
+
+        generation = self._rng.uniform(config.generation_min_s, config.generation_max_s) / config.speed
+        task = Task(
+            task_id=self._new_task_id(),
+            account=account,
+            spec=spec,
+            created_wall=time.time(),
+            created_mono=now,
+            processing_at=now + generation * config.submitted_fraction,
+            done_at=now + generation,
+            will_fail=self._rng.random() < config.fail_rate,
+            fail_message=self._rng.choice(config.fail_messages),
+            units=units,
+            bucket=self._rng.randint(100, 999),
+            result_duration_s=self._result_duration(spec, parent),
+        )
+        task.updated_wall = task.created_wall
+        if parent is not None:
+            task.parent_video = parent
+        self._tasks[task.task_id] = task
+        acct.tasks.append(task.task_id)
+        if spec.external_task_id is not None:
+            acct.by_external_id[spec.external_task_id] = task.task_id
+        acct.active += 1
+        acct.high_water = max(acct.high_water, acct.active)
+        acct.units_committed += units
+        self._schedule(task.processing_at, task.task_id)
+        self._callback(task)
+        return task
+
+    def _source_video(self, account: str, spec: TaskSpec, now: float) -> dict[str, str] | None:
+        """video-extend / lip-sync: the source must be a live video of a succeeded task of this account."""
+        if spec.source_video_id is None:
+            return None
+        field_name = "video_id" if spec.kind == "video-extend" else "input.video_id"
+        task_id = self._videos.get(spec.source_video_id)
+        source = self._tasks.get(task_id) if task_id else None
+        if source is None or source.account != account or source.status != "succeed":
+            raise invalid(f"{field_name} {spec.source_video_id[:64]!r} is not a video of a succeeded task")
+        if source.expires_wall is not None and time.time() >= source.expires_wall:
+            raise invalid(f"{field_name} {spec.source_video_id[:64]!r} has expired (videos are kept 30 days)")
+        video = next(v for v in source.videos if v.id == spec.source_video_id)
+        if spec.kind == "video-extend" and float(video.duration) + EXTEND_ADDS_S > MAX_EXTENDED_DURATION_S:
+            raise invalid(f"video_id {video.id!r}: an extended video can be at most 3 minutes long")
+        return {"id": video.id, "url": video.url, "duration": video.duration}
+
+    @staticmethod
+    def _units(spec: TaskSpec, config: SimConfig) -> float:
+        units = config.units_std_5s
+        if spec.duration == "10":
+            units *= 2
+        if spec.mode == "pro":
+            units *= 2
+        return units
+
+    @staticmethod
+    def _result_duration(spec: TaskSpec, parent: dict[str, str] | None) -> float:
+        if spec.kind == "video-extend" and parent is not None:
+            return round(float(parent["duration"]) + EXTEND_ADDS_S, 1)
+        if spec.kind == "lip-sync" and parent is not None:
+            return float(parent["duration"])
+        return 10.1 if spec.duration == "10" else 5.1
+
+    def _new_task_id(self) -> str:
+        while True:
+            if self._rng.random() < 0.5:
+                task_id = str(self._rng.randint(7 * 10**17, 9 * 10**17 - 1))
+            else:
+                task_id = "".join(self._rng.choice(_ALNUM) for _ in range(22))
+            if task_id not in self._tasks:
+                return task_id
+
+    # -- the lifecycle ---------------------------------------------------------------------------
+
+    def _schedule(self, due: float, task_id: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (due, self._seq, task_id))
+
+    def _advance(self, now: float) -> None:
+        """Apply every status change due by `now` (called with the lock held)."""
+        while self._events and self._events[0][0] <= now:
+            due, _, task_id = heapq.heappop(self._events)
+            task = self._tasks.get(task_id)
+            if task is None or task.terminal:
+                continue
+            if task.status == "submitted":
+                task.status = "processing"
+                task.updated_wall = task.wall_at(due)
+                self._schedule(task.done_at, task.task_id)
+            else:
+                self._finish(task, due)
+            self._callback(task)
+
+    def _finish(self, task: Task, due: float) -> None:
+        config = self._config
+        acct = self._account(task.account)
+        acct.active -= 1
+        task.updated_wall = task.ended_wall = task.wall_at(due)
+        if task.will_fail:
+            task.status = "failed"
+            task.status_msg = task.fail_message
+            acct.units_committed -= task.units
+            return
+        task.status = "succeed"
+        task.expires_wall = task.ended_wall + config.url_lifetime_s / config.speed
+        task.video_size = config.video_size_bytes
+        video_id = hashlib.sha256(f"{self._config.seed}/{task.task_id}/video".encode()).hexdigest()
+        video_id = f"{video_id[:8]}-{video_id[8:12]}-{video_id[12:16]}-{video_id[16:20]}-{video_id[20:]}"
+        url = self._video_url(task)
+        watermark = url.replace("_raw_video_1.mp4", "_raw_video_1_wm.mp4") if task.spec.watermark else None
+        task.videos = [Video(video_id, url, f"{task.result_duration_s:.1f}", watermark)]
+        self._videos[video_id] = task.task_id
+        self._units_charged += task.units
+
+    def _callback(self, task: Task) -> None:
+        if task.spec.callback_url is None:
+            return
+        body = json.dumps(task.to_dict(), separators=(",", ":")).encode()
+        self.callbacks.submit(
+            task.task_id, task.spec.callback_url, body, final=task.terminal, config=self._config, rng=self._callback_rng
+        )
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def get(self, account: str, kind: str, task_id: str) -> dict[str, Any]:
+        with self._lock:
+            self._advance(time.monotonic())
+            task = self._tasks.get(task_id)
+            if task is None or task.account != account or task.kind != kind:
+                raise SimApiError(1203, f"task {task_id[:64]!r} does not exist")
+            return task.to_dict()
+
+    def find_external(self, account: str, kind: str, external_task_id: str) -> dict[str, Any]:
+        with self._lock:
+            self._advance(time.monotonic())
+            task_id = self._account(account).by_external_id.get(external_task_id)
+            task = self._tasks.get(task_id) if task_id else None
+            if task is None or task.kind != kind:
+                raise SimApiError(1203, f"no task with external_task_id {external_task_id[:64]!r}")
+            return task.to_dict()
+
+    def list(self, account: str, kind: str, page_num: int, page_size: int) -> list[dict[str, Any]]:
+        """Tasks of one kind, newest first, one page."""
+        with self._lock:
+            self._advance(time.monotonic())
+            ids = [t for t in reversed(self._account(account).tasks) if self._tasks[t].kind == kind]
+            start = (page_num - 1) * page_size
+            return [self._tasks[t].to_dict() for t in ids[start : start + page_size]]
+
+    # -- the CDN ---------------------------------------------------------------------------------
+
+    def cdn_base_url(self) -> str:
+        """Base of result URLs: the CDN port, on `cdn_host` when configured."""
+        host, port = self.cdn_address
+        return base_url(self._config.cdn_host or host, port)
+
+    def _video_url(self, task: Task) -> str:
+        path = f"/bs2/upload-kling-api/{task.bucket}/{task.kind}/{task.task_id}-0_raw_video_1.mp4"
+        assert task.expires_wall is not None
+        return f"{self.cdn_base_url()}{path}?x-kcdn-pid={CDN_PID}&pkey={self._pkey(path, task.expires_wall)}"
+
+    def _pkey(self, path: str, expires_wall: float) -> str:
+        expires = struct.pack(">Q", _ms(expires_wall))
+        mac = hmac.new(self._url_key, path.encode() + expires, hashlib.sha256).digest()[:18]
+        return _b64(expires + mac)
+
+    def resolve_cdn(self, path: str, query: str) -> CdnObject:
+        """The video behind a result URL, or CdnRefusal: 404 unknown/expired, 403 bad or missing pkey."""
+        with self._lock:
+            self._advance(time.monotonic())
+            task = self._task_for_path(path)
+            pkeys = parse_qs(query).get("pkey", [])
+            if not pkeys:
+                raise CdnRefusal(403, "missing pkey")
+            try:
+                raw = base64.urlsafe_b64decode(pkeys[0] + "=" * (-len(pkeys[0]) % 4))
+            except ValueError:
+                raise CdnRefusal(403, "malformed pkey") from None
+            expires, mac = raw[:8], raw[8:]
+            expected = hmac.new(self._url_key, path.encode() + expires, hashlib.sha256).digest()[:18]
+            if len(expires) != 8 or not hmac.compare_digest(mac, expected):
+                raise CdnRefusal(403, "bad pkey")
+            (expires_ms,) = struct.unpack(">Q", expires)
+            if time.time() * 1000 >= expires_ms:
+                raise CdnRefusal(404, "expired: results are cleared after their lifetime")
+            return CdnObject(seed=task.task_id, size=task.video_size)
+
+    def _task_for_path(self, path: str) -> Task:
+        prefix = "/bs2/upload-kling-api/"
+        suffix = "-0_raw_video_1.mp4"
+        wm_suffix = "-0_raw_video_1_wm.mp4"
+        if not path.startswith(prefix):
+            raise CdnRefusal(404, "not found")
+        parts = path[len(prefix) :].split("/")
+        if len(parts) != 3:
+            raise CdnRefusal(404, "not found")
+        bucket, kind, name = parts
+        for end in (suffix, wm_suffix):
+            if name.endswith(end):
+                task = self._tasks.get(name[: -len(end)])
+                if (
+                    task is not None
+                    and task.status == "succeed"
+                    and task.kind == kind
+                    and str(task.bucket) == bucket
+                    and (end == suffix or task.spec.watermark)
+                ):
+                    return task
+        raise CdnRefusal(404, "not found")
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Everything tests and benchmarks count; the body of GET /_sim/stats."""
+        with self._lock:
+            self._advance(time.monotonic())
+            by_status = Counter(t.status for t in self._tasks.values())
+            limit = self._config.concurrency_limit
+            return {
+                "calls": dict(self._calls),
+                "calls_total": sum(self._calls.values()),
+                "gets_per_task": dict(self._gets_per_task),
+                "create_attempts_by_external_task_id": dict(self._create_attempts_by_ext),
+                "tasks_by_external_task_id": dict(self._tasks_by_ext),
+                "creates": {
+                    "accepted": self._creates_accepted,
+                    "refused": sum(self._creates_refused.values()),
+                    "refused_by_code": dict(self._creates_refused),
+                },
+                "errors_by_code": dict(self._errors),
+                "faults": dict(self._faults),
+                "callbacks": self.callbacks.snapshot(),
+                "units_charged_total": self._units_charged,
+                "concurrency": {
+                    "limit": limit,
+                    "current": sum(a.active for a in self._accounts.values()),
+                    "high_water": max((a.high_water for a in self._accounts.values()), default=0),
+                },
+                "accounts": {
+                    key: {
+                        "active": a.active,
+                        "high_water": a.high_water,
+                        "units_committed": a.units_committed,
+                        "tasks": len(a.tasks),
+                    }
+                    for key, a in self._accounts.items()
+                },
+                "tasks_total": len(self._tasks),
+                "tasks_by_status": {s: by_status.get(s, 0) for s in ("submitted", "processing", "succeed", "failed")},
+                "cdn": {
+                    key: self._cdn.get(key, 0)
+                    for key in (
+                        "requests",
+                        "downloads_started",
+                        "downloads_completed",
+                        "downloads_dropped",
+                        "downloads_aborted",
+                        "bytes_sent",
+                        "refused",
+                        "redirected",
+                    )
+                },
+            }

@@ -1,0 +1,335 @@
+"""Create-body validation as Kling does it: 1201 (HTTP 400) with a message that names the field.
+
+Checks that need the simulator's state (a video-extend source video, external_task_id reuse) live
+in `state.py`; everything decidable from the body alone is here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from kling_local.sim.config import SimConfig
+from kling_local.sim.errors import SimApiError, bad_request, invalid
+from kling_local.sim.media import image_info
+
+KINDS: tuple[str, ...] = ("text2video", "image2video", "video-extend", "multi-image2video", "lip-sync")
+MAX_PROMPT = 2500
+MAX_EXTERNAL_ID = 256
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+CAMERA_TYPES = ("simple", "down_back", "forward_up", "right_turn_forward", "left_turn_forward")
+CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a valid create body asks for, normalised (defaults filled in)."""
+
+    kind: str
+    model_name: str | None
+    mode: str
+    duration: str
+    prompt: str
+    negative_prompt: str
+    callback_url: str | None
+    external_task_id: str | None
+    watermark: bool
+    source_video_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Common:
+    """Fields every kind takes."""
+
+    callback_url: str | None
+    external_task_id: str | None
+    watermark: bool
+
+    def spec(
+        self,
+        kind: str,
+        model_name: str | None,
+        mode: str,
+        duration: str,
+        prompt: str,
+        negative_prompt: str,
+        source_video_id: str | None = None,
+    ) -> TaskSpec:
+        return TaskSpec(
+            kind=kind,
+            model_name=model_name,
+            mode=mode,
+            duration=duration,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            callback_url=self.callback_url,
+            external_task_id=self.external_task_id,
+            watermark=self.watermark,
+            source_video_id=source_video_id,
+        )
+
+
+def validate_create(kind: str, body: Any, config: SimConfig) -> TaskSpec:
+    """Validate a create body for `kind`; raise SimApiError (1200/1201) naming the field."""
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    callback_url = _callback_url(body)
+    external_task_id = _external_task_id(body)
+    watermark = _watermark(body)
+    common = _Common(callback_url, external_task_id, watermark)
+    if kind == "video-extend":
+        video_id = _required_str(body, "video_id")
+        prompt = _opt_text(body, "prompt")
+        negative = _opt_text(body, "negative_prompt")
+        _cfg_scale(body)
+        return common.spec(kind, None, "std", "5", prompt, negative, source_video_id=video_id)
+    if kind == "lip-sync":
+        return _lip_sync(body, common)
+    model = _model_name(body, config, default="kling-v1-6" if kind == "multi-image2video" else "kling-v1")
+    mode = _enum(body, "mode", ("std", "pro"), "std")
+    duration = _duration(body)
+    negative = _opt_text(body, "negative_prompt")
+    _cfg_scale(body)
+    _enum(body, "sound", ("on", "off"), "off")
+    if kind == "text2video":
+        prompt = _opt_text(body, "prompt")
+        if not prompt:
+            raise invalid("prompt is required for text2video (1 to 2500 characters)")
+        _enum(body, "aspect_ratio", ("16:9", "9:16", "1:1"), "16:9")
+        _camera_control(body)
+    elif kind == "image2video":
+        prompt = _opt_text(body, "prompt")
+        if body.get("image") in (None, ""):
+            raise invalid("image is required for image2video (a URL or raw base64)")
+        _image(body, "image", config)
+        has_tail = body.get("image_tail") not in (None, "")
+        if has_tail:
+            _image(body, "image_tail", config)
+        has_camera = _camera_control(body)
+        has_masks = any(body.get(k) not in (None, "", []) for k in ("static_mask", "dynamic_masks"))
+        if has_masks:
+            _masks(body, config)
+        if sum((has_tail, has_camera, has_masks)) > 1:
+            raise invalid("image_tail, static_mask/dynamic_masks and camera_control cannot be combined: pick one")
+    elif kind == "multi-image2video":
+        prompt = _opt_text(body, "prompt")
+        if not prompt:
+            raise invalid("prompt is required for multi-image2video (1 to 2500 characters)")
+        _enum(body, "aspect_ratio", ("16:9", "9:16", "1:1"), "16:9")
+        images = body.get("image_list")
+        if not isinstance(images, list) or not 1 <= len(images) <= 4:
+            raise invalid('image_list is required: a list of 1 to 4 objects {"image": ...}')
+        for i, item in enumerate(images):
+            if not isinstance(item, dict):
+                raise invalid(f'image_list[{i}] must be an object {{"image": ...}}')
+            _image(item, "image", config, label=f"image_list[{i}].image")
+    else:  # pragma: no cover - the router only passes known kinds
+        raise SimApiError(1203, f"unknown task kind {kind!r}")
+    return common.spec(kind, model, mode, duration, prompt, negative)
+
+
+# -- field checks -------------------------------------------------------------------------------
+
+
+def _required_str(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None or value == "":
+        raise invalid(f"{name} is required")
+    if not isinstance(value, str):
+        raise invalid(f"{name} must be a string")
+    return value
+
+
+def _opt_text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid(f"{name} must be a string")
+    if len(value) > MAX_PROMPT:
+        raise invalid(f"{name} is {len(value)} characters; at most {MAX_PROMPT} are allowed")
+    return value
+
+
+def _enum(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise invalid(f"{name} must be one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _duration(body: dict[str, Any]) -> str:
+    value = body.get("duration")
+    if value is None:
+        return "5"
+    if not isinstance(value, str) or value not in ("5", "10"):
+        raise invalid('duration must be the string "5" or "10"')
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _cfg_scale(body: dict[str, Any]) -> None:
+    value = body.get("cfg_scale")
+    if value is None:
+        return
+    if not _number(value) or not 0 <= value <= 1:
+        raise invalid("cfg_scale must be a number between 0 and 1")
+
+
+def _model_name(body: dict[str, Any], config: SimConfig, default: str) -> str:
+    value = body.get("model_name")
+    if value is None:
+        return default
+    if not isinstance(value, str) or value not in config.known_models:
+        raise invalid(f"model_name {str(value)[:64]!r} is not supported; known: {', '.join(config.known_models)}")
+    return value
+
+
+def _callback_url(body: dict[str, Any]) -> str | None:
+    value = body.get("callback_url")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise invalid("callback_url must be a string")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise invalid("callback_url must be an http(s) URL")
+    return value
+
+
+def _external_task_id(body: dict[str, Any]) -> str | None:
+    value = body.get("external_task_id")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise invalid("external_task_id must be a string")
+    if len(value) > MAX_EXTERNAL_ID:
+        raise invalid(f"external_task_id is longer than {MAX_EXTERNAL_ID} characters")
+    return value
+
+
+def _watermark(body: dict[str, Any]) -> bool:
+    value = body.get("watermark_info")
+    if value is None:
+        return False
+    if not isinstance(value, dict) or not isinstance(value.get("enabled", False), bool):
+        raise invalid('watermark_info must be an object {"enabled": true|false}')
+    return bool(value.get("enabled", False))
+
+
+def _camera_control(body: dict[str, Any]) -> bool:
+    """Validate camera_control's shape; True when one is given."""
+    value = body.get("camera_control")
+    if value is None:
+        return False
+    if not isinstance(value, dict):
+        raise invalid("camera_control must be an object {type, config}")
+    kind = value.get("type")
+    if kind not in CAMERA_TYPES:
+        raise invalid(f"camera_control.type must be one of {', '.join(CAMERA_TYPES)}")
+    unknown = set(value) - {"type", "config"}
+    if unknown:
+        raise invalid(f"camera_control has unknown field(s): {', '.join(sorted(unknown))}")
+    config = value.get("config")
+    if kind != "simple":
+        if config is not None:
+            raise invalid(f"camera_control.config is only allowed with type 'simple', not {kind!r}")
+        return True
+    if not isinstance(config, dict):
+        raise invalid("camera_control.config is required with type 'simple'")
+    bad = set(config) - set(CAMERA_AXES)
+    if bad:
+        raise invalid(f"camera_control.config has unknown field(s): {', '.join(sorted(bad))}")
+    for axis, amount in config.items():
+        if not _number(amount) or not -10 <= amount <= 10:
+            raise invalid(f"camera_control.config.{axis} must be a number between -10 and 10")
+    if sum(1 for amount in config.values() if amount != 0) != 1:
+        raise invalid(
+            "camera_control.config: with type 'simple' exactly one of " + ", ".join(CAMERA_AXES) + " must be non-zero"
+        )
+    return True
+
+
+def _image(body: dict[str, Any], name: str, config: SimConfig, label: str | None = None) -> None:
+    """A URL or raw base64 (no `data:` prefix); base64 content is checked like Kling does."""
+    label = label or name
+    value = body.get(name)
+    if value is None or value == "":
+        raise invalid(f"{label} is required")
+    if not isinstance(value, str):
+        raise invalid(f"{label} must be a string: a URL or raw base64")
+    if value.startswith("data:"):
+        raise invalid(f"{label}: send raw base64 without the 'data:...;base64,' prefix, or a URL")
+    if "://" in value[:16]:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise invalid(f"{label} must be an http(s) URL or raw base64")
+        return
+    if not _BASE64.match(value) or len(value) % 4:
+        raise invalid(f"{label} is neither an http(s) URL nor valid base64")
+    if len(value) * 3 // 4 > MAX_IMAGE_BYTES:
+        raise invalid(f"{label} is larger than 10 MB")
+    if not config.check_image_content:
+        return
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(f"{label} is not valid base64") from None
+    info = image_info(data)
+    if info is None:
+        raise invalid(f"{label} must be a jpg, jpeg or png image")
+    _, width, height = info
+    if min(width, height) < 300:
+        raise invalid(f"{label} is {width}x{height}; width and height must be at least 300 px")
+    if not 1 / 2.5 <= width / height <= 2.5:
+        raise invalid(f"{label} aspect ratio {width}:{height} is outside 1:2.5 to 2.5:1")
+
+
+def _masks(body: dict[str, Any], config: SimConfig) -> None:
+    if body.get("static_mask") not in (None, ""):
+        _image(body, "static_mask", config)
+    masks = body.get("dynamic_masks")
+    if masks in (None, []):
+        return
+    if not isinstance(masks, list) or len(masks) > 6:
+        raise invalid("dynamic_masks must be a list of at most 6 objects {mask, trajectories}")
+    for i, item in enumerate(masks):
+        if not isinstance(item, dict) or not isinstance(item.get("trajectories"), list):
+            raise invalid(f"dynamic_masks[{i}] must be an object {{mask, trajectories: [...]}}")
+        _image(item, "mask", config, label=f"dynamic_masks[{i}].mask")
+
+
+def _lip_sync(body: dict[str, Any], common: _Common) -> TaskSpec:
+    """Minimal lip-sync: an `input` with a source video and a mode."""
+    source = body.get("input")
+    if not isinstance(source, dict):
+        raise invalid("input is required: an object {video_id | video_url, mode, ...}")
+    video_id = source.get("video_id")
+    video_url = source.get("video_url")
+    if not video_id and not video_url:
+        raise invalid("input.video_id or input.video_url is required")
+    if video_id is not None and not isinstance(video_id, str):
+        raise invalid("input.video_id must be a string")
+    if video_url is not None:
+        parts = urlsplit(str(video_url))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise invalid("input.video_url must be an http(s) URL")
+    mode = source.get("mode")
+    if mode not in ("text2video", "audio2video"):
+        raise invalid("input.mode must be text2video or audio2video")
+    if mode == "text2video" and not isinstance(source.get("text"), str):
+        raise invalid("input.text is required with mode text2video")
+    if mode == "audio2video" and not (source.get("audio_file") or source.get("audio_url")):
+        raise invalid("input.audio_file or input.audio_url is required with mode audio2video")
+    text = source.get("text") if isinstance(source.get("text"), str) else ""
+    return common.spec("lip-sync", None, "std", "5", str(text), "", source_video_id=video_id or None)

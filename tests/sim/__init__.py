@@ -1,0 +1,1 @@
+"""Tests of the Kling simulator (local/kling_local/sim)."""
