@@ -207,9 +207,7 @@ def stream_to_s3(
                 bucket,
                 key,
                 ExtraArgs={"ContentType": "video/mp4", "Metadata": metadata},
-                Config=TransferConfig(
-                    multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=2, use_threads=True
-                ),
+                Config=transfer_config(),
             )
     except httpx.HTTPError as exc:
         raise TransientDownloadError(f"fetching {_safe(url)} failed: {type(exc).__name__}: {exc}") from exc
@@ -217,6 +215,16 @@ def stream_to_s3(
         if http is None:
             client.close()
     return StoredVideo(bucket, key, reader.size, reader.sha256.hexdigest(), "video/mp4")
+
+
+def transfer_config() -> TransferConfig:
+    """Two parts in flight and at most three read ahead: memory stays near 5 x PART_SIZE for any size."""
+    config = TransferConfig(
+        multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=2, use_threads=True
+    )
+    # s3transfer buffers up to ten parts of a non-seekable stream by default; boto3 does not expose it.
+    config.max_in_memory_upload_chunks = 3
+    return config
 
 
 class _open_checked:
