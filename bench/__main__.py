@@ -52,7 +52,7 @@ def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
     from kling_pipeline.kling import KlingClient
 
     moto_port, sim_port = free_port(), free_port()
-    env = os.environ | {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = os.environ | {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
     moto = subprocess.Popen([str(BIN / "moto_server"), "-p", str(moto_port)], env=env,  # noqa: S603
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sim = subprocess.Popen(  # noqa: S603
