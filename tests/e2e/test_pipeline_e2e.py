@@ -1,0 +1,161 @@
+"""The whole pipeline on the local stack: messages in over SQS, videos out in S3, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kling_local.demo import connection_of
+from kling_local.operator import send_jobs
+from kling_local.stack import LocalStack
+from kling_pipeline.models import JobState
+
+from tests.support.template import ROOT
+
+S = JobState
+CLI = [sys.executable, "-m", "kling_local.cli"]
+
+
+def wait_terminal(stack: LocalStack, job_ids: list[str], timeout_s: float = 180.0) -> dict[str, Any]:
+    store = connection_of(stack).store()
+    deadline = time.monotonic() + timeout_s
+    jobs: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        jobs = {j: store.find(j) for j in job_ids}
+        if all(job is not None and job.is_terminal for job in jobs.values()):
+            return jobs
+        time.sleep(0.3)
+    states = {j: (job.state.value if job else None) for j, job in jobs.items()}
+    raise TimeoutError(f"not all jobs finished within {timeout_s}s: {states}")
+
+
+def test_a_batch_completes_with_videos_in_s3(stack: LocalStack) -> None:
+    connection = connection_of(stack)
+    jobs = [{"job_id": f"e2e-batch-{i}", "prompt": f"product shot number {i}", "metadata": {"n": i}} for i in range(8)]
+    job_ids = send_jobs(connection, jobs)
+    finished = wait_terminal(stack, job_ids)
+    assert {job.state for job in finished.values()} == {S.COMPLETED}
+    s3 = connection.client("s3")
+    for job_id in job_ids:
+        head = s3.head_object(Bucket=connection.bucket, Key=f"videos/{job_id}.mp4")
+        assert head["ContentLength"] == 200_000
+    assert stack.simulator is not None
+    per_external_id = stack.simulator.stats()["tasks_by_external_task_id"]
+    assert all(per_external_id[j] == 1 for j in job_ids)
+    stats = stack.function_stats()
+    assert stats["SubmitFunction"]["invocations"] >= 1
+    assert stats["DownloadFunction"]["invocations"] >= len(job_ids)
+
+
+def test_a_poison_message_lands_in_the_dlq_with_its_reason(stack: LocalStack) -> None:
+    connection = connection_of(stack)
+    sqs = connection.client("sqs")
+    sqs.send_message(QueueUrl=connection.queue_url, MessageBody=json.dumps({"job_id": "e2e-poison", "duration": "7"}))
+    deadline = time.monotonic() + 60
+    found: list[dict[str, Any]] = []
+    while not found and time.monotonic() < deadline:
+        found = [
+            m
+            for m in sqs.receive_message(
+                QueueUrl=connection.dead_letter_queue_url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=1,
+            ).get("Messages", [])
+            if m["MessageAttributes"].get("job_id", {}).get("StringValue") == "e2e-poison"
+        ]
+        time.sleep(0.3)
+    assert found, "the poison message never reached the DLQ"
+    reason = found[0]["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert "duration" in reason and "5" in reason
+    job = connection.store().get("e2e-poison")
+    assert job.state is S.FAILED and job.error_code == "INVALID_REQUEST"
+
+
+def test_a_forged_callback_over_http_is_refused(stack: LocalStack) -> None:
+    connection = connection_of(stack)
+    send_jobs(connection, [{"job_id": "e2e-forged", "prompt": "a quiet harbour"}])
+    store = connection.store()
+    deadline = time.monotonic() + 60
+    while (job := store.find("e2e-forged")) is None or job.task_id is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    before = store.get("e2e-forged")
+    url = f"{stack.endpoints['api_base_url']}/callbacks/e2e-forged"
+    lie = {
+        "task_id": before.task_id,
+        "task_status": "succeed",
+        "task_result": {"videos": [{"id": "x", "url": "https://evil.example.com/v.mp4"}]},
+    }
+    for params in ({"token": "f" * 64}, {}):
+        response = httpx.post(url, params=params, json=lie, timeout=30)
+        assert response.status_code == 401
+    after = store.get("e2e-forged")
+    assert after.video_url != "https://evil.example.com/v.mp4"
+    assert all(h.by != "callback" or h.state is not S.DOWNLOADING for h in after.history if h.at > before.updated_at)
+    unknown = httpx.post(f"{stack.endpoints['api_base_url']}/callbacks/nobody", params={"token": "0"}, json=lie)
+    assert unknown.status_code == 401
+
+
+def run_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [*CLI, *args, "--project-root", str(stack.project_root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_submit_status_get_round_trip(stack: LocalStack, tmp_path: Path) -> None:
+    submitted = run_cli(stack, "submit", "--prompt", "a kite over green hills", "--job-id", "e2e-cli", "--mode", "pro")
+    assert submitted.returncode == 0, submitted.stderr
+    assert submitted.stdout.strip() == "e2e-cli"
+    wait_terminal(stack, ["e2e-cli"])
+    status = run_cli(stack, "status", "e2e-cli", "--json")
+    assert status.returncode == 0, status.stderr
+    body = json.loads(status.stdout)
+    assert body["state"] == "COMPLETED"
+    assert body["s3_uri"].endswith("/videos/e2e-cli.mp4")
+    out = tmp_path / "kite.mp4"
+    got = run_cli(stack, "get", "e2e-cli", "--out", str(out))
+    assert got.returncode == 0, got.stderr
+    assert out.stat().st_size == 200_000
+    assert out.read_bytes()[4:8] == b"ftyp"
+    bad = run_cli(stack, "submit", "--prompt", "x", "--duration", "5", "--metadata", "{not json")
+    assert bad.returncode == 2 and "metadata" in bad.stderr
+    missing = run_cli(stack, "status", "no-such-job")
+    assert missing.returncode == 2 and "no job no-such-job" in missing.stderr
+
+
+def test_cli_without_a_running_stack_says_what_to_do(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CLI, "status", "x", "--project-root", str(tmp_path)],
+        cwd=ROOT,  # noqa: S603
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "kling-pipeline local up" in result.stderr
+
+
+@pytest.mark.usefixtures("sim_defaults")
+def test_throttling_with_a_small_account_limit_still_completes_the_batch(stack: LocalStack) -> None:
+    assert stack.simulator is not None
+    stack.simulator.configure(concurrency_limit=2, generation_min_s=120.0, generation_max_s=180.0)
+    refused_before = stack.simulator.stats()["creates"]["refused_by_code"].get("1303", 0)
+    job_ids = send_jobs(connection_of(stack), [{"job_id": f"e2e-busy-{i}", "prompt": f"scene {i}"} for i in range(8)])
+    finished = wait_terminal(stack, job_ids, timeout_s=240)
+    assert {job.state for job in finished.values()} == {S.COMPLETED}
+    stats = stack.simulator.stats()
+    assert stats["creates"]["refused_by_code"].get("1303", 0) > refused_before
+    assert all(stats["tasks_by_external_task_id"][j] == 1 for j in job_ids)
