@@ -53,20 +53,38 @@ def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
 
     moto_port, sim_port = free_port(), free_port()
     env = os.environ | {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
-    moto = subprocess.Popen([str(BIN / "moto_server"), "-p", str(moto_port)], env=env,  # noqa: S603
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sim = subprocess.Popen(  # noqa: S603
-        [str(BIN / "kling-pipeline"), "sim", "--port", str(sim_port), "--access-key", "bench-ak",
-         "--secret-key", "bench-secret-key-0123456789abcdef0123", "--speed", "10000",
-         "--video-size-bytes", str(max(sizes_mb) * 1024 * 1024)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    moto = subprocess.Popen(
+        [str(BIN / "moto_server"), "-p", str(moto_port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    sim = subprocess.Popen(
+        [
+            str(BIN / "kling-pipeline"),
+            "sim",
+            "--port",
+            str(sim_port),
+            "--access-key",
+            "bench-ak",
+            "--secret-key",
+            "bench-secret-key-0123456789abcdef0123",
+            "--speed",
+            "10000",
+            "--video-size-bytes",
+            str(max(sizes_mb) * 1024 * 1024),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     results = []
     try:
         wait_http(f"http://127.0.0.1:{moto_port}/")
         wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats")
-        s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{moto_port}",
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
         s3.create_bucket(Bucket="bench")
         kling = KlingClient(f"http://127.0.0.1:{sim_port}", "bench-ak", "bench-secret-key-0123456789abcdef0123")
         policy = DownloadPolicy.from_setting(
@@ -81,18 +99,23 @@ def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
             tracemalloc.start()
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             started = time.monotonic()
-            stored = stream_to_s3(task.first_video.url, bucket="bench", key=f"videos/{size_mb}.mp4",
-                                  policy=policy, s3=s3, metadata={})
+            stored = stream_to_s3(
+                task.first_video.url, bucket="bench", key=f"videos/{size_mb}.mp4", policy=policy, s3=s3, metadata={}
+            )
             seconds = time.monotonic() - started
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            results.append({
-                "video_mib": size_mb, "stored_bytes": stored.size, "seconds": round(seconds, 2),
-                "mib_per_s": round(stored.size / 1024**2 / seconds, 1),
-                "peak_python_mib": round(peak / 1024**2, 1),
-                "peak_rss_growth_mib": round((rss_after - rss_before) / 1024, 1),
-            })
+            results.append(
+                {
+                    "video_mib": size_mb,
+                    "stored_bytes": stored.size,
+                    "seconds": round(seconds, 2),
+                    "mib_per_s": round(stored.size / 1024**2 / seconds, 1),
+                    "peak_python_mib": round(peak / 1024**2, 1),
+                    "peak_rss_growth_mib": round((rss_after - rss_before) / 1024, 1),
+                }
+            )
             s3.delete_object(Bucket="bench", Key=f"videos/{size_mb}.mp4")
     finally:
         for process in (sim, moto):
@@ -106,12 +129,18 @@ def bench_polling_baseline(jobs: int, speed: float) -> dict[str, float]:
     from kling_local.sim import KlingSimulator, SimConfig
     from kling_pipeline.kling import KlingClient
 
-    config = SimConfig(access_key="poll-ak", secret_key="poll-secret-key-0123456789abcdef012345",
-                       speed=speed, concurrency_limit=jobs, seed=3)
+    config = SimConfig(
+        access_key="poll-ak",
+        secret_key="poll-secret-key-0123456789abcdef012345",
+        speed=speed,
+        concurrency_limit=jobs,
+        seed=3,
+    )
     with KlingSimulator(config) as sim:
         client = KlingClient(sim.base_url, config.access_key, config.secret_key)
-        active = {client.create_task("text2video", {"prompt": f"p{i}", "model_name": "kling-v1"}).task_id
-                  for i in range(jobs)}
+        active = {
+            client.create_task("text2video", {"prompt": f"p{i}", "model_name": "kling-v1"}).task_id for i in range(jobs)
+        }
         noticed_delay = []
         gets = 0
         while active:
@@ -134,20 +163,38 @@ def bench_polling_baseline(jobs: int, speed: float) -> dict[str, float]:
 
 
 def bench_pipeline(jobs: int) -> dict[str, object]:
-    out = subprocess.run(  # noqa: S603
+    out = subprocess.run(
         [str(BIN / "kling-pipeline"), "demo", "--json", "--count", str(jobs), "--seed", "3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     if not out.stdout.strip():
         raise RuntimeError(f"demo printed no summary: {out.stderr[-2000:]}")
     summary: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
-    return {k: summary[k] for k in ("jobs", "completed", "failed", "lost", "kling_creates", "kling_gets",
-                                    "kling_calls_per_job", "notice_p50_s", "notice_p95_s", "duration_s")}
+    return {
+        k: summary[k]
+        for k in (
+            "jobs",
+            "completed",
+            "failed",
+            "lost",
+            "kling_creates",
+            "kling_gets",
+            "kling_calls_per_job",
+            "notice_p50_s",
+            "notice_p95_s",
+            "duration_s",
+        )
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("part", nargs="?", choices=["download", "polling", "pipeline", "all"], default="all")
     parser.add_argument("--sizes-mb", default="64,1024")
     parser.add_argument("--jobs", type=int, default=20)

@@ -104,7 +104,7 @@ def test_a_forged_callback_over_http_is_refused(stack: LocalStack) -> None:
 
 
 def run_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [*CLI, *args, "--project-root", str(stack.project_root)],
         cwd=ROOT,
         capture_output=True,
@@ -138,7 +138,7 @@ def test_cli_submit_status_get_round_trip(stack: LocalStack, tmp_path: Path) -> 
 def test_cli_without_a_running_stack_says_what_to_do(tmp_path: Path) -> None:
     result = subprocess.run(
         [*CLI, "status", "x", "--project-root", str(tmp_path)],
-        cwd=ROOT,  # noqa: S603
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,

@@ -197,7 +197,7 @@ def _rss_kb(pid: int, field: str) -> int:
 def test_streams_1_gb_with_flat_memory():
     """A 1 GB video through a simulator in its own process: its peak RSS barely moves."""
     size = 1024 * 1024 * 1024
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",

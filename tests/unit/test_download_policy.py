@@ -1,7 +1,6 @@
 """Which video URLs the download function fetches: allowed https hosts only, never internal addresses."""
 
 import pytest
-
 from kling_pipeline.download import DownloadPolicy, DownloadRefusedError, check_url
 
 PRODUCTION = DownloadPolicy.from_setting("*.klingai.com,*.kechuangai.com", max_bytes=10**9, production=True)
@@ -43,9 +42,7 @@ def test_hostile_urls_are_refused(url: str, words: str) -> None:
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "169.254.169.254", "10.1.2.3", "192.168.0.5", "::1"])
-def test_allowed_name_resolving_inward_is_refused_in_production(
-    address: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_allowed_name_resolving_inward_is_refused_in_production(address: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: [(2, 1, 6, "", (address, 443))])
     with pytest.raises(DownloadRefusedError, match="non-public"):
         check_url("https://cdn.klingai.com/a.mp4", PRODUCTION)

@@ -1,0 +1,170 @@
+"""The real template.yaml in the local stack: every resource it defines exists in moto, and a job
+message on the real JobsQueue reaches the real SubmitFunction, which creates one Kling task at the
+simulator and moves the job to SUBMITTED."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kling_local.sim import SimConfig, make_token
+from kling_local.stack import LocalStack, StackOptions, read_state_file
+from kling_local.stack.deploy import Deployment
+from kling_local.stack.template import load_template
+
+from tests.stack.conftest import ROOT, wait_for
+
+TEMPLATE = ROOT / "template.yaml"
+ACCESS_KEY = "stack-test-ak"
+SECRET_KEY = secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="module")
+def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("real-stack")
+
+
+@pytest.fixture(scope="module")
+def stack(project_root: Path) -> Iterator[LocalStack]:
+    # Generation takes 10+ simulated minutes at speed 1, so a submitted job stays SUBMITTED.
+    sim = SimConfig(
+        access_key=ACCESS_KEY, secret_key=SECRET_KEY, speed=1.0, generation_min_s=600, generation_max_s=900, seed=3
+    )
+    options = StackOptions(template_path=TEMPLATE, project_root=project_root, sim_config=sim)
+    with LocalStack(options) as running:
+        yield running
+
+
+def _physical(deployment: Deployment, logical_id: str) -> str:
+    physical = deployment.physical_id(logical_id)
+    assert physical, f"{logical_id} was not deployed"
+    return physical
+
+
+def _template_resources() -> dict[str, dict[str, Any]]:
+    resources: dict[str, dict[str, Any]] = load_template(TEMPLATE)["Resources"]
+    return resources
+
+
+def _of_type(kind: str) -> list[str]:
+    return sorted(lid for lid, r in _template_resources().items() if r["Type"] == kind)
+
+
+def test_every_queue_table_bucket_secret_and_state_machine_exists(stack: LocalStack) -> None:
+    deployment = stack.deployment
+    assert deployment is not None
+    sqs, ddb, s3 = stack.client("sqs"), stack.client("dynamodb"), stack.client("s3")
+    sm, sfn, lam = stack.client("secretsmanager"), stack.client("stepfunctions"), stack.client("lambda")
+    params = load_template(TEMPLATE)["Parameters"]
+
+    queues = _of_type("AWS::SQS::Queue")
+    assert queues, "the template defines queues"
+    assert len(sqs.list_queues().get("QueueUrls", [])) == len(queues)
+    for lid in queues:
+        url = _physical(deployment, lid)
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        props = _template_resources()[lid].get("Properties", {})
+        if "VisibilityTimeout" in props:
+            assert int(attributes["VisibilityTimeout"]) == int(props["VisibilityTimeout"])
+        if "RedrivePolicy" in props:
+            redrive = json.loads(attributes["RedrivePolicy"])
+            assert int(redrive["maxReceiveCount"]) == int(params["MaxReceiveCount"]["Default"])
+            dlq = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=_physical(deployment, dlq), AttributeNames=["QueueArn"])
+            assert redrive["deadLetterTargetArn"] == dlq_arn["Attributes"]["QueueArn"]
+
+    tables = _of_type("AWS::DynamoDB::Table")
+    assert sorted(ddb.list_tables()["TableNames"]) == sorted(_physical(deployment, t) for t in tables)
+    for lid in tables:
+        described = ddb.describe_table(TableName=_physical(deployment, lid))["Table"]
+        props = _template_resources()[lid]["Properties"]
+        assert described["KeySchema"] == props["KeySchema"]
+        expected_indexes = {i["IndexName"] for i in props.get("GlobalSecondaryIndexes", [])}
+        assert {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])} == expected_indexes
+
+    buckets = _of_type("AWS::S3::Bucket")
+    assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == sorted(_physical(deployment, b) for b in buckets)
+
+    template_secrets = _of_type("AWS::SecretsManager::Secret")
+    assert sorted(s["ARN"] for s in sm.list_secrets()["SecretList"]) == sorted(
+        deployment.secrets[s] for s in template_secrets
+    )
+
+    machines = _of_type("AWS::Serverless::StateMachine") + _of_type("AWS::StepFunctions::StateMachine")
+    listed = {m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+    assert listed == {deployment.state_machines[m] for m in machines}  # visible to the executing engine
+    for arn in listed:
+        definition = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
+        assert "${" not in definition  # DefinitionSubstitutions were applied
+        assert deployment.functions["DownloadFunction"].arn in definition
+
+    template = load_template(TEMPLATE)
+    global_env = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for lid in _of_type("AWS::Serverless::Function"):
+        own = set(_template_resources()[lid]["Properties"].get("Environment", {}).get("Variables", {}))
+        configured = lam.get_function_configuration(FunctionName=deployment.functions[lid].name)
+        assert set(configured["Environment"]["Variables"]) == global_env | own
+
+    # Nothing in the template is silently lost: each resource is deployed or knowingly emulated.
+    for lid, resource in _template_resources().items():
+        if resource["Type"].startswith("AWS::Serverless::"):
+            continue  # translated into other resources (checked above by kind)
+        assert lid in deployment.resources or lid in deployment.dropped, lid
+
+
+def test_kling_keys_are_in_the_credentials_secret(stack: LocalStack) -> None:
+    arn = stack.outputs["KlingCredentialsSecretArn"]
+    stored = json.loads(stack.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+    assert stored == {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+
+
+def test_submit_message_creates_a_kling_task_and_the_job_is_submitted(stack: LocalStack) -> None:
+    assert stack.simulator is not None
+    stack.client("sqs").send_message(
+        QueueUrl=stack.endpoints["jobs_queue_url"], MessageBody=json.dumps({"job_id": "t1", "prompt": "a cat"})
+    )
+    table = stack.endpoints["jobs_table"]
+    ddb = stack.client("dynamodb")
+
+    def submitted() -> dict[str, Any] | None:
+        item: dict[str, Any] | None = ddb.get_item(TableName=table, Key={"job_id": {"S": "t1"}}).get("Item")
+        return item if item and item["state"]["S"] == "SUBMITTED" else None
+
+    item = wait_for(submitted, 90, interval_s=0.5, what="job t1 to be SUBMITTED")
+    stats = stack.simulator.stats()
+    assert stats["creates"]["accepted"] == 1
+    assert stats["create_attempts_by_external_task_id"] == {"t1": 1}
+    assert stats["tasks_by_external_task_id"] == {"t1": 1}
+    token = make_token(ACCESS_KEY, SECRET_KEY)
+    found = httpx.get(
+        f"{stack.endpoints['kling_base_url']}/v1/videos/text2video",
+        params={"external_task_id": "t1"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+    assert found["data"]["task_id"] == item["task_id"]["S"]  # the task the job records is t1's at Kling
+    assert stack.wait_idle(60)  # the message was deleted: nothing left in flight
+    counters = stack.function_stats()["SubmitFunction"]
+    assert counters["invocations"] == 1 and counters["errors"] == 0 and counters["cold_starts"] == 1
+
+
+def test_callback_route_reaches_the_callback_function(stack: LocalStack) -> None:
+    before = stack.function_stats()["CallbackFunction"]["invocations"]
+    response = httpx.post(
+        f"{stack.endpoints['api_base_url']}/callbacks/t1", params={"token": "not-the-token"}, json={}, timeout=60
+    )
+    assert response.status_code == 401  # a bad token is refused by the real function
+    assert stack.function_stats()["CallbackFunction"]["invocations"] == before + 1
+
+
+def test_state_file_lists_the_endpoints(stack: LocalStack, project_root: Path) -> None:
+    state = read_state_file(project_root)
+    assert state is not None
+    assert state["jobs_queue_url"] == stack.endpoints["jobs_queue_url"]
+    assert state["api_base_url"] == stack.endpoints["api_base_url"]
+    assert SECRET_KEY not in json.dumps(state)
