@@ -65,8 +65,12 @@ def connect(args: argparse.Namespace) -> PipelineConnection:
         if missing:
             raise ConnectionError_(f"give {' and '.join(missing)} too, or use --stack-name")
         return PipelineConnection(
-            args.queue_url, args.dlq_url or "", args.table, args.bucket or "",
-            args.region or boto3.session.Session().region_name or "us-east-1", where="given URLs",
+            args.queue_url,
+            args.dlq_url or "",
+            args.table,
+            args.bucket or "",
+            args.region or boto3.session.Session().region_name or "us-east-1",
+            where="given URLs",
         )
     state = read_state_file(args.project_root.resolve())
     if state is None:
@@ -75,8 +79,13 @@ def connect(args: argparse.Namespace) -> PipelineConnection:
             "or point at a deployed stack with --stack-name NAME"
         )
     return PipelineConnection(
-        state["jobs_queue_url"], state["dead_letter_queue_url"], state["jobs_table"], state["video_bucket"],
-        state.get("region", "us-east-1"), endpoint_url=state["moto_endpoint"], where="local stack",
+        state["jobs_queue_url"],
+        state["dead_letter_queue_url"],
+        state["jobs_table"],
+        state["video_bucket"],
+        state.get("region", "us-east-1"),
+        endpoint_url=state["moto_endpoint"],
+        where="local stack",
     )
 
 
@@ -98,6 +107,10 @@ def _from_stack(stack_name: str, region: str | None) -> PipelineConnection:
     if missing:
         raise ConnectionError_(f"stack {stack_name} has no outputs {', '.join(missing)}: is it this project's?")
     return PipelineConnection(
-        outputs["JobsQueueUrl"], outputs["JobsDeadLetterQueueUrl"], outputs["JobsTableName"],
-        outputs["VideoBucketName"], cloudformation.meta.region_name, where=f"stack {stack_name}",
+        outputs["JobsQueueUrl"],
+        outputs["JobsDeadLetterQueueUrl"],
+        outputs["JobsTableName"],
+        outputs["VideoBucketName"],
+        cloudformation.meta.region_name,
+        where=f"stack {stack_name}",
     )

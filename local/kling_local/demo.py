@@ -67,8 +67,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, help="copy the finished videos into this folder (e.g. out/)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting after this many seconds")
-    parser.add_argument("--stall", type=float, default=20.0,
-                        help="stop early when nothing has moved for this long and Kling has nothing running")
+    parser.add_argument(
+        "--stall",
+        type=float,
+        default=20.0,
+        help="stop early when nothing has moved for this long and Kling has nothing running",
+    )
     knobs = parser.add_argument_group("the Kling simulator's faults and limits")
     knobs.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
     knobs.add_argument("--concurrency", type=int, default=5, help="Kling account concurrency limit (1303 past it)")
@@ -81,8 +85,11 @@ def register(subparsers: Any) -> None:
     knobs.add_argument("--video-size", type=int, default=2_000_000, help="bytes per generated video")
     knobs.add_argument("--cdn-drop-rate", type=float, default=0.0, help="share of downloads cut mid-body")
     knobs.add_argument("--seed", type=int, default=None, help="make the simulator's randomness repeatable")
-    parser.add_argument("--kling-url", help="a real (or other Kling-compatible) API instead of the simulator; "
-                        "keys from KLING_ACCESS_KEY / KLING_SECRET_KEY")
+    parser.add_argument(
+        "--kling-url",
+        help="a real (or other Kling-compatible) API instead of the simulator; "
+        "keys from KLING_ACCESS_KEY / KLING_SECRET_KEY",
+    )
     parser.add_argument("--project-root", type=Path, default=Path())
     parser.set_defaults(handler=run)
 
@@ -156,8 +163,13 @@ def run(args: argparse.Namespace) -> int:
 def connection_of(stack: LocalStack) -> PipelineConnection:
     e = stack.endpoints
     return PipelineConnection(
-        e["jobs_queue_url"], e["dead_letter_queue_url"], e["jobs_table"], e["video_bucket"],
-        e.get("region", "us-east-1"), endpoint_url=e["moto_endpoint"], where="local stack",
+        e["jobs_queue_url"],
+        e["dead_letter_queue_url"],
+        e["jobs_table"],
+        e["video_bucket"],
+        e.get("region", "us-east-1"),
+        endpoint_url=e["moto_endpoint"],
+        where="local stack",
     )
 
 
@@ -171,8 +183,14 @@ def drive_batch(
     current: dict[str, Job] = {}
     last_change = time.monotonic()
     with Progress(
-        TextColumn("[bold]videos"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[states]}"),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=args.json,
+        TextColumn("[bold]videos"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[states]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=args.json,
     ) as progress:
         bar = progress.add_task("videos", total=len(job_ids), states="", rate="")
         while True:
@@ -184,7 +202,8 @@ def drive_batch(
             finished = sum(1 for job in current.values() if job.is_terminal)
             elapsed = time.monotonic() - started
             progress.update(
-                bar, completed=finished,
+                bar,
+                completed=finished,
                 states="  ".join(f"{state.lower()} {n}" for state, n in sorted(counts.items())),
                 rate=f"{counts.get('COMPLETED', 0) / elapsed * 60:.1f}/min",
             )
@@ -219,8 +238,12 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarize(
-    stack: LocalStack, connection: PipelineConnection, jobs: dict[str, Job], job_ids: list[str],
-    duration_s: float, out_dir: Path | None,
+    stack: LocalStack,
+    connection: PipelineConnection,
+    jobs: dict[str, Job],
+    job_ids: list[str],
+    duration_s: float,
+    out_dir: Path | None,
 ) -> DemoSummary:
     counts = Counter(job.state for job in jobs.values())
     notice = []
@@ -249,7 +272,8 @@ def summarize(
     missing = [job_id for job_id in job_ids if job_id not in jobs]
     lost = [
         {"job_id": job.job_id, "state": job.state.value, "task_id": job.task_id or ""}
-        for job in jobs.values() if not job.is_terminal
+        for job in jobs.values()
+        if not job.is_terminal
     ] + [{"job_id": job_id, "state": "never recorded", "task_id": ""} for job_id in missing]
     return DemoSummary(
         jobs=len(job_ids),
@@ -259,7 +283,8 @@ def summarize(
         lost=len(lost),
         kling_creates=creates,
         kling_gets=gets,
-        kling_calls_per_job=round((creates + gets) / len(job_ids), 2) if creates is not None and gets is not None
+        kling_calls_per_job=round((creates + gets) / len(job_ids), 2)
+        if creates is not None and gets is not None
         else None,
         s3_objects=int(objects),
         notice_p50_s=percentile(notice, 50),
@@ -269,7 +294,8 @@ def summarize(
         bucket=connection.bucket,
         failures=[
             {"job_id": job.job_id, "error_code": job.error_code or "", "error_message": job.error_message or ""}
-            for job in jobs.values() if job.state in (S.FAILED, S.TIMED_OUT)
+            for job in jobs.values()
+            if job.state in (S.FAILED, S.TIMED_OUT)
         ],
         lost_jobs=lost,
         out_dir=str(out_dir) if out_dir else None,
@@ -286,8 +312,10 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     table.add_row("timed out", str(summary.timed_out))
     table.add_row("lost (in no final state)", f"[red]{summary.lost}[/red]" if summary.lost else "0")
     if summary.kling_creates is not None:
-        table.add_row("Kling calls", f"{summary.kling_creates} creates, {summary.kling_gets} gets "
-                      f"({summary.kling_calls_per_job} per job)")
+        table.add_row(
+            "Kling calls",
+            f"{summary.kling_creates} creates, {summary.kling_gets} gets ({summary.kling_calls_per_job} per job)",
+        )
         table.add_row("units charged", f"{summary.units_charged:g}")
     if summary.notice_p50_s is not None:
         table.add_row("Kling 'succeed' -> in S3", f"p50 {summary.notice_p50_s:.2f} s, p95 {summary.notice_p95_s:.2f} s")
@@ -305,5 +333,3 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
             f"[red]{summary.lost} job(s) never reached a final state[/red] (their Kling callbacks were lost and "
             "no poller reconciles them yet): " + ", ".join(j["job_id"] for j in summary.lost_jobs[:10])
         )
-
-

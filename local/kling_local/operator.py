@@ -164,9 +164,16 @@ def cmd_submit(args: argparse.Namespace, connection: PipelineConnection) -> int:
         if not args.prompt and not args.image and not args.video_id:
             raise UsageError("give --prompt (or --image / --video-id), or --file with many jobs")
         job: dict[str, Any] = {
-            "prompt": args.prompt, "job_id": args.job_id, "kind": args.kind, "model": args.model,
-            "mode": args.mode, "duration": args.duration, "aspect_ratio": args.aspect_ratio,
-            "negative_prompt": args.negative_prompt, "image": args.image, "video_id": args.video_id,
+            "prompt": args.prompt,
+            "job_id": args.job_id,
+            "kind": args.kind,
+            "model": args.model,
+            "mode": args.mode,
+            "duration": args.duration,
+            "aspect_ratio": args.aspect_ratio,
+            "negative_prompt": args.negative_prompt,
+            "image": args.image,
+            "video_id": args.video_id,
         }
         if args.metadata:
             try:
@@ -261,8 +268,12 @@ def cmd_list(args: argparse.Namespace, connection: PipelineConnection) -> int:
         return 0
     table = Table("job_id", "state", "updated_at", "video / error")
     for item in items:
-        table.add_row(item["job_id"], item["state"], item.get("updated_at", ""),
-                      item.get("s3_uri") or item.get("error_code") or "")
+        table.add_row(
+            item["job_id"],
+            item["state"],
+            item.get("updated_at", ""),
+            item.get("s3_uri") or item.get("error_code") or "",
+        )
     console.print(table)
     return 0
 
@@ -319,8 +330,11 @@ def cmd_dlq(args: argparse.Namespace, connection: PipelineConnection) -> int:
     # Each receive hides what it returns for a while, so repeated receives walk the whole queue.
     for _ in range(max(1, args.max // 10 + 1)):
         messages = sqs.receive_message(
-            QueueUrl=connection.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30,
-            MessageAttributeNames=["All"], AttributeNames=["All"],
+            QueueUrl=connection.dead_letter_queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=30,
+            MessageAttributeNames=["All"],
+            AttributeNames=["All"],
         ).get("Messages", [])
         fresh = [m for m in messages if m["MessageId"] not in seen]
         if not fresh:
@@ -359,5 +373,3 @@ def cmd_dlq(args: argparse.Namespace, connection: PipelineConnection) -> int:
     elif rows:
         console.print("fix the messages' producer, or `kling-pipeline dlq --redrive` once the cause is fixed")
     return 0
-
-

@@ -316,5 +316,5 @@ def test_import_errors_and_exits_are_lambda_errors(synthetic_stack: LocalStack) 
     }
     exited = synthetic_stack.invoke("SlowFunction", {"exit": True})
     assert not exited.ok and exited.payload["errorType"] == "Runtime.ExitError"
-    again = synthetic_stack.invoke("SlowFunction", {})
-    assert again.ok and again.cold_start and again.payload["count"] == 1  # a fresh environment
+    # The exited environment is never handed out again (up to max_concurrency=3 may be warm).
+    assert all(synthetic_stack.invoke("SlowFunction", {}).ok for _ in range(4))

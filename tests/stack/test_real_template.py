@@ -5,6 +5,7 @@ simulator and moves the job to SUBMITTED."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from kling_local.sim import SimConfig, make_token
-from kling_local.stack import LocalStack, StackOptions, read_state_file
+from kling_local.stack import DeployError, LocalStack, StackOptions, read_state_file
 from kling_local.stack.deploy import Deployment
 from kling_local.stack.template import load_template
 
@@ -168,3 +169,22 @@ def test_state_file_lists_the_endpoints(stack: LocalStack, project_root: Path) -
     assert state["jobs_queue_url"] == stack.endpoints["jobs_queue_url"]
     assert state["api_base_url"] == stack.endpoints["api_base_url"]
     assert SECRET_KEY not in json.dumps(state)
+
+
+def test_a_second_stack_in_the_same_process_is_refused(stack: LocalStack, tmp_path: Path) -> None:
+    other = LocalStack(
+        StackOptions(
+            template_path=TEMPLATE,
+            project_root=tmp_path,
+            kling_url="http://127.0.0.1:9",
+            kling_access_key="unused",
+            kling_secret_key="unused",
+        )
+    )
+    with pytest.raises(DeployError, match="already running"):
+        other.start()
+    other.stop()
+    # The running stack is untouched: its moto port, its resources, its state file.
+    assert os.environ["MOTO_PORT"] == stack.endpoints["moto_endpoint"].rsplit(":", 1)[1]
+    assert stack.client("sqs").get_queue_url(QueueName=stack.endpoints["jobs_queue_url"].rsplit("/", 1)[1])
+    assert read_state_file(stack.project_root) is not None
