@@ -33,6 +33,19 @@ class PipelineConnection:
     endpoint_url: str | None = None  # moto's, for the local stack
     where: str = ""
 
+    @classmethod
+    def of_local_stack(cls, endpoints: dict[str, Any]) -> PipelineConnection:
+        """From the endpoints a running local stack publishes (its state file, or LocalStack.endpoints)."""
+        return cls(
+            endpoints["jobs_queue_url"],
+            endpoints["dead_letter_queue_url"],
+            endpoints["jobs_table"],
+            endpoints["video_bucket"],
+            endpoints.get("region", "us-east-1"),
+            endpoint_url=endpoints["moto_endpoint"],
+            where="local stack",
+        )
+
     def client(self, service: str) -> Any:
         kwargs: dict[str, Any] = {"region_name": self.region}
         if self.endpoint_url:
@@ -78,15 +91,7 @@ def connect(args: argparse.Namespace) -> PipelineConnection:
             "no pipeline found: start the local one with `kling-pipeline local up` (in another terminal), "
             "or point at a deployed stack with --stack-name NAME"
         )
-    return PipelineConnection(
-        state["jobs_queue_url"],
-        state["dead_letter_queue_url"],
-        state["jobs_table"],
-        state["video_bucket"],
-        state.get("region", "us-east-1"),
-        endpoint_url=state["moto_endpoint"],
-        where="local stack",
-    )
+    return PipelineConnection.of_local_stack(state)
 
 
 def _from_stack(stack_name: str, region: str | None) -> PipelineConnection:

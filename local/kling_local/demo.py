@@ -161,16 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def connection_of(stack: LocalStack) -> PipelineConnection:
-    e = stack.endpoints
-    return PipelineConnection(
-        e["jobs_queue_url"],
-        e["dead_letter_queue_url"],
-        e["jobs_table"],
-        e["video_bucket"],
-        e.get("region", "us-east-1"),
-        endpoint_url=e["moto_endpoint"],
-        where="local stack",
-    )
+    return PipelineConnection.of_local_stack(stack.endpoints)
 
 
 def drive_batch(
