@@ -159,3 +159,30 @@ def test_throttling_with_a_small_account_limit_still_completes_the_batch(stack: 
     stats = stack.simulator.stats()
     assert stats["creates"]["refused_by_code"].get("1303", 0) > refused_before
     assert all(stats["tasks_by_external_task_id"][j] == 1 for j in job_ids)
+
+
+def test_cli_dlq_shows_reasons_and_redrives(stack: LocalStack) -> None:
+    connection = connection_of(stack)
+    connection.client("sqs").send_message(QueueUrl=connection.queue_url, MessageBody="{broken json")
+    deadline = time.monotonic() + 60
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        shown = run_cli(stack, "dlq", "--json")
+        assert shown.returncode == 0, shown.stderr
+        rows = [r for r in json.loads(shown.stdout)["messages"] if r["body"] == "{broken json"]
+        if rows:
+            break
+        time.sleep(0.5)
+    assert rows and "not JSON" in rows[0]["reason"]
+    listed = run_cli(stack, "list", "--state", "FAILED", "--json")
+    assert any(item["job_id"] == rows[0]["job_id"] for item in json.loads(listed.stdout))
+    redriven = run_cli(stack, "dlq", "--redrive", "--message-id", rows[0]["message_id"], "--json")
+    assert json.loads(redriven.stdout)["redriven"] == 1
+    # The broken message fails again and comes back with its reason: nothing is lost on the way.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        again = json.loads(run_cli(stack, "dlq", "--json").stdout)["messages"]
+        if any(r["body"] == "{broken json" and r["message_id"] != rows[0]["message_id"] for r in again):
+            return
+        time.sleep(0.5)
+    pytest.fail("the redriven message did not come back to the DLQ")
