@@ -20,7 +20,7 @@ def register_local(subparsers: Any) -> None:
     actions = local.add_subparsers(dest="action", required=True, metavar="ACTION")
     up = actions.add_parser("up", help="deploy template.yaml locally and run until Ctrl-C; prints the endpoints")
     serve.add_arguments(up)
-    up.set_defaults(handler=lambda args: serve.run_forever(serve.options_from_args(args), json_output=args.json))
+    up.set_defaults(handler=serve.command)
 
 
 def build_parser() -> argparse.ArgumentParser:

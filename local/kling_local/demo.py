@@ -91,6 +91,9 @@ def register(subparsers: Any) -> None:
         "keys from KLING_ACCESS_KEY / KLING_SECRET_KEY",
     )
     parser.add_argument("--project-root", type=Path, default=Path())
+    parser.add_argument(
+        "--workers", type=int, default=2, help="execution environments per function (2 suits a 2-core machine)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -137,7 +140,11 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    options = StackOptions(project_root=args.project_root, template_path=args.project_root / "template.yaml")
+    options = StackOptions(
+        project_root=args.project_root,
+        template_path=args.project_root / "template.yaml",
+        max_concurrency=args.workers,
+    )
     if args.kling_url:
         options.kling_url = args.kling_url
         options.kling_access_key = os.environ.get("KLING_ACCESS_KEY")
@@ -185,7 +192,7 @@ def drive_batch(
     ) as progress:
         bar = progress.add_task("videos", total=len(job_ids), states="", rate="")
         while True:
-            seen = read_jobs(store, job_ids)
+            seen = store.get_many(job_ids)
             if {k: v.version for k, v in seen.items()} != {k: v.version for k, v in current.items()}:
                 last_change = time.monotonic()
             current = seen
@@ -204,12 +211,8 @@ def drive_batch(
                 break
             if time.monotonic() - last_change > args.stall and kling_idle(stack):
                 break  # nothing moves and Kling has nothing running: the rest is lost (see summary)
-            time.sleep(0.5)
+            time.sleep(1.0)
     return summarize(stack, connection, current, job_ids, time.monotonic() - started, args.out)
-
-
-def read_jobs(store: Any, job_ids: list[str]) -> dict[str, Job]:
-    return {job.job_id: job for job_id in job_ids if (job := store.find(job_id)) is not None}
 
 
 def kling_idle(stack: LocalStack) -> bool:

@@ -27,7 +27,7 @@ def wait_terminal(stack: LocalStack, job_ids: list[str], timeout_s: float = 180.
     deadline = time.monotonic() + timeout_s
     jobs: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        jobs = {j: store.find(j) for j in job_ids}
+        jobs = {j: found.get(j) for found in [store.get_many(job_ids)] for j in job_ids}
         if all(job is not None and job.is_terminal for job in jobs.values()):
             return jobs
         time.sleep(0.3)

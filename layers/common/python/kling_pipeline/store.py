@@ -56,6 +56,21 @@ class JobStore:
         except JobNotFoundError:
             return None
 
+    def get_many(self, job_ids: list[str]) -> dict[str, Job]:
+        """Up to 100 jobs per BatchGetItem call (one request instead of one per job); missing ones are absent."""
+        found: dict[str, Job] = {}
+        table = self._table.name
+        for start in range(0, len(job_ids), 100):
+            keys: list[dict[str, Any]] = [{"job_id": j} for j in dict.fromkeys(job_ids[start : start + 100])]
+            request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self._table.meta.client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(table, []):
+                    job = Job.model_validate(_plain(item))
+                    found[job.job_id] = job
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
     def live_jobs(self, *, updated_before: str | None = None, limit: int = 100) -> list[Job]:
         """Non-terminal jobs, least recently updated first, from the sparse GSI (never a scan)."""
         kwargs: dict[str, Any] = {

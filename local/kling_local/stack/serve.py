@@ -1,0 +1,153 @@
+"""Run the local stack in the foreground until Ctrl-C or SIGTERM (`kling-pipeline local up`).
+
+`add_arguments()` + `options_from_args()` let the CLI reuse the flags; `run_forever()` prints the
+endpoints (or one JSON object with --json, for scripts) and stops everything cleanly on a signal.
+Kling keys are read from KLING_ACCESS_KEY / KLING_SECRET_KEY (never from flags: `ps` shows those)
+and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from kling_local.stack.deploy import DeployError
+from kling_local.stack.stack import LocalStack, StackError, StackOptions
+from kling_local.stack.template import TemplateError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--template", type=Path, default=Path("template.yaml"), help="SAM template to deploy")
+    parser.add_argument("--project-root", type=Path, default=Path(), help="where the state file and logs go")
+    parser.add_argument("--json", action="store_true", help="print the endpoints as one JSON object")
+    parser.add_argument("--clock-speed", type=float, default=1.0, help="schedules run this many times faster")
+    parser.add_argument("--api-port", type=int, default=0, help="local API port (0 = any free port)")
+    parser.add_argument("--moto-port", type=int, default=0, help="moto port (0 = any free port)")
+    parser.add_argument(
+        "--kling-url",
+        default=None,
+        help="use this Kling instead of the simulator (keys from KLING_ACCESS_KEY / KLING_SECRET_KEY)",
+    )
+    parser.add_argument("--sim-speed", type=float, default=None, help="the simulator's speed factor")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameter override (repeatable)",
+    )
+    parser.add_argument("--max-concurrency", type=int, default=4, help="execution environments per function")
+    parser.add_argument("--stack-name", default="kling-pipeline")
+
+
+def options_from_args(args: argparse.Namespace) -> StackOptions:
+    overrides: dict[str, str] = {}
+    for item in args.param:
+        name, sep, value = str(item).partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--param needs NAME=VALUE, got {item!r}")
+        overrides[name] = value
+    sim_config = None
+    if args.sim_speed is not None and not args.kling_url:
+        import secrets
+
+        from kling_local.sim import SimConfig
+
+        sim_config = SimConfig(
+            access_key=f"local-{secrets.token_hex(8)}", secret_key=secrets.token_urlsafe(32), speed=args.sim_speed
+        )
+    return StackOptions(
+        template_path=Path(args.template).resolve(),  # relative to where the command runs
+        project_root=args.project_root,
+        kling_url=args.kling_url,
+        kling_access_key=os.environ.get("KLING_ACCESS_KEY") if args.kling_url else None,
+        kling_secret_key=os.environ.get("KLING_SECRET_KEY") if args.kling_url else None,
+        sim_config=sim_config,
+        clock_speed=args.clock_speed,
+        parameter_overrides=overrides,
+        api_port=args.api_port,
+        moto_port=args.moto_port,
+        stack_name=args.stack_name,
+        max_concurrency=args.max_concurrency,
+    )
+
+
+def describe(endpoints: dict[str, str]) -> str:
+    width = max(len(k) for k in endpoints)
+    return "\n".join(f"{key:<{width}}  {value}" for key, value in endpoints.items())
+
+
+def run_forever(
+    options: StackOptions,
+    *,
+    json_output: bool = False,
+    out: IO[str] | None = None,
+    stop_event: threading.Event | None = None,
+    on_ready: Callable[[LocalStack], None] | None = None,
+) -> int:
+    """Start the stack, print its endpoints, wait for Ctrl-C / SIGTERM (or `stop_event`), stop it."""
+    out = out or sys.stdout
+    stop = stop_event or threading.Event()
+    previous: dict[int, Any] = {}
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, request_stop)
+    stack = LocalStack(options)
+    started = False
+    try:
+        stack.start()
+        started = True
+        if json_output:
+            out.write(json.dumps(stack.endpoints) + "\n")
+        else:
+            out.write("kling-pipeline local stack is up (Ctrl-C to stop)\n" + describe(stack.endpoints) + "\n")
+        out.flush()
+        if on_ready is not None:
+            on_ready(stack)
+        while not stop.wait(0.5):
+            pass
+        return 0
+    finally:
+        stack.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if started and not json_output:
+            out.write("local stack stopped\n")
+            out.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kling_local.stack", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return command(args)
+
+
+def command(args: argparse.Namespace) -> int:
+    """The `local up` handler: run until stopped; a stack that cannot start is one line on stderr."""
+    try:
+        return run_forever(options_from_args(args), json_output=args.json)
+    except (StackError, TemplateError, DeployError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,371 @@
+"""`LocalStack`: template.yaml running on this machine, no AWS account and no Docker needed.
+
+start(): moto in-process -> the Kling simulator (or a given Kling) -> the API server's port ->
+template translated and deployed into moto -> Kling keys into the credentials secret -> the
+function runtime, SQS pollers, API server and schedule clock. stop() undoes all of it, in reverse,
+and leaves no process behind. Nothing in the pipeline's code knows it runs locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from kling_local.stack.api import ApiServer
+from kling_local.stack.clock import ScheduleClock
+from kling_local.stack.deploy import AwsTarget, Deployment, MotoServer, ScheduleConfig, deploy
+from kling_local.stack.runtime import FunctionRuntime, Invocation, install_moto_hook, uninstall_moto_hook
+from kling_local.stack.sqs_source import SqsEventSource
+from kling_local.stack.template import parameter_defaults, prepare
+
+if TYPE_CHECKING:
+    from kling_local.sim import KlingSimulator, SimConfig
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".kling-pipeline"
+STATE_FILE = "local-stack.json"
+REGION = "us-east-1"
+
+# endpoint key -> (template output, logical id to fall back on)
+_ENDPOINT_OUTPUTS = {
+    "jobs_queue_url": ("JobsQueueUrl", "JobsQueue"),
+    "dead_letter_queue_url": ("JobsDeadLetterQueueUrl", "JobsDeadLetterQueue"),
+    "jobs_table": ("JobsTableName", "JobsTable"),
+    "video_bucket": ("VideoBucketName", "VideoBucket"),
+    "state_machine_arn": ("DownloadStateMachineArn", "DownloadStateMachine"),
+}
+
+
+class StackError(RuntimeError):
+    """The local stack cannot start as configured; the message says what to change."""
+
+
+@dataclass
+class StackOptions:
+    """How to run the local stack. Only template_path/project_root are usually needed."""
+
+    template_path: Path = Path("template.yaml")
+    project_root: Path = Path()
+    kling_url: str | None = None  # None: start the Kling simulator
+    kling_access_key: str | None = None
+    kling_secret_key: str | None = None
+    sim_config: SimConfig | None = None  # the simulator's knobs (random keys when None)
+    clock_speed: float = 1.0  # schedules run this many times faster than the wall clock
+    parameter_overrides: Mapping[str, Any] = field(default_factory=dict)  # on top of the local defaults
+    api_port: int = 0
+    moto_port: int = 0
+    stack_name: str = "kling-pipeline"
+    max_concurrency: int = 4  # execution environments per function (caps SQS MaximumConcurrency)
+    log_dir: Path | None = None  # function logs; default <project_root>/.kling-pipeline/logs
+    write_state_file: bool = True
+    init_timeout_s: float = 60.0  # a cold start's import time on a loaded machine
+    kling_credentials_secret: str = "KlingCredentials"  # noqa: S105 - logical id of the secret that gets the keys
+
+
+class LocalStack:
+    """The whole pipeline on 127.0.0.1. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.project_root = self.options.project_root.resolve()
+        template = self.options.template_path
+        self.template_path = (template if template.is_absolute() else self.project_root / template).resolve()
+        self.simulator: KlingSimulator | None = None
+        self.deployment: Deployment | None = None
+        self.runtime: FunctionRuntime | None = None
+        self.sources: list[SqsEventSource] = []
+        self.clock: ScheduleClock | None = None
+        self.endpoints: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}
+        self._moto: MotoServer | None = None
+        self._api: ApiServer | None = None
+        self._aws: AwsTarget | None = None
+        self._state_file = self.project_root / STATE_DIR / STATE_FILE
+        self._started = False
+        self._clients: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        if self._started:
+            return self
+        if not self.template_path.is_file():
+            raise StackError(f"no template at {self.template_path} (set --template, or StackOptions.template_path)")
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        opts = self.options
+        started = time.monotonic()
+        self._moto = MotoServer(port=opts.moto_port)
+        self._aws = AwsTarget(self._moto.start(), REGION)
+        kling_url, cdn_url, access_key, secret_key = self._start_kling()
+        self._api = ApiServer(port=opts.api_port)
+
+        parameters = self._parameters(kling_url, cdn_url)
+        local = prepare(
+            self.template_path,
+            parameters,
+            api_origin=self._api.origin,
+            stack_name=opts.stack_name,
+            region=REGION,
+            account="123456789012",
+        )
+        stage = local.routes[0].stage if local.routes else "v1"
+        if "PublicApiBaseUrl" in parameters and "PublicApiBaseUrl" not in opts.parameter_overrides:
+            local.parameters["PublicApiBaseUrl"] = f"{self._api.origin}/{stage}"
+        self.deployment = deployment = deploy(local, self._aws, opts.stack_name)
+        self._put_kling_credentials(access_key, secret_key)
+
+        log_dir = opts.log_dir or self.project_root / STATE_DIR / "logs"
+        self.runtime = FunctionRuntime(
+            deployment.functions,
+            self._aws,
+            log_dir=log_dir,
+            max_concurrency=opts.max_concurrency,
+            init_timeout_s=opts.init_timeout_s,
+        )
+        install_moto_hook(self.runtime)
+        self._api.serve(deployment.routes, self.runtime.invoke)
+        for source in deployment.sqs_sources:
+            event_source = SqsEventSource(source, self._aws, self.runtime.invoke, max_pollers=opts.max_concurrency)
+            self.sources.append(event_source)
+            event_source.start()
+        self.clock = ScheduleClock(deployment.schedules, self._dispatch_schedule, REGION, speed=opts.clock_speed)
+        self.clock.start()
+
+        self.outputs = dict(deployment.outputs)
+        self.endpoints = self._endpoints(kling_url, cdn_url, stage, str(log_dir))
+        if opts.write_state_file:
+            self._write_state_file()
+        self._started = True
+        log.info("local stack %s up in %.1f s", opts.stack_name, time.monotonic() - started)
+
+    def stop(self) -> None:
+        """Tear everything down in reverse order; safe to call twice and after a failed start."""
+        if self.options.write_state_file:
+            self._remove_state_file()
+        if self.clock is not None:
+            self.clock.stop()
+        for source in self.sources:
+            source.stop()
+        self.sources = []
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
+        if self.runtime is not None:
+            uninstall_moto_hook(self.runtime)
+            self.runtime.stop()
+        self._clients.clear()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        if self.simulator is not None:
+            self.simulator.stop()
+        self._started = False
+
+    # -- pieces of start() -----------------------------------------------------------------------
+
+    def _start_kling(self) -> tuple[str, str, str, str]:
+        opts = self.options
+        if opts.kling_url:
+            if not opts.kling_access_key or not opts.kling_secret_key:
+                raise StackError("kling_url needs kling_access_key and kling_secret_key")
+            return opts.kling_url.rstrip("/"), "", opts.kling_access_key, opts.kling_secret_key
+        from kling_local.sim import KlingSimulator, SimConfig
+
+        config = opts.sim_config or SimConfig(
+            access_key=f"local-{secrets.token_hex(8)}", secret_key=secrets.token_urlsafe(32)
+        )
+        self.simulator = KlingSimulator(config, host="127.0.0.1", port=0, cdn_port=0).start()
+        return (
+            self.simulator.base_url.rstrip("/"),
+            self.simulator.cdn_base_url.rstrip("/"),
+            config.access_key,
+            config.secret_key,
+        )
+
+    def _parameters(self, kling_url: str, cdn_url: str) -> dict[str, Any]:
+        """Template defaults < the stack's local defaults < the caller's overrides."""
+        defaults = parameter_defaults(self.template_path)
+        unknown = sorted(set(self.options.parameter_overrides) - set(defaults))
+        if unknown:
+            raise StackError(
+                f"unknown template parameter(s) {', '.join(unknown)}; "
+                f"the template defines {', '.join(sorted(defaults))}"
+            )
+        hosts = str(defaults.get("AllowedDownloadHosts") or "")
+        # An http:// entry is how the download function allows a plain-HTTP host (local mode only).
+        cdn_host = cdn_url.rstrip("/")
+        local = {
+            "KlingBaseUrl": kling_url,
+            "PipelineMode": "local",
+            "AllowedDownloadHosts": ",".join(h for h in (hosts, cdn_host) if h),
+            "BackpressureBaseDelaySeconds": 1,
+            "BackpressureMaxDelaySeconds": 10,
+            "PublicApiBaseUrl": "",  # filled in once the API's stage is known
+        }
+        values = dict(defaults)
+        values.update({k: v for k, v in local.items() if k in defaults})
+        values.update(self.options.parameter_overrides)
+        return values
+
+    def _put_kling_credentials(self, access_key: str, secret_key: str) -> None:
+        assert self.deployment is not None and self._aws is not None
+        arn = self.deployment.secrets.get(self.options.kling_credentials_secret)
+        if arn is None:
+            log.warning("no %s secret in the template; Kling keys not stored", self.options.kling_credentials_secret)
+            return
+        self._aws.client("secretsmanager").put_secret_value(
+            SecretId=arn, SecretString=json.dumps({"access_key": access_key, "secret_key": secret_key})
+        )
+
+    def _dispatch_schedule(self, config: ScheduleConfig, event: dict[str, Any]) -> None:
+        assert self.runtime is not None and self._aws is not None
+        target = config.target_arn
+        if ":states:" in target and ":stateMachine:" in target:
+            self._aws.client("stepfunctions").start_execution(
+                stateMachineArn=target, name=f"{config.logical_id}-{int(time.time() * 1000)}", input=json.dumps(event)
+            )
+        elif self.runtime.resolve(target) is not None:
+            self.runtime.invoke_async(target, event)
+        else:
+            log.warning("schedule %s: target %s does not run locally", config.logical_id, target)
+
+    def _endpoints(self, kling_url: str, cdn_url: str, stage: str, log_dir: str) -> dict[str, str]:
+        assert self.deployment is not None and self._aws is not None and self._api is not None
+        endpoints = {
+            "api_base_url": self.outputs.get("ApiBaseUrl") or f"{self._api.origin}/{stage}",
+            "moto_endpoint": self._aws.endpoint,
+            "kling_base_url": kling_url,
+            "kling_cdn_url": cdn_url,
+            "region": self._aws.region,
+            "stack_name": self.deployment.stack_name,
+            "log_dir": log_dir,
+        }
+        for key, (output, logical_id) in _ENDPOINT_OUTPUTS.items():
+            endpoints[key] = self.outputs.get(output) or self.deployment.physical_id(logical_id) or ""
+        return endpoints
+
+    def _write_state_file(self) -> None:
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        payload = {**self.endpoints, "pid": os.getpid(), "started_at": time.time()}
+        temporary = self._state_file.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(self._state_file)
+
+    def _remove_state_file(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            current = json.loads(self._state_file.read_text(encoding="utf-8"))
+            ours = current.get("moto_endpoint") == self.endpoints.get("moto_endpoint")
+            if current.get("pid") == os.getpid() and ours:
+                self._state_file.unlink()
+
+    # -- using the stack -------------------------------------------------------------------------
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client pointed at the stack's moto."""
+        if self._aws is None:
+            raise StackError("the local stack is not started")
+        return self._aws.client(service, **kwargs)
+
+    def invoke(self, function: str, event: Any) -> Invocation:
+        """Invoke a function (logical id, name or ARN) synchronously in the local runtime."""
+        if self.runtime is None:
+            raise StackError("the local stack is not started")
+        return self.runtime.invoke(function, event)
+
+    def function_stats(self) -> dict[str, dict[str, int]]:
+        return self.runtime.stats() if self.runtime is not None else {}
+
+    def wait_idle(self, timeout_s: float = 60.0, *, settle_s: float = 0.5, include_kling: bool = False) -> bool:
+        """True once no queue holds messages (visible, in flight or delayed), no invocation runs and no
+        execution is RUNNING, for `settle_s` in a row; False if that did not happen within timeout_s.
+        With include_kling, the simulator must also have no task generating and no callback pending."""
+        deadline = time.monotonic() + timeout_s
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            if self._busy() or (include_kling and self._kling_busy()):
+                quiet_since = None
+            else:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle_s:
+                    return True
+            time.sleep(0.2)
+        return False
+
+    def _cached_client(self, service: str) -> Any:
+        """Clients for the stack's own frequent calls (boto3 clients are thread-safe; sessions cost)."""
+        if service not in self._clients:
+            self._clients[service] = self.client(service)
+        return self._clients[service]
+
+    def _kling_busy(self) -> bool:
+        if self.simulator is None:
+            return False
+        stats = self.simulator.stats()
+        return bool(stats["concurrency"]["current"] or stats["callbacks"]["pending"])
+
+    def _busy(self) -> bool:
+        if self.runtime is None or self._aws is None or self.deployment is None:
+            return False
+        if self.runtime.busy() or any(s.in_flight() for s in self.sources):
+            return True
+        sqs = self._cached_client("sqs")
+        for source in self.sources:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=source.queue_url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+            if any(int(v) for v in attributes.values()):
+                return True
+        sfn = self._cached_client("stepfunctions")
+        for arn in self.deployment.state_machines.values():
+            if sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING", maxResults=1).get("executions"):
+                return True
+        return False
+
+
+def read_state_file(project_root: Path) -> dict[str, Any] | None:
+    """The endpoints of a stack running from this project (another process), or None."""
+    path = project_root / STATE_DIR / STATE_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pid = data.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None  # left behind by a process that is gone
+        except PermissionError:
+            pass
+    return data

@@ -1,0 +1,144 @@
+"""One Lambda execution environment: a process that imports one handler once and serves invocations.
+
+Started by `runtime.py` as `python -P worker.py '<json spec>'`. Standard library only, so that the
+function's own code decides what gets imported (as on Lambda). Protocol, one JSON object per line:
+  worker -> parent  {"type": "init", "ok": true, "init_ms": 812} (or ok false + errorType/errorMessage)
+  parent -> worker  {"request_id", "event", "deadline_ms", "function_arn"}
+  worker -> parent  {"type": "result", "ok": true, "result": ...} (or ok false + the Lambda error)
+The protocol uses private copies of stdin/stdout; the handler's stdout and stderr go to the log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from typing import IO, Any
+
+
+class LambdaContext:
+    """The context object of the Python Lambda runtime (same attributes, same string memory size)."""
+
+    def __init__(self, request_id: str, function_arn: str, deadline_ms: int) -> None:
+        self.aws_request_id = request_id
+        self.invoked_function_arn = function_arn
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.identity = None
+        self.client_context = None
+        self.tenant_id = None
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+
+def _error(exc: BaseException, error_type: str | None = None, message: str | None = None) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "errorMessage": message if message is not None else str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+def _send(channel: IO[str], message: dict[str, Any]) -> None:
+    try:
+        line = json.dumps(message)
+    except (TypeError, ValueError) as exc:
+        line = json.dumps(
+            {
+                "type": message.get("type", "result"),
+                "ok": False,
+                "errorMessage": f"Unable to marshal response: {exc}",
+                "errorType": "Runtime.MarshalError",
+            }
+        )
+    channel.write(line + "\n")
+    channel.flush()
+
+
+def _load_handler(spec: dict[str, Any]) -> Any:
+    module_name, _, function_name = str(spec["handler"]).rpartition(".")
+    module_name = module_name.replace("/", ".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        traceback.print_exc()
+        raise _InitError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}") from exc
+    handler = getattr(module, function_name, None)
+    if not callable(handler):
+        raise _InitError("Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'")
+    return handler
+
+
+class _InitError(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    # Private protocol channels; fd 0 becomes /dev/null and fd 1 the log, like Lambda's stdout.
+    requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here]
+    # Lambda's order: the function's code first, then the layers (/opt/python), then the runtime.
+    sys.path[0:0] = [spec["code_dir"], *spec.get("layer_paths", [])]
+    os.chdir(spec["code_dir"])
+
+    started = time.monotonic()
+    try:
+        handler = _load_handler(spec)
+    except _InitError as exc:
+        _send(replies, {"type": "init", **_error(exc, exc.error_type)})
+        return 1
+    except BaseException as exc:  # a module that exits or raises anything at import time
+        traceback.print_exc()
+        _send(replies, {"type": "init", **_error(exc, "Runtime.ExitError", f"Runtime exited during init: {exc!r}")})
+        return 1
+    _send(replies, {"type": "init", "ok": True, "init_ms": int((time.monotonic() - started) * 1000)})
+
+    for line in requests:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        context = LambdaContext(request["request_id"], request["function_arn"], int(request["deadline_ms"]))
+        print(f"START RequestId: {context.aws_request_id} Version: {context.function_version}", flush=True)
+        began = time.monotonic()
+        try:
+            result = handler(request["event"], context)
+            reply: dict[str, Any] = {"type": "result", "ok": True, "result": result}
+        except SystemExit as exc:
+            error = _error(exc, "Runtime.ExitError", f"Runtime exited with error: exit status {exc.code!r}")
+            _send(replies, {"type": "result", "exiting": True, **error})
+            return 1
+        except Exception as exc:
+            # Lambda logs the error (and returns it); the log is where people look.
+            print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
+            traceback.print_exc()
+            reply = {"type": "result", **_error(exc)}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        elapsed = (time.monotonic() - began) * 1000
+        print(f"END RequestId: {context.aws_request_id}", flush=True)
+        print(f"REPORT RequestId: {context.aws_request_id}\tDuration: {elapsed:.2f} ms", flush=True)
+        _send(replies, reply)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
