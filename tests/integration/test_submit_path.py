@@ -203,3 +203,15 @@ def test_retryable_refusal_returns_the_job_to_the_queue(pipeline: Pipeline, code
     assert job.state in (S.QUEUED, S.SUBMITTING)
     assert any(h.state is S.QUEUED and h.by == "submit" for h in job.history[1:])
     assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []
+
+
+def test_the_sample_sqs_event_is_what_the_submit_function_takes(pipeline: Pipeline) -> None:
+    from tests.support.lambda_runtime import LambdaContext
+    from tests.support.template import ROOT
+
+    event = json.loads((ROOT / "events" / "sqs_job_request.json").read_text())
+    response = pipeline.submit_handler()(event, LambdaContext("SubmitFunction"))
+    assert response == {"batchItemFailures": []}
+    job = pipeline.store.get("sample-job-1")
+    assert job.state is S.SUBMITTED
+    assert job.request["metadata"] == {"sku": "MUG-001"}

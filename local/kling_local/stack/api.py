@@ -13,6 +13,7 @@ import fnmatch
 import json
 import logging
 import re
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -178,7 +179,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("api %s - %s", self.address_string(), format % args)
+        # The request line carries the callback token in its query string: never log that part.
+        log.debug("api %s - %s", self.address_string(), re.sub(r"\?\S*", "?***", format % args))
 
     def _handle(self) -> None:
         api = self.server
@@ -232,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
         payload = result.payload
         if not result.ok or not isinstance(payload, dict) or not isinstance(payload.get("statusCode", 200), int):
             if result.ok:
-                log.warning("api: %s returned a malformed proxy response", self.path)
+                log.warning("api: %s returned a malformed proxy response", self.path.split("?", 1)[0])
             self._reply(502, {"message": "Internal server error"}, request_id)
             return
         body: Any = payload.get("body")
@@ -273,6 +275,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class ApiServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (Kling's callback timeout) is routine: no traceback on the terminal."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            log.debug("api client %s went away: %s", client_address, type(exc).__name__)
+            return
+        log.exception("api: unexpected error serving %s", client_address)
+
     """The stack's API Gateway. Bind first (`bind()`), so the URL is known before the deploy."""
 
     daemon_threads = True
