@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -106,6 +107,7 @@ def test_a_forged_callback_over_http_is_refused(stack: LocalStack) -> None:
 def run_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args, "--project-root", str(stack.project_root)],
+        env={**os.environ, "COLUMNS": "200"},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -186,3 +188,32 @@ def test_cli_dlq_shows_reasons_and_redrives(stack: LocalStack) -> None:
             return
         time.sleep(0.5)
     pytest.fail("the redriven message did not come back to the DLQ")
+
+
+def test_cli_watch_until_done_shows_counts_by_state(stack: LocalStack) -> None:
+    send_jobs(connection_of(stack), [{"job_id": "e2e-watched", "prompt": "a slow sunrise"}])
+    watched = run_cli(stack, "watch", "--until-done", "--interval", "0.2")
+    assert watched.returncode == 0, watched.stderr
+    assert "jobs by state" in watched.stdout and "COMPLETED" in watched.stdout
+    assert connection_of(stack).store().get("e2e-watched").state is S.COMPLETED  # it waited for the job
+
+
+def test_cli_against_aws_without_credentials_says_how_to_fix_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    result = subprocess.run(
+        [*CLI, "list", "--stack-name", "kling-pipeline-dev"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "AWS credentials not found" in result.stderr
