@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from kling_pipeline.callbacks import handle_callback
 from kling_pipeline.dependencies import callback_dependencies
 from kling_pipeline.observability import logger, metrics, tracer

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from kling_pipeline.delivery import download_job
 from kling_pipeline.dependencies import download_dependencies
 from kling_pipeline.observability import logger, metrics, tracer

@@ -22,8 +22,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kling_pipeline.jobs import Job
-from kling_pipeline.models import JobState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,6 +30,8 @@ from kling_local.connection import PipelineConnection
 from kling_local.operator import UsageError, read_jobs_file, send_jobs, validate_jobs
 from kling_local.sim import SimConfig
 from kling_local.stack import LocalStack, StackOptions
+from kling_pipeline.jobs import Job
+from kling_pipeline.models import JobState
 
 S = JobState
 
@@ -126,7 +126,9 @@ def load_jobs(jobs_file: Path | None, count: int | None, run_id: str) -> list[di
     if not jobs:
         raise UsageError(f"{source}: no jobs")
     if count is not None:
-        jobs = [dict(jobs[i % len(jobs)]) for i in range(count)]
+        # Copies beyond the file get their own ids: a repeated job_id would be one job, not a new video.
+        jobs = [dict(jobs[i % len(jobs)]) | ({"job_id": None} if i >= len(jobs) else {}) for i in range(count)]
+        jobs = [{k: v for k, v in job.items() if v is not None} for job in jobs]
     for number, job in enumerate(jobs, start=1):
         job.setdefault("job_id", f"demo-{run_id}-{number:03d}")
     return validate_jobs(jobs, source)
@@ -323,7 +325,11 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
             reasons.add_row(failure["job_id"], failure["error_code"], failure["error_message"])
         console.print(reasons)
     if summary.lost:
+        by_state = Counter(j["state"] for j in summary.lost_jobs)
         console.print(
-            f"[red]{summary.lost} job(s) never reached a final state[/red] (their Kling callbacks were lost and "
-            "no poller reconciles them yet): " + ", ".join(j["job_id"] for j in summary.lost_jobs[:10])
+            f"[red]{summary.lost} job(s) never reached a final state[/red] ("
+            + ", ".join(f"{n} {state}" for state, n in by_state.items())
+            + "). QUEUED: still waiting for Kling capacity when the demo stopped (raise --timeout); "
+            "SUBMITTED/PROCESSING: their Kling callbacks were lost and no poller reconciles them yet. "
+            + ", ".join(j["job_id"] for j in summary.lost_jobs[:10])
         )

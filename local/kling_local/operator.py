@@ -14,15 +14,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kling_pipeline.jobs import Job
-from kling_pipeline.models import JobRequest, JobState
-from kling_pipeline.submission import describe_validation_error
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
+from kling_pipeline.jobs import Job
+from kling_pipeline.models import JobRequest, JobState
+from kling_pipeline.submission import describe_validation_error
 
 console = Console()
 err = Console(stderr=True)
@@ -87,6 +88,16 @@ def _guarded(command: Any) -> Any:
             return result
         except (ConnectionError_, UsageError) as exc:
             err.print(f"[red]error:[/red] {exc}")
+            return 2
+        except NoCredentialsError:
+            err.print("[red]error:[/red] AWS credentials not found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and friends")
+            return 2
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            err.print(f"[red]error:[/red] AWS said {error.get('Code')}: {error.get('Message')}")
+            return 2
+        except BotoCoreError as exc:
+            err.print(f"[red]error:[/red] cannot reach AWS: {exc}")
             return 2
 
     return run
@@ -255,8 +266,6 @@ def scan_jobs(connection: PipelineConnection, states: list[str] | None = None, l
     items: list[dict[str, Any]] = []
     for page in dynamodb.get_paginator("scan").paginate(**kwargs):
         items.extend({k: next(iter(v.values())) for k, v in item.items()} for item in page["Items"])
-        if limit and len(items) >= limit:
-            break
     items.sort(key=lambda item: str(item.get("updated_at", "")), reverse=True)
     return items[:limit] if limit else items
 
@@ -322,23 +331,43 @@ def cmd_get(args: argparse.Namespace, connection: PipelineConnection) -> int:
 # ---------------------------------------------------------------------------------------------- dlq
 
 
+def redrive_body(message: dict[str, Any]) -> str:
+    """The body to send again, with its job id fixed: a message that had none was known by its first
+    message id, and a new message id would otherwise make it a new job (and a second Kling task)."""
+    try:
+        body = json.loads(message["Body"])
+    except ValueError:
+        return str(message["Body"])  # not JSON: it will be refused again, with its reason
+    if isinstance(body, dict) and not body.get("job_id"):
+        attributes = message.get("MessageAttributes", {})
+        body["job_id"] = (
+            attributes.get("job_id", {}).get("StringValue")
+            or attributes.get("source_message_id", {}).get("StringValue")
+            or message["MessageId"]
+        )
+        return json.dumps(body)
+    return str(message["Body"])
+
+
 def cmd_dlq(args: argparse.Namespace, connection: PipelineConnection) -> int:
     if not connection.dead_letter_queue_url:
         raise UsageError("no dead-letter queue URL: give --dlq-url or use --stack-name")
     sqs = connection.client("sqs")
     seen: dict[str, dict[str, Any]] = {}
-    # Each receive hides what it returns for a while, so repeated receives walk the whole queue.
-    for _ in range(max(1, args.max // 10 + 1)):
+    # Each receive hides what it returns for a while, so repeated receives walk the whole queue; long
+    # polling, and two empty answers in a row, so a sampled empty answer does not end the walk early.
+    empty = 0
+    while len(seen) < args.max and empty < 2:
         messages = sqs.receive_message(
             QueueUrl=connection.dead_letter_queue_url,
             MaxNumberOfMessages=10,
             VisibilityTimeout=30,
+            WaitTimeSeconds=1,
             MessageAttributeNames=["All"],
             AttributeNames=["All"],
         ).get("Messages", [])
         fresh = [m for m in messages if m["MessageId"] not in seen]
-        if not fresh:
-            break
+        empty = 0 if fresh else empty + 1
         for message in fresh:
             seen[message["MessageId"]] = message
     chosen = [m for m in seen.values() if not args.message_id or m["MessageId"] in args.message_id][: args.max]
@@ -354,7 +383,7 @@ def cmd_dlq(args: argparse.Namespace, connection: PipelineConnection) -> int:
     ]
     if args.redrive:
         for message in chosen:
-            sqs.send_message(QueueUrl=connection.queue_url, MessageBody=message["Body"])
+            sqs.send_message(QueueUrl=connection.queue_url, MessageBody=redrive_body(message))
             sqs.delete_message(QueueUrl=connection.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
     else:
         for message in chosen:  # make them visible again at once for the next look

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from kling_local.demo import connection_of
 from kling_local.sim import SimConfig
 from kling_local.stack import LocalStack, StackOptions
-
 from tests.support.template import ROOT
 
 SIM_DEFAULTS = {"concurrency_limit": 10, "generation_min_s": 30.0, "generation_max_s": 90.0}

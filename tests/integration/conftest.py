@@ -11,12 +11,12 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from kling_local.sim import KlingSimulator, SimConfig
 from kling_pipeline.dependencies import reset_caches
 from kling_pipeline.kling import KlingClient
 from kling_pipeline.store import JobStore
-from moto import mock_aws
-
 from tests.support.lambda_runtime import load_function_module
 from tests.support.template import ROOT, TemplateResolver, load_template
 
@@ -28,8 +28,9 @@ DEAD_API = "http://127.0.0.1:9/v1"  # callbacks go nowhere in submit-path tests;
 
 @pytest.fixture
 def kling_sim() -> Iterator[KlingSimulator]:
+    # Tasks take 1-1.5 s: submit-path tests see them live; completion tests make them faster.
     config = SimConfig(
-        access_key=ACCESS_KEY, secret_key=SECRET_KEY, speed=600.0, generation_min_s=30, generation_max_s=90, seed=11
+        access_key=ACCESS_KEY, secret_key=SECRET_KEY, speed=600.0, generation_min_s=600, generation_max_s=900, seed=11
     )
     with KlingSimulator(config, host="127.0.0.1", port=0, cdn_port=0) as sim:
         yield sim
@@ -120,7 +121,6 @@ class Completion:
 
     def callback(self, job_id: str, body: dict[str, Any] | str, token: str | None = "auto") -> dict[str, Any]:
         from kling_pipeline.tokens import job_token
-
         from tests.support.lambda_runtime import LambdaContext, api_gateway_event
 
         if token == "auto":
@@ -156,13 +156,12 @@ class Completion:
 @pytest.fixture
 def completion(pipeline: Pipeline) -> Iterator[Completion]:
     from kling_local.moto_bridges import apply_all
-
     from tests.support.moto_lambda import handlers_for_moto_lambda, placeholder_zip
 
     apply_all()
 
     sim = pipeline.sim
-    sim.configure(video_size_bytes=300_000)
+    sim.configure(video_size_bytes=300_000, generation_min_s=30, generation_max_s=90)
     s3 = boto3.client("s3")
     sfn = boto3.client("stepfunctions")
     iam = boto3.client("iam")

@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 import pytest
+
 from kling_pipeline.jobs import Job
 from kling_pipeline.models import JobState, KlingTask
-
 from tests.integration.conftest import Completion
 from tests.support.sqs_driver import drive_queue
 
@@ -154,7 +154,10 @@ def test_a_lying_url_is_replaced_by_klings(completion: Completion) -> None:
     completion.wait_for_execution("liar-url")
     done = completion.pipeline.store.get("liar-url")
     assert done.state is S.COMPLETED
-    assert real.first_video is not None and done.video_url == real.first_video.url
+    assert real.first_video is not None
+    # The download used Kling's video (the lie's host is not even allowed), and the signed URL is gone.
+    assert (done.model_extra or {})["kling_video_id"] == real.first_video.id
+    assert done.video_url is None
 
 
 def failed_download(completion: Completion, job_id: str) -> Job:
@@ -273,3 +276,39 @@ def test_the_sample_download_input_is_what_the_download_function_takes(completio
     submitted(completion, event["job_id"])
     result = completion.handlers["DownloadFunction"](event, LambdaContext("DownloadFunction"))
     assert result == {"ok": True, "skipped": True, "state": "SUBMITTED"}  # not DOWNLOADING yet: nothing to do
+
+
+def test_a_reconciled_task_that_already_finished_is_downloaded(completion: Completion) -> None:
+    """Kling finished while we did not know the task id (its callbacks found no task id): the submit path's
+    reconciliation must carry the job on to the download, not leave it SUBMITTED."""
+    from kling_pipeline.models import JobRequest
+
+    pipeline = completion.pipeline
+    handler = pipeline.submit_handler()
+    request = JobRequest.model_validate({"job_id": "found-done", "prompt": "a lantern in fog"})
+    job, _ = pipeline.store.create("found-done", request, by="test")
+    pipeline.store.transition(
+        job, S.SUBMITTING, by="worker-that-dies", changes={"lease_owner": "dead", "lease_expires_at": 0}
+    )
+    created = pipeline.kling().create_task(
+        "text2video",
+        request.kling_body(
+            default_model="kling-v1", callback_url="http://127.0.0.1:9/cb", external_task_id="found-done"
+        ),
+    )
+    placeholder = Job.model_validate(pipeline.store.get("found-done").model_dump() | {"task_id": created.task_id})
+    kling_task(completion, placeholder, "succeed")
+    pipeline.send(request.model_dump(mode="json", exclude_none=True))
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: pipeline.store.get("found-done").state is not S.SUBMITTING,
+    )
+    execution = completion.wait_for_execution("found-done")
+    assert execution["status"] == "SUCCEEDED"
+    done = pipeline.store.get("found-done")
+    assert done.state is S.COMPLETED
+    assert done.task_id == created.task_id
+    assert done.video_url is None  # the signed CDN URL does not outlive the job
+    assert int(pipeline.sim.stats()["tasks_by_external_task_id"]["found-done"]) == 1

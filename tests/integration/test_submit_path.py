@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
+
 from kling_pipeline.jobs import Job
 from kling_pipeline.models import JobState
-
 from tests.integration.conftest import Pipeline
 from tests.support.sqs_driver import drive_queue, queue_messages
 
@@ -18,6 +18,10 @@ S = JobState
 def job_in(pipeline: Pipeline, job_id: str, *states: JobState) -> bool:
     job = pipeline.store.find(job_id)
     return job is not None and job.state in states
+
+
+def dead_letters(pipeline: Pipeline) -> int:
+    return len(queue_messages(pipeline.sqs, pipeline.dlq_url))
 
 
 def creates_for(pipeline: Pipeline, external_task_id: str) -> int:
@@ -77,7 +81,9 @@ def test_crash_after_kling_accepted_is_reconciled_without_a_second_create(pipeli
     )
 
     pipeline.send(request.model_dump(mode="json", exclude_none=True))  # SQS redelivers the message
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "crash-1", S.SUBMITTED))
+    drive_queue(
+        handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "crash-1", S.SUBMITTED, S.PROCESSING)
+    )
 
     job_after: Job = pipeline.store.get("crash-1")
     assert job_after.task_id == accepted.task_id
@@ -99,7 +105,12 @@ def test_create_without_an_answer_is_reconciled_on_retry(pipeline: Pipeline) -> 
     )
     assert pipeline.store.get("lost-answer").needs_reconcile
     pipeline.sim.configure(create_response_drop_rate=0.0)
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "lost-answer", S.SUBMITTED))
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: job_in(pipeline, "lost-answer", S.SUBMITTED, S.PROCESSING),
+    )
     assert creates_for(pipeline, "lost-answer") == 1
 
 
@@ -215,3 +226,65 @@ def test_the_sample_sqs_event_is_what_the_submit_function_takes(pipeline: Pipeli
     job = pipeline.store.get("sample-job-1")
     assert job.state is S.SUBMITTED
     assert job.request["metadata"] == {"sku": "MUG-001"}
+
+
+def test_a_null_job_id_means_use_the_message_id(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    message_id = pipeline.send({"job_id": None, "prompt": "a null id is no id"})
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, S.SUBMITTED))
+    assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []
+
+
+def test_a_reused_job_id_with_another_request_is_refused_with_a_reason(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    pipeline.send({"job_id": "reused", "prompt": "the first request"})
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "reused", S.SUBMITTED))
+    pipeline.send({"job_id": "reused", "prompt": "a different request"})
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: len(queue_messages(pipeline.sqs, pipeline.dlq_url)) == 1,
+    )
+    dead = queue_messages(pipeline.sqs, pipeline.dlq_url)[0]
+    assert "already used by a different request" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert json.loads(dead["Body"])["prompt"] == "a different request"
+    assert pipeline.store.get("reused").request["prompt"] == "the first request"
+    assert creates_for(pipeline, "reused") == 1
+
+
+def test_an_account_error_parks_the_job_instead_of_failing_it(pipeline: Pipeline) -> None:
+    handler = pipeline.submit_handler()
+    pipeline.sim.configure(force_create_errors=[1000])
+    pipeline.send({"job_id": "bad-keys", "prompt": "a cat on a mat"})
+    drive_queue(
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: len(queue_messages(pipeline.sqs, pipeline.dlq_url)) == 1,
+    )
+    job = pipeline.store.get("bad-keys")
+    assert job.state is S.QUEUED  # waiting for an operator, not FAILED
+    reason = queue_messages(pipeline.sqs, pipeline.dlq_url)[0]["MessageAttributes"]["failure_reason"]["StringValue"]
+    assert "1000" in reason and "KlingCredentials" in reason and "redrive" in reason
+    # Once the account is fixed, the redriven message completes the submission.
+    dead = queue_messages(pipeline.sqs, pipeline.dlq_url)[0]
+    pipeline.sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=dead["Body"])
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "bad-keys", S.SUBMITTED))
+    assert creates_for(pipeline, "bad-keys") == 1
+
+
+def test_a_record_is_sent_back_unprocessed_when_the_invocation_is_nearly_over(pipeline: Pipeline) -> None:
+    from tests.support.lambda_runtime import LambdaContext
+    from tests.support.sqs_driver import sqs_record
+
+    handler = pipeline.submit_handler()
+    pipeline.send({"job_id": "late", "prompt": "a sunset"})
+    message = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, AttributeNames=["All"])["Messages"][0]
+    queue_arn = pipeline.resolver.arns["JobsQueue"]
+    response = handler({"Records": [sqs_record(message, queue_arn)]}, LambdaContext("SubmitFunction", timeout_s=3))
+    assert response == {"batchItemFailures": []}
+    pipeline.sqs.delete_message(QueueUrl=pipeline.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    assert pipeline.sim.stats()["calls"].get("POST text2video", 0) == 0
+    assert pipeline.store.find("late") is None
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "late", S.SUBMITTED))

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+
 from kling_local.sim import KlingSimulator, SimConfig, make_token
 
 AK = "test-access-key"

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+
 from kling_local.sim import make_token
 
 

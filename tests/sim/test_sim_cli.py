@@ -9,6 +9,7 @@ import sys
 
 import httpx
 import pytest
+
 from kling_local.cli import build_parser
 from kling_local.sim import SimConfig, make_token
 from kling_local.sim.cli import build_config

@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+
 from kling_local.sim import KlingSimulator, SimConfig, SimConfigError, make_token
 
 

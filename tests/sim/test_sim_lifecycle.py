@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+
 from kling_local.sim import png_base64
 
 ORDER = {"submitted": 0, "processing": 1, "succeed": 2, "failed": 2}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import pytest
+
 from kling_local.sim import png_base64
 
 PNG = png_base64(512, 512)

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from kling_local.stack import LocalStack, StackOptions
 
+from kling_local.stack import LocalStack, StackOptions
 from tests.stack.synthetic import write_project
 
 T = TypeVar("T")

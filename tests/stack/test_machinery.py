@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from kling_local.stack import LocalStack
 
+from kling_local.stack import LocalStack
 from tests.stack.conftest import wait_for
 from tests.stack.synthetic import read_records
 

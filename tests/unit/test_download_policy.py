@@ -1,6 +1,7 @@
 """Which video URLs the download function fetches: allowed https hosts only, never internal addresses."""
 
 import pytest
+
 from kling_pipeline.download import DownloadPolicy, DownloadRefusedError, check_url
 
 PRODUCTION = DownloadPolicy.from_setting("*.klingai.com,*.kechuangai.com", max_bytes=10**9, production=True)

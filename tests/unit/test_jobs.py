@@ -1,6 +1,7 @@
 """The transition table and the one function that maps an observed Kling task to a transition."""
 
 import pytest
+
 from kling_pipeline.jobs import InvalidTransitionError, Job, check_transition, observe_task
 from kling_pipeline.models import JobState, KlingTask
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from kling_local.operator import UsageError, read_jobs_file, validate_jobs
 
 

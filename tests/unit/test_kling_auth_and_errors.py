@@ -2,9 +2,11 @@
 
 import jwt
 import pytest
+
 from kling_pipeline.kling import (
     TOKEN_LIFETIME_S,
     TOKEN_REFRESH_MARGIN_S,
+    KlingAccountError,
     KlingFinalError,
     KlingRetryableError,
     KlingTokenSigner,
@@ -41,9 +43,17 @@ def test_retryable_codes(code: int) -> None:
     assert error.retryable
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 1002, 1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203, 1300, 1301, 1304])
+@pytest.mark.parametrize("code", [1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203, 1300, 1301])
 def test_final_codes_including_billing_429s(code: int) -> None:
-    error = classify_error(code, "no", 429 if code in (1100, 1101, 1102, 1304) else 400)
+    error = classify_error(code, "no", 429 if code in (1100, 1101, 1102) else 400)
     assert isinstance(error, KlingFinalError)
     assert not error.retryable
     assert str(code) in str(error)
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1004, 1304, 4242])
+def test_account_problems_and_unknown_codes_are_nobodys_job_fault(code: int) -> None:
+    error = classify_error(code, "refused", 401)
+    assert isinstance(error, KlingAccountError)
+    assert not isinstance(error, KlingFinalError)
+    assert not error.retryable

@@ -1,9 +1,10 @@
 """JobRequest validation mirrors Kling's rules and names the field in every error."""
 
 import pytest
+from pydantic import ValidationError
+
 from kling_pipeline.models import JobRequest, KlingTask
 from kling_pipeline.submission import describe_validation_error
-from pydantic import ValidationError
 
 
 def errors_of(**fields: object) -> str:

@@ -3,6 +3,7 @@
 import random
 
 import pytest
+
 from kling_pipeline.config import Settings
 from kling_pipeline.submission import InvalidJobMessageError, backpressure_delay, parse_job_message
 

@@ -12,10 +12,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kling_pipeline.jobs import Job, TransitionRejectedError, observe_task
+from kling_pipeline.jobs import Job
 from kling_pipeline.kling import KlingApiError, KlingClient, KlingUnavailableError
 from kling_pipeline.models import JobState, KlingTask
 from kling_pipeline.observability import logger
+from kling_pipeline.progress import advance_job
 from kling_pipeline.store import JobStore
 from kling_pipeline.tokens import verify_job_token
 from kling_pipeline.workflow import DownloadWorkflow
@@ -56,7 +57,7 @@ def handle_callback(
         return CallbackAnswer(413, {"message": f"callback body over {MAX_CALLBACK_BYTES} bytes"})
     try:
         hint = KlingTask.model_validate(json.loads(body))
-    except (ValueError, ValidationError) as exc:
+    except (ValueError, ValidationError, RecursionError) as exc:
         logger.warning("malformed callback body", extra={"error": str(exc)[:500]})
         return CallbackAnswer(400, {"message": "body is not a Kling task object"})
     return apply_hint(job, hint, deps)
@@ -88,16 +89,8 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
 
 
 def move(job: Job, task: KlingTask, deps: CallbackDependencies) -> CallbackAnswer:
-    decision = observe_task(job, task)
-    if decision is None:
-        return answer(job, "nothing to do")
-    try:
-        moved = deps.store.transition(job, decision.to_state, by=BY, changes=decision.changes, note=decision.note)
-    except TransitionRejectedError:
-        return answer(job, "already handled")
-    if decision.starts_download:
-        deps.workflow.start(moved.job_id)
-    return answer(moved, f"{decision.from_state} -> {decision.to_state}")
+    moved, action = advance_job(job, task, store=deps.store, workflow=deps.workflow, by=BY)
+    return answer(moved, action)
 
 
 def answer(job: Job, action: str) -> CallbackAnswer:

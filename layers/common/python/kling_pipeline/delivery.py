@@ -40,13 +40,13 @@ def download_job(job_id: str, deps: DownloadDependencies) -> dict[str, Any]:
         logger.info("job is not downloading; nothing to do", extra={"state": job.state})
         return {"ok": True, "skipped": True, "state": job.state.value}
     if not job.video_url:
-        return failure("NO_VIDEO_URL", "the job has no video URL from Kling; resubmit the job")
+        return failure("NO_VIDEO_URL", "the job has no video URL from Kling; send the request again with a new job_id")
     request = job.request
     metadata = {
         "job-id": job.job_id,
         "task-id": job.task_id or "",
         "prompt-hash": str(getattr(job, "prompt_hash", "") or ""),
-        "model": str(request.get("model") or ""),
+        "model": str((job.model_extra or {}).get("model_name") or request.get("model") or ""),
         "duration": str(getattr(job, "video_duration", "") or request.get("duration") or ""),
     }
     try:

@@ -25,6 +25,8 @@ from kling_pipeline.workflow import DownloadWorkflow
 _lock = threading.Lock()
 _kling: dict[tuple[str, str, str], KlingClient] = {}
 _stores: dict[str, JobStore] = {}
+_workflows: dict[str, DownloadWorkflow] = {}
+_s3: dict[str, Any] = {}
 
 
 def kling_credentials(settings: Settings) -> tuple[str, str]:
@@ -94,21 +96,24 @@ def submit_dependencies(settings: Settings | None = None) -> SubmitDependencies:
         queue=job_queue(settings),
         kling=kling_client(settings),
         callback_signing_secret=callback_signing_secret(settings),
+        workflow=download_workflow(settings),
     )
+
+
+def download_workflow(settings: Settings) -> DownloadWorkflow:
+    arn = settings.need("download_state_machine_arn")
+    with _lock:
+        if arn not in _workflows:
+            _workflows[arn] = DownloadWorkflow(arn)
+        return _workflows[arn]
 
 
 def callback_dependencies(settings: Settings | None = None) -> CallbackDependencies:
     settings = settings or get_settings()
-    with _lock:
-        workflow = _workflows.get(settings.need("download_state_machine_arn"))
-        if workflow is None:
-            workflow = _workflows[settings.download_state_machine_arn] = DownloadWorkflow(
-                settings.download_state_machine_arn
-            )
     return CallbackDependencies(
         store=job_store(settings),
         kling=kling_client(settings),
-        workflow=workflow,
+        workflow=download_workflow(settings),
         signing_secret=callback_signing_secret(settings),
     )
 
@@ -130,10 +135,6 @@ def download_dependencies(settings: Settings | None = None) -> DownloadDependenc
         ),
         finished_ttl_days=settings.finished_job_ttl_days,
     )
-
-
-_workflows: dict[str, DownloadWorkflow] = {}
-_s3: dict[str, Any] = {}
 
 
 def reset_caches() -> None:

@@ -191,7 +191,10 @@ def stream_to_s3(
     http: httpx.Client | None = None,
 ) -> StoredVideo:
     """Fetch `url` (following redirects only to allowed hosts) and stream it to s3://bucket/key."""
-    client = http or httpx.Client(timeout=httpx.Timeout(policy.timeout_s, connect=10.0))
+    # identity: a compressed body would not match Content-Length, and the bytes stored must be the MP4's.
+    client = http or httpx.Client(
+        timeout=httpx.Timeout(policy.timeout_s, connect=10.0), headers={"Accept-Encoding": "identity"}
+    )
     try:
         with _open_checked(client, url, policy) as response:
             declared = response.headers.get("content-length")
@@ -252,7 +255,7 @@ class _open_checked:
                 raise DownloadRefusedError(
                     "VIDEO_URL_EXPIRED",
                     f"the CDN answered {response.status_code} for {_safe(url)}: the result link has expired or "
-                    "was revoked (Kling keeps results for 30 days); resubmit the job",
+                    "was revoked (Kling keeps results for 30 days); send the request again with a new job_id",
                 )
             if response.status_code >= 400:
                 response.close()

@@ -146,7 +146,9 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                 {
                     "kling_status": status,
                     "error_code": "KLING_NO_VIDEO",
-                    "error_message": "Kling reported success but returned no video; resubmit the job",
+                    "error_message": (
+                        "Kling reported success but returned no video; send the request again with a new job_id"
+                    ),
                 },
             )
         return Transition(

@@ -16,6 +16,8 @@ import jwt
 from kling_pipeline.models import KlingTask
 
 RETRYABLE_CODES = frozenset({1302, 1303, 5000, 5001, 5002})
+# Final for the request: billing, access, validation, content policy. Trying again changes nothing.
+FINAL_CODES = frozenset({1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203, 1300, 1301})
 TOKEN_TIME_CODES = frozenset({1003, 1004})
 TOKEN_LIFETIME_S = 1800
 TOKEN_REFRESH_MARGIN_S = 300
@@ -44,6 +46,11 @@ class KlingFinalError(KlingApiError):
     """Auth, billing, policy or validation: trying again changes nothing."""
 
 
+class KlingAccountError(KlingApiError):
+    """Our side is misconfigured (keys, clock, IP allow-list) or the code is unknown: no job is at fault,
+    so jobs wait for an operator instead of failing."""
+
+
 class KlingUnavailableError(Exception):
     """No answer (timeout, connection failure, garbled body): the request may or may not have landed."""
 
@@ -52,7 +59,9 @@ def classify_error(code: int, message: str, http_status: int, request_id: str | 
     """Map a Kling error envelope to retryable or final, by business code."""
     if code in RETRYABLE_CODES or (code == 0 and http_status >= 500):
         return KlingRetryableError(code, message, http_status, request_id)
-    return KlingFinalError(code, message, http_status, request_id)
+    if code in FINAL_CODES:
+        return KlingFinalError(code, message, http_status, request_id)
+    return KlingAccountError(code, message, http_status, request_id)
 
 
 class KlingTokenSigner:
@@ -123,11 +132,15 @@ class KlingClient:
             if exc.http_status == 404 or exc.code == 1203:
                 return None
             raise
-        # The documented form is unconfirmed: accept one task object or a list of them.
-        candidates = data if isinstance(data, list) else [data] if data else []
-        for item in candidates:
+        # The documented form is unconfirmed: accept one task object or a list of them. In a list (Kling
+        # may have ignored the filter) only an exact match is ours; a lone object without the id echoed
+        # back is trusted, since it answered this query alone.
+        if isinstance(data, dict) and data:
+            task = KlingTask.model_validate(data)
+            return task if task.task_info.external_task_id in (None, external_task_id) else None
+        for item in data if isinstance(data, list) else []:
             task = KlingTask.model_validate(item)
-            if task.task_info.external_task_id in (None, external_task_id):
+            if task.task_info.external_task_id == external_task_id:
                 return task
         return None
 

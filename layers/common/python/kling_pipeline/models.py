@@ -17,6 +17,8 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_PROMPT_CHARS = 2500
 MAX_METADATA_BYTES = 2048
 MAX_TASK_TOKEN_CHARS = 2048
+# A job item must fit DynamoDB's 400 KB; larger images travel as URLs.
+MAX_INLINE_IMAGE_CHARS = 200_000
 
 JobKind = Literal["text2video", "image2video", "video-extend"]
 JOB_KINDS: tuple[str, ...] = ("text2video", "image2video", "video-extend")
@@ -115,6 +117,10 @@ class JobRequest(BaseModel):
     def _image_is_url_or_raw_base64(cls, value: str | None) -> str | None:
         if value is not None and value.startswith("data:"):
             raise ValueError("send the image as a URL or raw base64 without the 'data:...;base64,' prefix")
+        if value is not None and len(value) > MAX_INLINE_IMAGE_CHARS:
+            raise ValueError(
+                f"inline base64 images are limited to {MAX_INLINE_IMAGE_CHARS} characters; send an https URL"
+            )
         return value
 
     @model_validator(mode="after")

@@ -21,12 +21,20 @@ from pydantic import ValidationError
 
 from kling_pipeline.config import Settings
 from kling_pipeline.jobs import Job, TransitionRejectedError
-from kling_pipeline.kling import KlingClient, KlingFinalError, KlingRetryableError, KlingUnavailableError
+from kling_pipeline.kling import (
+    KlingAccountError,
+    KlingClient,
+    KlingFinalError,
+    KlingRetryableError,
+    KlingUnavailableError,
+)
 from kling_pipeline.models import JOB_ID_PATTERN, JobRequest, JobState, KlingTask
 from kling_pipeline.observability import logger, metrics
+from kling_pipeline.progress import advance_job
 from kling_pipeline.queue import JobQueue
 from kling_pipeline.store import JobStore
 from kling_pipeline.tokens import callback_url
+from kling_pipeline.workflow import DownloadWorkflow
 
 S = JobState
 BY = "submit"
@@ -38,6 +46,7 @@ class Outcome(StrEnum):
     REQUEUED = "requeued"  # backpressure or a claim held elsewhere: try again later
     FAILED = "failed"  # a final Kling error: the job is FAILED with Kling's message
     REJECTED = "rejected"  # the message itself is bad: dead-lettered with its reason
+    PARKED = "parked"  # our Kling account needs an operator (keys, IP list): job QUEUED, message in the DLQ
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class SubmitDependencies:
     queue: JobQueue
     kling: KlingClient
     callback_signing_secret: str
+    workflow: DownloadWorkflow
 
 
 class InvalidJobMessageError(ValueError):
@@ -82,8 +92,9 @@ def parse_job_message(raw_body: str, message_id: str) -> JobRequest:
             f"message body must be a JSON object, not {type(payload).__name__}", _fallback_job_id(message_id)
         )
     claimed_id = payload.get("job_id")
+    if claimed_id is None:
+        payload["job_id"] = message_id  # absent or null: the message id is the job's idempotency key
     job_id = claimed_id if isinstance(claimed_id, str) and _valid_job_id(claimed_id) else message_id
-    payload.setdefault("job_id", job_id)
     try:
         return JobRequest.model_validate(payload)
     except ValidationError as exc:
@@ -110,18 +121,29 @@ def _fallback_job_id(candidate: str) -> str | None:
     return candidate if _valid_job_id(candidate) else None
 
 
-def handle_job_message(raw_body: str, message_id: str, deps: SubmitDependencies, *, owner: str) -> SubmitResult:
+def handle_job_message(
+    raw_body: str, message_id: str, deps: SubmitDependencies, *, owner: str, time_left_ms: int | None = None
+) -> SubmitResult:
     """Everything the submit function does with one SQS record. Raises only for infrastructure errors
-    (DynamoDB, SQS), which the batch processor reports so SQS redelivers the message."""
+    (DynamoDB, SQS), which the batch processor reports so SQS redelivers the message.
+
+    With less time left than two Kling calls need, the message is sent back unprocessed: a batch
+    never runs into the function timeout halfway through a claim."""
     try:
         request = parse_job_message(raw_body, message_id)
     except InvalidJobMessageError as exc:
         result = reject_message(raw_body, message_id, exc, deps)
     else:
         logger.set_correlation_id(request.job_id)
-        result = submit_job(request, deps, owner=owner)
+        needed_ms = 2_000 + 2_000 * deps.settings.kling_timeout_s
+        if time_left_ms is not None and time_left_ms < needed_ms:
+            result = SubmitResult(Outcome.REQUEUED, request.job_id, "not enough time left in this invocation")
+        else:
+            result = submit_job(request, deps, owner=owner)
         if result.outcome is Outcome.REQUEUED:
             deps.queue.send(requeue_body(request), delay_s=result.delay_s)
+        elif result.outcome is Outcome.PARKED:
+            deps.queue.dead_letter(raw_body, reason=result.detail, source_message_id=message_id, job_id=request.job_id)
     record_outcome_metric(result)
     return result
 
@@ -133,6 +155,7 @@ def record_outcome_metric(result: SubmitResult) -> None:
         Outcome.REQUEUED: "KlingThrottled",
         Outcome.FAILED: "JobsFailed",
         Outcome.REJECTED: "MessagesRejected",
+        Outcome.PARKED: "JobsParked",
     }[result.outcome]
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     if result.outcome is Outcome.FAILED and result.kling_code is not None:
@@ -163,7 +186,17 @@ def reject_message(
 def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> SubmitResult:
     job_id = request.job_id
     assert job_id is not None
-    job, _ = deps.store.create(job_id, request, by=BY)
+    job, created = deps.store.create(job_id, request, by=BY)
+    if not created and job.request != stored_request(request):
+        reason = (
+            f"job_id {job_id} is already used by a different request (now {job.state.value}); "
+            "send this request with a new job_id"
+        )
+        logger.warning("job id reused for a different request", extra={"state": job.state})
+        deps.queue.dead_letter(
+            json.dumps(requeue_body(request)), reason=reason, source_message_id=job_id, job_id=job_id
+        )
+        return SubmitResult(Outcome.REJECTED, job_id, reason)
     try:
         claimed = claim_job(job, deps, owner=owner)
     except TransitionRejectedError as exc:
@@ -171,7 +204,10 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
         return SubmitResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
     if isinstance(claimed, SubmitResult):
         return claimed
-    return submit_claimed_job(claimed, request, deps)
+    try:
+        return submit_claimed_job(claimed, claimed.job_request, deps)
+    except KlingAccountError as exc:
+        return park_job(claimed, deps, exc)
 
 
 def claim_job(job: Job, deps: SubmitDependencies, *, owner: str) -> Job | SubmitResult:
@@ -227,19 +263,47 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
             if existing is not None:
                 return record_submitted(job, existing, deps, note="Kling already had this external_task_id")
         return fail_job(job, deps, exc)
-    return record_submitted(job, task, deps)
+    return record_submitted(job, task, deps, model_name=body.get("model_name"))
 
 
-def record_submitted(job: Job, task: KlingTask, deps: SubmitDependencies, *, note: str | None = None) -> SubmitResult:
-    deps.store.transition(
+def record_submitted(
+    job: Job, task: KlingTask, deps: SubmitDependencies, *, model_name: str | None = None, note: str | None = None
+) -> SubmitResult:
+    """SUBMITTED with the task id; a task found by reconciliation may already be further along (its
+    callbacks came while we did not know the task id), so apply what it says at once."""
+    submitted = deps.store.transition(
         job,
         S.SUBMITTED,
         by=BY,
-        changes={"task_id": task.task_id, "kling_status": task.task_status, "needs_reconcile": None},
+        changes={
+            "task_id": task.task_id,
+            "kling_status": task.task_status,
+            "needs_reconcile": None,
+            "model_name": model_name,
+        },
         remove=("lease_owner", "lease_expires_at"),
         note=note,
     )
-    return SubmitResult(Outcome.SUBMITTED, job.job_id, task.task_id)
+    _, action = advance_job(submitted, task, store=deps.store, workflow=deps.workflow, by=BY)
+    return SubmitResult(Outcome.SUBMITTED, job.job_id, f"{task.task_id} ({action})")
+
+
+def park_job(job: Job, deps: SubmitDependencies, exc: KlingAccountError) -> SubmitResult:
+    """Kling refused us, not the job (bad keys, clock, IP allow-list, an unknown code): the job waits in
+    QUEUED and its message goes to the DLQ with the fix, to be redriven once the account is fixed."""
+    reason = (
+        f"Kling refused our account ({exc.code}: {exc.message}); no job is at fault. Check the KlingCredentials "
+        "secret, the clock and Kling's IP allow-list, then `kling-pipeline dlq --redrive`"
+    )
+    deps.store.transition(
+        job, S.QUEUED, by=BY, remove=("lease_owner", "lease_expires_at"), note=f"parked: Kling {exc.code}"
+    )
+    return SubmitResult(Outcome.PARKED, job.job_id, reason, kling_code=exc.code)
+
+
+def stored_request(request: JobRequest) -> dict[str, Any]:
+    """The request as JobStore.create stores it, to recognise a redelivery of the same job."""
+    return request.model_dump(mode="json", exclude_none=True) | {"job_id": request.job_id}
 
 
 def release_for_retry(
