@@ -103,9 +103,9 @@ def test_errors_map_to_the_right_exception(make_sim, make_client, knobs, body, e
     assert caught.value.message
 
 
-def test_bad_credentials_are_final(sim, make_client):
+def test_bad_credentials_are_an_account_problem(sim, make_client):
     client = make_client(sim, secret_key="not-the-secret-but-long-enough-for-hs256-keys")
-    with pytest.raises(KlingFinalError) as caught:
+    with pytest.raises(KlingAccountError) as caught:
         client.list_tasks("text2video")
     assert (caught.value.code, caught.value.http_status) == (1000, 401)
 

@@ -1,0 +1,53 @@
+"""Looking a task up by our own id: only an exact match is ours (the reply form is unconfirmed)."""
+
+import json
+
+import httpx
+
+from kling_pipeline.kling import KlingClient
+
+
+def client_answering(data: object, status: int = 200, code: int = 0) -> KlingClient:
+    def reply(request: httpx.Request) -> httpx.Response:
+        assert request.url.params.get("external_task_id") == "job-7"
+        return httpx.Response(status, json={"code": code, "message": "x", "request_id": "r", "data": data})
+
+    return KlingClient("https://kling.test", "ak", "s" * 40, transport=httpx.MockTransport(reply))
+
+
+def task(task_id: str, external: str | None) -> dict[str, object]:
+    info = {"external_task_id": external} if external else {}
+    return {"task_id": task_id, "task_status": "processing", "task_info": info}
+
+
+def test_a_list_reply_matches_only_our_external_id() -> None:
+    # Kling ignored the filter and listed the account's tasks: the one without an id is not ours.
+    listing = [task("t-console", None), task("t-other", "job-6"), task("t-ours", "job-7")]
+    found = client_answering(listing).find_by_external_id("text2video", "job-7")
+    assert found is not None and found.task_id == "t-ours"
+    assert client_answering(listing[:2]).find_by_external_id("text2video", "job-7") is None
+
+
+def test_a_single_object_reply_is_trusted_unless_it_names_another_id() -> None:
+    assert client_answering(task("t1", None)).find_by_external_id("text2video", "job-7") is not None
+    assert client_answering(task("t1", "job-7")).find_by_external_id("text2video", "job-7") is not None
+    assert client_answering(task("t1", "job-8")).find_by_external_id("text2video", "job-7") is None
+
+
+def test_not_found_is_none() -> None:
+    assert client_answering(None, status=404, code=1203).find_by_external_id("text2video", "job-7") is None
+
+
+def test_redrive_keeps_the_job_id_of_a_message_that_had_none() -> None:
+    from kling_local.operator import redrive_body
+
+    dead = {
+        "MessageId": "m-1",
+        "Body": json.dumps({"prompt": "x"}),
+        "MessageAttributes": {"job_id": {"StringValue": "m-0", "DataType": "String"}},
+    }
+    assert json.loads(redrive_body(dead)) == {"prompt": "x", "job_id": "m-0"}
+    assert json.loads(redrive_body({"MessageId": "m-1", "Body": '{"prompt": "x"}'}))["job_id"] == "m-1"
+    assert redrive_body({"MessageId": "m-1", "Body": "{broken"}) == "{broken"
+    kept = {"MessageId": "m-1", "Body": json.dumps({"prompt": "x", "job_id": "mine"})}
+    assert json.loads(redrive_body(kept))["job_id"] == "mine"
