@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-kling = pytest.importorskip("kling_pipeline.kling", reason="kling_pipeline.kling is not written yet")
-KlingClient = kling.KlingClient
-KlingFinalError = kling.KlingFinalError
-KlingRetryableError = kling.KlingRetryableError
-KlingUnavailableError = kling.KlingUnavailableError
+from kling_pipeline.kling import (
+    KlingAccountError,
+    KlingClient,
+    KlingFinalError,
+    KlingRetryableError,
+    KlingUnavailableError,
+)
 
 
 @pytest.fixture
