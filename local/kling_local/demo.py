@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import statistics
 import time
@@ -30,6 +29,7 @@ from kling_local.connection import PipelineConnection
 from kling_local.operator import UsageError, read_jobs_file, send_jobs, validate_jobs
 from kling_local.sim import SimConfig
 from kling_local.stack import LocalStack, StackOptions
+from kling_local.stack.serve import kling_keys
 from kling_pipeline.jobs import Job
 from kling_pipeline.models import JobState
 
@@ -149,11 +149,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.kling_url:
         options.kling_url = args.kling_url
-        options.kling_access_key = os.environ.get("KLING_ACCESS_KEY")
-        options.kling_secret_key = os.environ.get("KLING_SECRET_KEY")
-        if not options.kling_access_key or not options.kling_secret_key:
-            console.print("[red]error:[/red] --kling-url needs KLING_ACCESS_KEY and KLING_SECRET_KEY set")
-            return 2
+        options.kling_access_key, options.kling_secret_key = kling_keys(args.kling_url, args.kling_keys_file)
     else:
         options.sim_config = sim_config_from(args)
     with console.status("starting the local stack: template.yaml into moto, functions, Kling simulator..."):

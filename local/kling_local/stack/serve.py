@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="use this Kling instead of the simulator (keys from KLING_ACCESS_KEY / KLING_SECRET_KEY)",
     )
+    parser.add_argument(
+        "--kling-keys-file",
+        type=Path,
+        default=None,
+        help='with --kling-url: a JSON file {"access_key": ..., "secret_key": ...} instead of the environment',
+    )
     parser.add_argument("--sim-speed", type=float, default=None, help="the simulator's speed factor")
     parser.add_argument(
         "--param",
@@ -67,12 +73,13 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         sim_config = SimConfig(
             access_key=f"local-{secrets.token_hex(8)}", secret_key=secrets.token_urlsafe(32), speed=args.sim_speed
         )
+    keys = kling_keys(args.kling_url, args.kling_keys_file)
     return StackOptions(
         template_path=Path(args.template).resolve(),  # relative to where the command runs
         project_root=args.project_root,
         kling_url=args.kling_url,
-        kling_access_key=os.environ.get("KLING_ACCESS_KEY") if args.kling_url else None,
-        kling_secret_key=os.environ.get("KLING_SECRET_KEY") if args.kling_url else None,
+        kling_access_key=keys[0],
+        kling_secret_key=keys[1],
         sim_config=sim_config,
         clock_speed=args.clock_speed,
         parameter_overrides=overrides,
@@ -81,6 +88,24 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         stack_name=args.stack_name,
         max_concurrency=args.max_concurrency,
     )
+
+
+def kling_keys(kling_url: str | None, keys_file: Path | None) -> tuple[str | None, str | None]:
+    """Keys for a real Kling: from a JSON file, else KLING_ACCESS_KEY / KLING_SECRET_KEY (never from flags)."""
+    if not kling_url:
+        return None, None
+    if keys_file is not None:
+        try:
+            data = json.loads(keys_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--kling-keys-file {keys_file}: cannot read a JSON object ({exc})") from exc
+        if not isinstance(data, dict) or not data.get("access_key") or not data.get("secret_key"):
+            raise SystemExit(f"--kling-keys-file {keys_file}: needs both access_key and secret_key")
+        return str(data["access_key"]), str(data["secret_key"])
+    access, secret = os.environ.get("KLING_ACCESS_KEY"), os.environ.get("KLING_SECRET_KEY")
+    if not access or not secret:
+        raise SystemExit("--kling-url needs keys: KLING_ACCESS_KEY and KLING_SECRET_KEY, or --kling-keys-file")
+    return access, secret
 
 
 def describe(endpoints: dict[str, str]) -> str:
