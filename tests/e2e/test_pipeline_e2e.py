@@ -104,16 +104,21 @@ def test_a_forged_callback_over_http_is_refused(stack: LocalStack) -> None:
     assert unknown.status_code == 401
 
 
-def run_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The console script as a user runs it, in a wide terminal so tables are not truncated."""
     return subprocess.run(
-        [*CLI, *args, "--project-root", str(stack.project_root)],
-        env={**os.environ, "COLUMNS": "200"},
+        [*CLI, *args],
         cwd=ROOT,
+        env={**(env or os.environ), "COLUMNS": "200"},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def run_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli(*args, "--project-root", str(stack.project_root))
 
 
 def test_cli_submit_status_get_round_trip(stack: LocalStack, tmp_path: Path) -> None:
@@ -138,14 +143,7 @@ def test_cli_submit_status_get_round_trip(stack: LocalStack, tmp_path: Path) -> 
 
 
 def test_cli_without_a_running_stack_says_what_to_do(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*CLI, "status", "x", "--project-root", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = cli("status", "x", "--project-root", str(tmp_path))
     assert result.returncode == 2
     assert "kling-pipeline local up" in result.stderr
 
@@ -206,14 +204,6 @@ def test_cli_against_aws_without_credentials_says_how_to_fix_it(tmp_path: Path) 
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    result = subprocess.run(
-        [*CLI, "list", "--stack-name", "kling-pipeline-dev"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = cli("list", "--stack-name", "kling-pipeline-dev", env=env)
     assert result.returncode == 2
     assert "AWS credentials not found" in result.stderr

@@ -16,6 +16,7 @@ from moto import mock_aws
 from kling_local.sim import KlingSimulator, SimConfig
 from kling_pipeline.dependencies import reset_caches
 from kling_pipeline.kling import KlingClient
+from kling_pipeline.models import JobRequest, JobState, KlingTask
 from kling_pipeline.store import JobStore
 from tests.support.lambda_runtime import load_function_module
 from tests.support.template import ROOT, TemplateResolver, load_template
@@ -66,6 +67,22 @@ class Pipeline:
 
     def kling(self) -> KlingClient:
         return KlingClient(self.sim.base_url, ACCESS_KEY, SECRET_KEY)
+
+    def crash_after_kling_accepted(self, job_id: str, prompt: str) -> tuple[dict[str, Any], KlingTask]:
+        """A worker claimed the job, Kling accepted its task, and the worker died before recording it.
+        Returns the message SQS redelivers and the task Kling holds."""
+        request = JobRequest.model_validate({"job_id": job_id, "prompt": prompt})
+        job, _ = self.store.create(job_id, request, by="test")
+        self.store.transition(
+            job, JobState.SUBMITTING, by="worker-that-dies", changes={"lease_owner": "dead", "lease_expires_at": 0}
+        )
+        body = request.kling_body(default_model="kling-v1", callback_url=DEAD_API, external_task_id=job_id)
+        return request.model_dump(mode="json", exclude_none=True), self.kling().create_task("text2video", body)
+
+    def backpressured(self, job_id: str) -> bool:
+        """The job has been sent back to the queue at least once."""
+        job = self.store.find(job_id)
+        return job is not None and job.backpressure_count >= 1
 
 
 @pytest.fixture

@@ -19,9 +19,7 @@ S = JobState
 
 def submitted(completion: Completion, job_id: str, **request: Any) -> Job:
     pipeline = completion.pipeline
-    handler = pipeline.submit_handler(
-        **{k: v for k, v in __import__("os").environ.items() if k in ("ALLOWED_DOWNLOAD_HOSTS",)}
-    )
+    handler = pipeline.submit_handler()
     pipeline.send({"job_id": job_id, "prompt": f"video for {job_id}", **request})
     drive_queue(
         handler,
@@ -34,12 +32,12 @@ def submitted(completion: Completion, job_id: str, **request: Any) -> Job:
     return pipeline.store.get(job_id)
 
 
-def kling_task(completion: Completion, job: Job, status: str, timeout_s: float = 30) -> KlingTask:
+def kling_task(completion: Completion, kind: str, task_id: str | None, status: str, timeout_s: float = 30) -> KlingTask:
     client = completion.pipeline.kling()
     deadline = time.monotonic() + timeout_s
+    assert task_id
     while time.monotonic() < deadline:
-        assert job.task_id
-        task = client.get_task(job.kind, job.task_id)
+        task = client.get_task(kind, task_id)
         if task.task_status == status:
             return task
         time.sleep(0.05)
@@ -53,7 +51,7 @@ def as_callback_body(task: KlingTask) -> dict[str, Any]:
 def finish(completion: Completion, job_id: str) -> tuple[Job, dict[str, Any]]:
     """Run the job to a finished Kling task, deliver the succeed callback, wait for the workflow."""
     job = submitted(completion, job_id)
-    task = kling_task(completion, job, "succeed")
+    task = kling_task(completion, job.kind, job.task_id, "succeed")
     response = completion.callback(job_id, as_callback_body(task))
     assert response["statusCode"] == 200, response
     execution = completion.wait_for_execution(job_id)
@@ -84,7 +82,7 @@ def test_happy_path_stores_the_video_and_announces_it(completion: Completion) ->
 
 def test_duplicate_and_out_of_order_callbacks_change_nothing(completion: Completion) -> None:
     job = submitted(completion, "dup-cb")
-    done = kling_task(completion, job, "succeed")
+    done = kling_task(completion, job.kind, job.task_id, "succeed")
     gets_before = completion.pipeline.sim.stats()["gets_per_task"].get(done.task_id, 0)
     for _ in range(3):
         assert completion.callback("dup-cb", as_callback_body(done))["statusCode"] == 200
@@ -147,7 +145,7 @@ def test_a_lying_body_loses_to_the_get(completion: Completion) -> None:
 
 def test_a_lying_url_is_replaced_by_klings(completion: Completion) -> None:
     job = submitted(completion, "liar-url")
-    real = kling_task(completion, job, "succeed")
+    real = kling_task(completion, job.kind, job.task_id, "succeed")
     lie = as_callback_body(real)
     lie["task_result"] = {"videos": [{"id": "v", "url": "https://evil.example.com/x.mp4"}]}
     assert completion.callback("liar-url", lie)["statusCode"] == 200
@@ -197,7 +195,7 @@ def test_size_cap_is_enforced_while_streaming(completion: Completion, monkeypatc
 def test_a_stream_cut_mid_body_is_retried_to_success(completion: Completion) -> None:
     sim = completion.pipeline.sim
     job = submitted(completion, "flaky-cdn")
-    task = kling_task(completion, job, "succeed")
+    task = kling_task(completion, job.kind, job.task_id, "succeed")
     sim.configure(cdn_drop_rate=1.0, cdn_drop_after_bytes=100_000)
     assert completion.callback("flaky-cdn", as_callback_body(task))["statusCode"] == 200
     deadline = time.monotonic() + 30
@@ -250,7 +248,7 @@ def test_a_waiting_step_functions_caller_is_resumed(completion: Completion, outc
     )
     job = pipeline.store.get("waited")
     assert job.request.get("task_token")
-    task = kling_task(completion, job, "succeed")
+    task = kling_task(completion, job.kind, job.task_id, "succeed")
     assert completion.callback("waited", as_callback_body(task))["statusCode"] == 200
     completion.wait_for_execution("waited")
     deadline = time.monotonic() + 30
@@ -281,24 +279,12 @@ def test_the_sample_download_input_is_what_the_download_function_takes(completio
 def test_a_reconciled_task_that_already_finished_is_downloaded(completion: Completion) -> None:
     """Kling finished while we did not know the task id (its callbacks found no task id): the submit path's
     reconciliation must carry the job on to the download, not leave it SUBMITTED."""
-    from kling_pipeline.models import JobRequest
 
     pipeline = completion.pipeline
     handler = pipeline.submit_handler()
-    request = JobRequest.model_validate({"job_id": "found-done", "prompt": "a lantern in fog"})
-    job, _ = pipeline.store.create("found-done", request, by="test")
-    pipeline.store.transition(
-        job, S.SUBMITTING, by="worker-that-dies", changes={"lease_owner": "dead", "lease_expires_at": 0}
-    )
-    created = pipeline.kling().create_task(
-        "text2video",
-        request.kling_body(
-            default_model="kling-v1", callback_url="http://127.0.0.1:9/cb", external_task_id="found-done"
-        ),
-    )
-    placeholder = Job.model_validate(pipeline.store.get("found-done").model_dump() | {"task_id": created.task_id})
-    kling_task(completion, placeholder, "succeed")
-    pipeline.send(request.model_dump(mode="json", exclude_none=True))
+    message, created = pipeline.crash_after_kling_accepted("found-done", "a lantern in fog")
+    kling_task(completion, "text2video", created.task_id, "succeed")
+    pipeline.send(message)
     drive_queue(
         handler,
         pipeline.sqs,

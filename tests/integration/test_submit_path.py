@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -68,19 +67,8 @@ def test_duplicate_messages_create_one_task(pipeline: Pipeline) -> None:
 def test_crash_after_kling_accepted_is_reconciled_without_a_second_create(pipeline: Pipeline) -> None:
     """A worker claimed the job and Kling accepted the task, then the worker died before writing."""
     handler = pipeline.submit_handler(SUBMIT_LEASE_S="0")  # the dead worker's lease is already over
-    from kling_pipeline.models import JobRequest
-
-    request = JobRequest.model_validate({"job_id": "crash-1", "prompt": "a glass of water on a table"})
-    job, _ = pipeline.store.create("crash-1", request, by="test")
-    pipeline.store.transition(
-        job, S.SUBMITTING, by="worker-that-dies", changes={"lease_owner": "dead", "lease_expires_at": int(time.time())}
-    )
-    accepted = pipeline.kling().create_task(
-        "text2video",
-        request.kling_body(default_model="kling-v1", callback_url="http://127.0.0.1:9/cb", external_task_id="crash-1"),
-    )
-
-    pipeline.send(request.model_dump(mode="json", exclude_none=True))  # SQS redelivers the message
+    message, accepted = pipeline.crash_after_kling_accepted("crash-1", "a glass of water on a table")
+    pipeline.send(message)  # SQS redelivers the message
     drive_queue(
         handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "crash-1", S.SUBMITTED, S.PROCESSING)
     )
@@ -101,7 +89,7 @@ def test_create_without_an_answer_is_reconciled_on_retry(pipeline: Pipeline) -> 
         handler,
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: (j := pipeline.store.find("lost-answer")) is not None and j.backpressure_count >= 1,
+        until=lambda: pipeline.backpressured("lost-answer"),
     )
     assert pipeline.store.get("lost-answer").needs_reconcile
     pipeline.sim.configure(create_response_drop_rate=0.0)
@@ -208,7 +196,7 @@ def test_retryable_refusal_returns_the_job_to_the_queue(pipeline: Pipeline, code
         handler,
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: (j := pipeline.store.find("waiting")) is not None and j.backpressure_count >= 1,
+        until=lambda: pipeline.backpressured("waiting"),
     )
     job = pipeline.store.get("waiting")
     assert job.state in (S.QUEUED, S.SUBMITTING)

@@ -142,7 +142,7 @@ def handle_job_message(
             result = submit_job(request, deps, owner=owner)
         if result.outcome is Outcome.REQUEUED:
             deps.queue.send(requeue_body(request), delay_s=result.delay_s)
-        elif result.outcome is Outcome.PARKED:
+        elif result.outcome in (Outcome.PARKED, Outcome.REJECTED):
             deps.queue.dead_letter(raw_body, reason=result.detail, source_message_id=message_id, job_id=request.job_id)
     record_outcome_metric(result)
     return result
@@ -187,15 +187,12 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
     job_id = request.job_id
     assert job_id is not None
     job, created = deps.store.create(job_id, request, by=BY)
-    if not created and job.request != stored_request(request):
+    if not created and job.request != requeue_body(request):
         reason = (
             f"job_id {job_id} is already used by a different request (now {job.state.value}); "
             "send this request with a new job_id"
         )
         logger.warning("job id reused for a different request", extra={"state": job.state})
-        deps.queue.dead_letter(
-            json.dumps(requeue_body(request)), reason=reason, source_message_id=job_id, job_id=job_id
-        )
         return SubmitResult(Outcome.REJECTED, job_id, reason)
     try:
         claimed = claim_job(job, deps, owner=owner)
@@ -301,11 +298,6 @@ def park_job(job: Job, deps: SubmitDependencies, exc: KlingAccountError) -> Subm
     return SubmitResult(Outcome.PARKED, job.job_id, reason, kling_code=exc.code)
 
 
-def stored_request(request: JobRequest) -> dict[str, Any]:
-    """The request as JobStore.create stores it, to recognise a redelivery of the same job."""
-    return request.model_dump(mode="json", exclude_none=True) | {"job_id": request.job_id}
-
-
 def release_for_retry(
     job: Job,
     deps: SubmitDependencies,
@@ -350,5 +342,6 @@ def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> Submit
 
 
 def requeue_body(request: JobRequest) -> dict[str, Any]:
-    """The message to send again: the request with its job id fixed, so the retry is the same job."""
+    """The message to send again: the request with its job id fixed, so the retry is the same job.
+    It is also exactly what JobStore.create stores, which is how a redelivery is recognised."""
     return request.model_dump(mode="json", exclude_none=True)
