@@ -6,8 +6,10 @@
 2. polling baseline vs pipeline: the seeds' worker (GET every active task every 10 s) against the
    same simulator, and this pipeline's demo batch: Kling calls per video and the delay between
    Kling's "succeed" and the moment the video is noticed / stored.
+3. cold start: each function's handler imported in a fresh interpreter set up as Lambda's, against
+   a bare `import boto3` (bench/cold_start.py).
 
-Run one part: `python -m bench download|polling|pipeline`.
+Run one part: `python -m bench download|polling|pipeline|coldstart`.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ def wait_http(url: str, timeout_s: float = 30.0) -> None:
 
 
 def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
-    from kling_pipeline.download import DownloadPolicy, stream_to_s3
-    from kling_pipeline.kling import KlingClient
+    from kling_pipeline.adapters.kling_client import KlingClient
+    from kling_pipeline.adapters.video_transfer import DownloadPolicy, stream_to_s3
 
     moto_port, sim_port = free_port(), free_port()
     env = os.environ | {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
@@ -127,7 +129,7 @@ def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
 def bench_polling_baseline(jobs: int, speed: float) -> dict[str, float]:
     """The seeds' worker: submit, then GET every active task every 10 s (simulated) until it ends."""
     from kling_local.sim import KlingSimulator, SimConfig
-    from kling_pipeline.kling import KlingClient
+    from kling_pipeline.adapters.kling_client import KlingClient
 
     config = SimConfig(
         access_key="poll-ak",
@@ -195,7 +197,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("part", nargs="?", choices=["download", "polling", "pipeline", "all"], default="all")
+    parts = ["download", "polling", "pipeline", "coldstart", "all"]
+    parser.add_argument("part", nargs="?", choices=parts, default="all")
     parser.add_argument("--sizes-mb", default="64,1024")
     parser.add_argument("--jobs", type=int, default=20)
     args = parser.parse_args()
@@ -209,6 +212,12 @@ def main() -> int:
     if args.part in ("pipeline", "all"):
         print("== this pipeline (callbacks + one confirming GET), local stack, wall-clock seconds")
         print(json.dumps(bench_pipeline(args.jobs)))
+    if args.part in ("coldstart", "all"):
+        from bench.cold_start import TARGET_RATIO, bench_cold_start
+
+        print(f"== cold start: handler import vs bare `import boto3`, CPU seconds (target <= {TARGET_RATIO}x)")
+        for cold in bench_cold_start():
+            print(json.dumps(cold))
     return 0
 
 

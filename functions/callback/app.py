@@ -1,32 +1,32 @@
-"""CallbackFunction: POST /callbacks/{job_id}?token=... from Kling (see kling_pipeline.callbacks)."""
+"""CallbackFunction: POST /callbacks/{job_id}?token=... from Kling (kling_pipeline.callback).
+
+One route, which API Gateway alone routes here, so the proxy event is read with Powertools' event
+data class rather than its REST resolver (whose package imports every resolver at cold start).
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kling_pipeline.callbacks import handle_callback
-from kling_pipeline.dependencies import callback_dependencies
+from kling_pipeline.callback import callback_dependencies, handle_callback
 from kling_pipeline.observability import logger, metrics, tracer
+from kling_pipeline.settings import CallbackSettings
 
-app = APIGatewayRestResolver()
-
-
-@app.post("/callbacks/<job_id>")
-@tracer.capture_method
-def kling_callback(job_id: str) -> Response[dict[str, Any]]:
-    answer = handle_callback(
-        job_id, app.current_event.get_query_string_value("token"), app.current_event.body, callback_dependencies()
-    )
-    metrics.add_metric(name=f"Callbacks{answer.status}", unit="Count", value=1)
-    return Response(status_code=answer.status, content_type=content_types.APPLICATION_JSON, body=answer.body)
+settings = CallbackSettings.from_environment()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+@event_source(data_class=APIGatewayProxyEvent)
+def lambda_handler(event: APIGatewayProxyEvent, context: LambdaContext) -> dict[str, Any]:
+    job_id = (event.path_parameters or {}).get("job_id", "")
+    body = event.decoded_body if event.is_base64_encoded else event.body
+    answer = handle_callback(job_id, event.get_query_string_value("token"), body, callback_dependencies(settings))
+    headers = {"Content-Type": "application/json"}
+    return {"statusCode": answer.status, "headers": headers, "body": json.dumps(answer.body)}

@@ -1,4 +1,4 @@
-"""SubmitFunction: SQS batch in, at most one Kling task per job out (see kling_pipeline.submission)."""
+"""SubmitFunction: SQS batch in, at most one Kling task per job out (kling_pipeline.submit)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,23 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kling_pipeline.dependencies import submit_dependencies
 from kling_pipeline.observability import logger, metrics, tracer
-from kling_pipeline.submission import SubmitResult, handle_job_message
+from kling_pipeline.settings import SubmitSettings
+from kling_pipeline.submit import SubmitResult, handle_job_message, submit_dependencies
 
+settings = SubmitSettings.from_environment()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @tracer.capture_method
 def submit_record(record: SQSRecord, lambda_context: LambdaContext) -> SubmitResult:
-    result = handle_job_message(
+    return handle_job_message(
         record.body,
         record.message_id,
-        submit_dependencies(),
+        submit_dependencies(settings),
         owner=lambda_context.aws_request_id,
         time_left_ms=lambda_context.get_remaining_time_in_millis(),
     )
-    logger.info(
-        "job message handled", extra={"job_id": result.job_id, "outcome": result.outcome, "detail": result.detail}
-    )
-    return result
 
 
 @logger.inject_lambda_context(clear_state=True)

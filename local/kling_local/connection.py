@@ -14,7 +14,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from kling_local.stack.stack import read_state_file
-from kling_pipeline.store import JobStore
+from kling_pipeline.adapters.job_store import JobStore
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # moto accepts any
 

@@ -30,8 +30,7 @@ from kling_local.operator import UsageError, read_jobs_file, send_jobs, validate
 from kling_local.sim import SimConfig
 from kling_local.stack import LocalStack, StackOptions
 from kling_local.stack.serve import kling_keys
-from kling_pipeline.jobs import Job
-from kling_pipeline.models import JobState
+from kling_pipeline.lifecycle import Job, JobState
 
 S = JobState
 

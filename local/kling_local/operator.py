@@ -21,9 +21,8 @@ from rich.live import Live
 from rich.table import Table
 
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
-from kling_pipeline.jobs import Job
-from kling_pipeline.models import JobRequest, JobState
-from kling_pipeline.submission import describe_validation_error
+from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.requests import JobRequest, describe_validation_error
 
 console = Console()
 err = Console(stderr=True)

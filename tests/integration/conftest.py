@@ -14,10 +14,12 @@ import pytest
 from moto import mock_aws
 
 from kling_local.sim import KlingSimulator, SimConfig
-from kling_pipeline.dependencies import reset_caches
-from kling_pipeline.kling import KlingClient
-from kling_pipeline.models import JobRequest, JobState, KlingTask
-from kling_pipeline.store import JobStore
+from kling_pipeline.adapters import reset_container_state as reset_caches
+from kling_pipeline.adapters.job_store import JobStore
+from kling_pipeline.adapters.kling_client import KlingClient
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.lifecycle import JobState
+from kling_pipeline.requests import JobRequest
 from tests.support.lambda_runtime import load_function_module
 from tests.support.template import ROOT, TemplateResolver, load_template
 
@@ -137,7 +139,7 @@ class Completion:
     invocations: list[tuple[str, dict[str, Any]]]
 
     def callback(self, job_id: str, body: dict[str, Any] | str, token: str | None = "auto") -> dict[str, Any]:
-        from kling_pipeline.tokens import job_token
+        from kling_pipeline.adapters.callback_tokens import job_token
         from tests.support.lambda_runtime import LambdaContext, api_gateway_event
 
         if token == "auto":
@@ -149,6 +151,15 @@ class Completion:
         return response
 
     handlers: dict[str, Any] = field(default_factory=dict)
+
+    def reconfigure(self, function: str, **env: str) -> None:
+        """Change a function's environment, as updating its configuration on AWS does: the next
+        invocation is a cold start that reads the new settings."""
+        for key, value in env.items():
+            self.pipeline.monkeypatch.setenv(key, value)
+        reset_caches()
+        directory = {"CallbackFunction": "callback", "DownloadFunction": "download"}[function]
+        self.handlers[function] = load_function_module(directory).lambda_handler
 
     def executions(self) -> list[dict[str, Any]]:
         return list(self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])

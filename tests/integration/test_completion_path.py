@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from kling_pipeline.jobs import Job
-from kling_pipeline.models import JobState, KlingTask
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.lifecycle import Job, JobState
 from tests.integration.conftest import Completion
 from tests.support.sqs_driver import drive_queue
 
@@ -167,8 +167,8 @@ def failed_download(completion: Completion, job_id: str) -> Job:
     return job
 
 
-def test_download_host_not_allowed(completion: Completion, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ALLOWED_DOWNLOAD_HOSTS", "*.klingai.com")
+def test_download_host_not_allowed(completion: Completion) -> None:
+    completion.reconfigure("DownloadFunction", ALLOWED_DOWNLOAD_HOSTS="*.klingai.com")
     job = failed_download(completion, "foreign-host")
     assert job.error_code == "URL_NOT_ALLOWED"
     assert job.error_message and "https" in job.error_message
@@ -186,8 +186,8 @@ def test_non_mp4_body_is_refused(completion: Completion) -> None:
     assert failed_download(completion, "not-video").error_code == "NOT_MP4"
 
 
-def test_size_cap_is_enforced_while_streaming(completion: Completion, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAX_VIDEO_BYTES", "100000")
+def test_size_cap_is_enforced_while_streaming(completion: Completion) -> None:
+    completion.reconfigure("DownloadFunction", MAX_VIDEO_BYTES="100000")
     job = failed_download(completion, "too-big")
     assert job.error_code == "VIDEO_TOO_LARGE"
 

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from kling_pipeline.jobs import Job
-from kling_pipeline.models import JobState
+from kling_pipeline.lifecycle import Job, JobState
 from tests.integration.conftest import Pipeline
 from tests.support.sqs_driver import drive_queue, queue_messages
 

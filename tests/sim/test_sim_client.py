@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kling_pipeline.kling import (
+from kling_pipeline.adapters.kling_client import KlingClient
+from kling_pipeline.errors import (
     KlingAccountError,
-    KlingClient,
     KlingFinalError,
     KlingRetryableError,
     KlingUnavailableError,
@@ -51,7 +51,7 @@ def test_create_get_find_list(sim, make_client, wait):
 
 
 def test_callback_bodies_parse_as_kling_tasks(api, receiver, wait):
-    from kling_pipeline.models import KlingTask
+    from kling_pipeline.kling_task import KlingTask
 
     task_id = api.create_ok(callback_url=receiver.url)
     wait(lambda: len(receiver.for_task(task_id)) == 3)

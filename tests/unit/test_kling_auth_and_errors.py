@@ -3,15 +3,13 @@
 import jwt
 import pytest
 
-from kling_pipeline.kling import (
+from kling_pipeline.adapters.kling_client import (
     TOKEN_LIFETIME_S,
     TOKEN_REFRESH_MARGIN_S,
-    KlingAccountError,
-    KlingFinalError,
-    KlingRetryableError,
     KlingTokenSigner,
     classify_error,
 )
+from kling_pipeline.errors import KlingAccountError, KlingFinalError, KlingRetryableError
 
 
 def test_token_has_kling_claims_and_header() -> None:

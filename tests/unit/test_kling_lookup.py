@@ -1,10 +1,8 @@
 """Looking a task up by our own id: only an exact match is ours (the reply form is unconfirmed)."""
 
-import json
-
 import httpx
 
-from kling_pipeline.kling import KlingClient
+from kling_pipeline.adapters.kling_client import KlingClient
 
 
 def client_answering(data: object, status: int = 200, code: int = 0) -> KlingClient:
@@ -36,18 +34,3 @@ def test_a_single_object_reply_is_trusted_unless_it_names_another_id() -> None:
 
 def test_not_found_is_none() -> None:
     assert client_answering(None, status=404, code=1203).find_by_external_id("text2video", "job-7") is None
-
-
-def test_redrive_keeps_the_job_id_of_a_message_that_had_none() -> None:
-    from kling_local.operator import redrive_body
-
-    dead = {
-        "MessageId": "m-1",
-        "Body": json.dumps({"prompt": "x"}),
-        "MessageAttributes": {"job_id": {"StringValue": "m-0", "DataType": "String"}},
-    }
-    assert json.loads(redrive_body(dead)) == {"prompt": "x", "job_id": "m-0"}
-    assert json.loads(redrive_body({"MessageId": "m-1", "Body": '{"prompt": "x"}'}))["job_id"] == "m-1"
-    assert redrive_body({"MessageId": "m-1", "Body": "{broken"}) == "{broken"
-    kept = {"MessageId": "m-1", "Body": json.dumps({"prompt": "x", "job_id": "mine"})}
-    assert json.loads(redrive_body(kept))["job_id"] == "mine"

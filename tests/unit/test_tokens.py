@@ -1,6 +1,6 @@
 """Callback URL tokens: HMAC of the job id, compared in constant time, never logged."""
 
-from kling_pipeline.tokens import callback_url, job_token, redact_token, verify_job_token
+from kling_pipeline.adapters.callback_tokens import callback_url, job_token, redact_token, verify_job_token
 
 SECRET = "s" * 64
 

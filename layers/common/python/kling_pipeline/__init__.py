@@ -1,6 +1,20 @@
-"""The pipeline's domain, shared by every Lambda function as a layer.
+"""The pipeline's domain, shared by every Lambda function as a layer (docs/architecture.md).
 
-Modules: models (shapes), jobs (states and the rules that move them), store (DynamoDB), kling
-(API client), tokens (callback URL auth), queue (SQS), submission (the submit path),
-config (settings), observability (logger, metrics, tracer).
+The rules, which touch no AWS and no HTTP:
+    lifecycle     job states, the allowed transitions, Job, observe_task / advance_job
+    requests      JobRequest, its validation, parse_job_message and the error wording
+    kling_task    Kling's task object (queries and callbacks)
+    errors        every error the pipeline raises, under PipelineError
+    settings      one settings model per function, validated at cold start
+    observability logger, metrics (recorded with dimensions), tracer where tracing is on
+
+The use cases, one per function, each building only the adapters it uses:
+    submit        SubmitFunction: a queued message -> at most one Kling task
+    callback      CallbackFunction: Kling's webhook -> a confirmed transition
+    download_step DownloadFunction: the workflow's step, CDN -> S3
+
+The adapters (kling_pipeline.adapters), the only modules that talk to AWS or HTTP:
+    job_store (DynamoDB, and what a transition writes), job_queue (SQS), download_workflow (Step
+    Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy),
+    callback_tokens (the callback URL's HMAC), secrets (Secrets Manager, cached)
 """

@@ -11,6 +11,8 @@ from typing import Any
 
 import boto3
 
+from kling_pipeline.adapters import per_container
+
 MAX_DELAY_S = 900  # SQS's limit for DelaySeconds
 
 
@@ -37,3 +39,8 @@ class JobQueue:
         if job_id:
             attributes["job_id"] = {"DataType": "String", "StringValue": job_id}
         self._sqs.send_message(QueueUrl=self._dlq_url, MessageBody=raw_body or "<empty>", MessageAttributes=attributes)
+
+
+@per_container
+def job_queue(queue_url: str, dead_letter_queue_url: str) -> JobQueue:
+    return JobQueue(queue_url, dead_letter_queue_url)

@@ -1,4 +1,5 @@
-"""Copy a finished Kling video into S3: only from allowed hosts, streamed, checked, never half-written.
+"""The video transfer: a finished Kling video from its CDN into S3, only from allowed hosts, streamed,
+checked, never half-written.
 
 Memory stays at a few multipart parts whatever the video's size: the HTTP body is read in chunks
 by boto3's managed transfer (upload_fileobj), hashed and counted on the way through. A failed or
@@ -17,25 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import boto3
 import httpx
 from boto3.s3.transfer import TransferConfig
+
+from kling_pipeline.adapters import per_container
+from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
 
 MP4_BOX_TYPE = b"ftyp"
 MAX_REDIRECTS = 3
 PART_SIZE = 8 * 1024 * 1024
-
-
-class DownloadRefusedError(Exception):
-    """Final: retrying cannot help (host not allowed, not an MP4, too large, link expired)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class TransientDownloadError(Exception):
-    """Worth retrying: the connection dropped, the CDN answered 5xx, a timeout."""
 
 
 @dataclass(frozen=True)
@@ -267,3 +259,8 @@ class _open_checked:
     def __exit__(self, *exc: object) -> None:
         if self._response is not None:
             self._response.close()
+
+
+@per_container
+def s3_client() -> Any:
+    return boto3.client("s3")

@@ -1,22 +1,49 @@
-"""The job's life: which transitions exist, and what an observed Kling task means for a job.
+"""The job's life in one place: its states, the transitions between them, and what an observed Kling
+task means for a job.
 
-`observe_task` is the one function that turns what Kling says about a task into a transition; the
-callback handler and the stale-job poller both call it, so they can never disagree.
+Every observer of a Kling task (the callback and the submit path's reconciliation today; the
+stale-job poller is to use it too) calls `advance_job`, so they can never disagree about what a
+task means; every write of a transition goes through a `JobWriter` (adapters.job_store.JobStore),
+one conditional update on (state, version). The table of states and transitions is in
+docs/architecture.md, "A job's life".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kling_pipeline.models import TERMINAL_STATES, JobRequest, JobState, KlingTask
+from kling_pipeline.errors import InvalidTransitionError, TransitionRejectedError
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.requests import JobRequest
+
+
+class JobState(StrEnum):
+    """A job's states, in the order a successful job passes them; terminal ones never change again."""
+
+    QUEUED = "QUEUED"
+    SUBMITTING = "SUBMITTING"
+    SUBMITTED = "SUBMITTED"
+    PROCESSING = "PROCESSING"
+    DOWNLOADING = "DOWNLOADING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
 
 S = JobState
+TERMINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT})
 
-# (from, to) pairs of design.md. SUBMITTING -> SUBMITTING is a re-claim of an expired lease.
+# (from, to): every move a job may make. None is "no job yet". SUBMITTING -> SUBMITTING re-claims an
+# expired lease; SUBMITTING -> QUEUED is backpressure (or parking), not failure.
 ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
     {
         (None, S.QUEUED),
@@ -36,27 +63,14 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
 )
 
 
-class InvalidTransitionError(ValueError):
-    """A transition that design.md does not allow: a bug in the caller, not a race."""
-
-
-class TransitionRejectedError(Exception):
-    """The job was not in the expected state/version: someone else moved it first ("already done")."""
-
-    def __init__(self, job_id: str, expected: JobState | None, current: JobState | None) -> None:
-        super().__init__(f"job {job_id}: expected state {expected}, found {current}")
-        self.job_id = job_id
-        self.expected = expected
-        self.current = current
-
-
-class JobNotFoundError(LookupError):
-    pass
-
-
 def check_transition(from_state: JobState | None, to_state: JobState) -> None:
     if (from_state, to_state) not in ALLOWED_TRANSITIONS:
         raise InvalidTransitionError(f"{from_state} -> {to_state} is not a job transition")
+
+
+def utc_now_iso() -> str:
+    """Timestamps of the job record: UTC, milliseconds, `Z` (the form Step Functions' EnteredTime has)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class HistoryEntry(BaseModel):
@@ -69,7 +83,7 @@ class HistoryEntry(BaseModel):
 
 
 class Job(BaseModel):
-    """A job as stored in JobsTable."""
+    """A job as stored in JobsTable (the record's shape is written by adapters.job_store)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -103,8 +117,18 @@ class Job(BaseModel):
         return self.state in TERMINAL_STATES
 
 
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# ---------------------------------------------------------------------------------------------
+# The ports a transition needs (implemented by adapters.job_store and adapters.download_workflow)
+
+
+class JobWriter(Protocol):
+    def transition(
+        self, job: Job, to_state: JobState, *, by: str, changes: dict[str, Any] | None = None, note: str | None = None
+    ) -> Job: ...
+
+
+class DownloadStarter(Protocol):
+    def start(self, job: Job, attempt: int = 1) -> bool: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,3 +200,19 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
             },
         )
     return None
+
+
+def advance_job(job: Job, task: KlingTask, *, store: JobWriter, workflow: DownloadStarter, by: str) -> tuple[Job, str]:
+    """Apply what Kling says about a task: the one path every observer takes, so a task seen by any of
+    them moves the job the same way and starts the download exactly once. Returns the job as it now
+    stands and what happened, in words for logs and answers."""
+    decision = observe_task(job, task)
+    if decision is None:
+        return job, "nothing to do"
+    try:
+        moved = store.transition(job, decision.to_state, by=by, changes=decision.changes, note=decision.note)
+    except TransitionRejectedError:
+        return job, "already handled"
+    if decision.starts_download:
+        workflow.start(moved)
+    return moved, f"{decision.from_state} -> {decision.to_state}"

@@ -1,4 +1,4 @@
-"""Kling API client: JWT auth, typed errors by business code, one pooled httpx connection.
+"""Kling API client: JWT auth, typed errors by business code, one pooled httpx connection per container.
 
 Decisions are made on Kling's business `code`, never on the HTTP status alone: HTTP 429 covers
 both retryable throttling (1302, 1303) and final billing errors (1100-1102, 1304).
@@ -13,7 +13,15 @@ from typing import Any
 import httpx
 import jwt
 
-from kling_pipeline.models import KlingTask
+from kling_pipeline.adapters import on_reset
+from kling_pipeline.errors import (
+    KlingAccountError,
+    KlingApiError,
+    KlingFinalError,
+    KlingRetryableError,
+    KlingUnavailableError,
+)
+from kling_pipeline.kling_task import KlingTask
 
 RETRYABLE_CODES = frozenset({1302, 1303, 5000, 5001, 5002})
 # Final for the request: billing, access, validation, content policy. Trying again changes nothing.
@@ -21,38 +29,6 @@ FINAL_CODES = frozenset({1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203, 1300, 1
 TOKEN_TIME_CODES = frozenset({1003, 1004})
 TOKEN_LIFETIME_S = 1800
 TOKEN_REFRESH_MARGIN_S = 300
-
-
-class KlingApiError(Exception):
-    """Kling answered with a non-zero business code."""
-
-    def __init__(self, code: int, message: str, http_status: int, request_id: str | None = None) -> None:
-        super().__init__(f"Kling error {code}: {message}")
-        self.code = code
-        self.message = message
-        self.http_status = http_status
-        self.request_id = request_id
-
-    @property
-    def retryable(self) -> bool:
-        return self.code in RETRYABLE_CODES
-
-
-class KlingRetryableError(KlingApiError):
-    """Throttling, concurrency over the pack limit, or a Kling-side outage: back off and try again."""
-
-
-class KlingFinalError(KlingApiError):
-    """Auth, billing, policy or validation: trying again changes nothing."""
-
-
-class KlingAccountError(KlingApiError):
-    """Our side is misconfigured (keys, clock, IP allow-list) or the code is unknown: no job is at fault,
-    so jobs wait for an operator instead of failing."""
-
-
-class KlingUnavailableError(Exception):
-    """No answer (timeout, connection failure, garbled body): the request may or may not have landed."""
 
 
 def classify_error(code: int, message: str, http_status: int, request_id: str | None = None) -> KlingApiError:
@@ -188,3 +164,31 @@ def _parse_envelope(response: httpx.Response, method: str, path: str) -> dict[st
             f"{method} {path}: HTTP {response.status_code} with a body that is not Kling's JSON envelope"
         )
     return envelope
+
+
+_shared_lock = threading.Lock()
+_shared: dict[tuple[str, str, str, float], KlingClient] = {}
+
+
+def shared_client(base_url: str, access_key: str, secret_key: str, *, timeout_s: float) -> KlingClient:
+    """One client per container, reused while warm (its connection pool too); rebuilt, and the old one
+    closed, when the keys change (a rotated secret is picked up without a redeploy)."""
+    key = (base_url, access_key, secret_key, timeout_s)
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            for old in _shared.values():
+                old.close()
+            _shared.clear()
+            client = _shared[key] = KlingClient(base_url, access_key, secret_key, timeout_s=timeout_s)
+        return client
+
+
+def close_shared_clients() -> None:
+    with _shared_lock:
+        for client in _shared.values():
+            client.close()
+        _shared.clear()
+
+
+on_reset(close_shared_clients)

@@ -2,8 +2,9 @@
 
 import pytest
 
-from kling_pipeline.jobs import InvalidTransitionError, Job, check_transition, observe_task
-from kling_pipeline.models import JobState, KlingTask
+from kling_pipeline.errors import InvalidTransitionError
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.lifecycle import Job, JobState, check_transition, observe_task
 
 S = JobState
 

@@ -1,7 +1,11 @@
-"""JobsTable on DynamoDB: every transition is one conditional update on (state, version).
+"""JobsTable on DynamoDB, and the one definition of what a transition writes to a job record.
 
-A duplicate or late event therefore can never move a job backwards or twice: the losing writer gets
-TransitionRejectedError and treats it as "already done".
+Every transition is one conditional update on (state, version), so a duplicate or late event can
+never move a job backwards or twice: the losing writer gets TransitionRejectedError and treats it
+as "already done". `transition_write` is the only place that decides what a transition sets (the
+history entry, `updated_at`, the live-index attribute, the TTL); the download state machine's
+MarkCompleted sends the write this module builds, and its MarkFailed is checked against it by a
+test (docs/architecture.md, "The job record").
 """
 
 from __future__ import annotations
@@ -9,38 +13,118 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import boto3
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from kling_pipeline.jobs import (
-    Job,
-    JobNotFoundError,
-    TransitionRejectedError,
-    check_transition,
-    utc_now_iso,
-)
-from kling_pipeline.models import TERMINAL_STATES, JobRequest, JobState
+from kling_pipeline.adapters import per_container
+from kling_pipeline.errors import JobNotFoundError, TransitionRejectedError
+from kling_pipeline.lifecycle import TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
+from kling_pipeline.requests import JobRequest
 
 # Non-terminal jobs carry LIVE_ATTR = LIVE_VALUE: the sparse LiveJobs GSI (sorted by updated_at)
-# holds exactly the jobs the poller has to look at, oldest first.
+# holds exactly the live jobs, least recently updated first (for a poller to read, never scan).
 LIVE_ATTR = "live"
 LIVE_VALUE = "1"
 LIVE_INDEX = "LiveJobs"
 TTL_ATTR = "expires_at"
+# What a finished job no longer needs: its index entry, a claim, and the signed CDN URL.
+TERMINAL_REMOVES = (LIVE_ATTR, "lease_owner", "lease_expires_at", "video_url")
 
 
 def prompt_hash(request: JobRequest) -> str:
     return hashlib.sha256(request.prompt.encode()).hexdigest()[:16]
 
 
+def finished_expiry(ttl_days: int, *, now: float | None = None) -> int:
+    """DynamoDB TTL (epoch seconds) of a job that finishes now."""
+    return int(time.time() if now is None else now) + ttl_days * 86400
+
+
+@dataclass(frozen=True)
+class TransitionWrite:
+    """One transition as a DynamoDB UpdateItem: the expressions and the values they use."""
+
+    update_expression: str
+    condition_expression: str
+    names: dict[str, str]
+    values: dict[str, Any]
+
+    def for_step_functions(self) -> dict[str, Any]:
+        """The UpdateItem parameters in DynamoDB's typed JSON, as a `dynamodb:updateItem` task takes them."""
+        serializer = TypeSerializer()
+        return {
+            "UpdateExpression": self.update_expression,
+            "ConditionExpression": self.condition_expression,
+            "ExpressionAttributeNames": self.names,
+            "ExpressionAttributeValues": {k: serializer.serialize(v) for k, v in _dynamo(self.values).items()},
+        }
+
+
+def transition_write(
+    job: Job,
+    to_state: JobState,
+    *,
+    by: str,
+    now: str,
+    expires_at: int,
+    changes: dict[str, Any] | None = None,
+    remove: tuple[str, ...] = (),
+    add: dict[str, int] | None = None,
+    note: str | None = None,
+) -> TransitionWrite:
+    """What moving `job` (as last read) to `to_state` writes; `changes` values of None are removed."""
+    check_transition(job.state, to_state)
+    names: dict[str, str] = {"#state": "state", "#version": "version"}
+    values: dict[str, Any] = {
+        ":expected_state": job.state.value,
+        ":expected_version": job.version,
+        ":to": to_state.value,
+        ":next_version": job.version + 1,
+        ":now": now,
+        ":entry": [{"state": to_state.value, "at": now, "by": by} | ({"note": note} if note else {})],
+    }
+    sets = ["#state = :to", "#version = :next_version", "updated_at = :now", "history = list_append(history, :entry)"]
+    removes: list[str] = list(remove)
+    if to_state in TERMINAL_STATES:
+        sets.append(f"{TTL_ATTR} = :ttl")
+        values[":ttl"] = expires_at
+        removes.extend(TERMINAL_REMOVES)
+    for i, (key, value) in enumerate((changes or {}).items()):
+        if value is None:
+            removes.append(key)
+            continue
+        names[f"#c{i}"] = key
+        values[f":c{i}"] = value
+        sets.append(f"#c{i} = :c{i}")
+    for i, (key, amount) in enumerate((add or {}).items()):
+        names[f"#a{i}"] = key
+        values[f":a{i}"] = amount
+        values[":zero"] = 0
+        sets.append(f"#a{i} = if_not_exists(#a{i}, :zero) + :a{i}")
+    expression = "SET " + ", ".join(sets)
+    unique_removes = list(dict.fromkeys(removes))
+    if unique_removes:
+        for i, key in enumerate(unique_removes):
+            names[f"#r{i}"] = key
+        expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(unique_removes)))
+    return TransitionWrite(
+        update_expression=expression,
+        condition_expression="#state = :expected_state AND #version = :expected_version",
+        names=names,
+        values=values,
+    )
+
+
 class JobStore:
     def __init__(self, table_name: str, *, finished_ttl_days: int = 90, dynamodb: Any = None) -> None:
         resource = dynamodb or boto3.resource("dynamodb")
         self._table = resource.Table(table_name)
-        self._ttl_s = finished_ttl_days * 86400
+        self.finished_ttl_days = finished_ttl_days
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -112,7 +196,7 @@ class JobStore:
         item |= extra
         item = {k: v for k, v in item.items() if v is not None}
         if state in TERMINAL_STATES:
-            item[TTL_ATTR] = int(time.time()) + self._ttl_s
+            item[TTL_ATTR] = finished_expiry(self.finished_ttl_days)
         else:
             item[LIVE_ATTR] = LIVE_VALUE
         try:
@@ -122,6 +206,30 @@ class JobStore:
                 return self.get(job_id), False
             raise
         return Job.model_validate(item), True
+
+    def transition_write(
+        self,
+        job: Job,
+        to_state: JobState,
+        *,
+        by: str,
+        changes: dict[str, Any] | None = None,
+        remove: tuple[str, ...] = (),
+        add: dict[str, int] | None = None,
+        note: str | None = None,
+    ) -> TransitionWrite:
+        """The write of a transition made now, for this table's TTL (also what the workflow sends)."""
+        return transition_write(
+            job,
+            to_state,
+            by=by,
+            now=utc_now_iso(),
+            expires_at=finished_expiry(self.finished_ttl_days),
+            changes=changes,
+            remove=remove,
+            add=add,
+            note=note,
+        )
 
     def transition(
         self,
@@ -135,54 +243,14 @@ class JobStore:
         note: str | None = None,
     ) -> Job:
         """Move `job` (as last read) to `to_state`, if nobody moved it since. Returns the job as written."""
-        check_transition(job.state, to_state)
-        now = utc_now_iso()
-        names: dict[str, str] = {"#state": "state", "#version": "version"}
-        values: dict[str, Any] = {
-            ":expected_state": job.state.value,
-            ":expected_version": job.version,
-            ":to": to_state.value,
-            ":next_version": job.version + 1,
-            ":now": now,
-            ":entry": [{"state": to_state.value, "at": now, "by": by} | ({"note": note} if note else {})],
-        }
-        sets = [
-            "#state = :to",
-            "#version = :next_version",
-            "updated_at = :now",
-            "history = list_append(history, :entry)",
-        ]
-        removes: list[str] = list(remove)
-        if to_state in TERMINAL_STATES:
-            removes.append(LIVE_ATTR)
-            sets.append(f"{TTL_ATTR} = :ttl")
-            values[":ttl"] = int(time.time()) + self._ttl_s
-            removes.extend(r for r in ("lease_owner", "lease_expires_at") if r not in removes)
-        for i, (key, value) in enumerate((changes or {}).items()):
-            if value is None:
-                removes.append(key)
-                continue
-            names[f"#c{i}"] = key
-            values[f":c{i}"] = value
-            sets.append(f"#c{i} = :c{i}")
-        for i, (key, amount) in enumerate((add or {}).items()):
-            names[f"#a{i}"] = key
-            values[f":a{i}"] = amount
-            values[":zero"] = 0
-            sets.append(f"#a{i} = if_not_exists(#a{i}, :zero) + :a{i}")
-        expression = "SET " + ", ".join(sets)
-        unique_removes = list(dict.fromkeys(removes))
-        if unique_removes:
-            for i, key in enumerate(unique_removes):
-                names[f"#r{i}"] = key
-            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(unique_removes)))
+        write = self.transition_write(job, to_state, by=by, changes=changes, remove=remove, add=add, note=note)
         try:
             result = self._table.update_item(
                 Key={"job_id": job.job_id},
-                UpdateExpression=expression,
-                ConditionExpression="#state = :expected_state AND #version = :expected_version",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_dynamo(values),
+                UpdateExpression=write.update_expression,
+                ConditionExpression=write.condition_expression,
+                ExpressionAttributeNames=write.names,
+                ExpressionAttributeValues=_dynamo(write.values),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -193,6 +261,11 @@ class JobStore:
                 raise TransitionRejectedError(job.job_id, job.state, current) from exc
             raise
         return Job.model_validate(_plain(result["Attributes"]))
+
+
+@per_container
+def job_store(table_name: str, finished_ttl_days: int) -> JobStore:
+    return JobStore(table_name, finished_ttl_days=finished_ttl_days)
 
 
 def _is_condition_failure(exc: ClientError) -> bool:

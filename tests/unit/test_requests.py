@@ -1,10 +1,10 @@
-"""JobRequest validation mirrors Kling's rules and names the field in every error."""
+"""JobRequest validation mirrors Kling's rules and names the field in every error; Kling's task object parses."""
 
 import pytest
 from pydantic import ValidationError
 
-from kling_pipeline.models import JobRequest, KlingTask
-from kling_pipeline.submission import describe_validation_error
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.requests import JobRequest, describe_validation_error
 
 
 def errors_of(**fields: object) -> str:

@@ -4,8 +4,9 @@ import random
 
 import pytest
 
-from kling_pipeline.config import Settings
-from kling_pipeline.submission import InvalidJobMessageError, backpressure_delay, parse_job_message
+from kling_pipeline.errors import InvalidJobMessageError
+from kling_pipeline.requests import parse_job_message
+from kling_pipeline.submit import backpressure_delay
 
 
 def test_job_id_defaults_to_the_sqs_message_id() -> None:
@@ -37,9 +38,8 @@ def test_invalid_field_is_named_with_the_producer_job_id() -> None:
 
 
 def test_backpressure_delay_grows_with_jitter_and_is_capped() -> None:
-    settings = Settings(backpressure_base_delay_s=2, backpressure_max_delay_s=60)
     rng = random.Random(1)
-    delays = [[backpressure_delay(n, settings, rng=rng) for _ in range(50)] for n in range(8)]
+    delays = [[backpressure_delay(n, base_s=2, max_s=60, rng=rng) for _ in range(50)] for n in range(8)]
     assert all(1 <= d <= 2 for d in delays[0])
     assert all(8 <= d <= 16 for d in delays[3])
     assert max(delays[7]) <= 60

@@ -1,40 +1,38 @@
-"""The submit path: one queued message becomes at most one Kling task, whatever gets redelivered.
+"""The submit use case: one queued message becomes at most one Kling task, whatever gets redelivered.
 
-Protocol (design.md, "Exactly once"): claim the job with a lease before calling Kling; send
-external_task_id = job_id; when an earlier attempt may have reached Kling (an expired claim, or a
-create that got no answer), ask Kling by external_task_id before creating anything.
+Protocol (docs/architecture.md, "Exactly once where money is spent"): claim the job with a lease
+before calling Kling; send external_task_id = job_id; when an earlier attempt may have reached Kling
+(an expired claim, or a create that got no answer), ask Kling by external_task_id before creating
+anything. Backpressure returns the job to QUEUED and re-sends its message; account problems park it.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import ValidationError
-
-from kling_pipeline.config import Settings
-from kling_pipeline.jobs import Job, TransitionRejectedError
-from kling_pipeline.kling import (
+from kling_pipeline.adapters.callback_tokens import callback_url
+from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
+from kling_pipeline.adapters.job_queue import JobQueue, job_queue
+from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.kling_client import KlingClient, shared_client
+from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
+from kling_pipeline.errors import (
+    InvalidJobMessageError,
     KlingAccountError,
-    KlingClient,
     KlingFinalError,
     KlingRetryableError,
     KlingUnavailableError,
+    TransitionRejectedError,
 )
-from kling_pipeline.models import JOB_ID_PATTERN, JobRequest, JobState, KlingTask
-from kling_pipeline.observability import logger, metrics
-from kling_pipeline.progress import advance_job
-from kling_pipeline.queue import JobQueue
-from kling_pipeline.store import JobStore
-from kling_pipeline.tokens import callback_url
-from kling_pipeline.workflow import DownloadWorkflow
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.lifecycle import Job, JobState, advance_job
+from kling_pipeline.observability import Metric, logger, record
+from kling_pipeline.requests import JobRequest, parse_job_message
+from kling_pipeline.settings import SubmitSettings
 
 S = JobState
 BY = "submit"
@@ -60,9 +58,9 @@ class SubmitResult:
 
 @dataclass
 class SubmitDependencies:
-    """Everything the submit path talks to, built once per cold start."""
+    """Everything the submit path talks to."""
 
-    settings: Settings
+    settings: SubmitSettings
     store: JobStore
     queue: JobQueue
     kling: KlingClient
@@ -70,55 +68,18 @@ class SubmitDependencies:
     workflow: DownloadWorkflow
 
 
-class InvalidJobMessageError(ValueError):
-    def __init__(self, reason: str, job_id: str | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.job_id = job_id
-
-
-def parse_job_message(raw_body: str, message_id: str) -> JobRequest:
-    """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries)."""
-    try:
-        payload = json.loads(raw_body)
-    except json.JSONDecodeError as exc:
-        raise InvalidJobMessageError(
-            f"message body is not JSON ({exc.msg} at position {exc.pos}); send a JSON object such as "
-            '{"prompt": "..."}',
-            _fallback_job_id(message_id),
-        ) from exc
-    if not isinstance(payload, dict):
-        raise InvalidJobMessageError(
-            f"message body must be a JSON object, not {type(payload).__name__}", _fallback_job_id(message_id)
-        )
-    claimed_id = payload.get("job_id")
-    if claimed_id is None:
-        payload["job_id"] = message_id  # absent or null: the message id is the job's idempotency key
-    job_id = claimed_id if isinstance(claimed_id, str) and _valid_job_id(claimed_id) else message_id
-    try:
-        return JobRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidJobMessageError(describe_validation_error(exc), _fallback_job_id(job_id)) from exc
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """'field: what is wrong' for each problem, in words a producer can act on."""
-    parts = []
-    for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"]) or "message"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field; remove it (see the README for the job message fields)"
-        parts.append(f"{field}: {message}")
-    return "invalid job request: " + "; ".join(parts)
-
-
-def _valid_job_id(value: str) -> bool:
-    return re.fullmatch(JOB_ID_PATTERN, value) is not None
-
-
-def _fallback_job_id(candidate: str) -> str | None:
-    return candidate if _valid_job_id(candidate) else None
+def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
+    """Assembled per invocation from clients built once per container; the secrets' cache decides when
+    a rotated key or signing secret is read again."""
+    access_key, secret_key = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+    return SubmitDependencies(
+        settings=settings,
+        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days),
+        queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
+        kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
+        callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
+        workflow=download_workflow(settings.download_state_machine_arn, settings.finished_job_ttl_days),
+    )
 
 
 def handle_job_message(
@@ -141,25 +102,21 @@ def handle_job_message(
         else:
             result = submit_job(request, deps, owner=owner)
         if result.outcome is Outcome.REQUEUED:
-            deps.queue.send(requeue_body(request), delay_s=result.delay_s)
+            deps.queue.send(request.as_message(), delay_s=result.delay_s)
         elif result.outcome in (Outcome.PARKED, Outcome.REJECTED):
             deps.queue.dead_letter(raw_body, reason=result.detail, source_message_id=message_id, job_id=request.job_id)
-    record_outcome_metric(result)
+    record_outcome(result)
     return result
 
 
-def record_outcome_metric(result: SubmitResult) -> None:
-    name = {
-        Outcome.SUBMITTED: "JobsSubmitted",
-        Outcome.DUPLICATE: "DuplicateMessages",
-        Outcome.REQUEUED: "KlingThrottled",
-        Outcome.FAILED: "JobsFailed",
-        Outcome.REJECTED: "MessagesRejected",
-        Outcome.PARKED: "JobsParked",
-    }[result.outcome]
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-    if result.outcome is Outcome.FAILED and result.kling_code is not None:
-        metrics.add_metric(name=f"JobsFailedKling{result.kling_code}", unit=MetricUnit.Count, value=1)
+def record_outcome(result: SubmitResult) -> None:
+    """One log line and one metric per message; Kling's code as a dimension where Kling refused."""
+    logger.info(
+        "job message handled", extra={"job_id": result.job_id, "outcome": result.outcome, "detail": result.detail}
+    )
+    record(Metric.SUBMIT_OUTCOMES, outcome=result.outcome.value)
+    if result.kling_code is not None:
+        record(Metric.KLING_REFUSALS, code=str(result.kling_code), outcome=result.outcome.value)
 
 
 def reject_message(
@@ -187,7 +144,7 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
     job_id = request.job_id
     assert job_id is not None
     job, created = deps.store.create(job_id, request, by=BY)
-    if not created and job.request != requeue_body(request):
+    if not created and job.request != request.as_message():
         reason = (
             f"job_id {job_id} is already used by a different request (now {job.state.value}); "
             "send this request with a new job_id"
@@ -241,7 +198,7 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
             return record_submitted(job, existing, deps, note="found by external_task_id after an interrupted attempt")
     body = request.kling_body(
         default_model=deps.settings.default_model,
-        callback_url=callback_url(deps.settings.need("public_api_base_url"), job.job_id, deps.callback_signing_secret),
+        callback_url=callback_url(deps.settings.public_api_base_url, job.job_id, deps.callback_signing_secret),
         external_task_id=job.job_id,
     )
     if body.get("model_name") and body["model_name"] not in deps.settings.known_models:
@@ -307,7 +264,11 @@ def release_for_retry(
     kling_code: int | None = None,
 ) -> SubmitResult:
     """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay."""
-    delay = backpressure_delay(job.backpressure_count, deps.settings)
+    delay = backpressure_delay(
+        job.backpressure_count,
+        base_s=deps.settings.backpressure_base_delay_s,
+        max_s=deps.settings.backpressure_max_delay_s,
+    )
     deps.store.transition(
         job,
         S.QUEUED,
@@ -320,11 +281,11 @@ def release_for_retry(
     return SubmitResult(Outcome.REQUEUED, job.job_id, reason, delay_s=delay, kling_code=kling_code)
 
 
-def backpressure_delay(attempt: int, settings: Settings, *, rng: random.Random | None = None) -> int:
+def backpressure_delay(attempt: int, *, base_s: float, max_s: int, rng: random.Random | None = None) -> int:
     """Exponential from the base, capped, with jitter (half to full) so a throttled batch spreads out."""
-    ceiling = min(float(settings.backpressure_max_delay_s), settings.backpressure_base_delay_s * 2 ** min(attempt, 16))
+    ceiling = min(float(max_s), base_s * 2 ** min(attempt, 16))
     jittered = ceiling * (rng or random).uniform(0.5, 1.0)
-    return int(min(settings.backpressure_max_delay_s, math.ceil(jittered)))
+    return int(min(max_s, math.ceil(jittered)))
 
 
 def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> SubmitResult:
@@ -339,9 +300,3 @@ def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> Submit
         note=f"Kling {exc.code}",
     )
     return SubmitResult(Outcome.FAILED, job.job_id, exc.message, kling_code=exc.code)
-
-
-def requeue_body(request: JobRequest) -> dict[str, Any]:
-    """The message to send again: the request with its job id fixed, so the retry is the same job.
-    It is also exactly what JobStore.create stores, which is how a redelivery is recognised."""
-    return request.model_dump(mode="json", exclude_none=True)

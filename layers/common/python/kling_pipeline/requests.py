@@ -1,16 +1,20 @@
-"""Typed shapes of everything that crosses a boundary: job requests, Kling tasks, stored jobs.
+"""A job request: its fields, their rules, and how a raw message becomes one (or a clear refusal).
 
-Validation mirrors Kling's own rules so that a bad request fails here, with a message that names
-the field, instead of costing a round trip (or a paid task) at Kling.
+Producers send these on JobsQueue (or from Step Functions with a task token); the CLI validates a
+file of them before sending. Validation mirrors Kling's own rules, so a bad request fails here with
+a message that names the field, instead of costing a round trip (or a paid task) at Kling. Kept
+apart from the submit use case so the CLI and the jobs API can import it alone.
 """
 
 from __future__ import annotations
 
 import json
-from enum import StrEnum
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kling_pipeline.errors import InvalidJobMessageError
 
 # Used in S3 keys, URL paths and Step Functions execution names (80 chars, with a suffix).
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -22,26 +26,6 @@ MAX_INLINE_IMAGE_CHARS = 200_000
 
 JobKind = Literal["text2video", "image2video", "video-extend"]
 JOB_KINDS: tuple[str, ...] = ("text2video", "image2video", "video-extend")
-
-
-class JobState(StrEnum):
-    """The job states of design.md; terminal ones never change again."""
-
-    QUEUED = "QUEUED"
-    SUBMITTING = "SUBMITTING"
-    SUBMITTED = "SUBMITTED"
-    PROCESSING = "PROCESSING"
-    DOWNLOADING = "DOWNLOADING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    TIMED_OUT = "TIMED_OUT"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.TIMED_OUT})
 
 
 class CameraConfig(BaseModel):
@@ -168,49 +152,51 @@ class JobRequest(BaseModel):
             body["camera_control"] = self.camera_control.model_dump(exclude_none=True)
         return body
 
-
-# ---------------------------------------------------------------------------------------------
-# Kling's task object (as returned by queries and as POSTed bare to callbacks)
-
-
-class KlingVideo(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    url: str
-    duration: str | None = None
+    def as_message(self) -> dict[str, Any]:
+        """The request as a queue message, job id included: what a retry re-sends and what the job
+        record keeps, which is how a redelivered message is recognised as the same request."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
-class KlingTaskResult(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def parse_job_message(raw_body: str, message_id: str) -> JobRequest:
+    """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries)."""
+    try:
+        payload = json.loads(raw_body)
+    except json.JSONDecodeError as exc:
+        raise InvalidJobMessageError(
+            f"message body is not JSON ({exc.msg} at position {exc.pos}); send a JSON object such as "
+            '{"prompt": "..."}',
+            _valid_or_none(message_id),
+        ) from exc
+    if not isinstance(payload, dict):
+        raise InvalidJobMessageError(
+            f"message body must be a JSON object, not {type(payload).__name__}", _valid_or_none(message_id)
+        )
+    claimed_id = payload.get("job_id")
+    if claimed_id is None:
+        payload["job_id"] = message_id  # absent or null: the message id is the job's idempotency key
+    job_id = claimed_id if isinstance(claimed_id, str) and is_valid_job_id(claimed_id) else message_id
+    try:
+        return JobRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidJobMessageError(describe_validation_error(exc), _valid_or_none(job_id)) from exc
 
-    videos: list[KlingVideo] = Field(default_factory=list)
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """'field: what is wrong' for each problem, in words a producer can act on."""
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "message"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field; remove it (see the README for the job message fields)"
+        parts.append(f"{field}: {message}")
+    return "invalid job request: " + "; ".join(parts)
 
 
-class KlingTaskInfo(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    external_task_id: str | None = None
-    parent_video: dict[str, Any] | None = None
+def is_valid_job_id(value: str) -> bool:
+    return re.fullmatch(JOB_ID_PATTERN, value) is not None
 
 
-class KlingTask(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    task_id: str
-    task_status: Literal["submitted", "processing", "succeed", "failed"]
-    task_status_msg: str | None = None
-    created_at: int | None = None
-    updated_at: int | None = None
-    final_unit_deduction: str | None = None
-    task_info: KlingTaskInfo = Field(default_factory=KlingTaskInfo)
-    task_result: KlingTaskResult | None = None
-
-    @field_validator("task_id", mode="before")
-    @classmethod
-    def _task_id_as_string(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
-
-    @property
-    def first_video(self) -> KlingVideo | None:
-        return self.task_result.videos[0] if self.task_result and self.task_result.videos else None
+def _valid_or_none(candidate: str) -> str | None:
+    return candidate if is_valid_job_id(candidate) else None

@@ -1,25 +1,32 @@
-"""Kling's webhook: authenticate by our own URL token, treat the body as a hint, confirm with a GET.
+"""The callback use case: Kling's webhook, authenticated by our own URL token, its body a hint that a
+GET from Kling confirms before anything that costs money happens.
 
 Answers fast and changes nothing for forged, unknown, duplicate, stale or out-of-order callbacks.
-The decision of what an observed task means is jobs.observe_task, shared with the poller.
+What an observed task means is lifecycle.advance_job, shared with every other observer
+(docs/architecture.md, "Callbacks are hints").
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from kling_pipeline.jobs import Job
-from kling_pipeline.kling import KlingApiError, KlingClient, KlingUnavailableError
-from kling_pipeline.models import JobState, KlingTask
-from kling_pipeline.observability import logger
-from kling_pipeline.progress import advance_job
-from kling_pipeline.store import JobStore
-from kling_pipeline.tokens import verify_job_token
-from kling_pipeline.workflow import DownloadWorkflow
+from kling_pipeline.adapters.callback_tokens import verify_job_token
+from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
+from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
+from kling_pipeline.errors import KlingApiError, KlingUnavailableError
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.lifecycle import Job, JobState, advance_job
+from kling_pipeline.observability import Metric, logger, record
+from kling_pipeline.settings import CallbackSettings
+
+if TYPE_CHECKING:
+    from kling_pipeline.adapters.kling_client import KlingClient
 
 MAX_CALLBACK_BYTES = 64 * 1024
 BY = "callback"
@@ -29,9 +36,28 @@ S = JobState
 @dataclass
 class CallbackDependencies:
     store: JobStore
-    kling: KlingClient
+    kling: Callable[[], KlingClient]  # built on first use: only a terminal status needs Kling
     workflow: DownloadWorkflow
     signing_secret: str
+
+
+def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
+    """Assembled per invocation from clients built once per container (see submit.submit_dependencies)."""
+
+    def kling() -> KlingClient:
+        # Imported here: most callbacks (forged ones, `submitted`, `processing`) never ask Kling, and the
+        # client's HTTP and JWT libraries are a good part of a cold start.
+        from kling_pipeline.adapters.kling_client import shared_client
+
+        ak, sk = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+        return shared_client(settings.kling_base_url, ak, sk, timeout_s=settings.kling_timeout_s)
+
+    return CallbackDependencies(
+        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days),
+        kling=kling,
+        workflow=download_workflow(settings.download_state_machine_arn, settings.finished_job_ttl_days),
+        signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
+    )
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,14 @@ def handle_callback(
     job_id: str, token: str | None, raw_body: str | bytes | None, deps: CallbackDependencies
 ) -> CallbackAnswer:
     """Everything the callback endpoint does; never raises for anything a caller sent."""
+    answer = answer_callback(job_id, token, raw_body, deps)
+    record(Metric.CALLBACKS, status=str(answer.status))
+    return answer
+
+
+def answer_callback(
+    job_id: str, token: str | None, raw_body: str | bytes | None, deps: CallbackDependencies
+) -> CallbackAnswer:
     if not verify_job_token(deps.signing_secret, job_id, token):
         logger.warning("callback refused: bad or missing token", extra={"job_id": job_id})
         return CallbackAnswer(401, {"message": "invalid or missing callback token"})
@@ -66,19 +100,19 @@ def handle_callback(
 def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> CallbackAnswer:
     if job.state is S.DOWNLOADING:
         # Repairs a crash between the DOWNLOADING write and the start; a started execution is a no-op.
-        deps.workflow.start(job.job_id)
-        return answer(job, "download already under way")
+        deps.workflow.start(job)
+        return answered(job, "download already under way")
     if job.is_terminal or job.task_id is None:
-        return answer(job, "nothing to do")
+        return answered(job, "nothing to do")
     if hint.task_status in ("submitted", "processing"):
         # Cheap states start nothing that costs: the body may move the job, if it is this job's task.
         return move(job, hint, deps)
     if job.state not in (S.SUBMITTED, S.PROCESSING):
-        return answer(job, "nothing to do")
+        return answered(job, "nothing to do")
     try:
-        confirmed = deps.kling.get_task(job.kind, job.task_id)
+        confirmed = deps.kling().get_task(job.kind, job.task_id)
     except (KlingApiError, KlingUnavailableError) as exc:
-        # Kling will call again or the poller will look; a 5xx tells Kling this one did not land.
+        # A 5xx tells Kling this one did not land, so it may call again.
         logger.warning("could not confirm the callback with Kling", extra={"error": str(exc)})
         return CallbackAnswer(503, {"message": "could not confirm the task with Kling; try again"})
     if confirmed.task_status != hint.task_status:
@@ -90,8 +124,8 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
 
 def move(job: Job, task: KlingTask, deps: CallbackDependencies) -> CallbackAnswer:
     moved, action = advance_job(job, task, store=deps.store, workflow=deps.workflow, by=BY)
-    return answer(moved, action)
+    return answered(moved, action)
 
 
-def answer(job: Job, action: str) -> CallbackAnswer:
+def answered(job: Job, action: str) -> CallbackAnswer:
     return CallbackAnswer(200, {"job_id": job.job_id, "state": job.state.value, "action": action})

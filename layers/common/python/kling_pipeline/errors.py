@@ -1,0 +1,98 @@
+"""Every error the pipeline raises on purpose, under one root: `PipelineError`.
+
+Names here are part of the contract with the download state machine: its Retry and Catch match
+the Lambda error's type name (`TransientDownloadError`), so a rename silently stops retries. A
+test pins every name that statemachine/download.asl.json mentions (docs/architecture.md, "Errors").
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """The root of the pipeline's own errors; anything else that escapes is a bug or an AWS error."""
+
+
+class ConfigError(PipelineError, RuntimeError):
+    """The function's environment or a secret is missing or wrong; the message names what to set."""
+
+
+# -- the job's life ---------------------------------------------------------------------------
+
+
+class InvalidTransitionError(PipelineError, ValueError):
+    """A transition the lifecycle does not allow: a bug in the caller, not a race."""
+
+
+class TransitionRejectedError(PipelineError):
+    """The job was not in the expected state and version: someone else moved it first ("already done")."""
+
+    def __init__(self, job_id: str, expected: object, current: object) -> None:
+        super().__init__(f"job {job_id}: expected state {expected}, found {current}")
+        self.job_id = job_id
+        self.expected = expected
+        self.current = current
+
+
+class JobNotFoundError(PipelineError, LookupError):
+    """No job with this id in JobsTable."""
+
+
+class InvalidJobMessageError(PipelineError, ValueError):
+    """A job message that can never succeed as sent; `reason` names the field and the fix."""
+
+    def __init__(self, reason: str, job_id: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.job_id = job_id
+
+
+# -- Kling ------------------------------------------------------------------------------------
+
+
+class KlingApiError(PipelineError):
+    """Kling answered with a non-zero business code."""
+
+    def __init__(self, code: int, message: str, http_status: int, request_id: str | None = None) -> None:
+        super().__init__(f"Kling error {code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.request_id = request_id
+
+    @property
+    def retryable(self) -> bool:
+        return isinstance(self, KlingRetryableError)
+
+
+class KlingRetryableError(KlingApiError):
+    """Throttling, concurrency over the pack limit, or a Kling-side outage: back off and try again."""
+
+
+class KlingFinalError(KlingApiError):
+    """Billing, access, policy or validation: trying again changes nothing."""
+
+
+class KlingAccountError(KlingApiError):
+    """Our side is misconfigured (keys, clock, IP allow-list) or the code is unknown: no job is at fault,
+    so jobs wait for an operator instead of failing."""
+
+
+class KlingUnavailableError(PipelineError):
+    """No answer (timeout, connection failure, garbled body): the request may or may not have landed."""
+
+
+# -- downloads --------------------------------------------------------------------------------
+
+
+class DownloadRefusedError(PipelineError):
+    """Final: retrying cannot help (host not allowed, not an MP4, too large, link expired)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TransientDownloadError(PipelineError):
+    """Worth retrying: the connection dropped, the CDN answered 5xx, a timeout. The state machine's
+    Retry keys on this class name."""

@@ -1,0 +1,105 @@
+"""One settings model per function, read from its environment once per cold start.
+
+Every field is required and has no default: the template sets each variable (template.yaml is the
+one place defaults live), and a test builds each function's environment from template.yaml and
+validates it against the function's model, so a template change that drops a variable fails a test
+instead of an invocation. A missing or malformed variable fails the cold start with its name.
+Logic never reads os.environ; it receives its function's settings. Secrets are not here, only the
+names of the Secrets Manager secrets that hold them (adapters.secrets reads them, cached).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kling_pipeline.errors import ConfigError
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class FunctionSettings(BaseModel):
+    """What every function needs: the jobs table and how long finished jobs are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    jobs_table_name: NonEmpty
+    finished_job_ttl_days: int = Field(ge=1)
+
+    @classmethod
+    def variable_names(cls) -> list[str]:
+        """The environment variables this function reads (a field's name in upper case)."""
+        return [name.upper() for name in cls.model_fields]
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Validate the function's environment; the error names each variable and what is wrong."""
+        environ = os.environ if environ is None else environ
+        values = {name: environ[name.upper()] for name in cls.model_fields if name.upper() in environ}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                variable = str(error["loc"][0]).upper() if error["loc"] else "?"
+                if error["type"] == "missing":
+                    problems.append(f"{variable} is not set")
+                else:
+                    problems.append(f"{variable}: {error['msg']}")
+            raise ConfigError(
+                f"{cls.__name__}: {'; '.join(problems)} (template.yaml sets these; check the function's "
+                "Environment there)"
+            ) from exc
+
+
+class _KlingAccess(BaseModel):
+    """Talking to Kling: where, with which keys (a secret's name), how patiently."""
+
+    kling_base_url: NonEmpty
+    kling_credentials_secret: NonEmpty
+    kling_timeout_s: float = Field(gt=0, le=60)
+    secrets_max_age_s: int = Field(ge=0)
+
+
+class _CallbackSigning(BaseModel):
+    callback_secret: NonEmpty
+
+
+class _DownloadStart(BaseModel):
+    download_state_machine_arn: NonEmpty
+
+
+class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart):
+    """SubmitFunction: the queue it re-sends to, Kling, the callback URL it hands Kling, backpressure."""
+
+    jobs_queue_url: NonEmpty
+    dead_letter_queue_url: NonEmpty
+    public_api_base_url: NonEmpty
+    default_model: NonEmpty
+    known_models: tuple[str, ...]
+    submit_lease_s: int = Field(ge=0)
+    backpressure_base_delay_s: float = Field(ge=0)
+    backpressure_max_delay_s: int = Field(ge=0, le=900)
+
+    @field_validator("known_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(m.strip() for m in value.split(",") if m.strip())
+        return value
+
+
+class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart):
+    """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""
+
+
+class DownloadSettings(FunctionSettings):
+    """DownloadFunction: where videos may come from, how large they may be, where they go."""
+
+    video_bucket: NonEmpty
+    allowed_download_hosts: NonEmpty
+    max_video_bytes: int = Field(ge=1024)
+    pipeline_mode: Literal["production", "local"]

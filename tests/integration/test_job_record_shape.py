@@ -1,0 +1,151 @@
+"""The download state machine writes a job record exactly as the job store does.
+
+The store (adapters.job_store.transition_write) is the one definition of what a transition writes:
+the history entry, `updated_at`, the live-index attribute, the TTL, what a finished job drops.
+MarkCompleted sends the store's own write; MarkFailed is written in the ASL (it must work when the
+Download function itself failed), so these tests run each state machine write on a job and the
+store's write of the same transition on an identical twin, and compare the records.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+from kling_pipeline.adapters.download_workflow import DownloadWorkflow
+from kling_pipeline.lifecycle import Job, JobState, observe_task
+from tests.integration.conftest import Completion
+from tests.integration.test_completion_path import kling_task, submitted
+
+S = JobState
+BY = "download-workflow"  # what the state machine writes as `by`: the store is told the same
+
+
+def downloading(completion: Completion, job_id: str) -> Job:
+    """A job whose Kling task succeeded, moved to DOWNLOADING as the callback would, workflow not started."""
+    job = submitted(completion, job_id)
+    decision = observe_task(job, kling_task(completion, job.kind, job.task_id, "succeed"))
+    assert decision is not None and decision.to_state is S.DOWNLOADING
+    return completion.pipeline.store.transition(job, S.DOWNLOADING, by="callback", changes=decision.changes)
+
+
+def raw_item(completion: Completion, job_id: str) -> dict[str, Any]:
+    table = boto3.resource("dynamodb").Table(completion.pipeline.table_name)
+    item: dict[str, Any] = table.get_item(Key={"job_id": job_id}, ConsistentRead=True)["Item"]
+    return item
+
+
+def renamed(value: Any, old: str, new: str) -> Any:
+    """`value` with every string's `old` replaced by `new` (numbers stay the Decimals DynamoDB gave)."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, dict):
+        return {k: renamed(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [renamed(v, old, new) for v in value]
+    return value
+
+
+def twin_of(completion: Completion, job: Job, twin_id: str) -> Job:
+    """An exact copy of `job`'s record under another id: the same state, version, history and request."""
+    table = boto3.resource("dynamodb").Table(completion.pipeline.table_name)
+    table.put_item(Item=renamed(raw_item(completion, job.job_id), job.job_id, twin_id))
+    return completion.pipeline.store.get(twin_id)
+
+
+def comparable(completion: Completion, job_id: str) -> tuple[dict[str, Any], int | None]:
+    """The record with the job id, the clock readings and the TTL taken out (the TTL is returned)."""
+    item = json.loads(json.dumps(raw_item(completion, job_id), default=str).replace(job_id, "<job>"))
+    item.pop("updated_at")
+    for entry in item["history"]:
+        entry.pop("at")
+    ttl = item.pop("expires_at", None)
+    return item, int(ttl) if ttl is not None else None
+
+
+def start_workflow(completion: Completion, job: Job) -> dict[str, Any]:
+    workflow = DownloadWorkflow(completion.state_machine_arn, finished_ttl_days=90, sfn=completion.sfn)
+    assert workflow.start(job)
+    return completion.wait_for_execution(job.job_id)
+
+
+def assert_same_record(completion: Completion, by_state_machine: str, by_store: str) -> None:
+    machine, machine_ttl = comparable(completion, by_state_machine)
+    store, store_ttl = comparable(completion, by_store)
+    assert machine == store
+    assert machine_ttl is not None and store_ttl is not None
+    assert abs(machine_ttl - store_ttl) < 3600  # both "finished + FinishedJobTtlDays", taken minutes apart
+
+
+def test_mark_completed_writes_what_the_store_writes(completion: Completion) -> None:
+    # Given a DOWNLOADING job and an identical twin
+    job = downloading(completion, "shape-done")
+    twin = twin_of(completion, job, "shape-done-twin")
+    # When the state machine completes the job, and the store completes the twin with the same result
+    assert start_workflow(completion, job)["status"] == "SUCCEEDED"
+    done = completion.pipeline.store.get(job.job_id)
+    assert done.state is S.COMPLETED
+    extra = done.model_extra or {}
+    completion.pipeline.store.transition(
+        twin,
+        S.COMPLETED,
+        by=BY,
+        changes={
+            "s3_uri": f"s3://{completion.bucket}/videos/{twin.job_id}.mp4",
+            "s3_key": f"videos/{twin.job_id}.mp4",
+            "video_size": extra["video_size"],
+            "sha256": extra["sha256"],
+        },
+    )
+    # Then the two records are the same, and neither keeps the signed CDN URL nor its live-index entry
+    assert_same_record(completion, job.job_id, twin.job_id)
+    assert "video_url" not in raw_item(completion, job.job_id)
+    assert "live" not in raw_item(completion, job.job_id)
+
+
+def test_mark_failed_after_a_refusal_writes_what_the_store_writes(completion: Completion) -> None:
+    # Given a DOWNLOADING job whose video host is not allowed, and an identical twin
+    completion.reconfigure("DownloadFunction", ALLOWED_DOWNLOAD_HOSTS="*.klingai.com")
+    job = downloading(completion, "shape-refused")
+    twin = twin_of(completion, job, "shape-refused-twin")
+    # When the state machine fails the job, and the store fails the twin with the same error
+    assert start_workflow(completion, job)["status"] == "FAILED"
+    failed = completion.pipeline.store.get(job.job_id)
+    assert failed.state is S.FAILED and failed.error_code == "URL_NOT_ALLOWED"
+    completion.pipeline.store.transition(
+        twin, S.FAILED, by=BY, changes={"error_code": failed.error_code, "error_message": failed.error_message}
+    )
+    # Then the two records are the same
+    assert_same_record(completion, job.job_id, twin.job_id)
+
+
+def test_mark_failed_after_the_download_function_failed_writes_what_the_store_writes(completion: Completion) -> None:
+    # Given a DOWNLOADING job, an identical twin, and a Download function that cannot read the table
+    job = downloading(completion, "shape-crashed")
+    twin = twin_of(completion, job, "shape-crashed-twin")
+    completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME="no-such-table")
+    # When the workflow catches the function's error, and the store fails the twin with the same error
+    assert start_workflow(completion, job)["status"] == "FAILED"
+    failed = completion.pipeline.store.get(job.job_id)
+    assert failed.state is S.FAILED and failed.error_code == "DOWNLOAD_FAILED"
+    completion.pipeline.store.transition(
+        twin, S.FAILED, by=BY, changes={"error_code": failed.error_code, "error_message": failed.error_message}
+    )
+    # Then the two records are the same
+    assert_same_record(completion, job.job_id, twin.job_id)
+
+
+def test_a_workflow_started_for_an_older_version_writes_nothing(completion: Completion) -> None:
+    # Given a DOWNLOADING job, a workflow started for the version before it, and a Download function
+    # that fails before it can notice
+    job = downloading(completion, "shape-stale")
+    stale = job.model_copy(update={"version": job.version - 1})
+    completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME="no-such-table")
+    before = raw_item(completion, job.job_id)
+    # When the workflow for the older version fails and reaches MarkFailed
+    execution = start_workflow(completion, stale)
+    # Then MarkFailed's condition (state and version, as the store's) refuses the write
+    assert execution["status"] == "SUCCEEDED"  # AlreadyFinished: someone else owns this job now
+    assert raw_item(completion, job.job_id) == before
