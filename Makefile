@@ -24,11 +24,12 @@ test: venv lint-template
 test-slow: venv
 	$(BIN)/pytest -m slow
 
-## ruff, mypy, cfn-lint and sam validate --lint.
+## ruff, mypy (the packages, then each handler: they are all modules named app), cfn-lint and sam validate --lint.
 lint: venv lint-template
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 
 lint-template: venv
 	$(BIN)/cfn-lint template.yaml

@@ -123,7 +123,23 @@ def test_lookup_of_unknown_external_task_id_is_404(api, kind, external_task_id):
     assert response.json()["code"] == 1203
 
 
-def test_external_task_id_is_unique_per_account(api, sim):
+def test_a_reused_external_task_id_is_a_second_billed_task_by_default(api, sim):
+    # Kling's contract does not promise to refuse a reused external_task_id: assume the worst.
+    first = api.create_ok(external_task_id="job-twice")
+    second = api.create_ok(external_task_id="job-twice")
+    assert second != first
+    stats = sim.stats()
+    assert stats["tasks_by_external_task_id"] == {"job-twice": 2}
+    assert stats["double_charged_external_ids"] == 1
+    # A look-up by the id finds one of them (the oldest); only the list shows both.
+    found = api.http.get("/v1/videos/text2video", params={"external_task_id": "job-twice"}).json()["data"]
+    assert found["task_id"] == first
+    listed = api.http.get("/v1/videos/text2video", params={"pageSize": 10}).json()["data"]
+    assert {t["task_id"] for t in listed} >= {first, second}
+
+
+def test_external_task_id_is_unique_per_account_with_refusal_on(api, sim):
+    sim.configure(refuse_reused_external_id=True)
     first = api.create_ok(external_task_id="job-dup")
     again = api.create(external_task_id="job-dup")
     assert again.status_code == 400

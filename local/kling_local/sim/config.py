@@ -87,6 +87,26 @@ class SimConfig(BaseModel):
     create_response_drop_rate: Probability = Field(
         default=0.0, ge=0, le=1, description="creates accepted, then the connection closed without an answer"
     )
+    create_lost_answer_rate: Probability = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="creates accepted (and billed), then answered 5000 (HTTP 500) or a bare HTTP 502",
+    )
+    refuse_reused_external_id: bool = Field(
+        default=False,
+        description="refuse a create whose external_task_id exists (1201); off = a second, billed task, "
+        "as Kling's contract allows",
+    )
+    query_lag_s: float = Field(
+        default=0.0, ge=0, description="real seconds a new task stays invisible to every query (get, look-up, list)"
+    )
+    shape_drift_rate: Probability = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="task objects answered in a shape clients may not know: an unknown status or a missing field",
+    )
     force_create_errors: list[int] = Field(
         default_factory=list, description="the next creates answer these codes, one each, in order"
     )
@@ -150,6 +170,21 @@ class SimConfig(BaseModel):
             return type(self).model_validate({**self.model_dump(), **knobs})
         except ValidationError as exc:
             raise SimConfigError(_describe(exc)) from None
+
+
+# Everything Kling's contract does not promise, at once (`kling-pipeline demo --worst-case`). Reused
+# external ids already make a second task by default; these turn on every other fault.
+WORST_CASE: dict[str, Any] = {
+    "query_lag_s": 2.0,
+    "create_lost_answer_rate": 0.1,
+    "create_response_drop_rate": 0.05,
+    "shape_drift_rate": 0.03,
+    "error_5xx_rate": 0.05,
+    "callback_loss_rate": 0.3,
+    "callback_dup_rate": 0.2,
+    "callback_reorder_rate": 0.2,
+    "cdn_drop_rate": 0.1,
+}
 
 
 def _describe(exc: ValidationError) -> str:

@@ -174,7 +174,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _ok(self, data: Any) -> None:
+        state = self.server.state
+        if self.server.role == "api" and state.chance(state.config.shape_drift_rate):
+            state.record_fault("shape_drift")
+            data = _drift(data, state.pick((0, 1, 2)))
         self._send_json(200, {"code": 0, "message": "SUCCEED", "request_id": self._request_id, "data": data})
+
+    def _plain_api(self, status: int, html: str) -> None:
+        """An answer from something in front of Kling (a gateway): not Kling's JSON envelope."""
+        data = html.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self._responded = True
+        self.wfile.write(data)
 
     def _read_body(self) -> bytes:
         """The request body, capped; oversized bodies get 413 and the connection is closed."""
@@ -285,6 +300,14 @@ class _Handler(BaseHTTPRequestHandler):
         if state.chance(state.config.create_response_drop_rate):
             state.record_fault("create_response_dropped")
             raise _DropConnection
+        if state.chance(state.config.create_lost_answer_rate):
+            # The task exists and is billed; the answer says otherwise (or nothing Kling-shaped at all).
+            state.record_fault("create_answer_lost")
+            if state.chance(0.5):
+                raise SimApiError(5000)
+            self.close_connection = True
+            self._plain_api(502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
+            return
         self._ok(data)
 
     def _admin(self, method: str, path: str, body: bytes) -> None:
@@ -404,6 +427,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             state.record_cdn("bytes_sent", sent)
+
+
+def _drift(data: Any, how: int) -> Any:
+    """A task object (or the first of a list) in a shape clients may not know: 0 an unknown status,
+    1 no task_status, 2 no task_id."""
+    target = data[0] if isinstance(data, list) and data else data
+    if not isinstance(target, dict):
+        return data
+    drifted = dict(target)
+    if how == 0:
+        drifted["task_status"] = "queueing"
+    else:
+        drifted.pop("task_status" if how == 1 else "task_id", None)
+    return [drifted, *data[1:]] if isinstance(data, list) else drifted
 
 
 def _parse_json(body: bytes) -> Any:

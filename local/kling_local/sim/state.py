@@ -124,7 +124,7 @@ class Account:
     tokens: float = 0.0
     tokens_at: float = 0.0
     tasks: list[str] = field(default_factory=list)  # creation order
-    by_external_id: dict[str, str] = field(default_factory=dict)
+    by_external_id: dict[str, list[str]] = field(default_factory=dict)  # creation order
 
 
 @dataclass(frozen=True)
@@ -332,7 +332,9 @@ class SimState:
             raise SimApiError(1301)
         acct = self._account(account)
         if spec.external_task_id is not None and spec.external_task_id in acct.by_external_id:
-            raise invalid(f"external_task_id {spec.external_task_id!r} already exists in this account")
+            if config.refuse_reused_external_id:
+                raise invalid(f"external_task_id {spec.external_task_id!r} already exists in this account")
+            self._faults["external_task_id_reused"] += 1  # Kling's contract allows a second, billed task
         parent = self._source_video(account, spec, now)
         if config.concurrency_limit and acct.active >= config.concurrency_limit:
             raise SimApiError(1303)
@@ -361,7 +363,7 @@ class SimState:
         self._tasks[task.task_id] = task
         acct.tasks.append(task.task_id)
         if spec.external_task_id is not None:
-            acct.by_external_id[spec.external_task_id] = task.task_id
+            acct.by_external_id.setdefault(spec.external_task_id, []).append(task.task_id)
         acct.active += 1
         acct.high_water = max(acct.high_water, acct.active)
         acct.units_committed += units
@@ -463,28 +465,44 @@ class SimState:
 
     # -- queries ---------------------------------------------------------------------------------
 
+    def _visible(self, task: Task, now: float) -> bool:
+        """Queries do not see a task for `query_lag_s` after its create (eventual consistency)."""
+        lag = self._config.query_lag_s
+        if lag > 0 and now - task.created_mono < lag:
+            self._faults["query_lag_hidden"] += 1
+            return False
+        return True
+
     def get(self, account: str, kind: str, task_id: str) -> dict[str, Any]:
         with self._lock:
-            self._advance(time.monotonic())
+            now = time.monotonic()
+            self._advance(now)
             task = self._tasks.get(task_id)
-            if task is None or task.account != account or task.kind != kind:
+            if task is None or task.account != account or task.kind != kind or not self._visible(task, now):
                 raise SimApiError(1203, f"task {task_id[:64]!r} does not exist")
             return task.to_dict()
 
     def find_external(self, account: str, kind: str, external_task_id: str) -> dict[str, Any]:
+        """The oldest visible task with this external id (a reused id hides the later ones)."""
         with self._lock:
-            self._advance(time.monotonic())
-            task_id = self._account(account).by_external_id.get(external_task_id)
-            task = self._tasks.get(task_id) if task_id else None
-            if task is None or task.kind != kind:
-                raise SimApiError(1203, f"no task with external_task_id {external_task_id[:64]!r}")
-            return task.to_dict()
+            now = time.monotonic()
+            self._advance(now)
+            for task_id in self._account(account).by_external_id.get(external_task_id, []):
+                task = self._tasks[task_id]
+                if task.kind == kind and self._visible(task, now):
+                    return task.to_dict()
+            raise SimApiError(1203, f"no task with external_task_id {external_task_id[:64]!r}")
 
     def list(self, account: str, kind: str, page_num: int, page_size: int) -> list[dict[str, Any]]:
-        """Tasks of one kind, newest first, one page."""
+        """Visible tasks of one kind, newest first, one page."""
         with self._lock:
-            self._advance(time.monotonic())
-            ids = [t for t in reversed(self._account(account).tasks) if self._tasks[t].kind == kind]
+            now = time.monotonic()
+            self._advance(now)
+            ids = [
+                t
+                for t in reversed(self._account(account).tasks)
+                if self._tasks[t].kind == kind and self._visible(self._tasks[t], now)
+            ]
             start = (page_num - 1) * page_size
             return [self._tasks[t].to_dict() for t in ids[start : start + page_size]]
 
@@ -563,6 +581,8 @@ class SimState:
                 "gets_per_task": dict(self._gets_per_task),
                 "create_attempts_by_external_task_id": dict(self._create_attempts_by_ext),
                 "tasks_by_external_task_id": dict(self._tasks_by_ext),
+                # External ids with more than one task: each extra task was paid for twice.
+                "double_charged_external_ids": sum(1 for n in self._tasks_by_ext.values() if n > 1),
                 "creates": {
                     "accepted": self._creates_accepted,
                     "refused": sum(self._creates_refused.values()),
