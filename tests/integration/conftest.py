@@ -19,7 +19,7 @@ from kling_pipeline.kling import KlingClient
 from kling_pipeline.models import JobRequest, JobState, KlingTask
 from kling_pipeline.store import JobStore
 from tests.support.lambda_runtime import load_function_module
-from tests.support.template import ROOT, TemplateResolver, load_template
+from tests.support.template import TemplateResolver, load_template
 
 ACCESS_KEY = "ak-integration"
 SECRET_KEY = "sk-integration-0123456789abcdef0123456789"
@@ -196,11 +196,7 @@ def completion(pipeline: Pipeline) -> Iterator[Completion]:
         Code={"ZipFile": placeholder_zip()},
     )["FunctionArn"]
     pipeline.resolver.arns["DownloadFunction"] = function_arn
-    props = pipeline.resolver.properties("DownloadStateMachine")
-    substitutions = {k: str(pipeline.resolver.resolve(v)) for k, v in props["DefinitionSubstitutions"].items()}
-    definition = (ROOT / props["DefinitionUri"]).read_text()
-    for key, value in substitutions.items():
-        definition = definition.replace("${" + key + "}", value)
+    definition = pipeline.resolver.state_machine_definition("DownloadStateMachine")
     state_machine_arn = sfn.create_state_machine(name="download", definition=definition, roleArn=role)[
         "stateMachineArn"
     ]

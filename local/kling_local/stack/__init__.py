@@ -10,7 +10,7 @@ from kling_local.stack.deploy import DeployError
 from kling_local.stack.runtime import Invocation
 from kling_local.stack.serve import run_forever
 from kling_local.stack.stack import LocalStack, StackError, StackOptions, read_state_file
-from kling_local.stack.template import TemplateError
+from kling_local.stack.template_loader import TemplateError
 
 __all__ = [
     "DeployError",

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from kling_local.stack.deploy import ACCOUNT_ID
 from kling_local.stack.runtime import Invocation, RuntimeStoppedError
-from kling_local.stack.template import ApiRoute
+from kling_local.stack.sam_translation import ApiRoute
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ import boto3
 from botocore.config import Config
 
 from kling_local.moto_bridges import apply_all as apply_moto_bridges
+from kling_local.stack.sam_translation import ApiRoute
 from kling_local.stack.template import (
     BUCKET_POLICY,
     EVENT_SOURCE_MAPPING,
@@ -29,12 +30,11 @@ from kling_local.stack.template import (
     HIDDEN_OUTPUT_PREFIX,
     SCHEDULER_SCHEDULE,
     STATE_MACHINE,
-    ApiRoute,
     LocalTemplate,
     SecretSource,
-    TemplateError,
     secret_references_to_arns,
 )
+from kling_local.stack.template_loader import TemplateError
 
 log = logging.getLogger(__name__)
 

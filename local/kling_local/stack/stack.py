@@ -25,7 +25,8 @@ from kling_local.stack.clock import ScheduleClock
 from kling_local.stack.deploy import AwsTarget, Deployment, MotoServer, ScheduleConfig, deploy
 from kling_local.stack.runtime import FunctionRuntime, Invocation, install_moto_hook, uninstall_moto_hook
 from kling_local.stack.sqs_source import SqsEventSource
-from kling_local.stack.template import parameter_defaults, prepare
+from kling_local.stack.template import prepare
+from kling_local.stack.template_loader import load_template, parameter_defaults
 
 if TYPE_CHECKING:
     from kling_local.sim import KlingSimulator, SimConfig
@@ -210,7 +211,7 @@ class LocalStack:
 
     def _parameters(self, kling_url: str, cdn_url: str) -> dict[str, Any]:
         """Template defaults < the stack's local defaults < the caller's overrides."""
-        defaults = parameter_defaults(self.template_path)
+        defaults = parameter_defaults(load_template(self.template_path))
         unknown = sorted(set(self.options.parameter_overrides) - set(defaults))
         if unknown:
             raise StackError(
