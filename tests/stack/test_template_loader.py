@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from kling_local.stack.deploy import ACCOUNT_ID, AwsTarget, MotoServer, deploy
+from kling_local.stack.deploy import deploy
+from kling_local.stack.moto_server import ACCOUNT_ID, AwsTarget, MotoServer
 from kling_local.stack.template import prepare
 from kling_local.stack.template_loader import (
     IntrinsicEvaluator,

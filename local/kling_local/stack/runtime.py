@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from kling_local.stack.deploy import AwsTarget, FunctionConfig
+from kling_local.stack.deploy import FunctionConfig
+from kling_local.stack.moto_server import AwsTarget
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kling_local.stack.deploy import AwsTarget, SqsSourceConfig
+from kling_local.stack.deploy import SqsSourceConfig
+from kling_local.stack.moto_server import AwsTarget
 from kling_local.stack.runtime import Invocation, RuntimeStoppedError
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from kling_local.stack.api import ApiServer
 from kling_local.stack.clock import ScheduleClock
-from kling_local.stack.deploy import AwsTarget, Deployment, MotoServer, ScheduleConfig, deploy
+from kling_local.stack.deploy import Deployment, ScheduleConfig, deploy
+from kling_local.stack.moto_server import AwsTarget, MotoServer
 from kling_local.stack.runtime import FunctionRuntime, Invocation, install_moto_hook, uninstall_moto_hook
 from kling_local.stack.sqs_source import SqsEventSource
 from kling_local.stack.template import prepare
