@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.lambda_runtime import LambdaContext
+from kling_local.stack.worker import LambdaContext
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -53,7 +53,9 @@ def drive_queue(
             time.sleep(0.1)
             continue
         batches += 1
-        response = handler({"Records": [sqs_record(m, queue_arn) for m in messages]}, LambdaContext(function_name))
+        response = handler(
+            {"Records": [sqs_record(m, queue_arn) for m in messages]}, LambdaContext.for_function(function_name)
+        )
         failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         for message in messages:
             if message["MessageId"] in failed:

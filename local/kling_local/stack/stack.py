@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from kling_local.stack.api import ApiServer
 from kling_local.stack.clock import ScheduleClock
 from kling_local.stack.deploy import Deployment, ScheduleConfig, deploy
+from kling_local.stack.moto_lambda import install_moto_hook, uninstall_moto_hook
 from kling_local.stack.moto_server import AwsTarget, MotoServer
-from kling_local.stack.runtime import FunctionRuntime, Invocation, install_moto_hook, uninstall_moto_hook
+from kling_local.stack.runtime import FunctionRuntime, Invocation
 from kling_local.stack.sqs_source import SqsEventSource
 from kling_local.stack.template import prepare
 from kling_local.stack.template_loader import load_template, parameter_defaults
