@@ -263,15 +263,16 @@ def test_an_account_error_parks_the_job_instead_of_failing_it(pipeline: Pipeline
 
 
 def test_a_record_is_sent_back_unprocessed_when_the_invocation_is_nearly_over(pipeline: Pipeline) -> None:
+    from kling_local.stack.sqs_source import lambda_record
     from kling_local.stack.worker import LambdaContext
-    from tests.support.sqs_driver import sqs_record
 
     handler = pipeline.submit_handler()
     pipeline.send({"job_id": "late", "prompt": "a sunset"})
     message = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, AttributeNames=["All"])["Messages"][0]
     queue_arn = pipeline.resolver.arns["JobsQueue"]
     response = handler(
-        {"Records": [sqs_record(message, queue_arn)]}, LambdaContext.for_function("SubmitFunction", timeout_s=3)
+        {"Records": [lambda_record(message, queue_arn, "us-east-1")]},
+        LambdaContext.for_function("SubmitFunction", timeout_s=3),
     )
     assert response == {"batchItemFailures": []}
     pipeline.sqs.delete_message(QueueUrl=pipeline.queue_url, ReceiptHandle=message["ReceiptHandle"])

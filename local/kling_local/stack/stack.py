@@ -9,6 +9,7 @@ and leaves no process behind. Nothing in the pipeline's code knows it runs local
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -154,7 +155,13 @@ class LocalStack:
         install_moto_hook(self.runtime)
         self._api.serve(deployment.routes, self.runtime.invoke)
         for source in deployment.sqs_sources:
-            event_source = SqsEventSource(source, self._aws, self.runtime.invoke, max_pollers=opts.max_concurrency)
+            event_source = SqsEventSource(
+                source,
+                functools.partial(self._aws.client, "sqs"),
+                self.runtime.invoke,
+                region=self._aws.region,
+                max_pollers=opts.max_concurrency,
+            )
             self.sources.append(event_source)
             event_source.start()
         self.clock = ScheduleClock(deployment.schedules, self._dispatch_schedule, REGION, speed=opts.clock_speed)
