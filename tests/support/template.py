@@ -46,12 +46,6 @@ class TemplateResolver:
             hint="(create the resource in the test first, or set resolver.refs / resolver.arns)",
         )
 
-    def parameter(self, name: str) -> Any:
-        return self._evaluator().resolve({"Ref": name}, f"Parameters.{name}")
-
-    def condition(self, name: str) -> bool:
-        return self._evaluator().condition(name)
-
     def resolve(self, value: Any) -> Any:
         return self._evaluator().resolve(value)
 

@@ -237,7 +237,7 @@ class IntrinsicEvaluator:
     def _sub(self, arg: Any, where: str) -> str:
         if isinstance(arg, list) and len(arg) == 2 and isinstance(arg[0], str) and isinstance(arg[1], dict):
             text = arg[0]
-            variables = {name: self._eval(value, f"{where}.{name}") for name, value in arg[1].items()}
+            variables = {name: _sub_value(self._eval(value, f"{where}.{name}")) for name, value in arg[1].items()}
         elif isinstance(arg, str):
             text, variables = arg, {}
         else:
@@ -337,6 +337,11 @@ class IntrinsicEvaluator:
             raise TemplateError(f"{where}: Fn::Join takes [delimiter, list]")
         delimiter, items = values
         return str(delimiter).join(cfn_text(item) for item in items)
+
+
+def _sub_value(value: Any) -> Any:
+    """A Fn::Sub variable as text (a literal number or boolean too); lists stay lists and are refused."""
+    return value if isinstance(value, list | dict) else cfn_text(value)
 
 
 def _comparable(value: Any) -> Any:
