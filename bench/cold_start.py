@@ -50,14 +50,22 @@ def layer_dependencies() -> Path:
 
 def function_environments() -> dict[str, dict[str, str]]:
     """Each function's environment as template.yaml defines it, with placeholder resource names."""
-    from tests.support.template import TemplateResolver, load_template
+    from kling_local.stack.template_loader import IntrinsicEvaluator, load_template, pseudo_parameters
 
-    template = load_template()
-    resolver = TemplateResolver(template)
-    for logical_id in template["Resources"]:
-        resolver.refs[logical_id] = f"bench-{logical_id}"
-        resolver.arns[logical_id] = f"arn:aws:bench:us-east-1:123456789012:{logical_id}"
-    return {lid: resolver.function_environment(lid) for lid in FUNCTIONS}
+    template = load_template(ROOT / "template.yaml")
+    evaluator = IntrinsicEvaluator(
+        template,
+        parameters={},
+        pseudo=pseudo_parameters("us-east-1", "123456789012"),
+        refs={lid: f"bench-{lid}" for lid in template["Resources"]},
+        attributes={f"{lid}.Arn": f"arn:aws:bench:us-east-1:123456789012:{lid}" for lid in template["Resources"]},
+    )
+    environments = {}
+    for logical_id in FUNCTIONS:
+        variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+        variables |= template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+        environments[logical_id] = {k: str(evaluator.resolve(v)) for k, v in variables.items()}
+    return environments
 
 
 def cpu_seconds(code_dir: Path, statement: str, env: dict[str, str], deps: Path) -> float:

@@ -21,7 +21,7 @@ from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from tests.support.lambda_runtime import load_function_module
-from tests.support.template import ROOT, TemplateResolver, load_template
+from tests.support.template import TemplateResolver, load_template
 
 ACCESS_KEY = "ak-integration"
 SECRET_KEY = "sk-integration-0123456789abcdef0123456789"
@@ -139,14 +139,15 @@ class Completion:
     invocations: list[tuple[str, dict[str, Any]]]
 
     def callback(self, job_id: str, body: dict[str, Any] | str, token: str | None = "auto") -> dict[str, Any]:
+        from kling_local.stack.worker import LambdaContext
         from kling_pipeline.adapters.callback_tokens import job_token
-        from tests.support.lambda_runtime import LambdaContext, api_gateway_event
+        from tests.support.lambda_runtime import api_gateway_event
 
         if token == "auto":
             token = job_token(SIGNING_SECRET, job_id)
         text = body if isinstance(body, str) else json.dumps(body)
         response: dict[str, Any] = self.handlers["CallbackFunction"](
-            api_gateway_event(job_id, token, text), LambdaContext("CallbackFunction")
+            api_gateway_event(job_id, token, text), LambdaContext.for_function("CallbackFunction")
         )
         return response
 
@@ -184,7 +185,9 @@ class Completion:
 @pytest.fixture
 def completion(pipeline: Pipeline) -> Iterator[Completion]:
     from kling_local.moto_bridges import apply_all
-    from tests.support.moto_lambda import handlers_for_moto_lambda, placeholder_zip
+    from kling_local.stack.moto_lambda import moto_lambda_runs
+    from kling_local.stack.template import placeholder_zip
+    from tests.support.lambda_runtime import InProcessFunctions
 
     apply_all()
 
@@ -207,11 +210,7 @@ def completion(pipeline: Pipeline) -> Iterator[Completion]:
         Code={"ZipFile": placeholder_zip()},
     )["FunctionArn"]
     pipeline.resolver.arns["DownloadFunction"] = function_arn
-    props = pipeline.resolver.properties("DownloadStateMachine")
-    substitutions = {k: str(pipeline.resolver.resolve(v)) for k, v in props["DefinitionSubstitutions"].items()}
-    definition = (ROOT / props["DefinitionUri"]).read_text()
-    for key, value in substitutions.items():
-        definition = definition.replace("${" + key + "}", value)
+    definition = pipeline.resolver.state_machine_definition("DownloadStateMachine")
     state_machine_arn = sfn.create_state_machine(name="download", definition=definition, roleArn=role)[
         "stateMachineArn"
     ]
@@ -235,5 +234,7 @@ def completion(pipeline: Pipeline) -> Iterator[Completion]:
         "CallbackFunction": load_function_module("callback").lambda_handler,
         "DownloadFunction": load_function_module("download").lambda_handler,
     }
-    with handlers_for_moto_lambda(handlers) as invocations:
-        yield Completion(pipeline, s3, sfn, bucket, state_machine_arn, events_queue, invocations, handlers=handlers)
+    with moto_lambda_runs(InProcessFunctions(handlers)) as functions:
+        yield Completion(
+            pipeline, s3, sfn, bucket, state_machine_arn, events_queue, functions.calls, handlers=functions.handlers
+        )

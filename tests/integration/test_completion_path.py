@@ -267,12 +267,12 @@ def test_a_waiting_step_functions_caller_is_resumed(completion: Completion, outc
 
 
 def test_the_sample_download_input_is_what_the_download_function_takes(completion: Completion) -> None:
-    from tests.support.lambda_runtime import LambdaContext
+    from kling_local.stack.worker import LambdaContext
     from tests.support.template import ROOT
 
     event = json.loads((ROOT / "events" / "download_input.json").read_text())
     submitted(completion, event["job_id"])
-    result = completion.handlers["DownloadFunction"](event, LambdaContext("DownloadFunction"))
+    result = completion.handlers["DownloadFunction"](event, LambdaContext.for_function("DownloadFunction"))
     assert result == {"ok": True, "skipped": True, "state": "SUBMITTED"}  # not DOWNLOADING yet: nothing to do
 
 

@@ -204,11 +204,11 @@ def test_retryable_refusal_returns_the_job_to_the_queue(pipeline: Pipeline, code
 
 
 def test_the_sample_sqs_event_is_what_the_submit_function_takes(pipeline: Pipeline) -> None:
-    from tests.support.lambda_runtime import LambdaContext
+    from kling_local.stack.worker import LambdaContext
     from tests.support.template import ROOT
 
     event = json.loads((ROOT / "events" / "sqs_job_request.json").read_text())
-    response = pipeline.submit_handler()(event, LambdaContext("SubmitFunction"))
+    response = pipeline.submit_handler()(event, LambdaContext.for_function("SubmitFunction"))
     assert response == {"batchItemFailures": []}
     job = pipeline.store.get("sample-job-1")
     assert job.state is S.SUBMITTED
@@ -262,14 +262,17 @@ def test_an_account_error_parks_the_job_instead_of_failing_it(pipeline: Pipeline
 
 
 def test_a_record_is_sent_back_unprocessed_when_the_invocation_is_nearly_over(pipeline: Pipeline) -> None:
-    from tests.support.lambda_runtime import LambdaContext
-    from tests.support.sqs_driver import sqs_record
+    from kling_local.stack.sqs_source import lambda_record
+    from kling_local.stack.worker import LambdaContext
 
     handler = pipeline.submit_handler()
     pipeline.send({"job_id": "late", "prompt": "a sunset"})
     message = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, AttributeNames=["All"])["Messages"][0]
     queue_arn = pipeline.resolver.arns["JobsQueue"]
-    response = handler({"Records": [sqs_record(message, queue_arn)]}, LambdaContext("SubmitFunction", timeout_s=3))
+    response = handler(
+        {"Records": [lambda_record(message, queue_arn, "us-east-1")]},
+        LambdaContext.for_function("SubmitFunction", timeout_s=3),
+    )
     assert response == {"batchItemFailures": []}
     pipeline.sqs.delete_message(QueueUrl=pipeline.queue_url, ReceiptHandle=message["ReceiptHandle"])
     assert pipeline.sim.stats()["calls"].get("POST text2video", 0) == 0

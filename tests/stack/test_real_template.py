@@ -17,7 +17,7 @@ import pytest
 from kling_local.sim import SimConfig, make_token
 from kling_local.stack import DeployError, LocalStack, StackOptions, read_state_file
 from kling_local.stack.deploy import Deployment
-from kling_local.stack.template import load_template
+from kling_local.stack.template_loader import load_template
 from tests.stack.conftest import ROOT, wait_for
 
 TEMPLATE = ROOT / "template.yaml"

@@ -1,33 +1,27 @@
-"""Load a function's handler the way Lambda does (its own module) and give it a Lambda context."""
+"""Run a function's handler in this process the way the local stack's runtime runs it in a worker.
+
+Same context class (`kling_local.stack.worker.LambdaContext`), same result/error shape
+(`worker.invoke_handler`), answered as the runtime's `Invocation`, so moto's Lambda hook and the
+SQS event source treat an in-process handler exactly as they treat a deployed function.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
+import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from types import ModuleType
+from typing import Any
 
+from kling_local.stack.runtime import Invocation
+from kling_local.stack.worker import LambdaContext, invoke_handler
 from tests.support.template import ROOT
 
-
-@dataclass
-class LambdaContext:
-    """The attributes of the Lambda runtime's context object that Powertools reads."""
-
-    function_name: str
-    memory_limit_in_mb: int = 256
-    timeout_s: float = 30
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.timeout_s - (time.monotonic() - self.started)) * 1000)
+Handler = Callable[[Any, Any], Any]
 
 
 def load_function_module(directory: str) -> ModuleType:
@@ -42,10 +36,38 @@ def load_function_module(directory: str) -> ModuleType:
     return module
 
 
+class InProcessFunctions:
+    """Handlers by function name, invoked in this process (a `moto_lambda.LocalFunctions`).
+
+    `calls` lists every invocation as (function name, event), in order."""
+
+    def __init__(self, handlers: Mapping[str, Handler], *, timeout_s: float = 30.0) -> None:
+        self.handlers = dict(handlers)
+        self.timeout_s = timeout_s
+        self.calls: list[tuple[str, Any]] = []
+
+    def resolve(self, function: str) -> str | None:
+        name = function.split(":function:")[-1].split(":")[0]
+        return name if name in self.handlers else None
+
+    def invoke(self, function: str, event: Any) -> Invocation:
+        name = self.resolve(function)
+        if name is None:
+            raise KeyError(f"no in-process handler for {function!r}; known: {', '.join(sorted(self.handlers))}")
+        self.calls.append((name, event))
+        context = LambdaContext.for_function(name, timeout_s=self.timeout_s)
+        started = time.monotonic()
+        reply = invoke_handler(self.handlers[name], event, context)
+        return Invocation.from_reply(context.aws_request_id, reply, time.monotonic() - started)
+
+    def invoke_async(self, function: str, event: Any) -> str:
+        request_id = str(uuid.uuid4())
+        threading.Thread(target=self.invoke, args=(function, event), daemon=True).start()
+        return request_id
+
+
 def api_gateway_event(job_id: str, token: str | None, body: str) -> dict[str, object]:
     """events/api_callback_succeed.json with this job, token and body: what API Gateway hands the function."""
-    import json
-
     event: dict[str, object] = json.loads((ROOT / "events" / "api_callback_succeed.json").read_text())
     event["path"] = f"/callbacks/{job_id}"
     event["pathParameters"] = {"job_id": job_id}

@@ -1,33 +1,48 @@
-"""Feed a queue to a handler as Lambda's SQS event source does: batches, partial failures, redrive."""
+"""Feed a queue to an in-process handler with the local stack's own SQS event source.
+
+Same records, same batchItemFailures rules, same delete/keep decisions as the stack's pollers
+(`kling_local.stack.sqs_source.SqsEventSource`); batches run one after another in the test's
+thread, and failed messages are made visible again at once (`redeliver_failures_at_once`) instead
+of after the visibility timeout, so retries do not wait.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.lambda_runtime import LambdaContext
+from kling_local.stack.deploy import SqsSourceConfig
+from kling_local.stack.sqs_source import SqsEventSource
+from tests.support.lambda_runtime import Handler, InProcessFunctions
+from tests.support.template import REGION
 
 
-def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": message.get("Attributes", {}),
-        "messageAttributes": {
-            k: {"stringValue": v.get("StringValue"), "dataType": v["DataType"]}
-            for k, v in message.get("MessageAttributes", {}).items()
-        },
-        "md5OfBody": message.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": "us-east-1",
-    }
+def event_source_in_test_mode(
+    sqs: Any,
+    queue_url: str,
+    invoke: Callable[[str, Any], Any],
+    *,
+    function_name: str,
+    batch_size: int,
+    report_batch_item_failures: bool = True,
+) -> SqsEventSource:
+    """The stack's event source in test mode on `queue_url`, invoking through `invoke`."""
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    config = SqsSourceConfig(
+        logical_id=f"{function_name}Source",
+        function=function_name,
+        queue_arn=queue_arn,
+        batch_size=batch_size,
+        batching_window_s=0,
+        report_batch_item_failures=report_batch_item_failures,
+        maximum_concurrency=None,
+        enabled=True,
+    )
+    return SqsEventSource(config, lambda: sqs, invoke, region=REGION, redeliver_failures_at_once=True, poll_wait_s=0)
 
 
 def drive_queue(
-    handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+    handler: Handler,
     sqs: Any,
     queue_url: str,
     *,
@@ -37,33 +52,11 @@ def drive_queue(
     function_name: str = "SubmitFunction",
 ) -> int:
     """Deliver batches until `until()` holds; returns how many batches ran. Fails loudly at the deadline."""
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    deadline = time.monotonic() + deadline_s
-    batches = 0
-    while not until():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"queue not drained to the expected state within {deadline_s}s")
-        messages = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=batch_size,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
-            time.sleep(0.1)
-            continue
-        batches += 1
-        response = handler({"Records": [sqs_record(m, queue_arn) for m in messages]}, LambdaContext(function_name))
-        failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
-        for message in messages:
-            if message["MessageId"] in failed:
-                # Lambda would wait for the visibility timeout; tests retry at once (the count still rises).
-                sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return batches
+    functions = InProcessFunctions({function_name: handler})
+    source = event_source_in_test_mode(
+        sqs, queue_url, functions.invoke, function_name=function_name, batch_size=batch_size
+    )
+    return source.deliver_until(until, deadline_s=deadline_s)
 
 
 def queue_messages(sqs: Any, queue_url: str, max_messages: int = 10) -> list[dict[str, Any]]:

@@ -1,103 +1,53 @@
-"""Read template.yaml and create its resources in moto, so tests and the deployed stack cannot drift.
+"""Create template.yaml's resources in moto, so the tests and the deployed stack cannot drift.
 
-Only what the tests need is resolved: Ref (parameters and resources), Fn::GetAtt .Arn, Fn::If on
-simple conditions, Fn::Sub with ${Name} references.
+Reading the template and evaluating its intrinsics is the local stack's own loader
+(`kling_local.stack.template_loader`); this module only records what the tests created (names,
+URLs, ARNs) so that Ref and Fn::GetAtt to those resources resolve.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kling_local.stack.template_loader import IntrinsicEvaluator, load_document, pseudo_parameters
+from kling_local.stack.template_loader import load_template as _load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
-
-
-class _CfnLoader(yaml.SafeLoader):
-    pass
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    """template.yaml (or `path`) in JSON form, read as the local stack reads it."""
+    return _load_template(path)
 
 
 @dataclass
 class TemplateResolver:
+    """The template's values as the tests' moto resources make them: parameters (defaults under
+    `parameters`), `refs` (logical id -> physical id: name or URL) and `arns` (for Fn::GetAtt X.Arn)."""
+
     template: dict[str, Any]
     parameters: dict[str, str] = field(default_factory=dict)
-    refs: dict[str, str] = field(default_factory=dict)  # logical id -> physical id (name or URL)
+    refs: dict[str, str] = field(default_factory=dict)
     arns: dict[str, str] = field(default_factory=dict)
-    pseudo: dict[str, str] = field(
-        default_factory=lambda: {
-            "AWS::Region": "us-east-1",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::AccountId": "123456789012",
-            "AWS::Partition": "aws",
-        }
-    )
 
-    def parameter(self, name: str) -> str:
-        if name in self.parameters:
-            return self.parameters[name]
-        return str(self.template["Parameters"][name].get("Default", ""))
-
-    def condition(self, name: str) -> bool:
-        return bool(self.resolve(self.template["Conditions"][name]))
+    def _evaluator(self) -> IntrinsicEvaluator:
+        return IntrinsicEvaluator(
+            self.template,
+            parameters=self.parameters,
+            pseudo=pseudo_parameters(REGION, ACCOUNT_ID),
+            refs=self.refs,
+            attributes={f"{lid}.Arn": arn for lid, arn in self.arns.items()},
+            hint="(create the resource in the test first, or set resolver.refs / resolver.arns)",
+        )
 
     def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self.resolve(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            ((key, arg),) = value.items()
-            if key == "Ref":
-                if arg in self.pseudo:
-                    return self.pseudo[arg]
-                if arg in self.template.get("Parameters", {}):
-                    return self.parameter(arg)
-                return self.refs[arg]
-            if key == "Fn::GetAtt":
-                return self.arns[arg[0]]
-            if key == "Fn::If":
-                cond, yes, no = arg
-                return self.resolve(yes if self.condition(cond) else no)
-            if key == "Fn::Not":
-                return not self.resolve(arg[0])
-            if key == "Fn::Equals":
-                return str(self.resolve(arg[0])) == str(self.resolve(arg[1]))
-            if key == "Fn::Sub":
-                return re.sub(
-                    r"\$\{([^}]+)\}",
-                    lambda m: str(
-                        self.resolve({"Ref": m.group(1)})
-                        if "." not in m.group(1)
-                        else self.arns[m.group(1).split(".")[0]]
-                    ),
-                    arg,
-                )
-        return {k: self.resolve(v) for k, v in value.items()}
+        return self._evaluator().resolve(value)
 
     def properties(self, logical_id: str) -> dict[str, Any]:
         return dict(self.template["Resources"][logical_id]["Properties"])
@@ -106,7 +56,16 @@ class TemplateResolver:
         """Globals plus the function's own variables, resolved: what the function sees on AWS."""
         merged = dict(self.template["Globals"]["Function"]["Environment"]["Variables"])
         merged |= self.properties(logical_id).get("Environment", {}).get("Variables", {})
-        return {k: str(self.resolve(v)) for k, v in merged.items()}
+        evaluator = self._evaluator()
+        return {k: str(evaluator.resolve(v, f"{logical_id}.Environment.{k}")) for k, v in merged.items()}
+
+    def state_machine_definition(self, logical_id: str) -> str:
+        """The state machine's DefinitionUri file with its DefinitionSubstitutions applied (Fn::Sub, as
+        the local stack and CloudFormation apply them)."""
+        props = self.properties(logical_id)
+        definition = load_document(ROOT / props["DefinitionUri"], f"{logical_id}.DefinitionUri")
+        substitutions = props.get("DefinitionSubstitutions", {})
+        return str(self.resolve({"Fn::Sub": [json.dumps(definition), substitutions]}))
 
     # -- creating resources in moto -----------------------------------------------------------
 
@@ -132,7 +91,7 @@ class TemplateResolver:
         if ttl:
             dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         self.refs[logical_id] = name
-        self.arns[logical_id] = f"arn:aws:dynamodb:us-east-1:123456789012:table/{name}"
+        self.arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
         return name
 
     def create_secret(self, secretsmanager: Any, logical_id: str, name: str, value: str) -> str:

@@ -1,4 +1,4 @@
-"""A local Kling: the video API contract of docs (kling-api.md) plus knobs for every fault.
+"""A local Kling: Kling's video API contract plus knobs for every fault.
 
 from kling_local.sim import KlingSimulator, SimConfig
 with KlingSimulator(SimConfig(speed=200.0, seed=7)) as sim:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-# From kling-api.md; models appear often, so this is configuration.
+# Models seen in Kling's API reference; they appear often, so this is configuration.
 DEFAULT_MODELS: tuple[str, ...] = (
     "kling-v1",
     "kling-v1-5",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# code -> (HTTP status, Kling-style message); from the error table in kling-api.md.
+# code -> (HTTP status, Kling-style message); from the error table of Kling's API reference.
 KLING_ERRORS: dict[int, tuple[int, str]] = {
     1000: (401, "Authentication failed"),
     1001: (401, "Authorization is empty"),

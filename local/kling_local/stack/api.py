@@ -25,9 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from kling_local.stack.deploy import ACCOUNT_ID
+from kling_local.stack.moto_server import ACCOUNT_ID
 from kling_local.stack.runtime import Invocation, RuntimeStoppedError
-from kling_local.stack.template import ApiRoute
+from kling_local.stack.sam_translation import ApiRoute
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kling_local.stack.deploy import ACCOUNT_ID, ScheduleConfig
+from kling_local.stack.deploy import ScheduleConfig
+from kling_local.stack.moto_server import ACCOUNT_ID
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""moto in-process, and the template deployed into it through CloudFormation (as `sam deploy` would).
+"""The template deployed into moto through CloudFormation (as `sam deploy` would).
 
 After the stack exists, the parts moto's CloudFormation does not finish are completed through the
 ordinary APIs: secrets (created before, see template.py), bucket policies, and state machines
@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from kling_local.moto_bridges import apply_all as apply_moto_bridges
+from kling_local.stack.moto_server import ACCOUNT_ID, AwsTarget, DeployError
+from kling_local.stack.sam_translation import ApiRoute
 from kling_local.stack.template import (
     BUCKET_POLICY,
     EVENT_SOURCE_MAPPING,
@@ -29,171 +24,13 @@ from kling_local.stack.template import (
     HIDDEN_OUTPUT_PREFIX,
     SCHEDULER_SCHEDULE,
     STATE_MACHINE,
-    ApiRoute,
     LocalTemplate,
     SecretSource,
-    TemplateError,
     secret_references_to_arns,
 )
+from kling_local.stack.template_loader import TemplateError
 
 log = logging.getLogger(__name__)
-
-ACCOUNT_ID = "123456789012"  # moto's default account for any access key it does not know
-FAKE_ACCESS_KEY = "testing"
-FAKE_SECRET_KEY = "testing"  # noqa: S105 - moto accepts any credentials; these are not secrets
-
-
-# One access-log line per AWS call, and a page of ERROR text for every state that fails (even when
-# a Catch handles it) are noise here: failures are visible in the execution history.
-_QUIET_LOGGERS = {"werkzeug": logging.WARNING, "moto.stepfunctions.parser": logging.CRITICAL}
-
-
-class DeployError(RuntimeError):
-    """The stack could not be created in moto; the message names the resource and moto's reason."""
-
-
-@dataclass(frozen=True)
-class AwsTarget:
-    """How every local component reaches moto: endpoint, region and fake credentials."""
-
-    endpoint: str
-    region: str = "us-east-1"
-
-    def client(self, service: str, **kwargs: Any) -> Any:
-        config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=60)
-        session: Any = boto3.session.Session()  # a session per client: boto3's default one is not thread-safe
-        return session.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            aws_access_key_id=FAKE_ACCESS_KEY,
-            aws_secret_access_key=FAKE_SECRET_KEY,
-            config=kwargs.pop("config", config),
-            **kwargs,
-        )
-
-    def environment(self) -> dict[str, str]:
-        """Variables that point an AWS SDK in another process at moto."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            # Never read the user's real profile or credentials by accident.
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        }
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-class MotoServer:
-    """moto's ThreadedMotoServer with the configuration the local stack relies on.
-
-    moto's state is process-global: every server in one process shares the same backends, and the
-    Step Functions engine calls services at localhost:$MOTO_PORT. So one server per process, and
-    `stop()` resets moto and restores what `start()` changed.
-    """
-
-    _lock = threading.Lock()
-    _running: MotoServer | None = None
-
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = port
-        self._server: Any = None
-        self._saved_config: dict[str, Any] = {}
-        self._saved_env: str | None = None
-        self._saved_log_levels: dict[str, int] = {}
-        self._owns = False  # set once this server holds the process-wide slot
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> str:
-        from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
-
-        with MotoServer._lock:
-            if MotoServer._running is not None:
-                raise DeployError(
-                    "a local stack is already running in this process (moto's state is process-wide); stop it first"
-                )
-            MotoServer._running = self
-        self._owns = True
-        try:
-            if self.port == 0:
-                self.port = free_port(self.host)
-            self._saved_config = {
-                "stepfunctions": default_user_config.get("stepfunctions"),
-                "lambda": default_user_config.get("lambda"),
-            }
-            default_user_config["stepfunctions"] = {"execute_state_machine": True}
-            default_user_config["lambda"] = {"use_docker": False}
-            apply_moto_bridges()
-            self._saved_env = os.environ.get("MOTO_PORT")
-            os.environ["MOTO_PORT"] = str(self.port)
-            for name, level in _QUIET_LOGGERS.items():
-                logger = logging.getLogger(name)
-                self._saved_log_levels[name] = logger.level
-                logger.setLevel(level)
-            self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-            self._server.start()
-        except BaseException:
-            self._restore()
-            raise
-        return self.endpoint
-
-    def reset(self) -> None:
-        """Forget every resource (moto's /moto-api/reset), so the next stack in this process starts clean."""
-        import urllib.request
-
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST", data=b"")  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - our own loopback server
-                pass
-        except OSError as exc:
-            log.warning("could not reset moto: %s", exc)
-
-    def stop(self) -> None:
-        try:
-            if self._server is not None:
-                self.reset()
-                self._server.stop()
-                self._server = None
-        finally:
-            self._restore()
-
-    def _restore(self) -> None:
-        if not self._owns:
-            return  # another stack's settings: not ours to undo
-        self._owns = False
-        from moto.core.config import default_user_config
-
-        if self._saved_config:
-            saved: dict[str, Any] = self._saved_config
-            sfn: Any = saved.get("stepfunctions") or {"execute_state_machine": False}
-            lam: Any = saved.get("lambda") or {"use_docker": True}
-            default_user_config["stepfunctions"] = sfn
-            default_user_config["lambda"] = lam
-            self._saved_config = {}
-        if self._saved_env is None:
-            os.environ.pop("MOTO_PORT", None)
-        else:
-            os.environ["MOTO_PORT"] = self._saved_env
-        for name, level in self._saved_log_levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._saved_log_levels.clear()
-        with MotoServer._lock:
-            if MotoServer._running is self:
-                MotoServer._running = None
-
 
 # ------------------------------------------------------------------------------ what was deployed
 

@@ -6,8 +6,8 @@ is killed and the invocation fails with Sandbox.Timedout), a few workers per fun
 Lambda-style errors ({"errorMessage", "errorType"}).
 
 moto's own Lambda invoke (used by its Step Functions engine for `lambda:invoke` and by anyone
-calling the Lambda API on the moto endpoint) is routed here by replacing
-`LambdaSimpleBackend.invoke`, so every path into a function ends in the same runtime.
+calling the Lambda API on the moto endpoint) is routed here by `moto_lambda.install_moto_hook`, so
+every path into a function ends in the same runtime.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from kling_local.stack.deploy import AwsTarget, FunctionConfig
+from kling_local.stack.deploy import FunctionConfig
+from kling_local.stack.moto_server import AwsTarget
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,16 @@ class Invocation:
     @property
     def error_type(self) -> str | None:
         return None if self.ok else str(self.payload.get("errorType", "Unhandled"))
+
+    @classmethod
+    def from_reply(
+        cls, request_id: str, reply: Mapping[str, Any], duration_s: float, cold_start: bool = False
+    ) -> Invocation:
+        """An invocation from the reply of `worker.invoke_handler` (in a worker, or in this process)."""
+        if reply.get("ok"):
+            return cls(request_id, True, reply.get("result"), duration_s, cold_start)
+        payload = {k: reply[k] for k in ("errorMessage", "errorType", "stackTrace") if k in reply}
+        return cls(request_id, False, payload, duration_s, cold_start)
 
 
 @dataclass
@@ -237,10 +248,7 @@ class FunctionPool:
                 self._release(worker, keep=False)
                 return self._finish(Invocation(request_id, False, payload, time.monotonic() - started, cold))
             self._release(worker, keep=worker.alive() and not reply.get("exiting"))
-            if reply.get("ok"):
-                return self._finish(Invocation(request_id, True, reply.get("result"), time.monotonic() - started, cold))
-            payload = {k: reply[k] for k in ("errorMessage", "errorType", "stackTrace") if k in reply}
-            return self._finish(Invocation(request_id, False, payload, time.monotonic() - started, cold))
+            return self._finish(Invocation.from_reply(request_id, reply, time.monotonic() - started, cold))
         finally:
             with self._cond:
                 self.counters.running -= 1
@@ -452,72 +460,3 @@ def function_environment(config: FunctionConfig, aws: AwsTarget, extra: Mapping[
         **aws.environment(),
     }
     return {**defaults, **dict(config.environment), **dict(extra), **reserved}
-
-
-# ------------------------------------------------------------------------------ moto's Lambda -> here
-
-_hook_lock = threading.Lock()
-_active_runtime: FunctionRuntime | None = None
-_original_invoke: Any = None
-
-
-def install_moto_hook(runtime: FunctionRuntime) -> None:
-    """Route moto's Lambda invoke (Step Functions tasks, the Lambda API on the moto endpoint) here."""
-    global _active_runtime, _original_invoke
-    from moto.awslambda_simple.models import LambdaSimpleBackend
-
-    with _hook_lock:
-        if _original_invoke is None:
-            _original_invoke = LambdaSimpleBackend.invoke
-            LambdaSimpleBackend.invoke = _moto_invoke  # type: ignore[method-assign,assignment]
-        _active_runtime = runtime
-
-
-def uninstall_moto_hook(runtime: FunctionRuntime) -> None:
-    global _active_runtime, _original_invoke
-    from moto.awslambda_simple.models import LambdaSimpleBackend
-
-    with _hook_lock:
-        if _active_runtime is runtime:
-            _active_runtime = None
-            if _original_invoke is not None:
-                LambdaSimpleBackend.invoke = _original_invoke  # type: ignore[method-assign]
-                _original_invoke = None
-
-
-def _moto_invoke(
-    backend: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
-) -> str | bytes | None:
-    """Replacement for `LambdaSimpleBackend.invoke(self, function_name, qualifier, body, headers,
-    response_headers)`: runs the function in the local runtime and answers as Lambda does."""
-    runtime = _active_runtime
-    function = backend.get_function(function_name, qualifier)  # raises ResourceNotFound as moto would
-    lid = runtime.resolve(function.function_name) if runtime is not None else None
-    if runtime is None or lid is None:
-        result: str | bytes | None = _original_invoke(
-            backend, function_name, qualifier, body, headers, response_headers
-        )
-        return result
-    raw = body.decode("utf-8") if isinstance(body, bytes) else (body or "")
-    try:
-        event = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps(
-            {"errorMessage": "Could not parse request body into json", "errorType": "InvalidRequestContentException"}
-        ).encode("utf-8")
-    invocation_type = (headers.get("X-Amz-Invocation-Type") if headers is not None else None) or "RequestResponse"
-    if invocation_type == "DryRun":
-        return b""
-    if invocation_type == "Event":
-        runtime.invoke_async(lid, event)
-        return b""
-    try:
-        invocation = runtime.invoke(lid, event)
-    except RuntimeStoppedError as exc:
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps({"errorMessage": str(exc), "errorType": "ServiceException"}).encode("utf-8")
-    if not invocation.ok:
-        response_headers["x-amz-function-error"] = "Unhandled"
-    response_headers["x-amz-executed-version"] = "$LATEST"
-    return json.dumps(invocation.payload).encode("utf-8")

@@ -20,9 +20,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from kling_local.stack.deploy import DeployError
+from kling_local.stack.moto_server import DeployError
 from kling_local.stack.stack import LocalStack, StackError, StackOptions
-from kling_local.stack.template import TemplateError
+from kling_local.stack.template_loader import TemplateError
 
 log = logging.getLogger(__name__)
 

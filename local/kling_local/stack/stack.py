@@ -9,6 +9,7 @@ and leaves no process behind. Nothing in the pipeline's code knows it runs local
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -22,10 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from kling_local.stack.api import ApiServer
 from kling_local.stack.clock import ScheduleClock
-from kling_local.stack.deploy import AwsTarget, Deployment, MotoServer, ScheduleConfig, deploy
-from kling_local.stack.runtime import FunctionRuntime, Invocation, install_moto_hook, uninstall_moto_hook
+from kling_local.stack.deploy import Deployment, ScheduleConfig, deploy
+from kling_local.stack.moto_lambda import install_moto_hook, uninstall_moto_hook
+from kling_local.stack.moto_server import AwsTarget, MotoServer
+from kling_local.stack.runtime import FunctionRuntime, Invocation
 from kling_local.stack.sqs_source import SqsEventSource
-from kling_local.stack.template import parameter_defaults, prepare
+from kling_local.stack.template import prepare
+from kling_local.stack.template_loader import load_template, parameter_defaults
 
 if TYPE_CHECKING:
     from kling_local.sim import KlingSimulator, SimConfig
@@ -151,7 +155,13 @@ class LocalStack:
         install_moto_hook(self.runtime)
         self._api.serve(deployment.routes, self.runtime.invoke)
         for source in deployment.sqs_sources:
-            event_source = SqsEventSource(source, self._aws, self.runtime.invoke, max_pollers=opts.max_concurrency)
+            event_source = SqsEventSource(
+                source,
+                functools.partial(self._aws.client, "sqs"),
+                self.runtime.invoke,
+                region=self._aws.region,
+                max_pollers=opts.max_concurrency,
+            )
             self.sources.append(event_source)
             event_source.start()
         self.clock = ScheduleClock(deployment.schedules, self._dispatch_schedule, REGION, speed=opts.clock_speed)
@@ -210,7 +220,7 @@ class LocalStack:
 
     def _parameters(self, kling_url: str, cdn_url: str) -> dict[str, Any]:
         """Template defaults < the stack's local defaults < the caller's overrides."""
-        defaults = parameter_defaults(self.template_path)
+        defaults = parameter_defaults(load_template(self.template_path))
         unknown = sorted(set(self.options.parameter_overrides) - set(defaults))
         if unknown:
             raise StackError(

@@ -16,24 +16,74 @@ import os
 import sys
 import time
 import traceback
+import uuid
 from typing import IO, Any
 
 
 class LambdaContext:
-    """The context object of the Python Lambda runtime (same attributes, same string memory size)."""
+    """The context object of the Python Lambda runtime (same attributes, same string memory size).
 
-    def __init__(self, request_id: str, function_arn: str, deadline_ms: int) -> None:
+    The worker builds one per request from its environment (`from_environment`); tests that call a
+    handler in this process build one with `for_function`, so both hand handlers the same object."""
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        function_arn: str,
+        deadline_ms: int,
+        function_name: str,
+        memory_limit_in_mb: str,
+        function_version: str = "$LATEST",
+        log_group_name: str = "",
+        log_stream_name: str = "",
+    ) -> None:
         self.aws_request_id = request_id
         self.invoked_function_arn = function_arn
-        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
-        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
-        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.function_name = function_name
+        self.function_version = function_version
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.log_group_name = log_group_name
+        self.log_stream_name = log_stream_name
         self.identity = None
         self.client_context = None
         self.tenant_id = None
         self._deadline_ms = deadline_ms
+
+    @classmethod
+    def from_environment(cls, request_id: str, function_arn: str, deadline_ms: int) -> LambdaContext:
+        """A request's context in an execution environment (the AWS_LAMBDA_* variables of runtime.py)."""
+        env = os.environ
+        return cls(
+            request_id=request_id,
+            function_arn=function_arn,
+            deadline_ms=deadline_ms,
+            function_name=env.get("AWS_LAMBDA_FUNCTION_NAME", ""),
+            memory_limit_in_mb=env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+            function_version=env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            log_group_name=env.get("AWS_LAMBDA_LOG_GROUP_NAME", ""),
+            log_stream_name=env.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
+        )
+
+    @classmethod
+    def for_function(
+        cls,
+        function_name: str,
+        *,
+        timeout_s: float = 30.0,
+        memory_mb: int = 256,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+    ) -> LambdaContext:
+        """A fresh invocation of `function_name` with `timeout_s` left, for calling a handler directly."""
+        return cls(
+            request_id=str(uuid.uuid4()),
+            function_arn=f"arn:aws:lambda:{region}:{account}:function:{function_name}",
+            deadline_ms=int((time.time() + timeout_s) * 1000),
+            function_name=function_name,
+            memory_limit_in_mb=str(memory_mb),
+            log_group_name=f"/aws/lambda/{function_name}",
+        )
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int(self._deadline_ms - time.time() * 1000))
@@ -78,6 +128,22 @@ def _load_handler(spec: dict[str, Any]) -> Any:
     return handler
 
 
+def invoke_handler(handler: Any, event: Any, context: LambdaContext) -> dict[str, Any]:
+    """One invocation, answered as the Python runtime answers: {"ok": true, "result"} or the Lambda
+    error ({"errorMessage", "errorType", "stackTrace"}), logged as Lambda logs it. A handler that
+    exits (SystemExit) is answered with "exiting": its execution environment is gone."""
+    try:
+        return {"type": "result", "ok": True, "result": handler(event, context)}
+    except SystemExit as exc:
+        error = _error(exc, "Runtime.ExitError", f"Runtime exited with error: exit status {exc.code!r}")
+        return {"type": "result", "exiting": True, **error}
+    except Exception as exc:
+        # Lambda logs the error (and returns it); the log is where people look.
+        print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
+        traceback.print_exc()
+        return {"type": "result", **_error(exc)}
+
+
 class _InitError(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
@@ -116,21 +182,15 @@ def main(argv: list[str]) -> int:
         if not line.strip():
             continue
         request = json.loads(line)
-        context = LambdaContext(request["request_id"], request["function_arn"], int(request["deadline_ms"]))
+        context = LambdaContext.from_environment(
+            request["request_id"], request["function_arn"], int(request["deadline_ms"])
+        )
         print(f"START RequestId: {context.aws_request_id} Version: {context.function_version}", flush=True)
         began = time.monotonic()
-        try:
-            result = handler(request["event"], context)
-            reply: dict[str, Any] = {"type": "result", "ok": True, "result": result}
-        except SystemExit as exc:
-            error = _error(exc, "Runtime.ExitError", f"Runtime exited with error: exit status {exc.code!r}")
-            _send(replies, {"type": "result", "exiting": True, **error})
+        reply = invoke_handler(handler, request["event"], context)
+        if reply.get("exiting"):
+            _send(replies, reply)
             return 1
-        except Exception as exc:
-            # Lambda logs the error (and returns it); the log is where people look.
-            print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
-            traceback.print_exc()
-            reply = {"type": "result", **_error(exc)}
         sys.stdout.flush()
         sys.stderr.flush()
         elapsed = (time.monotonic() - began) * 1000
