@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from kling_local.demo import connection_of
 from kling_local.sim import SimConfig
 from kling_local.stack import LocalStack, StackOptions
 from tests.support.template import ROOT
@@ -38,6 +37,3 @@ def sim_defaults(stack: LocalStack) -> Iterator[None]:
     yield
     assert stack.simulator is not None
     stack.simulator.configure(**SIM_DEFAULTS)
-
-
-__all__ = ["connection_of"]

@@ -5,57 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
 
 import pytest
 
-from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState
-from tests.integration.conftest import Completion
+from tests.support.scenarios import Completion, as_callback_body, finish, kling_task, submitted
 from tests.support.sqs_driver import drive_queue
 
 S = JobState
-
-
-def submitted(completion: Completion, job_id: str, **request: Any) -> Job:
-    pipeline = completion.pipeline
-    handler = pipeline.submit_handler()
-    pipeline.send({"job_id": job_id, "prompt": f"video for {job_id}", **request})
-    drive_queue(
-        handler,
-        pipeline.sqs,
-        pipeline.queue_url,
-        until=lambda: (
-            (j := pipeline.store.find(job_id)) is not None and j.state is not S.QUEUED and j.state is not S.SUBMITTING
-        ),
-    )
-    return pipeline.store.get(job_id)
-
-
-def kling_task(completion: Completion, kind: str, task_id: str | None, status: str, timeout_s: float = 30) -> KlingTask:
-    client = completion.pipeline.kling()
-    deadline = time.monotonic() + timeout_s
-    assert task_id
-    while time.monotonic() < deadline:
-        task = client.get_task(kind, task_id)
-        if task.task_status == status:
-            return task
-        time.sleep(0.05)
-    raise TimeoutError(f"task never reached {status}")
-
-
-def as_callback_body(task: KlingTask) -> dict[str, Any]:
-    return task.model_dump(mode="json", exclude_none=True)
-
-
-def finish(completion: Completion, job_id: str) -> tuple[Job, dict[str, Any]]:
-    """Run the job to a finished Kling task, deliver the succeed callback, wait for the workflow."""
-    job = submitted(completion, job_id)
-    task = kling_task(completion, job.kind, job.task_id, "succeed")
-    response = completion.callback(job_id, as_callback_body(task))
-    assert response["statusCode"] == 200, response
-    execution = completion.wait_for_execution(job_id)
-    return completion.pipeline.store.get(job_id), execution
 
 
 def test_happy_path_stores_the_video_and_announces_it(completion: Completion) -> None:

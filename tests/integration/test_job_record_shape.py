@@ -16,8 +16,7 @@ import boto3
 
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow
 from kling_pipeline.lifecycle import Job, JobState, observe_task
-from tests.integration.conftest import Completion
-from tests.integration.test_completion_path import kling_task, submitted
+from tests.support.scenarios import Completion, kling_task, submitted
 
 S = JobState
 BY = "download-workflow"  # what the state machine writes as `by`: the store is told the same

@@ -7,23 +7,10 @@ import json
 import pytest
 
 from kling_pipeline.lifecycle import Job, JobState
-from tests.integration.conftest import Pipeline
+from tests.support.scenarios import Pipeline, creates_for, job_in
 from tests.support.sqs_driver import drive_queue, queue_messages
 
 S = JobState
-
-
-def job_in(pipeline: Pipeline, job_id: str, *states: JobState) -> bool:
-    job = pipeline.store.find(job_id)
-    return job is not None and job.state in states
-
-
-def dead_letters(pipeline: Pipeline) -> int:
-    return len(queue_messages(pipeline.sqs, pipeline.dlq_url))
-
-
-def creates_for(pipeline: Pipeline, external_task_id: str) -> int:
-    return int(pipeline.sim.stats()["tasks_by_external_task_id"].get(external_task_id, 0))
 
 
 def test_happy_path_records_the_kling_task(pipeline: Pipeline) -> None:

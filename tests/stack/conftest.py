@@ -6,8 +6,7 @@ one after another). Deadlines are generous: the suite runs on a loaded 2-core ma
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,18 +17,6 @@ from tests.stack.synthetic import write_project
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(check: Callable[[], T | None], timeout_s: float = 60.0, interval_s: float = 0.2, what: str = "") -> T:
-    """Poll until `check()` returns something truthy; fail with `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what or check}; last={last!r}")
 
 
 @pytest.fixture(scope="module")

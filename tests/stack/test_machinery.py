@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from kling_local.stack import LocalStack
-from tests.stack.conftest import wait_for
 from tests.stack.synthetic import read_records
+from tests.support.waiting import wait_for
 
 
 def _send(stack: LocalStack, body: str, **kwargs: Any) -> str:

@@ -18,7 +18,8 @@ from kling_local.sim import SimConfig, make_token
 from kling_local.stack import DeployError, LocalStack, StackOptions, read_state_file
 from kling_local.stack.deploy import Deployment
 from kling_local.stack.template_loader import load_template
-from tests.stack.conftest import ROOT, wait_for
+from tests.support.template import ROOT
+from tests.support.waiting import wait_for
 
 TEMPLATE = ROOT / "template.yaml"
 ACCESS_KEY = "stack-test-ak"

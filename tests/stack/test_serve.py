@@ -14,8 +14,8 @@ from pathlib import Path
 
 import boto3
 
-from tests.stack.conftest import wait_for
 from tests.stack.synthetic import write_project
+from tests.support.waiting import wait_for
 
 
 def _children(pid: int) -> list[int]:

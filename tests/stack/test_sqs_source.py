@@ -14,9 +14,9 @@ from moto import mock_aws
 
 from kling_local.stack.deploy import SqsSourceConfig
 from kling_local.stack.sqs_source import SqsEventSource
-from tests.stack.conftest import wait_for
 from tests.support.lambda_runtime import InProcessFunctions
 from tests.support.sqs_driver import event_source_in_test_mode
+from tests.support.waiting import wait_for
 
 VISIBILITY_TIMEOUT_S = 3
 BODIES = ["ok-1", "fail-2", "ok-3"]

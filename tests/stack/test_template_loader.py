@@ -21,7 +21,7 @@ from kling_local.stack.template_loader import (
     parse_yaml,
     pseudo_parameters,
 )
-from tests.stack.conftest import ROOT
+from tests.support.template import ROOT
 
 TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
