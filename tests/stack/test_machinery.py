@@ -30,8 +30,10 @@ def _batches_with(root: Path, marker: str) -> list[list[dict[str, Any]]]:
 
 
 def test_template_resources_and_secret_exist(synthetic_stack: LocalStack) -> None:
+    # Given the synthetic stack's deployment
     deployment = synthetic_stack.deployment
     assert deployment is not None
+    # Then its secret, table, bucket and functions all exist and are wired together
     secret_arn = deployment.secrets["Token"]
     value = json.loads(synthetic_stack.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
     assert value["user"] == "local" and len(value["password"]) == 24
@@ -49,13 +51,16 @@ def test_template_resources_and_secret_exist(synthetic_stack: LocalStack) -> Non
 
 
 def test_sqs_batches_honour_batch_size(synthetic_stack: LocalStack, synthetic_root: Path) -> None:
+    # Given nine messages delayed by the same 2 s
     marker = f"size-{uuid.uuid4().hex[:8]}"
     entries: list[dict[str, Any]] = [
         {"Id": str(i), "MessageBody": f"{marker}-{i}", "DelaySeconds": 2} for i in range(9)
     ]
+    # When they are sent in one batch and all nine are handled
     # Delayed together, so they become visible together and pollers can fill whole batches.
     synthetic_stack.client("sqs").send_message_batch(QueueUrl=synthetic_stack.outputs["WorkQueueUrl"], Entries=entries)
     wait_for(lambda: sum(len(b) for b in _batches_with(synthetic_root, marker)) >= 9, 60, what="9 records handled")
+    # Then each was handled exactly once, in batches of at most 3
     batches = _batches_with(synthetic_root, marker)
     bodies = sorted(r["body"] for batch in batches for r in batch)
     assert bodies == sorted(e["MessageBody"] for e in entries)  # each exactly once: all were deleted
@@ -64,6 +69,7 @@ def test_sqs_batches_honour_batch_size(synthetic_stack: LocalStack, synthetic_ro
 
 
 def test_sqs_records_look_like_lambda_records(synthetic_stack: LocalStack, synthetic_root: Path) -> None:
+    # When a message with a string and a binary attribute is sent and handled
     marker = f"shape-{uuid.uuid4().hex[:8]}"
     message_id = _send(
         synthetic_stack,
@@ -75,6 +81,7 @@ def test_sqs_records_look_like_lambda_records(synthetic_stack: LocalStack, synth
     )
     batches = wait_for(lambda: _batches_with(synthetic_root, marker), 60, what="the record")
     record = batches[0][0]
+    # Then the function got a record shaped like Lambda's SQS records
     queue_arn = synthetic_stack.client("sqs").get_queue_attributes(
         QueueUrl=synthetic_stack.outputs["WorkQueueUrl"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
@@ -94,6 +101,7 @@ def test_sqs_records_look_like_lambda_records(synthetic_stack: LocalStack, synth
 def test_partial_batch_failure_retries_only_failures_then_dead_letters(
     synthetic_stack: LocalStack, synthetic_root: Path
 ) -> None:
+    # Given a batch of one message the function handles and one it reports as failed
     marker = f"partial-{uuid.uuid4().hex[:8]}"
     sqs = synthetic_stack.client("sqs")
     sqs.send_message_batch(
@@ -103,6 +111,7 @@ def test_partial_batch_failure_retries_only_failures_then_dead_letters(
             {"Id": "bad", "MessageBody": f"{marker}-fail", "DelaySeconds": 1},
         ],
     )
+    # When the queue is worked until the failing message is dead-lettered
     dlq = synthetic_stack.outputs["DeadLettersUrl"]
 
     def dead_lettered() -> list[dict[str, Any]]:
@@ -112,6 +121,7 @@ def test_partial_batch_failure_retries_only_failures_then_dead_letters(
         return [m for m in messages if marker in m["Body"]]
 
     parked = wait_for(dead_lettered, 60, interval_s=0.5, what="the failing message in the DLQ")
+    # Then only it was dead-lettered, after two deliveries; the other was handled once
     assert [m["Body"] for m in parked] == [f"{marker}-fail"]
     seen = [r for batch in _batches_with(synthetic_root, marker) for r in batch]
     ok = [r for r in seen if r["body"].endswith("-ok")]
@@ -122,10 +132,13 @@ def test_partial_batch_failure_retries_only_failures_then_dead_letters(
 
 
 def test_function_error_fails_the_whole_batch(synthetic_stack: LocalStack, synthetic_root: Path) -> None:
+    # Given a message that makes the function raise
     marker = f"crash-{uuid.uuid4().hex[:8]}"
     before = synthetic_stack.function_stats()["BatchFunction"]["errors"]
+    # When it is sent and delivered again after the error
     _send(synthetic_stack, marker)
     wait_for(lambda: len([r for b in _batches_with(synthetic_root, marker) for r in b]) >= 2, 60, what="a redelivery")
+    # Then it was received twice and each error was counted
     counts = sorted(
         r["attributes"]["ApproximateReceiveCount"] for b in _batches_with(synthetic_root, marker) for r in b
     )
@@ -155,6 +168,7 @@ def _request(
 
 def test_api_turns_a_request_into_a_proxy_event(synthetic_stack: LocalStack) -> None:
     assert synthetic_stack.endpoints["api_base_url"].endswith("/v1")
+    # When a POST with a path parameter, a query string and repeated headers goes through the API
     body = json.dumps({"hello": "world"}).encode()
     status, headers, raw = _request(
         synthetic_stack,
@@ -163,6 +177,7 @@ def test_api_turns_a_request_into_a_proxy_event(synthetic_stack: LocalStack) -> 
         body,
         [("Content-Type", "application/json"), ("X-Multi", "a"), ("X-Multi", "b"), ("X-Custom", "c")],
     )
+    # Then the function's answer comes back and the event it got is a REST API proxy event
     assert status == 201
     assert headers["x-echo"] == ["yes"]
     assert sorted(headers["set-cookie"]) == ["a=1", "b=2"]
@@ -208,9 +223,11 @@ def test_api_unknown_routes_and_function_errors(synthetic_stack: LocalStack) -> 
 
 
 def test_step_functions_task_states_run_in_the_local_runtime(synthetic_stack: LocalStack) -> None:
+    # Given the state machine whose Task states call SlowFunction
     sfn = synthetic_stack.client("stepfunctions")
     before = synthetic_stack.function_stats()["SlowFunction"]["invocations"]
     arn = synthetic_stack.outputs["MachineArn"]
+    # When an execution runs with a value
     execution = sfn.start_execution(stateMachineArn=arn, name=f"ok-{uuid.uuid4().hex[:8]}", input='{"value": 7}')
 
     def finished() -> dict[str, Any] | None:
@@ -218,6 +235,7 @@ def test_step_functions_task_states_run_in_the_local_runtime(synthetic_stack: Lo
         return described if described["status"] != "RUNNING" else None
 
     described = wait_for(finished, 90, what="the execution to finish")
+    # Then it succeeds, and both tasks ran in the local runtime
     assert described["status"] == "SUCCEEDED", described
     output = json.loads(described["output"])
     first, second = output["first"]["integration"], output["second"]
@@ -225,20 +243,27 @@ def test_step_functions_task_states_run_in_the_local_runtime(synthetic_stack: Lo
     assert first["function_name"] == synthetic_stack.deployment.functions["SlowFunction"].name  # type: ignore[union-attr]
     assert synthetic_stack.function_stats()["SlowFunction"]["invocations"] >= before + 2
 
+    # When an execution asks the function to raise
     failing = sfn.start_execution(stateMachineArn=arn, name=f"bad-{uuid.uuid4().hex[:8]}", input='{"raise": true}')
     execution = failing
     described = wait_for(finished, 90, what="the failing execution to finish")
+    # Then it fails with the function's error
     assert described["status"] == "FAILED"
     assert described.get("error") == "ValueError"
 
 
 def test_lambda_api_on_moto_reaches_the_runtime(synthetic_stack: LocalStack) -> None:
+    # Given moto's Lambda API and a deployed function
     lam = synthetic_stack.client("lambda")
     name = synthetic_stack.deployment.functions["SlowFunction"].name  # type: ignore[union-attr]
+    # When the function is invoked through it
     ok = lam.invoke(FunctionName=name, Payload=json.dumps({"value": "direct"}))
+    # Then its payload comes back
     assert "FunctionError" not in ok
     assert json.loads(ok["Payload"].read())["value"] == "direct"
+    # When it is asked to raise
     failed = lam.invoke(FunctionName=name, Payload=json.dumps({"raise": True}))
+    # Then the error comes back as an unhandled function error
     assert failed["FunctionError"] == "Unhandled"
     error = json.loads(failed["Payload"].read())
     assert error["errorType"] == "ValueError" and error["errorMessage"] == "asked to fail"
@@ -247,11 +272,14 @@ def test_lambda_api_on_moto_reaches_the_runtime(synthetic_stack: LocalStack) -> 
 def test_runtime_keeps_state_warm_isolates_env_and_enforces_timeout(
     synthetic_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Given a variable in the caller's environment
     monkeypatch.setenv("KLING_STACK_LEAK_CHECK", "parent-only")
     function = synthetic_stack.deployment.functions["SlowFunction"]  # type: ignore[union-attr]
     names = ["RECORD_DIR", "AWS_ENDPOINT_URL", "POWERTOOLS_TRACE_DISABLED", "AWS_LAMBDA_FUNCTION_NAME"]
+    # When the function is invoked twice
     first = synthetic_stack.invoke("SlowFunction", {"env": [*names, "KLING_STACK_LEAK_CHECK"]})
     second = synthetic_stack.invoke(function.name, {})
+    # Then the second call reuses the warm environment, which sees Lambda's variables only
     assert first.ok and second.ok
     assert second.payload["pid"] == first.payload["pid"]  # same warm environment
     assert second.payload["count"] == first.payload["count"] + 1  # module state kept
@@ -265,12 +293,16 @@ def test_runtime_keeps_state_warm_isolates_env_and_enforces_timeout(
     assert first.payload["arn"] == function.arn
     assert 0 < first.payload["remaining_ms"] <= 3000
 
+    # When an invocation runs past the 3 s timeout
     stats = synthetic_stack.function_stats()["SlowFunction"]
     slow = synthetic_stack.invoke("SlowFunction", {"sleep": 30})
+    # Then it times out
     assert not slow.ok and slow.timed_out
     assert slow.payload["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 3.00 seconds" in slow.payload["errorMessage"]
+    # When the function is invoked again
     after = synthetic_stack.invoke("SlowFunction", {})
+    # Then it starts cold in a fresh environment, and the counters show it all
     assert after.ok and after.cold_start
     assert after.payload["count"] == 1  # the timed-out environment was discarded
     now = synthetic_stack.function_stats()["SlowFunction"]
@@ -281,6 +313,7 @@ def test_runtime_keeps_state_warm_isolates_env_and_enforces_timeout(
 
 
 def test_clock_fires_schedules(synthetic_stack: LocalStack, synthetic_root: Path) -> None:
+    # When the clock has fired the rule twice and the schedule once
     def ticks() -> tuple[list[Any], list[Any]] | None:
         records = read_records(synthetic_root, "tick")
         rules = [r for r in records if r.get("detail-type") == "Scheduled Event"]
@@ -288,6 +321,7 @@ def test_clock_fires_schedules(synthetic_stack: LocalStack, synthetic_root: Path
         return (rules, scheduler) if len(rules) >= 2 and scheduler else None
 
     rules, _ = wait_for(ticks, 60, interval_s=0.5, what="two rule ticks and one scheduler tick")
+    # Then the rule's events look like EventBridge's and the clock counted them
     assert rules[0]["source"] == "aws.events"
     assert rules[0]["resources"][0].startswith("arn:aws:events:us-east-1:123456789012:rule/")
     assert synthetic_stack.clock is not None
@@ -296,15 +330,19 @@ def test_clock_fires_schedules(synthetic_stack: LocalStack, synthetic_root: Path
 
 
 def test_concurrent_invocations_share_a_bounded_pool(synthetic_stack: LocalStack) -> None:
+    # When six one-second invocations run at once
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(lambda _: synthetic_stack.invoke("SlowFunction", {"sleep": 1}), range(6)))
+    # Then all succeed, side by side in two or three environments
     assert all(r.ok for r in results)
     pids = {r.payload["pid"] for r in results}
     assert 2 <= len(pids) <= 3  # ran side by side, in at most max_concurrency=3 environments
 
 
 def test_import_errors_and_exits_are_lambda_errors(synthetic_stack: LocalStack) -> None:
+    # When a function whose module does not import is invoked
     broken = synthetic_stack.invoke("BrokenFunction", {})
+    # Then it fails with Runtime.ImportModuleError, counted once
     assert not broken.ok
     assert broken.payload["errorType"] == "Runtime.ImportModuleError"
     assert "a_module_that_does_not_exist" in broken.payload["errorMessage"]
@@ -314,7 +352,9 @@ def test_import_errors_and_exits_are_lambda_errors(synthetic_stack: LocalStack) 
         "cold_starts": 1,
         "timeouts": 0,
     }
+    # When the function exits its process
     exited = synthetic_stack.invoke("SlowFunction", {"exit": True})
+    # Then it is a Runtime.ExitError, and later invocations still succeed
     assert not exited.ok and exited.payload["errorType"] == "Runtime.ExitError"
     # The exited environment is never handed out again (up to max_concurrency=3 may be warm).
     assert all(synthetic_stack.invoke("SlowFunction", {}).ok for _ in range(4))

@@ -58,12 +58,14 @@ def _of_type(kind: str) -> list[str]:
 
 
 def test_every_queue_table_bucket_secret_and_state_machine_exists(stack: LocalStack) -> None:
+    # Given the stack deployed from the real template.yaml
     deployment = stack.deployment
     assert deployment is not None
     sqs, ddb, s3 = stack.client("sqs"), stack.client("dynamodb"), stack.client("s3")
     sm, sfn, lam = stack.client("secretsmanager"), stack.client("stepfunctions"), stack.client("lambda")
     params = load_template(TEMPLATE)["Parameters"]
 
+    # Then every queue, table, bucket, secret, state machine and function is as the template says
     queues = _of_type("AWS::SQS::Queue")
     assert queues, "the template defines queues"
     assert len(sqs.list_queues().get("QueueUrls", [])) == len(queues)
@@ -126,7 +128,9 @@ def test_kling_keys_are_in_the_credentials_secret(stack: LocalStack) -> None:
 
 
 def test_submit_message_creates_a_kling_task_and_the_job_is_submitted(stack: LocalStack) -> None:
+    # Given the real stack with the Kling simulator
     assert stack.simulator is not None
+    # When a job message is sent to the real JobsQueue and the job becomes SUBMITTED
     stack.client("sqs").send_message(
         QueueUrl=stack.endpoints["jobs_queue_url"], MessageBody=json.dumps({"job_id": "t1", "prompt": "a cat"})
     )
@@ -138,6 +142,7 @@ def test_submit_message_creates_a_kling_task_and_the_job_is_submitted(stack: Loc
         return item if item and item["state"]["S"] == "SUBMITTED" else None
 
     item = wait_for(submitted, 90, interval_s=0.5, what="job t1 to be SUBMITTED")
+    # Then exactly one Kling task was created, it is the job's, and the message was deleted
     stats = stack.simulator.stats()
     assert stats["creates"]["accepted"] == 1
     assert stats["create_attempts_by_external_task_id"] == {"t1": 1}
@@ -157,9 +162,11 @@ def test_submit_message_creates_a_kling_task_and_the_job_is_submitted(stack: Loc
 
 def test_callback_route_reaches_the_callback_function(stack: LocalStack) -> None:
     before = stack.function_stats()["CallbackFunction"]["invocations"]
+    # When a callback with a wrong token is posted to the API
     response = httpx.post(
         f"{stack.endpoints['api_base_url']}/callbacks/t1", params={"token": "not-the-token"}, json={}, timeout=60
     )
+    # Then the real callback function refused it
     assert response.status_code == 401  # a bad token is refused by the real function
     assert stack.function_stats()["CallbackFunction"]["invocations"] == before + 1
 
@@ -173,6 +180,7 @@ def test_state_file_lists_the_endpoints(stack: LocalStack, project_root: Path) -
 
 
 def test_a_second_stack_in_the_same_process_is_refused(stack: LocalStack, tmp_path: Path) -> None:
+    # Given a second stack for another project, while the first is running
     other = LocalStack(
         StackOptions(
             template_path=TEMPLATE,
@@ -182,9 +190,11 @@ def test_a_second_stack_in_the_same_process_is_refused(stack: LocalStack, tmp_pa
             kling_secret_key="unused",
         )
     )
+    # When it is started
     with pytest.raises(DeployError, match="already running"):
         other.start()
     other.stop()
+    # Then it was refused and stopped, and the first stack still runs
     # The running stack is untouched: its moto port, its resources, its state file.
     assert os.environ["MOTO_PORT"] == stack.endpoints["moto_endpoint"].rsplit(":", 1)[1]
     assert stack.client("sqs").get_queue_url(QueueName=stack.endpoints["jobs_queue_url"].rsplit("/", 1)[1])
