@@ -28,6 +28,7 @@ from rich.table import Table
 from kling_local.connection import PipelineConnection
 from kling_local.operator import UsageError, read_jobs_file, send_jobs, validate_jobs
 from kling_local.sim import SimConfig
+from kling_local.sim.config import WORST_CASE
 from kling_local.stack import LocalStack, StackOptions
 from kling_local.stack.serve import kling_keys
 from kling_pipeline.lifecycle import Job, JobState
@@ -43,6 +44,7 @@ class DemoSummary:
     timed_out: int
     lost: int
     kling_creates: int | None
+    double_charged: int | None  # jobs Kling made (and billed) more than one task for
     kling_gets: int | None
     kling_calls_per_job: float | None
     s3_objects: int
@@ -84,6 +86,13 @@ def register(subparsers: Any) -> None:
     knobs.add_argument("--video-size", type=int, default=2_000_000, help="bytes per generated video")
     knobs.add_argument("--cdn-drop-rate", type=float, default=0.0, help="share of downloads cut mid-body")
     knobs.add_argument("--seed", type=int, default=None, help="make the simulator's randomness repeatable")
+    knobs.add_argument(
+        "--worst-case",
+        action="store_true",
+        help="everything Kling's contract does not promise, at once: creates that succeed but answer 5000 or "
+        "a bare 502, answers cut off, query lag, drifting answer shapes, 5xx, lost/duplicated/reordered "
+        "callbacks, cut downloads (a reused external_task_id is a second task in any case)",
+    )
     parser.add_argument(
         "--kling-url",
         help="a real (or other Kling-compatible) API instead of the simulator; "
@@ -97,6 +106,11 @@ def register(subparsers: Any) -> None:
 
 
 def sim_config_from(args: argparse.Namespace) -> SimConfig:
+    config = _knobs_config(args)
+    return config.updated(WORST_CASE) if args.worst_case else config
+
+
+def _knobs_config(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         access_key=f"demo-{secrets.token_hex(6)}",
         secret_key=secrets.token_urlsafe(32),
@@ -161,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(summary)))
     else:
         print_summary(summary, console)
-    return 0 if summary.lost == 0 else 1
+    return 0 if summary.lost == 0 and not summary.double_charged else 1
 
 
 def connection_of(stack: LocalStack) -> PipelineConnection:
@@ -245,11 +259,12 @@ def summarize(
             stored = datetime.fromisoformat(completed_at.replace("Z", "+00:00")).timestamp()
             notice.append(max(0.0, stored - float(finished_ms) / 1000))
     stats = stack.simulator.stats() if stack.simulator else None
-    creates = gets = None
+    creates = gets = double = None
     units = None
     if stats is not None:
         calls: dict[str, int] = stats["calls"]
         creates = int(stats["creates"]["accepted"])
+        double = int(stats["double_charged_external_ids"])
         gets = sum(n for name, n in calls.items() if name.startswith("GET"))
         units = float(stats["units_charged_total"])
     s3 = connection.client("s3")
@@ -273,6 +288,7 @@ def summarize(
         timed_out=counts.get(S.TIMED_OUT, 0),
         lost=len(lost),
         kling_creates=creates,
+        double_charged=double,
         kling_gets=gets,
         kling_calls_per_job=round((creates + gets) / len(job_ids), 2)
         if creates is not None and gets is not None
@@ -308,6 +324,8 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
             f"{summary.kling_creates} creates, {summary.kling_gets} gets ({summary.kling_calls_per_job} per job)",
         )
         table.add_row("units charged", f"{summary.units_charged:g}")
+        double = summary.double_charged or 0
+        table.add_row("paid twice", f"[red]{double} job(s)[/red]" if double else "0")
     if summary.notice_p50_s is not None:
         table.add_row("Kling 'succeed' -> in S3", f"p50 {summary.notice_p50_s:.2f} s, p95 {summary.notice_p95_s:.2f} s")
     table.add_row("videos", f"{summary.s3_objects} objects in s3://{summary.bucket}/videos/ (local moto, gone on exit)")

@@ -47,6 +47,7 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
                 "PublicApiBaseUrl": DEAD_API,
                 "BackpressureBaseDelaySeconds": "1",
                 "BackpressureMaxDelaySeconds": "2",
+                "ReconcileGraceSeconds": "2",
                 "PipelineMode": "local",
             },
         )

@@ -1,10 +1,10 @@
 """The download state machine writes a job record exactly as the job store does.
 
 The store (adapters.job_store.transition_write) is the one definition of what a transition writes:
-the history entry, `updated_at`, the live-index attribute, the TTL, what a finished job drops.
-MarkCompleted sends the store's own write; MarkFailed is written in the ASL (it must work when the
-Download function itself failed), so these tests run each state machine write on a job and the
-store's write of the same transition on an identical twin, and compare the records.
+the history entry, `updated_at`, the live-index attribute, the TTL, what a finished job drops. The
+state machine's only write, RecordOutcome, sends the write the Download step built with the store;
+these tests run the workflow on a job and the store's write of the same transition on an identical
+twin, and compare the records.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import boto3
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow
 from kling_pipeline.lifecycle import Job, JobState, observe_task
 from tests.support.scenarios import Completion, kling_task, submitted
+from tests.support.template import ROOT
 
 S = JobState
 BY = "download-workflow"  # what the state machine writes as `by`: the store is told the same
@@ -65,7 +66,7 @@ def comparable(completion: Completion, job_id: str) -> tuple[dict[str, Any], int
 
 
 def start_workflow(completion: Completion, job: Job) -> dict[str, Any]:
-    workflow = DownloadWorkflow(completion.state_machine_arn, finished_ttl_days=90, sfn=completion.sfn)
+    workflow = DownloadWorkflow(completion.state_machine_arn, sfn=completion.sfn)
     assert workflow.start(job)
     return completion.wait_for_execution(job.job_id)
 
@@ -78,7 +79,7 @@ def assert_same_record(completion: Completion, by_state_machine: str, by_store: 
     assert abs(machine_ttl - store_ttl) < 3600  # both "finished + FinishedJobTtlDays", taken minutes apart
 
 
-def test_mark_completed_writes_what_the_store_writes(completion: Completion) -> None:
+def test_recording_a_completion_writes_what_the_store_writes(completion: Completion) -> None:
     # Given a DOWNLOADING job and an identical twin
     job = downloading(completion, "shape-done")
     twin = twin_of(completion, job, "shape-done-twin")
@@ -104,7 +105,7 @@ def test_mark_completed_writes_what_the_store_writes(completion: Completion) -> 
     assert "live" not in raw_item(completion, job.job_id)
 
 
-def test_mark_failed_after_a_refusal_writes_what_the_store_writes(completion: Completion) -> None:
+def test_recording_a_refusal_writes_what_the_store_writes(completion: Completion) -> None:
     # Given a DOWNLOADING job whose video host is not allowed, and an identical twin
     completion.reconfigure("DownloadFunction", ALLOWED_DOWNLOAD_HOSTS="*.klingai.com")
     job = downloading(completion, "shape-refused")
@@ -120,31 +121,38 @@ def test_mark_failed_after_a_refusal_writes_what_the_store_writes(completion: Co
     assert_same_record(completion, job.job_id, twin.job_id)
 
 
-def test_mark_failed_after_the_download_function_failed_writes_what_the_store_writes(completion: Completion) -> None:
-    # Given a DOWNLOADING job, an identical twin, and a Download function that cannot read the table
+def test_a_download_that_keeps_failing_leaves_the_job_downloading_for_repair(completion: Completion) -> None:
+    # Given a DOWNLOADING job and a Download function that cannot read the table (an AWS fault)
     job = downloading(completion, "shape-crashed")
-    twin = twin_of(completion, job, "shape-crashed-twin")
     completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME="no-such-table")
-    # When the workflow catches the function's error, and the store fails the twin with the same error
-    assert start_workflow(completion, job)["status"] == "FAILED"
-    failed = completion.pipeline.store.get(job.job_id)
-    assert failed.state is S.FAILED and failed.error_code == "DOWNLOAD_FAILED"
-    completion.pipeline.store.transition(
-        twin, S.FAILED, by=BY, changes={"error_code": failed.error_code, "error_message": failed.error_message}
-    )
-    # Then the two records are the same
-    assert_same_record(completion, job.job_id, twin.job_id)
+    before = raw_item(completion, job.job_id)
+    # When the workflow runs out of retries
+    execution = start_workflow(completion, job)
+    # Then it ends as DownloadNotFinished and writes nothing: no FAILED that would make the user pay
+    # Kling again; the job stays DOWNLOADING for the stale-job repair
+    assert execution["status"] == "FAILED"
+    assert execution.get("error") == "DownloadNotFinished"
+    assert raw_item(completion, job.job_id) == before
 
 
 def test_a_workflow_started_for_an_older_version_writes_nothing(completion: Completion) -> None:
-    # Given a DOWNLOADING job, a workflow started for the version before it, and a Download function
-    # that fails before it can notice
+    # Given a DOWNLOADING job and a workflow started for the version before it
     job = downloading(completion, "shape-stale")
     stale = job.model_copy(update={"version": job.version - 1})
-    completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME="no-such-table")
     before = raw_item(completion, job.job_id)
-    # When the workflow for the older version fails and reaches MarkFailed
+    # When the workflow runs
     execution = start_workflow(completion, stale)
-    # Then MarkFailed's condition (state and version, as the store's) refuses the write
-    assert execution["status"] == "SUCCEEDED"  # AlreadyFinished: someone else owns this job now
+    # Then the Download step sees it is not its job, and nothing is downloaded or written
+    assert execution["status"] == "SUCCEEDED"  # AlreadyFinished: another execution owns this job
     assert raw_item(completion, job.job_id) == before
+    assert completion.s3.list_objects_v2(Bucket=completion.bucket).get("KeyCount", 0) == 0
+
+
+def test_the_state_machine_writes_only_what_the_download_step_hands_it() -> None:
+    # The one write of the ASL is RecordOutcome, and every value of it comes from the step's payload.
+    definition = json.loads((ROOT / "statemachine" / "download.asl.json").read_text(encoding="utf-8"))
+    writes = {name: state for name, state in definition["States"].items() if ":dynamodb:" in state.get("Resource", "")}
+    assert list(writes) == ["RecordOutcome"]
+    parameters = writes["RecordOutcome"]["Parameters"]
+    for key in ("UpdateExpression", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"):
+        assert parameters[f"{key}.$"] == f"$.download.payload.write.{key}"

@@ -7,6 +7,7 @@ import pytest
 from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.errors import (
     KlingAccountError,
+    KlingCreateUnsettledError,
     KlingFinalError,
     KlingRetryableError,
     KlingUnavailableError,
@@ -82,9 +83,11 @@ def test_image2video_and_extend_through_the_client(sim, make_client, wait):
             429,
         ),
         ({"force_create_errors": [1302]}, {"prompt": "p"}, KlingRetryableError, 1302, 429),
-        ({"force_create_errors": [5000]}, {"prompt": "p"}, KlingRetryableError, 5000, 500),
-        ({"force_create_errors": [5001]}, {"prompt": "p"}, KlingRetryableError, 5001, 503),
-        ({"force_create_errors": [5002]}, {"prompt": "p"}, KlingRetryableError, 5002, 504),
+        # Kling's own faults do not prove a create made no task: the create is unsettled (reconciled),
+        # raised from the retryable error Kling's code maps to.
+        ({"force_create_errors": [5000]}, {"prompt": "p"}, KlingCreateUnsettledError, 5000, 500),
+        ({"force_create_errors": [5001]}, {"prompt": "p"}, KlingCreateUnsettledError, 5001, 503),
+        ({"force_create_errors": [5002]}, {"prompt": "p"}, KlingCreateUnsettledError, 5002, 504),
         ({"force_create_errors": [1102]}, {"prompt": "p"}, KlingFinalError, 1102, 429),
         ({"force_create_errors": [1103]}, {"prompt": "p"}, KlingFinalError, 1103, 403),
         ({}, {"prompt": "p", "duration": 5}, KlingFinalError, 1201, 400),
@@ -100,9 +103,11 @@ def test_errors_map_to_the_right_exception(make_sim, make_client, knobs, body, e
         body = {"prompt": "second"}
     with pytest.raises(error) as caught:
         client.create_task("text2video", body)
-    assert caught.value.code == code
-    assert caught.value.http_status == status
-    assert caught.value.message
+    answer = caught.value.__cause__ if isinstance(caught.value, KlingCreateUnsettledError) else caught.value
+    assert isinstance(answer, KlingRetryableError if code in (5000, 5001, 5002) else error)
+    assert answer.code == code
+    assert answer.http_status == status
+    assert answer.message
 
 
 def test_bad_credentials_are_an_account_problem(sim, make_client):
@@ -118,11 +123,12 @@ def test_unknown_task_is_final_404(sim, make_client):
     assert (caught.value.code, caught.value.http_status) == (1203, 404)
 
 
-def test_lost_create_answer_is_unavailable_and_findable(make_sim, make_client):
+def test_lost_create_answer_is_unsettled_and_findable(make_sim, make_client):
     sim = make_sim(create_response_drop_rate=1.0)
     client = make_client(sim)
-    with pytest.raises(KlingUnavailableError):
+    with pytest.raises(KlingCreateUnsettledError) as caught:
         client.create_task("text2video", {"prompt": "p", "external_task_id": "job-lost"})
+    assert isinstance(caught.value.__cause__, KlingUnavailableError)
     found = client.find_by_external_id("text2video", "job-lost")
     assert found is not None
     assert sim.stats()["tasks_by_external_task_id"] == {"job-lost": 1}

@@ -165,3 +165,73 @@ def test_callback_knobs_never_touch_the_task(make_sim, make_api, receiver, wait)
     assert api.wait_terminal("text2video", task_id)["task_status"] == "succeed"
     assert wait(lambda: sim.stats()["callbacks"]["dropped"] == 3)
     assert receiver.count() == 0
+
+
+# -- Kling's worst case: what its contract does not promise -------------------------------------
+
+
+def test_query_lag_hides_a_new_task_from_every_query(api, sim, wait):
+    # Given a lag of a second between a create and the task showing to queries
+    sim.configure(query_lag_s=1.0)
+    # When a task is created
+    task_id = api.create_ok(external_task_id="job-lag")
+    # Then the get, the look-up by external id and the list do not show it yet
+    assert api.get("text2video", task_id).json()["code"] == 1203
+    lookup = api.http.get("/v1/videos/text2video", params={"external_task_id": "job-lag"})
+    assert lookup.json()["code"] == 1203
+    assert api.http.get("/v1/videos/text2video").json()["data"] == []
+    # Then, once the lag is over, all three do
+    wait(lambda: api.get("text2video", task_id).status_code == 200, timeout=10, what="the task to show")
+    assert api.http.get("/v1/videos/text2video", params={"external_task_id": "job-lag"}).json()["data"]["task_id"] == (
+        task_id
+    )
+    assert sim.stats()["faults"]["query_lag_hidden"] >= 3
+
+
+def test_a_create_can_succeed_and_answer_5000_or_a_bare_502(api, sim):
+    # Given every create's answer lost after the task is made
+    sim.configure(create_lost_answer_rate=1.0, seed=3)
+    # When creates are sent
+    answers = [api.create(external_task_id=f"job-lost-{i}") for i in range(12)]
+    # Then each got an error (some 5000 in Kling's envelope, some a gateway's HTML) ...
+    assert all(a.status_code in (500, 502) for a in answers)
+    assert {a.status_code for a in answers} == {500, 502}
+    assert all(a.json()["code"] == 5000 for a in answers if a.status_code == 500)
+    assert all("json" not in a.headers["content-type"] for a in answers if a.status_code == 502)
+    # ... and yet each made a task, billed
+    stats = sim.stats()
+    assert stats["creates"]["accepted"] == 12
+    assert stats["faults"]["create_answer_lost"] == 12
+
+
+@pytest.mark.parametrize(
+    ("mode", "check"),
+    [
+        ("unknown_status", lambda task: task["task_status"] not in ("submitted", "processing", "succeed", "failed")),
+        ("missing_status", lambda task: "task_status" not in task),
+        ("missing_task_id", lambda task: "task_id" not in task),
+    ],
+)
+def test_answers_can_drift_to_shapes_clients_do_not_know(api, sim, mode, check):
+    task_id = api.create_ok()
+    sim.configure(shape_drift_rate=1.0, shape_drift_mode=mode)
+    assert check(api.get("text2video", task_id).json()["data"])
+    assert check(api.http.post("/v1/videos/text2video", json={"prompt": "x"}).json()["data"])
+    assert check(api.http.get("/v1/videos/text2video").json()["data"][0])
+
+
+def test_the_lookup_by_external_id_can_be_ignored_or_missing(api, sim):
+    task_id = api.create_ok(external_task_id="job-route")
+    sim.configure(external_id_lookup="ignored")
+    listed = api.http.get("/v1/videos/text2video", params={"external_task_id": "job-route"}).json()["data"]
+    assert isinstance(listed, list) and listed[0]["task_id"] == task_id
+    sim.configure(external_id_lookup="missing")
+    missing = api.http.get("/v1/videos/text2video", params={"external_task_id": "job-route"})
+    assert missing.status_code == 404 and "json" not in missing.headers["content-type"]
+
+
+def test_the_worst_case_preset_is_a_valid_configuration(sim):
+    from kling_local.sim.config import WORST_CASE
+
+    config = sim.configure(**WORST_CASE)
+    assert config.query_lag_s > 0 and config.create_lost_answer_rate > 0 and not config.refuse_reused_external_id

@@ -77,6 +77,17 @@ class Pipeline:
         body = request.kling_body(default_model="kling-v1", callback_url=DEAD_API, external_task_id=job_id)
         return request.model_dump(mode="json", exclude_none=True), self.kling().create_task("text2video", body)
 
+    def drain(self, handler: Any, until: Any, *, deadline_s: float = 120.0) -> None:
+        """Deliver JobsQueue to the submit handler until `until()` holds."""
+        drive_queue(handler, self.sqs, self.queue_url, until=until, deadline_s=deadline_s)
+
+    def tasks_for(self, job_id: str) -> int:
+        """How many tasks Kling holds (and bills) under this job's external_task_id."""
+        return int(self.sim.stats()["tasks_by_external_task_id"].get(job_id, 0))
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return queue_messages(self.sqs, self.dlq_url)
+
     def backpressured(self, job_id: str) -> bool:
         """The job has been sent back to the queue at least once."""
         job = self.store.find(job_id)
@@ -122,9 +133,12 @@ class Completion:
     def executions(self) -> list[dict[str, Any]]:
         return list(self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"])
 
-    def wait_for_execution(self, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    def wait_for_execution(
+        self, name: str, timeout_s: float = 60.0, *, state_machine_arn: str | None = None
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
-        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        machine = state_machine_arn or self.state_machine_arn
+        arn = machine.replace(":stateMachine:", ":execution:") + f":{name}"
         while time.monotonic() < deadline:
             execution: dict[str, Any] = self.sfn.describe_execution(executionArn=arn)
             if execution["status"] != "RUNNING":

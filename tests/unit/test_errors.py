@@ -38,3 +38,22 @@ def test_every_pipeline_error_name_in_the_state_machine_is_a_class_of_ours() -> 
     assert ours, "the state machine should retry at least one of the pipeline's own errors"
     for name in ours:
         assert issubclass(getattr(errors, name), errors.PipelineError), name
+
+
+def retries_of(state: str) -> set[str]:
+    definition = json.loads((ROOT / "statemachine" / "download.asl.json").read_text(encoding="utf-8"))
+    return {name for rule in definition["States"][state].get("Retry", []) for name in rule["ErrorEquals"]}
+
+
+def test_the_workflow_retries_every_transient_class_by_the_names_step_functions_raises() -> None:
+    # Lambda's own faults, including timeouts and out-of-memory (Lambda.Unknown).
+    assert {"Lambda.ServiceException", "Lambda.Unknown", "Lambda.ClientExecutionTimeoutException"} <= retries_of(
+        "Download"
+    )
+    # DynamoDB throttling and 5xx on the one write.
+    assert {"DynamoDB.ProvisionedThroughputExceededException", "DynamoDB.ThrottlingException"} <= retries_of(
+        "RecordOutcome"
+    )
+    # SDK integrations raise `Sfn.<Error>` (PascalCase service name), never `SFN.<Error>`.
+    assert "Sfn.SfnException" in retries_of("ResumeCallerWithVideo")
+    assert not any(name.startswith("SFN.") for name in asl_error_names())

@@ -107,6 +107,14 @@ class SimConfig(BaseModel):
         le=1,
         description="task objects answered in a shape clients may not know: an unknown status or a missing field",
     )
+    shape_drift_mode: Literal["any", "unknown_status", "missing_status", "missing_task_id"] = Field(
+        default="any", description="which drift a drifted answer shows ('any' picks one at random)"
+    )
+    external_id_lookup: Literal["exact", "ignored", "missing"] = Field(
+        default="exact",
+        description="GET {kind}?external_task_id=: the task (exact), the filter ignored and the list "
+        "answered (ignored), or a bare HTTP 404 as from a route Kling does not serve (missing)",
+    )
     force_create_errors: list[int] = Field(
         default_factory=list, description="the next creates answer these codes, one each, in order"
     )

@@ -177,7 +177,8 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         if self.server.role == "api" and state.chance(state.config.shape_drift_rate):
             state.record_fault("shape_drift")
-            data = _drift(data, state.pick((0, 1, 2)))
+            modes = {"unknown_status": (0,), "missing_status": (1,), "missing_task_id": (2,)}
+            data = _drift(data, state.pick(modes.get(state.config.shape_drift_mode, (0, 1, 2))))
         self._send_json(200, {"code": 0, "message": "SUCCEED", "request_id": self._request_id, "data": data})
 
     def _plain_api(self, status: int, html: str) -> None:
@@ -261,7 +262,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._create(account, kind, body)
         elif task_id is not None:
             self._ok(state.get(account, kind, task_id))
-        elif "external_task_id" in params:
+        elif "external_task_id" in params and state.config.external_id_lookup != "ignored":
+            if state.config.external_id_lookup == "missing":
+                self.close_connection = True
+                self._plain_api(404, "<html><body><h1>404 Not Found</h1></body></html>")
+                return
             self._ok(state.find_external(account, kind, params["external_task_id"][0]))
         else:
             page_num = _int_param(params, "pageNum", 1, 1, 1000)

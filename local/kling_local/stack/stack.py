@@ -236,6 +236,9 @@ class LocalStack:
             "AllowedDownloadHosts": ",".join(h for h in (hosts, cdn_host) if h),
             "BackpressureBaseDelaySeconds": 1,
             "BackpressureMaxDelaySeconds": 10,
+            # Longer than the simulator's query lag in its worst case (sim.config.WORST_CASE), short
+            # enough for a demo; on AWS the default (60 s) covers Kling's.
+            "ReconcileGraceSeconds": 5,
             "PublicApiBaseUrl": "",  # filled in once the API's stage is known
         }
         values = dict(defaults)

@@ -18,11 +18,12 @@ from pydantic import ValidationError
 from kling_pipeline.adapters.callback_tokens import verify_job_token
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.job_store import JobStore, job_store
-from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
-from kling_pipeline.errors import KlingApiError, KlingUnavailableError
+from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_credentials
+from kling_pipeline.errors import KlingApiError, KlingShapeError, KlingUnavailableError
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
+from kling_pipeline.requests import is_valid_job_id
 from kling_pipeline.settings import CallbackSettings
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class CallbackDependencies:
     store: JobStore
     kling: Callable[[], KlingClient]  # built on first use: only a terminal status needs Kling
     workflow: DownloadWorkflow
-    signing_secret: str
+    signing_secrets: tuple[str, ...]  # the current secret, and the previous one for a while after a rotation
 
 
 def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
@@ -55,8 +56,12 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
     return CallbackDependencies(
         store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days),
         kling=kling,
-        workflow=download_workflow(settings.download_state_machine_arn, settings.finished_job_ttl_days),
-        signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
+        workflow=download_workflow(settings.download_state_machine_arn),
+        signing_secrets=callback_signing_secrets(
+            settings.callback_secret,
+            max_age_s=settings.secrets_max_age_s,
+            previous_for_s=settings.callback_secret_grace_s,
+        ),
     )
 
 
@@ -78,20 +83,20 @@ def handle_callback(
 def answer_callback(
     job_id: str, token: str | None, raw_body: str | bytes | None, deps: CallbackDependencies
 ) -> CallbackAnswer:
-    if not verify_job_token(deps.signing_secret, job_id, token):
-        logger.warning("callback refused: bad or missing token", extra={"job_id": job_id})
+    if not verify_job_token(deps.signing_secrets, job_id, token):
+        logger.warning("callback refused: bad or missing token", extra={"job_id": job_id[:80]})
         return CallbackAnswer(401, {"message": "invalid or missing callback token"})
-    job = deps.store.find(job_id)
+    job = deps.store.find(job_id) if is_valid_job_id(job_id) else None
     if job is None:
-        return CallbackAnswer(404, {"message": f"no job {job_id}"})
+        return CallbackAnswer(404, {"message": f"no job {job_id[:80]}"})
     logger.set_correlation_id(job_id)
-    body = raw_body.encode() if isinstance(raw_body, str) else (raw_body or b"")
+    body = raw_body.encode("utf-8", "surrogatepass") if isinstance(raw_body, str) else (raw_body or b"")
     if len(body) > MAX_CALLBACK_BYTES:
         logger.warning("callback body too large", extra={"bytes": len(body)})
         return CallbackAnswer(413, {"message": f"callback body over {MAX_CALLBACK_BYTES} bytes"})
     try:
         hint = KlingTask.model_validate(json.loads(body))
-    except (ValueError, ValidationError, RecursionError) as exc:
+    except (ValueError, ValidationError, RecursionError, UnicodeError) as exc:
         logger.warning("malformed callback body", extra={"error": str(exc)[:500]})
         return CallbackAnswer(400, {"message": "body is not a Kling task object"})
     return apply_hint(job, hint, deps)
@@ -111,7 +116,7 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
         return answered(job, "nothing to do")
     try:
         confirmed = deps.kling().get_task(job.kind, job.task_id)
-    except (KlingApiError, KlingUnavailableError) as exc:
+    except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
         # A 5xx tells Kling this one did not land, so it may call again.
         logger.warning("could not confirm the callback with Kling", extra={"error": str(exc)})
         return CallbackAnswer(503, {"message": "could not confirm the task with Kling; try again"})

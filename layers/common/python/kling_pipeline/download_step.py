@@ -1,28 +1,33 @@
 """The download step of the workflow: a DOWNLOADING job's video from Kling's CDN into S3.
 
-On success it returns the job store's own write for DOWNLOADING -> COMPLETED, which the state
-machine's MarkCompleted sends as is, so the record's shape is defined once (adapters.job_store).
-A refusal (host not allowed, not an MP4, too large, link expired) comes back as {ok: false} for
-MarkFailed; a transient failure raises TransientDownloadError for the state machine's Retry.
-The step acts only for the job version its execution was started for (docs/architecture.md,
-"The download workflow").
+It returns the job store's own write for the outcome (DOWNLOADING -> COMPLETED, or -> FAILED for a
+refusal), which the state machine's RecordOutcome sends as is, so the record's shape is defined once
+(adapters.job_store), with the store's condition (state and version). It also returns the event to
+announce and, when a caller waits, its task token: the state machine never reads the whole item.
+A transient failure (the CDN, S3, DynamoDB) raises TransientDownloadError for the state machine's
+Retry; when the retries are spent the job stays DOWNLOADING for the stale-job repair, which never
+makes the user pay Kling again. The step acts only for the job version its execution was started for
+(docs/architecture.md, "The download workflow").
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from kling_pipeline.adapters.aws_errors import is_transient
 from kling_pipeline.adapters.job_store import JobStore, job_store
-from kling_pipeline.adapters.video_transfer import DownloadPolicy, s3_client, stream_to_s3
-from kling_pipeline.errors import DownloadRefusedError
-from kling_pipeline.lifecycle import JobState
+from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, s3_client, stream_to_s3
+from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
+from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import DownloadSettings
 
 BY = "download-workflow"
+S = JobState
 
 
 @dataclass
@@ -53,22 +58,26 @@ def video_key(job_id: str) -> str:
 def download_job(job_id: str, version: int, deps: DownloadDependencies) -> dict[str, Any]:
     """Copy the video of job `job_id` (at `version`, as the workflow was started) into S3."""
     logger.set_correlation_id(job_id)
+    try:
+        return _download(job_id, version, deps)
+    except (DownloadRefusedError, TransientDownloadError):
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise TransientDownloadError(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str, Any]:
     job = deps.store.get(job_id)
-    if job.state is not JobState.DOWNLOADING or job.version != version:
+    if job.state is not S.DOWNLOADING or job.version != version:
         logger.info("not the job this execution was started for; nothing to do", extra={"state": job.state})
         record(Metric.DOWNLOADS, outcome="skipped")
         return {"ok": True, "skipped": True, "state": job.state.value}
     if not job.video_url:
-        return refused("NO_VIDEO_URL", "the job has no video URL from Kling; send the request again with a new job_id")
-    request = job.request
-    extra = job.model_extra or {}
-    metadata = {
-        "job-id": job.job_id,
-        "task-id": job.task_id or "",
-        "prompt-hash": str(extra.get("prompt_hash") or ""),
-        "model": str(extra.get("model_name") or request.get("model") or ""),
-        "duration": str(extra.get("video_duration") or request.get("duration") or ""),
-    }
+        return refused(
+            job, "NO_VIDEO_URL", "the job has no video URL from Kling (a pipeline error; please report it)", deps
+        )
     try:
         stored = stream_to_s3(
             job.video_url,
@@ -76,30 +85,57 @@ def download_job(job_id: str, version: int, deps: DownloadDependencies) -> dict[
             key=video_key(job.job_id),
             policy=deps.policy,
             s3=deps.s3,
-            metadata={k: v for k, v in metadata.items() if v},
+            metadata=object_metadata(job),
         )
     except DownloadRefusedError as exc:
         logger.warning("download refused", extra={"error_code": exc.code, "reason": exc.message})
-        return refused(exc.code, exc.message)
+        return refused(job, exc.code, exc.message, deps)
     logger.info("video stored", extra={"s3_uri": stored.s3_uri, "size": stored.size})
     record(Metric.DOWNLOADS, outcome="stored")
     record(Metric.VIDEO_BYTES_STORED, stored.size, MetricUnit.Bytes)
-    completion = deps.store.transition_write(
-        job,
-        JobState.COMPLETED,
-        by=BY,
-        changes={"s3_uri": stored.s3_uri, "s3_key": stored.key, "video_size": stored.size, "sha256": stored.sha256},
+    return outcome(
+        job, stored_changes(stored), {"s3_uri": stored.s3_uri, "size": stored.size, "sha256": stored.sha256}, deps
     )
-    return {
-        "ok": True,
-        "skipped": False,
-        "s3_uri": stored.s3_uri,
-        "size": stored.size,
-        "sha256": stored.sha256,
-        "completion": completion.for_step_functions(),  # MarkCompleted's UpdateItem, as the store writes it
+
+
+def object_metadata(job: Job) -> dict[str, str]:
+    """What is stored with the object: enough to tell which job, task and request made it."""
+    extra = job.model_extra or {}
+    metadata = {
+        "job-id": job.job_id,
+        "task-id": job.task_id or "",
+        "prompt-hash": str(extra.get("prompt_hash") or ""),
+        "model": str(extra.get("model_name") or job.request.get("model") or ""),
+        "duration": str(extra.get("video_duration") or job.request.get("duration") or ""),
     }
+    return {k: v for k, v in metadata.items() if v}
 
 
-def refused(code: str, message: str) -> dict[str, Any]:
+def stored_changes(stored: StoredVideo) -> dict[str, Any]:
+    return {"s3_uri": stored.s3_uri, "s3_key": stored.key, "video_size": stored.size, "sha256": stored.sha256}
+
+
+def refused(job: Job, code: str, message: str, deps: DownloadDependencies) -> dict[str, Any]:
     record(Metric.DOWNLOADS, outcome="refused")
-    return {"ok": False, "skipped": False, "error_code": code, "error_message": message}
+    return outcome(
+        job, {"error_code": code, "error_message": message}, {"error_code": code, "error_message": message}, deps
+    )
+
+
+def outcome(job: Job, changes: dict[str, Any], details: dict[str, Any], deps: DownloadDependencies) -> dict[str, Any]:
+    """The step's answer: the store's write for the outcome, the event to announce, a waiting caller."""
+    ok = "error_code" not in changes
+    to_state = S.COMPLETED if ok else S.FAILED
+    write = deps.store.transition_write(job, to_state, by=BY, changes=changes)
+    extra = job.model_extra or {}
+    answer: dict[str, Any] = {
+        "ok": ok,
+        "skipped": False,
+        "write": write.for_step_functions(),
+        "event": {"job_id": job.job_id, "state": to_state.value}
+        | details
+        | {"metadata": json.loads(extra.get("metadata_json") or "{}")},
+    }
+    if extra.get("task_token"):
+        answer["task_token"] = extra["task_token"]
+    return answer

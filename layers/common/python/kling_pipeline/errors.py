@@ -78,7 +78,29 @@ class KlingAccountError(KlingApiError):
 
 
 class KlingUnavailableError(PipelineError):
-    """No answer (timeout, connection failure, garbled body): the request may or may not have landed."""
+    """No usable answer (timeout, connection failure, garbled body). `request_sent` is False only when
+    the request provably never left (no connection was made), so it cannot have landed."""
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+
+
+class KlingShapeError(PipelineError):
+    """Kling answered, but in a shape we do not know (a field missing or of another type): the answer
+    cannot be acted on, and says nothing about whether a task exists."""
+
+
+class KlingCreateUnsettledError(PipelineError):
+    """A create whose answer does not prove that Kling made no task: a timeout or a connection cut
+    after the request was sent, 5000-5002, HTTP 5xx with or without Kling's envelope, an unknown code,
+    an unreadable or unknown-shaped answer. The task may exist, and be billed: reconcile, never
+    simply create again. `transient` is False for answers this version cannot read (an unknown code
+    or shape), which will not start making sense by waiting."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 # -- downloads --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ unknown fields are kept (extra="allow") because Kling adds fields without notice
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -36,7 +36,9 @@ class KlingTask(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     task_id: str
-    task_status: Literal["submitted", "processing", "succeed", "failed"]
+    # Kling's statuses are submitted, processing, succeed and failed; another value is kept (not refused)
+    # and means "not finished, as far as we know": it moves no job.
+    task_status: str
     task_status_msg: str | None = None
     created_at: int | None = None
     updated_at: int | None = None

@@ -101,7 +101,11 @@ class Job(BaseModel):
     lease_expires_at: int | None = None
     submit_attempts: int = 0
     backpressure_count: int = 0
-    needs_reconcile: bool = False
+    claimed_at: int | None = None  # epoch s of the latest claim
+    first_claimed_at: int | None = None  # epoch s of the first: no task of this job can be older
+    needs_reconcile: bool = False  # an earlier attempt may have made a task: look before creating
+    unsettled_since: int | None = None  # epoch s from which a task may exist unseen (query lag)
+    unreadable_answers: int = 0  # answers from Kling this version could not read, in a row
     error_code: str | None = None
     error_message: str | None = None
     video_url: str | None = None

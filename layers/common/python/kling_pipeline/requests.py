@@ -9,7 +9,10 @@ apart from the submit use case so the CLI and the jobs API can import it alone.
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterator
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +26,14 @@ MAX_METADATA_BYTES = 2048
 MAX_TASK_TOKEN_CHARS = 2048
 # A job item must fit DynamoDB's 400 KB; larger images travel as URLs.
 MAX_INLINE_IMAGE_CHARS = 200_000
+# A message must fit the job item with room for its history: well under DynamoDB's 400 KB.
+MAX_MESSAGE_BYTES = 256 * 1024
+# Levels of JSON nesting a message may have (DynamoDB allows 32 in an item, which nests it twice).
+MAX_NESTING = 16
+# DynamoDB numbers: up to 38 significant digits, magnitude from 1E-130 to 9.99...E+125.
+DYNAMO_MAX_DIGITS = 38
+DYNAMO_LARGEST = Decimal("9.9999999999999999999999999999999999999E+125")
+DYNAMO_SMALLEST = Decimal("1E-130")
 
 JobKind = Literal["text2video", "image2video", "video-extend"]
 JOB_KINDS: tuple[str, ...] = ("text2video", "image2video", "video-extend")
@@ -159,27 +170,94 @@ class JobRequest(BaseModel):
 
 
 def parse_job_message(raw_body: str, message_id: str) -> JobRequest:
-    """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries)."""
+    """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries).
+
+    Whatever the body, this returns a request that DynamoDB and Kling can take, or raises
+    InvalidJobMessageError naming what is wrong: never an error from deeper down."""
+    fallback = _valid_or_none(message_id)
+    size = len(raw_body.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidJobMessageError(
+            f"message body is {size} bytes; the limit is {MAX_MESSAGE_BYTES} (send images as URLs)", fallback
+        )
     try:
-        payload = json.loads(raw_body)
+        payload = json.loads(raw_body, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InvalidJobMessageError(
             f"message body is not JSON ({exc.msg} at position {exc.pos}); send a JSON object such as "
             '{"prompt": "..."}',
-            _valid_or_none(message_id),
+            fallback,
         ) from exc
+    except RecursionError:
+        raise InvalidJobMessageError(f"message body nests deeper than {MAX_NESTING} levels", fallback) from None
+    except ValueError as exc:  # NaN/Infinity, or an integer too long for Python to read
+        detail = str(exc) if "DynamoDB" in str(exc) else "an integer with thousands of digits"
+        raise InvalidJobMessageError(f"message body has a number that cannot be stored: {detail}", fallback) from None
     if not isinstance(payload, dict):
-        raise InvalidJobMessageError(
-            f"message body must be a JSON object, not {type(payload).__name__}", _valid_or_none(message_id)
-        )
+        raise InvalidJobMessageError(f"message body must be a JSON object, not {type(payload).__name__}", fallback)
     claimed_id = payload.get("job_id")
+    job_id = claimed_id if isinstance(claimed_id, str) and is_valid_job_id(claimed_id) else message_id
+    problems = list(unstorable(payload))
+    if problems:
+        raise InvalidJobMessageError("invalid job request: " + "; ".join(problems[:5]), _valid_or_none(job_id))
     if claimed_id is None:
         payload["job_id"] = message_id  # absent or null: the message id is the job's idempotency key
-    job_id = claimed_id if isinstance(claimed_id, str) and is_valid_job_id(claimed_id) else message_id
     try:
         return JobRequest.model_validate(payload)
     except ValidationError as exc:
         raise InvalidJobMessageError(describe_validation_error(exc), _valid_or_none(job_id)) from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number DynamoDB (or Kling) can store")
+
+
+def unstorable(value: Any, path: str = "", depth: int = 0) -> Iterator[str]:
+    """'field: why' for every value of a message that DynamoDB cannot store: numbers out of its range
+    or precision, strings that are not valid Unicode, nesting deeper than MAX_NESTING."""
+    where = path or "message"
+    if depth > MAX_NESTING:
+        yield f"{where}: nests deeper than {MAX_NESTING} levels"
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int | float):
+        yield from _unstorable_number(value, where)
+    elif isinstance(value, str):
+        if not _is_unicode(value):
+            yield f"{where}: is not valid Unicode text (it holds a lone surrogate)"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not _is_unicode(str(key)):
+                yield f"{where}: has a key that is not valid Unicode text"
+                continue
+            yield from unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from unstorable(item, f"{where}[{index}]", depth + 1)
+
+
+def _unstorable_number(value: float, where: str) -> Iterator[str]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield f"{where}: {value} is not a number DynamoDB can store"
+        return
+    number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+    if number != 0 and not DYNAMO_SMALLEST <= abs(number) <= DYNAMO_LARGEST:
+        yield f"{where}: {_short(number)} is outside the range DynamoDB can store (1E-130 to 9.9E+125)"
+    elif len("".join(map(str, number.as_tuple().digits)).strip("0")) > DYNAMO_MAX_DIGITS:
+        yield f"{where}: {_short(number)} has more than {DYNAMO_MAX_DIGITS} significant digits (send it as a string)"
+
+
+def _short(number: Decimal) -> str:
+    text = str(number)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def describe_validation_error(exc: ValidationError) -> str:

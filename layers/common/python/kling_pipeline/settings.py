@@ -83,6 +83,7 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
     submit_lease_s: int = Field(ge=0)
     backpressure_base_delay_s: float = Field(ge=0)
     backpressure_max_delay_s: int = Field(ge=0, le=900)
+    reconcile_grace_s: int = Field(ge=0, le=900)
 
     @field_validator("known_models", mode="before")
     @classmethod
@@ -94,6 +95,8 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
 
 class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart):
     """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""
+
+    callback_secret_grace_s: int = Field(ge=0)
 
 
 class DownloadSettings(FunctionSettings):

@@ -8,6 +8,7 @@ anything. Backpressure returns the job to QUEUED and re-sends its message; accou
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -20,11 +21,14 @@ from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
 from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
+from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
 from kling_pipeline.errors import (
     InvalidJobMessageError,
     KlingAccountError,
+    KlingCreateUnsettledError,
     KlingFinalError,
     KlingRetryableError,
+    KlingShapeError,
     KlingUnavailableError,
     TransitionRejectedError,
 )
@@ -36,6 +40,11 @@ from kling_pipeline.settings import SubmitSettings
 
 S = JobState
 BY = "submit"
+# Claim-and-backpressure cycles after this many are counted, not appended to the job's history.
+LOGGED_RETRY_CYCLES = 3
+# Answers Kling gives about one job that we cannot read (unknown codes, unknown shapes) before the job
+# is parked for an operator: a newer Kling than this code knows will not start reading them by itself.
+UNREADABLE_ANSWER_LIMIT = 5
 
 
 class Outcome(StrEnum):
@@ -44,7 +53,8 @@ class Outcome(StrEnum):
     REQUEUED = "requeued"  # backpressure or a claim held elsewhere: try again later
     FAILED = "failed"  # a final Kling error: the job is FAILED with Kling's message
     REJECTED = "rejected"  # the message itself is bad: dead-lettered with its reason
-    PARKED = "parked"  # our Kling account needs an operator (keys, IP list): job QUEUED, message in the DLQ
+    PARKED = "parked"  # an operator is needed (keys, IP list, answers we cannot read): job QUEUED, message in the DLQ
+    NAMED = "named"  # the message named no job: sent again with its job id (the SQS message id) in the body
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class SubmitDependencies:
     kling: KlingClient
     callback_signing_secret: str
     workflow: DownloadWorkflow
+    callers: WaitingCallers
 
 
 def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
@@ -78,7 +89,8 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
-        workflow=download_workflow(settings.download_state_machine_arn, settings.finished_job_ttl_days),
+        workflow=download_workflow(settings.download_state_machine_arn),
+        callers=waiting_callers(),
     )
 
 
@@ -97,16 +109,45 @@ def handle_job_message(
     else:
         logger.set_correlation_id(request.job_id)
         needed_ms = 2_000 + 2_000 * deps.settings.kling_timeout_s
-        if time_left_ms is not None and time_left_ms < needed_ms:
+        if request.job_id == message_id:
+            result = name_the_job(request, deps)
+        elif time_left_ms is not None and time_left_ms < needed_ms:
             result = SubmitResult(Outcome.REQUEUED, request.job_id, "not enough time left in this invocation")
         else:
             result = submit_job(request, deps, owner=owner)
-        if result.outcome is Outcome.REQUEUED:
+        if result.outcome in (Outcome.REQUEUED, Outcome.NAMED):
             deps.queue.send(request.as_message(), delay_s=result.delay_s)
-        elif result.outcome in (Outcome.PARKED, Outcome.REJECTED):
-            deps.queue.dead_letter(raw_body, reason=result.detail, source_message_id=message_id, job_id=request.job_id)
+        elif result.outcome is Outcome.PARKED:
+            # The request with its job id (not the raw body): a redrive by any means is the same job.
+            deps.queue.dead_letter(
+                json.dumps(request.as_message()),
+                reason=result.detail,
+                source_message_id=message_id,
+                job_id=request.job_id,
+            )
+        elif result.outcome is Outcome.REJECTED:
+            # Refused for good: its caller is told now, and its token is not kept.
+            if request.task_token:
+                deps.callers.failed(request.task_token, error="JOB_ID_REUSED", cause=result.detail)
+            message = request.as_message()
+            message.pop("task_token", None)
+            deps.queue.dead_letter(
+                json.dumps(message), reason=result.detail, source_message_id=message_id, job_id=request.job_id
+            )
     record_outcome(result)
     return result
+
+
+def name_the_job(request: JobRequest, deps: SubmitDependencies) -> SubmitResult:
+    """A message without a job id is the job of its SQS message id. Claim that id for it now and send
+    the request again with the id in its body: every later copy of it (a redelivery, the DLQ, a native
+    DLQ redrive, which gives messages new ids) then names the same job, never a second paid one."""
+    job_id = request.job_id
+    assert job_id is not None
+    job, created = deps.store.create(job_id, request, by=BY)
+    if not created and job.request != request.as_message():
+        return SubmitResult(Outcome.REJECTED, job_id, reused_id_reason(job))
+    return SubmitResult(Outcome.NAMED, job_id, "sent again with its job id in the body")
 
 
 def record_outcome(result: SubmitResult) -> None:
@@ -122,9 +163,11 @@ def record_outcome(result: SubmitResult) -> None:
 def reject_message(
     raw_body: str, message_id: str, error: InvalidJobMessageError, deps: SubmitDependencies
 ) -> SubmitResult:
-    """A message that can never succeed: record the job as FAILED (if it has an id and no job yet) and
-    park the message in the DLQ with the reason, on its first failure."""
+    """A message that can never succeed: record the job as FAILED (if it has an id and no job yet), tell
+    a caller waiting with a task token, and park the message in the DLQ with the reason, on its first
+    failure. The token is kept out of the record and the DLQ copy: it lets its holder resume a caller."""
     logger.warning("rejected job message", extra={"reason": error.reason, "message_id": message_id})
+    kept, task_token = without_task_token(raw_body, error.job_id)
     if error.job_id:
         placeholder = JobRequest.model_construct(kind="text2video", prompt="", metadata={})
         deps.store.create(
@@ -134,10 +177,34 @@ def reject_message(
             state=S.FAILED,
             error_code="INVALID_REQUEST",
             error_message=error.reason,
-            raw_message=raw_body[:2000],
+            raw_message=kept[:2000],
         )
-    deps.queue.dead_letter(raw_body, reason=error.reason, source_message_id=message_id, job_id=error.job_id)
+    if task_token:
+        deps.callers.failed(task_token, error="INVALID_REQUEST", cause=error.reason)
+    deps.queue.dead_letter(kept, reason=error.reason, source_message_id=message_id, job_id=error.job_id)
     return SubmitResult(Outcome.REJECTED, error.job_id, error.reason)
+
+
+def without_task_token(raw_body: str, job_id: str | None) -> tuple[str, str | None]:
+    """The body as it may be kept (no task token; the job id in it when it is a JSON object), and the
+    token it held, if it held one."""
+    try:
+        payload = json.loads(raw_body)
+    except (ValueError, RecursionError):
+        return raw_body, None
+    if not isinstance(payload, dict):
+        return raw_body, None
+    token = payload.pop("task_token", None)
+    if job_id and not payload.get("job_id"):
+        payload["job_id"] = job_id
+    return json.dumps(payload, ensure_ascii=True, default=str), token if isinstance(token, str) and token else None
+
+
+def reused_id_reason(job: Job) -> str:
+    return (
+        f"job_id {job.job_id} is already used by a different request (now {job.state.value}); "
+        "send this request with a new job_id"
+    )
 
 
 def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> SubmitResult:
@@ -145,12 +212,8 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
     assert job_id is not None
     job, created = deps.store.create(job_id, request, by=BY)
     if not created and job.request != request.as_message():
-        reason = (
-            f"job_id {job_id} is already used by a different request (now {job.state.value}); "
-            "send this request with a new job_id"
-        )
         logger.warning("job id reused for a different request", extra={"state": job.state})
-        return SubmitResult(Outcome.REJECTED, job_id, reason)
+        return SubmitResult(Outcome.REJECTED, job_id, reused_id_reason(job))
     try:
         claimed = claim_job(job, deps, owner=owner)
     except TransitionRejectedError as exc:
@@ -161,41 +224,52 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
     try:
         return submit_claimed_job(claimed, claimed.job_request, deps)
     except KlingAccountError as exc:
-        return park_job(claimed, deps, exc)
+        return park_job(claimed, deps, account_reason(exc), kling_code=exc.code)
 
 
 def claim_job(job: Job, deps: SubmitDependencies, *, owner: str) -> Job | SubmitResult:
     """QUEUED -> SUBMITTING with a lease; an expired SUBMITTING lease is re-claimed (and reconciled)."""
+    if job.state is S.DOWNLOADING:
+        # A redelivery after the DOWNLOADING write whose workflow start failed: start it (a no-op when
+        # it runs; the next attempt when it ended without finishing the job).
+        started = deps.workflow.start(job)
+        return SubmitResult(Outcome.DUPLICATE, job.job_id, "download started" if started else "download under way")
     if job.state not in (S.QUEUED, S.SUBMITTING):
         return SubmitResult(Outcome.DUPLICATE, job.job_id, f"job is already {job.state}")
     now = int(time.time())
-    lease = {"lease_owner": owner, "lease_expires_at": now + deps.settings.submit_lease_s}
+    claim = {
+        "lease_owner": owner,
+        "lease_expires_at": now + deps.settings.submit_lease_s,
+        "claimed_at": now,
+        "first_claimed_at": job.first_claimed_at or now,
+    }
+    logged = job.backpressure_count < LOGGED_RETRY_CYCLES
     if job.state is S.SUBMITTING:
         if (job.lease_expires_at or 0) > now:
             wait = (job.lease_expires_at or now) - now
             return SubmitResult(Outcome.REQUEUED, job.job_id, "another worker holds the claim", delay_s=wait + 1)
+        # The earlier claim may have created a task (and crashed before recording it) at any moment
+        # since it was made: reconcile, and count the grace window from then.
+        earlier = job.claimed_at or now
         return deps.store.transition(
             job,
             S.SUBMITTING,
             by=BY,
-            changes=lease | {"needs_reconcile": True},
+            changes=claim | {"needs_reconcile": True, "unsettled_since": min(earlier, job.unsettled_since or earlier)},
             add={"submit_attempts": 1},
             note=f"re-claimed after the lease of {job.lease_owner} expired",
+            logged=logged,
         )
-    return deps.store.transition(job, S.SUBMITTING, by=BY, changes=lease, add={"submit_attempts": 1})
+    return deps.store.transition(job, S.SUBMITTING, by=BY, changes=claim, add={"submit_attempts": 1}, logged=logged)
 
 
 def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) -> SubmitResult:
     """We hold the claim: find an earlier task if one may exist, else create exactly one."""
     kind = request.kind
     if job.needs_reconcile:
-        try:
-            existing = deps.kling.find_by_external_id(kind, job.job_id)
-        except (KlingRetryableError, KlingUnavailableError) as exc:
-            return release_for_retry(job, deps, f"could not ask Kling about an earlier attempt: {exc}")
-        if existing is not None:
-            logger.info("found the task of an earlier attempt", extra={"task_id": existing.task_id})
-            return record_submitted(job, existing, deps, note="found by external_task_id after an interrupted attempt")
+        settled = reconcile(job, kind, deps)
+        if settled is not None:
+            return settled
     body = request.kling_body(
         default_model=deps.settings.default_model,
         callback_url=callback_url(deps.settings.public_api_base_url, job.job_id, deps.callback_signing_secret),
@@ -205,19 +279,49 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
         logger.warning("model not in KNOWN_MODELS; passing it to Kling as is", extra={"model": body["model_name"]})
     try:
         task = deps.kling.create_task(kind, body)
+    except KlingCreateUnsettledError as exc:
+        # Kling may have made (and billed) the task: no new create until it has had time to show up.
+        return release_for_retry(
+            job, deps, f"the create is unsettled: {exc}", unsettled=True, unreadable=not exc.transient
+        )
     except KlingUnavailableError as exc:
-        # No answer: Kling may have created the task. Reconcile before any new create.
-        return release_for_retry(job, deps, f"no answer from Kling: {exc}", needs_reconcile=True)
+        # The request never left (no connection): a plain retry is safe.
+        return release_for_retry(job, deps, f"could not reach Kling: {exc}")
     except KlingRetryableError as exc:
         return release_for_retry(job, deps, f"Kling said {exc.code}: {exc.message}", kling_code=exc.code)
     except KlingFinalError as exc:
         if exc.code == 1201 and "external_task_id" in exc.message.lower():
-            # Kling already has a task under this job id: that is our earlier submission.
-            existing = deps.kling.find_by_external_id(kind, job.job_id)
-            if existing is not None:
-                return record_submitted(job, existing, deps, note="Kling already had this external_task_id")
+            # Kling runs (and bills) a task under this job id: ours. Record it, or wait until it shows.
+            return release_for_retry(
+                job, deps, f"Kling already has this external_task_id ({exc.message})", unsettled=True
+            )
         return fail_job(job, deps, exc)
     return record_submitted(job, task, deps, model_name=body.get("model_name"))
+
+
+def reconcile(job: Job, kind: str, deps: SubmitDependencies) -> SubmitResult | None:
+    """An earlier attempt may have made a task: look for it (by external id, then in the list of tasks
+    created since the first claim). None means "no task, and none can still appear: create"."""
+    since_ms = ((job.first_claimed_at or int(time.time())) - 60) * 1000
+    try:
+        existing = deps.kling.locate(kind, job.job_id, created_since_ms=since_ms)
+    except (KlingRetryableError, KlingUnavailableError, KlingShapeError) as exc:
+        return release_for_retry(
+            job,
+            deps,
+            f"could not ask Kling about an earlier attempt: {exc}",
+            unreadable=isinstance(exc, KlingShapeError),
+        )
+    if existing is not None:
+        logger.info("found the task of an earlier attempt", extra={"task_id": existing.task_id})
+        return record_submitted(job, existing, deps, note="found by external_task_id after an unsettled attempt")
+    wait = (job.unsettled_since or 0) + deps.settings.reconcile_grace_s - int(time.time())
+    if wait > 0:
+        # Kling may show a new task to queries only seconds after its create: absence is not proof yet.
+        return release_for_retry(
+            job, deps, f"no task found yet; an earlier create may still appear (waiting {wait} s)", delay_s=wait + 1
+        )
+    return None
 
 
 def record_submitted(
@@ -233,6 +337,8 @@ def record_submitted(
             "task_id": task.task_id,
             "kling_status": task.task_status,
             "needs_reconcile": None,
+            "unsettled_since": None,
+            "unreadable_answers": None,
             "model_name": model_name,
         },
         remove=("lease_owner", "lease_expires_at"),
@@ -242,17 +348,21 @@ def record_submitted(
     return SubmitResult(Outcome.SUBMITTED, job.job_id, f"{task.task_id} ({action})")
 
 
-def park_job(job: Job, deps: SubmitDependencies, exc: KlingAccountError) -> SubmitResult:
-    """Kling refused us, not the job (bad keys, clock, IP allow-list, an unknown code): the job waits in
-    QUEUED and its message goes to the DLQ with the fix, to be redriven once the account is fixed."""
-    reason = (
+def account_reason(exc: KlingAccountError) -> str:
+    return (
         f"Kling refused our account ({exc.code}: {exc.message}); no job is at fault. Check the KlingCredentials "
         "secret, the clock and Kling's IP allow-list, then `kling-pipeline dlq --redrive`"
     )
+
+
+def park_job(job: Job, deps: SubmitDependencies, reason: str, *, kling_code: int | None = None) -> SubmitResult:
+    """No job is at fault and retrying will not help until an operator acts (bad keys, clock, IP
+    allow-list, answers this version cannot read): the job waits in QUEUED (keeping what it knows, such
+    as needing reconciliation) and its message goes to the DLQ with the fix, to be redriven."""
     deps.store.transition(
-        job, S.QUEUED, by=BY, remove=("lease_owner", "lease_expires_at"), note=f"parked: Kling {exc.code}"
+        job, S.QUEUED, by=BY, remove=("lease_owner", "lease_expires_at"), note=f"parked: {reason[:200]}"
     )
-    return SubmitResult(Outcome.PARKED, job.job_id, reason, kling_code=exc.code)
+    return SubmitResult(Outcome.PARKED, job.job_id, reason, kling_code=kling_code)
 
 
 def release_for_retry(
@@ -260,25 +370,44 @@ def release_for_retry(
     deps: SubmitDependencies,
     reason: str,
     *,
-    needs_reconcile: bool = False,
+    unsettled: bool = False,
+    unreadable: bool = False,
+    delay_s: int | None = None,
     kling_code: int | None = None,
 ) -> SubmitResult:
-    """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay."""
-    delay = backpressure_delay(
-        job.backpressure_count,
-        base_s=deps.settings.backpressure_base_delay_s,
-        max_s=deps.settings.backpressure_max_delay_s,
-    )
+    """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay.
+    `unsettled`: a task may exist; reconcile before creating, and create nothing until the grace window
+    since now is over. `unreadable`: count an answer this version could not read (park at the limit)."""
+    now = int(time.time())
+    unreadable_answers = (job.unreadable_answers or 0) + (1 if unreadable else 0)
+    if unreadable_answers >= UNREADABLE_ANSWER_LIMIT:
+        return park_job(
+            job,
+            deps,
+            f"Kling answered {unreadable_answers} times in a way this version cannot read (last: {reason[:300]}); "
+            "update kling-pipeline, then `kling-pipeline dlq --redrive` (the job will look for its task first)",
+        )
+    changes: dict[str, object] = {"unreadable_answers": unreadable_answers or None}
+    if unsettled:
+        # Look again soon (the task may show at once); only a new create waits for the grace window.
+        changes |= {"needs_reconcile": True, "unsettled_since": now}
+    if delay_s is None:
+        delay_s = backpressure_delay(
+            job.backpressure_count,
+            base_s=deps.settings.backpressure_base_delay_s,
+            max_s=deps.settings.backpressure_max_delay_s,
+        )
     deps.store.transition(
         job,
         S.QUEUED,
         by=BY,
-        changes={"needs_reconcile": True if needs_reconcile or job.needs_reconcile else None},
+        changes=changes,
         remove=("lease_owner", "lease_expires_at"),
         add={"backpressure_count": 1},
         note=reason[:300],
+        logged=job.backpressure_count < LOGGED_RETRY_CYCLES,
     )
-    return SubmitResult(Outcome.REQUEUED, job.job_id, reason, delay_s=delay, kling_code=kling_code)
+    return SubmitResult(Outcome.REQUEUED, job.job_id, reason, delay_s=min(delay_s, 900), kling_code=kling_code)
 
 
 def backpressure_delay(attempt: int, *, base_s: float, max_s: int, rng: random.Random | None = None) -> int:

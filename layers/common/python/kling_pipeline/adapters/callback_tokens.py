@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from urllib.parse import quote
 
 
 def job_token(signing_secret: str, job_id: str) -> str:
     if not signing_secret:
         raise ValueError("the callback signing secret is empty; check the CallbackSigningSecret secret")
-    return hmac.new(signing_secret.encode(), f"callback:{job_id}".encode(), hashlib.sha256).hexdigest()
+    message = f"callback:{job_id}".encode("utf-8", "surrogatepass")
+    return hmac.new(signing_secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def verify_job_token(signing_secret: str, job_id: str, token: str | None) -> bool:
-    """Constant-time comparison; a missing token is simply wrong."""
-    if not token or not signing_secret:
+def verify_job_token(signing_secrets: Sequence[str], job_id: str, token: str | None) -> bool:
+    """Constant-time comparison against each secret that may have signed the URL (the current one,
+    and the previous one for a while after a rotation). Compared as bytes: whatever a caller sent
+    (API Gateway decodes `%C3%A9` to `é`) is simply wrong, never an error."""
+    if isinstance(signing_secrets, str):
+        raise TypeError("pass the signing secrets as a sequence (current first), not one string")
+    if not token:
         return False
-    return hmac.compare_digest(job_token(signing_secret, job_id), token)
+    given = token.encode("utf-8", "surrogatepass")
+    return any(hmac.compare_digest(job_token(secret, job_id).encode(), given) for secret in signing_secrets if secret)
 
 
 def callback_url(api_base_url: str, job_id: str, signing_secret: str) -> str:

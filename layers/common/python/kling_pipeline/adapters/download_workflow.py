@@ -1,9 +1,10 @@
 """Starts the download state machine (statemachine/download.asl.json) for a DOWNLOADING job.
 
-The execution name is the job id (plus `-aN` for a retried download), so a second start of the same
-attempt is a no-op. The input carries the job's version: the workflow finishes only the job it was
-started for (its writes are conditional on that version), and the TTL its MarkFailed writes, since
-Step Functions' JSONPath has no clock to compute an epoch from.
+The execution name is the job id (plus `-aN` for a later attempt), so a second start of the same
+attempt is a no-op. An execution that exists but has ended while its job is still DOWNLOADING did
+not finish the job (it failed, timed out, or was started for an older version of it): the next
+attempt is started, never taken for success. The input carries the job's version: the workflow
+finishes only the job it was started for (its writes are conditional on that version).
 """
 
 from __future__ import annotations
@@ -15,45 +16,52 @@ import boto3
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import per_container
-from kling_pipeline.adapters.job_store import finished_expiry
 from kling_pipeline.lifecycle import Job
+from kling_pipeline.observability import logger
+
+# Attempts one start() walks through; a job that needs more is the stale-job repair's to settle.
+MAX_ATTEMPTS = 5
+STILL_WORKING = frozenset({"RUNNING", "PENDING_REDRIVE"})
 
 
 def execution_name(job_id: str, attempt: int = 1) -> str:
-    """`job_id` for the first attempt, `job_id-aN` for a retried download (job ids are at most 64 chars)."""
+    """`job_id` for the first attempt, `job_id-aN` for a later one (job ids are at most 64 chars)."""
     return job_id if attempt <= 1 else f"{job_id}-a{attempt}"
 
 
-def workflow_input(job: Job, attempt: int, *, finished_ttl_days: int) -> dict[str, Any]:
-    return {
-        "job_id": job.job_id,
-        "attempt": attempt,
-        "version": job.version,
-        "expires_at": finished_expiry(finished_ttl_days),
-    }
+def workflow_input(job: Job, attempt: int) -> dict[str, Any]:
+    return {"job_id": job.job_id, "attempt": attempt, "version": job.version}
 
 
 class DownloadWorkflow:
-    def __init__(self, state_machine_arn: str, *, finished_ttl_days: int, sfn: Any = None) -> None:
+    def __init__(self, state_machine_arn: str, *, sfn: Any = None) -> None:
         self._arn = state_machine_arn
-        self._ttl_days = finished_ttl_days
         self._sfn = sfn or boto3.client("stepfunctions")
 
     def start(self, job: Job, attempt: int = 1) -> bool:
-        """True when this call started the execution; False when it already existed (also success)."""
-        try:
-            self._sfn.start_execution(
-                stateMachineArn=self._arn,
-                name=execution_name(job.job_id, attempt),
-                input=json.dumps(workflow_input(job, attempt, finished_ttl_days=self._ttl_days)),
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+        """True when this call started an execution; False when one is already working on the job."""
+        for number in range(attempt, MAX_ATTEMPTS + 1):
+            name = execution_name(job.job_id, number)
+            try:
+                self._sfn.start_execution(
+                    stateMachineArn=self._arn, name=name, input=json.dumps(workflow_input(job, number))
+                )
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+                    raise
+            status = self.status(name)
+            if status in STILL_WORKING:
                 return False
-            raise
-        return True
+            logger.info("an earlier download attempt ended without finishing the job", extra={"attempt": number})
+        logger.warning("every download attempt has ended without finishing the job", extra={"attempts": MAX_ATTEMPTS})
+        return False
+
+    def status(self, name: str) -> str:
+        arn = self._arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+        return str(self._sfn.describe_execution(executionArn=arn)["status"])
 
 
 @per_container
-def download_workflow(state_machine_arn: str, finished_ttl_days: int) -> DownloadWorkflow:
-    return DownloadWorkflow(state_machine_arn, finished_ttl_days=finished_ttl_days)
+def download_workflow(state_machine_arn: str) -> DownloadWorkflow:
+    return DownloadWorkflow(state_machine_arn)

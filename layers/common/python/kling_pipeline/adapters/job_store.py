@@ -34,6 +34,7 @@ LIVE_INDEX = "LiveJobs"
 TTL_ATTR = "expires_at"
 # What a finished job no longer needs: its index entry, a claim, and the signed CDN URL.
 TERMINAL_REMOVES = (LIVE_ATTR, "lease_owner", "lease_expires_at", "video_url")
+UNLOGGED_ATTR = "last_unlogged_move"
 
 
 def prompt_hash(request: JobRequest) -> str:
@@ -76,8 +77,13 @@ def transition_write(
     remove: tuple[str, ...] = (),
     add: dict[str, int] | None = None,
     note: str | None = None,
+    logged: bool = True,
 ) -> TransitionWrite:
-    """What moving `job` (as last read) to `to_state` writes; `changes` values of None are removed."""
+    """What moving `job` (as last read) to `to_state` writes; `changes` values of None are removed.
+
+    With `logged=False` the move is not appended to `history` but kept as `last_unlogged_move`: the
+    submit path's repeated claim-and-backpressure cycles would otherwise grow the item without bound
+    (DynamoDB's 400 KB); their number is in `backpressure_count`."""
     check_transition(job.state, to_state)
     names: dict[str, str] = {"#state": "state", "#version": "version"}
     values: dict[str, Any] = {
@@ -88,7 +94,12 @@ def transition_write(
         ":now": now,
         ":entry": [{"state": to_state.value, "at": now, "by": by} | ({"note": note} if note else {})],
     }
-    sets = ["#state = :to", "#version = :next_version", "updated_at = :now", "history = list_append(history, :entry)"]
+    sets = ["#state = :to", "#version = :next_version", "updated_at = :now"]
+    if logged:
+        sets.append("history = list_append(history, :entry)")
+    else:
+        values[":entry"] = values[":entry"][0]
+        sets.append(f"{UNLOGGED_ATTR} = :entry")
     removes: list[str] = list(remove)
     if to_state in TERMINAL_STATES:
         sets.append(f"{TTL_ATTR} = :ttl")
@@ -217,6 +228,7 @@ class JobStore:
         remove: tuple[str, ...] = (),
         add: dict[str, int] | None = None,
         note: str | None = None,
+        logged: bool = True,
     ) -> TransitionWrite:
         """The write of a transition made now, for this table's TTL (also what the workflow sends)."""
         return transition_write(
@@ -229,6 +241,7 @@ class JobStore:
             remove=remove,
             add=add,
             note=note,
+            logged=logged,
         )
 
     def transition(
@@ -241,9 +254,12 @@ class JobStore:
         remove: tuple[str, ...] = (),
         add: dict[str, int] | None = None,
         note: str | None = None,
+        logged: bool = True,
     ) -> Job:
         """Move `job` (as last read) to `to_state`, if nobody moved it since. Returns the job as written."""
-        write = self.transition_write(job, to_state, by=by, changes=changes, remove=remove, add=add, note=note)
+        write = self.transition_write(
+            job, to_state, by=by, changes=changes, remove=remove, add=add, note=note, logged=logged
+        )
         try:
             result = self._table.update_item(
                 Key={"job_id": job.job_id},

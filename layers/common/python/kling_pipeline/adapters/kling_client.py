@@ -1,5 +1,10 @@
 """Kling API client: JWT auth, typed errors by business code, one pooled httpx connection per container.
 
+A create is the one call that costs money, so its outcome is classified by what the answer proves:
+only answers that prove no task was made (throttling, validation, policy, billing, auth, a request
+that never left) are raised as such; anything else raises KlingCreateUnsettledError, and the caller
+reconciles before creating again (docs/architecture.md, "Exactly once where money is spent").
+
 Decisions are made on Kling's business `code`, never on the HTTP status alone: HTTP 429 covers
 both retryable throttling (1302, 1303) and final billing errors (1100-1102, 1304).
 """
@@ -12,21 +17,36 @@ from typing import Any
 
 import httpx
 import jwt
+from pydantic import ValidationError
 
 from kling_pipeline.adapters import on_reset
 from kling_pipeline.errors import (
     KlingAccountError,
     KlingApiError,
+    KlingCreateUnsettledError,
     KlingFinalError,
     KlingRetryableError,
+    KlingShapeError,
     KlingUnavailableError,
 )
 from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.observability import logger
 
-RETRYABLE_CODES = frozenset({1302, 1303, 5000, 5001, 5002})
+# Too fast, or over the pack's concurrency: try again later; a refused create made no task.
+THROTTLE_CODES = frozenset({1302, 1303})
+# Kling's own faults: try again later; a create answered this way may still have made a task.
+KLING_FAULT_CODES = frozenset({5000, 5001, 5002})
+RETRYABLE_CODES = THROTTLE_CODES | KLING_FAULT_CODES
 # Final for the request: billing, access, validation, content policy. Trying again changes nothing.
 FINAL_CODES = frozenset({1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203, 1300, 1301})
+# Our account's fault (keys, clock, IP allow-list): refused before anything was made.
+ACCOUNT_CODES = frozenset({1000, 1001, 1002, 1003, 1004, 1304})
+# Answers to a create that prove no task exists; every other answer leaves the create unsettled.
+NO_TASK_CODES = THROTTLE_CODES | FINAL_CODES | ACCOUNT_CODES
 TOKEN_TIME_CODES = frozenset({1003, 1004})
+TASK_NOT_FOUND = 1203
+LIST_PAGE_SIZE = 500
+LIST_MAX_PAGES = 10
 TOKEN_LIFETIME_S = 1800
 TOKEN_REFRESH_MARGIN_S = 300
 
@@ -93,36 +113,84 @@ class KlingClient:
     # -- the calls ----------------------------------------------------------------------------
 
     def create_task(self, kind: str, body: dict[str, Any]) -> KlingTask:
-        data = self._request("POST", f"/v1/videos/{kind}", json=body)
-        return KlingTask.model_validate(data)
+        """Create a task. Raises KlingCreateUnsettledError unless the answer proves what happened."""
+        try:
+            data = self._request("POST", f"/v1/videos/{kind}", json=body)
+        except KlingApiError as exc:
+            if exc.code in NO_TASK_CODES:
+                raise
+            raise KlingCreateUnsettledError(
+                f"Kling answered the create with {exc.code}: {exc.message}",
+                transient=isinstance(exc, KlingRetryableError),
+            ) from exc
+        except KlingUnavailableError as exc:
+            if not exc.request_sent:
+                raise
+            raise KlingCreateUnsettledError(f"no answer to the create: {exc}") from exc
+        except KlingShapeError as exc:
+            raise KlingCreateUnsettledError(f"an answer to the create we cannot read: {exc}", transient=False) from exc
+        try:
+            return KlingTask.model_validate(data)
+        except ValidationError as exc:
+            raise KlingCreateUnsettledError(
+                f"Kling answered the create in a shape we do not know ({_fields(exc)})", transient=False
+            ) from exc
 
     def get_task(self, kind: str, task_id: str) -> KlingTask:
-        data = self._request("GET", f"/v1/videos/{kind}/{task_id}")
-        return KlingTask.model_validate(data)
+        return _task(self._request("GET", f"/v1/videos/{kind}/{task_id}"))
 
     def find_by_external_id(self, kind: str, external_task_id: str) -> KlingTask | None:
-        """Look a task up by our own id; None when Kling has no such task (never submitted)."""
+        """Look a task up by our own id; None only when Kling says "task not found" (1203). A bare 404
+        (a gateway, a route Kling does not serve) proves nothing and raises KlingUnavailableError."""
         try:
             data = self._request("GET", f"/v1/videos/{kind}", params={"external_task_id": external_task_id})
         except KlingFinalError as exc:
-            if exc.http_status == 404 or exc.code == 1203:
+            if exc.code == TASK_NOT_FOUND:
                 return None
             raise
         # The documented form is unconfirmed: accept one task object or a list of them. In a list (Kling
         # may have ignored the filter) only an exact match is ours; a lone object without the id echoed
         # back is trusted, since it answered this query alone.
         if isinstance(data, dict) and data:
-            task = KlingTask.model_validate(data)
+            task = _task(data)
             return task if task.task_info.external_task_id in (None, external_task_id) else None
         for item in data if isinstance(data, list) else []:
-            task = KlingTask.model_validate(item)
+            task = _task(item)
             if task.task_info.external_task_id == external_task_id:
                 return task
         return None
 
+    def find_in_recent_list(self, kind: str, external_task_id: str, *, created_since_ms: int) -> KlingTask | None:
+        """Scan the task list (newest first) back to `created_since_ms` for our external id. None only
+        when every task created since then was seen; otherwise KlingUnavailableError (not proof)."""
+        for page in range(1, LIST_MAX_PAGES + 1):
+            items = self.list_tasks(kind, page_num=page, page_size=LIST_PAGE_SIZE)
+            for task in items:
+                if task.task_info.external_task_id == external_task_id:
+                    return task
+            if len(items) < LIST_PAGE_SIZE or min((t.created_at or 0) for t in items) < created_since_ms:
+                return None
+        raise KlingUnavailableError(
+            f"{LIST_MAX_PAGES * LIST_PAGE_SIZE} tasks were created since the claim; the list scan stopped there"
+        )
+
+    def locate(self, kind: str, external_task_id: str, *, created_since_ms: int) -> KlingTask | None:
+        """A task of ours by external id, asked directly and then through the list (Kling's look-up by
+        external id is not documented firmly, and a lag may hide a new task from it); None only when the
+        list scan, which is the proof, reaches back to `created_since_ms` without finding it."""
+        try:
+            found = self.find_by_external_id(kind, external_task_id)
+        except (KlingUnavailableError, KlingFinalError, KlingShapeError) as exc:
+            # The look-up route gave no usable answer (a bare 404, say): it proves nothing either way.
+            logger.info("look-up by external_task_id gave no answer; scanning the list", extra={"reason": str(exc)})
+            found = None
+        return found or self.find_in_recent_list(kind, external_task_id, created_since_ms=created_since_ms)
+
     def list_tasks(self, kind: str, page_num: int = 1, page_size: int = 30) -> list[KlingTask]:
         data = self._request("GET", f"/v1/videos/{kind}", params={"pageNum": page_num, "pageSize": page_size})
-        return [KlingTask.model_validate(item) for item in (data or [])]
+        if not isinstance(data, list | type(None)):
+            raise KlingShapeError(f"Kling's task list is a {type(data).__name__}, not a list")
+        return [_task(item) for item in (data or [])]
 
     def close(self) -> None:
         self._http.close()
@@ -136,10 +204,16 @@ class KlingClient:
                 response = self._http.request(
                     method, path, headers={"Authorization": f"Bearer {self._signer.token()}"}, **kwargs
                 )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # No connection was made: the request never left, so it cannot have landed.
+                raise KlingUnavailableError(f"{method} {path}: {type(exc).__name__}", request_sent=False) from exc
             except httpx.HTTPError as exc:
                 raise KlingUnavailableError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
             envelope = _parse_envelope(response, method, path)
-            code = int(envelope.get("code", -1))
+            try:
+                code = int(envelope.get("code", -1))
+            except (TypeError, ValueError):
+                raise KlingShapeError(f"{method} {path}: Kling's answer has a code that is not a number") from None
             if code == 0:
                 return envelope.get("data")
             error = classify_error(
@@ -150,6 +224,18 @@ class KlingClient:
                 continue
             raise error
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _task(data: Any) -> KlingTask:
+    try:
+        return KlingTask.model_validate(data)
+    except ValidationError as exc:
+        raise KlingShapeError(f"Kling answered a task in a shape we do not know ({_fields(exc)})") from exc
+
+
+def _fields(exc: ValidationError) -> str:
+    """Which fields were wrong, without the values (an answer may hold signed URLs)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors())
 
 
 def _parse_envelope(response: httpx.Response, method: str, path: str) -> dict[str, Any]:

@@ -1,11 +1,22 @@
-"""Secrets from Secrets Manager through Powertools Parameters, cached for `max_age` seconds, so a
-rotated Kling key or callback secret is picked up by warm functions without a redeploy."""
+"""Secrets from Secrets Manager, cached for `max_age` seconds, so a rotated Kling key or callback
+secret is picked up by warm functions without a redeploy.
+
+The Kling keys come through Powertools Parameters. The callback signing secret is read here with
+boto3: after a rotation the previous version (stage AWSPREVIOUS) still verifies callbacks for a
+while, the way payment providers roll webhook secrets, and Parameters caches by secret name alone,
+so it cannot hold two stages of one secret apart.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.utilities import parameters
+from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import on_reset
 from kling_pipeline.errors import ConfigError
@@ -26,12 +37,57 @@ def kling_credentials(secret_name: str, *, max_age_s: int) -> tuple[str, str]:
 
 
 def callback_signing_secret(secret_name: str, *, max_age_s: int) -> str:
-    value = parameters.get_secret(secret_name, max_age=max_age_s)
+    """The secret new callback URLs are signed with (the current version)."""
+    return callback_signing_secrets(secret_name, max_age_s=max_age_s, previous_for_s=0)[0]
+
+
+_signing_lock = threading.Lock()
+_signing: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
+
+
+def callback_signing_secrets(secret_name: str, *, max_age_s: int, previous_for_s: int) -> tuple[str, ...]:
+    """The secrets a callback URL may have been signed with: the current one, and the previous one
+    while the current is younger than `previous_for_s` (URLs handed to Kling before a rotation)."""
+    key = (secret_name, previous_for_s)
+    now = time.monotonic()
+    with _signing_lock:
+        cached = _signing.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+    client = _secrets_client()
+    current = client.get_secret_value(SecretId=secret_name, VersionStage="AWSCURRENT")
+    secrets = [_signing_secret(current)]
+    created = current.get("CreatedDate")
+    age_s = (datetime.now(UTC) - created).total_seconds() if isinstance(created, datetime) else float("inf")
+    if previous_for_s > 0 and age_s < previous_for_s:
+        try:
+            secrets.append(_signing_secret(client.get_secret_value(SecretId=secret_name, VersionStage="AWSPREVIOUS")))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise  # no previous version: never rotated
+    value = tuple(secrets)
+    with _signing_lock:
+        _signing[key] = (now + max_age_s, value)
+    return value
+
+
+def _signing_secret(response: dict[str, Any]) -> str:
+    value = response.get("SecretString")
     if not isinstance(value, str) or len(value) < MIN_SIGNING_SECRET_CHARS:
         raise ConfigError(
             f"the callback signing secret must be a string of at least {MIN_SIGNING_SECRET_CHARS} characters"
         )
     return value
+
+
+_clients: dict[str, Any] = {}
+
+
+def _secrets_client() -> Any:
+    with _signing_lock:
+        if "secretsmanager" not in _clients:
+            _clients["secretsmanager"] = boto3.client("secretsmanager")
+        return _clients["secretsmanager"]
 
 
 def _secret_json(name: str, max_age_s: int) -> dict[str, Any]:
@@ -43,6 +99,9 @@ def _secret_json(name: str, max_age_s: int) -> dict[str, Any]:
 
 def _forget_secrets() -> None:
     parameters.clear_caches()  # type: ignore[no-untyped-call]
+    with _signing_lock:
+        _signing.clear()
+        _clients.clear()
 
 
 on_reset(_forget_secrets)

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import boto3
 import httpx
@@ -55,15 +55,37 @@ class DownloadPolicy:
         return cls(tuple(hosts), max_bytes, production, tuple(http_hosts) if not production else (), timeout_s=30.0)
 
 
-def check_url(url: str, policy: DownloadPolicy) -> None:
-    """Refuse anything but an allowed host; in production also IP literals and internal addresses."""
+@dataclass(frozen=True)
+class Target:
+    """Where to connect for a checked URL. In production that is the address that passed the check,
+    with the host name kept for the Host header and for TLS (SNI and the certificate check), so a
+    second DNS answer (a rebinding to a private address) is never used."""
+
+    url: str
+    host: str | None = None
+
+    def request(self, client: httpx.Client) -> httpx.Request:
+        if self.host is None:
+            return client.build_request("GET", self.url)
+        return client.build_request(
+            "GET", self.url, headers={"Host": self.host}, extensions={"sni_hostname": self.host}
+        )
+
+
+def check_url(url: str, policy: DownloadPolicy) -> Target:
+    """Refuse anything but an allowed host; in production also IP literals, ports other than 443 and
+    internal addresses. Returns where to connect."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if not host:
         raise DownloadRefusedError("URL_NOT_ALLOWED", f"the video URL has no host: {_safe(url)}")
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    try:
+        port = parts.port
+    except ValueError:
+        raise DownloadRefusedError("URL_NOT_ALLOWED", f"the video URL has an invalid port: {_safe(url)}") from None
+    netloc = f"{host}:{port}" if port else host
     if parts.scheme == "http" and netloc in policy.local_http_hosts:
-        return  # the local stack's simulator, allowed explicitly by configuration
+        return Target(url)  # the local stack's simulator, allowed explicitly by configuration
     if parts.scheme != "https":
         raise DownloadRefusedError("URL_NOT_ALLOWED", f"only https video URLs are fetched, not {parts.scheme}://")
     if _is_ip_literal(host):
@@ -74,12 +96,18 @@ def check_url(url: str, policy: DownloadPolicy) -> None:
             f"host {host} is not in the download allow-list ({', '.join(policy.allowed_hosts) or 'empty'}); "
             "add it to the AllowedDownloadHosts parameter if Kling serves videos from it",
         )
-    if policy.production:
-        for address in _resolve(host, parts.port or 443):
-            if not address.is_global:
-                raise DownloadRefusedError(
-                    "URL_NOT_ALLOWED", f"host {host} resolves to a non-public address ({address}); refused"
-                )
+    if not policy.production:
+        return Target(url)
+    if port not in (None, 443):
+        raise DownloadRefusedError("URL_NOT_ALLOWED", f"only port 443 is fetched, not {port} ({host})")
+    addresses = _resolve(host, 443)
+    for address in addresses:
+        if not address.is_global:
+            raise DownloadRefusedError(
+                "URL_NOT_ALLOWED", f"host {host} resolves to a non-public address ({address}); refused"
+            )
+    pinned = str(addresses[0]) if addresses[0].version == 4 else f"[{addresses[0]}]"
+    return Target(urlunsplit(("https", pinned, parts.path, parts.query, "")), host=host)
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -95,7 +123,10 @@ def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise TransientDownloadError(f"cannot resolve {host}: {exc}") from exc
-    return [ipaddress.ip_address(info[4][0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    if not addresses:
+        raise TransientDownloadError(f"{host} resolves to no address")
+    return addresses
 
 
 def _safe(url: str) -> str:
@@ -195,8 +226,17 @@ def stream_to_s3(
                     "VIDEO_TOO_LARGE",
                     f"the video is {declared} bytes, over the {policy.max_bytes}-byte limit (MaxVideoBytes)",
                 )
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                # Asked for identity: a compressed body would hold the size cap to the decoded bytes, and
+                # what is stored must be the MP4 as Kling made it.
+                raise DownloadRefusedError(
+                    "ENCODED_BODY",
+                    f"the CDN sent the video with Content-Encoding {encoding[:40]}; only identity is stored",
+                )
             expected = int(declared) if declared and declared.isdigit() else None
-            reader = _HashingReader(response.iter_bytes(1024 * 1024), policy.max_bytes, expected)
+            # The raw bytes as they cross the wire: the size cap holds on what is received.
+            reader = _HashingReader(response.iter_raw(1024 * 1024), policy.max_bytes, expected)
             s3.upload_fileobj(
                 io.BufferedReader(reader, buffer_size=1024 * 1024),
                 bucket,
@@ -209,7 +249,11 @@ def stream_to_s3(
     finally:
         if http is None:
             client.close()
-    return StoredVideo(bucket, key, reader.size, reader.sha256.hexdigest(), "video/mp4")
+    stored = StoredVideo(bucket, key, reader.size, reader.sha256.hexdigest(), "video/mp4")
+    # The object carries its own checksum: if recording it on the job fails, a repair can tell a whole
+    # copy from the object alone, without fetching the video from Kling again.
+    s3.put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": "sha256", "Value": stored.sha256}]})
+    return stored
 
 
 def transfer_config() -> TransferConfig:
@@ -234,9 +278,8 @@ class _open_checked:
     def __enter__(self) -> httpx.Response:
         url = self._url
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(url, self._policy)
-            request = self._client.build_request("GET", url)
-            response = self._client.send(request, stream=True, follow_redirects=False)
+            target = check_url(url, self._policy)
+            response = self._client.send(target.request(self._client), stream=True, follow_redirects=False)
             if response.is_redirect:
                 location = response.headers.get("location", "")
                 response.close()
@@ -247,7 +290,8 @@ class _open_checked:
                 raise DownloadRefusedError(
                     "VIDEO_URL_EXPIRED",
                     f"the CDN answered {response.status_code} for {_safe(url)}: the result link has expired or "
-                    "was revoked (Kling keeps results for 30 days); send the request again with a new job_id",
+                    "was revoked (Kling keeps results for 30 days), so this video can no longer be fetched; "
+                    "making it again is a new job, and a new Kling charge",
                 )
             if response.status_code >= 400:
                 response.close()

@@ -1,0 +1,44 @@
+"""Callers that wait for a job with a Step Functions task token (`.waitForTaskToken`): resuming them.
+
+The download workflow resumes callers of finished jobs itself; the submit path tells a caller at once
+when its request is refused, so that no pipeline waits for a job that will never run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from kling_pipeline.adapters import per_container
+from kling_pipeline.observability import logger
+
+# Step Functions' limits for SendTaskFailure.
+MAX_ERROR_CHARS = 256
+MAX_CAUSE_CHARS = 32768
+
+
+class WaitingCallers:
+    def __init__(self, *, sfn: Any = None) -> None:
+        self._sfn = sfn or boto3.client("stepfunctions")
+
+    def failed(self, task_token: str, *, error: str, cause: str) -> bool:
+        """Resume the caller with a failure; False when its token is no longer valid (it timed out, or
+        was resumed already), which is nobody's error."""
+        try:
+            self._sfn.send_task_failure(
+                taskToken=task_token, error=error[:MAX_ERROR_CHARS], cause=cause[:MAX_CAUSE_CHARS]
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+                logger.info("the waiting caller is gone", extra={"reason": code})
+                return False
+            raise
+        return True
+
+
+@per_container
+def waiting_callers() -> WaitingCallers:
+    return WaitingCallers()

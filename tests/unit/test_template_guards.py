@@ -1,0 +1,48 @@
+"""What template.yaml promises about who may do what: the callback route's own throttle, and the
+queue policy that restricts who may send jobs (and so resume a waiting caller)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kling_local.stack.template_loader import IntrinsicEvaluator, load_template, pseudo_parameters
+from tests.support.template import TEMPLATE_PATH
+
+
+def evaluator(**parameters: Any) -> IntrinsicEvaluator:
+    template = load_template(TEMPLATE_PATH)
+    return IntrinsicEvaluator(
+        template,
+        parameters=parameters,
+        pseudo=pseudo_parameters("us-east-1", "123456789012"),
+        refs={lid: f"physical-{lid}" for lid in template["Resources"]},
+        attributes={f"{lid}.Arn": f"arn:aws:test::123456789012:{lid}" for lid in template["Resources"]}
+        | {"SubmitFunctionRole.Arn": "arn:aws:iam::123456789012:role/submit"},
+    )
+
+
+def test_the_callback_route_has_its_own_throttle() -> None:
+    resolved = evaluator(CallbackThrottleRate=7, CallbackThrottleBurst=9)
+    api = resolved.template["Resources"]["CallbackApi"]["Properties"]
+    (route,) = [m for m in api["MethodSettings"] if m["ResourcePath"] == "/callbacks/{job_id}"]
+    assert route["HttpMethod"] == "POST"
+    assert str(resolved.resolve(route["ThrottlingRateLimit"])) == "7"
+    assert str(resolved.resolve(route["ThrottlingBurstLimit"])) == "9"
+
+
+def test_no_queue_policy_unless_senders_are_named() -> None:
+    assert not evaluator().condition("RestrictQueueSenders")
+
+
+def test_named_senders_and_the_pipeline_itself_are_the_only_ones_allowed_to_send_jobs() -> None:
+    resolved = evaluator(JobsQueueSenders="arn:aws:iam::1:role/producer,arn:aws:iam::1:role/pipeline-caller")
+    assert resolved.condition("RestrictQueueSenders")
+    policy = resolved.resolve(resolved.template["Resources"]["JobsQueuePolicy"]["Properties"]["PolicyDocument"])
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Action"] == "sqs:SendMessage"
+    allowed = statement["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    assert allowed == [
+        "arn:aws:iam::1:role/producer",
+        "arn:aws:iam::1:role/pipeline-caller",
+        "arn:aws:iam::123456789012:role/submit",
+    ]
