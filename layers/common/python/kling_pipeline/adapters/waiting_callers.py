@@ -6,6 +6,7 @@ when its request is refused, so that no pipeline waits for a job that will never
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -23,6 +24,14 @@ class WaitingCallers:
     def __init__(self, *, sfn: Any = None) -> None:
         self._sfn = sfn or boto3.client("stepfunctions")
 
+    def succeeded(self, task_token: str, *, output: dict[str, Any]) -> bool:
+        """Resume the caller with the job's result; False when its token is no longer valid."""
+        try:
+            self._sfn.send_task_success(taskToken=task_token, output=json.dumps(output, default=str))
+        except ClientError as exc:
+            return self._gone(exc)
+        return True
+
     def failed(self, task_token: str, *, error: str, cause: str) -> bool:
         """Resume the caller with a failure; False when its token is no longer valid (it timed out, or
         was resumed already), which is nobody's error."""
@@ -31,12 +40,17 @@ class WaitingCallers:
                 taskToken=task_token, error=error[:MAX_ERROR_CHARS], cause=cause[:MAX_CAUSE_CHARS]
             )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
-                logger.info("the waiting caller is gone", extra={"reason": code})
-                return False
-            raise
+            return self._gone(exc)
         return True
+
+    @staticmethod
+    def _gone(exc: ClientError) -> bool:
+        """A caller that timed out or was resumed already is nobody's error; anything else is raised."""
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+            logger.info("the waiting caller is gone", extra={"reason": code})
+            return False
+        raise exc
 
 
 @per_container

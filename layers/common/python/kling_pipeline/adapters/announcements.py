@@ -1,0 +1,70 @@
+"""Telling the world a job has ended: an EventBridge event, and the caller that waits with a task
+token resumed. The download workflow announces what it finishes itself (events:putEvents and
+states:sendTask* in the ASL); this adapter announces what ends elsewhere (a job timed out, a
+stranded download repaired, a job cancelled), in the same shape.
+
+Events: source `kling-pipeline`; `Video Completed` with {job_id, state, s3_uri, size, sha256,
+metadata}; `Video Failed` for every other end (FAILED, TIMED_OUT, CANCELLED), with {job_id, state,
+error_code, error_message, metadata}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
+from kling_pipeline.lifecycle import Job, JobState
+
+SOURCE = "kling-pipeline"
+COMPLETED = "Video Completed"
+FAILED = "Video Failed"
+
+
+def event_detail(job: Job) -> dict[str, Any]:
+    """What the event says about an ended job (the workflow's own events say the same)."""
+    extra = job.model_extra or {}
+    detail: dict[str, Any] = {"job_id": job.job_id, "state": job.state.value}
+    if job.state is JobState.COMPLETED:
+        detail |= {"s3_uri": job.s3_uri, "size": extra.get("video_size"), "sha256": extra.get("sha256")}
+    else:
+        detail |= {"error_code": job.error_code, "error_message": job.error_message}
+    return detail | {"metadata": json.loads(extra.get("metadata_json") or "{}")}
+
+
+class Announcer:
+    def __init__(self, event_bus_name: str, *, events: Any = None, callers: WaitingCallers | None = None) -> None:
+        self._bus = event_bus_name
+        self._events = events or boto3.client("events")
+        self._callers = callers or waiting_callers()
+
+    def job_ended(self, job: Job) -> None:
+        """Announce `job`, which has just reached a terminal state."""
+        detail = event_detail(job)
+        self._events.put_events(
+            Entries=[
+                {
+                    "EventBusName": self._bus,
+                    "Source": SOURCE,
+                    "DetailType": COMPLETED if job.state is JobState.COMPLETED else FAILED,
+                    "Detail": json.dumps(detail, default=str),
+                }
+            ]
+        )
+        token = (job.model_extra or {}).get("task_token")
+        if not token:
+            return
+        if job.state is JobState.COMPLETED:
+            self._callers.succeeded(token, output=detail)
+        else:
+            self._callers.failed(
+                token, error=job.error_code or job.state.value, cause=job.error_message or job.state.value
+            )
+
+
+@per_container
+def announcer(event_bus_name: str) -> Announcer:
+    return Announcer(event_bus_name)
