@@ -24,7 +24,8 @@ test: venv lint-template
 test-slow: venv
 	$(BIN)/pytest -m slow
 
-## ruff, mypy (the packages, then each handler: they are all modules named app), cfn-lint and sam validate --lint.
+## ruff, mypy (the packages, then each handler: they are all modules named app), cfn-lint (with the
+## serverless rules) and sam validate --lint.
 lint: venv lint-template
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -32,7 +33,7 @@ lint: venv lint-template
 	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 
 lint-template: venv
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
 	SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint --region us-east-1
 
 ## sam build (offline; needs python3.12 on PATH for the arm64 python3.12 runtime).

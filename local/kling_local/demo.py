@@ -2,8 +2,8 @@
 
 Starts the local stack (template.yaml in moto, the functions, the Kling simulator), sends a batch of
 video requests, shows live progress, and ends with an honest summary: what completed, what failed
-and why, what is still live ("lost" until the stale-job poller exists), what Kling was asked and
-charged, and how long a finished video waited before it was in S3.
+and why, what is still live (lost), how each job was settled (callback, poll, reconciliation, repair),
+what Kling was asked and charged, and how long a finished video waited before it was in S3.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class DemoSummary:
     kling_creates: int | None
     double_charged: int | None  # jobs Kling made (and billed) more than one task for
     kling_gets: int | None
+    kling_gets_per_job: float | None
+    kling_gets_max: int | None  # the most GETs any one job's task had
     kling_calls_per_job: float | None
     s3_objects: int
     notice_p50_s: float | None
@@ -57,6 +59,9 @@ class DemoSummary:
     lost_jobs: list[dict[str, str]] = field(default_factory=list)
     out_dir: str | None = None
     function_cold_starts: dict[str, int] = field(default_factory=dict)
+    # How each job's Kling task was settled: by its callback, by a poll, by the submit path's
+    # reconciliation, or (its download) by the poller's repair.
+    settled_by: dict[str, int] = field(default_factory=dict)
 
 
 def register(subparsers: Any) -> None:
@@ -159,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
         project_root=args.project_root,
         template_path=args.project_root / "template.yaml",
         max_concurrency=args.workers,
+        # The simulator compresses Kling's time by --speed: the schedules and the pipeline's expectations
+        # of Kling (poll cadence, timeouts) follow, so the demo's minutes are Kling's hours.
+        clock_speed=args.speed,
+        time_scale=args.speed,
     )
     if args.kling_url:
         options.kling_url = args.kling_url
@@ -259,12 +268,14 @@ def summarize(
             stored = datetime.fromisoformat(completed_at.replace("Z", "+00:00")).timestamp()
             notice.append(max(0.0, stored - float(finished_ms) / 1000))
     stats = stack.simulator.stats() if stack.simulator else None
-    creates = gets = double = None
+    creates = gets = double = gets_max = None
     units = None
     if stats is not None:
         calls: dict[str, int] = stats["calls"]
         creates = int(stats["creates"]["accepted"])
         double = int(stats["double_charged_external_ids"])
+        per_task: dict[str, int] = stats["gets_per_task"]
+        gets_max = max((per_task.get(job.task_id, 0) for job in jobs.values() if job.task_id), default=0)
         gets = sum(n for name, n in calls.items() if name.startswith("GET"))
         units = float(stats["units_charged_total"])
     s3 = connection.client("s3")
@@ -290,6 +301,8 @@ def summarize(
         kling_creates=creates,
         double_charged=double,
         kling_gets=gets,
+        kling_gets_per_job=round(gets / len(job_ids), 2) if gets is not None else None,
+        kling_gets_max=gets_max,
         kling_calls_per_job=round((creates + gets) / len(job_ids), 2)
         if creates is not None and gets is not None
         else None,
@@ -307,7 +320,18 @@ def summarize(
         lost_jobs=lost,
         out_dir=str(out_dir) if out_dir else None,
         function_cold_starts={name: s.get("cold_starts", 0) for name, s in stack.function_stats().items()},
+        settled_by=dict(Counter(how for how in map(settled_by, jobs.values()) if how is not None)),
     )
+
+
+def settled_by(job: Job) -> str | None:
+    """Who settled the job's Kling task (moved it on from Kling's answer), or repaired its download."""
+    if any(h.by == "poller-repair" for h in job.history):
+        return "repair"
+    for entry in job.history:
+        if entry.state in (S.DOWNLOADING, S.FAILED) and entry.by in ("callback", "poller", "submit"):
+            return {"callback": "callback", "poller": "poll", "submit": "reconciliation"}[entry.by]
+    return None
 
 
 def print_summary(summary: DemoSummary, console: Console) -> None:
@@ -317,11 +341,14 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     table.add_row("completed", f"[green]{summary.completed}[/green]")
     table.add_row("failed", f"[red]{summary.failed}[/red]" if summary.failed else "0")
     table.add_row("timed out", str(summary.timed_out))
+    if summary.settled_by:
+        table.add_row("settled by", ", ".join(f"{how} {n}" for how, n in sorted(summary.settled_by.items())))
     table.add_row("lost (in no final state)", f"[red]{summary.lost}[/red]" if summary.lost else "0")
     if summary.kling_creates is not None:
         table.add_row(
             "Kling calls",
-            f"{summary.kling_creates} creates, {summary.kling_gets} gets ({summary.kling_calls_per_job} per job)",
+            f"{summary.kling_creates} creates, {summary.kling_gets} gets ({summary.kling_gets_per_job} per job, "
+            f"at most {summary.kling_gets_max})",
         )
         table.add_row("units charged", f"{summary.units_charged:g}")
         double = summary.double_charged or 0
@@ -343,6 +370,6 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
             f"[red]{summary.lost} job(s) never reached a final state[/red] ("
             + ", ".join(f"{n} {state}" for state, n in by_state.items())
             + "). QUEUED: still waiting for Kling capacity when the demo stopped (raise --timeout); "
-            "SUBMITTED/PROCESSING: their Kling callbacks were lost and no poller reconciles them yet. "
+            "SUBMITTED/PROCESSING/DOWNLOADING: the demo stopped before the poller settled them (raise --timeout). "
             + ", ".join(j["job_id"] for j in summary.lost_jobs[:10])
         )

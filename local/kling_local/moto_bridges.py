@@ -44,5 +44,24 @@ def apply_aws_sdk_parameter_case() -> None:
     StateTaskServiceAwsSdk._eval_service_task = _eval_service_task  # type: ignore[method-assign]
 
 
+@cache
+def apply_schedule_rules_match_no_events() -> None:
+    """A rule with a schedule and no event pattern fires on its schedule only; AWS never matches events
+    against it. moto treats its empty pattern as "match everything" and then fails every PutEvents on
+    the bus with NotImplementedError for the rule's Lambda target (the poller's schedule)."""
+    from moto.events.models import Rule
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self: Any, *args: Any, **kwargs: Any) -> None:
+        pattern = getattr(self, "event_pattern", None)
+        if getattr(self, "scheduled_expression", None) and (pattern is None or not pattern.dump()):
+            return
+        original(self, *args, **kwargs)
+
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+
+
 def apply_all() -> None:
     apply_aws_sdk_parameter_case()
+    apply_schedule_rules_match_no_events()

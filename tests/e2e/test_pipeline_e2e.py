@@ -84,8 +84,11 @@ def test_a_poison_message_lands_in_the_dlq_with_its_reason(stack: LocalStack) ->
     assert job.state is S.FAILED and job.error_code == "INVALID_REQUEST"
 
 
-def test_a_forged_callback_over_http_is_refused(stack: LocalStack) -> None:
-    # Given a job whose Kling task has been created
+def test_a_forged_callback_over_http_is_refused(stack: LocalStack, sim_defaults: None) -> None:
+    # Given a job whose Kling task has been created, and runs for an hour (no real callback can
+    # settle it while the forgeries arrive)
+    assert stack.simulator is not None
+    stack.simulator.configure(generation_min_s=3600 * 120, generation_max_s=3600 * 120)
     connection = connection_of(stack)
     send_jobs(connection, [{"job_id": "e2e-forged", "prompt": "a quiet harbour"}])
     store = connection.store()

@@ -12,6 +12,7 @@ from moto import mock_aws
 from kling_local.sim import KlingSimulator, SimConfig
 from kling_pipeline.adapters import reset_container_state as reset_caches
 from kling_pipeline.adapters.job_store import JobStore
+from kling_pipeline.polling import PollSchedule
 from tests.support.lambda_runtime import load_function_module
 from tests.support.scenarios import ACCESS_KEY, DEAD_API, SECRET_KEY, SIGNING_SECRET, Completion, Pipeline
 from tests.support.template import TemplateResolver, load_template
@@ -48,6 +49,13 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
                 "BackpressureBaseDelaySeconds": "1",
                 "BackpressureMaxDelaySeconds": "2",
                 "ReconcileGraceSeconds": "2",
+                # The simulator runs 600 times faster than Kling: the poller's cadence follows.
+                "ExpectedStdSeconds": "1",
+                "ExpectedProSeconds": "2",
+                "PollIntervalSeconds": "1",
+                "CallbackWaitSeconds": "2",
+                "DownloadCheckSeconds": "2",
+                "QueuedReportSeconds": "60",
                 "PipelineMode": "local",
             },
         )
@@ -57,13 +65,16 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
         dlq_url = resolver.create_queue(sqs, "JobsDeadLetterQueue", "jobs-dlq")
         queue_url = resolver.create_queue(sqs, "JobsQueue", "jobs")
         table = resolver.create_table(dynamodb, "JobsTable", "jobs")
+        resolver.create_table(dynamodb, "StatsTable", "stats")
         resolver.create_secret(
             secrets, "KlingCredentials", "kling", json.dumps({"access_key": ACCESS_KEY, "secret_key": SECRET_KEY})
         )
         resolver.create_secret(secrets, "CallbackSigningSecret", "callback-signing", SIGNING_SECRET)
         resolver.refs["CallbackApi"] = "localapi"
         resolver.refs["DownloadStateMachine"] = "arn:aws:states:us-east-1:123456789012:stateMachine:download"
-        yield Pipeline(resolver, sqs, dynamodb, queue_url, dlq_url, table, JobStore(table), kling_sim, monkeypatch)
+        schedule = PollSchedule.model_validate_json(resolver.function_environment("SubmitFunction")["POLL_SCHEDULE"])
+        store = JobStore(table, schedule=schedule)
+        yield Pipeline(resolver, sqs, dynamodb, queue_url, dlq_url, table, store, kling_sim, monkeypatch)
         reset_caches()
 
 

@@ -25,7 +25,7 @@ from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.requests import JobRequest
 from tests.support.lambda_runtime import load_function_module
 from tests.support.sqs_driver import drive_queue, queue_messages
-from tests.support.template import TemplateResolver
+from tests.support.template import ROOT, TemplateResolver
 
 S = JobState
 
@@ -145,6 +145,21 @@ class Completion:
                 return execution
             time.sleep(0.1)
         raise TimeoutError(f"execution {name} still running after {timeout_s}s")
+
+    def poller(self, **env: str) -> Any:
+        """PollerFunction's handler with its environment from template.yaml (and `env`), loaded as a cold start."""
+        self.pipeline.use_function_env(
+            "PollerFunction", VIDEO_BUCKET=self.bucket, DOWNLOAD_STATE_MACHINE_ARN=self.state_machine_arn, **env
+        )
+        return load_function_module("poller").lambda_handler
+
+    def poll(self, handler: Any, timeout_s: float = 60.0) -> dict[str, Any]:
+        """One poller run, as its schedule would start it."""
+        from kling_local.stack.worker import LambdaContext
+
+        event = json.loads((ROOT / "events" / "scheduled_poll.json").read_text())
+        report: dict[str, Any] = handler(event, LambdaContext.for_function("PollerFunction", timeout_s=timeout_s))
+        return report
 
     def events(self) -> list[dict[str, Any]]:
         messages = self.pipeline.sqs.receive_message(

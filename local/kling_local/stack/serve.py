@@ -45,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help='with --kling-url: a JSON file {"access_key": ..., "secret_key": ...} instead of the environment',
     )
-    parser.add_argument("--sim-speed", type=float, default=None, help="the simulator's speed factor")
+    parser.add_argument(
+        "--sim-speed",
+        type=float,
+        default=None,
+        help="the simulator's speed factor (the pipeline's expectations of Kling's time are scaled with it)",
+    )
     parser.add_argument(
         "--param",
         action="append",
@@ -82,6 +87,7 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         kling_secret_key=keys[1],
         sim_config=sim_config,
         clock_speed=args.clock_speed,
+        time_scale=sim_config.speed if sim_config is not None else 1.0,
         parameter_overrides=overrides,
         api_port=args.api_port,
         moto_port=args.moto_port,

@@ -65,6 +65,9 @@ class StackOptions:
     kling_secret_key: str | None = None
     sim_config: SimConfig | None = None  # the simulator's knobs (random keys when None)
     clock_speed: float = 1.0  # schedules run this many times faster than the wall clock
+    # Kling's time runs this many times faster than the wall clock (the simulator's speed): the
+    # pipeline's own expectations of it (generation times, poll intervals, timeouts) are scaled alike.
+    time_scale: float = 1.0
     parameter_overrides: Mapping[str, Any] = field(default_factory=dict)  # on top of the local defaults
     api_port: int = 0
     moto_port: int = 0
@@ -239,10 +242,13 @@ class LocalStack:
             # Longer than the simulator's query lag in its worst case (sim.config.WORST_CASE), short
             # enough for a demo; on AWS the default (60 s) covers Kling's.
             "ReconcileGraceSeconds": 5,
+            # A callback's delivery and handling take real seconds here whatever the simulator's speed.
+            "CallbackWaitSeconds": 10,
             "PublicApiBaseUrl": "",  # filled in once the API's stage is known
         }
         values = dict(defaults)
         values.update({k: v for k, v in local.items() if k in defaults})
+        values.update(scaled_durations(values, self.options.time_scale))
         values.update(self.options.parameter_overrides)
         return values
 
@@ -364,6 +370,31 @@ class LocalStack:
             if sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING", maxResults=1).get("executions"):
                 return True
         return False
+
+
+# Template parameters that are durations of Kling's time (scaled with the simulator's speed), and the
+# least value each takes.
+KLING_TIME_PARAMETERS = {
+    "ExpectedStdSeconds": 1,
+    "ExpectedProSeconds": 1,
+    "PollIntervalSeconds": 1,
+    "DownloadCheckSeconds": 1,
+    "QueuedReportSeconds": 60,
+    "JobTimeoutMinutes": 0.05,
+}
+
+
+def scaled_durations(values: Mapping[str, Any], time_scale: float) -> dict[str, Any]:
+    """The template's durations of Kling's time divided by `time_scale` (whole seconds, at their minimum)."""
+    if time_scale == 1.0:
+        return {}
+    scaled: dict[str, Any] = {}
+    for name, least in KLING_TIME_PARAMETERS.items():
+        if values.get(name) is None:
+            continue
+        value = float(values[name]) / time_scale
+        scaled[name] = max(least, round(value, 2) if isinstance(least, float) else round(value))
+    return scaled
 
 
 def read_state_file(project_root: Path) -> dict[str, Any] | None:

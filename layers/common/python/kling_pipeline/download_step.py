@@ -13,6 +13,7 @@ makes the user pay Kling again. The step acts only for the job version its execu
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +94,11 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
     logger.info("video stored", extra={"s3_uri": stored.s3_uri, "size": stored.size})
     record(Metric.DOWNLOADS, outcome="stored")
     record(Metric.VIDEO_BYTES_STORED, stored.size, MetricUnit.Bytes)
+    finished_ms = (job.model_extra or {}).get("kling_finished_at")
+    if finished_ms:
+        record(Metric.NOTICE_LATENCY, max(0.0, time.time() - int(finished_ms) / 1000), MetricUnit.Seconds)
+    if job.units_charged:
+        record(Metric.UNITS_CHARGED, float(job.units_charged), MetricUnit.Count)
     return outcome(
         job, stored_changes(stored), {"s3_uri": stored.s3_uri, "size": stored.size, "sha256": stored.sha256}, deps
     )

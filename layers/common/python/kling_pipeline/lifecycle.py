@@ -106,6 +106,10 @@ class Job(BaseModel):
     needs_reconcile: bool = False  # an earlier attempt may have made a task: look before creating
     unsettled_since: int | None = None  # epoch s from which a task may exist unseen (query lag)
     unreadable_answers: int = 0  # answers from Kling this version could not read, in a row
+    submitted_at: int | None = None  # epoch s when Kling accepted the task: the job timeout counts from it
+    expected_finish_at: int | None = None  # epoch s when a job like it usually finishes (polling.py)
+    next_poll_at: int | None = None  # epoch s when the stale-job poller looks at it next (live jobs only)
+    poll_count: int = 0  # polls that found its task still running
     error_code: str | None = None
     error_message: str | None = None
     video_url: str | None = None
@@ -131,6 +135,10 @@ class JobWriter(Protocol):
     ) -> Job: ...
 
 
+class GenerationLearner(Protocol):
+    def learn(self, job: Job, task: KlingTask) -> None: ...
+
+
 class DownloadStarter(Protocol):
     def start(self, job: Job, attempt: int = 1) -> bool: ...
 
@@ -151,6 +159,10 @@ class Transition:
     @property
     def starts_download(self) -> bool:
         return self.to_state is S.DOWNLOADING
+
+    @property
+    def ends(self) -> bool:
+        return self.to_state in TERMINAL_STATES
 
 
 def observe_task(job: Job, task: KlingTask) -> Transition | None:
@@ -206,17 +218,32 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
     return None
 
 
-def advance_job(job: Job, task: KlingTask, *, store: JobWriter, workflow: DownloadStarter, by: str) -> tuple[Job, str]:
+def advance_job(
+    job: Job,
+    task: KlingTask,
+    *,
+    store: JobWriter,
+    workflow: DownloadStarter,
+    by: str,
+    learner: GenerationLearner | None = None,
+    next_poll_at: int | None = None,
+) -> tuple[Job, str]:
     """Apply what Kling says about a task: the one path every observer takes, so a task seen by any of
     them moves the job the same way and starts the download exactly once. Returns the job as it now
-    stands and what happened, in words for logs and answers."""
+    stands and what happened, in words for logs and answers.
+
+    `learner` records how long the task took once Kling has finished it (the poller's cadence learns
+    from it); `next_poll_at` overrides when a job still running is next due (the poller sets its own)."""
     decision = observe_task(job, task)
     if decision is None:
         return job, "nothing to do"
+    changes = decision.changes | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {})
     try:
-        moved = store.transition(job, decision.to_state, by=by, changes=decision.changes, note=decision.note)
+        moved = store.transition(job, decision.to_state, by=by, changes=changes, note=decision.note)
     except TransitionRejectedError:
         return job, "already handled"
+    if learner is not None and task.task_status == "succeed":
+        learner.learn(moved, task)
     if decision.starts_download:
         workflow.start(moved)
     return moved, f"{decision.from_state} -> {decision.to_state}"

@@ -34,6 +34,13 @@ class Metric(StrEnum):
     CALLBACKS = "Callbacks"  # status: the HTTP status answered
     DOWNLOADS = "Downloads"  # outcome: stored | refused | skipped
     VIDEO_BYTES_STORED = "VideoBytesStored"  # no dimension
+    POLLER_JOBS = "PollerJobs"  # action: polled, resolved, repaired, restarted, timed_out, reconciled, queued_too_long
+    KLING_GETS = "KlingGets"  # by: poller | callback
+    POLL_LAG = "PollLagSeconds"  # how late the most overdue job of a run was looked at
+    LIVE_JOB_AGE = "LiveJobAgeSeconds"  # the oldest live job a run looked at
+    JOB_TRANSITIONS = "JobTransitions"  # to: the state a job entered
+    NOTICE_LATENCY = "NoticeLatencySeconds"  # from Kling's "succeed" to the video stored in S3
+    UNITS_CHARGED = "UnitsCharged"  # Kling's final_unit_deduction of a stored video's task
 
 
 def record(metric: Metric, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:

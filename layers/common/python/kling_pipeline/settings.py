@@ -14,9 +14,10 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, field_validator
 
 from kling_pipeline.errors import ConfigError
+from kling_pipeline.polling import PollSchedule
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -72,18 +73,30 @@ class _DownloadStart(BaseModel):
     download_state_machine_arn: NonEmpty
 
 
-class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart):
-    """SubmitFunction: the queue it re-sends to, Kling, the callback URL it hands Kling, backpressure."""
+class _Polling(BaseModel):
+    """Functions that move jobs between live states set when each is next due (polling.py)."""
+
+    poll_schedule: Json[PollSchedule]
+    stats_table_name: NonEmpty  # learned generation times
+
+
+class _Reconciling(BaseModel):
+    """Claiming a job, looking for its task at Kling and sending it back: the submit path and the poller."""
 
     jobs_queue_url: NonEmpty
     dead_letter_queue_url: NonEmpty
-    public_api_base_url: NonEmpty
-    default_model: NonEmpty
-    known_models: tuple[str, ...]
     submit_lease_s: int = Field(ge=0)
     backpressure_base_delay_s: float = Field(ge=0)
     backpressure_max_delay_s: int = Field(ge=0, le=900)
     reconcile_grace_s: int = Field(ge=0, le=900)
+
+
+class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _Polling, _Reconciling):
+    """SubmitFunction: the queue it re-sends to, Kling, the callback URL it hands Kling, backpressure."""
+
+    public_api_base_url: NonEmpty
+    default_model: NonEmpty
+    known_models: tuple[str, ...]
 
     @field_validator("known_models", mode="before")
     @classmethod
@@ -93,10 +106,24 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
         return value
 
 
-class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart):
+class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _Polling):
     """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""
 
     callback_secret_grace_s: int = Field(ge=0)
+
+
+class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _Polling, _Reconciling):
+    """PollerFunction: settles every job that has gone quiet (poll.py)."""
+
+    event_bus_name: NonEmpty
+    video_bucket: NonEmpty
+    job_timeout_minutes: float = Field(gt=0)  # from submission to Kling: past it, TIMED_OUT
+    download_attempts: int = Field(ge=1, le=10)  # workflow attempts before a DOWNLOADING job is FAILED
+    poll_parallelism: int = Field(ge=1, le=64)  # Kling GETs at once
+
+    @property
+    def job_timeout_s(self) -> int:
+        return int(self.job_timeout_minutes * 60)
 
 
 class DownloadSettings(FunctionSettings):

@@ -14,9 +14,11 @@ import random
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from kling_pipeline.adapters.callback_tokens import callback_url
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
+from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
@@ -35,8 +37,9 @@ from kling_pipeline.errors import (
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
+from kling_pipeline.polling import expected_generation_s
 from kling_pipeline.requests import JobRequest, parse_job_message
-from kling_pipeline.settings import SubmitSettings
+from kling_pipeline.settings import PollerSettings, SubmitSettings
 
 S = JobState
 BY = "submit"
@@ -66,17 +69,50 @@ class SubmitResult:
     kling_code: int | None = None
 
 
+@dataclass(frozen=True)
+class SubmitRules:
+    """The numbers that claiming, reconciling and sending a job back follow (the submit path and the poller)."""
+
+    lease_s: int
+    reconcile_grace_s: int
+    backpressure_base_s: float
+    backpressure_max_s: int
+
+    @classmethod
+    def of(cls, settings: SubmitSettings | PollerSettings) -> SubmitRules:
+        return cls(
+            lease_s=settings.submit_lease_s,
+            reconcile_grace_s=settings.reconcile_grace_s,
+            backpressure_base_s=settings.backpressure_base_delay_s,
+            backpressure_max_s=settings.backpressure_max_delay_s,
+        )
+
+
+class Reconciler(Protocol):
+    """What claiming a job, looking for its task at Kling and sending it back need: the submit path's
+    dependencies have it, and so do the stale-job poller's, which reconciles abandoned claims the same way."""
+
+    store: JobStore
+    queue: JobQueue
+    kling: KlingClient
+    workflow: DownloadWorkflow
+    estimates: GenerationEstimates
+    rules: SubmitRules
+
+
 @dataclass
 class SubmitDependencies:
     """Everything the submit path talks to."""
 
     settings: SubmitSettings
+    rules: SubmitRules
     store: JobStore
     queue: JobQueue
     kling: KlingClient
     callback_signing_secret: str
     workflow: DownloadWorkflow
     callers: WaitingCallers
+    estimates: GenerationEstimates
 
 
 def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
@@ -85,7 +121,9 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
     access_key, secret_key = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
     return SubmitDependencies(
         settings=settings,
-        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days),
+        rules=SubmitRules.of(settings),
+        estimates=generation_estimates(settings.stats_table_name),
+        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
         queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
@@ -227,7 +265,7 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
         return park_job(claimed, deps, account_reason(exc), kling_code=exc.code)
 
 
-def claim_job(job: Job, deps: SubmitDependencies, *, owner: str) -> Job | SubmitResult:
+def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | SubmitResult:
     """QUEUED -> SUBMITTING with a lease; an expired SUBMITTING lease is re-claimed (and reconciled)."""
     if job.state is S.DOWNLOADING:
         # A redelivery after the DOWNLOADING write whose workflow start failed: start it (a no-op when
@@ -239,7 +277,7 @@ def claim_job(job: Job, deps: SubmitDependencies, *, owner: str) -> Job | Submit
     now = int(time.time())
     claim = {
         "lease_owner": owner,
-        "lease_expires_at": now + deps.settings.submit_lease_s,
+        "lease_expires_at": now + deps.rules.lease_s,
         "claimed_at": now,
         "first_claimed_at": job.first_claimed_at or now,
     }
@@ -299,7 +337,7 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
     return record_submitted(job, task, deps, model_name=body.get("model_name"))
 
 
-def reconcile(job: Job, kind: str, deps: SubmitDependencies) -> SubmitResult | None:
+def reconcile(job: Job, kind: str, deps: Reconciler, *, by: str = BY) -> SubmitResult | None:
     """An earlier attempt may have made a task: look for it (by external id, then in the list of tasks
     created since the first claim). None means "no task, and none can still appear: create"."""
     since_ms = ((job.first_claimed_at or int(time.time())) - 60) * 1000
@@ -314,8 +352,8 @@ def reconcile(job: Job, kind: str, deps: SubmitDependencies) -> SubmitResult | N
         )
     if existing is not None:
         logger.info("found the task of an earlier attempt", extra={"task_id": existing.task_id})
-        return record_submitted(job, existing, deps, note="found by external_task_id after an unsettled attempt")
-    wait = (job.unsettled_since or 0) + deps.settings.reconcile_grace_s - int(time.time())
+        return record_submitted(job, existing, deps, note="found by external_task_id after an unsettled attempt", by=by)
+    wait = (job.unsettled_since or 0) + deps.rules.reconcile_grace_s - int(time.time())
     if wait > 0:
         # Kling may show a new task to queries only seconds after its create: absence is not proof yet.
         return release_for_retry(
@@ -325,14 +363,26 @@ def reconcile(job: Job, kind: str, deps: SubmitDependencies) -> SubmitResult | N
 
 
 def record_submitted(
-    job: Job, task: KlingTask, deps: SubmitDependencies, *, model_name: str | None = None, note: str | None = None
+    job: Job,
+    task: KlingTask,
+    deps: Reconciler,
+    *,
+    model_name: str | None = None,
+    note: str | None = None,
+    by: str = BY,
 ) -> SubmitResult:
-    """SUBMITTED with the task id; a task found by reconciliation may already be further along (its
-    callbacks came while we did not know the task id), so apply what it says at once."""
+    """SUBMITTED with the task id, due for a first poll when a job like it usually finishes; a task
+    found by reconciliation may already be further along (its callbacks came while we did not know the
+    task id), so apply what it says at once."""
+    now = int(time.time())
+    schedule = deps.store.schedule
+    assert schedule is not None, "the submit path's store schedules live jobs"
+    started = task.created_at // 1000 if task.created_at else now
+    expected_finish = int(started + expected_generation_s(job, schedule, deps.estimates.expected(job)))
     submitted = deps.store.transition(
         job,
         S.SUBMITTED,
-        by=BY,
+        by=by,
         changes={
             "task_id": task.task_id,
             "kling_status": task.task_status,
@@ -340,11 +390,13 @@ def record_submitted(
             "unsettled_since": None,
             "unreadable_answers": None,
             "model_name": model_name,
+            "submitted_at": now,
+            "expected_finish_at": expected_finish,
         },
         remove=("lease_owner", "lease_expires_at"),
         note=note,
     )
-    _, action = advance_job(submitted, task, store=deps.store, workflow=deps.workflow, by=BY)
+    _, action = advance_job(submitted, task, store=deps.store, workflow=deps.workflow, by=by, learner=deps.estimates)
     return SubmitResult(Outcome.SUBMITTED, job.job_id, f"{task.task_id} ({action})")
 
 
@@ -355,7 +407,7 @@ def account_reason(exc: KlingAccountError) -> str:
     )
 
 
-def park_job(job: Job, deps: SubmitDependencies, reason: str, *, kling_code: int | None = None) -> SubmitResult:
+def park_job(job: Job, deps: Reconciler, reason: str, *, kling_code: int | None = None) -> SubmitResult:
     """No job is at fault and retrying will not help until an operator acts (bad keys, clock, IP
     allow-list, answers this version cannot read): the job waits in QUEUED (keeping what it knows, such
     as needing reconciliation) and its message goes to the DLQ with the fix, to be redriven."""
@@ -367,7 +419,7 @@ def park_job(job: Job, deps: SubmitDependencies, reason: str, *, kling_code: int
 
 def release_for_retry(
     job: Job,
-    deps: SubmitDependencies,
+    deps: Reconciler,
     reason: str,
     *,
     unsettled: bool = False,
@@ -394,8 +446,8 @@ def release_for_retry(
     if delay_s is None:
         delay_s = backpressure_delay(
             job.backpressure_count,
-            base_s=deps.settings.backpressure_base_delay_s,
-            max_s=deps.settings.backpressure_max_delay_s,
+            base_s=deps.rules.backpressure_base_s,
+            max_s=deps.rules.backpressure_max_s,
         )
     deps.store.transition(
         job,

@@ -10,6 +10,7 @@ finishes only the job it was started for (its writes are conditional on that ver
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -22,6 +23,18 @@ from kling_pipeline.observability import logger
 # Attempts one start() walks through; a job that needs more is the stale-job repair's to settle.
 MAX_ATTEMPTS = 5
 STILL_WORKING = frozenset({"RUNNING", "PENDING_REDRIVE"})
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    status: str  # RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE
+    error: str | None
+    cause: str | None
+
+    @property
+    def working(self) -> bool:
+        return self.status in STILL_WORKING
 
 
 def execution_name(job_id: str, attempt: int = 1) -> str:
@@ -58,8 +71,24 @@ class DownloadWorkflow:
         return False
 
     def status(self, name: str) -> str:
+        return str(self._describe(name)["status"])
+
+    def last_attempt(self, job: Job) -> Attempt | None:
+        """The job's latest download attempt and how it stands; None when none was ever started."""
+        latest: Attempt | None = None
+        for number in range(1, MAX_ATTEMPTS + 1):
+            try:
+                execution = self._describe(execution_name(job.job_id, number))
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                    break
+                raise
+            latest = Attempt(number, str(execution["status"]), execution.get("error"), execution.get("cause"))
+        return latest
+
+    def _describe(self, name: str) -> dict[str, Any]:
         arn = self._arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
-        return str(self._sfn.describe_execution(executionArn=arn)["status"])
+        return dict(self._sfn.describe_execution(executionArn=arn))
 
 
 @per_container

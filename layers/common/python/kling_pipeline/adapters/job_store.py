@@ -24,16 +24,19 @@ from botocore.exceptions import ClientError
 from kling_pipeline.adapters import per_container
 from kling_pipeline.errors import JobNotFoundError, TransitionRejectedError
 from kling_pipeline.lifecycle import TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
+from kling_pipeline.observability import Metric, record
+from kling_pipeline.polling import PollSchedule, live_shard, next_poll_at
 from kling_pipeline.requests import JobRequest
 
-# Non-terminal jobs carry LIVE_ATTR = LIVE_VALUE: the sparse LiveJobs GSI (sorted by updated_at)
-# holds exactly the live jobs, least recently updated first (for a poller to read, never scan).
-LIVE_ATTR = "live"
-LIVE_VALUE = "1"
+# Non-terminal jobs carry LIVE_ATTR (their shard, polling.live_shard) and NEXT_POLL_ATTR: the sparse
+# LiveJobs GSI holds exactly the live jobs, by shard, most overdue first; the poller reads it, never
+# a scan. It projects only what the poller reads.
+LIVE_ATTR = "live_shard"
+NEXT_POLL_ATTR = "next_poll_at"
 LIVE_INDEX = "LiveJobs"
 TTL_ATTR = "expires_at"
 # What a finished job no longer needs: its index entry, a claim, and the signed CDN URL.
-TERMINAL_REMOVES = (LIVE_ATTR, "lease_owner", "lease_expires_at", "video_url")
+TERMINAL_REMOVES = (LIVE_ATTR, NEXT_POLL_ATTR, "lease_owner", "lease_expires_at", "video_url")
 UNLOGGED_ATTR = "last_unlogged_move"
 
 
@@ -78,8 +81,11 @@ def transition_write(
     add: dict[str, int] | None = None,
     note: str | None = None,
     logged: bool = True,
+    schedule: PollSchedule | None = None,
 ) -> TransitionWrite:
     """What moving `job` (as last read) to `to_state` writes; `changes` values of None are removed.
+
+    A job entering a live state gets its `next_poll_at` (from `changes`, or from `schedule`).
 
     With `logged=False` the move is not appended to `history` but kept as `last_unlogged_move`: the
     submit path's repeated claim-and-backpressure cycles would otherwise grow the item without bound
@@ -105,6 +111,17 @@ def transition_write(
         sets.append(f"{TTL_ATTR} = :ttl")
         values[":ttl"] = expires_at
         removes.extend(TERMINAL_REMOVES)
+    elif NEXT_POLL_ATTR not in (changes or {}):
+        if schedule is None:
+            raise ValueError(f"{to_state} is live: give next_poll_at, or a poll schedule to the store")
+        due = next_poll_at(
+            to_state,
+            now=int(time.time()),
+            schedule=schedule,
+            expected_finish_at=(changes or {}).get("expected_finish_at") or job.expected_finish_at,
+            lease_expires_at=(changes or {}).get("lease_expires_at"),
+        )
+        changes = (changes or {}) | {NEXT_POLL_ATTR: due}
     for i, (key, value) in enumerate((changes or {}).items()):
         if value is None:
             removes.append(key)
@@ -132,10 +149,21 @@ def transition_write(
 
 
 class JobStore:
-    def __init__(self, table_name: str, *, finished_ttl_days: int = 90, dynamodb: Any = None) -> None:
+    """`schedule` is how live jobs are scheduled for the poller; a store without one (the download step,
+    the CLI) writes terminal transitions only, or transitions that say when the job is due."""
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        finished_ttl_days: int = 90,
+        dynamodb: Any = None,
+        schedule: PollSchedule | None = None,
+    ) -> None:
         resource = dynamodb or boto3.resource("dynamodb")
         self._table = resource.Table(table_name)
         self.finished_ttl_days = finished_ttl_days
+        self.schedule = schedule
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -166,19 +194,44 @@ class JobStore:
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def live_jobs(self, *, updated_before: str | None = None, limit: int = 100) -> list[Job]:
-        """Non-terminal jobs, least recently updated first, from the sparse GSI (never a scan)."""
-        kwargs: dict[str, Any] = {
-            "IndexName": LIVE_INDEX,
-            "KeyConditionExpression": "#live = :live" + (" AND updated_at < :before" if updated_before else ""),
-            "ExpressionAttributeNames": {"#live": LIVE_ATTR},
-            "ExpressionAttributeValues": {":live": LIVE_VALUE}
-            | ({":before": updated_before} if updated_before else {}),
-            "ScanIndexForward": True,
-            "Limit": limit,
-        }
-        items = self._table.query(**kwargs).get("Items", [])
-        return [Job.model_validate(_plain(item)) for item in items]
+    def due_jobs(self, shard: str, *, due_by: int, limit: int = 100) -> list[dict[str, Any]]:
+        """Live jobs of one shard whose next poll has come, most overdue first, as the index projects
+        them (enough to decide what to do; read the job before changing it)."""
+        # The resource's client (thread-safe, unlike the Table) takes and gives plain values: boto3
+        # serializes DynamoDB types for every call made through a resource's client.
+        response = self._table.meta.client.query(
+            TableName=self._table.name,
+            IndexName=LIVE_INDEX,
+            KeyConditionExpression="#shard = :shard AND #due <= :now",
+            ExpressionAttributeNames={"#shard": LIVE_ATTR, "#due": NEXT_POLL_ATTR},
+            ExpressionAttributeValues={":shard": shard, ":now": due_by},
+            ScanIndexForward=True,
+            Limit=limit,
+        )
+        return [_plain(item) for item in response.get("Items", [])]
+
+    def claim_poll(self, job_id: str, *, due: int, next_due: int, polled: bool) -> bool:
+        """Move a due job's next poll from `due` to `next_due`, if nobody did since: the one poller run
+        that wins looks at the job, any other skips it. The version is left alone: a poll is not a
+        transition, so a callback's transition in flight is never refused because of it."""
+        sets = f"{NEXT_POLL_ATTR} = :next"
+        values: dict[str, Any] = {":due": due, ":next": next_due}
+        if polled:
+            sets += ", poll_count = if_not_exists(poll_count, :zero) + :one"
+            values |= {":zero": 0, ":one": 1}
+        try:
+            self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET " + sets,
+                ConditionExpression="#due = :due AND attribute_exists(#shard)",
+                ExpressionAttributeNames={"#due": NEXT_POLL_ATTR, "#shard": LIVE_ATTR},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -209,7 +262,10 @@ class JobStore:
         if state in TERMINAL_STATES:
             item[TTL_ATTR] = finished_expiry(self.finished_ttl_days)
         else:
-            item[LIVE_ATTR] = LIVE_VALUE
+            if self.schedule is None:
+                raise ValueError("a live job needs a poll schedule: give one to the store")
+            item[LIVE_ATTR] = live_shard(job_id)
+            item[NEXT_POLL_ATTR] = next_poll_at(state, now=int(time.time()), schedule=self.schedule)
         try:
             self._table.put_item(Item=_dynamo(item), ConditionExpression="attribute_not_exists(job_id)")
         except ClientError as exc:
@@ -242,6 +298,7 @@ class JobStore:
             add=add,
             note=note,
             logged=logged,
+            schedule=self.schedule,
         )
 
     def transition(
@@ -276,12 +333,13 @@ class JobStore:
                 current = JobState(old["state"]["S"]) if "state" in old else None
                 raise TransitionRejectedError(job.job_id, job.state, current) from exc
             raise
+        record(Metric.JOB_TRANSITIONS, to=to_state.value)
         return Job.model_validate(_plain(result["Attributes"]))
 
 
 @per_container
-def job_store(table_name: str, finished_ttl_days: int) -> JobStore:
-    return JobStore(table_name, finished_ttl_days=finished_ttl_days)
+def job_store(table_name: str, finished_ttl_days: int, schedule: PollSchedule | None = None) -> JobStore:
+    return JobStore(table_name, finished_ttl_days=finished_ttl_days, schedule=schedule)
 
 
 def _is_condition_failure(exc: ClientError) -> bool:

@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import boto3
 import httpx
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import per_container
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
@@ -308,3 +309,19 @@ class _open_checked:
 @per_container
 def s3_client() -> Any:
     return boto3.client("s3")
+
+
+def stored_video(s3: Any, bucket: str, key: str) -> StoredVideo | None:
+    """The object a finished copy left, with the checksum it was tagged with; None when there is none
+    (or it has no checksum tag: a copy that did not finish its bookkeeping is not trusted)."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+        tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    sha256 = next((t["Value"] for t in tags if t["Key"] == "sha256"), None)
+    if sha256 is None:
+        return None
+    return StoredVideo(bucket, key, int(head["ContentLength"]), sha256, str(head.get("ContentType", "video/mp4")))

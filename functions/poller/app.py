@@ -1,0 +1,23 @@
+"""PollerFunction: on its schedule, settles every job that has gone quiet (kling_pipeline.poll)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kling_pipeline.observability import logger, metrics, tracer
+from kling_pipeline.poll import poller_dependencies, run_poller
+from kling_pipeline.settings import PollerSettings
+
+settings = PollerSettings.from_environment()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    report = run_poller(
+        poller_dependencies(settings), time_left_s=lambda: context.get_remaining_time_in_millis() / 1000
+    )
+    return report.as_dict()

@@ -1,0 +1,350 @@
+"""The stale-job poller's use case: every job that has gone quiet is settled, and nobody is left waiting.
+
+Each run reads the live jobs whose next poll has come from the sharded LiveJobs index (never a
+scan), most overdue first, a page at a time, until its time budget is spent; what is left is the next
+run's. A job is looked at only by the run that wins its poll claim (adapters.job_store.claim_poll), so
+overlapping runs never poll a job twice. By state:
+
+- SUBMITTED / PROCESSING: the task is fetched from Kling (GETs in parallel, bounded) and applied
+  through lifecycle.advance_job, the callback's own path; a job older than the job timeout (from its
+  submission) that Kling has still not finished is TIMED_OUT and announced.
+- SUBMITTING with an expired lease: reconciled exactly as the submit path does (submit.reconcile):
+  the task is recorded if Kling has it, else the job goes back to QUEUED and its request to the queue.
+  The poller never creates a Kling task.
+- DOWNLOADING with no running workflow: completed from the stored object when it is there with its
+  checksum (no second download), else the next download attempt, up to a limit, then FAILED with
+  what was tried; a result link past Kling's 30 days is reported as such.
+- QUEUED far longer than backpressure explains: reported, not touched.
+
+docs/architecture.md, "The poller".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from kling_pipeline.adapters.announcements import Announcer, announcer
+from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
+from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
+from kling_pipeline.adapters.job_queue import JobQueue, job_queue
+from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.kling_client import KlingClient, shared_client
+from kling_pipeline.adapters.secrets import kling_credentials
+from kling_pipeline.adapters.video_transfer import s3_client, stored_video
+from kling_pipeline.download_step import stored_changes, video_key
+from kling_pipeline.errors import (
+    KlingAccountError,
+    KlingApiError,
+    KlingShapeError,
+    KlingUnavailableError,
+    TransitionRejectedError,
+)
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.lifecycle import Job, JobState, advance_job
+from kling_pipeline.observability import Metric, logger, record
+from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s
+from kling_pipeline.settings import PollerSettings
+from kling_pipeline.submit import (
+    Outcome,
+    SubmitResult,
+    SubmitRules,
+    account_reason,
+    claim_job,
+    park_job,
+    reconcile,
+    release_for_retry,
+)
+
+S = JobState
+BY = "poller"
+REPAIR = "poller-repair"
+KLING_KEEPS_RESULTS_S = 30 * 86400
+PER_SHARD = 25  # jobs read from each shard per round
+MARGIN_S = 10.0  # stop starting work this long before the invocation's end
+
+
+@dataclass
+class PollerDependencies:
+    settings: PollerSettings
+    rules: SubmitRules
+    store: JobStore
+    queue: JobQueue
+    kling: KlingClient
+    workflow: DownloadWorkflow
+    estimates: GenerationEstimates
+    announcer: Announcer
+    s3: Any
+
+
+def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
+    access_key, secret_key = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+    return PollerDependencies(
+        settings=settings,
+        rules=SubmitRules.of(settings),
+        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
+        queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
+        kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
+        workflow=download_workflow(settings.download_state_machine_arn),
+        estimates=generation_estimates(settings.stats_table_name),
+        announcer=announcer(settings.event_bus_name),
+        s3=s3_client(),
+    )
+
+
+@dataclass
+class PollReport:
+    """What one run did, for its log line and metrics (and the tests)."""
+
+    looked_at: int = 0
+    kling_gets: int = 0
+    resolved_by_poll: int = 0  # Kling had finished (or failed) it and no callback had said so
+    reconciled: int = 0
+    repaired: int = 0  # a DOWNLOADING job completed from its stored object
+    restarted: int = 0  # a new download attempt started
+    timed_out: int = 0
+    failed: int = 0
+    queued_too_long: int = 0
+    claimed_elsewhere: int = 0  # another run (or a transition) got there first
+    max_lag_s: int = 0
+    oldest_live_s: int = 0
+    actions: dict[str, str] = field(default_factory=dict)  # job id -> what happened
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "actions"}
+
+
+def run_poller(deps: PollerDependencies, *, time_left_s: Callable[[], float]) -> PollReport:
+    """Settle due jobs, most overdue first, until none is due or the time budget is spent."""
+    report = PollReport()
+    seen: set[str] = set()
+    while time_left_s() > MARGIN_S:
+        due = [item for item in due_jobs(deps.store) if item["job_id"] not in seen]
+        if not due:
+            break
+        seen.update(item["job_id"] for item in due)
+        settle(due, deps, report, time_left_s)
+    record_run(report)
+    return report
+
+
+def due_jobs(store: JobStore) -> list[dict[str, Any]]:
+    """The most overdue jobs of every shard, read in parallel (the index is sharded to spread writes)."""
+    now = int(time.time())
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        pages = list(pool.map(lambda shard: store.due_jobs(shard, due_by=now, limit=PER_SHARD), all_shards()))
+    return sorted((item for page in pages for item in page), key=lambda item: int(item["next_poll_at"]))
+
+
+def settle(
+    due: list[dict[str, Any]], deps: PollerDependencies, report: PollReport, time_left_s: Callable[[], float]
+) -> None:
+    schedule = deps.store.schedule
+    assert schedule is not None, "the poller's store schedules live jobs"
+    now = int(time.time())
+    claimed: list[Job] = []
+    for item in due:
+        if time_left_s() <= MARGIN_S:
+            break
+        state = S(item["state"])
+        report.looked_at += 1
+        report.max_lag_s = max(report.max_lag_s, now - int(item["next_poll_at"]))
+        report.oldest_live_s = max(report.oldest_live_s, age_s(item.get("created_at"), now))
+        polled = state in (S.SUBMITTED, S.PROCESSING)
+        next_due = look_again_at(state, item, now, schedule)
+        if not deps.store.claim_poll(item["job_id"], due=int(item["next_poll_at"]), next_due=next_due, polled=polled):
+            report.claimed_elsewhere += 1
+            continue
+        job = deps.store.find(item["job_id"])
+        if job is not None and not job.is_terminal:
+            claimed.append(job)
+    running = [job for job in claimed if job.state in (S.SUBMITTED, S.PROCESSING) and job.task_id]
+    with ThreadPoolExecutor(max_workers=deps.settings.poll_parallelism) as pool:
+        answers = dict(zip((j.job_id for j in running), pool.map(lambda j: fetch(deps.kling, j), running), strict=True))
+    for job in claimed:
+        try:
+            action = settle_one(job, answers.get(job.job_id), deps, report, now)
+        except TransitionRejectedError:
+            action = "moved by someone else meanwhile"
+        except KlingAccountError as exc:
+            logger.error("Kling refused our account while polling", extra={"code": exc.code})
+            action = f"not polled: Kling refused our account ({exc.code})"
+        report.actions[job.job_id] = action
+        logger.info("poller looked at a job", extra={"job_id": job.job_id, "state": job.state, "action": action})
+
+
+def look_again_at(state: JobState, item: dict[str, Any], now: int, schedule: PollSchedule) -> int:
+    """When this job is next due if this run does nothing more with it (or dies on the way)."""
+    if state in (S.SUBMITTED, S.PROCESSING):
+        return now + poll_interval_s(int(item.get("poll_count") or 0) + 1, schedule)
+    if state is S.SUBMITTING:
+        lease = int(item.get("lease_expires_at") or 0)
+        return lease + 1 if lease > now else now + schedule.poll_interval_s
+    if state is S.DOWNLOADING:
+        return now + schedule.download_check_s
+    return now + schedule.queued_report_s
+
+
+def fetch(kling: KlingClient, job: Job) -> KlingTask | Exception:
+    assert job.task_id is not None
+    try:
+        return kling.get_task(job.kind, job.task_id)
+    except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
+        return exc
+
+
+def settle_one(
+    job: Job, answer: KlingTask | Exception | None, deps: PollerDependencies, report: PollReport, now: int
+) -> str:
+    if job.state in (S.SUBMITTED, S.PROCESSING):
+        return settle_running(job, answer, deps, report, now)
+    if job.state is S.SUBMITTING:
+        return settle_claim(job, deps, report, now)
+    if job.state is S.DOWNLOADING:
+        return settle_download(job, deps, report, now)
+    schedule = deps.store.schedule
+    if job.state is S.QUEUED and schedule is not None and now - age_from(job.updated_at) > schedule.queued_report_s:
+        report.queued_too_long += 1
+        record(Metric.POLLER_JOBS, action="queued_too_long")
+        logger.warning(
+            "job queued far longer than backpressure explains",
+            extra={"job_id": job.job_id, "since": job.updated_at, "backpressure_count": job.backpressure_count},
+        )
+        return "reported: queued too long"
+    return "nothing to do"
+
+
+def settle_running(
+    job: Job, answer: KlingTask | Exception | None, deps: PollerDependencies, report: PollReport, now: int
+) -> str:
+    current, action = job, "no answer from Kling"
+    if isinstance(answer, KlingTask):
+        report.kling_gets += 1
+        record(Metric.KLING_GETS, by=BY)
+        next_due = int(job.next_poll_at or now)  # the claim set it: keep it for a job still running
+        current, action = advance_job(
+            job, answer, store=deps.store, workflow=deps.workflow, by=BY, learner=deps.estimates, next_poll_at=next_due
+        )
+        if current.state in (S.DOWNLOADING, S.FAILED) and current is not job:
+            report.resolved_by_poll += 1
+            record(Metric.POLLER_JOBS, action="resolved")
+            if current.is_terminal:
+                deps.announcer.job_ended(current)
+    elif answer is not None:
+        action = f"could not ask Kling: {answer}"
+    if (
+        current.state in (S.SUBMITTED, S.PROCESSING)
+        and now - (current.submitted_at or now) > deps.settings.job_timeout_s
+    ):
+        timed_out = deps.store.transition(
+            current,
+            S.TIMED_OUT,
+            by=BY,
+            changes={
+                "error_code": "JOB_TIMED_OUT",
+                "error_message": (
+                    f"Kling had not finished task {current.task_id} {(now - (current.submitted_at or now)) // 60} "
+                    f"minutes after accepting it (the job timeout is {deps.settings.job_timeout_s // 60} minutes); "
+                    "the pipeline stopped waiting for it. Kling may still finish and charge it."
+                ),
+            },
+        )
+        deps.announcer.job_ended(timed_out)
+        report.timed_out += 1
+        record(Metric.POLLER_JOBS, action="timed_out")
+        return "timed out"
+    return action
+
+
+def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: int) -> str:
+    """An abandoned claim: find its task, or give the job back to the submit path. Never a create."""
+    if (job.lease_expires_at or 0) > now:
+        return "claim still held"
+    claimed = claim_job(job, deps, owner=BY)
+    if isinstance(claimed, SubmitResult):
+        return claimed.detail
+    try:
+        result = reconcile(claimed, claimed.kind, deps, by=BY) or release_for_retry(
+            claimed, deps, "the claim was abandoned and Kling has no task for it: sent back to the queue"
+        )
+    except KlingAccountError as exc:
+        result = park_job(claimed, deps, account_reason(exc), kling_code=exc.code)
+    report.reconciled += 1
+    record(Metric.POLLER_JOBS, action="reconciled")
+    if result.outcome is Outcome.REQUEUED:
+        deps.queue.send(claimed.job_request.as_message(), delay_s=result.delay_s)
+    elif result.outcome is Outcome.PARKED:
+        deps.queue.dead_letter("", reason=result.detail, source_message_id=f"poller:{job.job_id}", job_id=job.job_id)
+    return f"reconciled: {result.outcome.value} ({result.detail[:120]})"
+
+
+def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now: int) -> str:
+    """A DOWNLOADING job whose workflow is not running: finish it from S3, or download it again."""
+    attempt = deps.workflow.last_attempt(job)
+    if attempt is not None and attempt.working:
+        return f"download attempt {attempt.number} running"
+    stored = stored_video(deps.s3, deps.settings.video_bucket, video_key(job.job_id))
+    if stored is not None:
+        completed = deps.store.transition(job, S.COMPLETED, by=REPAIR, changes=stored_changes(stored))
+        deps.announcer.job_ended(completed)
+        report.repaired += 1
+        record(Metric.POLLER_JOBS, action="repaired")
+        return "completed from the stored video (no second download)"
+    finished_ms = (job.model_extra or {}).get("kling_finished_at")
+    tried = attempt.number if attempt is not None else 0
+    if finished_ms and now - int(finished_ms) // 1000 > KLING_KEEPS_RESULTS_S:
+        expired_on = datetime.fromtimestamp(int(finished_ms) // 1000 + KLING_KEEPS_RESULTS_S, UTC).date()
+        return fail_download(
+            job,
+            deps,
+            report,
+            "VIDEO_URL_EXPIRED",
+            f"Kling's result link expired on {expired_on} (results are kept 30 days) before the video could be "
+            f"copied ({tried} download attempt(s)); it can no longer be fetched",
+        )
+    if tried >= deps.settings.download_attempts:
+        last = f"{attempt.error}: {(attempt.cause or '')[:300]}" if attempt is not None else "no attempt"
+        return fail_download(
+            job,
+            deps,
+            report,
+            "DOWNLOAD_FAILED",
+            f"the video could not be copied to S3 in {tried} attempts (the last ended with {last}); Kling's "
+            "result link is valid for 30 days from completion",
+        )
+    deps.workflow.start(job, attempt=tried + 1)
+    report.restarted += 1
+    record(Metric.POLLER_JOBS, action="restarted")
+    return f"download attempt {tried + 1} started"
+
+
+def fail_download(job: Job, deps: PollerDependencies, report: PollReport, code: str, message: str) -> str:
+    failed = deps.store.transition(job, S.FAILED, by=REPAIR, changes={"error_code": code, "error_message": message})
+    deps.announcer.job_ended(failed)
+    report.failed += 1
+    record(Metric.POLLER_JOBS, action="failed")
+    return f"failed: {code}"
+
+
+def age_s(created_at: Any, now: int) -> int:
+    return max(0, now - age_from(created_at)) if created_at else 0
+
+
+def age_from(timestamp: Any) -> int:
+    """Epoch seconds of a record timestamp (ISO 8601, as the store writes them)."""
+    try:
+        return int(datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return int(time.time())
+
+
+def record_run(report: PollReport) -> None:
+    logger.info("poller run", extra=report.as_dict())
+    record(Metric.POLL_LAG, report.max_lag_s, MetricUnit.Seconds)
+    record(Metric.LIVE_JOB_AGE, report.oldest_live_s, MetricUnit.Seconds)

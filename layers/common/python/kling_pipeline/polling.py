@@ -1,0 +1,95 @@
+"""When each live job is next looked at: the rules of the stale-job poller's cadence.
+
+Every live job carries `next_poll_at` (epoch seconds), the sort key of the sharded LiveJobs index the
+poller reads, most overdue first. A job whose callbacks arrive is never polled: its first poll is
+set for when a job of its kind usually finishes, and a callback that shows it running pushes that
+later by `callback_wait_s`, so only a job whose callbacks were lost is ever due. After a poll that
+finds it still running, the interval grows from `poll_interval_s` by half each time, up to ten
+times it. Expected generation times are learned from finished jobs (adapters.generation_estimates);
+before any data, the per-mode defaults of the schedule apply (docs/architecture.md, "The poller").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kling_pipeline.lifecycle import Job, JobState
+
+S = JobState
+SHARDS = 16
+GROWTH = 1.5
+MAX_INTERVAL_FACTOR = 10
+
+
+class PollSchedule(BaseModel):
+    """The cadence, in seconds (template parameters; the local stack scales them with its clock)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    expected_std_s: int = Field(ge=1)  # a std job's generation time before anything is learned
+    expected_pro_s: int = Field(ge=1)  # a pro job's
+    poll_interval_s: int = Field(ge=1)  # after a poll that finds the task running; grows by half each time
+    # How much later than expected a job whose callbacks arrive is looked at: it covers a callback's
+    # delivery and handling, so a job whose callbacks arrive is never polled.
+    callback_wait_s: int = Field(ge=0)
+    download_check_s: int = Field(ge=1)  # how often a DOWNLOADING job's workflow is checked on
+    queued_report_s: int = Field(ge=1)  # a QUEUED job older than this is reported (never touched)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Generation time of a kind of job, in seconds: a running mean and its mean deviation."""
+
+    mean_s: float
+    deviation_s: float
+    samples: int
+
+
+def live_shard(job_id: str) -> str:
+    """The LiveJobs index partition of a job: spread over SHARDS values so that no partition takes
+    every live job's writes (DynamoDB allows about 1,000 writes a second per partition)."""
+    return f"live#{int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % SHARDS}"
+
+
+def all_shards() -> list[str]:
+    return [f"live#{n}" for n in range(SHARDS)]
+
+
+def expected_generation_s(job: Job, schedule: PollSchedule, estimate: Estimate | None) -> float:
+    if estimate is not None and estimate.samples > 0:
+        # The mean, not later: a job whose callbacks are lost is noticed within a poller period of
+        # finishing, at the cost of a second GET for the slower half.
+        return estimate.mean_s
+    return float(schedule.expected_pro_s if job.request.get("mode") == "pro" else schedule.expected_std_s)
+
+
+def poll_interval_s(polls_so_far: int, schedule: PollSchedule) -> int:
+    """The wait after the `polls_so_far`-th poll found the task still running."""
+    grown = schedule.poll_interval_s * GROWTH ** max(0, polls_so_far - 1)
+    return int(min(grown, schedule.poll_interval_s * MAX_INTERVAL_FACTOR))
+
+
+def next_poll_at(
+    to_state: JobState,
+    *,
+    now: int,
+    schedule: PollSchedule,
+    expected_finish_at: int | None = None,
+    lease_expires_at: int | None = None,
+) -> int:
+    """When a job entering `to_state` now is next due, if nothing (a callback, the workflow) settles it first."""
+    if to_state is S.QUEUED:
+        return now + schedule.queued_report_s
+    if to_state is S.SUBMITTING:
+        return (now if lease_expires_at is None else lease_expires_at) + 1
+    if to_state is S.SUBMITTED:
+        return expected_finish_at or now + schedule.expected_std_s
+    if to_state is S.PROCESSING:
+        # Seen running (a callback, or a poll): wait for the callbacks until a while after it should end.
+        return max(expected_finish_at or now, now) + schedule.callback_wait_s
+    if to_state is S.DOWNLOADING:
+        return now + schedule.download_check_s
+    raise ValueError(f"{to_state} is not a live state")
