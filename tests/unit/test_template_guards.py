@@ -17,7 +17,10 @@ def evaluator(**parameters: Any) -> IntrinsicEvaluator:
         pseudo=pseudo_parameters("us-east-1", "123456789012"),
         refs={lid: f"physical-{lid}" for lid in template["Resources"]},
         attributes={f"{lid}.Arn": f"arn:aws:test::123456789012:{lid}" for lid in template["Resources"]}
-        | {"SubmitFunctionRole.Arn": "arn:aws:iam::123456789012:role/submit"},
+        | {
+            "SubmitFunctionRole.Arn": "arn:aws:iam::123456789012:role/submit",
+            "ApiFunctionRole.Arn": "arn:aws:iam::123456789012:role/api",
+        },
     )
 
 
@@ -45,4 +48,5 @@ def test_named_senders_and_the_pipeline_itself_are_the_only_ones_allowed_to_send
         "arn:aws:iam::1:role/producer",
         "arn:aws:iam::1:role/pipeline-caller",
         "arn:aws:iam::123456789012:role/submit",
+        "arn:aws:iam::123456789012:role/api",
     ]

@@ -34,6 +34,8 @@ class Metric(StrEnum):
     CALLBACKS = "Callbacks"  # status: the HTTP status answered
     DOWNLOADS = "Downloads"  # outcome: stored | refused | skipped
     VIDEO_BYTES_STORED = "VideoBytesStored"  # no dimension
+    API_REQUESTS = "ApiRequests"  # route: the jobs API route; status: the HTTP status answered
+    WEBHOOKS = "WebhookDeliveries"  # outcome: delivered | retrying | given_up | refused | skipped
 
 
 def record(metric: Metric, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
