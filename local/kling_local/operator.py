@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from kling_local.api_client import ApiClientError, JobsApiClient
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.requests import JobRequest, describe_validation_error
@@ -76,15 +77,28 @@ def register(subparsers: Any) -> None:
     dlq.add_argument("--json", action="store_true")
     dlq.set_defaults(handler=_guarded(cmd_dlq))
 
+    cancel = subparsers.add_parser("cancel", help="cancel a job not yet sent to Kling (through the jobs API)")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(handler=_guarded(cmd_cancel))
+
     for parser in (submit, status, listing, watch, get, dlq):
         add_connection_arguments(parser)
+    for parser in (submit, status, listing, cancel):
+        parser.add_argument(
+            "--api-url",
+            required=parser is cancel,
+            help="use the jobs API at this URL (the JobsApiUrl output; SigV4-signed, unsigned for 127.0.0.1)",
+        )
 
 
 def _guarded(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
-            result: int = command(args, connect(args))
+            result: int = command(args, None if getattr(args, "api_url", None) else connect(args))
             return result
+        except ApiClientError as exc:
+            err.print(f"[red]error:[/red] the jobs API said {exc}")
+            return 2
         except (ConnectionError_, UsageError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             return 2
@@ -166,7 +180,7 @@ def send_jobs(connection: PipelineConnection, jobs: list[dict[str, Any]]) -> lis
     return job_ids
 
 
-def cmd_submit(args: argparse.Namespace, connection: PipelineConnection) -> int:
+def cmd_submit(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
     if args.file:
         jobs = read_jobs_file(args.file)
         source = str(args.file)
@@ -192,9 +206,26 @@ def cmd_submit(args: argparse.Namespace, connection: PipelineConnection) -> int:
                 raise UsageError(f"--metadata must be a JSON object ({exc})") from exc
         jobs = [{k: v for k, v in job.items() if v is not None}]
         source = "command line"
-    for job_id in send_jobs(connection, validate_jobs(jobs, source)):
+    jobs = validate_jobs(jobs, source)
+    if args.api_url:
+        return submit_through_api(JobsApiClient(args.api_url), jobs)
+    assert connection is not None
+    for job_id in send_jobs(connection, jobs):
         print(job_id)
     return 0
+
+
+def submit_through_api(api: JobsApiClient, jobs: list[dict[str, Any]]) -> int:
+    """POST /jobs, a hundred at a time; prints each job id and what became of it (exit 1 on a conflict)."""
+    conflicts = 0
+    for start in range(0, len(jobs), 100):
+        answer = api.call("POST", "/jobs", body={"jobs": jobs[start : start + 100]})
+        for item in answer["jobs"]:
+            print(
+                f"{item['job_id']}\t{item['outcome']}" + (f"\t{item['error']['message']}" if item.get("error") else "")
+            )
+            conflicts += item["outcome"] != "accepted" and item["outcome"] != "existing"
+    return 1 if conflicts else 0
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -220,7 +251,11 @@ def job_summary(job: Job) -> dict[str, Any]:
     }
 
 
-def cmd_status(args: argparse.Namespace, connection: PipelineConnection) -> int:
+def cmd_status(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
+    if args.api_url:
+        print(json.dumps(JobsApiClient(args.api_url).call("GET", f"/jobs/{args.job_id}"), indent=2))
+        return 0
+    assert connection is not None
     job = connection.store().find(args.job_id)
     if job is None:
         raise UsageError(f"no job {args.job_id} in {connection.table} ({connection.where})")
@@ -269,8 +304,31 @@ def scan_jobs(connection: PipelineConnection, states: list[str] | None = None, l
     return items[:limit] if limit else items
 
 
-def cmd_list(args: argparse.Namespace, connection: PipelineConnection) -> int:
-    items = scan_jobs(connection, args.state, args.limit)
+def list_through_api(api: JobsApiClient, states: list[str], limit: int) -> list[dict[str, Any]]:
+    """GET /jobs for each state (the API lists one state at a time), page after page, up to `limit` each."""
+    items: list[dict[str, Any]] = []
+    for state in states:
+        token: str | None = None
+        taken = 0
+        while taken < limit:
+            page = api.call(
+                "GET", "/jobs", params={"state": state, "limit": min(100, limit - taken), "next_token": token}
+            )
+            items.extend(page["jobs"])
+            taken += len(page["jobs"])
+            token = page.get("next_token")
+            if not token:
+                break
+    items.sort(key=lambda item: str(item.get("updated_at", "")), reverse=True)
+    return items
+
+
+def cmd_list(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
+    if args.api_url:
+        items = list_through_api(JobsApiClient(args.api_url), args.state or [s.value for s in JobState], args.limit)
+    else:
+        assert connection is not None
+        items = scan_jobs(connection, args.state, args.limit)
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
@@ -308,6 +366,12 @@ def cmd_watch(args: argparse.Namespace, connection: PipelineConnection) -> int:
                     return 0
     except KeyboardInterrupt:
         return 0
+
+
+def cmd_cancel(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
+    job = JobsApiClient(args.api_url).call("POST", f"/jobs/{args.job_id}/cancel")
+    print(f"{job['job_id']} {job['state']}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- get

@@ -53,6 +53,17 @@ DESCRIPTION = (
 )
 
 
+REQUEST_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/jobs", "post"): {
+        "one job": {"job_id": "order-1042", "prompt": "a red fox in fresh snow", "duration": "5"},
+        "a batch": {
+            "jobs": [{"job_id": "order-1043", "prompt": "a paper boat"}, {"job_id": "order-1044", "prompt": "rain"}]
+        },
+    },
+    ("/jobs/query", "post"): {"two jobs": {"ids": ["order-1042", "order-1043"]}},
+}
+
+
 def _submission_kind(value: Any) -> str:
     return "batch" if isinstance(value, dict) and "jobs" in value else "job"
 
@@ -195,6 +206,9 @@ def validation_error(errors: Sequence[Any]) -> ErrorDetail:
     """Powertools' validation errors in the API's words: each problem's field as a path (`jobs[3].duration`)."""
     problems: list[ItemProblem] = []
     for error in errors:
+        if error.get("type") == "json_invalid":
+            problems.append(ItemProblem(index=0, message="the request body is not valid JSON"))
+            continue
         location = [part for part in error.get("loc", ()) if part not in ("job", "batch")]
         where = location[0] if location else "body"
         path = ""
@@ -224,8 +238,11 @@ def openapi_document(app: APIGatewayRestResolver | None = None) -> dict[str, Any
     document: dict[str, Any] = json.loads(
         resolver.get_openapi_json_schema(title=TITLE, version=VERSION, description=DESCRIPTION)
     )
-    for operations in document.get("paths", {}).values():
-        for operation in operations.values():
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            if (path, method) in REQUEST_EXAMPLES:
+                media = operation["requestBody"]["content"]["application/json"]
+                media["examples"] = {name: {"value": value} for name, value in REQUEST_EXAMPLES[path, method].items()}
             responses = operation.get("responses", {})
             responses.pop("422", None)
             operation["security"] = [{"sigv4": []}, {"api_key": []}]
@@ -258,3 +275,7 @@ def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaCo
     answer = app.resolve(event, context)
     record(Metric.API_REQUESTS, route=str(event.get("resource") or "?"), status=str(answer.get("statusCode")))
     return answer
+
+
+if __name__ == "__main__":  # python -m kling_pipeline.api_routes > docs/openapi.json
+    print(json.dumps(openapi_document(), indent=2))
