@@ -11,6 +11,7 @@ import csv
 import json
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from kling_local.api_client import ApiClientError, JobsApiClient
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.requests import JobRequest, describe_validation_error
 
+STUCK_AFTER_S = 900.0
 console = Console()
 err = Console(stderr=True)
 
@@ -56,6 +59,15 @@ def register(subparsers: Any) -> None:
     listing = subparsers.add_parser("list", help="jobs, optionally by state")
     listing.add_argument("--state", action="append", choices=[s.value for s in JobState], help="repeatable")
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument(
+        "--stuck",
+        nargs="?",
+        type=float,
+        const=STUCK_AFTER_S,
+        default=None,
+        metavar="SECONDS",
+        help=f"only live jobs not moved for SECONDS (default {STUCK_AFTER_S:g}): the ones to look at",
+    )
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_guarded(cmd_list))
 
@@ -76,15 +88,28 @@ def register(subparsers: Any) -> None:
     dlq.add_argument("--json", action="store_true")
     dlq.set_defaults(handler=_guarded(cmd_dlq))
 
+    cancel = subparsers.add_parser("cancel", help="cancel a job not yet sent to Kling (through the jobs API)")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(handler=_guarded(cmd_cancel))
+
     for parser in (submit, status, listing, watch, get, dlq):
         add_connection_arguments(parser)
+    for parser in (submit, status, listing, cancel):
+        parser.add_argument(
+            "--api-url",
+            required=parser is cancel,
+            help="use the jobs API at this URL (the JobsApiUrl output; SigV4-signed, unsigned for 127.0.0.1)",
+        )
 
 
 def _guarded(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
-            result: int = command(args, connect(args))
+            result: int = command(args, None if getattr(args, "api_url", None) else connect(args))
             return result
+        except ApiClientError as exc:
+            err.print(f"[red]error:[/red] the jobs API said {exc}")
+            return 2
         except (ConnectionError_, UsageError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             return 2
@@ -166,7 +191,7 @@ def send_jobs(connection: PipelineConnection, jobs: list[dict[str, Any]]) -> lis
     return job_ids
 
 
-def cmd_submit(args: argparse.Namespace, connection: PipelineConnection) -> int:
+def cmd_submit(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
     if args.file:
         jobs = read_jobs_file(args.file)
         source = str(args.file)
@@ -192,9 +217,26 @@ def cmd_submit(args: argparse.Namespace, connection: PipelineConnection) -> int:
                 raise UsageError(f"--metadata must be a JSON object ({exc})") from exc
         jobs = [{k: v for k, v in job.items() if v is not None}]
         source = "command line"
-    for job_id in send_jobs(connection, validate_jobs(jobs, source)):
+    jobs = validate_jobs(jobs, source)
+    if args.api_url:
+        return submit_through_api(JobsApiClient(args.api_url), jobs)
+    assert connection is not None
+    for job_id in send_jobs(connection, jobs):
         print(job_id)
     return 0
+
+
+def submit_through_api(api: JobsApiClient, jobs: list[dict[str, Any]]) -> int:
+    """POST /jobs, a hundred at a time; prints each job id and what became of it (exit 1 on a conflict)."""
+    conflicts = 0
+    for start in range(0, len(jobs), 100):
+        answer = api.call("POST", "/jobs", body={"jobs": jobs[start : start + 100]})
+        for item in answer["jobs"]:
+            print(
+                f"{item['job_id']}\t{item['outcome']}" + (f"\t{item['error']['message']}" if item.get("error") else "")
+            )
+            conflicts += item["outcome"] != "accepted" and item["outcome"] != "existing"
+    return 1 if conflicts else 0
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -202,6 +244,11 @@ def cmd_submit(args: argparse.Namespace, connection: PipelineConnection) -> int:
 
 def job_summary(job: Job) -> dict[str, Any]:
     extra = job.model_extra or {}
+    next_poll = (
+        datetime.fromtimestamp(job.next_poll_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        if job.next_poll_at and not job.is_terminal
+        else None
+    )
     return {
         "job_id": job.job_id,
         "state": job.state.value,
@@ -216,11 +263,17 @@ def job_summary(job: Job) -> dict[str, Any]:
         "units_charged": job.units_charged,
         "error_code": job.error_code,
         "error_message": job.error_message,
+        "next_poll_at": next_poll,  # when the stale-job poller looks at it next (live jobs)
+        "polls": job.poll_count,
         "history": [h.model_dump(exclude_none=True) for h in job.history],
     }
 
 
-def cmd_status(args: argparse.Namespace, connection: PipelineConnection) -> int:
+def cmd_status(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
+    if args.api_url:
+        print(json.dumps(JobsApiClient(args.api_url).call("GET", f"/jobs/{args.job_id}"), indent=2))
+        return 0
+    assert connection is not None
     job = connection.store().find(args.job_id)
     if job is None:
         raise UsageError(f"no job {args.job_id} in {connection.table} ({connection.where})")
@@ -236,6 +289,10 @@ def cmd_status(args: argparse.Namespace, connection: PipelineConnection) -> int:
         console.print(f"video: {job.s3_uri}  ({summary['video_size']} bytes, sha256 {summary['sha256']})")
     if job.error_message:
         console.print(f"[red]error {job.error_code}:[/red] {job.error_message}")
+    if summary["next_poll_at"]:
+        wait = int((job.next_poll_at or 0) - time.time())
+        when = f"in {wait} s" if wait > 0 else f"{-wait} s overdue"
+        console.print(f"next look by the poller: {summary['next_poll_at']} ({when}; polled {job.poll_count} times)")
     table = Table("state", "at", "by", "note", title="history")
     for entry in job.history:
         table.add_row(entry.state.value, entry.at, entry.by, entry.note or "")
@@ -256,7 +313,7 @@ def scan_jobs(connection: PipelineConnection, states: list[str] | None = None, l
     dynamodb = connection.client("dynamodb")
     kwargs: dict[str, Any] = {
         "TableName": connection.table,
-        "ProjectionExpression": "job_id, #s, updated_at, error_code, s3_uri",
+        "ProjectionExpression": "job_id, #s, updated_at, error_code, s3_uri, next_poll_at",
         "ExpressionAttributeNames": {"#s": "state"},
     }
     if states:
@@ -269,8 +326,33 @@ def scan_jobs(connection: PipelineConnection, states: list[str] | None = None, l
     return items[:limit] if limit else items
 
 
-def cmd_list(args: argparse.Namespace, connection: PipelineConnection) -> int:
-    items = scan_jobs(connection, args.state, args.limit)
+def list_through_api(api: JobsApiClient, states: list[str], limit: int) -> list[dict[str, Any]]:
+    """GET /jobs for each state (the API lists one state at a time), page after page, up to `limit` each."""
+    items: list[dict[str, Any]] = []
+    for state in states:
+        token: str | None = None
+        taken = 0
+        while taken < limit:
+            page = api.call(
+                "GET", "/jobs", params={"state": state, "limit": min(100, limit - taken), "next_token": token}
+            )
+            items.extend(page["jobs"])
+            taken += len(page["jobs"])
+            token = page.get("next_token")
+            if not token:
+                break
+    items.sort(key=lambda item: str(item.get("updated_at", "")), reverse=True)
+    return items
+
+
+def cmd_list(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
+    if args.api_url:
+        items = list_through_api(JobsApiClient(args.api_url), args.state or [s.value for s in JobState], args.limit)
+    else:
+        assert connection is not None
+        items = scan_jobs(connection, args.state, 0 if args.stuck is not None else args.limit)
+    if args.stuck is not None:
+        items = stuck(items, older_than_s=args.stuck)[: args.limit]
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
@@ -284,6 +366,22 @@ def cmd_list(args: argparse.Namespace, connection: PipelineConnection) -> int:
         )
     console.print(table)
     return 0
+
+
+def stuck(items: list[dict[str, Any]], *, older_than_s: float) -> list[dict[str, Any]]:
+    """Live jobs whose last move is older than `older_than_s`, longest stuck first (the seeds' stuck-task
+    detection; the poller settles them, this shows which they are)."""
+    cutoff = datetime.now(UTC).timestamp() - older_than_s
+    live = [i for i in items if not JobState(i["state"]).is_terminal]
+    old = [i for i in live if _epoch(str(i.get("updated_at", ""))) < cutoff]
+    return sorted(old, key=lambda i: str(i.get("updated_at", "")))
+
+
+def _epoch(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def state_counts(connection: PipelineConnection) -> Counter[str]:
@@ -308,6 +406,12 @@ def cmd_watch(args: argparse.Namespace, connection: PipelineConnection) -> int:
                     return 0
     except KeyboardInterrupt:
         return 0
+
+
+def cmd_cancel(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
+    job = JobsApiClient(args.api_url).call("POST", f"/jobs/{args.job_id}/cancel")
+    print(f"{job['job_id']} {job['state']}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- get

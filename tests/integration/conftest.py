@@ -13,6 +13,7 @@ from kling_local.sim import KlingSimulator, SimConfig
 from kling_pipeline.adapters import reset_container_state as reset_caches
 from kling_pipeline.adapters.job_store import JobStore
 from kling_pipeline.polling import PollSchedule
+from tests.support.jobs_api import JobsApi
 from tests.support.lambda_runtime import load_function_module
 from tests.support.scenarios import ACCESS_KEY, DEAD_API, SECRET_KEY, SIGNING_SECRET, Completion, Pipeline
 from tests.support.template import TemplateResolver, load_template
@@ -134,3 +135,22 @@ def completion(pipeline: Pipeline) -> Iterator[Completion]:
         yield Completion(
             pipeline, s3, sfn, bucket, state_machine_arn, events_queue, functions.calls, handlers=functions.handlers
         )
+
+
+@pytest.fixture
+def jobs_api(pipeline: Pipeline) -> Iterator[JobsApi]:
+    """ApiFunction's handler on the pipeline, with the video bucket and the pipeline's events on a queue."""
+    s3 = boto3.client("s3")
+    bucket = "videos-bucket"
+    s3.create_bucket(Bucket=bucket)
+    pipeline.resolver.refs["VideoBucket"] = bucket
+    events_queue = pipeline.sqs.create_queue(QueueName="api-events")["QueueUrl"]
+    events_queue_arn = pipeline.sqs.get_queue_attributes(QueueUrl=events_queue, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events = boto3.client("events")
+    events.put_rule(Name="ended", EventPattern=json.dumps({"source": ["kling-pipeline"]}))
+    events.put_targets(Rule="ended", Targets=[{"Id": "q", "Arn": events_queue_arn}])
+    pipeline.use_function_env("ApiFunction")
+    handler = load_function_module("api").lambda_handler
+    yield JobsApi(pipeline, handler, s3, bucket, events_queue)

@@ -17,7 +17,10 @@ def evaluator(**parameters: Any) -> IntrinsicEvaluator:
         pseudo=pseudo_parameters("us-east-1", "123456789012"),
         refs={lid: f"physical-{lid}" for lid in template["Resources"]},
         attributes={f"{lid}.Arn": f"arn:aws:test::123456789012:{lid}" for lid in template["Resources"]}
-        | {"SubmitFunctionRole.Arn": "arn:aws:iam::123456789012:role/submit"},
+        | {
+            "SubmitFunctionRole.Arn": "arn:aws:iam::123456789012:role/submit",
+            "ApiFunctionRole.Arn": "arn:aws:iam::123456789012:role/api",
+        },
     )
 
 
@@ -45,4 +48,43 @@ def test_named_senders_and_the_pipeline_itself_are_the_only_ones_allowed_to_send
         "arn:aws:iam::1:role/producer",
         "arn:aws:iam::1:role/pipeline-caller",
         "arn:aws:iam::123456789012:role/submit",
+        "arn:aws:iam::123456789012:role/api",
     ]
+
+
+def test_every_alarm_notifies_the_operator_when_a_destination_is_given() -> None:
+    template = load_template(TEMPLATE_PATH)
+    alarms = {lid: r for lid, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    expected = {
+        "DeadLettersAlarm",
+        "JobsTimedOutAlarm",
+        "JobsParkedAlarm",
+        "FunctionErrorsAlarm",
+        "FunctionThrottlesAlarm",
+        "WorkflowFailedAlarm",
+        "ApiServerErrorsAlarm",
+        "StaleLiveJobAlarm",
+    }
+    assert expected <= set(alarms)
+    with_email = evaluator(AlarmEmail="ops@example.com")
+    with_topic = evaluator(AlarmTopicArn="arn:aws:sns:us-east-1:123456789012:ops")
+    for lid in expected:
+        actions = alarms[lid]["Properties"]["AlarmActions"]
+        assert with_email.resolve(actions) == ["physical-AlarmTopic"], lid
+        assert with_topic.resolve(actions) == ["arn:aws:sns:us-east-1:123456789012:ops"], lid
+        assert evaluator().resolve(actions) is None, lid  # no destination: the alarms still show in CloudWatch
+
+
+def test_the_functions_the_api_and_the_workflow_log_with_retention() -> None:
+    template = load_template(TEMPLATE_PATH)
+    resources = template["Resources"]
+    functions = [lid for lid, r in resources.items() if r["Type"] == "AWS::Serverless::Function"]
+    for function in functions:
+        group = resources[f"{function}Logs"]["Properties"]
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+    assert template["Globals"]["Function"]["LoggingConfig"]["LogFormat"] == "JSON"
+    assert resources["DownloadStateMachine"]["Properties"]["Logging"]["IncludeExecutionData"] is False
+    for api in ("CallbackApi", "JobsApi"):
+        assert resources[api]["Properties"]["TracingEnabled"] is True
+        assert "AccessLogSetting" in resources[api]["Properties"]

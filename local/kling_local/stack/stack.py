@@ -47,6 +47,7 @@ _ENDPOINT_OUTPUTS = {
     "jobs_table": ("JobsTableName", "JobsTable"),
     "video_bucket": ("VideoBucketName", "VideoBucket"),
     "state_machine_arn": ("DownloadStateMachineArn", "DownloadStateMachine"),
+    "jobs_api_url": ("JobsApiUrl", "JobsApi"),
 }
 
 

@@ -118,3 +118,41 @@ class DownloadRefusedError(PipelineError):
 class TransientDownloadError(PipelineError):
     """Worth retrying: the connection dropped, the CDN answered 5xx, a timeout. The state machine's
     Retry keys on this class name."""
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+
+class WebhookRefusedError(PipelineError):
+    """A webhook URL the pipeline will not call (not https, a private address, not allowed): final."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class WebhookNotDeliveredError(PipelineError):
+    """The receiver did not answer 2xx (or could not be reached): the event is tried again later."""
+
+
+# -- the jobs API -----------------------------------------------------------------------------
+
+
+class JobsApiError(PipelineError):
+    """An answer of the jobs API other than success: its HTTP status, a code, and a message that
+    names the field at fault (`details`, per item, for a batch)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: list[dict[str, object]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.details = details

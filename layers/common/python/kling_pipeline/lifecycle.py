@@ -33,6 +33,7 @@ class JobState(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
+    CANCELLED = "CANCELLED"  # by the jobs API, only before anything was sent to Kling
 
     @property
     def is_terminal(self) -> bool:
@@ -40,7 +41,7 @@ class JobState(StrEnum):
 
 
 S = JobState
-TERMINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT})
+TERMINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
 
 # (from, to): every move a job may make. None is "no job yet". SUBMITTING -> SUBMITTING re-claims an
 # expired lease; SUBMITTING -> QUEUED is backpressure (or parking), not failure.
@@ -58,6 +59,7 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
         (S.DOWNLOADING, S.COMPLETED),
         (S.SUBMITTED, S.TIMED_OUT),
         (S.PROCESSING, S.TIMED_OUT),
+        (S.QUEUED, S.CANCELLED),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
     }
     | {(state, S.FAILED) for state in JobState if state not in TERMINAL_STATES}
 )

@@ -41,6 +41,8 @@ class Metric(StrEnum):
     JOB_TRANSITIONS = "JobTransitions"  # to: the state a job entered
     NOTICE_LATENCY = "NoticeLatencySeconds"  # from Kling's "succeed" to the video stored in S3
     UNITS_CHARGED = "UnitsCharged"  # Kling's final_unit_deduction of a stored video's task
+    API_REQUESTS = "ApiRequests"  # route: the jobs API route; status: the HTTP status answered
+    WEBHOOKS = "WebhookDeliveries"  # outcome: delivered | retrying | given_up | refused | skipped
 
 
 def record(metric: Metric, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:

@@ -224,6 +224,7 @@ def settle_running(
     job: Job, answer: KlingTask | Exception | None, deps: PollerDependencies, report: PollReport, now: int
 ) -> str:
     current, action = job, "no answer from Kling"
+    record(Metric.POLLER_JOBS, action="polled")
     if isinstance(answer, KlingTask):
         report.kling_gets += 1
         record(Metric.KLING_GETS, by=BY)

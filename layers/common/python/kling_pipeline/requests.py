@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -24,6 +25,7 @@ JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_PROMPT_CHARS = 2500
 MAX_METADATA_BYTES = 2048
 MAX_TASK_TOKEN_CHARS = 2048
+MAX_WEBHOOK_URL_CHARS = 2048
 # A job item must fit DynamoDB's 400 KB; larger images travel as URLs.
 MAX_INLINE_IMAGE_CHARS = 200_000
 # A message must fit the job item with room for its history: well under DynamoDB's 400 KB.
@@ -90,6 +92,7 @@ class JobRequest(BaseModel):
     video_id: Annotated[str | None, Field(default=None, min_length=1, max_length=128)] = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     task_token: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_TASK_TOKEN_CHARS)] = None
+    webhook_url: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_WEBHOOK_URL_CHARS)] = None
 
     @field_validator("duration", mode="before")
     @classmethod
@@ -116,6 +119,20 @@ class JobRequest(BaseModel):
             raise ValueError(
                 f"inline base64 images are limited to {MAX_INLINE_IMAGE_CHARS} characters; send an https URL"
             )
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url_is_absolute(cls, value: str | None) -> str | None:
+        # Only the URL's shape here; where it may point (https, public addresses, the allow-list) is
+        # checked by the jobs API and again, with DNS, by the webhook sender (adapters.webhook_sender).
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("webhook_url must be an absolute https URL, such as https://example.com/hooks/kling")
+        if parts.username is not None or parts.password is not None or parts.fragment:
+            raise ValueError("webhook_url must not carry credentials or a fragment")
         return value
 
     @model_validator(mode="after")

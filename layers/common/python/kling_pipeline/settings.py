@@ -73,11 +73,16 @@ class _DownloadStart(BaseModel):
     download_state_machine_arn: NonEmpty
 
 
-class _Polling(BaseModel):
-    """Functions that move jobs between live states set when each is next due (polling.py)."""
+class _Scheduling(BaseModel):
+    """Functions that put jobs in live states set when each is next due (polling.py)."""
 
     poll_schedule: Json[PollSchedule]
-    stats_table_name: NonEmpty  # learned generation times
+
+
+class _Polling(_Scheduling):
+    """...and those that see Kling finish a task learn how long it took (adapters.generation_estimates)."""
+
+    stats_table_name: NonEmpty
 
 
 class _Reconciling(BaseModel):
@@ -133,3 +138,31 @@ class DownloadSettings(FunctionSettings):
     allowed_download_hosts: NonEmpty
     max_video_bytes: int = Field(ge=1024)
     pipeline_mode: Literal["production", "local"]
+
+
+class _WebhookTargets(BaseModel):
+    """Where job webhooks may point: an optional allow-list (empty = any public https host)."""
+
+    webhook_allowed_hosts: str
+    pipeline_mode: Literal["production", "local"]
+
+
+class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling):
+    """ApiFunction: the jobs API sends to JobsQueue, reads JobsTable, presigns videos, announces cancels."""
+
+    jobs_queue_url: NonEmpty
+    video_bucket: NonEmpty
+    download_url_ttl_s: int = Field(ge=1, le=43200)
+    event_bus_name: NonEmpty
+
+
+class WebhookSettings(FunctionSettings, _WebhookTargets):
+    """WebhookFunction: signs and posts ended jobs' events; retries through its queue with backoff."""
+
+    webhook_queue_url: NonEmpty
+    webhook_secret: NonEmpty
+    secrets_max_age_s: int = Field(ge=0)
+    webhook_timeout_s: float = Field(gt=0, le=30)
+    webhook_max_attempts: int = Field(ge=1, le=1000)
+    webhook_retry_base_s: int = Field(ge=1, le=43200)
+    webhook_retry_max_s: int = Field(ge=1, le=43200)

@@ -14,6 +14,7 @@ import boto3
 from kling_pipeline.adapters import per_container
 
 MAX_DELAY_S = 900  # SQS's limit for DelaySeconds
+MAX_BATCH_BYTES = 256 * 1024  # SendMessageBatch: the messages of one call together
 
 
 class JobQueue:
@@ -29,6 +30,26 @@ class JobQueue:
             DelaySeconds=max(0, min(MAX_DELAY_S, int(delay_s))),
         )
         return str(response["MessageId"])
+
+    def send_many(self, bodies: list[dict[str, Any]]) -> list[bool]:
+        """Send each body, in SendMessageBatch calls of at most ten messages and SQS's batch size; True
+        where SQS took it, in order."""
+        texts = [json.dumps(b, separators=(",", ":")) for b in bodies]
+        sent: list[bool] = []
+        start = 0
+        while start < len(texts):
+            end, size = start, 0
+            while end < len(texts) and end - start < 10 and (end == start or size + len(texts[end]) <= MAX_BATCH_BYTES):
+                size += len(texts[end].encode())
+                end += 1
+            response = self._sqs.send_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(i), "MessageBody": texts[start + i]} for i in range(end - start)],
+            )
+            taken = {int(entry["Id"]) for entry in response.get("Successful", [])}
+            sent.extend(i in taken for i in range(end - start))
+            start = end
+        return sent
 
     def dead_letter(self, raw_body: str, *, reason: str, source_message_id: str, job_id: str | None) -> None:
         """Park a message that can never succeed, with the reason a person needs to fix it."""

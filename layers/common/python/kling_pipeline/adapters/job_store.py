@@ -38,6 +38,8 @@ TTL_ATTR = "expires_at"
 # What a finished job no longer needs: its index entry, a claim, and the signed CDN URL.
 TERMINAL_REMOVES = (LIVE_ATTR, NEXT_POLL_ATTR, "lease_owner", "lease_expires_at", "video_url")
 UNLOGGED_ATTR = "last_unlogged_move"
+# Every job by state, newest update first (the jobs API's listing); projects what a listing shows.
+STATE_INDEX = "JobsByState"
 
 
 def prompt_hash(request: JobRequest) -> str:
@@ -335,6 +337,47 @@ class JobStore:
             raise
         record(Metric.JOB_TRANSITIONS, to=to_state.value)
         return Job.model_validate(_plain(result["Attributes"]))
+
+    # -- the jobs API ---------------------------------------------------------------------------
+
+    def jobs_in_state(
+        self, state: JobState, *, since: str | None = None, limit: int = 50, start_key: dict[str, str] | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+        """Jobs in `state` updated at or after `since`, newest first, from the JobsByState index (never a
+        scan): the projected attributes of up to `limit` jobs, and the key to go on from (None at the end)."""
+        condition = "#state = :state" + (" AND updated_at >= :since" if since else "")
+        kwargs: dict[str, Any] = {
+            "IndexName": STATE_INDEX,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":state": state.value} | ({":since": since} if since else {}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        response = self._table.query(**kwargs)
+        last = response.get("LastEvaluatedKey")
+        return [_plain(item) for item in response.get("Items", [])], (
+            {k: str(v) for k, v in last.items()} if last else None
+        )
+
+    def discard_unsent(self, job: Job) -> bool:
+        """Forget a job the jobs API has just created but could not queue, so that the caller's retry
+        starts afresh. Only the record as created (QUEUED, version 1) is deleted: a job the submit path
+        has touched was queued after all. True when it was deleted."""
+        try:
+            self._table.delete_item(
+                Key={"job_id": job.job_id},
+                ConditionExpression="#state = :queued AND #version = :first",
+                ExpressionAttributeNames={"#state": "state", "#version": "version"},
+                ExpressionAttributeValues={":queued": JobState.QUEUED.value, ":first": 1},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
 
 @per_container

@@ -41,6 +41,16 @@ def callback_signing_secret(secret_name: str, *, max_age_s: int) -> str:
     return callback_signing_secrets(secret_name, max_age_s=max_age_s, previous_for_s=0)[0]
 
 
+def webhook_signing_secret(secret_name: str, *, max_age_s: int) -> str:
+    """The Standard Webhooks signing secret (base64, optionally `whsec_`-prefixed) job webhooks are signed with."""
+    value = parameters.get_secret(secret_name, max_age=max_age_s)
+    if not isinstance(value, str) or len(value.removeprefix("whsec_")) < MIN_SIGNING_SECRET_CHARS:
+        raise ConfigError(
+            f"the webhook signing secret must be base64 of at least {MIN_SIGNING_SECRET_CHARS} characters"
+        )
+    return value
+
+
 _signing_lock = threading.Lock()
 _signing: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
 

@@ -1,0 +1,34 @@
+"""WebhookQueue: an event whose webhook failed comes back after a backoff of our choosing.
+
+A failed message is made visible again only after `delay_s` (ChangeMessageVisibility, up to 12 hours)
+and reported as a batch item failure, so SQS's receive count is the attempt number and its redrive
+policy (WebhookMaxAttempts) moves the event to the webhook DLQ once the attempts are used up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+
+from kling_pipeline.adapters import per_container
+
+MAX_VISIBILITY_S = 43200  # SQS's limit
+
+
+class WebhookQueue:
+    def __init__(self, queue_url: str, *, sqs: Any = None) -> None:
+        self._sqs = sqs or boto3.client("sqs")
+        self._queue_url = queue_url
+
+    def retry_later(self, receipt_handle: str, delay_s: int) -> None:
+        self._sqs.change_message_visibility(
+            QueueUrl=self._queue_url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(MAX_VISIBILITY_S, int(delay_s))),
+        )
+
+
+@per_container
+def webhook_queue(queue_url: str) -> WebhookQueue:
+    return WebhookQueue(queue_url)

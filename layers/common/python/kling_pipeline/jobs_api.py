@@ -1,0 +1,498 @@
+"""The jobs API use case: submit, read, query, list and cancel jobs over HTTPS.
+
+Submitting is the queue path's, not a second way to Kling: a request is validated by the same rules
+(`requests.parse_job_message`), its job recorded QUEUED (a conditional put, which is where the job
+id as idempotency key is decided) and its message sent to JobsQueue, from which the submit function
+takes it as it takes any other. Reads never scan: one GetItem, one BatchGetItem, or a query of the
+JobsByState index. Cancelling is a transition like every other (QUEUED -> CANCELLED through the job
+store), announced like every other end (docs/architecture.md, "The jobs API").
+
+The request and response models below are what the API validates and answers; the OpenAPI document
+is generated from them (kling_pipeline.api_routes).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from kling_pipeline.adapters.announcements import Announcer, announcer
+from kling_pipeline.adapters.job_queue import JobQueue
+from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.video_links import VideoLinks, video_links
+from kling_pipeline.adapters.webhook_sender import WebhookPolicy, check_webhook_url
+from kling_pipeline.errors import InvalidJobMessageError, JobsApiError, TransitionRejectedError, WebhookRefusedError
+from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.observability import logger
+from kling_pipeline.requests import JOB_ID_PATTERN, JobRequest, parse_job_message
+from kling_pipeline.settings import ApiSettings
+
+S = JobState
+BY = "api"
+MAX_BATCH = 100
+DEFAULT_PAGE = 50
+
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, examples=["order-1042"])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: what the API takes and answers (the OpenAPI document's schemas)
+
+
+class JobBatch(BaseModel):
+    """Up to 100 jobs in one request; refused whole if any of them is invalid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class JobIds(BaseModel):
+    """The jobs to read at once (the batch retrieve)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[JobId] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ItemProblem(BaseModel):
+    index: int
+    field: str | None = None
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    details: list[ItemProblem] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every answer that is not a success."""
+
+    error: ErrorDetail
+
+
+class HistoryItem(BaseModel):
+    state: JobState
+    at: str
+    by: str
+    note: str | None = None
+
+
+class JobView(BaseModel):
+    """A job as the API shows it: its request (without a task token), its life, and its result."""
+
+    job_id: str
+    state: JobState
+    kind: str
+    url: str
+    created_at: str
+    updated_at: str
+    request: dict[str, Any]
+    history: list[HistoryItem]
+    task_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    units_charged: str | None = None
+    s3_uri: str | None = None
+    video_size: int | None = None
+    sha256: str | None = None
+    download_url: str | None = Field(default=None, description="a presigned GET of the video, short-lived")
+    download_url_expires_at: str | None = None
+
+
+Outcome = Literal["accepted", "existing", "conflict", "not_queued"]
+
+
+class Accepted(BaseModel):
+    """One job of a submission: `accepted` (queued now), `existing` (the same request was sent before;
+    nothing queued), `conflict` (the job id belongs to a different request) or `not_queued` (retry)."""
+
+    job_id: str
+    state: JobState | None = None
+    url: str
+    outcome: Outcome
+    error: ErrorDetail | None = None
+
+
+class BatchAccepted(BaseModel):
+    jobs: list[Accepted]
+
+
+class QueryResult(BaseModel):
+    jobs: list[JobView]
+    unknown: list[str] = Field(description="ids of no job (never submitted, or expired after FinishedJobTtlDays)")
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    state: JobState
+    kind: str | None = None
+    url: str
+    created_at: str | None = None
+    updated_at: str
+    error_code: str | None = None
+    error_message: str | None = None
+    s3_uri: str | None = None
+    units_charged: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+    next_token: str | None = Field(default=None, description="pass it back for the next page; absent at the end")
+
+
+# ---------------------------------------------------------------------------------------------
+# Dependencies
+
+
+@dataclass
+class JobsApiDependencies:
+    settings: ApiSettings
+    store: JobStore
+    queue: JobQueue
+    links: VideoLinks
+    announcer: Callable[[], Announcer]  # built on first use: only a cancel announces
+    webhook_policy: WebhookPolicy
+
+
+def jobs_api_dependencies(settings: ApiSettings) -> JobsApiDependencies:
+    """Assembled per invocation from clients built once per container."""
+    from kling_pipeline.adapters.job_queue import job_queue
+
+    return JobsApiDependencies(
+        settings=settings,
+        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
+        queue=job_queue(settings.jobs_queue_url, ""),  # the API never dead-letters
+        links=video_links(settings.download_url_ttl_s),
+        announcer=lambda: announcer(settings.event_bus_name),
+        webhook_policy=WebhookPolicy.from_settings(
+            settings.webhook_allowed_hosts, pipeline_mode=settings.pipeline_mode
+        ),
+    )
+
+
+def job_url(base_url: str, job_id: str) -> str:
+    return f"{base_url.rstrip('/')}/jobs/{job_id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# POST /jobs
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What POST /jobs answers: its status and its body."""
+
+    status: int
+    body: Accepted | BatchAccepted
+
+
+def submit_jobs(body: JobRequest | JobBatch, base_url: str, deps: JobsApiDependencies) -> Submission:
+    """One job or a batch. A batch with any invalid job is refused whole (400, every problem listed,
+    nothing queued); otherwise each job is accepted, found to exist already, or in conflict."""
+    batch = isinstance(body, JobBatch)
+    requests = checked_requests(body.jobs if isinstance(body, JobBatch) else [body], batch, deps)
+    results = enqueue(requests, base_url, deps)
+    if not batch:
+        (result,) = results
+        if result.outcome == "conflict" and result.error is not None:
+            raise JobsApiError(409, result.error.code, result.error.message, "job_id")
+        if result.outcome == "not_queued":
+            raise JobsApiError(503, "QUEUE_UNAVAILABLE", "the job could not be queued; send the same request again")
+        return Submission(202 if result.outcome == "accepted" else 200, result)
+    accepted = any(r.outcome == "accepted" for r in results)
+    return Submission(202 if accepted else 200, BatchAccepted(jobs=results))
+
+
+def checked_requests(requests: list[JobRequest], batch: bool, deps: JobsApiDependencies) -> list[JobRequest]:
+    """Each request with its job id (a new one where none was given), checked as the submit path checks
+    a message, and its webhook URL against the webhook rules. Raises 400 naming every problem."""
+    problems: list[ItemProblem] = []
+    checked: list[JobRequest] = []
+    seen: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        prefix = f"jobs[{index}]." if batch else ""
+        job_id = request.job_id or uuid.uuid4().hex
+        try:
+            parsed = parse_job_message(json.dumps(request.as_message() | {"job_id": job_id}), job_id)
+        except InvalidJobMessageError as exc:
+            problems.append(ItemProblem(index=index, field=f"{prefix}request", message=exc.reason))
+            continue
+        if job_id in seen:
+            problems.append(
+                ItemProblem(index=index, field=f"{prefix}job_id", message=f"job_id {job_id} is also job {seen[job_id]}")
+            )
+            continue
+        seen[job_id] = index
+        if parsed.webhook_url is not None:
+            try:
+                check_webhook_url(parsed.webhook_url, deps.webhook_policy)
+            except WebhookRefusedError as exc:
+                problems.append(ItemProblem(index=index, field=f"{prefix}webhook_url", message=exc.message))
+                continue
+        checked.append(parsed)
+    if problems:
+        first = problems[0]
+        message = (
+            f"{len(problems)} of {len(requests)} jobs are invalid; nothing was queued (fix them, send the batch again)"
+            if batch
+            else first.message
+        )
+        raise JobsApiError(400, "INVALID_REQUEST", message, first.field, [p.model_dump() for p in problems])
+    return checked
+
+
+def enqueue(requests: list[JobRequest], base_url: str, deps: JobsApiDependencies) -> list[Accepted]:
+    """Record each new job QUEUED and send its message; existing jobs are compared, never sent again."""
+    ids = [r.job_id for r in requests if r.job_id]
+    existing = deps.store.get_many(ids)
+    results: dict[str, Accepted] = {}
+    created: list[tuple[Job, JobRequest]] = []
+    for request in requests:
+        job_id = request.job_id
+        assert job_id is not None
+        job = existing.get(job_id)
+        if job is None:
+            job, fresh = deps.store.create(job_id, request, by=BY)
+            if fresh:
+                created.append((job, request))
+                continue
+        results[job_id] = compared(job, request, base_url)
+    if created:
+        try:
+            sent = deps.queue.send_many([request.as_message() for _, request in created])
+        except (ClientError, BotoCoreError):
+            for job, _ in created:
+                deps.store.discard_unsent(job)
+            logger.exception("could not queue jobs; their records are discarded")
+            raise JobsApiError(
+                503, "QUEUE_UNAVAILABLE", "the jobs could not be queued; send the same request again"
+            ) from None
+        for (job, _), ok in zip(created, sent, strict=True):
+            if ok or not deps.store.discard_unsent(job):
+                results[job.job_id] = Accepted(
+                    job_id=job.job_id, state=job.state, url=job_url(base_url, job.job_id), outcome="accepted"
+                )
+            else:
+                results[job.job_id] = Accepted(
+                    job_id=job.job_id,
+                    url=job_url(base_url, job.job_id),
+                    outcome="not_queued",
+                    error=ErrorDetail(code="QUEUE_UNAVAILABLE", message="not queued; send this job again"),
+                )
+    return [results[r.job_id] for r in requests if r.job_id]
+
+
+def compared(job: Job, request: JobRequest, base_url: str) -> Accepted:
+    url = job_url(base_url, job.job_id)
+    if job.request == request.as_message():
+        return Accepted(job_id=job.job_id, state=job.state, url=url, outcome="existing")
+    return Accepted(
+        job_id=job.job_id,
+        state=job.state,
+        url=url,
+        outcome="conflict",
+        error=ErrorDetail(
+            code="JOB_ID_REUSED",
+            message=(
+                f"job_id {job.job_id} is already used by a different request (now {job.state.value}); "
+                "send this request with a new job_id"
+            ),
+            field="job_id",
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# GET /jobs/{job_id}, POST /jobs/query
+
+
+def get_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView:
+    job = deps.store.find(job_id)
+    if job is None:
+        raise not_found(job_id)
+    return view(job, base_url, deps)
+
+
+def query_jobs(ids: list[str], base_url: str, deps: JobsApiDependencies) -> QueryResult:
+    """The batch retrieve: one BatchGetItem for up to 100 ids, in the order asked."""
+    wanted = list(dict.fromkeys(ids))
+    found = deps.store.get_many(wanted)
+    return QueryResult(
+        jobs=[view(found[j], base_url, deps) for j in wanted if j in found],
+        unknown=[j for j in wanted if j not in found],
+    )
+
+
+def not_found(job_id: str) -> JobsApiError:
+    return JobsApiError(404, "JOB_NOT_FOUND", f"no job {job_id}", "job_id")
+
+
+def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
+    extra = job.model_extra or {}
+    request = {k: v for k, v in job.request.items() if k != "task_token"}  # a token resumes its caller: not shown
+    link: tuple[str | None, str | None] = (None, None)
+    if job.state is S.COMPLETED and job.s3_uri:
+        link = deps.links.download_url(job.s3_uri)
+    return JobView(
+        job_id=job.job_id,
+        state=job.state,
+        kind=job.kind,
+        url=job_url(base_url, job.job_id),
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        request=request,
+        history=[HistoryItem(state=h.state, at=h.at, by=h.by, note=h.note) for h in job.history],
+        task_id=job.task_id,
+        error_code=job.error_code,
+        error_message=job.error_message,
+        units_charged=job.units_charged,
+        s3_uri=job.s3_uri,
+        video_size=extra.get("video_size"),
+        sha256=extra.get("sha256"),
+        download_url=link[0],
+        download_url_expires_at=link[1],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# GET /jobs?state=...&since=...&limit=...&next_token=...
+
+
+def list_jobs(
+    state: JobState,
+    since: datetime | None,
+    limit: int,
+    next_token: str | None,
+    base_url: str,
+    deps: JobsApiDependencies,
+) -> JobList:
+    """Jobs in one state, updated since a time, newest first, a page at a time (the JobsByState index)."""
+    since_text = record_time(since) if since is not None else None
+    start = decode_token(next_token, state, since_text) if next_token else None
+    items, last = deps.store.jobs_in_state(state, since=since_text, limit=limit, start_key=start)
+    summaries = [
+        JobSummary.model_validate(
+            {k: item.get(k) for k in JobSummary.model_fields if k != "url"}
+            | {"url": job_url(base_url, str(item["job_id"]))}
+        )
+        for item in items
+    ]
+    return JobList(jobs=summaries, next_token=encode_token(last) if last else None)
+
+
+def record_time(moment: datetime) -> str:
+    """A time in the job record's form (UTC, milliseconds, Z), so it compares with `updated_at` as text."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+TOKEN_KEYS = frozenset({"job_id", "state", "updated_at"})
+
+
+def encode_token(key: dict[str, str]) -> str:
+    """An opaque page token: the index position to go on from (nothing a caller could not read anyway)."""
+    raw = json.dumps({"v": 1, "k": key}, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, state: JobState, since: str | None) -> dict[str, str]:
+    """The key a token holds, if it is one of ours for this listing; 400 otherwise."""
+    invalid = JobsApiError(
+        400, "INVALID_NEXT_TOKEN", "next_token is not a token of this listing; start again without it", "next_token"
+    )
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, RecursionError):
+        raise invalid from None
+    key = decoded.get("k") if isinstance(decoded, dict) and decoded.get("v") == 1 else None
+    if not isinstance(key, dict) or set(key) != TOKEN_KEYS or not all(isinstance(v, str) for v in key.values()):
+        raise invalid
+    if key["state"] != state.value or (since is not None and key["updated_at"] < since):
+        raise invalid
+    return {k: str(v) for k, v in key.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# POST /jobs/{job_id}/cancel
+
+
+def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView:
+    """QUEUED -> CANCELLED, only while nothing can have reached Kling; announced like every other end.
+    Anything else is refused (409) with what it means: Kling has no cancel, and bills what it accepted."""
+    job = deps.store.find(job_id)
+    if job is None:
+        raise not_found(job_id)
+    for _ in range(3):  # the job may move under us (a claim, a backpressure cycle): decide on what it is now
+        if job.state is S.CANCELLED:
+            return view(job, base_url, deps)  # cancelling twice is the same answer
+        refusal = why_not_cancellable(job)
+        if refusal is not None:
+            raise refusal
+        try:
+            cancelled = deps.store.transition(
+                job,
+                S.CANCELLED,
+                by=BY,
+                changes={
+                    "error_code": "CANCELLED",
+                    "error_message": "cancelled through the jobs API before it was sent to Kling; nothing was charged",
+                },
+                note="cancelled",
+            )
+        except TransitionRejectedError:
+            job = deps.store.get(job_id)
+            continue
+        deps.announcer().job_ended(cancelled)
+        logger.info("job cancelled", extra={"job_id": job_id})
+        return view(cancelled, base_url, deps)
+    raise JobsApiError(409, "JOB_BUSY", f"job {job_id} keeps changing; try again", "job_id")
+
+
+def why_not_cancellable(job: Job) -> JobsApiError | None:
+    if job.state is S.QUEUED and not job.needs_reconcile:
+        return None
+    if job.is_terminal:
+        return JobsApiError(409, "JOB_ENDED", f"job {job.job_id} has already ended ({job.state.value})", "job_id")
+    cost = kling_cost(job)
+    if job.state is S.QUEUED:  # an earlier create's answer proved nothing: Kling may hold (and bill) a task
+        message = (
+            f"job {job.job_id} cannot be cancelled: an earlier request to Kling may have created its task (the "
+            f"answer proved nothing), and Kling has no cancel. The pipeline is finding out; if the task exists it "
+            f"runs to its end and is billed ({cost})"
+        )
+    elif job.state is S.SUBMITTING:
+        message = (
+            f"job {job.job_id} cannot be cancelled: it is being sent to Kling right now, and Kling has no cancel. "
+            f"If Kling accepts it, it runs to its end and is billed ({cost})"
+        )
+    else:
+        message = (
+            f"job {job.job_id} cannot be cancelled: Kling is running task {job.task_id} and has no cancel. It runs "
+            f"to its end and is billed ({cost}); the video will still be stored"
+        )
+    return JobsApiError(409, "KLING_CANNOT_CANCEL", message, "job_id")
+
+
+def kling_cost(job: Job) -> str:
+    """What Kling charges for this job, in its own terms: the units once known, else what decides them."""
+    if job.units_charged:
+        return f"{job.units_charged} units"
+    request = job.request
+    model = (job.model_extra or {}).get("model_name") or request.get("model") or "the default model"
+    return (
+        f"one {request.get('mode', 'std')} {request.get('duration', '5')} s video of {model}; "
+        "the units are known when it ends"
+    )
