@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = ROOT / "layers" / "common" / "requirements.txt"
 LAYER_PYTHON = ROOT / "layers" / "common" / "python"
 CACHE = ROOT / ".kling-pipeline" / "bench"
-FUNCTIONS = {"SubmitFunction": "submit", "CallbackFunction": "callback", "DownloadFunction": "download"}
 TARGET_RATIO = 1.5
 
 
@@ -48,6 +47,18 @@ def layer_dependencies() -> Path:
     return target
 
 
+def functions(template: dict[str, Any] | None = None) -> dict[str, str]:
+    """Every function of the template: logical id -> its code directory under functions/."""
+    from kling_local.stack.template_loader import load_template
+
+    resources = (template or load_template(ROOT / "template.yaml"))["Resources"]
+    return {
+        lid: Path(r["Properties"]["CodeUri"]).name
+        for lid, r in resources.items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+
+
 def function_environments() -> dict[str, dict[str, str]]:
     """Each function's environment as template.yaml defines it, with placeholder resource names."""
     from kling_local.stack.template_loader import IntrinsicEvaluator, load_template, pseudo_parameters
@@ -61,7 +72,7 @@ def function_environments() -> dict[str, dict[str, str]]:
         attributes={f"{lid}.Arn": f"arn:aws:bench:us-east-1:123456789012:{lid}" for lid in template["Resources"]},
     )
     environments = {}
-    for logical_id in FUNCTIONS:
+    for logical_id in functions(template):
         variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
         variables |= template["Resources"][logical_id]["Properties"].get("Environment", {}).get("Variables", {})
         environments[logical_id] = {k: str(evaluator.resolve(v)) for k, v in variables.items()}
@@ -83,7 +94,7 @@ def bench_cold_start(runs: int = 9) -> list[dict[str, Any]]:
     environments = function_environments()
     base_env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "AWS_DEFAULT_REGION": "us-east-1"}
     rows = []
-    for logical_id, directory in FUNCTIONS.items():
+    for logical_id, directory in functions().items():
         code_dir = ROOT / "functions" / directory
         lambda_env = base_env | environments[logical_id] | {"AWS_LAMBDA_FUNCTION_NAME": logical_id}
         untraced = lambda_env | {"POWERTOOLS_TRACE_DISABLED": "true"}

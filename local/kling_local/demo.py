@@ -52,6 +52,8 @@ class DemoSummary:
     s3_objects: int
     notice_p50_s: float | None
     notice_p95_s: float | None
+    settle_p50_s: float | None  # Kling's "succeed" to the job DOWNLOADING (a callback or a poll noticed it)
+    settle_p95_s: float | None
     units_charged: float | None
     duration_s: float
     bucket: str
@@ -260,13 +262,18 @@ def summarize(
     out_dir: Path | None,
 ) -> DemoSummary:
     counts = Counter(job.state for job in jobs.values())
-    notice = []
+    notice: list[float] = []
+    settle: list[float] = []
     for job in jobs.values():
         finished_ms = (job.model_extra or {}).get("kling_finished_at")
         completed_at = next((h.at for h in job.history if h.state is S.COMPLETED), None)
         if job.state is S.COMPLETED and finished_ms and completed_at:
             stored = datetime.fromisoformat(completed_at.replace("Z", "+00:00")).timestamp()
             notice.append(max(0.0, stored - float(finished_ms) / 1000))
+        noticed_at = next((h.at for h in job.history if h.state is S.DOWNLOADING), None)
+        if finished_ms and noticed_at:
+            noticed = datetime.fromisoformat(noticed_at.replace("Z", "+00:00")).timestamp()
+            settle.append(max(0.0, noticed - float(finished_ms) / 1000))
     stats = stack.simulator.stats() if stack.simulator else None
     creates = gets = double = gets_max = None
     units = None
@@ -309,6 +316,8 @@ def summarize(
         s3_objects=int(objects),
         notice_p50_s=percentile(notice, 50),
         notice_p95_s=percentile(notice, 95),
+        settle_p50_s=percentile(settle, 50),
+        settle_p95_s=percentile(settle, 95),
         units_charged=units,
         duration_s=round(duration_s, 2),
         bucket=connection.bucket,

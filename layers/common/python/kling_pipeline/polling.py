@@ -59,11 +59,21 @@ def all_shards() -> list[str]:
 
 
 def expected_generation_s(job: Job, schedule: PollSchedule, estimate: Estimate | None) -> float:
+    """How long jobs like `job` usually take: the learned mean, or the mode's default."""
     if estimate is not None and estimate.samples > 0:
-        # The mean, not later: a job whose callbacks are lost is noticed within a poller period of
-        # finishing, at the cost of a second GET for the slower half.
         return estimate.mean_s
     return float(schedule.expected_pro_s if job.request.get("mode") == "pro" else schedule.expected_std_s)
+
+
+def first_poll_after_s(job: Job, schedule: PollSchedule, estimate: Estimate | None) -> float:
+    """When to look at a job whose callbacks may be lost: about when the quicker ones finish (a mean
+    deviation before the mean; half the default before anything is learned). From then on it is polled
+    on every poller run (the interval is shorter than the schedule's period), so a finished job waits
+    at most a period to be noticed, and most need one or two GETs."""
+    expected = expected_generation_s(job, schedule, estimate)
+    if estimate is not None and estimate.samples > 0:
+        return max(expected - estimate.deviation_s, expected / 2)
+    return expected / 2
 
 
 def poll_interval_s(polls_so_far: int, schedule: PollSchedule) -> int:

@@ -37,7 +37,7 @@ from kling_pipeline.errors import (
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.polling import expected_generation_s
+from kling_pipeline.polling import expected_generation_s, first_poll_after_s
 from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import PollerSettings, SubmitSettings
 
@@ -378,7 +378,9 @@ def record_submitted(
     schedule = deps.store.schedule
     assert schedule is not None, "the submit path's store schedules live jobs"
     started = task.created_at // 1000 if task.created_at else now
-    expected_finish = int(started + expected_generation_s(job, schedule, deps.estimates.expected(job)))
+    estimate = deps.estimates.expected(job)
+    expected_finish = int(started + expected_generation_s(job, schedule, estimate))
+    first_poll = int(started + first_poll_after_s(job, schedule, estimate))
     submitted = deps.store.transition(
         job,
         S.SUBMITTED,
@@ -392,6 +394,7 @@ def record_submitted(
             "model_name": model_name,
             "submitted_at": now,
             "expected_finish_at": expected_finish,
+            "next_poll_at": first_poll,
         },
         remove=("lease_owner", "lease_expires_at"),
         note=note,
