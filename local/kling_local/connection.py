@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from kling_local.stack.stack import read_state_file
 from kling_pipeline.adapters.job_store import JobStore
+from kling_pipeline.adapters.ledger import Ledger
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # moto accepts any
 
@@ -32,6 +33,7 @@ class PipelineConnection:
     region: str
     endpoint_url: str | None = None  # moto's, for the local stack
     where: str = ""
+    stats_table: str = ""  # units charged and the daily budget (kling-pipeline cost)
 
     @classmethod
     def of_local_stack(cls, endpoints: dict[str, Any]) -> PipelineConnection:
@@ -44,6 +46,7 @@ class PipelineConnection:
             endpoints.get("region", "us-east-1"),
             endpoint_url=endpoints["moto_endpoint"],
             where="local stack",
+            stats_table=endpoints.get("stats_table", ""),
         )
 
     def client(self, service: str) -> Any:
@@ -53,10 +56,18 @@ class PipelineConnection:
         return boto3.client(service, **kwargs)  # type: ignore[call-overload]
 
     def store(self) -> JobStore:
+        return JobStore(self.table, dynamodb=self._dynamodb())
+
+    def ledger(self) -> Ledger:
+        if not self.stats_table:
+            raise ConnectionError_("no StatsTable known for this pipeline: give --stats-table NAME (or --stack-name)")
+        return Ledger(self.stats_table, dynamodb=self._dynamodb())
+
+    def _dynamodb(self) -> Any:
         kwargs: dict[str, Any] = {"region_name": self.region}
         if self.endpoint_url:
             kwargs |= {"endpoint_url": self.endpoint_url, **LOCAL_CREDENTIALS}
-        return JobStore(self.table, dynamodb=boto3.resource("dynamodb", **kwargs))
+        return boto3.resource("dynamodb", **kwargs)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,23 +78,26 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dlq-url", help="JobsDeadLetterQueue URL")
     group.add_argument("--table", help="JobsTable name")
     group.add_argument("--bucket", help="VideoBucket name")
+    group.add_argument("--stats-table", help="StatsTable name (units charged, the daily budget)")
     group.add_argument("--project-root", type=Path, default=Path(), help="where `local up` was started (.)")
 
 
 def connect(args: argparse.Namespace) -> PipelineConnection:
     if args.stack_name:
         return _from_stack(args.stack_name, args.region)
-    if args.queue_url or args.table:
+    stats_table = getattr(args, "stats_table", None)
+    if args.queue_url or args.table or stats_table:
         missing = [flag for flag, value in (("--queue-url", args.queue_url), ("--table", args.table)) if not value]
-        if missing:
+        if missing and (args.queue_url or args.table):
             raise ConnectionError_(f"give {' and '.join(missing)} too, or use --stack-name")
         return PipelineConnection(
-            args.queue_url,
+            args.queue_url or "",
             args.dlq_url or "",
-            args.table,
+            args.table or "",
             args.bucket or "",
             args.region or boto3.session.Session().region_name or "us-east-1",
             where="given URLs",
+            stats_table=getattr(args, "stats_table", None) or "",
         )
     state = read_state_file(args.project_root.resolve())
     if state is None:
@@ -118,4 +132,5 @@ def _from_stack(stack_name: str, region: str | None) -> PipelineConnection:
         outputs["VideoBucketName"],
         cloudformation.meta.region_name,
         where=f"stack {stack_name}",
+        stats_table=outputs.get("StatsTableName", ""),
     )

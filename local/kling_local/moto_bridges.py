@@ -62,6 +62,28 @@ def apply_schedule_rules_match_no_events() -> None:
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
 
 
+@cache
+def apply_dynamodb_requests_atomic() -> None:
+    """DynamoDB applies each request as one step: a conditional write's check and write, a
+    transaction's items all or none, an ADD's read and sum. moto's handlers are plain Python, and
+    threads (the local stack's concurrent functions, a test's concurrent submitters) interleave
+    inside them: two conditional claims of one item could both pass. One request at a time restores
+    the guarantee the exactly-once claims and the daily budget rely on."""
+    import threading
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    lock = threading.RLock()
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def apply_all() -> None:
     apply_aws_sdk_parameter_case()
     apply_schedule_rules_match_no_events()
+    apply_dynamodb_requests_atomic()

@@ -49,12 +49,12 @@ def register(subparsers: Any) -> None:
     submit.add_argument("--image", help="image2video: an https URL or raw base64")
     submit.add_argument("--video-id", help="video-extend: the id of a video from an earlier result")
     submit.add_argument("--metadata", help="a JSON object stored with the job and its video")
-    submit.set_defaults(handler=_guarded(cmd_submit))
+    submit.set_defaults(handler=guarded(cmd_submit))
 
     status = subparsers.add_parser("status", help="a job's state, history, and video or error")
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true", help="print the job as JSON")
-    status.set_defaults(handler=_guarded(cmd_status))
+    status.set_defaults(handler=guarded(cmd_status))
 
     listing = subparsers.add_parser("list", help="jobs, optionally by state")
     listing.add_argument("--state", action="append", choices=[s.value for s in JobState], help="repeatable")
@@ -69,28 +69,28 @@ def register(subparsers: Any) -> None:
         help=f"only live jobs not moved for SECONDS (default {STUCK_AFTER_S:g}): the ones to look at",
     )
     listing.add_argument("--json", action="store_true")
-    listing.set_defaults(handler=_guarded(cmd_list))
+    listing.set_defaults(handler=guarded(cmd_list))
 
     watch = subparsers.add_parser("watch", help="live counts of jobs by state (Ctrl-C to stop)")
     watch.add_argument("--interval", type=float, default=1.0)
     watch.add_argument("--until-done", action="store_true", help="stop when no job is live")
-    watch.set_defaults(handler=_guarded(cmd_watch))
+    watch.set_defaults(handler=guarded(cmd_watch))
 
     get = subparsers.add_parser("get", help="download a finished job's video")
     get.add_argument("job_id")
     get.add_argument("--out", type=Path, required=True, help="file to write (e.g. video.mp4)")
-    get.set_defaults(handler=_guarded(cmd_get))
+    get.set_defaults(handler=guarded(cmd_get))
 
     dlq = subparsers.add_parser("dlq", help="show dead-lettered messages with their reasons; --redrive them")
     dlq.add_argument("--redrive", action="store_true", help="send them back to the jobs queue")
     dlq.add_argument("--message-id", action="append", help="only these messages (repeatable)")
     dlq.add_argument("--max", type=int, default=100)
     dlq.add_argument("--json", action="store_true")
-    dlq.set_defaults(handler=_guarded(cmd_dlq))
+    dlq.set_defaults(handler=guarded(cmd_dlq))
 
     cancel = subparsers.add_parser("cancel", help="cancel a job not yet sent to Kling (through the jobs API)")
     cancel.add_argument("job_id")
-    cancel.set_defaults(handler=_guarded(cmd_cancel))
+    cancel.set_defaults(handler=guarded(cmd_cancel))
 
     for parser in (submit, status, listing, watch, get, dlq):
         add_connection_arguments(parser)
@@ -102,7 +102,7 @@ def register(subparsers: Any) -> None:
         )
 
 
-def _guarded(command: Any) -> Any:
+def guarded(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
             result: int = command(args, None if getattr(args, "api_url", None) else connect(args))
@@ -261,6 +261,8 @@ def job_summary(job: Job) -> dict[str, Any]:
         "video_size": extra.get("video_size"),
         "sha256": extra.get("sha256"),
         "units_charged": job.units_charged,
+        "reserved_units": job.reserved_units,  # held of its day's budget (DailyBudgetUnits)
+        "held_for": job.held_for,  # why a QUEUED job waits, such as "daily budget reached"
         "error_code": job.error_code,
         "error_message": job.error_message,
         "next_poll_at": next_poll,  # when the stale-job poller looks at it next (live jobs)
@@ -289,6 +291,12 @@ def cmd_status(args: argparse.Namespace, connection: PipelineConnection | None) 
         console.print(f"video: {job.s3_uri}  ({summary['video_size']} bytes, sha256 {summary['sha256']})")
     if job.error_message:
         console.print(f"[red]error {job.error_code}:[/red] {job.error_message}")
+    if job.units_charged is not None:
+        console.print(f"units charged by Kling: {job.units_charged}")
+    elif job.reserved_units is not None:
+        console.print(f"units held of {job.reserved_day}'s budget: {job.reserved_units:g} (an estimate)")
+    if job.held_for and job.state is JobState.QUEUED:
+        console.print(f"[yellow]waiting:[/yellow] {job.held_for}")
     if summary["next_poll_at"]:
         wait = int((job.next_poll_at or 0) - time.time())
         when = f"in {wait} s" if wait > 0 else f"{-wait} s overdue"

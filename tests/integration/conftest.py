@@ -9,6 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from kling_local.moto_bridges import apply_all as apply_moto_bridges
 from kling_local.sim import KlingSimulator, SimConfig
 from kling_pipeline.adapters import reset_container_state as reset_caches
 from kling_pipeline.adapters.job_store import JobStore
@@ -41,6 +42,7 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    apply_moto_bridges()
     with mock_aws(config={"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}):
         resolver = TemplateResolver(
             load_template(),
@@ -81,12 +83,9 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 @pytest.fixture
 def completion(pipeline: Pipeline) -> Iterator[Completion]:
-    from kling_local.moto_bridges import apply_all
     from kling_local.stack.moto_lambda import moto_lambda_runs
     from kling_local.stack.template import placeholder_zip
     from tests.support.lambda_runtime import InProcessFunctions
-
-    apply_all()
 
     sim = pipeline.sim
     sim.configure(video_size_bytes=300_000, generation_min_s=30, generation_max_s=90)

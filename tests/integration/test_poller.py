@@ -184,7 +184,11 @@ def test_overlapping_poller_runs_never_poll_a_job_twice(completion: Completion) 
         kling_task(completion, job.kind, job.task_id, "succeed")
     time.sleep(1.5)  # past the first poll (ExpectedStdSeconds is 1 s here)
     before = [gets_for(completion, job.task_id) for job in jobs]  # the test's own GETs above
-    handlers = [completion.poller(), completion.poller()]
+    # A claimed poll holds for the poll interval: a minute here, so that a run slowed down by a loaded
+    # machine cannot outlast its own claims (the fixture's 1 s would let the other run poll again).
+    schedule = json.loads(completion.pipeline.resolver.function_environment("PollerFunction")["POLL_SCHEDULE"])
+    minute = json.dumps(schedule | {"poll_interval_s": 60})
+    handlers = [completion.poller(POLL_SCHEDULE=minute), completion.poller(POLL_SCHEDULE=minute)]
     reports: list[dict[str, Any]] = []
     # When two runs start at once
     threads = [threading.Thread(target=lambda h=h: reports.append(completion.poll(h))) for h in handlers]

@@ -88,7 +88,7 @@ def test_image2video_and_extend_through_the_client(sim, make_client, wait):
         ({"force_create_errors": [5000]}, {"prompt": "p"}, KlingCreateUnsettledError, 5000, 500),
         ({"force_create_errors": [5001]}, {"prompt": "p"}, KlingCreateUnsettledError, 5001, 503),
         ({"force_create_errors": [5002]}, {"prompt": "p"}, KlingCreateUnsettledError, 5002, 504),
-        ({"force_create_errors": [1102]}, {"prompt": "p"}, KlingFinalError, 1102, 429),
+        ({"force_create_errors": [1102]}, {"prompt": "p"}, KlingAccountError, 1102, 429),
         ({"force_create_errors": [1103]}, {"prompt": "p"}, KlingFinalError, 1103, 403),
         ({}, {"prompt": "p", "duration": 5}, KlingFinalError, 1201, 400),
         ({}, {"prompt": "p [[reject]]"}, KlingFinalError, 1301, 400),

@@ -94,3 +94,38 @@ def test_forced_create_errors_are_consumed_in_order(api, sim):
     ]
     assert sim.config.force_create_errors == []
     assert sim.stats()["faults"]["forced_create_error"] == 4
+
+
+def test_account_costs_list_the_pack_and_what_is_left(make_sim, make_api):
+    # Given a pack of 10 units, with a 10 s video (2 units) running
+    sim = make_sim(unit_budget=10.0, speed=100.0, generation_min_s=60000, generation_max_s=60000)
+    api = make_api(sim)
+    api.create_ok(duration="10")
+    now_ms = int(time.time() * 1000)
+    # When the account's costs are asked for
+    answer = api.http.get("/account/costs", params={"start_time": now_ms - 86_400_000, "end_time": now_ms})
+    # Then the one pack shows its total and what the running task left of it
+    assert answer.status_code == 200 and answer.json()["code"] == 0
+    (pack,) = answer.json()["data"]["resource_pack_subscribe_infos"]
+    assert (pack["total_quantity"], pack["remaining_quantity"], pack["status"]) == (10.0, 8.0, "online")
+    assert sim.stats()["calls"]["GET account/costs"] == 1
+
+
+def test_account_costs_need_their_time_range_and_the_right_keys(make_sim, make_api):
+    sim = make_sim()
+    api = make_api(sim)
+    missing = api.http.get("/account/costs", params={"start_time": 1})
+    assert (missing.status_code, missing.json()["code"]) == (400, 1201)
+    assert "end_time is required" in missing.json()["message"]
+    stranger = make_api(sim, access_key="someone-else", secret_key="x" * 32)
+    assert stranger.http.get("/account/costs", params={"start_time": 1, "end_time": 2}).status_code == 401
+
+
+def test_a_used_up_pack_shows_run_out(make_sim, make_api):
+    sim = make_sim(unit_budget=1.0, speed=100.0, generation_min_s=60000, generation_max_s=60000)
+    api = make_api(sim)
+    api.create_ok()
+    (pack,) = api.http.get("/account/costs", params={"start_time": 0, "end_time": 1}).json()["data"][
+        "resource_pack_subscribe_infos"
+    ]
+    assert (pack["remaining_quantity"], pack["status"]) == (0.0, "runOut")

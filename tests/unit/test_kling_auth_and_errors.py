@@ -41,17 +41,18 @@ def test_retryable_codes(code: int) -> None:
     assert error.retryable
 
 
-@pytest.mark.parametrize("code", [1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203, 1300, 1301])
-def test_final_codes_including_billing_429s(code: int) -> None:
-    error = classify_error(code, "no", 429 if code in (1100, 1101, 1102) else 400)
+@pytest.mark.parametrize("code", [1103, 1200, 1201, 1202, 1203, 1300, 1301])
+def test_final_codes(code: int) -> None:
+    error = classify_error(code, "no", 403 if code == 1103 else 400)
     assert isinstance(error, KlingFinalError)
     assert not error.retryable
     assert str(code) in str(error)
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1004, 1304, 4242])
+@pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1004, 1100, 1101, 1102, 1304, 4242])
 def test_account_problems_and_unknown_codes_are_nobodys_job_fault(code: int) -> None:
-    error = classify_error(code, "refused", 401)
+    # 1100-1102 (account exception, arrears, resource pack used up) come as HTTP 429, like throttling.
+    error = classify_error(code, "refused", 429 if code in (1100, 1101, 1102) else 401)
     assert isinstance(error, KlingAccountError)
     assert not isinstance(error, KlingFinalError)
     assert not error.retryable

@@ -64,6 +64,7 @@ def test_every_alarm_notifies_the_operator_when_a_destination_is_given() -> None
         "WorkflowFailedAlarm",
         "ApiServerErrorsAlarm",
         "StaleLiveJobAlarm",
+        "RemainingUnitsAlarm",
     }
     assert expected <= set(alarms)
     with_email = evaluator(AlarmEmail="ops@example.com")
@@ -88,3 +89,33 @@ def test_the_functions_the_api_and_the_workflow_log_with_retention() -> None:
     for api in ("CallbackApi", "JobsApi"):
         assert resources[api]["Properties"]["TracingEnabled"] is True
         assert "AccessLogSetting" in resources[api]["Properties"]
+
+
+def test_the_remaining_units_alarm_exists_only_with_a_threshold_and_watches_the_pollers_figure() -> None:
+    assert not evaluator().condition("WatchRemainingUnits")
+    resolved = evaluator(RemainingUnitsAlarmThreshold=500)
+    assert resolved.condition("WatchRemainingUnits")
+    alarm = resolved.template["Resources"]["RemainingUnitsAlarm"]
+    assert alarm["Condition"] == "WatchRemainingUnits"
+    properties = resolved.resolve(alarm["Properties"])
+    assert (properties["MetricName"], properties["ComparisonOperator"]) == ("RemainingUnits", "LessThanThreshold")
+    assert str(properties["Threshold"]) == "500"
+    assert properties["Dimensions"] == [{"Name": "service", "Value": "kling-pipeline"}]  # as the poller publishes it
+    assert properties["Namespace"] == resolved.resolve(
+        resolved.template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    )
+
+
+def test_the_daily_budget_reaches_the_submit_function_and_only_the_counters_are_writable() -> None:
+    resolved = evaluator(DailyBudgetUnits=25)
+    submit = resolved.template["Resources"]["SubmitFunction"]["Properties"]
+    assert str(resolved.resolve(submit["Environment"]["Variables"]["DAILY_BUDGET_UNITS"])) == "25"
+    statements = submit["Policies"][0]["Statement"]
+    on_stats = [resolved.resolve(s) for s in statements if s["Resource"] == {"Fn::GetAtt": ["StatsTable", "Arn"]}]
+    assert on_stats == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            "Resource": on_stats[0]["Resource"],
+        }
+    ]

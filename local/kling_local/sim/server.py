@@ -30,6 +30,7 @@ log = logging.getLogger("kling_local.sim.server")
 _TASK_PATH = re.compile(r"^/v1/videos/([A-Za-z0-9-]+)(?:/([^/]+))?/?$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 FIVE_XX = (5000, 5001, 5002)
+ACCOUNT_COSTS_PATH = "/account/costs"
 
 
 class _DropConnection(Exception):
@@ -246,8 +247,15 @@ class _Handler(BaseHTTPRequestHandler):
         kind = match.group(1) if match else None
         task_id = match.group(2) if match else None
         params = parse_qs(query, keep_blank_values=True)
-        endpoint = self._endpoint_name(method, kind, task_id, params)
+        endpoint = (
+            f"{method} account/costs"
+            if path.rstrip("/") == ACCOUNT_COSTS_PATH
+            else self._endpoint_name(method, kind, task_id, params)
+        )
         state.record_call(endpoint, task_id if kind in KINDS and method == "GET" else None)
+        if path.rstrip("/") == ACCOUNT_COSTS_PATH:
+            self._account_costs(method, params)
+            return
         if not path.startswith("/v1/"):
             raise SimApiError(1203, f"no such resource: {path[:100]}")
         account = authenticate(self.headers.get("Authorization"), state.config.accounts())
@@ -272,6 +280,24 @@ class _Handler(BaseHTTPRequestHandler):
             page_num = _int_param(params, "pageNum", 1, 1, 1000)
             page_size = _int_param(params, "pageSize", 30, 1, 500)
             self._ok(state.list(account, kind, page_num, page_size))
+
+    def _account_costs(self, method: str, params: dict[str, list[str]]) -> None:
+        """`GET /account/costs?start_time=&end_time=`: the account's resource packs (Kling: one call a second)."""
+        state = self.server.state
+        account = authenticate(self.headers.get("Authorization"), state.config.accounts())
+        state.check_rate(account)
+        if method != "GET":
+            raise SimApiError(1202, f"method {method} is not allowed on {ACCOUNT_COSTS_PATH}")
+        times = {}
+        for name in ("start_time", "end_time"):
+            value = (params.get(name) or [""])[0]
+            if not value.isdigit():
+                raise invalid(f"{name} is required: epoch milliseconds")
+            times[name] = int(value)
+        if times["start_time"] > times["end_time"]:
+            raise invalid("start_time is after end_time")
+        data = {"code": 0, "msg": "", "resource_pack_subscribe_infos": state.resource_packs(account)}
+        self._send_json(200, {"code": 0, "message": "SUCCEED", "request_id": self._request_id, "data": data})
 
     @staticmethod
     def _endpoint_name(method: str, kind: str | None, task_id: str | None, params: dict[str, list[str]]) -> str:

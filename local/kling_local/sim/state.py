@@ -142,6 +142,10 @@ class CdnRefusal(Exception):
         self.reason = reason
 
 
+# The pack an account without a unit_budget has: large enough never to run out in a run.
+UNLIMITED_PACK_UNITS = 1_000_000.0
+
+
 def base_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -163,6 +167,7 @@ class SimState:
 
     def __init__(self, config: SimConfig) -> None:
         self._lock = threading.RLock()
+        self._started_wall = time.time()
         self._cond = threading.Condition(self._lock)
         self._config = config
         self._seed_rngs(config.seed)
@@ -291,6 +296,30 @@ class SimState:
             if acct.tokens < 1.0:
                 raise SimApiError(1302)
             acct.tokens -= 1.0
+
+    def resource_packs(self, account: str) -> list[dict[str, Any]]:
+        """The account's one resource pack, as `GET /account/costs` lists it: `unit_budget` units (or
+        UNLIMITED_PACK_UNITS without one), less what its tasks hold (running ones included, as Kling
+        deducts at the create and gives a failed task's units back)."""
+        with self._lock:
+            acct = self._account(account)
+            budget = self._config.unit_budget
+            total = UNLIMITED_PACK_UNITS if budget is None else budget
+            remaining = max(0.0, total - acct.units_committed)
+            started = _ms(self._started_wall)
+            return [
+                {
+                    "resource_pack_name": "simulator video pack",
+                    "resource_pack_id": f"sim-{account[:8]}",
+                    "resource_pack_type": "decreasing_total",
+                    "total_quantity": total,
+                    "remaining_quantity": remaining,
+                    "purchase_time": started,
+                    "effective_time": started,
+                    "invalid_time": started + 365 * 86_400_000,
+                    "status": "online" if remaining > 0 else "runOut",
+                }
+            ]
 
     def _account(self, account: str) -> Account:
         acct = self._accounts.get(account)

@@ -45,6 +45,7 @@ _ENDPOINT_OUTPUTS = {
     "jobs_queue_url": ("JobsQueueUrl", "JobsQueue"),
     "dead_letter_queue_url": ("JobsDeadLetterQueueUrl", "JobsDeadLetterQueue"),
     "jobs_table": ("JobsTableName", "JobsTable"),
+    "stats_table": ("StatsTableName", "StatsTable"),
     "video_bucket": ("VideoBucketName", "VideoBucket"),
     "state_machine_arn": ("DownloadStateMachineArn", "DownloadStateMachine"),
     "jobs_api_url": ("JobsApiUrl", "JobsApi"),

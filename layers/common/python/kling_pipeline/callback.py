@@ -19,6 +19,7 @@ from kling_pipeline.adapters.callback_tokens import verify_job_token
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
 from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_credentials
 from kling_pipeline.errors import KlingApiError, KlingShapeError, KlingUnavailableError
 from kling_pipeline.kling_task import KlingTask
@@ -41,6 +42,7 @@ class CallbackDependencies:
     kling: Callable[[], KlingClient]  # built on first use: only a terminal status needs Kling
     workflow: DownloadWorkflow
     estimates: GenerationEstimates
+    ledger: Ledger
     signing_secrets: tuple[str, ...]  # the current secret, and the previous one for a while after a rotation
 
 
@@ -59,6 +61,7 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
         store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
         kling=kling,
         estimates=generation_estimates(settings.stats_table_name),
+        ledger=ledger(settings.stats_table_name),
         workflow=download_workflow(settings.download_state_machine_arn),
         signing_secrets=callback_signing_secrets(
             settings.callback_secret,
@@ -131,7 +134,9 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
 
 
 def move(job: Job, task: KlingTask, deps: CallbackDependencies) -> CallbackAnswer:
-    moved, action = advance_job(job, task, store=deps.store, workflow=deps.workflow, by=BY, learner=deps.estimates)
+    moved, action = advance_job(
+        job, task, store=deps.store, workflow=deps.workflow, by=BY, ledger=deps.ledger, learner=deps.estimates
+    )
     return answered(moved, action)
 
 

@@ -97,8 +97,6 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
     finished_ms = (job.model_extra or {}).get("kling_finished_at")
     if finished_ms:
         record(Metric.NOTICE_LATENCY, max(0.0, time.time() - int(finished_ms) / 1000), MetricUnit.Seconds)
-    if job.units_charged:
-        record(Metric.UNITS_CHARGED, float(job.units_charged), MetricUnit.Count)
     return outcome(
         job, stored_changes(stored), {"s3_uri": stored.s3_uri, "size": stored.size, "sha256": stored.sha256}, deps
     )
@@ -140,7 +138,7 @@ def outcome(job: Job, changes: dict[str, Any], details: dict[str, Any], deps: Do
         "write": write.for_step_functions(),
         "event": {"job_id": job.job_id, "state": to_state.value}
         | details
-        | {"metadata": json.loads(extra.get("metadata_json") or "{}")},
+        | {"units_charged": job.units_charged, "metadata": json.loads(extra.get("metadata_json") or "{}")},
     }
     if extra.get("task_token"):
         answer["task_token"] = extra["task_token"]

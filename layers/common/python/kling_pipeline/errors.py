@@ -33,6 +33,17 @@ class TransitionRejectedError(PipelineError):
         self.current = current
 
 
+class LinkedWriteRefusedError(PipelineError):
+    """A write made in one transaction with a transition was refused by its own condition (such as the
+    day's budget having no room), so the transition was not made either. `index` is the refused
+    write's place among the linked writes."""
+
+    def __init__(self, job_id: str, index: int) -> None:
+        super().__init__(f"job {job_id}: linked write {index} was refused by its condition")
+        self.job_id = job_id
+        self.index = index
+
+
 class JobNotFoundError(PipelineError, LookupError):
     """No job with this id in JobsTable."""
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.job_queue import JobQueue
 from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.video_links import VideoLinks, video_links
 from kling_pipeline.adapters.webhook_sender import WebhookPolicy, check_webhook_url
 from kling_pipeline.errors import InvalidJobMessageError, JobsApiError, TransitionRejectedError, WebhookRefusedError
@@ -104,7 +105,11 @@ class JobView(BaseModel):
     task_id: str | None = None
     error_code: str | None = None
     error_message: str | None = None
-    units_charged: str | None = None
+    units_charged: str | None = Field(default=None, description="Kling's charge for the job's task, once known")
+    reserved_units: float | None = Field(
+        default=None, description="what the job holds of its day's budget (DailyBudgetUnits), an estimate"
+    )
+    held_for: str | None = Field(default=None, description="why a QUEUED job waits, such as 'daily budget reached'")
     s3_uri: str | None = None
     video_size: int | None = None
     sha256: str | None = None
@@ -165,6 +170,7 @@ class JobsApiDependencies:
     links: VideoLinks
     announcer: Callable[[], Announcer]  # built on first use: only a cancel announces
     webhook_policy: WebhookPolicy
+    ledger: Ledger  # a cancelled job's budget reservation goes back
 
 
 def jobs_api_dependencies(settings: ApiSettings) -> JobsApiDependencies:
@@ -180,6 +186,7 @@ def jobs_api_dependencies(settings: ApiSettings) -> JobsApiDependencies:
         webhook_policy=WebhookPolicy.from_settings(
             settings.webhook_allowed_hosts, pipeline_mode=settings.pipeline_mode
         ),
+        ledger=ledger(settings.stats_table_name),
     )
 
 
@@ -359,6 +366,8 @@ def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
         error_code=job.error_code,
         error_message=job.error_message,
         units_charged=job.units_charged,
+        reserved_units=job.reserved_units,
+        held_for=job.held_for,
         s3_uri=job.s3_uri,
         video_size=extra.get("video_size"),
         sha256=extra.get("sha256"),
@@ -451,6 +460,7 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
                     "error_message": "cancelled through the jobs API before it was sent to Kling; nothing was charged",
                 },
                 note="cancelled",
+                linked=deps.ledger.release_update(job),
             )
         except TransitionRejectedError:
             job = deps.store.get(job_id)

@@ -1,4 +1,5 @@
-"""Kling's task object, as queries return it and as callbacks POST it (bare, not in an envelope).
+"""Kling's task object, as queries return it and as callbacks POST it (bare, not in an envelope);
+and the account's resource packs, as `GET /account/costs` lists them.
 
 Fields follow Kling's API reference as summarised in docs/architecture.md ("Kling's contract");
 unknown fields are kept (extra="allow") because Kling adds fields without notice.
@@ -54,3 +55,20 @@ class KlingTask(BaseModel):
     @property
     def first_video(self) -> KlingVideo | None:
         return self.task_result.videos[0] if self.task_result and self.task_result.videos else None
+
+
+class ResourcePack(BaseModel):
+    """One of the account's resource packs: what it holds and what is left (which may lag up to 12 h)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    resource_pack_id: str | None = None
+    resource_pack_name: str = "unnamed"
+    resource_pack_type: str | None = None
+    total_quantity: float = 0.0
+    remaining_quantity: float = 0.0
+    status: str | None = None  # toBeOnline, online, expired, runOut
+
+    @property
+    def usable(self) -> bool:
+        return self.status in (None, "online")

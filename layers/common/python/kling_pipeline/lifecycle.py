@@ -10,6 +10,7 @@ docs/architecture.md, "A job's life".
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kling_pipeline.errors import InvalidTransitionError, TransitionRejectedError
 from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.requests import JobRequest
 
 
@@ -115,7 +117,10 @@ class Job(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     video_url: str | None = None
-    units_charged: str | None = None
+    units_charged: str | None = None  # Kling's final_unit_deduction of the job's task
+    reserved_units: float | None = None  # what the job holds of reserved_day's budget (adapters.ledger)
+    reserved_day: str | None = None
+    held_for: str | None = None  # why a QUEUED job waits, beyond backpressure ("daily budget reached")
     s3_uri: str | None = None
 
     @property
@@ -133,7 +138,14 @@ class Job(BaseModel):
 
 class JobWriter(Protocol):
     def transition(
-        self, job: Job, to_state: JobState, *, by: str, changes: dict[str, Any] | None = None, note: str | None = None
+        self,
+        job: Job,
+        to_state: JobState,
+        *,
+        by: str,
+        changes: dict[str, Any] | None = None,
+        note: str | None = None,
+        linked: list[dict[str, Any]] | None = None,
     ) -> Job: ...
 
 
@@ -143,6 +155,12 @@ class GenerationLearner(Protocol):
 
 class DownloadStarter(Protocol):
     def start(self, job: Job, attempt: int = 1) -> bool: ...
+
+
+class ChargeLedger(Protocol):
+    """Counts what Kling charged (adapters.ledger): the writes that go in the transition's transaction."""
+
+    def charge_updates(self, job: Job, units: float) -> list[dict[str, Any]]: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,12 +245,14 @@ def advance_job(
     store: JobWriter,
     workflow: DownloadStarter,
     by: str,
+    ledger: ChargeLedger,
     learner: GenerationLearner | None = None,
     next_poll_at: int | None = None,
 ) -> tuple[Job, str]:
     """Apply what Kling says about a task: the one path every observer takes, so a task seen by any of
-    them moves the job the same way and starts the download exactly once. Returns the job as it now
-    stands and what happened, in words for logs and answers.
+    them moves the job the same way, starts the download exactly once, and counts the units Kling
+    charged exactly once (in the same transaction as the move that records them). Returns the job as
+    it now stands and what happened, in words for logs and answers.
 
     `learner` records how long the task took once Kling has finished it (the poller's cadence learns
     from it); `next_poll_at` overrides when a job still running is next due (the poller sets its own)."""
@@ -240,12 +260,38 @@ def advance_job(
     if decision is None:
         return job, "nothing to do"
     changes = decision.changes | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {})
+    units = charged_units(decision)
+    linked = ledger.charge_updates(job, units) if units is not None else None
     try:
-        moved = store.transition(job, decision.to_state, by=by, changes=changes, note=decision.note)
+        moved = store.transition(job, decision.to_state, by=by, changes=changes, note=decision.note, linked=linked)
     except TransitionRejectedError:
         return job, "already handled"
+    if units is not None:
+        model, mode = model_and_mode(moved)
+        record(Metric.UNITS_CHARGED, units, model=model, mode=mode)
     if learner is not None and task.task_status == "succeed":
         learner.learn(moved, task)
     if decision.starts_download:
         workflow.start(moved)
     return moved, f"{decision.from_state} -> {decision.to_state}"
+
+
+def charged_units(decision: Transition) -> float | None:
+    """The units Kling says it charged for the task a decision ends (its `final_unit_deduction`, a
+    string); None when the decision records no charge, or Kling's figure is not a number (logged)."""
+    if "units_charged" not in decision.changes:
+        return None
+    raw = decision.changes["units_charged"]
+    try:
+        units = float(raw) if raw is not None else 0.0
+    except ValueError:
+        logger.warning("Kling's final_unit_deduction is not a number; not counted", extra={"value": str(raw)[:40]})
+        return None
+    return units if math.isfinite(units) and units >= 0 else None
+
+
+def model_and_mode(job: Job) -> tuple[str, str]:
+    """The model and mode a job's task ran with, as costs are reported by."""
+    request = job.request
+    model = str((job.model_extra or {}).get("model_name") or request.get("model") or "default")
+    return model, str(request.get("mode") or "std")

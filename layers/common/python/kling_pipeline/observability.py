@@ -40,7 +40,8 @@ class Metric(StrEnum):
     LIVE_JOB_AGE = "LiveJobAgeSeconds"  # the oldest live job a run looked at
     JOB_TRANSITIONS = "JobTransitions"  # to: the state a job entered
     NOTICE_LATENCY = "NoticeLatencySeconds"  # from Kling's "succeed" to the video stored in S3
-    UNITS_CHARGED = "UnitsCharged"  # Kling's final_unit_deduction of a stored video's task
+    UNITS_CHARGED = "UnitsCharged"  # model, mode: Kling's final_unit_deduction, counted when it is known
+    REMAINING_UNITS = "RemainingUnits"  # pack: one resource pack; without a dimension: all usable packs
     API_REQUESTS = "ApiRequests"  # route: the jobs API route; status: the HTTP status answered
     WEBHOOKS = "WebhookDeliveries"  # outcome: delivered | retrying | given_up | refused | skipped
 

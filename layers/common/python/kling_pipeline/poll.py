@@ -36,6 +36,7 @@ from kling_pipeline.adapters.generation_estimates import GenerationEstimates, ge
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
+from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import kling_credentials
 from kling_pipeline.adapters.video_transfer import s3_client, stored_video
 from kling_pipeline.download_step import stored_changes, video_key
@@ -68,6 +69,7 @@ REPAIR = "poller-repair"
 KLING_KEEPS_RESULTS_S = 30 * 86400
 PER_SHARD = 25  # jobs read from each shard per round
 MARGIN_S = 10.0  # stop starting work this long before the invocation's end
+ACCOUNT_LOOKBACK_MS = 400 * 86_400_000  # resource packs bought in the last 400 days (a year's pack, and some)
 
 
 @dataclass
@@ -79,6 +81,7 @@ class PollerDependencies:
     kling: KlingClient
     workflow: DownloadWorkflow
     estimates: GenerationEstimates
+    ledger: Ledger
     announcer: Announcer
     s3: Any
 
@@ -93,6 +96,7 @@ def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
         workflow=download_workflow(settings.download_state_machine_arn),
         estimates=generation_estimates(settings.stats_table_name),
+        ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name),
         s3=s3_client(),
     )
@@ -114,6 +118,7 @@ class PollReport:
     claimed_elsewhere: int = 0  # another run (or a transition) got there first
     max_lag_s: int = 0
     oldest_live_s: int = 0
+    remaining_units: float | None = None  # in the account's usable resource packs (None: not read)
     actions: dict[str, str] = field(default_factory=dict)  # job id -> what happened
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,8 +135,27 @@ def run_poller(deps: PollerDependencies, *, time_left_s: Callable[[], float]) ->
             break
         seen.update(item["job_id"] for item in due)
         settle(due, deps, report, time_left_s)
+    if time_left_s() > MARGIN_S + deps.settings.kling_timeout_s:
+        check_account(deps, report)
     record_run(report)
     return report
+
+
+def check_account(deps: PollerDependencies, report: PollReport) -> None:
+    """Publish what is left of the account's resource packs (one `GET /account/costs` a run, far below
+    Kling's one a second): per pack, and in all usable packs together, which the RemainingUnits alarm
+    watches. Kling's figure may lag up to 12 hours; the daily budget (submit.py) is the hard stop."""
+    now_ms = int(time.time() * 1000)
+    try:
+        packs = deps.kling.resource_packs(since_ms=now_ms - ACCOUNT_LOOKBACK_MS, until_ms=now_ms)
+    except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
+        logger.warning("could not read the account's resource packs", extra={"error": str(exc)[:300]})
+        return
+    usable = [pack for pack in packs if pack.usable]
+    for pack in usable:
+        record(Metric.REMAINING_UNITS, pack.remaining_quantity, pack=pack.resource_pack_name)
+    report.remaining_units = sum(pack.remaining_quantity for pack in usable)
+    record(Metric.REMAINING_UNITS, report.remaining_units)
 
 
 def due_jobs(store: JobStore) -> list[dict[str, Any]]:
@@ -230,7 +254,14 @@ def settle_running(
         record(Metric.KLING_GETS, by=BY)
         next_due = int(job.next_poll_at or now)  # the claim set it: keep it for a job still running
         current, action = advance_job(
-            job, answer, store=deps.store, workflow=deps.workflow, by=BY, learner=deps.estimates, next_poll_at=next_due
+            job,
+            answer,
+            store=deps.store,
+            workflow=deps.workflow,
+            by=BY,
+            ledger=deps.ledger,
+            learner=deps.estimates,
+            next_poll_at=next_due,
         )
         if current.state in (S.DOWNLOADING, S.FAILED) and current is not job:
             report.resolved_by_poll += 1

@@ -41,11 +41,13 @@ class PollSchedule(BaseModel):
 
 @dataclass(frozen=True)
 class Estimate:
-    """Generation time of a kind of job, in seconds: a running mean and its mean deviation."""
+    """Generation time of a kind of job, in seconds: a running mean and its mean deviation; and the
+    units Kling charged the latest such job (None before one is known), which the budget reserves."""
 
     mean_s: float
     deviation_s: float
     samples: int
+    units: float | None = None
 
 
 def live_shard(job_id: str) -> str:

@@ -79,10 +79,15 @@ class _Scheduling(BaseModel):
     poll_schedule: Json[PollSchedule]
 
 
-class _Polling(_Scheduling):
-    """...and those that see Kling finish a task learn how long it took (adapters.generation_estimates)."""
+class _Counting(BaseModel):
+    """What Kling charged and the daily budget's counter live in StatsTable (adapters.ledger)."""
 
     stats_table_name: NonEmpty
+
+
+class _Polling(_Scheduling, _Counting):
+    """...and those that see Kling finish a task learn how long it took (adapters.generation_estimates)
+    and count what it charged."""
 
 
 class _Reconciling(BaseModel):
@@ -102,6 +107,7 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
     public_api_base_url: NonEmpty
     default_model: NonEmpty
     known_models: tuple[str, ...]
+    daily_budget_units: float = Field(ge=0)  # 0: no budget; else the units a UTC day's jobs may reserve
 
     @field_validator("known_models", mode="before")
     @classmethod
@@ -147,8 +153,9 @@ class _WebhookTargets(BaseModel):
     pipeline_mode: Literal["production", "local"]
 
 
-class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling):
-    """ApiFunction: the jobs API sends to JobsQueue, reads JobsTable, presigns videos, announces cancels."""
+class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting):
+    """ApiFunction: the jobs API sends to JobsQueue, reads JobsTable, presigns videos, announces cancels
+    (and gives a cancelled job's budget reservation back)."""
 
     jobs_queue_url: NonEmpty
     video_bucket: NonEmpty

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -22,6 +23,7 @@ from kling_pipeline.adapters.generation_estimates import GenerationEstimates, ge
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
+from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger, day_of, ledger, reservation
 from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
 from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
 from kling_pipeline.errors import (
@@ -32,6 +34,7 @@ from kling_pipeline.errors import (
     KlingRetryableError,
     KlingShapeError,
     KlingUnavailableError,
+    LinkedWriteRefusedError,
     TransitionRejectedError,
 )
 from kling_pipeline.kling_task import KlingTask
@@ -40,6 +43,7 @@ from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.polling import expected_generation_s, first_poll_after_s
 from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import PollerSettings, SubmitSettings
+from kling_pipeline.unit_estimates import units_to_reserve
 
 S = JobState
 BY = "submit"
@@ -48,6 +52,12 @@ LOGGED_RETRY_CYCLES = 3
 # Answers Kling gives about one job that we cannot read (unknown codes, unknown shapes) before the job
 # is parked for an operator: a newer Kling than this code knows will not start reading them by itself.
 UNREADABLE_ANSWER_LIMIT = 5
+# Why a QUEUED job waits, when it is not plain backpressure (shown by `status` and the jobs API).
+HELD_FOR = "held_for"
+HELD_FOR_BUDGET = "daily budget reached"
+SECONDS_PER_DAY = 86_400
+# Kling's billing refusals: the account exception, arrears, a resource pack used up or expired.
+BILLING_CODES = frozenset({1100, 1101, 1102})
 
 
 class Outcome(StrEnum):
@@ -57,6 +67,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # a final Kling error: the job is FAILED with Kling's message
     REJECTED = "rejected"  # the message itself is bad: dead-lettered with its reason
     PARKED = "parked"  # an operator is needed (keys, IP list, answers we cannot read): job QUEUED, message in the DLQ
+    HELD = "held"  # the day's unit budget has no room: job QUEUED, its message back later (never the DLQ)
     NAMED = "named"  # the message named no job: sent again with its job id (the SQS message id) in the body
 
 
@@ -97,6 +108,7 @@ class Reconciler(Protocol):
     kling: KlingClient
     workflow: DownloadWorkflow
     estimates: GenerationEstimates
+    ledger: Ledger
     rules: SubmitRules
 
 
@@ -113,6 +125,8 @@ class SubmitDependencies:
     workflow: DownloadWorkflow
     callers: WaitingCallers
     estimates: GenerationEstimates
+    ledger: Ledger
+    clock: Callable[[], float] = time.time  # the budget's day is the UTC date of clock()
 
 
 def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
@@ -123,6 +137,7 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         settings=settings,
         rules=SubmitRules.of(settings),
         estimates=generation_estimates(settings.stats_table_name),
+        ledger=ledger(settings.stats_table_name),
         store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
         queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
@@ -153,7 +168,7 @@ def handle_job_message(
             result = SubmitResult(Outcome.REQUEUED, request.job_id, "not enough time left in this invocation")
         else:
             result = submit_job(request, deps, owner=owner)
-        if result.outcome in (Outcome.REQUEUED, Outcome.NAMED):
+        if result.outcome in (Outcome.REQUEUED, Outcome.NAMED, Outcome.HELD):
             deps.queue.send(request.as_message(), delay_s=result.delay_s)
         elif result.outcome is Outcome.PARKED:
             # The request with its job id (not the raw body): a redrive by any means is the same job.
@@ -259,10 +274,54 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
         return SubmitResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
     if isinstance(claimed, SubmitResult):
         return claimed
+    reserved = reserve_budget(claimed, deps)
+    if isinstance(reserved, SubmitResult):
+        return reserved
     try:
-        return submit_claimed_job(claimed, claimed.job_request, deps)
+        return submit_claimed_job(reserved, reserved.job_request, deps)
     except KlingAccountError as exc:
-        return park_job(claimed, deps, account_reason(exc), kling_code=exc.code)
+        # Refused before anything was made: the reservation goes back while an operator acts.
+        return park_job(reserved, deps, account_reason(exc), kling_code=exc.code, release=True)
+
+
+def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | SubmitResult:
+    """With a daily unit budget, hold what the job's task will cost (unit_estimates.py) before creating
+    it: one transaction of the job's write and a conditional update of the day's counter, so any number
+    of submitters at once never pass the budget and a job never holds without saying so. Without room,
+    the job waits in QUEUED and its message comes back when the budget may have room (next UTC day, or
+    sooner if DailyBudgetUnits is raised). A job that already holds a reservation keeps it."""
+    budget = deps.settings.daily_budget_units
+    if budget <= 0 or reservation(job)[0] is not None:
+        return job
+    now = deps.clock()
+    day = day_of(now)
+    units = units_to_reserve(job, deps.estimates.expected(job))
+    if units <= budget:
+        try:
+            return deps.store.transition(
+                job,
+                S.SUBMITTING,
+                by=BY,
+                changes={RESERVED_UNITS: units, RESERVED_DAY: day, HELD_FOR: None, "next_poll_at": job.next_poll_at},
+                note=f"reserved {units:g} units of {day}'s budget",
+                linked=[deps.ledger.reserve_update(day, units, budget=budget)],
+            )
+        except LinkedWriteRefusedError:
+            pass
+    held = deps.ledger.reserved(day)
+    reason = (
+        f"daily budget reached: this job needs {units:g} units and {held:g} of {budget:g} are held for {day} (UTC); "
+        + (
+            "it is sent when the budget has room: tomorrow, or as soon as DailyBudgetUnits is raised"
+            if units <= budget
+            else "that is more than the whole daily budget: raise DailyBudgetUnits"
+        )
+    )
+    until_next_day = SECONDS_PER_DAY - int(now) % SECONDS_PER_DAY
+    released = release_for_retry(
+        job, deps, reason, delay_s=min(until_next_day + random.randint(1, 60), 900), held_for=HELD_FOR_BUDGET
+    )
+    return SubmitResult(Outcome.HELD, job.job_id, reason, delay_s=released.delay_s)
 
 
 def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | SubmitResult:
@@ -395,27 +454,43 @@ def record_submitted(
             "submitted_at": now,
             "expected_finish_at": expected_finish,
             "next_poll_at": first_poll,
+            HELD_FOR: None,
         },
         remove=("lease_owner", "lease_expires_at"),
         note=note,
     )
-    _, action = advance_job(submitted, task, store=deps.store, workflow=deps.workflow, by=by, learner=deps.estimates)
+    _, action = advance_job(
+        submitted, task, store=deps.store, workflow=deps.workflow, by=by, ledger=deps.ledger, learner=deps.estimates
+    )
     return SubmitResult(Outcome.SUBMITTED, job.job_id, f"{task.task_id} ({action})")
 
 
 def account_reason(exc: KlingAccountError) -> str:
+    if exc.code in BILLING_CODES:
+        fix = "top up the Kling account (its resource packs, or the overdue payment)"
+    else:
+        fix = "check the KlingCredentials secret, the clock and Kling's IP allow-list"
     return (
-        f"Kling refused our account ({exc.code}: {exc.message}); no job is at fault. Check the KlingCredentials "
-        "secret, the clock and Kling's IP allow-list, then `kling-pipeline dlq --redrive`"
+        f"Kling refused our account ({exc.code}: {exc.message}); no job is at fault. Fix: {fix}, "
+        "then `kling-pipeline dlq --redrive`"
     )
 
 
-def park_job(job: Job, deps: Reconciler, reason: str, *, kling_code: int | None = None) -> SubmitResult:
+def park_job(
+    job: Job, deps: Reconciler, reason: str, *, kling_code: int | None = None, release: bool = False
+) -> SubmitResult:
     """No job is at fault and retrying will not help until an operator acts (bad keys, clock, IP
-    allow-list, answers this version cannot read): the job waits in QUEUED (keeping what it knows, such
-    as needing reconciliation) and its message goes to the DLQ with the fix, to be redriven."""
+    allow-list, a used-up resource pack, answers this version cannot read): the job waits in QUEUED
+    (keeping what it knows, such as needing reconciliation) and its message goes to the DLQ with the
+    fix, to be redriven. `release`: Kling proved it made no task, so the budget reservation goes back."""
     deps.store.transition(
-        job, S.QUEUED, by=BY, remove=("lease_owner", "lease_expires_at"), note=f"parked: {reason[:200]}"
+        job,
+        S.QUEUED,
+        by=BY,
+        changes={RESERVED_UNITS: None, RESERVED_DAY: None} if release else None,
+        remove=("lease_owner", "lease_expires_at"),
+        note=f"parked: {reason[:200]}",
+        linked=deps.ledger.release_update(job) if release else None,
     )
     return SubmitResult(Outcome.PARKED, job.job_id, reason, kling_code=kling_code)
 
@@ -429,10 +504,12 @@ def release_for_retry(
     unreadable: bool = False,
     delay_s: int | None = None,
     kling_code: int | None = None,
+    held_for: str | None = None,
 ) -> SubmitResult:
     """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay.
     `unsettled`: a task may exist; reconcile before creating, and create nothing until the grace window
-    since now is over. `unreadable`: count an answer this version could not read (park at the limit)."""
+    since now is over. `unreadable`: count an answer this version could not read (park at the limit).
+    `held_for`: why the job waits, shown with it (the daily budget)."""
     now = int(time.time())
     unreadable_answers = (job.unreadable_answers or 0) + (1 if unreadable else 0)
     if unreadable_answers >= UNREADABLE_ANSWER_LIMIT:
@@ -442,7 +519,7 @@ def release_for_retry(
             f"Kling answered {unreadable_answers} times in a way this version cannot read (last: {reason[:300]}); "
             "update kling-pipeline, then `kling-pipeline dlq --redrive` (the job will look for its task first)",
         )
-    changes: dict[str, object] = {"unreadable_answers": unreadable_answers or None}
+    changes: dict[str, object] = {"unreadable_answers": unreadable_answers or None, HELD_FOR: held_for}
     if unsettled:
         # Look again soon (the task may show at once); only a new create waits for the grace window.
         changes |= {"needs_reconcile": True, "unsettled_since": now}
@@ -473,6 +550,7 @@ def backpressure_delay(attempt: int, *, base_s: float, max_s: int, rng: random.R
 
 
 def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> SubmitResult:
+    """Kling refused the create for good: no task was made, so the budget reservation goes back."""
     deps.store.transition(
         job,
         S.FAILED,
@@ -482,5 +560,6 @@ def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> Submit
             "error_message": f"Kling refused the task ({exc.code}): {exc.message}",
         },
         note=f"Kling {exc.code}",
+        linked=deps.ledger.release_update(job),
     )
     return SubmitResult(Outcome.FAILED, job.job_id, exc.message, kling_code=exc.code)

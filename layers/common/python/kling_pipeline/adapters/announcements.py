@@ -4,8 +4,9 @@ states:sendTask* in the ASL); this adapter announces what ends elsewhere (a job 
 stranded download repaired, a job cancelled), in the same shape.
 
 Events: source `kling-pipeline`; `Video Completed` with {job_id, state, s3_uri, size, sha256,
-metadata}; `Video Failed` for every other end (FAILED, TIMED_OUT, CANCELLED), with {job_id, state,
-error_code, error_message, metadata}.
+units_charged, metadata}; `Video Failed` for every other end (FAILED, TIMED_OUT, CANCELLED), with
+{job_id, state, error_code, error_message, units_charged, metadata}. `units_charged` is Kling's
+figure for the job's task (a string, as Kling gives it; null when Kling never said).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def event_detail(job: Job) -> dict[str, Any]:
         detail |= {"s3_uri": job.s3_uri, "size": extra.get("video_size"), "sha256": extra.get("sha256")}
     else:
         detail |= {"error_code": job.error_code, "error_message": job.error_message}
-    return detail | {"metadata": json.loads(extra.get("metadata_json") or "{}")}
+    return detail | {"units_charged": job.units_charged, "metadata": json.loads(extra.get("metadata_json") or "{}")}
 
 
 class Announcer:

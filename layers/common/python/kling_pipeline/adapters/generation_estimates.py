@@ -1,10 +1,13 @@
-"""How long Kling takes, learned from finished jobs: one item per kind, model, mode and duration in
-StatsTable, a running mean and mean deviation (exponentially weighted, so the estimate follows Kling
-when it gets faster or slower). The poller's first look at a job is set from it (polling.py).
+"""How long Kling takes, and what it charges, learned from finished jobs: one item per kind, model,
+mode and duration in StatsTable, a running mean and mean deviation of the generation time
+(exponentially weighted, so the estimate follows Kling when it gets faster or slower) and the units
+the latest such task was charged. The poller's first look at a job is set from it (polling.py); the
+daily budget reserves its units (unit_estimates.py).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from decimal import Decimal
@@ -15,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import per_container
 from kling_pipeline.kling_task import KlingTask
-from kling_pipeline.lifecycle import Job
+from kling_pipeline.lifecycle import Job, model_and_mode
 from kling_pipeline.observability import logger
 from kling_pipeline.polling import Estimate
 
@@ -23,10 +26,12 @@ WEIGHT = 0.2  # of a new sample in the running figures
 CACHE_S = 60.0  # a warm function reads an estimate at most this often
 
 
-def estimate_key(job: Job) -> str:
-    request = job.request
-    model = str((job.model_extra or {}).get("model_name") or request.get("model") or "default")
-    return f"generation#{job.kind}#{model}#{request.get('mode', 'std')}#{request.get('duration', '5')}"
+PARTITION = "generation"
+
+
+def estimate_key(job: Job) -> dict[str, str]:
+    model, mode = model_and_mode(job)
+    return {"pk": PARTITION, "sk": f"{job.kind}#{model}#{mode}#{job.request.get('duration', '5')}"}
 
 
 class GenerationEstimates:
@@ -40,13 +45,22 @@ class GenerationEstimates:
         key = estimate_key(job)
         now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(key)
+            cached = self._cache.get(key["sk"])
             if cached is not None and cached[0] > now:
                 return cached[1]
-        item = self._table.get_item(Key={"stat_key": key}).get("Item")
-        estimate = Estimate(float(item["mean_s"]), float(item["deviation_s"]), int(item["samples"])) if item else None
+        item = self._table.get_item(Key=key).get("Item")
+        estimate = (
+            Estimate(
+                float(item["mean_s"]),
+                float(item["deviation_s"]),
+                int(item["samples"]),
+                float(item["units"]) if "units" in item else None,
+            )
+            if item
+            else None
+        )
         with self._lock:
-            self._cache[key] = (now + CACHE_S, estimate)
+            self._cache[key["sk"]] = (now + CACHE_S, estimate)
         return estimate
 
     def learn(self, job: Job, task: KlingTask) -> None:
@@ -56,21 +70,25 @@ class GenerationEstimates:
             return
         sample = (task.updated_at - task.created_at) / 1000
         key = estimate_key(job)
+        units = _units(task.final_unit_deduction)
         try:
-            item = self._table.get_item(Key={"stat_key": key}, ConsistentRead=True).get("Item")
+            item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
             if item is None:
                 mean, deviation, samples = sample, sample / 4, 0
             else:
                 old_mean, samples = float(item["mean_s"]), int(item["samples"])
                 mean = (1 - WEIGHT) * old_mean + WEIGHT * sample
                 deviation = (1 - WEIGHT) * float(item["deviation_s"]) + WEIGHT * abs(sample - old_mean)
+                if units is None and "units" in item:
+                    units = float(item["units"])
             self._table.put_item(
-                Item={
-                    "stat_key": key,
+                Item=key
+                | {
                     "mean_s": Decimal(f"{mean:.3f}"),
                     "deviation_s": Decimal(f"{deviation:.3f}"),
                     "samples": samples + 1,
-                },
+                }
+                | ({"units": Decimal(str(units))} if units is not None else {}),
                 ConditionExpression="attribute_not_exists(samples) OR samples = :seen",
                 ExpressionAttributeValues={":seen": samples},
             )
@@ -78,7 +96,15 @@ class GenerationEstimates:
             logger.info("generation estimate not updated", extra={"reason": exc.response.get("Error", {}).get("Code")})
             return
         with self._lock:
-            self._cache[key] = (time.monotonic() + CACHE_S, Estimate(mean, deviation, samples + 1))
+            self._cache[key["sk"]] = (time.monotonic() + CACHE_S, Estimate(mean, deviation, samples + 1, units))
+
+
+def _units(raw: str | None) -> float | None:
+    try:
+        units = float(raw) if raw else None
+    except ValueError:
+        return None
+    return units if units is not None and math.isfinite(units) and units > 0 else None
 
 
 @per_container

@@ -22,7 +22,7 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import per_container
-from kling_pipeline.errors import JobNotFoundError, TransitionRejectedError
+from kling_pipeline.errors import JobNotFoundError, LinkedWriteRefusedError, TransitionRejectedError
 from kling_pipeline.lifecycle import TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
 from kling_pipeline.observability import Metric, record
 from kling_pipeline.polling import PollSchedule, live_shard, next_poll_at
@@ -314,11 +314,20 @@ class JobStore:
         add: dict[str, int] | None = None,
         note: str | None = None,
         logged: bool = True,
+        linked: list[dict[str, Any]] | None = None,
     ) -> Job:
-        """Move `job` (as last read) to `to_state`, if nobody moved it since. Returns the job as written."""
+        """Move `job` (as last read) to `to_state`, if nobody moved it since. Returns the job as written.
+
+        `linked`: TransactWriteItems entries (plain values) written in the same transaction, such as the
+        units a task was charged (adapters.ledger): all or none. A linked write refused by its own
+        condition raises LinkedWriteRefusedError, and the job is left as it was."""
         write = self.transition_write(
             job, to_state, by=by, changes=changes, remove=remove, add=add, note=note, logged=logged
         )
+        if linked:
+            moved = self._transact(job, write, linked)
+            record(Metric.JOB_TRANSITIONS, to=to_state.value)
+            return moved
         try:
             result = self._table.update_item(
                 Key={"job_id": job.job_id},
@@ -337,6 +346,32 @@ class JobStore:
             raise
         record(Metric.JOB_TRANSITIONS, to=to_state.value)
         return Job.model_validate(_plain(result["Attributes"]))
+
+    def _transact(self, job: Job, write: TransitionWrite, linked: list[dict[str, Any]]) -> Job:
+        update = {
+            "TableName": self._table.name,
+            "Key": {"job_id": job.job_id},
+            "UpdateExpression": write.update_expression,
+            "ConditionExpression": write.condition_expression,
+            "ExpressionAttributeNames": write.names,
+            "ExpressionAttributeValues": _dynamo(write.values),
+        }
+        try:
+            # The resource's client serializes plain values, like the table's own calls.
+            self._table.meta.client.transact_write_items(TransactItems=[{"Update": update}, *linked])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                current = self.find(job.job_id)
+                raise TransitionRejectedError(job.job_id, job.state, current.state if current else None) from exc
+            refused = [i for i, code in enumerate(reasons[1:]) if code == "ConditionalCheckFailed"]
+            if refused:
+                raise LinkedWriteRefusedError(job.job_id, refused[0]) from exc
+            raise
+        # A transaction returns no item: read the job as written (a later move may already show).
+        return self.get(job.job_id)
 
     # -- the jobs API ---------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ that never left) are raised as such; anything else raises KlingCreateUnsettledEr
 reconciles before creating again (docs/architecture.md, "Exactly once where money is spent").
 
 Decisions are made on Kling's business `code`, never on the HTTP status alone: HTTP 429 covers
-both retryable throttling (1302, 1303) and final billing errors (1100-1102, 1304).
+both retryable throttling (1302, 1303) and the account's errors (1100-1102 billing, 1304 IP allow-list).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from kling_pipeline.errors import (
     KlingShapeError,
     KlingUnavailableError,
 )
-from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.kling_task import KlingTask, ResourcePack
 from kling_pipeline.observability import logger
 
 # Too fast, or over the pack's concurrency: try again later; a refused create made no task.
@@ -37,10 +37,11 @@ THROTTLE_CODES = frozenset({1302, 1303})
 # Kling's own faults: try again later; a create answered this way may still have made a task.
 KLING_FAULT_CODES = frozenset({5000, 5001, 5002})
 RETRYABLE_CODES = THROTTLE_CODES | KLING_FAULT_CODES
-# Final for the request: billing, access, validation, content policy. Trying again changes nothing.
-FINAL_CODES = frozenset({1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203, 1300, 1301})
-# Our account's fault (keys, clock, IP allow-list): refused before anything was made.
-ACCOUNT_CODES = frozenset({1000, 1001, 1002, 1003, 1004, 1304})
+# Final for the request: access to the model, validation, content policy. Trying again changes nothing.
+FINAL_CODES = frozenset({1103, 1200, 1201, 1202, 1203, 1300, 1301})
+# Our account's fault (keys, clock, IP allow-list; 1100-1102 the account, arrears, a resource pack used
+# up or expired): refused before anything was made, and no job is at fault.
+ACCOUNT_CODES = frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1101, 1102, 1304})
 # Answers to a create that prove no task exists; every other answer leaves the create unsettled.
 NO_TASK_CODES = THROTTLE_CODES | FINAL_CODES | ACCOUNT_CODES
 TOKEN_TIME_CODES = frozenset({1003, 1004})
@@ -191,6 +192,18 @@ class KlingClient:
         if not isinstance(data, list | type(None)):
             raise KlingShapeError(f"Kling's task list is a {type(data).__name__}, not a list")
         return [_task(item) for item in (data or [])]
+
+    def resource_packs(self, *, since_ms: int, until_ms: int) -> list[ResourcePack]:
+        """The account's resource packs in force between the two times (`GET /account/costs`); Kling asks
+        for at most one such call a second."""
+        data = self._request("GET", "/account/costs", params={"start_time": since_ms, "end_time": until_ms})
+        packs = data.get("resource_pack_subscribe_infos") if isinstance(data, dict) else None
+        if not isinstance(packs, list):
+            raise KlingShapeError("Kling's account costs have no resource_pack_subscribe_infos list")
+        try:
+            return [ResourcePack.model_validate(pack) for pack in packs]
+        except ValidationError as exc:
+            raise KlingShapeError(f"a resource pack in an unknown shape: {exc.errors()[0]['msg']}") from None
 
     def close(self) -> None:
         self._http.close()

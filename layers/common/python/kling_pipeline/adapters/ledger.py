@@ -1,0 +1,140 @@
+"""What Kling charges, counted as it becomes known, and the daily budget's counter, in StatsTable.
+
+- `cost#DAY` / `MODEL#MODE`: units charged and tasks, added in the same DynamoDB transaction as the
+  transition that records a task's units (lifecycle.advance_job), so a task is counted exactly once
+  and never without its job saying so. A report queries a day's partition; nothing scans.
+- `budget#DAY` / `units`: what today's jobs have reserved (an estimate per task, taken with one
+  conditional update before the create) and, once Kling's charge is known, what they were charged
+  instead. It ends each day equal to the units charged for that day's reservations.
+
+Days are UTC dates. docs/architecture.md, "What Kling costs".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import boto3
+
+from kling_pipeline.adapters import per_container
+from kling_pipeline.lifecycle import Job, model_and_mode
+
+COST = "cost#"
+BUDGET = "budget#"
+BUDGET_SK = "units"
+# The job's fields that say what it holds of a day's budget (removed when its charge is counted).
+RESERVED_UNITS = "reserved_units"
+RESERVED_DAY = "reserved_day"
+
+
+def day_of(epoch_s: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if epoch_s is None else epoch_s, UTC).date().isoformat()
+
+
+def reservation(job: Job) -> tuple[Decimal | None, str | None]:
+    """The units `job` holds of a day's budget, and that day (None, None when it holds none)."""
+    if job.reserved_units is None or not job.reserved_day:
+        return None, None
+    return Decimal(str(job.reserved_units)), job.reserved_day
+
+
+@dataclass(frozen=True)
+class CostRow:
+    day: str
+    model: str
+    mode: str
+    units: float
+    tasks: int
+
+
+class Ledger:
+    def __init__(self, table_name: str, *, dynamodb: Any = None) -> None:
+        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+        self.table_name = table_name
+
+    # -- charges, written with the transition that learns them --------------------------------------
+
+    def charge_updates(self, job: Job, units: float, *, now: float | None = None) -> list[dict[str, Any]]:
+        """TransactWriteItems entries (plain values: the store's client serializes them) that count
+        `units` charged for `job`'s task today, and turn its reservation, if any, into the charge."""
+        model, mode = model_and_mode(job)
+        amount = Decimal(str(units))
+        updates: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": COST + day_of(now), "sk": f"{model}#{mode}"},
+                    "UpdateExpression": "ADD units :units, tasks :one",
+                    "ExpressionAttributeValues": {":units": amount, ":one": 1},
+                }
+            }
+        ]
+        reserved, day = reservation(job)
+        if reserved is not None and day is not None:
+            updates.append(self.budget_update(day, amount - reserved))
+        return updates
+
+    def budget_update(self, day: str, delta: Decimal) -> dict[str, Any]:
+        """A TransactWriteItems entry that moves a day's budget counter by `delta`."""
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {"pk": BUDGET + day, "sk": BUDGET_SK},
+                "UpdateExpression": "ADD reserved :delta",
+                "ExpressionAttributeValues": {":delta": delta},
+            }
+        }
+
+    # -- the budget, reserved and released with the job's own transitions -------------------------
+
+    def reserve_update(self, day: str, units: float, *, budget: float) -> dict[str, Any]:
+        """A TransactWriteItems entry that takes `units` (no more than `budget`) from `day`'s budget only
+        if it has room for them: one conditional update, so any number of submitters at once never
+        reserve past it."""
+        if units > budget:
+            raise ValueError(f"{units} units can never fit a budget of {budget}")
+        amount = Decimal(str(units))
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {"pk": BUDGET + day, "sk": BUDGET_SK},
+                "UpdateExpression": "ADD reserved :units",
+                "ConditionExpression": "attribute_not_exists(reserved) OR reserved <= :room",
+                "ExpressionAttributeValues": {":units": amount, ":room": Decimal(str(budget)) - amount},
+            }
+        }
+
+    def release_update(self, job: Job) -> list[dict[str, Any]]:
+        """The entry that gives back `job`'s reservation (its create made no task); none if it has none."""
+        reserved, day = reservation(job)
+        return [] if reserved is None or day is None else [self.budget_update(day, -reserved)]
+
+    def reserved(self, day: str) -> float:
+        """What `day`'s jobs hold of its budget: estimates until their charge is known, then the charge."""
+        item = self._table.get_item(Key={"pk": BUDGET + day, "sk": BUDGET_SK}, ConsistentRead=True).get("Item")
+        return float(item["reserved"]) if item else 0.0
+
+    # -- reports -----------------------------------------------------------------------------------
+
+    def costs(self, since: date, until: date) -> list[CostRow]:
+        """Units charged per day, model and mode, from `since` to `until` (inclusive): a query per day."""
+        rows: list[CostRow] = []
+        day = since
+        while day <= until:
+            response = self._table.query(
+                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": COST + day.isoformat()}
+            )
+            for item in response.get("Items", []):
+                model, _, mode = str(item["sk"]).rpartition("#")
+                rows.append(CostRow(day.isoformat(), model, mode, float(item["units"]), int(item["tasks"])))
+            day += timedelta(days=1)
+        return rows
+
+
+@per_container
+def ledger(table_name: str) -> Ledger:
+    return Ledger(table_name)

@@ -1,0 +1,124 @@
+"""`kling-pipeline cost`: what Kling charged, per day, model or mode, from the pipeline's own ledger.
+
+The figures are the units Kling reported for each task (`final_unit_deduction`), counted when the
+pipeline confirmed the task (adapters.ledger): a query per day of StatsTable, never a scan, the same
+locally and against a deployed stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kling_local.connection import PipelineConnection, add_connection_arguments
+from kling_local.operator import UsageError, guarded
+from kling_pipeline.adapters.ledger import CostRow
+
+DEFAULT_DAYS = 7
+MAX_DAYS = 400  # a query per day: a longer report is a job for an export
+BY = ("day", "model", "mode")
+console = Console()
+
+
+def register(subparsers: Any) -> None:
+    cost = subparsers.add_parser("cost", help="units Kling charged, per day, model or mode (and today's budget)")
+    cost.add_argument("--since", help=f"first day, YYYY-MM-DD UTC (default: {DEFAULT_DAYS - 1} days before --until)")
+    cost.add_argument("--until", help="last day, YYYY-MM-DD UTC (default: today)")
+    cost.add_argument("--by", choices=BY, default="day", help="group the units by (default: day)")
+    cost.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_connection_arguments(cost)
+    cost.set_defaults(handler=guarded(cmd_cost))
+
+
+@dataclass(frozen=True)
+class CostReport:
+    since: date
+    until: date
+    by: str
+    rows: list[dict[str, Any]]
+    units: float
+    tasks: int
+    budget_reserved_today: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "by": self.by,
+            "rows": self.rows,
+            "total": {"units": self.units, "tasks": self.tasks},
+            "budget_reserved_today": self.budget_reserved_today,
+        }
+
+
+def parse_day(value: str | None, flag: str, default: date) -> date:
+    if value is None:
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r} is not a date: give YYYY-MM-DD (UTC), e.g. {default.isoformat()}") from None
+
+
+def days_asked(args: argparse.Namespace, today: date) -> tuple[date, date]:
+    until = parse_day(args.until, "--until", today)
+    since = parse_day(args.since, "--since", until - timedelta(days=DEFAULT_DAYS - 1))
+    if since > until:
+        raise UsageError(f"--since {since} is after --until {until}: swap them")
+    if (until - since).days + 1 > MAX_DAYS:
+        raise UsageError(f"at most {MAX_DAYS} days at once: narrow --since/--until")
+    return since, until
+
+
+def grouped(rows: list[CostRow], by: str) -> list[dict[str, Any]]:
+    """Units and tasks per day, model or mode, in that key's order."""
+    units: defaultdict[str, float] = defaultdict(float)
+    tasks: defaultdict[str, int] = defaultdict(int)
+    for row in rows:
+        key = {"day": row.day, "model": row.model, "mode": row.mode}[by]
+        units[key] += row.units
+        tasks[key] += row.tasks
+    return [{by: key, "units": round(units[key], 6), "tasks": tasks[key]} for key in sorted(units)]
+
+
+def cost_report(connection: PipelineConnection, since: date, until: date, by: str) -> CostReport:
+    ledger = connection.ledger()
+    rows = ledger.costs(since, until)
+    today = datetime.now(UTC).date().isoformat()
+    return CostReport(
+        since=since,
+        until=until,
+        by=by,
+        rows=grouped(rows, by),
+        units=round(sum(row.units for row in rows), 6),
+        tasks=sum(row.tasks for row in rows),
+        budget_reserved_today=ledger.reserved(today),
+    )
+
+
+def cmd_cost(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
+    assert connection is not None
+    since, until = days_asked(args, datetime.now(UTC).date())
+    report = cost_report(connection, since, until, args.by)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    table = Table(title=f"Kling units charged, {since} to {until} (UTC), by {args.by}")
+    table.add_column(args.by)
+    table.add_column("units", justify="right")
+    table.add_column("tasks", justify="right")
+    for row in report.rows:
+        table.add_row(str(row[args.by]), f"{row['units']:g}", str(row["tasks"]))
+    table.add_section()
+    table.add_row("total", f"{report.units:g}", str(report.tasks), style="bold")
+    console.print(table)
+    if report.budget_reserved_today:
+        console.print(f"today's budget: {report.budget_reserved_today:g} units held (DailyBudgetUnits)")
+    return 0
