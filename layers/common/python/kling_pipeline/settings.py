@@ -84,6 +84,12 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
     backpressure_base_delay_s: float = Field(ge=0)
     backpressure_max_delay_s: int = Field(ge=0, le=900)
     reconcile_grace_s: int = Field(ge=0, le=900)
+    # Input images: s3:// only from this bucket (empty: none), handed to Kling presigned for this long;
+    # https URLs only from these hosts, under the download's address rules (relaxed in local mode).
+    input_bucket: str
+    input_url_lifetime_s: int = Field(ge=60, le=3600)
+    image_url_hosts: NonEmpty
+    pipeline_mode: Literal["production", "local"]
 
     @field_validator("known_models", mode="before")
     @classmethod
