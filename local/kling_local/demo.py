@@ -29,11 +29,20 @@ from kling_local.connection import PipelineConnection
 from kling_local.operator import UsageError, read_jobs_file, send_jobs, validate_jobs
 from kling_local.sim import SimConfig
 from kling_local.sim.config import WORST_CASE
+from kling_local.sim.media import sample_image
 from kling_local.stack import LocalStack, StackOptions
 from kling_local.stack.serve import kling_keys
 from kling_pipeline.lifecycle import Job, JobState
 
 S = JobState
+# The bundled jobs' s3:// images, put into the local stack's input bucket before the batch is sent:
+# key -> (width, height, format).
+SAMPLE_INPUTS = {
+    "samples/phone-720x1280.png": (720, 1280, "png"),
+    "samples/desk-1280x720.jpg": (1280, 720, "jpg"),
+    "samples/window-800x800.png": (800, 800, "png"),
+    "samples/peaks-1280x720.jpg": (1280, 720, "jpg"),
+}
 
 
 @dataclass
@@ -65,7 +74,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--jobs-file", type=Path, help="JSONL or CSV of jobs (default: 20 bundled requests)")
     parser.add_argument("--count", type=int, default=None, help="send this many jobs (cycling the file)")
-    parser.add_argument("--out", type=Path, help="copy the finished videos into this folder (e.g. out/)")
+    parser.add_argument(
+        "--out", type=Path, help="copy the finished videos into this folder (make demo: out/); any player opens them"
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting after this many seconds")
     parser.add_argument(
@@ -83,7 +94,13 @@ def register(subparsers: Any) -> None:
     knobs.add_argument("--callback-reorder", type=float, default=0.0, help="share of callbacks delivered late")
     knobs.add_argument("--error-rate", type=float, default=0.0, help="share of API calls answered 5000-5002")
     knobs.add_argument("--rate-limit", type=float, default=0.0, help="requests per second before 1302 (0 = none)")
-    knobs.add_argument("--video-size", type=int, default=2_000_000, help="bytes per generated video")
+    knobs.add_argument(
+        "--video-size",
+        type=int,
+        default=None,
+        help="make each video a synthetic body of this many bytes, for streaming tests "
+        "(default: a real, playable clip showing prompt, model and task id)",
+    )
     knobs.add_argument("--cdn-drop-rate", type=float, default=0.0, help="share of downloads cut mid-body")
     knobs.add_argument("--seed", type=int, default=None, help="make the simulator's randomness repeatable")
     knobs.add_argument(
@@ -125,6 +142,7 @@ def _knobs_config(args: argparse.Namespace) -> SimConfig:
         video_size_bytes=args.video_size,
         cdn_drop_rate=args.cdn_drop_rate,
         seed=args.seed,
+        fetch_image_urls=True,  # as Kling does: the jobs' images are presigned URLs of the local stack
     )
 
 
@@ -175,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(summary)))
     else:
         print_summary(summary, console)
+        if summary.out_dir:
+            copied = sorted(Path(summary.out_dir).glob("*.mp4"))
+            console.print(
+                f"{len(copied)} video(s) copied to {Path(summary.out_dir).resolve()} (open them with any player)"
+            )
     return 0 if summary.lost == 0 and not summary.double_charged else 1
 
 
@@ -187,6 +210,7 @@ def drive_batch(
 ) -> DemoSummary:
     connection = connection_of(stack)
     store = connection.store()
+    put_sample_inputs(stack)
     started = time.monotonic()
     job_ids = send_jobs(connection, jobs)
     current: dict[str, Job] = {}
@@ -224,6 +248,16 @@ def drive_batch(
                 break  # nothing moves and Kling has nothing running: the rest is lost (see summary)
             time.sleep(1.0)
     return summarize(stack, connection, current, job_ids, time.monotonic() - started, args.out)
+
+
+def put_sample_inputs(stack: LocalStack) -> None:
+    """The bundled jobs' s3:// images, into the stack's input bucket (a user keeps theirs there)."""
+    bucket = stack.endpoints.get("input_bucket")
+    if not bucket:
+        return
+    s3 = stack.client("s3")
+    for key, (width, height, image_format) in SAMPLE_INPUTS.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=sample_image(width, height, image_format))
 
 
 def kling_idle(stack: LocalStack) -> bool:
