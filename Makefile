@@ -40,9 +40,9 @@ lint-template: venv
 build: venv
 	SAM_CLI_TELEMETRY=0 PYENV_VERSION=$(SAM_PYENV) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
 
-## The main job: a batch of videos end to end on the embedded local stack.
+## The main job: a batch of videos end to end on the embedded local stack; the videos land in out/.
 demo: venv
-	$(BIN)/kling-pipeline demo
+	$(BIN)/kling-pipeline demo --out out/
 
 bench: venv
 	$(BIN)/python -m bench

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kling_local.connection import PipelineConnection
+from kling_local.cost_report import cost_report
 from kling_local.operator import UsageError, read_jobs_file, send_jobs, validate_jobs
 from kling_local.sim import SimConfig
 from kling_local.sim.config import WORST_CASE
+from kling_local.sim.media import sample_image
 from kling_local.stack import LocalStack, StackOptions
 from kling_local.stack.serve import kling_keys
 from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.submit import HELD_FOR_BUDGET
 
 S = JobState
+# The bundled jobs' s3:// images, put into the local stack's input bucket before the batch is sent:
+# key -> (width, height, format).
+SAMPLE_INPUTS = {
+    "samples/phone-720x1280.png": (720, 1280, "png"),
+    "samples/desk-1280x720.jpg": (1280, 720, "jpg"),
+    "samples/window-800x800.png": (800, 800, "png"),
+    "samples/peaks-1280x720.jpg": (1280, 720, "jpg"),
+}
 
 
 @dataclass
@@ -54,7 +65,10 @@ class DemoSummary:
     notice_p95_s: float | None
     settle_p50_s: float | None  # Kling's "succeed" to the job DOWNLOADING (a callback or a poll noticed it)
     settle_p95_s: float | None
-    units_charged: float | None
+    units_charged: float | None  # Kling's own count (the simulator's)
+    units_counted: float  # the pipeline's ledger for today: what `kling-pipeline cost` reports
+    daily_budget_units: float  # 0: no budget
+    held_for_budget: int  # jobs waiting in QUEUED for the next day's budget (not lost)
     duration_s: float
     bucket: str
     failures: list[dict[str, str]] = field(default_factory=list)
@@ -72,7 +86,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--jobs-file", type=Path, help="JSONL or CSV of jobs (default: 20 bundled requests)")
     parser.add_argument("--count", type=int, default=None, help="send this many jobs (cycling the file)")
-    parser.add_argument("--out", type=Path, help="copy the finished videos into this folder (e.g. out/)")
+    parser.add_argument(
+        "--out", type=Path, help="copy the finished videos into this folder (make demo: out/); any player opens them"
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up waiting after this many seconds")
     parser.add_argument(
@@ -90,7 +106,13 @@ def register(subparsers: Any) -> None:
     knobs.add_argument("--callback-reorder", type=float, default=0.0, help="share of callbacks delivered late")
     knobs.add_argument("--error-rate", type=float, default=0.0, help="share of API calls answered 5000-5002")
     knobs.add_argument("--rate-limit", type=float, default=0.0, help="requests per second before 1302 (0 = none)")
-    knobs.add_argument("--video-size", type=int, default=2_000_000, help="bytes per generated video")
+    knobs.add_argument(
+        "--video-size",
+        type=int,
+        default=None,
+        help="make each video a synthetic body of this many bytes, for streaming tests "
+        "(default: a real, playable clip showing prompt, model and task id)",
+    )
     knobs.add_argument("--cdn-drop-rate", type=float, default=0.0, help="share of downloads cut mid-body")
     knobs.add_argument("--seed", type=int, default=None, help="make the simulator's randomness repeatable")
     knobs.add_argument(
@@ -104,6 +126,12 @@ def register(subparsers: Any) -> None:
         "--kling-url",
         help="a real (or other Kling-compatible) API instead of the simulator; "
         "keys from KLING_ACCESS_KEY / KLING_SECRET_KEY",
+    )
+    parser.add_argument(
+        "--daily-budget-units",
+        type=float,
+        default=0.0,
+        help="the stack's DailyBudgetUnits: jobs past it wait in QUEUED for the next day (0 = no budget)",
     )
     parser.add_argument("--project-root", type=Path, default=Path())
     parser.add_argument(
@@ -132,6 +160,7 @@ def _knobs_config(args: argparse.Namespace) -> SimConfig:
         video_size_bytes=args.video_size,
         cdn_drop_rate=args.cdn_drop_rate,
         seed=args.seed,
+        fetch_image_urls=True,  # as Kling does: the jobs' images are presigned URLs of the local stack
     )
 
 
@@ -170,7 +199,11 @@ def run(args: argparse.Namespace) -> int:
         # of Kling (poll cadence, timeouts) follow, so the demo's minutes are Kling's hours.
         clock_speed=args.speed,
         time_scale=args.speed,
+        parameter_overrides={"DailyBudgetUnits": args.daily_budget_units} if args.daily_budget_units else {},
     )
+    if args.daily_budget_units < 0:
+        console.print("[red]error:[/red] --daily-budget-units must be 0 (no budget) or more")
+        return 2
     if args.kling_url:
         options.kling_url = args.kling_url
         options.kling_access_key, options.kling_secret_key = kling_keys(args.kling_url, args.kling_keys_file)
@@ -186,6 +219,11 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(summary)))
     else:
         print_summary(summary, console)
+        if summary.out_dir:
+            copied = sorted(Path(summary.out_dir).glob("*.mp4"))
+            console.print(
+                f"{len(copied)} video(s) copied to {Path(summary.out_dir).resolve()} (open them with any player)"
+            )
     return 0 if summary.lost == 0 and not summary.double_charged else 1
 
 
@@ -198,6 +236,7 @@ def drive_batch(
 ) -> DemoSummary:
     connection = connection_of(stack)
     store = connection.store()
+    put_sample_inputs(stack)
     started = time.monotonic()
     job_ids = send_jobs(connection, jobs)
     current: dict[str, Job] = {}
@@ -220,6 +259,7 @@ def drive_batch(
             current = seen
             counts = Counter(job.state.value for job in current.values())
             finished = sum(1 for job in current.values() if job.is_terminal)
+            held = sum(1 for job in current.values() if held_for_budget(job))
             elapsed = time.monotonic() - started
             progress.update(
                 bar,
@@ -227,14 +267,28 @@ def drive_batch(
                 states="  ".join(f"{state.lower()} {n}" for state, n in sorted(counts.items())),
                 rate=f"{counts.get('COMPLETED', 0) / elapsed * 60:.1f}/min",
             )
-            if finished == len(job_ids):
-                break
+            if finished + held == len(job_ids):
+                break  # every job ended, or waits for the next day's budget
             if elapsed > args.timeout:
                 break
             if time.monotonic() - last_change > args.stall and kling_idle(stack):
                 break  # nothing moves and Kling has nothing running: the rest is lost (see summary)
             time.sleep(1.0)
-    return summarize(stack, connection, current, job_ids, time.monotonic() - started, args.out)
+    return summarize(stack, connection, current, job_ids, time.monotonic() - started, args.out, args.daily_budget_units)
+
+
+def put_sample_inputs(stack: LocalStack) -> None:
+    """The bundled jobs' s3:// images, into the stack's input bucket (a user keeps theirs there)."""
+    bucket = stack.endpoints.get("input_bucket")
+    if not bucket:
+        return
+    s3 = stack.client("s3")
+    for key, (width, height, image_format) in SAMPLE_INPUTS.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=sample_image(width, height, image_format))
+
+
+def held_for_budget(job: Job) -> bool:
+    return job.state is S.QUEUED and job.held_for == HELD_FOR_BUDGET
 
 
 def kling_idle(stack: LocalStack) -> bool:
@@ -260,8 +314,10 @@ def summarize(
     job_ids: list[str],
     duration_s: float,
     out_dir: Path | None,
+    daily_budget_units: float = 0.0,
 ) -> DemoSummary:
     counts = Counter(job.state for job in jobs.values())
+    today = datetime.now(UTC).date()
     notice: list[float] = []
     settle: list[float] = []
     for job in jobs.values():
@@ -283,7 +339,7 @@ def summarize(
         double = int(stats["double_charged_external_ids"])
         per_task: dict[str, int] = stats["gets_per_task"]
         gets_max = max((per_task.get(job.task_id, 0) for job in jobs.values() if job.task_id), default=0)
-        gets = sum(n for name, n in calls.items() if name.startswith("GET"))
+        gets = sum(n for name, n in calls.items() if name.startswith("GET") and "account/" not in name)
         units = float(stats["units_charged_total"])
     s3 = connection.client("s3")
     objects = s3.list_objects_v2(Bucket=connection.bucket, Prefix="videos/").get("KeyCount", 0)
@@ -294,10 +350,11 @@ def summarize(
                 bucket, _, key = job.s3_uri.removeprefix("s3://").partition("/")
                 s3.download_file(bucket, key, str(out_dir / f"{job.job_id}.mp4"))
     missing = [job_id for job_id in job_ids if job_id not in jobs]
+    held = [job for job in jobs.values() if held_for_budget(job)]
     lost = [
         {"job_id": job.job_id, "state": job.state.value, "task_id": job.task_id or ""}
         for job in jobs.values()
-        if not job.is_terminal
+        if not job.is_terminal and not held_for_budget(job)
     ] + [{"job_id": job_id, "state": "never recorded", "task_id": ""} for job_id in missing]
     return DemoSummary(
         jobs=len(job_ids),
@@ -319,6 +376,9 @@ def summarize(
         settle_p50_s=percentile(settle, 50),
         settle_p95_s=percentile(settle, 95),
         units_charged=units,
+        units_counted=cost_report(connection, today, today, "day").units,
+        daily_budget_units=daily_budget_units,
+        held_for_budget=len(held),
         duration_s=round(duration_s, 2),
         bucket=connection.bucket,
         failures=[
@@ -359,7 +419,13 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
             f"{summary.kling_creates} creates, {summary.kling_gets} gets ({summary.kling_gets_per_job} per job, "
             f"at most {summary.kling_gets_max})",
         )
-        table.add_row("units charged", f"{summary.units_charged:g}")
+        table.add_row(
+            "units charged",
+            f"{summary.units_charged:g} by Kling's count, {summary.units_counted:g} in the pipeline's ledger"
+            + (f" (daily budget {summary.daily_budget_units:g})" if summary.daily_budget_units else ""),
+        )
+    if summary.daily_budget_units:
+        table.add_row("held for the budget", f"{summary.held_for_budget} (QUEUED until the next day's budget)")
         double = summary.double_charged or 0
         table.add_row("paid twice", f"[red]{double} job(s)[/red]" if double else "0")
     if summary.notice_p50_s is not None:

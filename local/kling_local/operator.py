@@ -24,7 +24,7 @@ from rich.table import Table
 from kling_local.api_client import ApiClientError, JobsApiClient
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
 from kling_pipeline.lifecycle import Job, JobState
-from kling_pipeline.requests import JobRequest, describe_validation_error
+from kling_pipeline.requests import JOB_KINDS, JobRequest, describe_validation_error
 
 STUCK_AFTER_S = 900.0
 console = Console()
@@ -40,14 +40,34 @@ def register(subparsers: Any) -> None:
     submit.add_argument("--file", type=Path, help="jobs as JSON lines or CSV (columns = job fields)")
     submit.add_argument("--prompt")
     submit.add_argument("--job-id", help="your idempotency key (default: the SQS message id)")
-    submit.add_argument("--kind", choices=["text2video", "image2video", "video-extend"])
-    submit.add_argument("--model")
+    submit.add_argument(
+        "--kind", choices=list(JOB_KINDS), help="default: text2video, or image2video / multi-image2video with --image"
+    )
+    submit.add_argument("--model", help="Kling model_name (e.g. kling-v3); unknown models pass with a warning")
     submit.add_argument("--mode", choices=["std", "pro"])
-    submit.add_argument("--duration", choices=["5", "10"])
+    submit.add_argument("--duration", help="seconds: 5 or 10 for v1.x-v2.x models, 3 to 15 for v3 and omni")
     submit.add_argument("--aspect-ratio", choices=["16:9", "9:16", "1:1"])
     submit.add_argument("--negative-prompt")
-    submit.add_argument("--image", help="image2video: an https URL or raw base64")
+    submit.add_argument("--cfg-scale", type=float, help="0 to 1")
+    submit.add_argument(
+        "--sound", action=argparse.BooleanOptionalAction, default=None, help="generate sound (kling-v2-6 and later)"
+    )
+    submit.add_argument("--watermark", action=argparse.BooleanOptionalAction, default=None, help="Kling's watermark")
+    submit.add_argument(
+        "--image",
+        action="append",
+        help="an https URL, s3://bucket/key (the input bucket) or raw base64; repeat for multi-image2video / "
+        "omni-video (image_list)",
+    )
+    submit.add_argument("--image-tail", help="image2video: the end frame (needs --mode pro)")
     submit.add_argument("--video-id", help="video-extend: the id of a video from an earlier result")
+    submit.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a Kling field the job has none for, sent as is (kling_options); VALUE is read as JSON when it "
+        "parses (true, 3, {...}), else as text; repeatable",
+    )
     submit.add_argument("--metadata", help="a JSON object stored with the job and its video")
     submit.set_defaults(handler=guarded(cmd_submit))
 
@@ -165,9 +185,12 @@ def validate_jobs(jobs: list[dict[str, Any]], source: str) -> list[dict[str, Any
     problems = []
     for number, job in enumerate(jobs, start=1):
         try:
-            JobRequest.model_validate(job)
+            request = JobRequest.model_validate(job)
         except ValidationError as exc:
             problems.append(f"{source} job {number}: {describe_validation_error(exc)}")
+            continue
+        for warning in request.warnings:
+            err.print(f"[yellow]warning:[/yellow] {source} job {number}: {warning}")
     if problems:
         raise UsageError("nothing sent; fix these first:\n  " + "\n  ".join(problems))
     return jobs
@@ -191,31 +214,69 @@ def send_jobs(connection: PipelineConnection, jobs: list[dict[str, Any]]) -> lis
     return job_ids
 
 
+def images_of(kind: str | None, images: list[str]) -> dict[str, Any]:
+    """--kind and --image as job fields: one image is image2video's `image`, several (or any for
+    multi-image2video / omni-video) are `image_list`; the kind follows the images unless given."""
+    if not images:
+        return {"kind": kind}
+    if kind is None:
+        kind = "image2video" if len(images) == 1 else "multi-image2video"
+    if kind in ("multi-image2video", "omni-video"):
+        return {"kind": kind, "image_list": images}
+    if len(images) > 1:
+        raise UsageError("several --image need --kind multi-image2video or omni-video")
+    return {"kind": kind, "image": images[0]}
+
+
+def parse_options(options: list[str] | None) -> dict[str, Any] | None:
+    """--option KEY=VALUE pairs as kling_options; a VALUE that parses as JSON is taken as JSON."""
+    if not options:
+        return None
+    parsed: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option {option!r}: write it as KEY=VALUE")
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except ValueError:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def job_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """One job from `submit`'s flags, unset ones left out (the job's defaults apply)."""
+    if not args.prompt and not args.image and not args.video_id:
+        raise UsageError("give --prompt (or --image / --video-id), or --file with many jobs")
+    job: dict[str, Any] = {
+        "prompt": args.prompt,
+        "job_id": args.job_id,
+        "model": args.model,
+        "mode": args.mode,
+        "duration": args.duration,
+        "aspect_ratio": args.aspect_ratio,
+        "negative_prompt": args.negative_prompt,
+        "cfg_scale": args.cfg_scale,
+        "sound": args.sound,
+        "watermark": args.watermark,
+        "image_tail": args.image_tail,
+        "video_id": args.video_id,
+        "kling_options": parse_options(args.option),
+    } | images_of(args.kind, args.image or [])
+    if args.metadata:
+        try:
+            job["metadata"] = json.loads(args.metadata)
+        except ValueError as exc:
+            raise UsageError(f"--metadata must be a JSON object ({exc})") from exc
+    return {k: v for k, v in job.items() if v is not None}
+
+
 def cmd_submit(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
     if args.file:
         jobs = read_jobs_file(args.file)
         source = str(args.file)
     else:
-        if not args.prompt and not args.image and not args.video_id:
-            raise UsageError("give --prompt (or --image / --video-id), or --file with many jobs")
-        job: dict[str, Any] = {
-            "prompt": args.prompt,
-            "job_id": args.job_id,
-            "kind": args.kind,
-            "model": args.model,
-            "mode": args.mode,
-            "duration": args.duration,
-            "aspect_ratio": args.aspect_ratio,
-            "negative_prompt": args.negative_prompt,
-            "image": args.image,
-            "video_id": args.video_id,
-        }
-        if args.metadata:
-            try:
-                job["metadata"] = json.loads(args.metadata)
-            except ValueError as exc:
-                raise UsageError(f"--metadata must be a JSON object ({exc})") from exc
-        jobs = [{k: v for k, v in job.items() if v is not None}]
+        jobs = [job_from_flags(args)]
         source = "command line"
     jobs = validate_jobs(jobs, source)
     if args.api_url:

@@ -62,4 +62,20 @@ def test_against_klings_worst_case_no_job_is_paid_twice_or_lost(tmp_path: Path) 
     assert summary["double_charged"] == 0
     assert summary["lost"] == 0, summary["lost_jobs"]
     assert summary["completed"] + summary["failed"] == 8
+    # and what the pipeline counted as charged (`kling-pipeline cost`) is what Kling charged, though
+    # callbacks came twice, late or never
+    assert summary["units_counted"] == summary["units_charged"]
+    assert summary["exit_code"] == 0
+
+
+def test_a_daily_budget_holds_jobs_and_the_charges_never_pass_it(tmp_path: Path) -> None:
+    # When the demo runs with a daily budget that fits only some of its jobs
+    summary = demo(tmp_path, "--daily-budget-units", "5", "--seed", "3")
+    # Then the rest wait in QUEUED for the next day (counted, not lost), Kling charged no more than the
+    # budget, and the pipeline's ledger (what `kling-pipeline cost` reports) says what Kling charged
+    assert summary["held_for_budget"] >= 1 and summary["lost"] == 0, summary["lost_jobs"]
+    assert summary["completed"] + summary["failed"] + summary["held_for_budget"] == 8
+    assert summary["kling_creates"] == summary["completed"] + summary["failed"]
+    assert 0 < summary["units_charged"] <= 5
+    assert summary["units_counted"] == summary["units_charged"]
     assert summary["exit_code"] == 0

@@ -93,7 +93,9 @@ def test_every_queue_table_bucket_secret_and_state_machine_exists(stack: LocalSt
         assert {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])} == expected_indexes
 
     buckets = _of_type("AWS::S3::Bucket")
-    assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == sorted(_physical(deployment, b) for b in buckets)
+    # ... and the input bucket, which on AWS is the user's own and here the stack makes.
+    expected_buckets = [_physical(deployment, b) for b in buckets] + [stack.endpoints["input_bucket"]]
+    assert sorted(b["Name"] for b in s3.list_buckets()["Buckets"]) == sorted(expected_buckets)
 
     template_secrets = _of_type("AWS::SecretsManager::Secret")
     assert sorted(s["ARN"] for s in sm.list_secrets()["SecretList"]) == sorted(

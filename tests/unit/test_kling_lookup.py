@@ -34,3 +34,22 @@ def test_a_single_object_reply_is_trusted_unless_it_names_another_id() -> None:
 
 def test_not_found_is_none() -> None:
     assert client_answering(None, status=404, code=1203).find_by_external_id("text2video", "job-7") is None
+
+
+def test_every_call_about_a_task_uses_its_kinds_path() -> None:
+    # Given a client that records the paths it is asked for
+    paths: list[str] = []
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        data = [] if "pageNum" in request.url.params else task("t1", "job-7")
+        return httpx.Response(200, json={"code": 0, "message": "x", "request_id": "r", "data": data})
+
+    client = KlingClient("https://kling.test", "ak", "s" * 40, transport=httpx.MockTransport(reply))
+    # When an omni-video task is created, confirmed, looked up and listed
+    client.create_task("omni-video", {"prompt": "p"})
+    client.get_task("omni-video", "t1")
+    client.locate("omni-video", "job-7", created_since_ms=0)
+    client.list_tasks("omni-video")
+    # Then every call went to omni-video's endpoint
+    assert set(paths) == {"/v1/videos/omni-video", "/v1/videos/omni-video/t1"}

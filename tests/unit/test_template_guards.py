@@ -111,7 +111,7 @@ def test_the_daily_budget_reaches_the_submit_function_and_only_the_counters_are_
     submit = resolved.template["Resources"]["SubmitFunction"]["Properties"]
     assert str(resolved.resolve(submit["Environment"]["Variables"]["DAILY_BUDGET_UNITS"])) == "25"
     statements = submit["Policies"][0]["Statement"]
-    on_stats = [resolved.resolve(s) for s in statements if s["Resource"] == {"Fn::GetAtt": ["StatsTable", "Arn"]}]
+    on_stats = [resolved.resolve(s) for s in statements if s.get("Resource") == {"Fn::GetAtt": ["StatsTable", "Arn"]}]
     assert on_stats == [
         {
             "Effect": "Allow",
@@ -119,3 +119,25 @@ def test_the_daily_budget_reaches_the_submit_function_and_only_the_counters_are_
             "Resource": on_stats[0]["Resource"],
         }
     ]
+
+
+def test_the_dashboard_is_json_and_shows_only_metrics_the_pipeline_records() -> None:
+    import json
+    import re
+
+    from kling_pipeline.observability import Metric
+
+    resolved = evaluator()
+    resolved.attributes["JobsDeadLetterQueue.QueueName"] = "dlq"
+    body = json.loads(
+        resolved.resolve(resolved.template["Resources"]["PipelineDashboard"]["Properties"]["DashboardBody"])
+    )
+    shown: set[str] = set()
+    for widget in body["widgets"]:
+        for line in widget["properties"]["metrics"]:
+            if isinstance(line[0], dict):
+                shown.update(re.findall(r'MetricName="(\w+)"', line[0]["expression"]))
+            elif line[0] == "KlingPipeline":
+                shown.add(line[1])
+    assert {"UnitsCharged", "RemainingUnits", "JobTransitions"} <= shown
+    assert shown <= {metric.value for metric in Metric}

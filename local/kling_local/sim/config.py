@@ -24,6 +24,8 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "kling-v2-5-turbo",
     "kling-v2-6",
     "kling-v3",
+    "kling-v3-omni",
+    "kling-video-o1",
 )
 
 DEFAULT_FAIL_MESSAGES: tuple[str, ...] = (
@@ -77,6 +79,12 @@ class SimConfig(BaseModel):
     known_models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
     check_image_content: bool = Field(
         default=True, description="decode base64 images: jpg/png, >= 300 px, aspect 1:2.5..2.5:1, <= 10 MB"
+    )
+    fetch_image_urls: bool = Field(
+        default=False,
+        description="fetch image URLs at the create, as Kling does, and hold them to the same rules (1201 if "
+        "they cannot be fetched); off by default so a bare simulator reaches no host it was not pointed at "
+        "(the local stack turns it on)",
     )
 
     # -- API faults ------------------------------------------------------------------------------
@@ -132,7 +140,13 @@ class SimConfig(BaseModel):
     )
 
     # -- results and CDN -------------------------------------------------------------------------
-    video_size_bytes: int = Field(default=2_000_000, ge=64)
+    video_size_bytes: int | None = Field(
+        default=None,
+        ge=64,
+        description="None: a real, playable MP4 clip showing prompt, model and task id, with the requested "
+        "duration and aspect ratio; a number: a synthetic body of exactly that many bytes (ftyp + filler), "
+        "for the streaming benchmarks",
+    )
     url_lifetime_s: float = Field(default=30 * 86400.0, gt=0, description="simulated seconds a result URL works")
     cdn_host: str | None = Field(default=None, description="host put in result URLs (default: bind host)")
     cdn_drop_rate: Probability = Field(default=0.0, ge=0, le=1, description="downloads cut mid-body")

@@ -1,17 +1,23 @@
-"""Bytes the simulator serves or inspects: result videos made on the fly, image sniffing.
+"""Bytes the simulator serves or inspects: result videos made on the fly, sample images, image sniffing.
 
-A result video is an `ftyp` box, an `mdat` box header and deterministic filler, produced chunk by
-chunk from any offset, so a 2 GB video costs one 64 KiB block of memory and downloads of the same
-task always hash the same.
+A result video is, by default, a real MP4 clip a person can play (`clip_mp4`): a few seconds at a
+small size showing the prompt, the model and the task id, as long as the task asked and in its
+aspect ratio, encoded with PyAV (FFmpeg's libraries, bundled in its wheel; the same library the
+tests decode them with). With `video_size_bytes` set it is instead a synthetic body, an `ftyp` box,
+an `mdat` box header and deterministic filler, produced chunk by chunk from any offset, so a 2 GB
+video costs one 64 KiB block of memory (the streaming benchmarks).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import struct
+import textwrap
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 
 FTYP_BOX = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
@@ -107,3 +113,90 @@ def png_bytes(width: int = 512, height: int = 512) -> bytes:
 def png_base64(width: int = 512, height: int = 512) -> str:
     """`png_bytes` as raw base64, the form Kling takes (no `data:` prefix)."""
     return base64.b64encode(png_bytes(width, height)).decode("ascii")
+
+
+# -- playable clips -------------------------------------------------------------------------------
+
+CLIP_SIZES = {"16:9": (320, 180), "9:16": (180, 320), "1:1": (240, 240)}
+CLIP_FPS = 10
+ASPECT_RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0}
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What a result clip shows; equal specs make the same bytes (cached)."""
+
+    task_id: str
+    kind: str
+    model: str
+    prompt: str
+    seconds: float
+    aspect_ratio: str
+
+
+def nearest_aspect_ratio(width: int, height: int) -> str:
+    """The output aspect ratio an input image of this size gives (Kling: the image decides)."""
+    ratio = width / height
+    return min(ASPECT_RATIOS, key=lambda name: abs(ASPECT_RATIOS[name] - ratio))
+
+
+@lru_cache(maxsize=64)
+def clip_mp4(spec: ClipSpec) -> bytes:
+    """An H.264 MP4 of `spec.seconds` at 10 fps: the task's facts in text, a moving bar and a clock.
+    Cheap (tens of milliseconds for 5 s): the frames are a still card plus a bar, at 320x180 or so."""
+    # Imported here: only the simulator's CDN needs them, and only in clip mode.
+    import av
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height = CLIP_SIZES.get(spec.aspect_ratio, CLIP_SIZES["16:9"])
+    frames = max(1, round(spec.seconds * CLIP_FPS))
+    font = ImageFont.load_default(size=11)
+    card = Image.new("RGB", (width, height), _background(spec.task_id))
+    draw = ImageDraw.Draw(card)
+    columns = max(16, width // 7)
+    lines = [
+        "Kling simulator",
+        f"{spec.model} | {spec.kind}",
+        f"task {spec.task_id}",
+        "",
+        *textwrap.wrap(spec.prompt or "(no prompt)", columns)[: max(1, (height - 90) // 14)],
+    ]
+    draw.multiline_text((8, 8), "\n".join(lines), fill=(255, 255, 255), font=font, spacing=3)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=CLIP_FPS, options={"preset": "ultrafast", "crf": "28"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            frame = card.copy()
+            paint = ImageDraw.Draw(frame)
+            x = (width - 24) * index // max(1, frames - 1)
+            paint.rectangle((x, height - 18, x + 24, height - 8), fill=(255, 196, 0))
+            paint.text((width - 54, height - 34), f"{index / CLIP_FPS:5.1f}s", fill=(255, 255, 255), font=font)
+            for packet in stream.encode(av.VideoFrame.from_image(frame)):  # type: ignore[no-untyped-call]
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def _background(seed: str) -> tuple[int, int, int]:
+    digest = hashlib.sha256(seed.encode()).digest()
+    return (20 + digest[0] % 40, 30 + digest[1] % 50, 60 + digest[2] % 60)
+
+
+# -- sample images --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def sample_image(width: int, height: int, image_format: str = "png") -> bytes:
+    """A picture for demos and tests (a gradient, a sun, its size written on it), PNG or JPEG."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    radius = min(width, height) // 6
+    draw.ellipse((width // 2 - radius, height // 3 - radius, width // 2 + radius, height // 3 + radius), fill="orange")
+    draw.text((10, 10), f"sample {width}x{height}", fill="white", font=ImageFont.load_default(size=18))
+    out = io.BytesIO()
+    image.save(out, format="JPEG" if image_format in ("jpg", "jpeg") else "PNG")
+    return out.getvalue()

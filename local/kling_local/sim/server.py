@@ -21,7 +21,8 @@ from urllib.parse import parse_qs
 from kling_local.sim.auth import authenticate
 from kling_local.sim.config import SimConfigError
 from kling_local.sim.errors import KLING_ERRORS, SimApiError, bad_request, invalid
-from kling_local.sim.media import HTML_BODY, iter_video
+from kling_local.sim.fetch import fetch_images
+from kling_local.sim.media import HTML_BODY, clip_mp4, iter_video, sample_image
 from kling_local.sim.state import CdnObject, CdnRefusal, SimState
 from kling_local.sim.validation import KINDS
 
@@ -29,6 +30,7 @@ log = logging.getLogger("kling_local.sim.server")
 
 _TASK_PATH = re.compile(r"^/v1/videos/([A-Za-z0-9-]+)(?:/([^/]+))?/?$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_SAMPLE = re.compile(r"^/samples/(\d{3,4})x(\d{3,4})\.(png|jpg)$")
 FIVE_XX = (5000, 5001, 5002)
 ACCOUNT_COSTS_PATH = "/account/costs"
 
@@ -327,7 +329,15 @@ class _Handler(BaseHTTPRequestHandler):
         if "application/json" not in content_type:
             raise bad_request("Content-Type must be application/json")
         parsed = _parse_json(body)
-        data = state.create(account, kind, parsed)
+        fetched = None
+        if state.config.fetch_image_urls:
+            try:
+                # Outside the state's lock: an image may live on this simulator's own CDN.
+                fetched = fetch_images(kind, parsed, state.record_image_fetch)
+            except SimApiError as exc:
+                state.record_refused_create(exc.code)
+                raise
+        data = state.create(account, kind, parsed, fetched)
         if state.chance(state.config.create_response_drop_rate):
             state.record_fault("create_response_dropped")
             raise _DropConnection
@@ -378,6 +388,12 @@ class _Handler(BaseHTTPRequestHandler):
         if method not in ("GET", "HEAD"):
             self._plain(405, "Method Not Allowed")
             return
+        sample = _SAMPLE.match(path)
+        if sample:
+            # Sample input images (tests, demos): /samples/640x360.png or .jpg
+            width, height, image_format = int(sample.group(1)), int(sample.group(2)), sample.group(3)
+            self._serve_bytes(method, sample_image(width, height, image_format), f"image/{image_format}")
+            return
         try:
             obj = state.resolve_cdn(path, query)
         except CdnRefusal as refusal:
@@ -393,6 +409,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._stream(method, obj)
 
+    def _serve_bytes(self, method: str, data: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self._responded = True
+        if method != "HEAD":
+            self.wfile.write(data)
+
     def _plain(self, status: int, text: str) -> None:
         data = f"{status} {text}\n".encode()
         self.send_response(status)
@@ -407,7 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         config = state.config
         html = config.cdn_body == "html"
-        size = len(HTML_BODY) if html else obj.size
+        clip = clip_mp4(obj.clip) if obj.clip is not None and not html else None
+        size = len(HTML_BODY) if html else len(clip) if clip is not None else obj.size
         start, end = 0, size
         status = 200
         wanted = self.headers.get("Range")
@@ -436,7 +462,12 @@ class _Handler(BaseHTTPRequestHandler):
         drop_at = end + 1
         if state.chance(config.cdn_drop_rate):
             drop_at = start + config.cdn_drop_after_bytes
-        chunks = iter([HTML_BODY[start:end]]) if html else iter_video(obj.seed, size, start, end)
+        if html:
+            chunks = iter([HTML_BODY[start:end]])
+        elif clip is not None:
+            chunks = iter([clip[pos : min(end, pos + 65536)] for pos in range(start, end, 65536)])
+        else:
+            chunks = iter_video(obj.seed, size, start, end)
         sent = 0
         pos = start
         try:

@@ -25,7 +25,9 @@ from urllib.parse import parse_qs
 from kling_local.sim.callbacks import CallbackDispatcher
 from kling_local.sim.config import SimConfig
 from kling_local.sim.errors import SimApiError, invalid
-from kling_local.sim.validation import TaskSpec, validate_create
+from kling_local.sim.fetch import describe_fetch
+from kling_local.sim.media import ClipSpec
+from kling_local.sim.validation import EXTENDABLE_MODELS, FIVE_OR_TEN_MODELS, TaskSpec, validate_create
 
 MAX_EXTENDED_DURATION_S = 180.0
 EXTEND_ADDS_S = 4.6
@@ -69,6 +71,9 @@ class Task:
     video_size: int = 0
     videos: list[Video] = field(default_factory=list)
     parent_video: dict[str, str] | None = None
+    clip: ClipSpec | None = None  # the playable result (None: a synthetic body of video_size bytes)
+    source_model: str | None = None  # video-extend: the model that made the source video
+    source_aspect: str | None = None
 
     @property
     def kind(self) -> str:
@@ -133,6 +138,7 @@ class CdnObject:
 
     seed: str
     size: int
+    clip: ClipSpec | None = None  # served as a real MP4 (its size is known once it is made)
 
 
 class CdnRefusal(Exception):
@@ -195,6 +201,8 @@ class SimState:
         self._units_charged = 0.0
         self._cdn: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
+        self._image_fetches: Counter[str] = Counter()
+        self._recent_image_fetches: list[dict[str, Any]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -279,6 +287,16 @@ class SimState:
         with self._lock:
             self._cdn[event] += amount
 
+    def record_image_fetch(self, url: str, *, ok: bool) -> None:
+        with self._lock:
+            self._image_fetches["ok" if ok else "failed"] += 1
+            self._recent_image_fetches = [*self._recent_image_fetches[-19:], describe_fetch(url) | {"ok": ok}]
+
+    def record_refused_create(self, code: int) -> None:
+        """A create refused before it reached the state (an image URL that could not be fetched)."""
+        with self._lock:
+            self._creates_refused[str(code)] += 1
+
     def check_rate(self, account: str) -> None:
         """Token bucket per account: `rate_limit_per_s` tokens a second, burst of the same size."""
         with self._lock:
@@ -329,14 +347,17 @@ class SimState:
 
     # -- creates ---------------------------------------------------------------------------------
 
-    def create(self, account: str, kind: str, body: Any) -> dict[str, Any]:
-        """Validate and accept a create, or raise SimApiError; returns the answer's `data`."""
+    def create(
+        self, account: str, kind: str, body: Any, fetched: dict[str, tuple[int, int]] | None = None
+    ) -> dict[str, Any]:
+        """Validate and accept a create, or raise SimApiError; returns the answer's `data`. `fetched`:
+        the sizes of its image URLs, fetched before (sim.fetch)."""
         with self._cond:
             external = body.get("external_task_id") if isinstance(body, dict) else None
             if isinstance(external, str) and external:
                 self._create_attempts_by_ext[external] += 1
             try:
-                task = self._create(account, kind, body)
+                task = self._create(account, kind, body, fetched)
             except SimApiError as exc:
                 self._creates_refused[str(exc.code)] += 1
                 raise
@@ -346,11 +367,11 @@ class SimState:
             self._cond.notify_all()
             return task.create_dict()
 
-    def _create(self, account: str, kind: str, body: Any) -> Task:
+    def _create(self, account: str, kind: str, body: Any, fetched: dict[str, tuple[int, int]] | None) -> Task:
         config = self._config
         now = time.monotonic()
         self._advance(now)
-        spec = validate_create(kind, body, config)
+        spec = validate_create(kind, body, config, fetched)
         if config.force_create_errors:
             code, *rest = config.force_create_errors
             self._config = config.updated({"force_create_errors": rest})
@@ -389,6 +410,9 @@ class SimState:
         task.updated_wall = task.created_wall
         if parent is not None:
             task.parent_video = parent
+            source = self._tasks[self._videos[parent["id"]]]
+            task.source_model = source.spec.model_name or source.source_model
+            task.source_aspect = source.source_aspect or source.spec.aspect_ratio
         self._tasks[task.task_id] = task
         acct.tasks.append(task.task_id)
         if spec.external_task_id is not None:
@@ -411,6 +435,14 @@ class SimState:
             raise invalid(f"{field_name} {spec.source_video_id[:64]!r} is not a video of a succeeded task")
         if source.expires_wall is not None and time.time() >= source.expires_wall:
             raise invalid(f"{field_name} {spec.source_video_id[:64]!r} has expired (videos are kept 30 days)")
+        made_by = source.spec.model_name or source.source_model
+        if (
+            spec.kind == "video-extend"
+            and made_by is not None
+            and made_by not in EXTENDABLE_MODELS
+            and (made_by in FIVE_OR_TEN_MODELS or made_by.startswith(("kling-v3", "kling-video")))
+        ):
+            raise invalid(f"video_id {spec.source_video_id[:64]!r}: only videos of kling-v1/v1-5/v1-6 extend")
         video = next(v for v in source.videos if v.id == spec.source_video_id)
         if spec.kind == "video-extend" and float(video.duration) + EXTEND_ADDS_S > MAX_EXTENDED_DURATION_S:
             raise invalid(f"video_id {video.id!r}: an extended video can be at most 3 minutes long")
@@ -418,9 +450,7 @@ class SimState:
 
     @staticmethod
     def _units(spec: TaskSpec, config: SimConfig) -> float:
-        units = config.units_std_5s
-        if spec.duration == "10":
-            units *= 2
+        units = config.units_std_5s * int(spec.duration) / 5  # 10 s doubles it
         if spec.mode == "pro":
             units *= 2
         return units
@@ -431,7 +461,7 @@ class SimState:
             return round(float(parent["duration"]) + EXTEND_ADDS_S, 1)
         if spec.kind == "lip-sync" and parent is not None:
             return float(parent["duration"])
-        return 10.1 if spec.duration == "10" else 5.1
+        return int(spec.duration) + 0.1
 
     def _new_task_id(self) -> str:
         while True:
@@ -475,7 +505,17 @@ class SimState:
             return
         task.status = "succeed"
         task.expires_wall = task.ended_wall + config.url_lifetime_s / config.speed
-        task.video_size = config.video_size_bytes
+        if config.video_size_bytes is None:
+            task.clip = ClipSpec(
+                task_id=task.task_id,
+                kind=task.kind,
+                model=task.spec.model_name or task.source_model or "kling",
+                prompt=task.spec.prompt,
+                seconds=task.result_duration_s,
+                aspect_ratio=task.source_aspect or task.spec.aspect_ratio,
+            )
+        else:
+            task.video_size = config.video_size_bytes
         video_id = hashlib.sha256(f"{self._config.seed}/{task.task_id}/video".encode()).hexdigest()
         video_id = f"{video_id[:8]}-{video_id[8:12]}-{video_id[12:16]}-{video_id[16:20]}-{video_id[20:]}"
         url = self._video_url(task)
@@ -571,7 +611,7 @@ class SimState:
             (expires_ms,) = struct.unpack(">Q", expires)
             if time.time() * 1000 >= expires_ms:
                 raise CdnRefusal(404, "expired: results are cleared after their lifetime")
-            return CdnObject(seed=task.task_id, size=task.video_size)
+            return CdnObject(seed=task.task_id, size=task.video_size, clip=task.clip)
 
     def _task_for_path(self, path: str) -> Task:
         prefix = "/bs2/upload-kling-api/"
@@ -619,6 +659,11 @@ class SimState:
                 },
                 "errors_by_code": dict(self._errors),
                 "faults": dict(self._faults),
+                "image_fetches": {
+                    "ok": self._image_fetches["ok"],
+                    "failed": self._image_fetches["failed"],
+                    "recent": list(self._recent_image_fetches),
+                },
                 "callbacks": self.callbacks.snapshot(),
                 "units_charged_total": self._units_charged,
                 "concurrency": {

@@ -15,9 +15,26 @@ from urllib.parse import urlsplit
 
 from kling_local.sim.config import SimConfig
 from kling_local.sim.errors import SimApiError, bad_request, invalid
-from kling_local.sim.media import image_info
+from kling_local.sim.media import image_info, nearest_aspect_ratio
 
-KINDS: tuple[str, ...] = ("text2video", "image2video", "video-extend", "multi-image2video", "lip-sync")
+KINDS: tuple[str, ...] = ("text2video", "image2video", "video-extend", "multi-image2video", "omni-video", "lip-sync")
+# Kling's duration rules as the simulator knows them: v1.x-v2.x take "5" or "10"; v3, omni and models
+# configured beyond these (known_models) 3 to 15 seconds.
+FIVE_OR_TEN_MODELS = frozenset(
+    {
+        "kling-v1",
+        "kling-v1-5",
+        "kling-v1-6",
+        "kling-v2-master",
+        "kling-v2-1",
+        "kling-v2-1-master",
+        "kling-v2-5-turbo",
+        "kling-v2-6",
+    }
+)
+# Only videos made by V1.0/1.5/1.6 can be extended (newer models make longer videos in one task).
+EXTENDABLE_MODELS = frozenset({"kling-v1", "kling-v1-5", "kling-v1-6"})
+OMNI_IMAGE_MAX = 7
 MAX_PROMPT = 2500
 MAX_EXTERNAL_ID = 256
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
@@ -40,6 +57,7 @@ class TaskSpec:
     external_task_id: str | None
     watermark: bool
     source_video_id: str | None = None
+    aspect_ratio: str = "16:9"  # what the result clip is shaped like
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,7 @@ class _Common:
         prompt: str,
         negative_prompt: str,
         source_video_id: str | None = None,
+        aspect_ratio: str = "16:9",
     ) -> TaskSpec:
         return TaskSpec(
             kind=kind,
@@ -71,11 +90,16 @@ class _Common:
             external_task_id=self.external_task_id,
             watermark=self.watermark,
             source_video_id=source_video_id,
+            aspect_ratio=aspect_ratio,
         )
 
 
-def validate_create(kind: str, body: Any, config: SimConfig) -> TaskSpec:
-    """Validate a create body for `kind`; raise SimApiError (1200/1201) naming the field."""
+def validate_create(
+    kind: str, body: Any, config: SimConfig, fetched: dict[str, tuple[int, int]] | None = None
+) -> TaskSpec:
+    """Validate a create body for `kind`; raise SimApiError (1200/1201) naming the field. `fetched`:
+    the sizes of the image URLs fetched before (sim.fetch), which shape the result clip."""
+    sizes = dict(fetched or {})
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     callback_url = _callback_url(body)
@@ -90,9 +114,11 @@ def validate_create(kind: str, body: Any, config: SimConfig) -> TaskSpec:
         return common.spec(kind, None, "std", "5", prompt, negative, source_video_id=video_id)
     if kind == "lip-sync":
         return _lip_sync(body, common)
-    model = _model_name(body, config, default="kling-v1-6" if kind == "multi-image2video" else "kling-v1")
+    defaults = {"multi-image2video": "kling-v1-6", "omni-video": "kling-video-o1"}
+    model = _model_name(body, config, default=defaults.get(kind, "kling-v1"))
     mode = _enum(body, "mode", ("std", "pro"), "std")
-    duration = _duration(body)
+    duration = _duration(body, model)
+    aspect = "16:9"
     negative = _opt_text(body, "negative_prompt")
     _cfg_scale(body)
     _enum(body, "sound", ("on", "off"), "off")
@@ -100,13 +126,13 @@ def validate_create(kind: str, body: Any, config: SimConfig) -> TaskSpec:
         prompt = _opt_text(body, "prompt")
         if not prompt:
             raise invalid("prompt is required for text2video (1 to 2500 characters)")
-        _enum(body, "aspect_ratio", ("16:9", "9:16", "1:1"), "16:9")
+        aspect = _enum(body, "aspect_ratio", ("16:9", "9:16", "1:1"), "16:9")
         _camera_control(body)
     elif kind == "image2video":
         prompt = _opt_text(body, "prompt")
         if body.get("image") in (None, ""):
             raise invalid("image is required for image2video (a URL or raw base64)")
-        _image(body, "image", config)
+        aspect = _image_aspect(_image(body, "image", config), body.get("image"), sizes)
         has_tail = body.get("image_tail") not in (None, "")
         if has_tail:
             _image(body, "image_tail", config)
@@ -120,7 +146,7 @@ def validate_create(kind: str, body: Any, config: SimConfig) -> TaskSpec:
         prompt = _opt_text(body, "prompt")
         if not prompt:
             raise invalid("prompt is required for multi-image2video (1 to 2500 characters)")
-        _enum(body, "aspect_ratio", ("16:9", "9:16", "1:1"), "16:9")
+        aspect = _enum(body, "aspect_ratio", ("16:9", "9:16", "1:1"), "16:9")
         images = body.get("image_list")
         if not isinstance(images, list) or not 1 <= len(images) <= 4:
             raise invalid('image_list is required: a list of 1 to 4 objects {"image": ...}')
@@ -128,9 +154,26 @@ def validate_create(kind: str, body: Any, config: SimConfig) -> TaskSpec:
             if not isinstance(item, dict):
                 raise invalid(f'image_list[{i}] must be an object {{"image": ...}}')
             _image(item, "image", config, label=f"image_list[{i}].image")
+    elif kind == "omni-video":
+        prompt = _opt_text(body, "prompt")
+        if not prompt and body.get("multi_shot") is not True:
+            raise invalid("prompt is required for omni-video unless multi_shot is true")
+        aspect = _enum(body, "aspect_ratio", ("16:9", "9:16", "1:1"), "16:9")
+        images = body.get("image_list")
+        if images is not None and (not isinstance(images, list) or len(images) > OMNI_IMAGE_MAX):
+            raise invalid(f'image_list must be a list of at most {OMNI_IMAGE_MAX} objects {{"image_url": ...}}')
+        for i, item in enumerate(images or []):
+            if not isinstance(item, dict):
+                raise invalid(f'image_list[{i}] must be an object {{"image_url": ..., "type": ...}}')
+            info = _image(item, "image_url", config, label=f"image_list[{i}].image_url")
+            frame = item.get("type")
+            if frame not in (None, "first_frame", "end_frame"):
+                raise invalid(f"image_list[{i}].type must be first_frame or end_frame")
+            if frame == "first_frame" and "aspect_ratio" not in body:
+                aspect = _image_aspect(info, item.get("image_url"), sizes)
     else:  # pragma: no cover - the router only passes known kinds
         raise SimApiError(1203, f"unknown task kind {kind!r}")
-    return common.spec(kind, model, mode, duration, prompt, negative)
+    return common.spec(kind, model, mode, duration, prompt, negative, aspect_ratio=aspect)
 
 
 # -- field checks -------------------------------------------------------------------------------
@@ -165,13 +208,22 @@ def _enum(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: st
     return str(value)
 
 
-def _duration(body: dict[str, Any]) -> str:
+def _duration(body: dict[str, Any], model: str) -> str:
     value = body.get("duration")
     if value is None:
         return "5"
-    if not isinstance(value, str) or value not in ("5", "10"):
-        raise invalid('duration must be the string "5" or "10"')
+    if model in FIVE_OR_TEN_MODELS:
+        if not isinstance(value, str) or value not in ("5", "10"):
+            raise invalid(f'duration must be the string "5" or "10" for {model}')
+    elif not isinstance(value, str) or value not in {str(n) for n in range(3, 16)}:
+        raise invalid(f'duration must be a string from "3" to "15" for {model}')
     return value
+
+
+def _image_aspect(info: tuple[int, int] | None, reference: Any, fetched: dict[str, tuple[int, int]]) -> str:
+    """The result's aspect ratio where an image decides it: from the decoded or fetched image."""
+    size = info or (fetched.get(reference) if isinstance(reference, str) else None)
+    return nearest_aspect_ratio(*size) if size else "16:9"
 
 
 def _number(value: Any) -> bool:
@@ -260,8 +312,9 @@ def _camera_control(body: dict[str, Any]) -> bool:
     return True
 
 
-def _image(body: dict[str, Any], name: str, config: SimConfig, label: str | None = None) -> None:
-    """A URL or raw base64 (no `data:` prefix); base64 content is checked like Kling does."""
+def _image(body: dict[str, Any], name: str, config: SimConfig, label: str | None = None) -> tuple[int, int] | None:
+    """A URL or raw base64 (no `data:` prefix); base64 content is checked like Kling does. The size
+    of a decoded base64 image, when it was decoded."""
     label = label or name
     value = body.get(name)
     if value is None or value == "":
@@ -274,17 +327,24 @@ def _image(body: dict[str, Any], name: str, config: SimConfig, label: str | None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise invalid(f"{label} must be an http(s) URL or raw base64")
-        return
+        return None
     if not _BASE64.match(value) or len(value) % 4:
         raise invalid(f"{label} is neither an http(s) URL nor valid base64")
     if len(value) * 3 // 4 > MAX_IMAGE_BYTES:
         raise invalid(f"{label} is larger than 10 MB")
     if not config.check_image_content:
-        return
+        return None
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise invalid(f"{label} is not valid base64") from None
+    return check_image_bytes(label, data)
+
+
+def check_image_bytes(label: str, data: bytes) -> tuple[int, int]:
+    """Kling's image rules on an image's bytes (base64-decoded, or fetched from its URL)."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise invalid(f"{label} is larger than 10 MB")
     info = image_info(data)
     if info is None:
         raise invalid(f"{label} must be a jpg, jpeg or png image")
@@ -293,6 +353,7 @@ def _image(body: dict[str, Any], name: str, config: SimConfig, label: str | None
         raise invalid(f"{label} is {width}x{height}; width and height must be at least 300 px")
     if not 1 / 2.5 <= width / height <= 2.5:
         raise invalid(f"{label} aspect ratio {width}:{height} is outside 1:2.5 to 2.5:1")
+    return width, height
 
 
 def _masks(body: dict[str, Any], config: SimConfig) -> None:

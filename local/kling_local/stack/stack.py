@@ -49,7 +49,10 @@ _ENDPOINT_OUTPUTS = {
     "video_bucket": ("VideoBucketName", "VideoBucket"),
     "state_machine_arn": ("DownloadStateMachineArn", "DownloadStateMachine"),
     "jobs_api_url": ("JobsApiUrl", "JobsApi"),
+    "input_bucket": ("InputBucketName", "InputBucketName"),
 }
+# The bucket s3:// input images come from locally (a user's own bucket on AWS: the stack creates it).
+LOCAL_INPUT_BUCKET = "kling-pipeline-inputs"
 
 
 class StackError(RuntimeError):
@@ -102,6 +105,7 @@ class LocalStack:
         self._state_file = self.project_root / STATE_DIR / STATE_FILE
         self._started = False
         self._clients: dict[str, Any] = {}
+        self._input_bucket = ""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -148,6 +152,8 @@ class LocalStack:
             local.parameters["PublicApiBaseUrl"] = f"{self._api.origin}/{stage}"
         self.deployment = deployment = deploy(local, self._aws, opts.stack_name)
         self._put_kling_credentials(access_key, secret_key)
+        self._input_bucket = str(local.parameters.get("InputBucketName") or "")
+        self._create_input_bucket(self._input_bucket)
 
         log_dir = opts.log_dir or self.project_root / STATE_DIR / "logs"
         self.runtime = FunctionRuntime(
@@ -212,8 +218,9 @@ class LocalStack:
             return opts.kling_url.rstrip("/"), "", opts.kling_access_key, opts.kling_secret_key
         from kling_local.sim import KlingSimulator, SimConfig
 
+        # Image URLs here are the stack's own (presigned moto URLs, the simulator's samples): fetch them.
         config = opts.sim_config or SimConfig(
-            access_key=f"local-{secrets.token_hex(8)}", secret_key=secrets.token_urlsafe(32)
+            access_key=f"local-{secrets.token_hex(8)}", secret_key=secrets.token_urlsafe(32), fetch_image_urls=True
         )
         self.simulator = KlingSimulator(config, host="127.0.0.1", port=0, cdn_port=0).start()
         return (
@@ -247,12 +254,23 @@ class LocalStack:
             # A callback's delivery and handling take real seconds here whatever the simulator's speed.
             "CallbackWaitSeconds": 10,
             "PublicApiBaseUrl": "",  # filled in once the API's stage is known
+            "InputBucketName": LOCAL_INPUT_BUCKET,
+            # Images may also come from the simulator's CDN (it serves sample images, over plain HTTP).
+            "ImageUrlHosts": ",".join(h for h in (str(defaults.get("ImageUrlHosts") or ""), cdn_host) if h),
         }
         values = dict(defaults)
         values.update({k: v for k, v in local.items() if k in defaults})
         values.update(scaled_durations(values, self.options.time_scale))
         values.update(self.options.parameter_overrides)
         return values
+
+    def _create_input_bucket(self, name: str) -> None:
+        """On AWS the input bucket is the user's; here the stack makes it, so s3:// images work."""
+        if not name or self._aws is None:
+            return
+        s3 = self._aws.client("s3")
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=name)
 
     def _put_kling_credentials(self, access_key: str, secret_key: str) -> None:
         assert self.deployment is not None and self._aws is not None
@@ -289,6 +307,7 @@ class LocalStack:
         }
         for key, (output, logical_id) in _ENDPOINT_OUTPUTS.items():
             endpoints[key] = self.outputs.get(output) or self.deployment.physical_id(logical_id) or ""
+        endpoints["input_bucket"] = endpoints["input_bucket"] or self._input_bucket
         return endpoints
 
     def _write_state_file(self) -> None:
@@ -383,6 +402,7 @@ KLING_TIME_PARAMETERS = {
     "DownloadCheckSeconds": 1,
     "QueuedReportSeconds": 60,
     "JobTimeoutMinutes": 0.05,
+    "AccountCheckSeconds": 2,  # Kling allows one account call a second
 }
 
 

@@ -3,6 +3,8 @@
 The rules, which touch no AWS and no HTTP:
     lifecycle     job states, the allowed transitions, Job, observe_task / advance_job
     requests      JobRequest, its validation, parse_job_message and the error wording
+    capabilities  what each Kling model takes (dated, sourced facts); kinds and their endpoint paths
+    images        Kling's rules for input images, and how a request refers to one
     kling_task    Kling's task object (queries and callbacks)
     errors        every error the pipeline raises, under PipelineError
     settings      one settings model per function, validated at cold start
@@ -15,6 +17,7 @@ The use cases, one per function, each building only the adapters it uses:
 
 The adapters (kling_pipeline.adapters), the only modules that talk to AWS or HTTP:
     job_store (DynamoDB, and what a transition writes), job_queue (SQS), download_workflow (Step
-    Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy),
+    Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy), input_images
+    (S3 header reads and presigned URLs, image URLs asked for their first bytes),
     callback_tokens (the callback URL's HMAC), secrets (Secrets Manager, cached)
 """

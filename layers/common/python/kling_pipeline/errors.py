@@ -57,6 +57,18 @@ class InvalidJobMessageError(PipelineError, ValueError):
         self.job_id = job_id
 
 
+class ImageRefusedError(PipelineError, ValueError):
+    """An input image Kling would refuse, or that cannot be read where the request says it is: the
+    request is refused before any money is spent. The message names the field and the rule."""
+
+    def __init__(self, field: str, rule: str, detail: str, source: str = "") -> None:
+        self.cite = f"rule {rule}: {source}" if source else f"rule {rule}"
+        super().__init__(f"{field}: {detail} ({self.cite})")
+        self.field = field
+        self.rule = rule
+        self.detail = detail
+
+
 # -- Kling ------------------------------------------------------------------------------------
 
 

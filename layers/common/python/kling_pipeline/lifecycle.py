@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kling_pipeline.errors import InvalidTransitionError, TransitionRejectedError
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import JobRequest
+from kling_pipeline.requests import STORED_REQUEST, JobRequest
 
 
 class JobState(StrEnum):
@@ -125,7 +125,7 @@ class Job(BaseModel):
 
     @property
     def job_request(self) -> JobRequest:
-        return JobRequest.model_validate(self.request)
+        return JobRequest.model_validate(self.request, context=STORED_REQUEST)
 
     @property
     def is_terminal(self) -> bool:

@@ -142,10 +142,14 @@ def run_poller(deps: PollerDependencies, *, time_left_s: Callable[[], float]) ->
 
 
 def check_account(deps: PollerDependencies, report: PollReport) -> None:
-    """Publish what is left of the account's resource packs (one `GET /account/costs` a run, far below
-    Kling's one a second): per pack, and in all usable packs together, which the RemainingUnits alarm
-    watches. Kling's figure may lag up to 12 hours; the daily budget (submit.py) is the hard stop."""
-    now_ms = int(time.time() * 1000)
+    """Publish what is left of the account's resource packs, per pack and in all usable packs together
+    (which the RemainingUnits alarm watches): one `GET /account/costs` every AccountCheckSeconds across
+    all runs, far below Kling's one a second. Kling's figure may lag up to 12 hours; the daily budget
+    (submit.py) is the hard stop."""
+    now = time.time()
+    if not deps.ledger.claim_account_check(now=now, every_s=deps.settings.account_check_s):
+        return  # another run read it this period
+    now_ms = int(now * 1000)
     try:
         packs = deps.kling.resource_packs(since_ms=now_ms - ACCOUNT_LOOKBACK_MS, until_ms=now_ms)
     except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:

@@ -11,14 +11,26 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from kling_pipeline.errors import InvalidJobMessageError
+from kling_pipeline import capabilities
+from kling_pipeline.errors import ImageRefusedError, InvalidJobMessageError
+from kling_pipeline.images import check_base64_image, image_source
 
 # Used in S3 keys, URL paths and Step Functions execution names (80 chars, with a suffix).
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -36,9 +48,68 @@ MAX_NESTING = 16
 DYNAMO_MAX_DIGITS = 38
 DYNAMO_LARGEST = Decimal("9.9999999999999999999999999999999999999E+125")
 DYNAMO_SMALLEST = Decimal("1E-130")
+# kling_options travel in the job item and in every create: a few fields newer than the table.
+MAX_KLING_OPTIONS_BYTES = 16 * 1024
+# Rules that hold for every model (an unknown model is checked by these alone): a duration is a
+# whole number of seconds, as a string, and no video Kling makes is longer than 3 minutes.
+DURATION_PATTERN = r"^[1-9][0-9]{0,2}$"
+MAX_DURATION_S = 180
+MULTI_IMAGE_MAX = 4  # multi-image2video: 1 to 4 images
+OMNI_IMAGE_MAX = 7  # omni-video: up to 7 reference images (without a reference video)
 
-JobKind = Literal["text2video", "image2video", "video-extend"]
-JOB_KINDS: tuple[str, ...] = ("text2video", "image2video", "video-extend")
+JobKind = Literal["text2video", "image2video", "multi-image2video", "video-extend", "omni-video"]
+JOB_KINDS: tuple[str, ...] = tuple(capabilities.KINDS)
+# Validation context for a request read back from a job record: it was checked when it was accepted,
+# and a later version's table (or image rules) must not strand a job that is already under way.
+STORED_REQUEST: dict[str, Any] = {"stored": True}
+# Create-body fields the pipeline owns (exactly once, callbacks) or sets from first-class fields:
+# kling_options may not set them.
+PIPELINE_OWNED = frozenset({"callback_url", "external_task_id"})
+FIRST_CLASS_KLING_FIELDS = {
+    "model_name": "model",
+    "prompt": "prompt",
+    "negative_prompt": "negative_prompt",
+    "mode": "mode",
+    "duration": "duration",
+    "aspect_ratio": "aspect_ratio",
+    "cfg_scale": "cfg_scale",
+    "camera_control": "camera_control",
+    "image": "image",
+    "image_tail": "image_tail",
+    "image_list": "image_list",
+    "static_mask": "static_mask",
+    "dynamic_masks": "dynamic_masks",
+    "video_id": "video_id",
+    "sound": "sound",
+    "watermark_info": "watermark",
+}
+
+
+def _check_image_value(field: str, value: str, info: ValidationInfo) -> str:
+    """The form of an image reference; a base64 image is also held to Kling's rules here (URL and S3
+    images are fetched and checked by the submit function)."""
+    if len(value) > MAX_INLINE_IMAGE_CHARS and not value.startswith(("https://", "http://", "s3://")):
+        raise ValueError(f"inline base64 images are limited to {MAX_INLINE_IMAGE_CHARS} characters; send an https URL")
+    try:
+        source = image_source(field, value)
+        if source == "base64" and not _is_stored(info):
+            check_base64_image(field, value)
+    except ImageRefusedError as exc:
+        raise ValueError(f"{exc.detail} ({exc.cite})") from None
+    return value
+
+
+def _located(problem: str) -> tuple[tuple[str, ...], str]:
+    """A rule's message as (the field it names, the message without that field's "name: " prefix)."""
+    match = re.match(r"([a-z_]+)", problem)
+    field = match.group(1) if match else ""
+    if field not in JobRequest.model_fields:
+        return (), problem
+    return (field,), problem.removeprefix(f"{field}: ")
+
+
+def _is_stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
 
 
 class CameraConfig(BaseModel):
@@ -72,8 +143,52 @@ class CameraControl(BaseModel):
         return self
 
 
+class ImageListItem(BaseModel):
+    """One image of `image_list`: a bare reference, or {image, type} (type: omni-video only)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    image: Annotated[str, Field(min_length=1)]
+    type: Literal["first_frame", "end_frame"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_reference(cls, value: Any) -> Any:
+        return {"image": value} if isinstance(value, str) else value
+
+    @field_validator("image")
+    @classmethod
+    def _image_form(cls, value: str, info: ValidationInfo) -> str:
+        return _check_image_value("image", value, info)
+
+
+class TrajectoryPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    x: int
+    y: int
+
+
+class DynamicMask(BaseModel):
+    """Motion brush: an area (a mask image) and the path it moves along."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    mask: Annotated[str, Field(min_length=1)]
+    trajectories: Annotated[list[TrajectoryPoint], Field(min_length=2, max_length=77)]
+
+    @field_validator("mask")
+    @classmethod
+    def _mask_form(cls, value: str, info: ValidationInfo) -> str:
+        return _check_image_value("mask", value, info)
+
+
 class JobRequest(BaseModel):
-    """One video request as producers put it on the queue (or POST it, or pass it from Step Functions)."""
+    """One video request as producers put it on the queue (or POST it, or pass it from Step Functions).
+
+    Shape rules hold for every model; what a particular model takes follows the capability table
+    (capabilities.py), checked against the request's model, or the deployment's default model given
+    as validation context {"default_model": ...} (capabilities.DEFAULT_MODEL without one)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -83,24 +198,45 @@ class JobRequest(BaseModel):
     negative_prompt: Annotated[str | None, Field(default=None, max_length=MAX_PROMPT_CHARS)] = None
     model: Annotated[str | None, Field(default=None, min_length=1, max_length=64)] = None
     mode: Literal["std", "pro"] = "std"
-    duration: Literal["5", "10"] = "5"
+    duration: Annotated[str, Field(default="5", pattern=DURATION_PATTERN)] = "5"
     aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
     cfg_scale: Annotated[float | None, Field(default=None, ge=0, le=1)] = None
     camera_control: CameraControl | None = None
     image: str | None = None
     image_tail: str | None = None
+    image_list: Annotated[list[ImageListItem] | None, Field(default=None, max_length=OMNI_IMAGE_MAX)] = None
+    static_mask: str | None = None
+    dynamic_masks: Annotated[list[DynamicMask] | None, Field(default=None, max_length=6)] = None
     video_id: Annotated[str | None, Field(default=None, min_length=1, max_length=128)] = None
+    sound: bool | None = None
+    watermark: bool | None = None
+    kling_options: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     task_token: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_TASK_TOKEN_CHARS)] = None
     webhook_url: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_WEBHOOK_URL_CHARS)] = None
 
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
     @field_validator("duration", mode="before")
     @classmethod
     def _duration_as_string(cls, value: Any) -> Any:
-        # Kling wants the string "5" or "10"; producers often send the number.
+        # Kling wants a string ("5"); producers often send the number.
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_in_range(cls, value: str) -> str:
+        if int(value) > MAX_DURATION_S:
+            raise ValueError(f"at most {MAX_DURATION_S} seconds (no Kling video is longer than 3 minutes)")
+        return value
+
+    @field_validator("sound", mode="before")
+    @classmethod
+    def _sound_on_off(cls, value: Any) -> Any:
+        # Kling's own words are "on"/"off"; both forms are taken.
+        return {"on": True, "off": False}.get(value, value) if isinstance(value, str) else value
 
     @field_validator("metadata")
     @classmethod
@@ -110,15 +246,21 @@ class JobRequest(BaseModel):
             raise ValueError(f"metadata is {size} bytes as JSON; keep it under {MAX_METADATA_BYTES} bytes")
         return value
 
-    @field_validator("image", "image_tail")
+    @field_validator("kling_options")
     @classmethod
-    def _image_is_url_or_raw_base64(cls, value: str | None) -> str | None:
-        if value is not None and value.startswith("data:"):
-            raise ValueError("send the image as a URL or raw base64 without the 'data:...;base64,' prefix")
-        if value is not None and len(value) > MAX_INLINE_IMAGE_CHARS:
-            raise ValueError(
-                f"inline base64 images are limited to {MAX_INLINE_IMAGE_CHARS} characters; send an https URL"
-            )
+    def _kling_options_fit(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        owned = sorted(PIPELINE_OWNED & set(value))
+        if owned:
+            raise ValueError(f"{', '.join(owned)} cannot be set: the pipeline sets them (exactly once, callbacks)")
+        first_class = sorted(k for k in value if k in FIRST_CLASS_KLING_FIELDS)
+        if first_class:
+            use = ", ".join(f"{k} -> '{FIRST_CLASS_KLING_FIELDS[k]}'" for k in first_class)
+            raise ValueError(f"use the job's own fields for these ({use}); kling_options is for fields the job lacks")
+        size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
+        if size > MAX_KLING_OPTIONS_BYTES:
+            raise ValueError(f"kling_options is {size} bytes as JSON; keep it under {MAX_KLING_OPTIONS_BYTES} bytes")
         return value
 
     @field_validator("webhook_url")
@@ -135,27 +277,129 @@ class JobRequest(BaseModel):
             raise ValueError("webhook_url must not carry credentials or a fragment")
         return value
 
+    @field_validator("image", "image_tail", "static_mask")
+    @classmethod
+    def _image_is_url_s3_or_raw_base64(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        return _check_image_value(str(info.field_name), value, info)
+
     @model_validator(mode="after")
-    def _fields_fit_the_kind(self) -> JobRequest:
-        if self.kind == "text2video":
-            if not self.prompt:
-                raise ValueError("prompt is required for text2video (1 to 2500 characters)")
-            for name in ("image", "image_tail", "video_id"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name} does not apply to text2video; use kind 'image2video'")
-        elif self.kind == "image2video":
-            if not self.image:
-                raise ValueError("image is required for image2video (an https URL or raw base64)")
-            if self.aspect_ratio is not None:
-                raise ValueError("aspect_ratio does not apply to image2video: the image decides it")
-            if self.image_tail and self.camera_control:
-                raise ValueError("image_tail and camera_control cannot be combined")
-        elif self.kind == "video-extend" and not self.video_id:
-            raise ValueError("video_id is required for video-extend (a video id from an earlier result)")
+    def _fields_fit_the_kind(self, info: ValidationInfo) -> JobRequest:
+        problems = [problem] if (problem := self._kind_problem()) else []
+        if not _is_stored(info):
+            default_model = (info.context or {}).get("default_model") or capabilities.DEFAULT_MODEL
+            problems += self._check_capabilities(str(default_model))
+        if problems:
+            # Each rule is reported at the field it names, so callers (the jobs API, the CLI) can say which.
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("job_rule", "{rule}", {"rule": text}), loc=location, input=None
+                    )
+                    for location, text in map(_located, problems)
+                ],
+            )
         return self
 
-    def kling_body(self, *, default_model: str, callback_url: str, external_task_id: str) -> dict[str, Any]:
-        """The create body for Kling: only the fields this kind takes, unset ones left to Kling's defaults."""
+    def _kind_problem(self) -> str | None:
+        """The rules of each kind, which hold for every model."""
+        given = {name for name in ("image", "image_tail", "image_list", "static_mask", "dynamic_masks", "video_id")}
+        given = {name for name in given if getattr(self, name) is not None}
+        allowed = {
+            "text2video": set(),
+            "image2video": {"image", "image_tail", "static_mask", "dynamic_masks"},
+            "multi-image2video": {"image_list"},
+            "video-extend": {"video_id"},
+            "omni-video": {"image_list"},
+        }[self.kind]
+        extra = sorted(given - allowed)
+        if extra:
+            hint = {"image_list": "multi-image2video or omni-video", "video_id": "video-extend"}.get(
+                extra[0], "image2video"
+            )
+            return f"{extra[0]} does not apply to {self.kind}; use kind '{hint}'"
+        if self.kind == "text2video" and not self.prompt:
+            return "prompt is required for text2video (1 to 2500 characters)"
+        if self.kind == "image2video":
+            if not self.image:
+                return "image is required for image2video (an https URL, s3://bucket/key or raw base64)"
+            if self.aspect_ratio is not None:
+                return "aspect_ratio does not apply to image2video: the image decides it"
+            if self.image_tail and self.camera_control:
+                return "image_tail and camera_control cannot be combined"
+            if (self.static_mask or self.dynamic_masks) and (self.image_tail or self.camera_control):
+                return "static_mask/dynamic_masks cannot be combined with image_tail or camera_control"
+        if self.kind == "video-extend" and not self.video_id:
+            return "video_id is required for video-extend (a video id from an earlier result)"
+        if self.kind == "multi-image2video":
+            if not self.image_list or len(self.image_list) > MULTI_IMAGE_MAX:
+                return f"image_list: multi-image2video takes 1 to {MULTI_IMAGE_MAX} images"
+            if not self.prompt:
+                return "prompt is required for multi-image2video (1 to 2500 characters)"
+            if any(item.type for item in self.image_list):
+                return "image_list[].type (first_frame/end_frame) applies to omni-video only"
+        if self.kind in ("multi-image2video", "omni-video") and self.camera_control is not None:
+            return f"camera_control does not apply to {self.kind}"
+        if self.kind == "omni-video":
+            multi_shot = bool((self.kling_options or {}).get("multi_shot"))
+            if not self.prompt and not multi_shot:
+                return "prompt is required for omni-video (or kling_options.multi_shot with multi_prompt)"
+            types = [item.type for item in self.image_list or [] if item.type]
+            if len(types) != len(set(types)):
+                return "image_list: at most one first_frame and one end_frame"
+        return None
+
+    def _check_capabilities(self, default_model: str) -> list[str]:
+        """What the capability table refuses for this request's model; an unknown model is a warning."""
+        model = capabilities.effective_model(self.kind, self.model, default_model)
+        if model is None:
+            if self.model:
+                self._warnings.append(
+                    f"model does not apply to {self.kind}: Kling uses the model that made the source video"
+                )
+            return []
+        if not capabilities.is_known(model):
+            self._warnings.append(capabilities.unknown_model_warning(model))
+            return []
+        return capabilities.violations(model, self.asks())
+
+    def asks(self) -> capabilities.Asks:
+        return capabilities.Asks(
+            kind=self.kind,
+            duration=self.duration,
+            mode=self.mode,
+            aspect_ratio=self.aspect_ratio,
+            sound=self.sound,
+            cfg_scale=self.cfg_scale is not None,
+            camera_control=self.camera_control is not None,
+            image_tail=self.image_tail is not None,
+        )
+
+    @property
+    def warnings(self) -> list[str]:
+        """What validation let through but a person should know (an unknown model, say)."""
+        return list(self._warnings)
+
+    def image_slots(self) -> list[tuple[str, str]]:
+        """(field, reference) for every image the request carries, fields named as in messages."""
+        slots = [(name, getattr(self, name)) for name in ("image", "image_tail", "static_mask")]
+        slots += [(f"image_list[{i}]", item.image) for i, item in enumerate(self.image_list or [])]
+        slots += [(f"dynamic_masks[{i}].mask", item.mask) for i, item in enumerate(self.dynamic_masks or [])]
+        return [(name, value) for name, value in slots if value is not None]
+
+    def kling_body(
+        self,
+        *,
+        default_model: str,
+        callback_url: str,
+        external_task_id: str,
+        images: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The create body for Kling: only the fields this kind takes, unset ones left to Kling's defaults.
+        `images` replaces image references by field (an S3 image by its presigned URL)."""
+        sent = dict(images or {})
         body: dict[str, Any] = {"callback_url": callback_url, "external_task_id": external_task_id}
         if self.kind == "video-extend":
             body["video_id"] = self.video_id
@@ -165,20 +409,50 @@ class JobRequest(BaseModel):
                 body["negative_prompt"] = self.negative_prompt
             if self.cfg_scale is not None:
                 body["cfg_scale"] = self.cfg_scale
-            return body
-        body |= {"model_name": self.model or default_model, "mode": self.mode, "duration": self.duration}
+            return body | (self.kling_options or {})
+        model = capabilities.effective_model(self.kind, self.model, default_model)
+        body |= {"model_name": model, "mode": self.mode, "duration": self.duration}
         optional = {
             "prompt": self.prompt or None,
             "negative_prompt": self.negative_prompt,
             "cfg_scale": self.cfg_scale,
             "aspect_ratio": self.aspect_ratio,
-            "image": self.image,
-            "image_tail": self.image_tail,
+            "image": sent.get("image", self.image),
+            "image_tail": sent.get("image_tail", self.image_tail),
+            "static_mask": sent.get("static_mask", self.static_mask),
+            "sound": self._sound(model),
+            "watermark_info": None if self.watermark is None else {"enabled": self.watermark},
         }
         body |= {k: v for k, v in optional.items() if v is not None}
         if self.camera_control is not None:
             body["camera_control"] = self.camera_control.model_dump(exclude_none=True)
-        return body
+        if self.image_list is not None:
+            body["image_list"] = [
+                self._list_item(sent.get(f"image_list[{i}]", item.image), item.type)
+                for i, item in enumerate(self.image_list)
+            ]
+        if self.dynamic_masks is not None:
+            body["dynamic_masks"] = [
+                {
+                    "mask": sent.get(f"dynamic_masks[{i}].mask", item.mask),
+                    "trajectories": [p.model_dump() for p in item.trajectories],
+                }
+                for i, item in enumerate(self.dynamic_masks)
+            ]
+        return body | (self.kling_options or {})
+
+    def _sound(self, model: str | None) -> str | None:
+        # "off" is not sent to a model the table knows makes no sound: it may not know the field.
+        spec = capabilities.MODELS.get(model or "")
+        if self.sound is None or (not self.sound and spec is not None and not spec.sound.value):
+            return None
+        return "on" if self.sound else "off"
+
+    def _list_item(self, image: str, image_type: str | None) -> dict[str, str]:
+        # multi-image2video items are {image}; omni-video items are {image_url[, type]}.
+        if self.kind == "omni-video":
+            return {"image_url": image} | ({"type": image_type} if image_type else {})
+        return {"image": image}
 
     def as_message(self) -> dict[str, Any]:
         """The request as a queue message, job id included: what a retry re-sends and what the job
@@ -186,8 +460,9 @@ class JobRequest(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def parse_job_message(raw_body: str, message_id: str) -> JobRequest:
+def parse_job_message(raw_body: str, message_id: str, *, default_model: str | None = None) -> JobRequest:
     """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries).
+    `default_model` is the deployment's, used for a request that names no model.
 
     Whatever the body, this returns a request that DynamoDB and Kling can take, or raises
     InvalidJobMessageError naming what is wrong: never an error from deeper down."""
@@ -220,7 +495,7 @@ def parse_job_message(raw_body: str, message_id: str) -> JobRequest:
     if claimed_id is None:
         payload["job_id"] = message_id  # absent or null: the message id is the job's idempotency key
     try:
-        return JobRequest.model_validate(payload)
+        return JobRequest.model_validate(payload, context={"default_model": default_model})
     except ValidationError as exc:
         raise InvalidJobMessageError(describe_validation_error(exc), _valid_or_none(job_id)) from exc
 
@@ -281,11 +556,12 @@ def describe_validation_error(exc: ValidationError) -> str:
     """'field: what is wrong' for each problem, in words a producer can act on."""
     parts = []
     for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"]) or "message"
+        field = ".".join(str(p) for p in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field; remove it (see the README for the job message fields)"
-        parts.append(f"{field}: {message}")
+        # A rule across fields (the kind's, the capability table's) names its fields itself.
+        parts.append(f"{field}: {message}" if field else message)
     return "invalid job request: " + "; ".join(parts)
 
 

@@ -108,6 +108,12 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
     default_model: NonEmpty
     known_models: tuple[str, ...]
     daily_budget_units: float = Field(ge=0)  # 0: no budget; else the units a UTC day's jobs may reserve
+    # Input images: s3:// only from this bucket (empty: none), handed to Kling presigned for this long;
+    # https URLs only from these hosts, under the download's address rules (relaxed in local mode).
+    input_bucket: str
+    input_url_lifetime_s: int = Field(ge=60, le=3600)
+    image_url_hosts: NonEmpty
+    pipeline_mode: Literal["production", "local"]
 
     @field_validator("known_models", mode="before")
     @classmethod
@@ -131,6 +137,7 @@ class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _Polling, _
     job_timeout_minutes: float = Field(gt=0)  # from submission to Kling: past it, TIMED_OUT
     download_attempts: int = Field(ge=1, le=10)  # workflow attempts before a DOWNLOADING job is FAILED
     poll_parallelism: int = Field(ge=1, le=64)  # Kling GETs at once
+    account_check_s: int = Field(ge=1)  # how often the account's resource packs are read (RemainingUnits)
 
     @property
     def job_timeout_s(self) -> int:

@@ -20,6 +20,7 @@ from typing import Protocol
 from kling_pipeline.adapters.callback_tokens import callback_url
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
+from kling_pipeline.adapters.input_images import InputImages, input_images
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
@@ -27,6 +28,7 @@ from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger,
 from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
 from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
 from kling_pipeline.errors import (
+    ImageRefusedError,
     InvalidJobMessageError,
     KlingAccountError,
     KlingCreateUnsettledError,
@@ -78,6 +80,7 @@ class SubmitResult:
     detail: str = ""
     delay_s: int = 0
     kling_code: int | None = None
+    error: str = "JOB_ID_REUSED"  # what a refused request's waiting caller is told
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class SubmitDependencies:
     callback_signing_secret: str
     workflow: DownloadWorkflow
     callers: WaitingCallers
+    images: InputImages
     estimates: GenerationEstimates
     ledger: Ledger
     clock: Callable[[], float] = time.time  # the budget's day is the UTC date of clock()
@@ -144,6 +148,12 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
         workflow=download_workflow(settings.download_state_machine_arn),
         callers=waiting_callers(),
+        images=input_images(
+            settings.input_bucket,
+            settings.input_url_lifetime_s,
+            settings.image_url_hosts,
+            settings.pipeline_mode == "production",
+        ),
     )
 
 
@@ -156,11 +166,13 @@ def handle_job_message(
     With less time left than two Kling calls need, the message is sent back unprocessed: a batch
     never runs into the function timeout halfway through a claim."""
     try:
-        request = parse_job_message(raw_body, message_id)
+        request = parse_job_message(raw_body, message_id, default_model=deps.settings.default_model)
     except InvalidJobMessageError as exc:
         result = reject_message(raw_body, message_id, exc, deps)
     else:
         logger.set_correlation_id(request.job_id)
+        for warning in request.warnings:
+            logger.warning(warning, extra={"job_id": request.job_id})
         needed_ms = 2_000 + 2_000 * deps.settings.kling_timeout_s
         if request.job_id == message_id:
             result = name_the_job(request, deps)
@@ -181,7 +193,7 @@ def handle_job_message(
         elif result.outcome is Outcome.REJECTED:
             # Refused for good: its caller is told now, and its token is not kept.
             if request.task_token:
-                deps.callers.failed(request.task_token, error="JOB_ID_REUSED", cause=result.detail)
+                deps.callers.failed(request.task_token, error=result.error, cause=result.detail)
             message = request.as_message()
             message.pop("task_token", None)
             deps.queue.dead_letter(
@@ -367,10 +379,16 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
         settled = reconcile(job, kind, deps)
         if settled is not None:
             return settled
+    try:
+        # Checked (and S3 images presigned) at every create: a presigned URL is short-lived.
+        images = deps.images.resolve(request)
+    except ImageRefusedError as exc:
+        return refuse_request(job, deps, f"invalid job request: {exc}")
     body = request.kling_body(
         default_model=deps.settings.default_model,
         callback_url=callback_url(deps.settings.public_api_base_url, job.job_id, deps.callback_signing_secret),
         external_task_id=job.job_id,
+        images=images,
     )
     if body.get("model_name") and body["model_name"] not in deps.settings.known_models:
         logger.warning("model not in KNOWN_MODELS; passing it to Kling as is", extra={"model": body["model_name"]})
@@ -547,6 +565,21 @@ def backpressure_delay(attempt: int, *, base_s: float, max_s: int, rng: random.R
     ceiling = min(float(max_s), base_s * 2 ** min(attempt, 16))
     jittered = ceiling * (rng or random).uniform(0.5, 1.0)
     return int(min(max_s, math.ceil(jittered)))
+
+
+def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> SubmitResult:
+    """A request found invalid only now (an image that cannot be fetched or breaks Kling's rules):
+    refused as a bad message is, before any money is spent: FAILED with INVALID_REQUEST, and its
+    message dead-lettered with the reason (handle_job_message). Its budget reservation goes back."""
+    deps.store.transition(
+        job,
+        S.FAILED,
+        by=BY,
+        changes={"error_code": "INVALID_REQUEST", "error_message": reason},
+        note="refused before any Kling call",
+        linked=deps.ledger.release_update(job),
+    )
+    return SubmitResult(Outcome.REJECTED, job.job_id, reason, error="INVALID_REQUEST")
 
 
 def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> SubmitResult:

@@ -20,6 +20,7 @@ import jwt
 from pydantic import ValidationError
 
 from kling_pipeline.adapters import on_reset
+from kling_pipeline.capabilities import endpoint_path
 from kling_pipeline.errors import (
     KlingAccountError,
     KlingApiError,
@@ -116,7 +117,7 @@ class KlingClient:
     def create_task(self, kind: str, body: dict[str, Any]) -> KlingTask:
         """Create a task. Raises KlingCreateUnsettledError unless the answer proves what happened."""
         try:
-            data = self._request("POST", f"/v1/videos/{kind}", json=body)
+            data = self._request("POST", endpoint_path(kind), json=body)
         except KlingApiError as exc:
             if exc.code in NO_TASK_CODES:
                 raise
@@ -138,13 +139,13 @@ class KlingClient:
             ) from exc
 
     def get_task(self, kind: str, task_id: str) -> KlingTask:
-        return _task(self._request("GET", f"/v1/videos/{kind}/{task_id}"))
+        return _task(self._request("GET", f"{endpoint_path(kind)}/{task_id}"))
 
     def find_by_external_id(self, kind: str, external_task_id: str) -> KlingTask | None:
         """Look a task up by our own id; None only when Kling says "task not found" (1203). A bare 404
         (a gateway, a route Kling does not serve) proves nothing and raises KlingUnavailableError."""
         try:
-            data = self._request("GET", f"/v1/videos/{kind}", params={"external_task_id": external_task_id})
+            data = self._request("GET", endpoint_path(kind), params={"external_task_id": external_task_id})
         except KlingFinalError as exc:
             if exc.code == TASK_NOT_FOUND:
                 return None
@@ -188,7 +189,7 @@ class KlingClient:
         return found or self.find_in_recent_list(kind, external_task_id, created_since_ms=created_since_ms)
 
     def list_tasks(self, kind: str, page_num: int = 1, page_size: int = 30) -> list[KlingTask]:
-        data = self._request("GET", f"/v1/videos/{kind}", params={"pageNum": page_num, "pageSize": page_size})
+        data = self._request("GET", endpoint_path(kind), params={"pageNum": page_num, "pageSize": page_size})
         if not isinstance(data, list | type(None)):
             raise KlingShapeError(f"Kling's task list is a {type(data).__name__}, not a list")
         return [_task(item) for item in (data or [])]

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import per_container
 from kling_pipeline.lifecycle import Job, model_and_mode
@@ -26,6 +27,8 @@ from kling_pipeline.lifecycle import Job, model_and_mode
 COST = "cost#"
 BUDGET = "budget#"
 BUDGET_SK = "units"
+ACCOUNT = "account"
+ACCOUNT_CHECK_SK = "check"
 # The job's fields that say what it holds of a day's budget (removed when its charge is counted).
 RESERVED_UNITS = "reserved_units"
 RESERVED_DAY = "reserved_day"
@@ -117,6 +120,24 @@ class Ledger:
         """What `day`'s jobs hold of its budget: estimates until their charge is known, then the charge."""
         item = self._table.get_item(Key={"pk": BUDGET + day, "sk": BUDGET_SK}, ConsistentRead=True).get("Item")
         return float(item["reserved"]) if item else 0.0
+
+    # -- the account check ---------------------------------------------------------------------------
+
+    def claim_account_check(self, *, now: float, every_s: int) -> bool:
+        """True for the one poller run that reads the account's packs this period (a conditional update),
+        so overlapping runs and a fast local clock never call Kling's account endpoint more often."""
+        try:
+            self._table.update_item(
+                Key={"pk": ACCOUNT, "sk": ACCOUNT_CHECK_SK},
+                UpdateExpression="SET checked_at = :now",
+                ConditionExpression="attribute_not_exists(checked_at) OR checked_at <= :due",
+                ExpressionAttributeValues={":now": int(now), ":due": int(now) - every_s},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     # -- reports -----------------------------------------------------------------------------------
 

@@ -73,29 +73,35 @@ class Target:
         )
 
 
-def check_url(url: str, policy: DownloadPolicy) -> Target:
+def check_url(url: str, policy: DownloadPolicy, *, what: str = "video", hosts_parameter: str = "") -> Target:
     """Refuse anything but an allowed host; in production also IP literals, ports other than 443 and
-    internal addresses. Returns where to connect."""
+    internal addresses. Returns where to connect. `what` and `hosts_parameter` word the refusals for
+    other fetches under the same rules (input images)."""
+    hint = (
+        f"add it to the {hosts_parameter} parameter"
+        if hosts_parameter
+        else "add it to the AllowedDownloadHosts parameter if Kling serves videos from it"
+    )
+    listing = "download" if what == "video" else f"{what} URL"
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if not host:
-        raise DownloadRefusedError("URL_NOT_ALLOWED", f"the video URL has no host: {_safe(url)}")
+        raise DownloadRefusedError("URL_NOT_ALLOWED", f"the {what} URL has no host: {_safe(url)}")
     try:
         port = parts.port
     except ValueError:
-        raise DownloadRefusedError("URL_NOT_ALLOWED", f"the video URL has an invalid port: {_safe(url)}") from None
+        raise DownloadRefusedError("URL_NOT_ALLOWED", f"the {what} URL has an invalid port: {_safe(url)}") from None
     netloc = f"{host}:{port}" if port else host
     if parts.scheme == "http" and netloc in policy.local_http_hosts:
         return Target(url)  # the local stack's simulator, allowed explicitly by configuration
     if parts.scheme != "https":
-        raise DownloadRefusedError("URL_NOT_ALLOWED", f"only https video URLs are fetched, not {parts.scheme}://")
+        raise DownloadRefusedError("URL_NOT_ALLOWED", f"only https {what} URLs are fetched, not {parts.scheme}://")
     if _is_ip_literal(host):
         raise DownloadRefusedError("URL_NOT_ALLOWED", f"IP address hosts are not fetched ({host})")
     if not any(fnmatch.fnmatchcase(host, pattern) for pattern in policy.allowed_hosts):
         raise DownloadRefusedError(
             "URL_NOT_ALLOWED",
-            f"host {host} is not in the download allow-list ({', '.join(policy.allowed_hosts) or 'empty'}); "
-            "add it to the AllowedDownloadHosts parameter if Kling serves videos from it",
+            f"host {host} is not in the {listing} allow-list ({', '.join(policy.allowed_hosts) or 'empty'}); {hint}",
         )
     if not policy.production:
         return Target(url)
