@@ -9,9 +9,10 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.claims import SubmitResult
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import SubmitSettings
-from kling_pipeline.submit import SubmitResult, handle_job_message, submit_dependencies
+from kling_pipeline.submit import handle_job_message, submit_dependencies
 
 settings = SubmitSettings.from_environment()
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -84,7 +84,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo", help="run a batch of videos end to end on the local stack (no AWS account, no Kling keys)"
     )
-    parser.add_argument("--jobs-file", type=Path, help="JSONL or CSV of jobs (default: 20 bundled requests)")
+    parser.add_argument("--jobs-file", type=Path, help="JSONL or CSV of jobs (default: 21 bundled requests)")
     parser.add_argument("--count", type=int, default=None, help="send this many jobs (cycling the file)")
     parser.add_argument(
         "--out", type=Path, help="copy the finished videos into this folder (make demo: out/); any player opens them"
@@ -426,8 +426,9 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
         )
     if summary.daily_budget_units:
         table.add_row("held for the budget", f"{summary.held_for_budget} (QUEUED until the next day's budget)")
-        double = summary.double_charged or 0
-        table.add_row("paid twice", f"[red]{double} job(s)[/red]" if double else "0")
+    if summary.double_charged is not None:
+        double = summary.double_charged
+        table.add_row("paid twice", f"[red]{double} task(s)[/red]" if double else "0")
     if summary.notice_p50_s is not None:
         table.add_row("Kling 'succeed' -> in S3", f"p50 {summary.notice_p50_s:.2f} s, p95 {summary.notice_p95_s:.2f} s")
     table.add_row("videos", f"{summary.s3_objects} objects in s3://{summary.bucket}/videos/ (local moto, gone on exit)")

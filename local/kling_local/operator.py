@@ -23,7 +23,7 @@ from rich.table import Table
 
 from kling_local.api_client import ApiClientError, JobsApiClient
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.requests import JOB_KINDS, JobRequest, describe_validation_error
 
 STUCK_AFTER_S = 900.0
@@ -67,6 +67,13 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="a Kling field the job has none for, sent as is (kling_options); VALUE is read as JSON when it "
         "parses (true, 3, {...}), else as text; repeatable",
+    )
+    submit.add_argument(
+        "--extend",
+        action="append",
+        metavar="PROMPT",
+        help="an extend chain: after the video, Kling extends it with this prompt (about 4.5 s more); "
+        "repeatable, one step each; only videos of kling-v1/v1-5/v1-6 extend",
     )
     submit.add_argument("--metadata", help="a JSON object stored with the job and its video")
     submit.set_defaults(handler=guarded(cmd_submit))
@@ -262,6 +269,7 @@ def job_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "image_tail": args.image_tail,
         "video_id": args.video_id,
         "kling_options": parse_options(args.option),
+        "extend": [{"prompt": prompt} for prompt in args.extend] if args.extend else None,
     } | images_of(args.kind, args.image or [])
     if args.metadata:
         try:
@@ -321,7 +329,9 @@ def job_summary(job: Job) -> dict[str, Any]:
         "s3_uri": job.s3_uri,
         "video_size": extra.get("video_size"),
         "sha256": extra.get("sha256"),
-        "units_charged": job.units_charged,
+        "units_charged": job.total_units,  # every step's, for an extend chain
+        "step": f"{job.step} of {job.total_steps}" if job.is_chain else None,
+        "steps": [public_step(step) for step in job.steps] if job.is_chain else None,
         "reserved_units": job.reserved_units,  # held of its day's budget (DailyBudgetUnits)
         "held_for": job.held_for,  # why a QUEUED job waits, such as "daily budget reached"
         "error_code": job.error_code,
@@ -352,8 +362,14 @@ def cmd_status(args: argparse.Namespace, connection: PipelineConnection | None) 
         console.print(f"video: {job.s3_uri}  ({summary['video_size']} bytes, sha256 {summary['sha256']})")
     if job.error_message:
         console.print(f"[red]error {job.error_code}:[/red] {job.error_message}")
-    if job.units_charged is not None:
-        console.print(f"units charged by Kling: {job.units_charged}")
+    if job.is_chain:
+        at = "done" if job.is_terminal else f"at step {job.step}"
+        console.print(f"extend chain of {job.total_steps} steps, {at}:")
+        for step in job.steps:
+            made = f"{step.get('duration')} s, {step.get('units_charged')} units"
+            console.print(f"  step {step['step']}: {step['s3_uri']}  ({made})")
+    if job.total_units is not None:
+        console.print(f"units charged by Kling: {job.total_units}")
     elif job.reserved_units is not None:
         console.print(f"units held of {job.reserved_day}'s budget: {job.reserved_units:g} (an estimate)")
     if job.held_for and job.state is JobState.QUEUED:

@@ -4,9 +4,9 @@ durations; an unknown model passed through; the demo's own batch, whose videos a
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +16,7 @@ import av
 import pytest
 from rich.console import Console
 
+from kling_local.cli import build_parser
 from kling_local.demo import connection_of, drive_batch, load_jobs
 from kling_local.operator import send_jobs
 from kling_local.sim import SimConfig
@@ -23,7 +24,7 @@ from kling_local.sim.config import DEFAULT_MODELS
 from kling_local.sim.media import sample_image
 from kling_local.stack import LocalStack, StackOptions
 from kling_pipeline.lifecycle import Job, JobState
-from tests.e2e.test_pipeline_e2e import wait_terminal
+from tests.e2e.test_pipeline_e2e import cli, wait_terminal
 from tests.support.template import ROOT
 
 S = JobState
@@ -138,7 +139,9 @@ def test_an_unknown_model_is_passed_to_kling_with_a_warning(stack: LocalStack) -
 def test_the_demos_batch_leaves_videos_a_person_can_open(stack: LocalStack, tmp_path: Path) -> None:
     # Given the demo's bundled jobs (every kind, s3:// images among them)
     jobs = load_jobs(None, None, run_id="e2e")
-    args = argparse.Namespace(json=True, timeout=180.0, stall=30.0, out=tmp_path / "out")
+    args = build_parser().parse_args(
+        ["demo", "--json", "--timeout", "180", "--stall", "30", "--out", str(tmp_path / "out")]
+    )
     # When the demo drives them through the stack and copies the videos out
     summary = drive_batch(stack, jobs, args, Console(quiet=True))
     # Then every job completed, and every copied video opens and has frames
@@ -148,3 +151,27 @@ def test_the_demos_batch_leaves_videos_a_person_can_open(stack: LocalStack, tmp_
     for video in videos:
         frames, duration, _ = decoded(video)
         assert frames >= 30 and duration >= 3.0, video.name
+
+
+def test_an_extend_chain_from_the_cli_ends_as_one_longer_playable_video(stack: LocalStack) -> None:
+    # Given a job submitted with the CLI as a base video and two extensions (a three-step chain)
+    root = str(stack.project_root)
+    args = ["--prompt", "a paper boat", "--model", "kling-v1-6", "--job-id", "e2e-chain"]
+    steps = ["--extend", "it sails downstream", "--extend", "it reaches the shore"]
+    submitted = cli("submit", *args, *steps, "--project-root", root)
+    assert submitted.returncode == 0, submitted.stderr
+    # When the stack has run it (each step a Kling task, stored, then the next queued)
+    done = wait_terminal(stack, ["e2e-chain"])["e2e-chain"]
+    # Then the job completed with the last step's video, every step stored, each longer than the last
+    assert done.state is S.COMPLETED, done.error_message
+    status = cli("status", "e2e-chain", "--json", "--project-root", root)
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert [step["step"] for step in shown["steps"]] == [1, 2, 3]
+    assert shown["s3_uri"] == shown["steps"][-1]["s3_uri"]
+    durations = [float(step["duration"]) for step in shown["steps"]]
+    assert durations == sorted(durations) and durations[0] < durations[-1]
+    assert float(shown["units_charged"]) == sum(float(step["units_charged"]) for step in shown["steps"])
+    # And the extended video plays for about as long as Kling says it is
+    frames, seconds, _ = video_of(stack, done)
+    assert frames >= 30 and abs(seconds - durations[-1]) < 1.0

@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kling_pipeline.adapters.callback_tokens import job_token
+from kling_pipeline.claims import Outcome
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.settings import SubmitSettings
-from kling_pipeline.submit import Outcome, handle_job_message, submit_dependencies
+from kling_pipeline.submit import handle_job_message, submit_dependencies
 from tests.support.scenarios import SIGNING_SECRET, Completion, Pipeline, as_callback_body, kling_task, submitted
 
 S = JobState

@@ -297,3 +297,31 @@ def test_a_reconciled_task_that_already_finished_is_downloaded(completion: Compl
     assert done.task_id == created.task_id
     assert done.video_url is None  # the signed CDN URL does not outlive the job
     assert int(pipeline.sim.stats()["tasks_by_external_task_id"]["found-done"]) == 1
+
+
+def test_a_task_kling_fails_is_announced_once_by_the_callback_that_saw_it(completion: Completion) -> None:
+    # Given a job whose task Kling accepts, bills and then fails
+    job = submitted(completion, "kling-fails", prompt="a cat [[fail]]")
+    failed = as_callback_body(kling_task(completion, job.kind, job.task_id, "failed"))
+    # When its failure callback arrives twice
+    answers = [completion.callback("kling-fails", failed)["statusCode"] for _ in range(2)]
+    # Then the job is FAILED with Kling's reason, announced once, and nothing was downloaded
+    assert answers == [200, 200]
+    ended = completion.pipeline.store.get("kling-fails")
+    assert ended.state is S.FAILED and ended.error_code == "KLING_TASK_FAILED"
+    events = completion.events()
+    assert [(e["detail-type"], e["detail"]["job_id"], e["detail"]["state"]) for e in events] == [
+        ("Video Failed", "kling-fails", "FAILED")
+    ]
+    assert events[0]["detail"]["error_message"] == ended.error_message
+    assert completion.executions() == []
+
+
+def test_a_create_kling_refuses_for_good_is_announced(completion: Completion) -> None:
+    # When Kling refuses a job's create for its content (1301: no task, nothing billed)
+    refused = submitted(completion, "kling-refuses", prompt="a cat [[reject]]")
+    # Then the job is FAILED naming Kling's code, and its end is announced like any other
+    assert refused.state is S.FAILED and refused.error_code == "KLING_1301"
+    assert [(e["detail-type"], e["detail"]["job_id"]) for e in completion.events()] == [
+        ("Video Failed", "kling-refuses")
+    ]

@@ -21,9 +21,10 @@ import pytest
 from kling_local import cli
 from kling_pipeline.adapters.ledger import Ledger, day_of
 from kling_pipeline.callback import callback_dependencies, handle_callback
+from kling_pipeline.claims import Outcome
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.settings import CallbackSettings, SubmitSettings
-from kling_pipeline.submit import HELD_FOR_BUDGET, Outcome, SubmitDependencies, handle_job_message, submit_dependencies
+from kling_pipeline.submit import HELD_FOR_BUDGET, SubmitDependencies, handle_job_message, submit_dependencies
 from tests.support.scenarios import (
     SIGNING_SECRET,
     Completion,

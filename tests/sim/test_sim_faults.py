@@ -59,6 +59,17 @@ def test_reject_marker_is_configurable(api, sim):
     assert api.create(prompt="a FORBIDDEN cat").status_code == 200
 
 
+def test_fail_marker_accepts_bills_then_fails_only_that_task(api, sim):
+    # Given two creates, one whose prompt carries the fail marker
+    marked = api.create_ok(prompt="a cat [[fail]]")
+    plain = api.create_ok(prompt="a cat")
+    # When both end
+    failed, succeeded = api.wait_terminal("text2video", marked), api.wait_terminal("text2video", plain)
+    # Then only the marked task failed, and both were accepted (and billed)
+    assert (failed["task_status"], succeeded["task_status"]) == ("failed", "succeed")
+    assert sim.stats()["tasks_total"] == 2
+
+
 def test_5xx_rate_answers_kling_outage_codes(make_sim, make_api):
     sim = make_sim(error_5xx_rate=0.5, seed=5)
     api = make_api(sim)

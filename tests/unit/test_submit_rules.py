@@ -4,9 +4,9 @@ import random
 
 import pytest
 
+from kling_pipeline.claims import backpressure_delay
 from kling_pipeline.errors import InvalidJobMessageError
 from kling_pipeline.requests import parse_job_message
-from kling_pipeline.submit import backpressure_delay
 
 
 def test_job_id_defaults_to_the_sqs_message_id() -> None:

@@ -20,6 +20,8 @@ def evaluator(**parameters: Any) -> IntrinsicEvaluator:
         | {
             "SubmitFunctionRole.Arn": "arn:aws:iam::123456789012:role/submit",
             "ApiFunctionRole.Arn": "arn:aws:iam::123456789012:role/api",
+            "PollerFunctionRole.Arn": "arn:aws:iam::123456789012:role/poller",
+            "DownloadStateMachineRole.Arn": "arn:aws:iam::123456789012:role/download-workflow",
         },
     )
 
@@ -38,6 +40,8 @@ def test_no_queue_policy_unless_senders_are_named() -> None:
 
 
 def test_named_senders_and_the_pipeline_itself_are_the_only_ones_allowed_to_send_jobs() -> None:
+    # The pipeline sends too: the submit function (backpressure), the API, the poller (an abandoned
+    # claim, an extend chain's step), the download workflow (an extend chain's next step).
     resolved = evaluator(JobsQueueSenders="arn:aws:iam::1:role/producer,arn:aws:iam::1:role/pipeline-caller")
     assert resolved.condition("RestrictQueueSenders")
     policy = resolved.resolve(resolved.template["Resources"]["JobsQueuePolicy"]["Properties"]["PolicyDocument"])
@@ -49,6 +53,8 @@ def test_named_senders_and_the_pipeline_itself_are_the_only_ones_allowed_to_send
         "arn:aws:iam::1:role/pipeline-caller",
         "arn:aws:iam::123456789012:role/submit",
         "arn:aws:iam::123456789012:role/api",
+        "arn:aws:iam::123456789012:role/poller",
+        "arn:aws:iam::123456789012:role/download-workflow",
     ]
 
 

@@ -76,6 +76,11 @@ class SimConfig(BaseModel):
     fail_rate: Probability = Field(default=0.0, ge=0, le=1, description="share of tasks that end 'failed'")
     fail_messages: list[str] = Field(default_factory=lambda: list(DEFAULT_FAIL_MESSAGES), min_length=1)
     reject_marker: str = Field(default="[[reject]]", description="a prompt containing it gets 1301 ('' = off)")
+    fail_marker: str = Field(
+        default="[[fail]]",
+        description="a prompt containing it is accepted and billed, then ends 'failed' ('' = off): one chosen "
+        "step of a chain fails",
+    )
     known_models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
     check_image_content: bool = Field(
         default=True, description="decode base64 images: jpg/png, >= 300 px, aspect 1:2.5..2.5:1, <= 10 MB"

@@ -401,7 +401,8 @@ class SimState:
             created_mono=now,
             processing_at=now + generation * config.submitted_fraction,
             done_at=now + generation,
-            will_fail=self._rng.random() < config.fail_rate,
+            will_fail=self._rng.random() < config.fail_rate
+            or bool(config.fail_marker and config.fail_marker in spec.prompt),
             fail_message=self._rng.choice(config.fail_messages),
             units=units,
             bucket=self._rng.randint(100, 999),

@@ -2,22 +2,32 @@
 
 The rules, which touch no AWS and no HTTP:
     lifecycle     job states, the allowed transitions, Job, observe_task / advance_job
+    extend_chain  extend chains: each step's create body, its video's key, what a stored step means
     requests      JobRequest, its validation, parse_job_message and the error wording
     capabilities  what each Kling model takes (dated, sourced facts); kinds and their endpoint paths
     images        Kling's rules for input images, and how a request refers to one
     kling_task    Kling's task object (queries and callbacks)
     errors        every error the pipeline raises, under PipelineError
+    unit_estimates what a task will cost before Kling says (the budget's reservation)
+    polling       the stale-job poller's cadence, and the live index's shards
     settings      one settings model per function, validated at cold start
     observability logger, metrics (recorded with dimensions), tracer where tracing is on
 
 The use cases, one per function, each building only the adapters it uses:
     submit        SubmitFunction: a queued message -> at most one Kling task
+    claims        a job's claim on its task (claim, reconcile, record, back to QUEUED, park): the
+                  submit path's and the poller's
     callback      CallbackFunction: Kling's webhook -> a confirmed transition
     download_step DownloadFunction: the workflow's step, CDN -> S3
+    poll          PollerFunction: every job gone quiet, settled
+    jobs_api      ApiFunction: submit, read, query, list and cancel jobs over HTTPS (api_routes)
+    webhooks      WebhookFunction: an ended job's event, signed, to its webhook_url
 
 The adapters (kling_pipeline.adapters), the only modules that talk to AWS or HTTP:
     job_store (DynamoDB, and what a transition writes), job_queue (SQS), download_workflow (Step
     Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy), input_images
     (S3 header reads and presigned URLs, image URLs asked for their first bytes),
-    callback_tokens (the callback URL's HMAC), secrets (Secrets Manager, cached)
+    callback_tokens (the callback URL's HMAC), secrets (Secrets Manager, cached), ledger and
+    generation_estimates (StatsTable), announcements (EventBridge, waiting callers), and the rest
+    listed in docs/architecture.md, "Where each piece lives"
 """

@@ -112,7 +112,10 @@ def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRest
             "item's `outcome: conflict`. A batch with any invalid job is refused whole (400, nothing queued)."
         ),
         responses={
-            200: {"description": "already submitted", "content": {"application/json": {"model": Accepted}}},
+            200: {
+                "description": "already submitted (one job: Accepted; a batch: BatchAccepted)",
+                "content": {"application/json": {"model": Accepted | BatchAccepted}},
+            },
             202: {
                 "description": "queued (one job: Accepted; a batch: BatchAccepted)",
                 "content": {"application/json": {"model": Accepted | BatchAccepted}},

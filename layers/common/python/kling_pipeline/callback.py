@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.callback_tokens import verify_job_token
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
@@ -43,6 +44,7 @@ class CallbackDependencies:
     workflow: DownloadWorkflow
     estimates: GenerationEstimates
     ledger: Ledger
+    announcer: Announcer
     signing_secrets: tuple[str, ...]  # the current secret, and the previous one for a while after a rotation
 
 
@@ -62,6 +64,7 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
         kling=kling,
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
+        announcer=announcer(settings.event_bus_name),
         workflow=download_workflow(settings.download_state_machine_arn),
         signing_secrets=callback_signing_secrets(
             settings.callback_secret,
@@ -121,7 +124,7 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
     if job.state not in (S.SUBMITTED, S.PROCESSING):
         return answered(job, "nothing to do")
     try:
-        confirmed = deps.kling().get_task(job.kind, job.task_id)
+        confirmed = deps.kling().get_task(job.task_kind, job.task_id)
     except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
         # A 5xx tells Kling this one did not land, so it may call again.
         logger.warning("could not confirm the callback with Kling", extra={"error": str(exc)})
@@ -134,9 +137,7 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
 
 
 def move(job: Job, task: KlingTask, deps: CallbackDependencies) -> CallbackAnswer:
-    moved, action = advance_job(
-        job, task, store=deps.store, workflow=deps.workflow, by=BY, ledger=deps.ledger, learner=deps.estimates
-    )
+    moved, action = advance_job(job, task, deps, by=BY)
     return answered(moved, action)
 
 

@@ -221,6 +221,7 @@ class Asks:
     cfg_scale: bool
     camera_control: bool
     image_tail: bool
+    extend_steps: int = 0
 
 
 def violations(model: str, asks: Asks) -> list[str]:
@@ -254,6 +255,11 @@ def violations(model: str, asks: Asks) -> list[str]:
     if asks.camera_control and not spec.camera_control.value:
         cite = spec.camera_control.cite("camera-control")
         found.append(f"camera_control: {model} does not take camera_control ({cite})")
+    if asks.extend_steps and not spec.extendable.value:
+        found.append(
+            f"extend: videos made by {model} cannot be extended; use one of {', '.join(models_for('extendable'))} "
+            f"for an extend chain ({spec.extendable.cite('extendable')})"
+        )
     if asks.image_tail and asks.mode != "pro" and spec.end_frame_needs_pro.value:
         found.append(
             f"image_tail: an end frame needs mode 'pro' on {model} "

@@ -23,7 +23,8 @@ from kling_pipeline.adapters.aws_errors import is_transient
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, s3_client, stream_to_s3
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.extend_chain import after_stored, video_key
+from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import DownloadSettings
 
@@ -50,10 +51,6 @@ def download_dependencies(settings: DownloadSettings) -> DownloadDependencies:
             production=settings.pipeline_mode == "production",
         ),
     )
-
-
-def video_key(job_id: str) -> str:
-    return f"videos/{job_id}.mp4"
 
 
 def download_job(job_id: str, version: int, deps: DownloadDependencies) -> dict[str, Any]:
@@ -83,7 +80,7 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
         stored = stream_to_s3(
             job.video_url,
             bucket=deps.bucket,
-            key=video_key(job.job_id),
+            key=video_key(job),
             policy=deps.policy,
             s3=deps.s3,
             metadata=object_metadata(job),
@@ -97,9 +94,7 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
     finished_ms = (job.model_extra or {}).get("kling_finished_at")
     if finished_ms:
         record(Metric.NOTICE_LATENCY, max(0.0, time.time() - int(finished_ms) / 1000), MetricUnit.Seconds)
-    return outcome(
-        job, stored_changes(stored), {"s3_uri": stored.s3_uri, "size": stored.size, "sha256": stored.sha256}, deps
-    )
+    return stored_outcome(job, stored, deps)
 
 
 def object_metadata(job: Job) -> dict[str, str]:
@@ -121,24 +116,38 @@ def stored_changes(stored: StoredVideo) -> dict[str, Any]:
 
 def refused(job: Job, code: str, message: str, deps: DownloadDependencies) -> dict[str, Any]:
     record(Metric.DOWNLOADS, outcome="refused")
-    return outcome(
-        job, {"error_code": code, "error_message": message}, {"error_code": code, "error_message": message}, deps
-    )
+    message = f"{job.step_label}{message}"
+    changes = {"error_code": code, "error_message": message}
+    return outcome(job, S.FAILED, changes, changes, deps)
 
 
-def outcome(job: Job, changes: dict[str, Any], details: dict[str, Any], deps: DownloadDependencies) -> dict[str, Any]:
+def stored_outcome(job: Job, stored: StoredVideo, deps: DownloadDependencies) -> dict[str, Any]:
+    """The video is in S3: the job is COMPLETED with it, or (an extend chain) QUEUED for its next step,
+    whose message the workflow sends once the write is made (extend_chain.py)."""
+    to_state, changes = after_stored(job, stored_changes(stored))
+    details = {"s3_uri": stored.s3_uri, "size": stored.size, "sha256": stored.sha256}
+    answer = outcome(job, to_state, changes, details, deps)
+    if to_state is S.QUEUED:
+        answer |= {"next_step": True, "next_message": json.dumps(job.request)}
+    return answer
+
+
+def outcome(
+    job: Job, to_state: JobState, changes: dict[str, Any], details: dict[str, Any], deps: DownloadDependencies
+) -> dict[str, Any]:
     """The step's answer: the store's write for the outcome, the event to announce, a waiting caller."""
-    ok = "error_code" not in changes
-    to_state = S.COMPLETED if ok else S.FAILED
     write = deps.store.transition_write(job, to_state, by=BY, changes=changes)
     extra = job.model_extra or {}
+    ended = job.model_copy(update={k: v for k, v in changes.items() if k in ("steps", "units_charged")})
     answer: dict[str, Any] = {
-        "ok": ok,
+        "ok": to_state is not S.FAILED,
         "skipped": False,
+        "next_step": False,
         "write": write.for_step_functions(),
         "event": {"job_id": job.job_id, "state": to_state.value}
         | details
-        | {"units_charged": job.units_charged, "metadata": json.loads(extra.get("metadata_json") or "{}")},
+        | {"units_charged": ended.total_units, "metadata": json.loads(extra.get("metadata_json") or "{}")}
+        | ({"steps": [public_step(s) for s in ended.steps]} if job.is_chain else {}),
     }
     if extra.get("task_token"):
         answer["task_token"] = extra["task_token"]

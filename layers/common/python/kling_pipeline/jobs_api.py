@@ -32,7 +32,7 @@ from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.video_links import VideoLinks, video_links
 from kling_pipeline.adapters.webhook_sender import WebhookPolicy, check_webhook_url
 from kling_pipeline.errors import InvalidJobMessageError, JobsApiError, TransitionRejectedError, WebhookRefusedError
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.observability import logger
 from kling_pipeline.requests import JOB_ID_PATTERN, JobRequest, parse_job_message
 from kling_pipeline.settings import ApiSettings
@@ -113,6 +113,10 @@ class JobView(BaseModel):
     s3_uri: str | None = None
     video_size: int | None = None
     sha256: str | None = None
+    step: int = Field(default=1, description="an extend chain's step under way (1: the request's own video)")
+    steps: list[dict[str, Any]] = Field(
+        default_factory=list, description="an extend chain's stored steps: step, s3_uri, size, sha256, units_charged"
+    )
     download_url: str | None = Field(default=None, description="a presigned GET of the video, short-lived")
     download_url_expires_at: str | None = None
 
@@ -365,12 +369,14 @@ def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
         task_id=job.task_id,
         error_code=job.error_code,
         error_message=job.error_message,
-        units_charged=job.units_charged,
+        units_charged=job.total_units,
         reserved_units=job.reserved_units,
         held_for=job.held_for,
         s3_uri=job.s3_uri,
         video_size=extra.get("video_size"),
         sha256=extra.get("sha256"),
+        step=job.step,
+        steps=[public_step(step) for step in job.steps],
         download_url=link[0],
         download_url_expires_at=link[1],
     )

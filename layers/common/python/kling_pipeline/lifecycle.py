@@ -59,6 +59,7 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
         (S.SUBMITTED, S.DOWNLOADING),
         (S.PROCESSING, S.DOWNLOADING),
         (S.DOWNLOADING, S.COMPLETED),
+        (S.DOWNLOADING, S.QUEUED),  # an extend chain: a step stored, the next one queued
         (S.SUBMITTED, S.TIMED_OUT),
         (S.PROCESSING, S.TIMED_OUT),
         (S.QUEUED, S.CANCELLED),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
@@ -122,6 +123,11 @@ class Job(BaseModel):
     reserved_day: str | None = None
     held_for: str | None = None  # why a QUEUED job waits, beyond backpressure ("daily budget reached")
     s3_uri: str | None = None
+    # An extend chain (request.extend): the step under way (1 is the base video), the steps finished
+    # (each stored: extend_chain.StepRecord's fields), and whether the step's message is on its way.
+    step: int = 1
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    awaiting_message: bool = False
 
     @property
     def job_request(self) -> JobRequest:
@@ -130,6 +136,43 @@ class Job(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def total_steps(self) -> int:
+        """1, or 1 + the extend steps of an extend chain."""
+        return 1 + len(self.request.get("extend") or [])
+
+    @property
+    def is_chain(self) -> bool:
+        return self.total_steps > 1
+
+    @property
+    def step_label(self) -> str:
+        """ "step 2 of 3: " in a chain job's messages; "" for a single video."""
+        return f"step {self.step} of {self.total_steps}: " if self.is_chain else ""
+
+    @property
+    def task_kind(self) -> str:
+        """The kind of the step's Kling task, whose endpoint every call about it uses."""
+        return self.kind if self.step == 1 else "video-extend"
+
+    @property
+    def external_task_id(self) -> str:
+        """What the step's task carries as external_task_id: the job id, then `<job_id>-s<n>`, so each
+        step is created exactly once and found by reconciliation under its own id."""
+        return self.job_id if self.step == 1 else f"{self.job_id}-s{self.step}"
+
+    @property
+    def total_units(self) -> str | None:
+        """Kling's units for the job: every stored step's, and the step under way's once charged."""
+        counted = [s.get("units_charged") for s in self.steps]
+        if self.units_charged is not None and not any(s.get("step") == self.step for s in self.steps):
+            counted.append(self.units_charged)
+        known = [float(u) for u in counted if u is not None]
+        if not known:
+            return None
+        total = sum(known)
+        return f"{total:g}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,10 +200,32 @@ class DownloadStarter(Protocol):
     def start(self, job: Job, attempt: int = 1) -> bool: ...
 
 
+class EndAnnouncer(Protocol):
+    """Tells the world a job has ended (adapters.announcements): its event, its waiting caller."""
+
+    def job_ended(self, job: Job) -> None: ...
+
+
 class ChargeLedger(Protocol):
     """Counts what Kling charged (adapters.ledger): the writes that go in the transition's transaction."""
 
     def charge_updates(self, job: Job, units: float) -> list[dict[str, Any]]: ...
+
+
+class TaskObservers(Protocol):
+    """What applying an observed task needs: every observer's dependencies (the callback's, the
+    poller's, the submit path's reconciliation) have it."""
+
+    @property
+    def store(self) -> JobWriter: ...
+    @property
+    def workflow(self) -> DownloadStarter: ...
+    @property
+    def ledger(self) -> ChargeLedger: ...
+    @property
+    def announcer(self) -> EndAnnouncer: ...
+    @property
+    def estimates(self) -> GenerationLearner: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +272,8 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                     "kling_status": status,
                     "error_code": "KLING_NO_VIDEO",
                     "error_message": (
-                        "Kling reported success but returned no video; send the request again with a new job_id"
+                        f"{job.step_label}Kling reported success but returned no video; "
+                        "send the request again with a new job_id"
                     ),
                 },
             )
@@ -231,7 +297,9 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                 "kling_status": status,
                 "kling_finished_at": task.updated_at,
                 "error_code": "KLING_TASK_FAILED",
-                "error_message": f"Kling could not generate the video: {task.task_status_msg or 'no reason given'}",
+                "error_message": (
+                    f"{job.step_label}Kling could not generate the video: {task.task_status_msg or 'no reason given'}"
+                ),
                 "units_charged": task.final_unit_deduction,
             },
         )
@@ -239,40 +307,35 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
 
 
 def advance_job(
-    job: Job,
-    task: KlingTask,
-    *,
-    store: JobWriter,
-    workflow: DownloadStarter,
-    by: str,
-    ledger: ChargeLedger,
-    learner: GenerationLearner | None = None,
-    next_poll_at: int | None = None,
+    job: Job, task: KlingTask, deps: TaskObservers, *, by: str, next_poll_at: int | None = None
 ) -> tuple[Job, str]:
     """Apply what Kling says about a task: the one path every observer takes, so a task seen by any of
     them moves the job the same way, starts the download exactly once, and counts the units Kling
     charged exactly once (in the same transaction as the move that records them). Returns the job as
-    it now stands and what happened, in words for logs and answers.
+    it now stands and what happened, in words for logs and answers. A move that ends the job (Kling
+    failed the task) is announced here, whoever saw it.
 
-    `learner` records how long the task took once Kling has finished it (the poller's cadence learns
-    from it); `next_poll_at` overrides when a job still running is next due (the poller sets its own)."""
+    `deps.estimates` learns how long the task took once Kling has finished it (the poller's cadence
+    learns from it); `next_poll_at` overrides when a job still running is next due (the poller sets its own)."""
     decision = observe_task(job, task)
     if decision is None:
         return job, "nothing to do"
     changes = decision.changes | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {})
     units = charged_units(decision)
-    linked = ledger.charge_updates(job, units) if units is not None else None
+    linked = deps.ledger.charge_updates(job, units) if units is not None else None
     try:
-        moved = store.transition(job, decision.to_state, by=by, changes=changes, note=decision.note, linked=linked)
+        moved = deps.store.transition(job, decision.to_state, by=by, changes=changes, note=decision.note, linked=linked)
     except TransitionRejectedError:
         return job, "already handled"
     if units is not None:
         model, mode = model_and_mode(moved)
         record(Metric.UNITS_CHARGED, units, model=model, mode=mode)
-    if learner is not None and task.task_status == "succeed":
-        learner.learn(moved, task)
+    if task.task_status == "succeed":
+        deps.estimates.learn(moved, task)
     if decision.starts_download:
-        workflow.start(moved)
+        deps.workflow.start(moved)
+    if moved.is_terminal:
+        deps.announcer.job_ended(moved)
     return moved, f"{decision.from_state} -> {decision.to_state}"
 
 
@@ -295,3 +358,8 @@ def model_and_mode(job: Job) -> tuple[str, str]:
     request = job.request
     model = str((job.model_extra or {}).get("model_name") or request.get("model") or "default")
     return model, str(request.get("mode") or "std")
+
+
+def public_step(step: dict[str, Any]) -> dict[str, Any]:
+    """A stored step of an extend chain as events, answers and the CLI show it."""
+    return {k: step.get(k) for k in ("step", "s3_uri", "size", "sha256", "duration", "units_charged")}

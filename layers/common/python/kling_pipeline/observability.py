@@ -34,7 +34,8 @@ class Metric(StrEnum):
     CALLBACKS = "Callbacks"  # status: the HTTP status answered
     DOWNLOADS = "Downloads"  # outcome: stored | refused | skipped
     VIDEO_BYTES_STORED = "VideoBytesStored"  # no dimension
-    POLLER_JOBS = "PollerJobs"  # action: polled, resolved, repaired, restarted, timed_out, reconciled, queued_too_long
+    # action: polled, resolved, repaired, restarted, timed_out, reconciled, queued_too_long, step_queued
+    POLLER_JOBS = "PollerJobs"
     KLING_GETS = "KlingGets"  # by: poller | callback
     POLL_LAG = "PollLagSeconds"  # how late the most overdue job of a run was looked at
     LIVE_JOB_AGE = "LiveJobAgeSeconds"  # the oldest live job a run looked at

@@ -8,7 +8,7 @@ overlapping runs never poll a job twice. By state:
 - SUBMITTED / PROCESSING: the task is fetched from Kling (GETs in parallel, bounded) and applied
   through lifecycle.advance_job, the callback's own path; a job older than the job timeout (from its
   submission) that Kling has still not finished is TIMED_OUT and announced.
-- SUBMITTING with an expired lease: reconciled exactly as the submit path does (submit.reconcile):
+- SUBMITTING with an expired lease: reconciled exactly as the submit path does (claims.reconcile):
   the task is recorded if Kling has it, else the job goes back to QUEUED and its request to the queue.
   The poller never creates a Kling task.
 - DOWNLOADING with no running workflow: completed from the stored object when it is there with its
@@ -39,20 +39,7 @@ from kling_pipeline.adapters.kling_client import KlingClient, shared_client
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import kling_credentials
 from kling_pipeline.adapters.video_transfer import s3_client, stored_video
-from kling_pipeline.download_step import stored_changes, video_key
-from kling_pipeline.errors import (
-    KlingAccountError,
-    KlingApiError,
-    KlingShapeError,
-    KlingUnavailableError,
-    TransitionRejectedError,
-)
-from kling_pipeline.kling_task import KlingTask
-from kling_pipeline.lifecycle import Job, JobState, advance_job
-from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s
-from kling_pipeline.settings import PollerSettings
-from kling_pipeline.submit import (
+from kling_pipeline.claims import (
     Outcome,
     SubmitResult,
     SubmitRules,
@@ -62,6 +49,20 @@ from kling_pipeline.submit import (
     reconcile,
     release_for_retry,
 )
+from kling_pipeline.download_step import stored_changes
+from kling_pipeline.errors import (
+    KlingAccountError,
+    KlingApiError,
+    KlingShapeError,
+    KlingUnavailableError,
+    TransitionRejectedError,
+)
+from kling_pipeline.extend_chain import after_stored, video_key
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.lifecycle import Job, JobState, advance_job
+from kling_pipeline.observability import Metric, logger, record
+from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s
+from kling_pipeline.settings import PollerSettings
 
 S = JobState
 BY = "poller"
@@ -111,6 +112,7 @@ class PollReport:
     resolved_by_poll: int = 0  # Kling had finished (or failed) it and no callback had said so
     reconciled: int = 0
     repaired: int = 0  # a DOWNLOADING job completed from its stored object
+    steps_queued: int = 0  # an extend chain's next step sent to the submit path by the poller
     restarted: int = 0  # a new download attempt started
     timed_out: int = 0
     failed: int = 0
@@ -222,7 +224,7 @@ def look_again_at(state: JobState, item: dict[str, Any], now: int, schedule: Pol
 def fetch(kling: KlingClient, job: Job) -> KlingTask | Exception:
     assert job.task_id is not None
     try:
-        return kling.get_task(job.kind, job.task_id)
+        return kling.get_task(job.task_kind, job.task_id)
     except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
         return exc
 
@@ -236,6 +238,9 @@ def settle_one(
         return settle_claim(job, deps, report, now)
     if job.state is S.DOWNLOADING:
         return settle_download(job, deps, report, now)
+    if job.state is S.QUEUED and job.awaiting_message:
+        send_next_step(job, deps, report)
+        return f"step {job.step}'s message sent again (the workflow's never started it)"
     schedule = deps.store.schedule
     if job.state is S.QUEUED and schedule is not None and now - age_from(job.updated_at) > schedule.queued_report_s:
         report.queued_too_long += 1
@@ -257,21 +262,10 @@ def settle_running(
         report.kling_gets += 1
         record(Metric.KLING_GETS, by=BY)
         next_due = int(job.next_poll_at or now)  # the claim set it: keep it for a job still running
-        current, action = advance_job(
-            job,
-            answer,
-            store=deps.store,
-            workflow=deps.workflow,
-            by=BY,
-            ledger=deps.ledger,
-            learner=deps.estimates,
-            next_poll_at=next_due,
-        )
+        current, action = advance_job(job, answer, deps, by=BY, next_poll_at=next_due)
         if current.state in (S.DOWNLOADING, S.FAILED) and current is not job:
             report.resolved_by_poll += 1
             record(Metric.POLLER_JOBS, action="resolved")
-            if current.is_terminal:
-                deps.announcer.job_ended(current)
     elif answer is not None:
         action = f"could not ask Kling: {answer}"
     if (
@@ -306,7 +300,7 @@ def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: in
     if isinstance(claimed, SubmitResult):
         return claimed.detail
     try:
-        result = reconcile(claimed, claimed.kind, deps, by=BY) or release_for_retry(
+        result = reconcile(claimed, claimed.task_kind, deps, by=BY) or release_for_retry(
             claimed, deps, "the claim was abandoned and Kling has no task for it: sent back to the queue"
         )
     except KlingAccountError as exc:
@@ -325,12 +319,16 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
     attempt = deps.workflow.last_attempt(job)
     if attempt is not None and attempt.working:
         return f"download attempt {attempt.number} running"
-    stored = stored_video(deps.s3, deps.settings.video_bucket, video_key(job.job_id))
+    stored = stored_video(deps.s3, deps.settings.video_bucket, video_key(job))
     if stored is not None:
-        completed = deps.store.transition(job, S.COMPLETED, by=REPAIR, changes=stored_changes(stored))
-        deps.announcer.job_ended(completed)
+        to_state, changes = after_stored(job, stored_changes(stored))
+        repaired = deps.store.transition(job, to_state, by=REPAIR, changes=changes)
         report.repaired += 1
         record(Metric.POLLER_JOBS, action="repaired")
+        if to_state is S.QUEUED:
+            send_next_step(repaired, deps, report)
+            return f"step {job.step} completed from the stored video; step {repaired.step} queued"
+        deps.announcer.job_ended(repaired)
         return "completed from the stored video (no second download)"
     finished_ms = (job.model_extra or {}).get("kling_finished_at")
     tried = attempt.number if attempt is not None else 0
@@ -358,6 +356,14 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
     report.restarted += 1
     record(Metric.POLLER_JOBS, action="restarted")
     return f"download attempt {tried + 1} started"
+
+
+def send_next_step(job: Job, deps: PollerDependencies, report: PollReport) -> None:
+    """An extend chain's next step goes to the submit path as its request's message. Sent twice is
+    harmless: the claim makes one create of the step, the other copy finds it done."""
+    deps.queue.send(job.request)
+    report.steps_queued += 1
+    record(Metric.POLLER_JOBS, action="step_queued")
 
 
 def fail_download(job: Job, deps: PollerDependencies, report: PollReport, code: str, message: str) -> str:

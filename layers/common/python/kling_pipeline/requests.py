@@ -54,6 +54,9 @@ MAX_KLING_OPTIONS_BYTES = 16 * 1024
 # whole number of seconds, as a string, and no video Kling makes is longer than 3 minutes.
 DURATION_PATTERN = r"^[1-9][0-9]{0,2}$"
 MAX_DURATION_S = 180
+# Each video-extend step adds 4-5 s (kling-api.md, video-extend body); the chain must stay within the
+# 3-minute total, counting the longer figure.
+EXTEND_ADDS_AT_MOST_S = 5
 MULTI_IMAGE_MAX = 4  # multi-image2video: 1 to 4 images
 OMNI_IMAGE_MAX = 7  # omni-video: up to 7 reference images (without a reference video)
 
@@ -121,6 +124,16 @@ class CameraConfig(BaseModel):
     tilt: float = Field(default=0, ge=-10, le=10)
     roll: float = Field(default=0, ge=-10, le=10)
     zoom: float = Field(default=0, ge=-10, le=10)
+
+
+class ExtendStep(BaseModel):
+    """One step of an extend chain: 4-5 s more of the previous step's video (Kling's video-extend)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    prompt: Annotated[str, Field(default="", max_length=MAX_PROMPT_CHARS)] = ""
+    negative_prompt: Annotated[str | None, Field(default=None, max_length=MAX_PROMPT_CHARS)] = None
+    cfg_scale: Annotated[float | None, Field(default=None, ge=0, le=1)] = None
 
 
 class CameraControl(BaseModel):
@@ -211,6 +224,7 @@ class JobRequest(BaseModel):
     sound: bool | None = None
     watermark: bool | None = None
     kling_options: dict[str, Any] | None = None
+    extend: Annotated[list[ExtendStep] | None, Field(default=None, min_length=1)] = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     task_token: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_TASK_TOKEN_CHARS)] = None
     webhook_url: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_WEBHOOK_URL_CHARS)] = None
@@ -342,6 +356,14 @@ class JobRequest(BaseModel):
                 return "image_list[].type (first_frame/end_frame) applies to omni-video only"
         if self.kind in ("multi-image2video", "omni-video") and self.camera_control is not None:
             return f"camera_control does not apply to {self.kind}"
+        if self.extend:
+            total = int(self.duration) + EXTEND_ADDS_AT_MOST_S * len(self.extend)
+            if total > MAX_DURATION_S:
+                most = (MAX_DURATION_S - int(self.duration)) // EXTEND_ADDS_AT_MOST_S
+                return (
+                    f"extend: {len(self.extend)} steps of up to {EXTEND_ADDS_AT_MOST_S} s on a {self.duration} s "
+                    f"video may pass Kling's 3-minute limit ({total} s); at most {most} steps"
+                )
         if self.kind == "omni-video":
             multi_shot = bool((self.kling_options or {}).get("multi_shot"))
             if not self.prompt and not multi_shot:
@@ -375,6 +397,7 @@ class JobRequest(BaseModel):
             cfg_scale=self.cfg_scale is not None,
             camera_control=self.camera_control is not None,
             image_tail=self.image_tail is not None,
+            extend_steps=len(self.extend or []),
         )
 
     @property

@@ -85,9 +85,15 @@ class _Counting(BaseModel):
     stats_table_name: NonEmpty
 
 
-class _Polling(_Scheduling, _Counting):
-    """...and those that see Kling finish a task learn how long it took (adapters.generation_estimates)
-    and count what it charged."""
+class _Announcing(BaseModel):
+    """Functions that may end a job announce it on the pipeline's bus (adapters.announcements)."""
+
+    event_bus_name: NonEmpty
+
+
+class _Polling(_Scheduling, _Counting, _Announcing):
+    """...and those that see Kling finish a task learn how long it took (adapters.generation_estimates),
+    count what it charged, and announce the job it ends (Kling failed the task)."""
 
 
 class _Reconciling(BaseModel):
@@ -132,7 +138,6 @@ class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Downlo
 class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _Polling, _Reconciling):
     """PollerFunction: settles every job that has gone quiet (poll.py)."""
 
-    event_bus_name: NonEmpty
     video_bucket: NonEmpty
     job_timeout_minutes: float = Field(gt=0)  # from submission to Kling: past it, TIMED_OUT
     download_attempts: int = Field(ge=1, le=10)  # workflow attempts before a DOWNLOADING job is FAILED
@@ -160,14 +165,13 @@ class _WebhookTargets(BaseModel):
     pipeline_mode: Literal["production", "local"]
 
 
-class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting):
+class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting, _Announcing):
     """ApiFunction: the jobs API sends to JobsQueue, reads JobsTable, presigns videos, announces cancels
     (and gives a cancelled job's budget reservation back)."""
 
     jobs_queue_url: NonEmpty
     video_bucket: NonEmpty
     download_url_ttl_s: int = Field(ge=1, le=43200)
-    event_bus_name: NonEmpty
 
 
 class WebhookSettings(FunctionSettings, _WebhookTargets):

@@ -45,6 +45,8 @@ def table_estimate(job: Job) -> float:
     """What the table says `job`'s task will cost."""
     model, mode = model_and_mode(job)
     units = rate_for(model).units * (PRO_FACTOR.units if mode == "pro" else 1.0)
+    if job.step > 1:
+        return units  # an extend step adds 4-5 s: a base video's price
     try:
         duration = float(job.request.get("duration") or BASE_DURATION_S)
     except (TypeError, ValueError):

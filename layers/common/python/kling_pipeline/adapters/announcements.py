@@ -1,7 +1,8 @@
 """Telling the world a job has ended: an EventBridge event, and the caller that waits with a task
 token resumed. The download workflow announces what it finishes itself (events:putEvents and
 states:sendTask* in the ASL); this adapter announces what ends elsewhere (a job timed out, a
-stranded download repaired, a job cancelled), in the same shape.
+stranded download repaired, a job cancelled, Kling failed the task or refused its create), in the
+same shape.
 
 Events: source `kling-pipeline`; `Video Completed` with {job_id, state, s3_uri, size, sha256,
 units_charged, metadata}; `Video Failed` for every other end (FAILED, TIMED_OUT, CANCELLED), with
@@ -12,13 +13,14 @@ figure for the job's task (a string, as Kling gives it; null when Kling never sa
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Any
 
 import boto3
 
 from kling_pipeline.adapters import per_container
 from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import Job, JobState, public_step
 
 SOURCE = "kling-pipeline"
 COMPLETED = "Video Completed"
@@ -33,14 +35,26 @@ def event_detail(job: Job) -> dict[str, Any]:
         detail |= {"s3_uri": job.s3_uri, "size": extra.get("video_size"), "sha256": extra.get("sha256")}
     else:
         detail |= {"error_code": job.error_code, "error_message": job.error_message}
-    return detail | {"units_charged": job.units_charged, "metadata": json.loads(extra.get("metadata_json") or "{}")}
+    detail |= {"units_charged": job.total_units, "metadata": json.loads(extra.get("metadata_json") or "{}")}
+    if job.is_chain:
+        detail["steps"] = [public_step(step) for step in job.steps]
+    return detail
 
 
 class Announcer:
     def __init__(self, event_bus_name: str, *, events: Any = None, callers: WaitingCallers | None = None) -> None:
         self._bus = event_bus_name
-        self._events = events or boto3.client("events")
-        self._callers = callers or waiting_callers()
+        self._given_events = events
+        self._given_callers = callers
+
+    @cached_property
+    def _events(self) -> Any:
+        # Built on the first end, not at cold start: most callbacks and submits end no job.
+        return self._given_events or boto3.client("events")
+
+    @cached_property
+    def _callers(self) -> WaitingCallers:
+        return self._given_callers or waiting_callers()
 
     def job_ended(self, job: Job) -> None:
         """Announce `job`, which has just reached a terminal state."""

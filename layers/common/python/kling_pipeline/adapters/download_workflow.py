@@ -1,10 +1,11 @@
 """Starts the download state machine (statemachine/download.asl.json) for a DOWNLOADING job.
 
-The execution name is the job id (plus `-aN` for a later attempt), so a second start of the same
-attempt is a no-op. An execution that exists but has ended while its job is still DOWNLOADING did
-not finish the job (it failed, timed out, or was started for an older version of it): the next
-attempt is started, never taken for success. The input carries the job's version: the workflow
-finishes only the job it was started for (its writes are conditional on that version).
+The execution name is the job id (plus `-sN` for an extend chain's later step, `-aN` for a later
+attempt), so a second start of the same attempt is a no-op. An execution that exists but has ended
+while its job is still DOWNLOADING did not finish the job (it failed, timed out, or was started for
+an older version of it): the next attempt is started, never taken for success. The input carries
+the job's version: the workflow finishes only the job it was started for (its writes are
+conditional on that version).
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ class Attempt:
         return self.status in STILL_WORKING
 
 
-def execution_name(job_id: str, attempt: int = 1) -> str:
-    """`job_id` for the first attempt, `job_id-aN` for a later one (job ids are at most 64 chars)."""
-    return job_id if attempt <= 1 else f"{job_id}-a{attempt}"
+def execution_name(job_id: str, attempt: int = 1, step: int = 1) -> str:
+    """`job_id` for the first attempt, `job_id-aN` for a later one; an extend chain's later steps are
+    `job_id-sN` (and `-sN-aM`), since a name is used once (job ids are at most 64 chars)."""
+    base = job_id if step <= 1 else f"{job_id}-s{step}"
+    return base if attempt <= 1 else f"{base}-a{attempt}"
 
 
 def workflow_input(job: Job, attempt: int) -> dict[str, Any]:
@@ -54,7 +57,7 @@ class DownloadWorkflow:
     def start(self, job: Job, attempt: int = 1) -> bool:
         """True when this call started an execution; False when one is already working on the job."""
         for number in range(attempt, MAX_ATTEMPTS + 1):
-            name = execution_name(job.job_id, number)
+            name = execution_name(job.job_id, number, job.step)
             try:
                 self._sfn.start_execution(
                     stateMachineArn=self._arn, name=name, input=json.dumps(workflow_input(job, number))
@@ -78,7 +81,7 @@ class DownloadWorkflow:
         latest: Attempt | None = None
         for number in range(1, MAX_ATTEMPTS + 1):
             try:
-                execution = self._describe(execution_name(job.job_id, number))
+                execution = self._describe(execution_name(job.job_id, number, job.step))
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
                     break

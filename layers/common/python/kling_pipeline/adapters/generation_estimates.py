@@ -31,7 +31,8 @@ PARTITION = "generation"
 
 def estimate_key(job: Job) -> dict[str, str]:
     model, mode = model_and_mode(job)
-    return {"pk": PARTITION, "sk": f"{job.kind}#{model}#{mode}#{job.request.get('duration', '5')}"}
+    duration = job.request.get("duration", "5") if job.step == 1 else "extend"
+    return {"pk": PARTITION, "sk": f"{job.task_kind}#{model}#{mode}#{duration}"}
 
 
 class GenerationEstimates:

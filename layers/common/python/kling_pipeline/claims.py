@@ -1,0 +1,286 @@
+"""A job's claim on its Kling task, shared by the submit path and the stale-job poller: claiming with
+a lease, finding the task of an earlier attempt (reconciliation), recording a task, and the ways a
+job goes back to QUEUED (backpressure, or parked for an operator).
+
+The protocol is docs/architecture.md, "Exactly once where money is spent": claim before calling
+Kling; when an earlier attempt may have reached Kling (an expired claim, a create that got no
+answer), ask Kling by the step's external id before creating anything. The create itself is the
+submit path's alone (submit.py): the poller reconciles, never creates.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from kling_pipeline.adapters.announcements import Announcer
+from kling_pipeline.adapters.download_workflow import DownloadWorkflow
+from kling_pipeline.adapters.generation_estimates import GenerationEstimates
+from kling_pipeline.adapters.job_queue import JobQueue
+from kling_pipeline.adapters.job_store import JobStore
+from kling_pipeline.adapters.kling_client import KlingClient
+from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger
+from kling_pipeline.errors import KlingAccountError, KlingRetryableError, KlingShapeError, KlingUnavailableError
+from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.lifecycle import Job, JobState, advance_job
+from kling_pipeline.observability import logger
+from kling_pipeline.polling import expected_generation_s, first_poll_after_s
+from kling_pipeline.settings import PollerSettings, SubmitSettings
+
+S = JobState
+BY = "submit"
+# Claim-and-backpressure cycles after this many are counted, not appended to the job's history.
+LOGGED_RETRY_CYCLES = 3
+# Answers Kling gives about one job that we cannot read (unknown codes, unknown shapes) before the job
+# is parked for an operator: a newer Kling than this code knows will not start reading them by itself.
+UNREADABLE_ANSWER_LIMIT = 5
+# Why a QUEUED job waits, when it is not plain backpressure (shown by `status` and the jobs API).
+HELD_FOR = "held_for"
+# Kling's billing refusals: the account exception, arrears, a resource pack used up or expired.
+BILLING_CODES = frozenset({1100, 1101, 1102})
+
+
+class Outcome(StrEnum):
+    SUBMITTED = "submitted"  # Kling accepted a task for this job (now or found from earlier)
+    DUPLICATE = "duplicate"  # the job is already past submission: nothing to do
+    REQUEUED = "requeued"  # backpressure or a claim held elsewhere: try again later
+    FAILED = "failed"  # a final Kling error: the job is FAILED with Kling's message
+    REJECTED = "rejected"  # the message itself is bad: dead-lettered with its reason
+    PARKED = "parked"  # an operator is needed (keys, IP list, answers we cannot read): job QUEUED, message in the DLQ
+    HELD = "held"  # the day's unit budget has no room: job QUEUED, its message back later (never the DLQ)
+    NAMED = "named"  # the message named no job: sent again with its job id (the SQS message id) in the body
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    outcome: Outcome
+    job_id: str | None
+    detail: str = ""
+    delay_s: int = 0
+    kling_code: int | None = None
+    error: str = "JOB_ID_REUSED"  # what a refused request's waiting caller is told
+
+
+@dataclass(frozen=True)
+class SubmitRules:
+    """The numbers that claiming, reconciling and sending a job back follow (the submit path and the poller)."""
+
+    lease_s: int
+    reconcile_grace_s: int
+    backpressure_base_s: float
+    backpressure_max_s: int
+
+    @classmethod
+    def of(cls, settings: SubmitSettings | PollerSettings) -> SubmitRules:
+        return cls(
+            lease_s=settings.submit_lease_s,
+            reconcile_grace_s=settings.reconcile_grace_s,
+            backpressure_base_s=settings.backpressure_base_delay_s,
+            backpressure_max_s=settings.backpressure_max_delay_s,
+        )
+
+
+class Reconciler(Protocol):
+    """What claiming a job, looking for its task at Kling and sending it back need: the submit path's
+    dependencies have it, and so do the stale-job poller's, which reconciles abandoned claims the same way."""
+
+    store: JobStore
+    queue: JobQueue
+    kling: KlingClient
+    workflow: DownloadWorkflow
+    estimates: GenerationEstimates
+    ledger: Ledger
+    announcer: Announcer
+    rules: SubmitRules
+
+
+def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | SubmitResult:
+    """QUEUED -> SUBMITTING with a lease; an expired SUBMITTING lease is re-claimed (and reconciled)."""
+    if job.state is S.DOWNLOADING:
+        # A redelivery after the DOWNLOADING write whose workflow start failed: start it (a no-op when
+        # it runs; the next attempt when it ended without finishing the job).
+        started = deps.workflow.start(job)
+        return SubmitResult(Outcome.DUPLICATE, job.job_id, "download started" if started else "download under way")
+    if job.state not in (S.QUEUED, S.SUBMITTING):
+        return SubmitResult(Outcome.DUPLICATE, job.job_id, f"job is already {job.state}")
+    now = int(time.time())
+    claim = {
+        "awaiting_message": None,  # an extend chain's next step: its message has come
+        "lease_owner": owner,
+        "lease_expires_at": now + deps.rules.lease_s,
+        "claimed_at": now,
+        "first_claimed_at": job.first_claimed_at or now,
+    }
+    logged = job.backpressure_count < LOGGED_RETRY_CYCLES
+    if job.state is S.SUBMITTING:
+        if (job.lease_expires_at or 0) > now:
+            wait = (job.lease_expires_at or now) - now
+            return SubmitResult(Outcome.REQUEUED, job.job_id, "another worker holds the claim", delay_s=wait + 1)
+        # The earlier claim may have created a task (and crashed before recording it) at any moment
+        # since it was made: reconcile, and count the grace window from then.
+        earlier = job.claimed_at or now
+        return deps.store.transition(
+            job,
+            S.SUBMITTING,
+            by=BY,
+            changes=claim | {"needs_reconcile": True, "unsettled_since": min(earlier, job.unsettled_since or earlier)},
+            add={"submit_attempts": 1},
+            note=f"re-claimed after the lease of {job.lease_owner} expired",
+            logged=logged,
+        )
+    return deps.store.transition(job, S.SUBMITTING, by=BY, changes=claim, add={"submit_attempts": 1}, logged=logged)
+
+
+def reconcile(job: Job, kind: str, deps: Reconciler, *, by: str = BY) -> SubmitResult | None:
+    """An earlier attempt may have made a task: look for it (by external id, then in the list of tasks
+    created since the first claim). None means "no task, and none can still appear: create"."""
+    since_ms = ((job.first_claimed_at or int(time.time())) - 60) * 1000
+    try:
+        existing = deps.kling.locate(kind, job.external_task_id, created_since_ms=since_ms)
+    except (KlingRetryableError, KlingUnavailableError, KlingShapeError) as exc:
+        return release_for_retry(
+            job,
+            deps,
+            f"could not ask Kling about an earlier attempt: {exc}",
+            unreadable=isinstance(exc, KlingShapeError),
+        )
+    if existing is not None:
+        logger.info("found the task of an earlier attempt", extra={"task_id": existing.task_id})
+        return record_submitted(job, existing, deps, note="found by external_task_id after an unsettled attempt", by=by)
+    wait = (job.unsettled_since or 0) + deps.rules.reconcile_grace_s - int(time.time())
+    if wait > 0:
+        # Kling may show a new task to queries only seconds after its create: absence is not proof yet.
+        return release_for_retry(
+            job, deps, f"no task found yet; an earlier create may still appear (waiting {wait} s)", delay_s=wait + 1
+        )
+    return None
+
+
+def record_submitted(
+    job: Job,
+    task: KlingTask,
+    deps: Reconciler,
+    *,
+    model_name: str | None = None,
+    note: str | None = None,
+    by: str = BY,
+) -> SubmitResult:
+    """SUBMITTED with the task id, due for a first poll when a job like it usually finishes; a task
+    found by reconciliation may already be further along (its callbacks came while we did not know the
+    task id), so apply what it says at once."""
+    now = int(time.time())
+    schedule = deps.store.schedule
+    assert schedule is not None, "the submit path's store schedules live jobs"
+    started = task.created_at // 1000 if task.created_at else now
+    estimate = deps.estimates.expected(job)
+    expected_finish = int(started + expected_generation_s(job, schedule, estimate))
+    first_poll = int(started + first_poll_after_s(job, schedule, estimate))
+    submitted = deps.store.transition(
+        job,
+        S.SUBMITTED,
+        by=by,
+        changes={
+            "task_id": task.task_id,
+            "kling_status": task.task_status,
+            "needs_reconcile": None,
+            "unsettled_since": None,
+            "unreadable_answers": None,
+            "submitted_at": now,
+            "expected_finish_at": expected_finish,
+            "next_poll_at": first_poll,
+            HELD_FOR: None,
+        }
+        | ({"model_name": model_name} if model_name else {}),
+        remove=("lease_owner", "lease_expires_at"),
+        note=note,
+    )
+    _, action = advance_job(submitted, task, deps, by=by)
+    return SubmitResult(Outcome.SUBMITTED, job.job_id, f"{task.task_id} ({action})")
+
+
+def account_reason(exc: KlingAccountError) -> str:
+    if exc.code in BILLING_CODES:
+        fix = "top up the Kling account (its resource packs, or the overdue payment)"
+    else:
+        fix = "check the KlingCredentials secret, the clock and Kling's IP allow-list"
+    return (
+        f"Kling refused our account ({exc.code}: {exc.message}); no job is at fault. Fix: {fix}, "
+        "then `kling-pipeline dlq --redrive`"
+    )
+
+
+def park_job(
+    job: Job, deps: Reconciler, reason: str, *, kling_code: int | None = None, release: bool = False
+) -> SubmitResult:
+    """No job is at fault and retrying will not help until an operator acts (bad keys, clock, IP
+    allow-list, a used-up resource pack, answers this version cannot read): the job waits in QUEUED
+    (keeping what it knows, such as needing reconciliation) and its message goes to the DLQ with the
+    fix, to be redriven. `release`: Kling proved it made no task, so the budget reservation goes back."""
+    deps.store.transition(
+        job,
+        S.QUEUED,
+        by=BY,
+        changes={RESERVED_UNITS: None, RESERVED_DAY: None} if release else None,
+        remove=("lease_owner", "lease_expires_at"),
+        note=f"parked: {reason[:200]}",
+        linked=deps.ledger.release_update(job) if release else None,
+    )
+    return SubmitResult(Outcome.PARKED, job.job_id, reason, kling_code=kling_code)
+
+
+def release_for_retry(
+    job: Job,
+    deps: Reconciler,
+    reason: str,
+    *,
+    unsettled: bool = False,
+    unreadable: bool = False,
+    delay_s: int | None = None,
+    kling_code: int | None = None,
+    held_for: str | None = None,
+) -> SubmitResult:
+    """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay.
+    `unsettled`: a task may exist; reconcile before creating, and create nothing until the grace window
+    since now is over. `unreadable`: count an answer this version could not read (park at the limit).
+    `held_for`: why the job waits, shown with it (the daily budget)."""
+    now = int(time.time())
+    unreadable_answers = (job.unreadable_answers or 0) + (1 if unreadable else 0)
+    if unreadable_answers >= UNREADABLE_ANSWER_LIMIT:
+        return park_job(
+            job,
+            deps,
+            f"Kling answered {unreadable_answers} times in a way this version cannot read (last: {reason[:300]}); "
+            "update kling-pipeline, then `kling-pipeline dlq --redrive` (the job will look for its task first)",
+        )
+    changes: dict[str, object] = {"unreadable_answers": unreadable_answers or None, HELD_FOR: held_for}
+    if unsettled:
+        # Look again soon (the task may show at once); only a new create waits for the grace window.
+        changes |= {"needs_reconcile": True, "unsettled_since": now}
+    if delay_s is None:
+        delay_s = backpressure_delay(
+            job.backpressure_count,
+            base_s=deps.rules.backpressure_base_s,
+            max_s=deps.rules.backpressure_max_s,
+        )
+    deps.store.transition(
+        job,
+        S.QUEUED,
+        by=BY,
+        changes=changes,
+        remove=("lease_owner", "lease_expires_at"),
+        add={"backpressure_count": 1},
+        note=reason[:300],
+        logged=job.backpressure_count < LOGGED_RETRY_CYCLES,
+    )
+    return SubmitResult(Outcome.REQUEUED, job.job_id, reason, delay_s=min(delay_s, 900), kling_code=kling_code)
+
+
+def backpressure_delay(attempt: int, *, base_s: float, max_s: int, rng: random.Random | None = None) -> int:
+    """Exponential from the base, capped, with jitter (half to full) so a throttled batch spreads out."""
+    ceiling = min(float(max_s), base_s * 2 ** min(attempt, 16))
+    jittered = ceiling * (rng or random).uniform(0.5, 1.0)
+    return int(min(max_s, math.ceil(jittered)))
