@@ -21,6 +21,7 @@ from pydantic import Discriminator, Tag
 
 from kling_pipeline.adapters.aws_errors import is_transient
 from kling_pipeline.errors import JobsApiError
+from kling_pipeline.job_ids import JOB_ID_PATTERN
 from kling_pipeline.jobs_api import (
     DEFAULT_PAGE,
     MAX_BATCH,
@@ -43,7 +44,7 @@ from kling_pipeline.jobs_api import (
 )
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import JOB_ID_PATTERN, JobRequest
+from kling_pipeline.requests import JobRequest
 
 TITLE = "kling-pipeline jobs API"
 VERSION = "1.0"

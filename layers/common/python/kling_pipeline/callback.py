@@ -23,10 +23,10 @@ from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_credentials
 from kling_pipeline.errors import KlingApiError, KlingShapeError, KlingUnavailableError
+from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import is_valid_job_id
 from kling_pipeline.settings import CallbackSettings
 
 if TYPE_CHECKING:

@@ -32,9 +32,10 @@ from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.video_links import VideoLinks, video_links
 from kling_pipeline.adapters.webhook_sender import WebhookPolicy, check_webhook_url
 from kling_pipeline.errors import InvalidJobMessageError, JobsApiError, TransitionRejectedError, WebhookRefusedError
+from kling_pipeline.job_ids import JOB_ID_PATTERN
 from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.observability import logger
-from kling_pipeline.requests import JOB_ID_PATTERN, JobRequest, parse_job_message
+from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import ApiSettings
 
 S = JobState

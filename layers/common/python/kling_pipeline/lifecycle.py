@@ -14,14 +14,16 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kling_pipeline.errors import InvalidTransitionError, TransitionRejectedError
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import STORED_REQUEST, JobRequest
+
+if TYPE_CHECKING:
+    from kling_pipeline.requests import JobRequest
 
 
 class JobState(StrEnum):
@@ -124,13 +126,17 @@ class Job(BaseModel):
     held_for: str | None = None  # why a QUEUED job waits, beyond backpressure ("daily budget reached")
     s3_uri: str | None = None
     # An extend chain (request.extend): the step under way (1 is the base video), the steps finished
-    # (each stored: extend_chain.StepRecord's fields), and whether the step's message is on its way.
+    # (each stored: extend_chain.step_record), and whether the step's message is on its way.
     step: int = 1
     steps: list[dict[str, Any]] = Field(default_factory=list)
     awaiting_message: bool = False
 
     @property
     def job_request(self) -> JobRequest:
+        # Imported here: the request model and the capability table are the submit path's; the
+        # callback, the download step and the poller read a job without them (a cold start's worth).
+        from kling_pipeline.requests import STORED_REQUEST, JobRequest
+
         return JobRequest.model_validate(self.request, context=STORED_REQUEST)
 
     @property

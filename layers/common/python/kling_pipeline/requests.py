@@ -31,9 +31,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from kling_pipeline import capabilities
 from kling_pipeline.errors import ImageRefusedError, InvalidJobMessageError
 from kling_pipeline.images import check_base64_image, image_source
+from kling_pipeline.job_ids import JOB_ID_PATTERN, is_valid_job_id
 
 # Used in S3 keys, URL paths and Step Functions execution names (80 chars, with a suffix).
-JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_PROMPT_CHARS = 2500
 MAX_METADATA_BYTES = 2048
 MAX_TASK_TOKEN_CHARS = 2048
@@ -586,10 +586,6 @@ def describe_validation_error(exc: ValidationError) -> str:
         # A rule across fields (the kind's, the capability table's) names its fields itself.
         parts.append(f"{field}: {message}" if field else message)
     return "invalid job request: " + "; ".join(parts)
-
-
-def is_valid_job_id(value: str) -> bool:
-    return re.fullmatch(JOB_ID_PATTERN, value) is not None
 
 
 def _valid_or_none(candidate: str) -> str | None:

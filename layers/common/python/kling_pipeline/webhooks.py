@@ -21,8 +21,8 @@ from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.webhook_queue import WebhookQueue, webhook_queue
 from kling_pipeline.adapters.webhook_sender import WebhookPolicy, WebhookSender
 from kling_pipeline.errors import WebhookNotDeliveredError, WebhookRefusedError
+from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import is_valid_job_id
 from kling_pipeline.settings import WebhookSettings
 
 EVENT_TYPES = {COMPLETED: "video.completed", FAILED: "video.failed"}

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.types import TypeSerializer
@@ -26,7 +26,9 @@ from kling_pipeline.errors import JobNotFoundError, LinkedWriteRefusedError, Tra
 from kling_pipeline.lifecycle import TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
 from kling_pipeline.observability import Metric, record
 from kling_pipeline.polling import PollSchedule, live_shard, next_poll_at
-from kling_pipeline.requests import JobRequest
+
+if TYPE_CHECKING:
+    from kling_pipeline.requests import JobRequest
 
 # Non-terminal jobs carry LIVE_ATTR (their shard, polling.live_shard) and NEXT_POLL_ATTR: the sparse
 # LiveJobs GSI holds exactly the live jobs, by shard, most overdue first; the poller reads it, never
