@@ -24,4 +24,4 @@ app = build_app(lambda: jobs_api_dependencies(settings))
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle(app, event, context)
+    return handle(app, event, context, default_model=settings.default_model)

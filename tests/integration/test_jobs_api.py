@@ -295,3 +295,26 @@ def test_a_webhook_url_that_breaks_the_rules_is_refused(jobs_api: JobsApi) -> No
         answer = jobs_api.call("POST", "/jobs", {"job_id": "hooked", "prompt": "x", "webhook_url": url})
         assert answer.status == 400 and answer.error["field"] == "webhook_url", (url, answer.body)
     assert jobs_api.call("POST", "/jobs", {"prompt": "x", "webhook_url": "http://127.0.0.1:9/h"}).status == 202
+
+
+def test_a_job_naming_no_model_is_checked_against_the_deployments_default_model(jobs_api: JobsApi) -> None:
+    # Given the template's DefaultModel (kling-v2-6: 5 or 10 seconds), an 8-second job naming no model
+    eight_seconds = {"job_id": "no-model-8s", "prompt": "a fox", "duration": "8"}
+    # When it is posted, it is refused as the submit path would refuse it, naming the field
+    refused = jobs_api.call("POST", "/jobs", eight_seconds)
+    assert refused.status == 400 and refused.error["field"] == "duration", refused.body
+    # Given a deployment whose DefaultModel is kling-v3 (3 to 15 seconds)
+    from tests.support.lambda_runtime import load_function_module
+
+    jobs_api.pipeline.use_function_env("ApiFunction", DEFAULT_MODEL="kling-v3")
+    v3_api = JobsApi(
+        jobs_api.pipeline,
+        load_function_module("api").lambda_handler,
+        jobs_api.s3,
+        jobs_api.bucket,
+        jobs_api.events_queue_url,
+    )
+    # When the same job is posted, it is accepted and queued for the submit path
+    accepted = v3_api.call("POST", "/jobs", eight_seconds)
+    assert accepted.status == 202, accepted.body
+    assert [m["job_id"] for m in v3_api.queued()] == ["no-model-8s"]

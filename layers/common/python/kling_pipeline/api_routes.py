@@ -44,7 +44,7 @@ from kling_pipeline.jobs_api import (
 )
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import JobRequest
+from kling_pipeline.requests import DEPLOYMENT_DEFAULT_MODEL, JobRequest
 
 TITLE = "kling-pipeline jobs API"
 VERSION = "1.0"
@@ -274,9 +274,16 @@ def _no_dependencies() -> JobsApiDependencies:
     raise RuntimeError("the OpenAPI document is generated without a pipeline")
 
 
-def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Resolve one API Gateway request, and count it by route and status."""
-    answer = app.resolve(event, context)
+def handle(
+    app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext, *, default_model: str
+) -> dict[str, Any]:
+    """Resolve one API Gateway request, and count it by route and status. A job naming no model is
+    checked against the deployment's `default_model`, as the submit path will check it."""
+    token = DEPLOYMENT_DEFAULT_MODEL.set(default_model)
+    try:
+        answer = app.resolve(event, context)
+    finally:
+        DEPLOYMENT_DEFAULT_MODEL.reset(token)
     record(Metric.API_REQUESTS, route=str(event.get("resource") or "?"), status=str(answer.get("statusCode")))
     return answer
 

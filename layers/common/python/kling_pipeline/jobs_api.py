@@ -238,7 +238,9 @@ def checked_requests(requests: list[JobRequest], batch: bool, deps: JobsApiDepen
         prefix = f"jobs[{index}]." if batch else ""
         job_id = request.job_id or uuid.uuid4().hex
         try:
-            parsed = parse_job_message(json.dumps(request.as_message() | {"job_id": job_id}), job_id)
+            parsed = parse_job_message(
+                json.dumps(request.as_message() | {"job_id": job_id}), job_id, default_model=deps.settings.default_model
+            )
         except InvalidJobMessageError as exc:
             problems.append(ItemProblem(index=index, field=f"{prefix}request", message=exc.reason))
             continue

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -54,6 +55,9 @@ MAX_KLING_OPTIONS_BYTES = 16 * 1024
 # whole number of seconds, as a string, and no video Kling makes is longer than 3 minutes.
 DURATION_PATTERN = r"^[1-9][0-9]{0,2}$"
 MAX_DURATION_S = 180
+# The deployment's DefaultModel where validation takes no context: the jobs API's request bodies,
+# which Powertools validates (api_routes.handle sets it for each request, from ApiSettings).
+DEPLOYMENT_DEFAULT_MODEL: ContextVar[str | None] = ContextVar("deployment_default_model", default=None)
 # Each video-extend step adds 4-5 s (kling-api.md, video-extend body); the chain must stay within the
 # 3-minute total, counting the longer figure.
 EXTEND_ADDS_AT_MOST_S = 5
@@ -302,7 +306,11 @@ class JobRequest(BaseModel):
     def _fields_fit_the_kind(self, info: ValidationInfo) -> JobRequest:
         problems = [problem] if (problem := self._kind_problem()) else []
         if not _is_stored(info):
-            default_model = (info.context or {}).get("default_model") or capabilities.DEFAULT_MODEL
+            default_model = (
+                (info.context or {}).get("default_model")
+                or DEPLOYMENT_DEFAULT_MODEL.get()
+                or capabilities.DEFAULT_MODEL
+            )
             problems += self._check_capabilities(str(default_model))
         if problems:
             # Each rule is reported at the field it names, so callers (the jobs API, the CLI) can say which.

@@ -172,6 +172,7 @@ class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting, _An
     jobs_queue_url: NonEmpty
     video_bucket: NonEmpty
     download_url_ttl_s: int = Field(ge=1, le=43200)
+    default_model: NonEmpty  # a job naming no model is checked as the submit path will check it
 
 
 class WebhookSettings(FunctionSettings, _WebhookTargets):
