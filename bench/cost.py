@@ -82,7 +82,13 @@ def pipeline_cost(aws: dict[str, Any], item_kb: float) -> dict[str, Any]:
     wru_per_write = max(1, math.ceil(item_kb))
     writes = sum(n for a, n in actions.items() if a.startswith("dynamodb:") and a.split(":")[1] in DYNAMO_WRITES)
     transact = sum(n for a, n in actions.items() if a == "dynamodb:TransactWriteItems")
-    reads = sum(n for a, n in actions.items() if a.startswith("dynamodb:") and a.split(":")[1] in DYNAMO_READS)
+    # The poller's shard queries are per run, not per video: they go with its schedule (fixed).
+    reads = sum(
+        n
+        for a, n in actions.items()
+        if a.startswith("dynamodb:") and a.split(":")[1] in DYNAMO_READS and a != "dynamodb:Query"
+    )
+    queries = int(actions.get("dynamodb:Query", 0))
     lines = {
         "lambda_requests": sum(f["invocations"] for f in variable_fns.values()) * price("lambda_request"),
         "lambda_compute": sum(f["gb_s"] for f in variable_fns.values()) * price("lambda_gb_s_arm64"),
@@ -101,13 +107,16 @@ def pipeline_cost(aws: dict[str, Any], item_kb: float) -> dict[str, Any]:
     per_1000 = {k: round(v * scale, 4) for k, v in lines.items()}
     poller = lambda_fns.get("PollerFunction")
     poller_gb_s = (poller["mean_s"] * poller["memory_mb"] / 1024) if poller else 0.0
-    fixed_month = MINUTES_PER_MONTH * (price("lambda_request") + poller_gb_s * price("lambda_gb_s_arm64"))
+    queries_per_run = queries / poller["invocations"] if poller and poller["invocations"] else 0.0
+    fixed_month = MINUTES_PER_MONTH * (
+        price("lambda_request") + poller_gb_s * price("lambda_gb_s_arm64") + queries_per_run * price("dynamodb_rru")
+    )
     return {
         "variable_per_1000_usd": per_1000,
         "variable_per_1000_total_usd": round(sum(per_1000.values()), 3),
         "fixed_per_month_usd": round(fixed_month, 3),
-        "fixed_note": "the poller's schedule (rate(1 minute)) at its measured mean duration; an idle SQS event "
-        "source's long polls (a few cents a month) are not counted",
+        "fixed_note": "the poller's schedule (rate(1 minute)) at its measured mean duration and DynamoDB queries per "
+        "run; an idle SQS event source's long polls (a few cents a month) are not counted",
         "dynamodb_wru_per_write": wru_per_write,
         "per_1000_at_volume_usd": {str(v): round(sum(per_1000.values()) + fixed_month * 1000 / v, 3) for v in VOLUMES},
     }

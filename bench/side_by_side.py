@@ -255,7 +255,7 @@ def run_pipeline(
         endpoints = stack.endpoints
         sqs = bench_client(endpoints, "sqs")
         dynamodb = bench_client(endpoints, "dynamodb")
-        run_tag = f"{int(time.time())}-{loss}"
+        run_tag = f"{int(time.time())}-{int(loss * 100)}"
         job_ids = [f"bench-{run_tag}-{i:03d}" for i in range(jobs)]
         callbacks_before = int(sim.stats()["callbacks"]["delivered"])
         counter.reset()
@@ -267,9 +267,7 @@ def run_pipeline(
                 Entries=[
                     {
                         "Id": str(i),
-                        "MessageBody": json.dumps(
-                            {"job_id": job_id, "prompt": f"bench {job_id}", "model_name": "kling-v1"}
-                        ),
+                        "MessageBody": json.dumps({"job_id": job_id, "prompt": f"bench {job_id}"}),
                     }
                     for i, job_id in enumerate(job_ids[start : start + 10])
                 ],
