@@ -56,6 +56,8 @@ def measure(method: str, url: str, endpoint: str, bucket: str) -> dict[str, floa
         "seconds": round(seconds, 2),
         "mib_per_s": round(size / 1024**2 / seconds, 1),
         "peak_rss_growth_mib": round((rss_after - rss_before) / 1024, 1),
+        "peak_rss_mib": round(rss_after / 1024, 1),
+        "rss_before_mib": round(rss_before / 1024, 1),
     }
 
 
