@@ -197,7 +197,14 @@ def fault_matrix(trap: str) -> list[Fault]:
 # Hostile URLs are checked by the same code whichever the address: the slice keeps one of each kind.
 SLICE_LEAVES_OUT = {"hostile URL: loopback", "redirect to a foreign host", "redirect to the metadata address"}
 # Real seconds a row takes, roughly (from make chaos): what the shards are balanced by.
-SLOW_ROWS = {"callbacks delayed past the poll": 20, "5xxx bursts": 25, "query lag": 15, "Kling outage": 15}
+SLOW_ROWS = {
+    "callbacks delayed past the poll": 18,
+    "query lag": 13,
+    "Kling outage": 14,
+    "callbacks lost 30%": 12,
+    "callbacks reordered": 10,
+    "no fault": 10,
+}
 
 
 def shard_of(faults: list[Fault], shards: int) -> list[int]:
@@ -214,9 +221,9 @@ def shard_of(faults: list[Fault], shards: int) -> list[int]:
 
 def estimate(fault: Fault) -> float:
     if fault.name.startswith("all together"):
-        return 45.0
+        return 60.0
     if fault.forge:
-        return 25.0
+        return 23.0
     return float(SLOW_ROWS.get(fault.name, 4))
 
 
@@ -451,7 +458,7 @@ class ChaosRun:
         if fault.forge:
             sent, refused = self._replay(job_ids)
             forged = (forged[0] + sent, forged[1] + refused)
-        self._settle(30.0)
+        self._settle(20.0)
         self.sim.configure(**{k: BASE_DEFAULTS[k] for k in fault.knobs})
         result = self._measure(fault, prefix, job_ids, finished, poison, forged, faults_before)
         result.seconds = round(time.monotonic() - started, 1)
@@ -793,9 +800,15 @@ def _defaults() -> dict[str, Any]:
 
 
 def allot(faults: list[Fault], total: int, least: int = 2) -> list[int]:
-    """Jobs per row: `total` shared by weight, at least `least` each."""
+    """Jobs per row: `total` shared by weight (at least `least` each), the remainder to the heaviest rows."""
     weights = sum(f.weight for f in faults)
-    return [max(least, round(total * f.weight / weights)) for f in faults]
+    counts = [max(least, int(total * f.weight / weights)) for f in faults]
+    heaviest = sorted(range(len(faults)), key=lambda i: -faults[i].weight)
+    n = 0
+    while sum(counts) < total:
+        counts[heaviest[n % len(heaviest)]] += 1
+        n += 1
+    return counts
 
 
 def run_chaos(
@@ -851,7 +864,7 @@ def run_chaos(
             for index, (fault, jobs) in enumerate(zip(faults, counts, strict=True)):
                 results.append(run.run_row(index, fault, jobs, log))
                 rows_jobs.append([f"chaos-{run_id}-{index:02d}-{i:03d}" for i in range(jobs)])
-            run._settle(60.0)
+            run._settle(20.0)
             run.recheck(results, rows_jobs)
             sim_stats = stack.simulator.stats()
         finally:
