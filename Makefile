@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH; pyenv provides it here.
 SAM_PYENV ?= 3.11.7:3.12.1
 
-.PHONY: venv test test-fast test-slow lint lint-template build demo bench clean
+.PHONY: venv test test-fast test-slow lint lint-template build demo bench chaos clean
 
 venv: $(STAMP)
 
@@ -44,8 +44,15 @@ build: venv
 demo: venv
 	$(BIN)/kling-pipeline demo --out out/
 
+## This pipeline and the seeds' polling worker side by side (bench/results.json, docs/benchmarks.md and .png,
+## the README's figures). About 15 minutes on 2 cores.
 bench: venv
 	$(BIN)/python -m bench
+
+## The fault-injection suite: 500 jobs through every fault, each alone and all together (bench/chaos.json).
+## About 15 minutes on 2 cores; a 60-job slice of it runs in make test.
+chaos: venv
+	$(BIN)/python -m bench chaos --jobs 500
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache out

@@ -1,15 +1,17 @@
-"""Benchmarks that print figures (`make bench`); nothing here asserts timings.
+"""`make bench`: this pipeline and the seeds' worker side by side, same simulator, same units.
 
-1. download memory: the download function's streaming code copies simulated videos of 64 MiB and
-   1 GiB from the Kling simulator into S3 (a moto server in another process); peak Python memory
-   (tracemalloc) and peak RSS must stay flat as the video grows.
-2. polling baseline vs pipeline: the seeds' worker (GET every active task every 10 s) against the
-   same simulator, and this pipeline's demo batch: Kling calls per video and the delay between
-   Kling's "succeed" and the moment the video is noticed / stored.
-3. cold start: each function's handler imported in a fresh interpreter set up as Lambda's, against
-   a bare `import boto3` (bench/cold_start.py).
+1. calls: Kling calls per completed job and "succeed -> stored" for both systems at callback loss 0,
+   30 % and 100 % (bench/side_by_side.py, bench/baseline.py); AWS requests counted on the way.
+2. slots: a 200-job backlog against an account limit C: the share of slot-time Kling is busy.
+3. download: a 1 GiB video streamed by the pipeline's code, whole-body as the seeds do, and raw
+   (bench/download.py): peak memory and throughput.
+4. coldstart: each function's handler imported in a fresh interpreter set up as Lambda's, against a
+   bare `import boto3` (bench/cold_start.py).
+Then bench/results.json, docs/benchmarks.md, docs/benchmarks.png and the README's figures
+(bench/report.py); AWS cost per 1,000 videos comes from the counted requests (bench/cost.py).
 
-Run one part: `python -m bench download|polling|pipeline|coldstart`.
+Run one part: `python -m bench calls|slots|download|coldstart|report`; the fault-injection suite is
+`python -m bench chaos` (bench/chaos.py, `make chaos`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import boto3
@@ -49,9 +49,11 @@ def wait_http(url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
+def bench_download(size_mb: int) -> list[dict[str, float | str]]:
+    """A `size_mb` video from the simulator's CDN into S3 (a moto server in another process), three ways,
+    each in a fresh interpreter (bench/download.py): the pipeline's streamed copy, the seeds' whole-body
+    download, and a raw stream copy to nowhere (the ceiling)."""
     from kling_pipeline.adapters.kling_client import KlingClient
-    from kling_pipeline.adapters.video_transfer import DownloadPolicy, stream_to_s3
 
     moto_port, sim_port = free_port(), free_port()
     env = os.environ | {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
@@ -71,7 +73,7 @@ def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
             "--speed",
             "10000",
             "--video-size-bytes",
-            str(max(sizes_mb) * 1024 * 1024),
+            str(size_mb * 1024 * 1024),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -80,45 +82,33 @@ def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
     try:
         wait_http(f"http://127.0.0.1:{moto_port}/")
         wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats")
+        endpoint = f"http://127.0.0.1:{moto_port}"
         s3 = boto3.client(
             "s3",
-            endpoint_url=f"http://127.0.0.1:{moto_port}",
+            endpoint_url=endpoint,
             region_name="us-east-1",
             aws_access_key_id="bench",
             aws_secret_access_key="bench",
         )
         s3.create_bucket(Bucket="bench")
         kling = KlingClient(f"http://127.0.0.1:{sim_port}", "bench-ak", "bench-secret-key-0123456789abcdef0123")
-        policy = DownloadPolicy.from_setting(
-            f"http://127.0.0.1:{sim_port + 1}", max_bytes=4 * 1024**3, production=False
-        )
-        for size_mb in sizes_mb:
-            httpx.post(f"http://127.0.0.1:{sim_port}/_sim/config", json={"video_size_bytes": size_mb * 1024 * 1024})
-            task = kling.create_task("text2video", {"prompt": f"bench {size_mb}", "model_name": "kling-v1"})
-            while (task := kling.get_task("text2video", task.task_id)).task_status != "succeed":
-                time.sleep(0.05)
-            assert task.first_video is not None
-            tracemalloc.start()
-            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            started = time.monotonic()
-            stored = stream_to_s3(
-                task.first_video.url, bucket="bench", key=f"videos/{size_mb}.mp4", policy=policy, s3=s3, metadata={}
+        task = kling.create_task("text2video", {"prompt": f"bench {size_mb}", "model_name": "kling-v1"})
+        while (task := kling.get_task("text2video", task.task_id)).task_status != "succeed":
+            time.sleep(0.05)
+        assert task.first_video is not None
+        for method in ("raw", "pipeline", "naive"):
+            out = subprocess.run(
+                [sys.executable, "-m", "bench.download", method, task.first_video.url, endpoint, "bench"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+                check=True,
             )
-            seconds = time.monotonic() - started
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            results.append(
-                {
-                    "video_mib": size_mb,
-                    "stored_bytes": stored.size,
-                    "seconds": round(seconds, 2),
-                    "mib_per_s": round(stored.size / 1024**2 / seconds, 1),
-                    "peak_python_mib": round(peak / 1024**2, 1),
-                    "peak_rss_growth_mib": round((rss_after - rss_before) / 1024, 1),
-                }
-            )
-            s3.delete_object(Bucket="bench", Key=f"videos/{size_mb}.mp4")
+            results.append({"video_mib": size_mb} | json.loads(out.stdout.strip().splitlines()[-1]))
+            for key in ("bench/pipeline.mp4", "bench/naive.mp4"):
+                s3.delete_object(Bucket="bench", Key=key)
     finally:
         for process in (sim, moto):
             process.terminate()
@@ -126,127 +116,67 @@ def bench_download(sizes_mb: list[int]) -> list[dict[str, float]]:
     return results
 
 
-def bench_polling_baseline(jobs: int, speed: float) -> dict[str, float]:
-    """The seeds' worker: submit, then GET every active task every 10 s (simulated) until it ends."""
-    from kling_local.sim import KlingSimulator, SimConfig
-    from kling_pipeline.adapters.kling_client import KlingClient
-
-    config = SimConfig(
-        access_key="poll-ak",
-        secret_key="poll-secret-key-0123456789abcdef012345",
-        speed=speed,
-        concurrency_limit=jobs,
-        seed=3,
-    )
-    with KlingSimulator(config) as sim:
-        client = KlingClient(sim.base_url, config.access_key, config.secret_key)
-        active = {
-            client.create_task("text2video", {"prompt": f"p{i}", "model_name": "kling-v1"}).task_id for i in range(jobs)
-        }
-        noticed_delay = []
-        gets = 0
-        while active:
-            time.sleep(10 / speed)  # the seed's time.sleep(10), in simulated seconds
-            for task_id in list(active):
-                task = client.get_task("text2video", task_id)
-                gets += 1
-                if task.task_status in ("succeed", "failed"):
-                    active.discard(task_id)
-                    assert task.updated_at is not None
-                    noticed_delay.append((time.time() - task.updated_at / 1000) * speed)
-        noticed_delay.sort()
-    return {
-        "jobs": jobs,
-        "kling_gets_per_video": round(gets / jobs, 2),
-        "kling_calls_per_video": round((gets + jobs) / jobs, 2),
-        "notice_delay_p50_sim_s": round(noticed_delay[len(noticed_delay) // 2], 2),
-        "notice_delay_max_sim_s": round(noticed_delay[-1], 2),
-    }
-
-
-def bench_pipeline(jobs: int, *, callback_loss: float = 0.0, speed: float = 10.0) -> dict[str, object]:
-    """This pipeline's demo batch on the local stack. `speed` is the simulator's (and the pipeline's time
-    scale): at 10, a 75 s generation takes 7.5 s and the poller runs every 6 s, while the local stack's
-    own latency (a second or two per step on this machine) stays small beside them, as it is beside
-    Kling's minutes on AWS. settle_*: Kling's "succeed" to the job noticed (DOWNLOADING); notice_*: to
-    the video in S3 (which adds the local download's own time)."""
-    out = subprocess.run(
-        [
-            str(BIN / "kling-pipeline"),
-            "demo",
-            "--json",
-            "--count",
-            str(jobs),
-            "--seed",
-            "3",
-            "--speed",
-            str(speed),
-            "--callback-loss",
-            str(callback_loss),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if not out.stdout.strip():
-        raise RuntimeError(f"demo printed no summary: {out.stderr[-2000:]}")
-    summary: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
-    figures = {
-        k: summary[k]
-        for k in (
-            "jobs",
-            "completed",
-            "failed",
-            "lost",
-            "kling_creates",
-            "kling_gets",
-            "kling_gets_per_job",
-            "kling_gets_max",
-            "kling_calls_per_job",
-            "settled_by",
-            "notice_p50_s",
-            "notice_p95_s",
-            "settle_p50_s",
-            "settle_p95_s",
-            "duration_s",
-        )
-    }
-    # Seconds of Kling's time: the demo's are compressed by `speed` like the simulator's.
-    for key in ("notice_p50_s", "notice_p95_s", "settle_p50_s", "settle_p95_s"):
-        value = summary.get(key)
-        figures[key.replace("_s", "_kling_s")] = round(float(value) * speed, 1) if value is not None else None
-    return {"callback_loss": callback_loss, "speed": speed} | figures
-
-
 def main() -> int:
+    if sys.argv[1:2] == ["chaos"]:
+        from bench.chaos import main as chaos_main
+
+        return chaos_main(sys.argv[2:])
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parts = ["download", "polling", "pipeline", "coldstart", "all"]
+    parts = ["download", "calls", "slots", "coldstart", "report", "all"]
     parser.add_argument("part", nargs="?", choices=parts, default="all")
-    parser.add_argument("--sizes-mb", default="64,1024")
-    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--size-mb", type=int, default=1024, help="the download benchmark's video")
+    parser.add_argument("--jobs", type=int, default=30, help="jobs per system and callback-loss level")
+    parser.add_argument("--backlog", type=int, default=200, help="the slot benchmark's backlog")
+    parser.add_argument("--concurrency", type=int, default=10, help="the account's limit C")
     args = parser.parse_args()
-    if args.part in ("download", "all"):
-        print("== download memory (stream Kling CDN -> S3 multipart; flat means bounded by part size)")
-        for row in bench_download([int(s) for s in args.sizes_mb.split(",")]):
-            print(json.dumps(row))
-    if args.part in ("polling", "all"):
-        print("== the seeds' polling worker (every active task every 10 s), same simulator")
-        print(json.dumps(bench_polling_baseline(args.jobs, speed=60.0)))
-    if args.part in ("pipeline", "all"):
-        print("== this pipeline on the local stack: Kling GETs per job with callbacks lost (poller period: 60 s of")
-        print("   Kling's time), and the time from Kling's 'succeed' to the video in S3")
+    from bench import report, side_by_side
+
+    results = report.load()
+    if args.part in ("calls", "all"):
+        print("== Kling calls per completed job and succeed -> stored, both systems, callback loss 0, 30 %, 100 %")
+        runs = []
         for loss in (0.0, 0.3, 1.0):
-            print(json.dumps(bench_pipeline(args.jobs, callback_loss=loss)))
+            for system in (side_by_side.run_baseline_system, side_by_side.run_pipeline):
+                run = system(args.jobs, loss, speed=side_by_side.ROOT_SPEED, concurrency=args.concurrency, seed=3)
+                figures = run.figures()
+                print(json.dumps({k: v for k, v in figures.items() if k != "aws"}))
+                runs.append(
+                    figures | {"succeed_to_stored_samples_s": sorted(round(x, 3) for x in run.succeed_to_stored_s)}
+                )
+        results["calls"] = runs
+        report.save(results)
+    if args.part in ("slots", "all"):
+        print(f"== slot utilisation: {args.backlog} jobs against an account limit of {args.concurrency}")
+        slots = []
+        for system in (side_by_side.run_baseline_system, side_by_side.run_pipeline):
+            run = system(
+                args.backlog, 0.0, speed=side_by_side.SLOT_SPEED, concurrency=args.concurrency, seed=4, slots=True
+            )
+            figures = run.figures()
+            print(json.dumps({k: v for k, v in figures.items() if k != "aws"}))
+            slots.append(figures)
+        results["slots"] = slots
+        report.save(results)
+    if args.part in ("download", "all"):
+        print(f"== download of a {args.size_mb} MiB video: streamed (pipeline) vs whole body (seeds) vs raw copy")
+        rows = bench_download(args.size_mb)
+        for row in rows:
+            print(json.dumps(row))
+        results["download"] = rows
+        report.save(results)
     if args.part in ("coldstart", "all"):
         from bench.cold_start import TARGET_RATIO, bench_cold_start
 
         print(f"== cold start: handler import vs bare `import boto3`, CPU seconds (target <= {TARGET_RATIO}x)")
-        for cold in bench_cold_start():
-            print(json.dumps(cold))
+        cold = bench_cold_start()
+        for row in cold:
+            print(json.dumps(row))
+        results["coldstart"] = cold
+        report.save(results)
+    report.write(results)
+    print(f"wrote {report.RESULTS.relative_to(ROOT)}, {report.DOC.relative_to(ROOT)}, {report.PLOT.relative_to(ROOT)}")
     return 0
 
 

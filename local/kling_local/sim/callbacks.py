@@ -101,7 +101,8 @@ class CallbackDispatcher:
                 self.counts["dropped"] += 1
                 copies = 0
             now = time.monotonic()
-            delay = rng.uniform(0.0, config.callback_max_delay_s) if config.callback_max_delay_s > 0 else 0.0
+            low, high = config.callback_min_delay_s, max(config.callback_max_delay_s, config.callback_min_delay_s)
+            delay = rng.uniform(low, high) if config.callback_max_delay_s > 0 else low
             if delay > 0 and copies:
                 self.counts["delayed"] += 1
             hold = copies > 0 and not final and rng.random() < config.callback_reorder_rate

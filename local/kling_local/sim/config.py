@@ -131,6 +131,19 @@ class SimConfig(BaseModel):
     force_create_errors: list[int] = Field(
         default_factory=list, description="the next creates answer these codes, one each, in order"
     )
+    error_burst_every_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="simulated seconds between the starts of 5xxx bursts (0 = none); in a burst every API "
+        "request is answered 5000/5001/5002",
+    )
+    error_burst_s: float = Field(default=0.0, ge=0, description="simulated seconds each 5xxx burst lasts")
+    outage_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="a Kling outage of this many simulated seconds, from the moment the knob is set: every API "
+        "request is answered 5001 (HTTP 503) and callbacks due in it are lost; then Kling recovers",
+    )
 
     # -- callbacks -------------------------------------------------------------------------------
     callback_loss_rate: Probability = Field(default=0.0, ge=0, le=1)
@@ -139,6 +152,9 @@ class SimConfig(BaseModel):
         default=0.0, ge=0, le=1, description="non-final callbacks held back until after the next one"
     )
     callback_max_delay_s: float = Field(default=0.0, ge=0, description="real seconds of random extra delay")
+    callback_min_delay_s: float = Field(
+        default=0.0, ge=0, description="real seconds every callback waits at least (delivered past a poll)"
+    )
     callback_timeout_s: float = Field(default=5.0, gt=0)
     callback_workers: int = Field(
         default=4, ge=1, le=64, description="delivery threads, read when the simulator is created"
@@ -154,6 +170,11 @@ class SimConfig(BaseModel):
     )
     url_lifetime_s: float = Field(default=30 * 86400.0, gt=0, description="simulated seconds a result URL works")
     cdn_host: str | None = Field(default=None, description="host put in result URLs (default: bind host)")
+    result_url_base: str | None = Field(
+        default=None,
+        description="scheme://host[:port] put in result URLs instead of the CDN's (hostile-URL tests: a foreign "
+        "host, a metadata address, loopback); the path and query stay the CDN's",
+    )
     cdn_drop_rate: Probability = Field(default=0.0, ge=0, le=1, description="downloads cut mid-body")
     cdn_drop_after_bytes: int = Field(default=65536, ge=0)
     cdn_redirect_url: str | None = Field(default=None, description="answer 302 to this URL instead")
@@ -173,6 +194,8 @@ class SimConfig(BaseModel):
     def _ranges_are_ordered(self) -> SimConfig:
         if self.generation_max_s < self.generation_min_s:
             raise ValueError("generation_max_s must be >= generation_min_s")
+        if self.callback_max_delay_s and self.callback_max_delay_s < self.callback_min_delay_s:
+            raise ValueError("callback_max_delay_s must be 0 or >= callback_min_delay_s")
         for code in self.force_create_errors:
             if code == 0:
                 raise ValueError("force_create_errors holds Kling error codes; 0 is success")

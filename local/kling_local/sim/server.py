@@ -255,6 +255,9 @@ class _Handler(BaseHTTPRequestHandler):
             else self._endpoint_name(method, kind, task_id, params)
         )
         state.record_call(endpoint, task_id if kind in KINDS and method == "GET" else None)
+        if state.down():
+            state.record_fault("outage")
+            raise SimApiError(5001)
         if path.rstrip("/") == ACCOUNT_COSTS_PATH:
             self._account_costs(method, params)
             return
@@ -314,6 +317,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _faults(self, method: str) -> None:
         state = self.server.state
         config = state.config
+        if state.in_error_burst():
+            state.record_fault("error_burst")
+            raise SimApiError(state.pick(FIVE_XX))
         if method == "GET" and not config.query_faults:
             return
         if state.chance(config.error_5xx_rate):
@@ -338,6 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.record_refused_create(exc.code)
                 raise
         data = state.create(account, kind, parsed, fetched)
+        state.run_create_hooks(data, (str(self.client_address[0]), int(self.client_address[1])))
         if state.chance(state.config.create_response_drop_rate):
             state.record_fault("create_response_dropped")
             raise _DropConnection

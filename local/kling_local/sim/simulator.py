@@ -11,7 +11,7 @@ from typing import Any
 
 from kling_local.sim.config import SimConfig
 from kling_local.sim.server import SimHTTPServer
-from kling_local.sim.state import SimState
+from kling_local.sim.state import CreateHook, SimState
 from kling_local.sim.state import base_url as _base_url
 
 
@@ -144,3 +144,19 @@ class KlingSimulator:
     def reset(self) -> None:
         """Forget tasks and counters (same as POST /_sim/reset); knobs stay."""
         self.state.reset()
+
+    def on_create(self, hook: CreateHook) -> None:
+        """Call `hook(answer_data, client_address)` after every accepted create, before it is answered."""
+        self.state.create_hooks.append(hook)
+
+    def callback_url(self, task_id: str) -> str | None:
+        """The callback URL a task was created with (what Kling holds)."""
+        return self.state.callback_url(task_id)
+
+    def task_object(self, task_id: str) -> dict[str, Any] | None:
+        """The task as a query answers it (not counted as a call)."""
+        return self.state.task_object(task_id)
+
+    def video_sha256(self, task_id: str) -> str | None:
+        """SHA-256 of the video a succeeded task serves."""
+        return self.state.video_sha256(task_id)

@@ -18,6 +18,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,7 +27,7 @@ from kling_local.sim.callbacks import CallbackDispatcher
 from kling_local.sim.config import SimConfig
 from kling_local.sim.errors import SimApiError, invalid
 from kling_local.sim.fetch import describe_fetch
-from kling_local.sim.media import ClipSpec
+from kling_local.sim.media import ClipSpec, clip_mp4, iter_video
 from kling_local.sim.validation import EXTENDABLE_MODELS, FIVE_OR_TEN_MODELS, TaskSpec, validate_create
 
 MAX_EXTENDED_DURATION_S = 180.0
@@ -148,6 +149,10 @@ class CdnRefusal(Exception):
         self.reason = reason
 
 
+# Called after a create made its task and before the answer is sent: (the answer's data, the client's
+# address). The chaos suite kills the caller here ("a function killed between the create and its write").
+CreateHook = Callable[[dict[str, Any], tuple[str, int]], None]
+
 # The pack an account without a unit_budget has: large enough never to run out in a run.
 UNLIMITED_PACK_UNITS = 1_000_000.0
 
@@ -184,6 +189,8 @@ class SimState:
         self._stopping = False
         self.cdn_address: tuple[str, int] = ("127.0.0.1", 0)
         self.callbacks = CallbackDispatcher(config.callback_workers)
+        self.create_hooks: list[CreateHook] = []
+        self._outage_until = 0.0  # monotonic; set by the outage_s knob
         self._clear()
 
     def _clear(self) -> None:
@@ -244,6 +251,9 @@ class SimState:
         """Apply a partial update atomically (raises SimConfigError naming a bad knob)."""
         with self._lock:
             self._config = self._config.updated(knobs)
+            if "outage_s" in knobs:
+                outage = self._config.outage_s / self._config.speed
+                self._outage_until = time.monotonic() + outage if outage > 0 else 0.0
             if "seed" in knobs:
                 self._seed_rngs(self._config.seed)
             self._cond.notify_all()
@@ -262,6 +272,24 @@ class SimState:
             return False
         with self._lock:
             return self._fault_rng.random() < probability
+
+    def down(self) -> bool:
+        """Whether Kling is in an outage (`outage_s`) right now."""
+        with self._lock:
+            return time.monotonic() < self._outage_until
+
+    def in_error_burst(self) -> bool:
+        """Whether a periodic 5xxx burst (`error_burst_every_s`, `error_burst_s`) is on right now."""
+        with self._lock:
+            config = self._config
+            if config.error_burst_every_s <= 0 or config.error_burst_s <= 0:
+                return False
+            simulated = (time.time() - self._started_wall) * config.speed
+            return simulated % config.error_burst_every_s < config.error_burst_s
+
+    def run_create_hooks(self, data: dict[str, Any], client: tuple[str, int]) -> None:
+        for hook in list(self.create_hooks):
+            hook(data, client)
 
     def pick(self, options: tuple[int, ...]) -> int:
         with self._lock:
@@ -528,6 +556,9 @@ class SimState:
     def _callback(self, task: Task) -> None:
         if task.spec.callback_url is None:
             return
+        if time.monotonic() < self._outage_until:
+            self._faults["callback_lost_in_outage"] += 1
+            return
         body = json.dumps(task.to_dict(), separators=(",", ":")).encode()
         self.callbacks.submit(
             task.task_id, task.spec.callback_url, body, final=task.terminal, config=self._config, rng=self._callback_rng
@@ -578,6 +609,34 @@ class SimState:
 
     # -- the CDN ---------------------------------------------------------------------------------
 
+    def callback_url(self, task_id: str) -> str | None:
+        """The callback URL a task was created with (what Kling holds: the chaos suite forges with it)."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return task.spec.callback_url if task is not None else None
+
+    def task_object(self, task_id: str) -> dict[str, Any] | None:
+        """A task as queries answer it, without counting a call (the chaos suite replays such bodies)."""
+        with self._lock:
+            self._advance(time.monotonic())
+            task = self._tasks.get(task_id)
+            return task.to_dict() if task is not None else None
+
+    def video_sha256(self, task_id: str) -> str | None:
+        """SHA-256 of the video a succeeded task's URL serves: what a copy of it in S3 must hash to."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.status != "succeed":
+                return None
+            clip, seed, size = task.clip, task.task_id, task.video_size
+        digest = hashlib.sha256()
+        if clip is not None:
+            digest.update(clip_mp4(clip))
+        else:
+            for chunk in iter_video(seed, size):
+                digest.update(chunk)
+        return digest.hexdigest()
+
     def cdn_base_url(self) -> str:
         """Base of result URLs: the CDN port, on `cdn_host` when configured."""
         host, port = self.cdn_address
@@ -586,7 +645,8 @@ class SimState:
     def _video_url(self, task: Task) -> str:
         path = f"/bs2/upload-kling-api/{task.bucket}/{task.kind}/{task.task_id}-0_raw_video_1.mp4"
         assert task.expires_wall is not None
-        return f"{self.cdn_base_url()}{path}?x-kcdn-pid={CDN_PID}&pkey={self._pkey(path, task.expires_wall)}"
+        base = (self._config.result_url_base or self.cdn_base_url()).rstrip("/")
+        return f"{base}{path}?x-kcdn-pid={CDN_PID}&pkey={self._pkey(path, task.expires_wall)}"
 
     def _pkey(self, path: str, expires_wall: float) -> str:
         expires = struct.pack(">Q", _ms(expires_wall))

@@ -1,0 +1,1001 @@
+"""The fault-injection suite (`make chaos`; a 60-job slice runs in `make test`).
+
+One local stack (template.yaml in moto, the real functions, the Kling simulator) takes a batch of jobs
+per row of a fault matrix — each fault alone, then all together — and every figure is computed from
+what the pipeline cannot embellish: the simulator's own counts (tasks made per external_task_id, GETs
+per task, the checksum of the video it served), the objects in S3 and their bytes, the DLQ's messages.
+The pipeline's job records are read only for their state (is the job in a terminal state?) and to
+check that a forged or late event changed nothing.
+
+Invariants per row: lost (valid jobs in no terminal state) = 0; Kling tasks per job = 1 (double
+creates 0); one S3 object per completed job whose bytes hash to the checksum the job recorded and to
+the video Kling served; every poison message in the DLQ with its reason; every forged callback and
+every hostile URL refused with no state change; no terminal job changed afterwards.
+
+Rows run one after the other on one stack (the simulator's knobs are account-wide); the simulator's
+time scale (`--speed`) turns Kling's minutes into seconds, and the stack's schedules and the
+pipeline's expectations of Kling follow it (StackOptions.time_scale), as in `kling-pipeline demo`.
+What is AWS time, not Kling's (the submit lease, SQS visibility), is not scaled: the row that kills
+the submit function between its create and its DynamoDB write waits out the 120 s lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAOS_JSON = ROOT / "bench" / "chaos.json"
+
+SPEED = 60.0  # simulated seconds per real second: Kling's minutes are seconds here
+VIDEO_BYTES = 150_000  # a synthetic MP4 body, large enough to be cut mid-stream after 64 KiB
+BASE_KNOBS: dict[str, Any] = {
+    "speed": SPEED,
+    "generation_min_s": 30.0,
+    "generation_max_s": 120.0,
+    "concurrency_limit": 10,
+    "video_size_bytes": VIDEO_BYTES,
+}
+TERMINAL = {"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"}
+DLQ_REASON = "failure_reason"
+
+
+# ------------------------------------------------------------------------------------ the matrix
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One row: the simulator's knobs for it, and what the driver does besides."""
+
+    name: str
+    what: str
+    knobs: dict[str, Any] = field(default_factory=dict)
+    weight: float = 1.0  # share of --jobs
+    copies: int = 1  # each job's message sent this many times (duplicate SQS deliveries)
+    kill_share: float = 0.0  # share of jobs whose submit function is killed after its create, before its write
+    outage_after_s: float | None = None  # real seconds after the jobs are sent, an outage of knobs["outage_s"]
+    poison: bool = False  # also send poison messages
+    forge: bool = False  # also forge callbacks
+    hostile: bool = False  # every result URL is hostile: jobs must end FAILED, refused, with no object
+    expect_refusal: bool = False  # jobs must end FAILED with no object (hostile or expired URLs)
+    include_in_slice: bool = True
+    # Real seconds a row may take before whatever is left counts as lost.
+    timeout_s: float = 240.0
+
+
+def hostile_faults(trap: str) -> list[Fault]:
+    """URLs at places a download must never go; `trap` is a loopback listener that counts connections."""
+    rows = [
+        ("hostile URL: foreign host", {"result_url_base": "https://cdn.evil.example"}),
+        ("hostile URL: metadata address", {"result_url_base": "https://169.254.169.254"}),
+        ("hostile URL: loopback", {"result_url_base": f"https://{trap}"}),
+        ("redirect to a foreign host", {"cdn_redirect_url": "https://cdn.evil.example/v.mp4"}),
+        (
+            "redirect to the metadata address",
+            {"cdn_redirect_url": "http://169.254.169.254/latest/meta-data/iam/security-credentials/"},
+        ),
+        ("redirect to loopback", {"cdn_redirect_url": f"http://{trap}/admin"}),
+    ]
+    return [
+        Fault(name, "result URLs point " + name.split(": ")[-1], knobs, weight=0.4, hostile=True, expect_refusal=True)
+        for name, knobs in rows
+    ]
+
+
+def fault_matrix(trap: str) -> list[Fault]:
+    """Each fault alone, then all together (less those that by design fail every job)."""
+    alone = [
+        Fault("no fault", "the control row"),
+        Fault("callbacks lost 30%", "30 % of callbacks never sent", {"callback_loss_rate": 0.3}),
+        Fault("callbacks lost 100%", "no callback ever arrives", {"callback_loss_rate": 1.0}),
+        Fault("callbacks duplicated", "every callback sent twice", {"callback_dup_rate": 1.0}),
+        Fault("callbacks reordered", "half the non-final callbacks held back", {"callback_reorder_rate": 0.5}),
+        Fault(
+            "callbacks delayed past the poll",
+            "every callback 12-15 s late (the poller looks after ~1 s, CallbackWaitSeconds is 10 s)",
+            {"callback_min_delay_s": 12.0, "callback_max_delay_s": 15.0},
+        ),
+        Fault("1302 storm", "3 requests a second for the whole account", {"rate_limit_per_s": 3.0}),
+        Fault("1303 storm", "an account limit of 2 tasks", {"concurrency_limit": 2}),
+        Fault(
+            "5xxx bursts",
+            "every request 5000-5002 for 40 s of every 120 s (Kling's time)",
+            {"error_burst_every_s": 120.0, "error_burst_s": 40.0},
+        ),
+        Fault(
+            "create made, answer lost",
+            "40 % of creates answered 5000 or a bare 502 after the task was made, 20 % cut without an answer",
+            {"create_lost_answer_rate": 0.4, "create_response_drop_rate": 0.2},
+        ),
+        Fault("query lag", "a new task invisible to queries for 3 s", {"query_lag_s": 3.0}),
+        Fault(
+            "reused external_task_id not refused",
+            "Kling makes a second task for a reused id (as in every row); here every create's answer is lost, "
+            "and every message sent twice",
+            {"refuse_reused_external_id": False, "create_lost_answer_rate": 1.0},
+            copies=2,
+        ),
+        Fault("tasks fail", "30 % of tasks end failed", {"fail_rate": 0.3}),
+        Fault(
+            "Kling outage",
+            "every request 5001 and no callbacks for 5 minutes (Kling's time), then recovery",
+            {"outage_s": 300.0},
+            outage_after_s=1.0,
+        ),
+        Fault("downloads cut", "half the downloads cut after 64 KiB", {"cdn_drop_rate": 0.5}),
+        Fault(
+            "result URLs expired",
+            "result URLs expire 1 s (Kling's time) after the task ends",
+            {"url_lifetime_s": 1.0},
+            expect_refusal=True,
+        ),
+        Fault(
+            "killed between create and write",
+            "the submit function SIGKILLed after Kling made the task, before DynamoDB was written (half the jobs)",
+            kill_share=0.5,
+            include_in_slice=False,
+            timeout_s=480.0,
+        ),
+        Fault("duplicate SQS deliveries", "every message delivered three times", copies=3),
+        Fault("poison messages", "not JSON, wrong schema, oversized, numbers DynamoDB cannot hold", poison=True),
+        Fault(
+            "forged callbacks",
+            "bad token, another job's token, lying bodies, replayed bodies",
+            # Every job's task running at once, for 20 s: long enough to forge while nothing genuine happens.
+            {"generation_min_s": 1200.0, "generation_max_s": 1200.0, "concurrency_limit": 0},
+            forge=True,
+        ),
+        *hostile_faults(trap),
+    ]
+    together: dict[str, Any] = {}
+    for fault in alone:
+        if fault.name in ("callbacks lost 100%", "forged callbacks", "callbacks delayed past the poll") or (
+            fault.expect_refusal
+        ):
+            continue
+        together |= fault.knobs
+    together |= {
+        "callback_loss_rate": 0.3,
+        "callback_max_delay_s": 3.0,
+        "create_lost_answer_rate": 0.3,
+        "rate_limit_per_s": 5.0,
+        "concurrency_limit": 3,
+    }
+    everything = Fault(
+        "all together",
+        "every fault above at once, except those that fail every job by design (hostile and expired URLs) or "
+        "exclude another (100 % loss); callbacks delayed up to 3 s",
+        together,
+        weight=4.0,
+        copies=2,
+        kill_share=0.2,
+        outage_after_s=2.0,
+        poison=True,
+        forge=False,
+        timeout_s=600.0,
+    )
+    return [*alone, everything]
+
+
+# Hostile URLs are checked by the same code whichever the address: the slice keeps one of each kind.
+SLICE_LEAVES_OUT = {"hostile URL: loopback", "redirect to a foreign host", "redirect to the metadata address"}
+# Real seconds a row takes, roughly (from make chaos): what the shards are balanced by.
+SLOW_ROWS = {
+    "callbacks delayed past the poll": 18,
+    "query lag": 13,
+    "Kling outage": 14,
+    "callbacks lost 30%": 12,
+    "callbacks reordered": 10,
+    "no fault": 10,
+}
+
+
+def shard_of(faults: list[Fault], shards: int) -> list[int]:
+    """Each row's shard (1..shards), the longest rows first to the least loaded shard."""
+    load = [0.0] * shards
+    assigned = [0] * len(faults)
+    order = sorted(range(len(faults)), key=lambda i: -estimate(faults[i]))
+    for i in order:
+        least = load.index(min(load))
+        assigned[i] = least + 1
+        load[least] += estimate(faults[i])
+    return assigned
+
+
+def estimate(fault: Fault) -> float:
+    if fault.name.startswith("all together"):
+        return 60.0
+    if fault.forge:
+        return 23.0
+    return float(SLOW_ROWS.get(fault.name, 4))
+
+
+def slice_matrix(faults: list[Fault]) -> list[Fault]:
+    """The rows `make test` runs: all but the one that waits out the 120 s submit lease (and the kill in
+    'all together')."""
+    kept = []
+    for fault in faults:
+        if not fault.include_in_slice or fault.name in SLICE_LEAVES_OUT:
+            continue
+        if fault.kill_share:
+            fault = Fault(**(asdict(fault) | {"kill_share": 0.0, "name": fault.name + " (no kill)"}))
+        kept.append(fault)
+    return kept
+
+
+def poison_messages(prefix: str) -> list[tuple[str, str | None]]:
+    """(body, job id it names or None): every way a message can be unusable."""
+    big = json.dumps({"job_id": f"{prefix}-oversized", "prompt": "x" * 10, "metadata": {"pad": "y" * 300_000}})
+    return [
+        ("{this is not json", None),
+        ("[1, 2, 3]", None),
+        (json.dumps({"job_id": f"{prefix}-no-prompt", "duration": "5"}), f"{prefix}-no-prompt"),
+        (
+            json.dumps({"job_id": f"{prefix}-bad-duration", "prompt": "a cat", "duration": "7"}),
+            f"{prefix}-bad-duration",
+        ),
+        (json.dumps({"job_id": f"{prefix}-prompt-number", "prompt": 42}), f"{prefix}-prompt-number"),
+        (big, f"{prefix}-oversized"),
+        ('{"job_id": "' + prefix + '-inf", "prompt": "a cat", "metadata": {"n": 1e400}}', f"{prefix}-inf"),
+        ('{"job_id": "' + prefix + '-nan", "prompt": "a cat", "metadata": {"n": NaN}}', f"{prefix}-nan"),
+        (
+            json.dumps(
+                {
+                    "job_id": f"{prefix}-digits",
+                    "prompt": "a cat",
+                    "metadata": {"n": 12345678901234567890123456789012345678901},
+                }
+            ),
+            f"{prefix}-digits",
+        ),
+        (json.dumps({"job_id": f"{prefix}-huge", "prompt": "a cat", "metadata": {"n": 1e200}}), f"{prefix}-huge"),
+        (json.dumps({"job_id": f"{prefix}-tiny", "prompt": "a cat", "metadata": {"n": 1e-200}}), f"{prefix}-tiny"),
+    ]
+
+
+# ------------------------------------------------------------------------------------ machinery
+
+
+class Trap:
+    """A loopback listener that only counts connections: a download that reaches it went where it must not."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.5)
+        self.address = f"127.0.0.1:{self._sock.getsockname()[1]}"
+        self.hits = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-trap", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.hits += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sock.close()
+
+
+def _children(parent: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                pids.append(int(entry))
+    return pids
+
+
+def socket_owner(local_port: int, remote_port: int) -> int | None:
+    """The child process holding the TCP connection 127.0.0.1:local_port -> remote_port (Linux /proc)."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, remote = fields[1], fields[2]
+                if int(local.rsplit(":", 1)[1], 16) == local_port and int(remote.rsplit(":", 1)[1], 16) == remote_port:
+                    inode = fields[9]
+    if inode is None:
+        return None
+    wanted = f"socket:[{inode}]"
+    for pid in _children(os.getpid()):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") == wanted:
+                        return pid
+    return None
+
+
+class Killer:
+    """The simulator's create hook: SIGKILLs the process that made a chosen job's create, after Kling
+    made the task and before the answer (so before the submit function's DynamoDB write).
+
+    Only creates within `window_s` of the row's start are killed: a kill takes down the whole SQS batch
+    of that invocation, which comes back after the queue's 180 s visibility timeout, and killing again
+    in that second wave would only add another 180 s to the run."""
+
+    def __init__(self, api_port: int) -> None:
+        self.api_port = api_port
+        self.targets: set[str] = set()
+        self.until = 0.0  # monotonic
+        self.killed: Counter[str] = Counter()
+        self.missed = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, data: dict[str, Any], client: tuple[str, int]) -> None:
+        external = str((data.get("task_info") or {}).get("external_task_id") or "")
+        with self._lock:
+            if external not in self.targets or time.monotonic() > self.until:
+                return
+            self.targets.discard(external)  # once per job
+        pid = socket_owner(client[1], self.api_port)
+        if pid is None:
+            with self._lock:
+                self.missed += 1
+            return
+        os.kill(pid, signal.SIGKILL)
+        with self._lock:
+            self.killed[external] += 1
+
+
+# ------------------------------------------------------------------------------------ one row
+
+
+@dataclass
+class RowResult:
+    row: str
+    what: str
+    jobs: int
+    completed: int
+    failed: int
+    timed_out: int
+    lost: int
+    kling_tasks: int
+    creates_per_job: float
+    double_creates: int
+    s3_objects: int
+    s3_verified: int  # completed jobs with exactly one object whose bytes hash to the job's and Kling's checksum
+    s3_objects_per_completed: float | None
+    outcome_not_klings: int  # jobs whose end disagrees with what Kling did to their task
+    kling_gets: int
+    kling_gets_per_job: float
+    poison_sent: int = 0
+    poison_in_dlq_with_reason: int = 0
+    forged_sent: int = 0
+    forged_refused: int = 0
+    hostile_sent: int = 0
+    hostile_refused: int = 0
+    kills: int = 0
+    changed_after_end: int = 0  # terminal jobs whose record changed after the row ended (late events)
+    failure_codes: dict[str, int] = field(default_factory=dict)
+    fault_counts: dict[str, int] = field(default_factory=dict)  # what the simulator did (its own counters)
+    seconds: float = 0.0
+    ok: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+class ChaosRun:
+    """The stack, the simulator's create hook, the trap, and the rows' bookkeeping."""
+
+    def __init__(self, stack: Any, trap: Trap, run_id: str) -> None:
+        from kling_local.demo import connection_of
+
+        self.stack = stack
+        self.sim = stack.simulator
+        self.trap = trap
+        self.run_id = run_id
+        self.connection = connection_of(stack)
+        self.store = self.connection.store()
+        self.sqs = self.connection.client("sqs")
+        self.s3 = self.connection.client("s3")
+        self.killer = Killer(self.sim.port)
+        self.sim.on_create(self.killer)
+        self.ended_versions: dict[str, tuple[str, int]] = {}
+        self.inconclusive = 0  # forgeries not counted: Kling's task changed status while one was checked
+        self.http = httpx.Client(timeout=30.0)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def run_row(self, index: int, fault: Fault, jobs: int, log: Callable[[str], None]) -> RowResult:
+        started = time.monotonic()
+        prefix = f"chaos-{self.run_id}-{index:02d}"
+        faults_before = Counter(self.sim.stats()["faults"])
+        self._gets_before = _gets(self.sim.stats())
+        knobs = {k: v for k, v in fault.knobs.items() if k != "outage_s"}
+        self.sim.configure(**knobs)
+        job_ids = [f"{prefix}-{i:03d}" for i in range(jobs)]
+        self.killer.targets = set(job_ids[: round(jobs * fault.kill_share)])
+        self.killer.until = time.monotonic() + 5.0
+        bodies = [{"job_id": job_id, "prompt": f"chaos {fault.name} {i}"} for i, job_id in enumerate(job_ids)]
+        messages = [json.dumps(body) for body in bodies for _ in range(fault.copies)]
+        poison = poison_messages(prefix) if fault.poison else []
+        messages += [body for body, _ in poison]
+        self._send(messages)
+        outage_timer = None
+        if fault.outage_after_s is not None:
+            outage_s = float(fault.knobs["outage_s"])
+            outage_timer = threading.Timer(fault.outage_after_s, lambda: self.sim.configure(outage_s=outage_s))
+            outage_timer.start()
+        forged: tuple[int, int] = (0, 0)
+        if fault.forge:
+            forged = self._forge(job_ids, log)
+        finished = self._wait(job_ids, fault.timeout_s)
+        if outage_timer is not None:
+            outage_timer.join()
+        if fault.forge:
+            sent, refused = self._replay(job_ids)
+            forged = (forged[0] + sent, forged[1] + refused)
+        self._settle(20.0)
+        self.sim.configure(**{k: BASE_DEFAULTS[k] for k in fault.knobs})
+        result = self._measure(fault, prefix, job_ids, finished, poison, forged, faults_before)
+        result.seconds = round(time.monotonic() - started, 1)
+        for job in self.store.get_many(job_ids).values():
+            if job.state.value in TERMINAL:
+                self.ended_versions[job.job_id] = (job.state.value, job.version)
+        log(
+            f"{fault.name}: {result.jobs} jobs in {result.seconds} s, "
+            f"lost {result.lost}, double {result.double_creates}"
+        )
+        return result
+
+    def _send(self, messages: list[str]) -> None:
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            small = [m for m in chunk if len(m.encode()) < 200_000]
+            if small:
+                self.sqs.send_message_batch(
+                    QueueUrl=self.connection.queue_url,
+                    Entries=[{"Id": str(i), "MessageBody": m} for i, m in enumerate(small)],
+                )
+            for message in chunk:
+                if len(message.encode()) >= 200_000:
+                    self.sqs.send_message(QueueUrl=self.connection.queue_url, MessageBody=message)
+
+    def _wait(self, job_ids: list[str], timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        jobs: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            jobs = self.store.get_many(job_ids)
+            if len(jobs) == len(job_ids) and all(job.state.value in TERMINAL for job in jobs.values()):
+                break
+            time.sleep(1.0)
+        return jobs
+
+    def _settle(self, timeout_s: float) -> None:
+        """Until Kling has nothing running or left to call back, and the job queue is empty, so that late
+        callbacks land in their own row (the poller runs every second here: the stack is never idle)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            stats = self.sim.stats()
+            running = stats["tasks_by_status"]["submitted"] + stats["tasks_by_status"]["processing"]
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=self.connection.queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            if not running and not stats["callbacks"]["pending"] and not any(int(v) for v in attributes.values()):
+                time.sleep(1.0)  # callbacks sent just now are being answered
+                return
+            time.sleep(0.5)
+
+    # -- forged callbacks ----------------------------------------------------------------------
+
+    def _callback_urls(self, job_ids: list[str], timeout_s: float = 60.0) -> dict[str, tuple[str, str]]:
+        """job id -> (its callback URL as Kling holds it, its token), once each job's task runs."""
+        deadline = time.monotonic() + timeout_s
+        urls: dict[str, tuple[str, str]] = {}
+        while time.monotonic() < deadline and len(urls) < len(job_ids):
+            for job_id, job in self.store.get_many(job_ids).items():
+                if job.task_id and job.state.value == "PROCESSING" and job_id not in urls:
+                    url = self.sim.callback_url(job.task_id)
+                    if url:
+                        urls[job_id] = (url, parse_qs(urlsplit(url).query)["token"][0])
+            time.sleep(0.3)
+        return urls
+
+    def _post(self, url: str, token: str | None, body: dict[str, Any]) -> int:
+        base = url.split("?", 1)[0]
+        params = {"token": token} if token is not None else {}
+        return self.http.post(base, params=params, json=body).status_code
+
+    def _unchanged(self, job_id: str, before: Any) -> bool:
+        after = self.store.get(job_id)
+        return (after.state, after.version, after.video_url, after.task_id) == (
+            before.state,
+            before.version,
+            before.video_url,
+            before.task_id,
+        )
+
+    def _forge(self, job_ids: list[str], log: Callable[[str], None]) -> tuple[int, int]:
+        """While the jobs' tasks run: a bad token, another job's token, and lying bodies (succeed with a
+        hostile URL, failed) with the right token. Refused = the job's record did not change."""
+        urls = self._callback_urls(job_ids)
+        if len(urls) < len(job_ids):
+            log(f"forged callbacks: only {len(urls)} of {len(job_ids)} jobs were seen running")
+        self._replays: dict[str, dict[str, Any]] = {}
+        sent = refused = 0
+        ordered = sorted(urls)
+        for n, job_id in enumerate(ordered):
+            url, token = urls[job_id]
+            other_token = urls[ordered[(n + 1) % len(ordered)]][1]
+            before = self.store.get(job_id)
+            assert before.task_id is not None
+            genuine = self.sim.task_object(before.task_id) or {}
+            self._replays[job_id] = genuine
+            lie_succeed = genuine | {
+                "task_status": "succeed",
+                "task_result": {
+                    "videos": [{"id": "v", "url": "https://169.254.169.254/latest/meta-data/", "duration": "5"}]
+                },
+            }
+            lie_failed = genuine | {"task_status": "failed", "task_status_msg": "forged"}
+            attempts = [
+                (secrets.token_hex(32), lie_succeed),  # a bad token
+                (None, lie_succeed),  # no token
+                (other_token if other_token != token else secrets.token_hex(32), lie_succeed),  # another job's token
+                (token, lie_succeed),  # the right token, a lying body
+                (token, lie_failed),
+            ]
+            for forged_token, body in attempts:
+                self._post(url, forged_token, body)
+                after = self.sim.task_object(before.task_id) or {}
+                if after.get("task_status") != genuine.get("task_status"):
+                    self.inconclusive += 1  # Kling's task moved meanwhile: a change would be genuine
+                    continue
+                sent += 1
+                refused += self._unchanged(job_id, before)
+        return sent, refused
+
+    def _replay(self, job_ids: list[str]) -> tuple[int, int]:
+        """After the jobs ended: bodies Kling really sent earlier (running), replayed with the right token."""
+        sent = refused = 0
+        for job_id, body in getattr(self, "_replays", {}).items():
+            job = self.store.get(job_id)
+            url = self.sim.callback_url(job.task_id) if job.task_id else None
+            if not url or not job.is_terminal:
+                continue
+            token = parse_qs(urlsplit(url).query)["token"][0]
+            final = self.sim.task_object(job.task_id) or {}
+            for replayed in (body, final):
+                self._post(url, token, replayed)
+                sent += 1
+                refused += self._unchanged(job_id, job)
+        return sent, refused
+
+    # -- measuring -----------------------------------------------------------------------------
+
+    def _dlq(self) -> list[dict[str, Any]]:
+        """Every message in the DLQ (read with a short visibility timeout; nothing is deleted)."""
+        seen: dict[str, dict[str, Any]] = {}
+        quiet = 0
+        while quiet < 3:
+            got = self.sqs.receive_message(
+                QueueUrl=self.connection.dead_letter_queue_url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=20,
+            ).get("Messages", [])
+            new = [m for m in got if m["MessageId"] not in seen]
+            seen.update({m["MessageId"]: m for m in new})
+            quiet = 0 if new else quiet + 1
+        for message in seen.values():  # visible again for the next reader
+            with contextlib.suppress(Exception):
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.connection.dead_letter_queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+        return list(seen.values())
+
+    def _objects(self, prefix: str) -> dict[str, list[str]]:
+        """job id -> the keys of the video bucket that name it."""
+        keys: dict[str, list[str]] = {}
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.connection.bucket):
+            for item in page.get("Contents", []):
+                key = item["Key"]
+                if prefix in key:
+                    job_id = key.rsplit("/", 1)[-1].removesuffix(".mp4")
+                    keys.setdefault(job_id, []).append(key)
+        return keys
+
+    def _measure(
+        self,
+        fault: Fault,
+        prefix: str,
+        job_ids: list[str],
+        jobs: dict[str, Any],
+        poison: list[tuple[str, str | None]],
+        forged: tuple[int, int],
+        faults_before: Counter[str],
+    ) -> RowResult:
+        stats = self.sim.stats()
+        tasks_by_ext: dict[str, int] = stats["tasks_by_external_task_id"]
+        objects = self._objects(prefix)
+        states = Counter(job.state.value for job in jobs.values())
+        problems: list[str] = []
+        lost = sum(1 for job_id in job_ids if job_id not in jobs or jobs[job_id].state.value not in TERMINAL)
+        tasks = sum(tasks_by_ext.get(job_id, 0) for job_id in job_ids)
+        double = sum(1 for job_id in job_ids if tasks_by_ext.get(job_id, 0) > 1)
+        verified = 0
+        wrong = 0
+        gets = _gets(stats) - self._gets_before  # every GET of the row: by id, by external id, list pages
+        hostile_refused = 0
+        for job_id in job_ids:
+            job = jobs.get(job_id)
+            if job is None:
+                continue
+            kling = self.sim.task_object(job.task_id) if job.task_id else None
+            kling_status = (kling or {}).get("task_status")
+            keys = objects.get(job_id, [])
+            if job.state.value == "COMPLETED":
+                expected = self.sim.video_sha256(job.task_id) if job.task_id else None
+                recorded = (job.model_extra or {}).get("sha256")
+                if len(keys) == 1 and expected and recorded == expected == self._sha256(keys[0]):
+                    verified += 1
+                else:
+                    problems.append(f"{job_id}: COMPLETED but {len(keys)} object(s) / checksum mismatch")
+            elif keys:
+                problems.append(f"{job_id}: {job.state.value} yet has an object in S3")
+            if fault.expect_refusal:
+                if job.state.value == "FAILED" and not keys:
+                    hostile_refused += 1
+                else:
+                    wrong += 1
+            elif (job.state.value, kling_status == "succeed") in (("COMPLETED", False), ("FAILED", True)):
+                wrong += 1
+        if fault.hostile:
+            hostile_refused = hostile_refused if self.trap.hits == 0 else 0
+        in_dlq = 0
+        if poison:
+            dlq = self._dlq()
+            for body, job_id in poison:
+                found = [
+                    m
+                    for m in dlq
+                    # A body that is not JSON cannot name its job: its job is its SQS message id.
+                    if m["Body"] == body
+                    or (job_id and m.get("MessageAttributes", {}).get("job_id", {}).get("StringValue") == job_id)
+                ]
+                if found and found[0].get("MessageAttributes", {}).get(DLQ_REASON, {}).get("StringValue"):
+                    in_dlq += 1
+                else:
+                    problems.append(f"poison {body[:40]!r} not in the DLQ with a reason")
+                if job_id and tasks_by_ext.get(job_id, 0):
+                    problems.append(f"poison {job_id} reached Kling")
+        completed = states.get("COMPLETED", 0)
+        faults_now = Counter(stats["faults"])
+        result = RowResult(
+            row=fault.name,
+            what=fault.what,
+            jobs=len(job_ids),
+            completed=completed,
+            failed=states.get("FAILED", 0),
+            timed_out=states.get("TIMED_OUT", 0),
+            lost=lost,
+            kling_tasks=tasks,
+            creates_per_job=round(tasks / len(job_ids), 3) if job_ids else 0.0,
+            double_creates=double,
+            s3_objects=sum(len(objects.get(job_id, [])) for job_id in job_ids),
+            s3_verified=verified,
+            s3_objects_per_completed=round(
+                sum(
+                    len(objects.get(j, []))
+                    for j in job_ids
+                    if jobs.get(j) is not None and jobs[j].state.value == "COMPLETED"
+                )
+                / completed,
+                3,
+            )
+            if completed
+            else None,
+            outcome_not_klings=wrong,
+            kling_gets=gets,
+            kling_gets_per_job=round(gets / len(job_ids), 2) if job_ids else 0.0,
+            poison_sent=len(poison),
+            poison_in_dlq_with_reason=in_dlq,
+            forged_sent=forged[0],
+            forged_refused=forged[1],
+            hostile_sent=len(job_ids) if fault.expect_refusal else 0,
+            hostile_refused=hostile_refused if fault.expect_refusal else 0,
+            kills=sum(self.killer.killed[j] for j in job_ids),
+            failure_codes=dict(Counter(job.error_code or "?" for job in jobs.values() if job.state.value == "FAILED")),
+            fault_counts={k: v - faults_before.get(k, 0) for k, v in faults_now.items() if v - faults_before.get(k, 0)},
+            problems=problems,
+        )
+        result.ok = judge(result, fault)
+        return result
+
+    def _sha256(self, key: str) -> str:
+        body = self.s3.get_object(Bucket=self.connection.bucket, Key=key)["Body"]
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: body.read(1 << 16), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def recheck(self, results: list[RowResult], rows_jobs: list[list[str]]) -> None:
+        """At the end: a terminal job whose record changed after its row ended took a late or forged event."""
+        for result, job_ids in zip(results, rows_jobs, strict=True):
+            now = self.store.get_many(job_ids)
+            changed = [
+                job_id
+                for job_id in job_ids
+                if job_id in self.ended_versions
+                and (now[job_id].state.value, now[job_id].version) != self.ended_versions[job_id]
+            ]
+            result.changed_after_end = len(changed)
+            if changed:
+                result.problems.append(f"changed after the row ended: {', '.join(changed[:5])}")
+                result.ok = False
+
+
+def judge(result: RowResult, fault: Fault) -> bool:
+    """The row's invariants (the issue's), all at once."""
+    checks = [
+        result.lost == 0,
+        result.double_creates == 0,
+        result.s3_verified == result.completed,
+        result.outcome_not_klings == 0,
+        result.poison_in_dlq_with_reason == result.poison_sent,
+        result.forged_refused == result.forged_sent,
+        result.hostile_refused == result.hostile_sent,
+        not result.problems,
+    ]
+    if fault.forge:
+        checks.append(result.forged_sent > 0)
+    if not fault.expect_refusal and not fault.knobs.get("fail_rate"):
+        checks.append(result.kling_tasks == result.jobs)  # exactly one task per job
+    return all(checks)
+
+
+BASE_DEFAULTS: dict[str, Any] = {}
+
+
+def _gets(stats: dict[str, Any]) -> int:
+    """Kling GETs so far (the account check excepted): by task id, by external id and list pages."""
+    return sum(n for name, n in stats["calls"].items() if name.startswith("GET") and "account/" not in name)
+
+
+def _defaults() -> dict[str, Any]:
+    from kling_local.sim import SimConfig
+
+    config = SimConfig(**BASE_KNOBS)
+    return {name: getattr(config, name) for name in type(config).model_fields}
+
+
+# ------------------------------------------------------------------------------------ the run
+
+
+def allot(faults: list[Fault], total: int, least: int = 2) -> list[int]:
+    """Jobs per row: `total` shared by weight (at least `least` each), the remainder to the heaviest rows."""
+    weights = sum(f.weight for f in faults)
+    counts = [max(least, int(total * f.weight / weights)) for f in faults]
+    heaviest = sorted(range(len(faults)), key=lambda i: -faults[i].weight)
+    n = 0
+    while sum(counts) < total:
+        counts[heaviest[n % len(heaviest)]] += 1
+        n += 1
+    return counts
+
+
+def run_chaos(
+    total_jobs: int = 500,
+    *,
+    slice_only: bool = False,
+    only: Iterable[str] | None = None,
+    shard: tuple[int, int] = (1, 1),
+    project_root: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    from kling_local.sim import SimConfig
+    from kling_local.stack import LocalStack, StackOptions
+
+    BASE_DEFAULTS.update(_defaults())
+    trap = Trap()
+    faults = fault_matrix(trap.address)
+    if slice_only:
+        faults = slice_matrix(faults)
+    if only:
+        wanted = set(only)
+        faults = [f for f in faults if f.name in wanted]
+    counts = allot(faults, total_jobs)
+    index, shards = shard
+    shard_numbers = shard_of(faults, shards)
+    picked = [(f, n) for f, n, number in zip(faults, counts, shard_numbers, strict=True) if number == index]
+    faults, counts = [f for f, _ in picked], [n for _, n in picked]
+    config = SimConfig(
+        access_key=f"chaos-{secrets.token_hex(4)}",
+        secret_key=secrets.token_urlsafe(32),
+        seed=15,
+        fetch_image_urls=True,
+        **BASE_KNOBS,
+    )
+    root = project_root or ROOT
+    options = StackOptions(
+        template_path=ROOT / "template.yaml",
+        project_root=root,
+        sim_config=config,
+        clock_speed=SPEED,
+        time_scale=SPEED,
+        max_concurrency=2,
+        write_state_file=False,
+    )
+    started = time.monotonic()
+    run_id = datetime.now(UTC).strftime("%H%M%S") + f"s{index}"
+    results: list[RowResult] = []
+    rows_jobs: list[list[str]] = []
+    stack = LocalStack(options).start()
+    try:
+        run = ChaosRun(stack, trap, run_id)
+        try:
+            for index, (fault, jobs) in enumerate(zip(faults, counts, strict=True)):
+                results.append(run.run_row(index, fault, jobs, log))
+                rows_jobs.append([f"chaos-{run_id}-{index:02d}-{i:03d}" for i in range(jobs)])
+            run._settle(20.0)
+            run.recheck(results, rows_jobs)
+            sim_stats = stack.simulator.stats()
+        finally:
+            run.close()
+    finally:
+        stack.stop()
+        trap.close()
+    return {
+        "generated_by": "make chaos" if not slice_only else "the make test slice",
+        "command": f"python -m bench chaos --jobs {total_jobs}"
+        + (" --slice" if slice_only else "")
+        + (f" --shard {index}/{shards}" if shards > 1 else ""),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {
+            "jobs": sum(counts),
+            "speed": SPEED,
+            "simulator": {k: v for k, v in BASE_KNOBS.items()},
+            "stack": "kling-pipeline local stack (moto in-process, real functions in worker processes, 2 per function)",
+            "note": "Kling's times run SPEED times faster; AWS times (submit lease 120 s, SQS visibility) do not",
+        },
+        "duration_s": round(time.monotonic() - started, 1),
+        "trap_hits": trap.hits,
+        "kills_missed": run.killer.missed,
+        "forgeries_not_counted": run.inconclusive,
+        "simulator_totals": {
+            "creates_accepted": sim_stats["creates"]["accepted"],
+            "creates_refused_by_code": sim_stats["creates"]["refused_by_code"],
+            "errors_by_code": sim_stats["errors_by_code"],
+            "faults": sim_stats["faults"],
+            "callbacks": sim_stats["callbacks"],
+            "double_charged_external_ids": sim_stats["double_charged_external_ids"],
+        },
+        "all_ok": all(r.ok for r in results),
+        "rows": [asdict(r) for r in results],
+    }
+
+
+def machine() -> dict[str, Any]:
+    memory_gib = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = round(int(line.split()[1]) / 1024**2, 1)
+    cpu = platform.processor() or ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+COLUMNS = [
+    ("row", "row"),
+    ("jobs", "jobs"),
+    ("done", "completed"),
+    ("failed", "failed"),
+    ("lost", "lost"),
+    ("tasks/job", "creates_per_job"),
+    ("double", "double_creates"),
+    ("S3 ok", "s3_verified"),
+    ("GETs/job", "kling_gets_per_job"),
+    ("≠Kling", "outcome_not_klings"),
+    ("DLQ", "poison"),
+    ("forged", "forged"),
+    ("hostile", "hostile"),
+    ("s", "seconds"),
+    ("ok", "ok"),
+]
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for row in report["rows"]:
+        cells = []
+        for _, key in COLUMNS:
+            if key == "poison":
+                cells.append(f"{row['poison_in_dlq_with_reason']}/{row['poison_sent']}" if row["poison_sent"] else "")
+            elif key == "forged":
+                cells.append(f"{row['forged_refused']}/{row['forged_sent']}" if row["forged_sent"] else "")
+            elif key == "hostile":
+                cells.append(f"{row['hostile_refused']}/{row['hostile_sent']}" if row["hostile_sent"] else "")
+            elif key == "s3_verified":
+                cells.append(f"{row['s3_verified']}/{row['completed']}")
+            elif key == "ok":
+                cells.append("yes" if row["ok"] else "NO")
+            else:
+                cells.append(str(row[key]))
+        rows.append(cells)
+    return rows
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"chaos: {report['settings']['jobs']} jobs in {report['duration_s']} s ({report['command']})")
+    for header, _ in COLUMNS:
+        table.add_column(header, justify="left" if header == "row" else "right")
+    for cells in table_rows(report):
+        table.add_row(*cells)
+    console = Console(width=200)
+    console.print(table)
+    for row in report["rows"]:
+        for problem in row["problems"][:5]:
+            console.print(f"[red]{row['row']}[/red]: {problem}")
+    console.print("every row ok" if report["all_ok"] else "[red]some rows broke an invariant[/red]")
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench chaos", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=500, help="jobs in all, shared by the rows (default 500)")
+    parser.add_argument("--slice", action="store_true", help="the rows make test runs (no 120 s lease wait)")
+    parser.add_argument("--row", action="append", help="run only this row (repeatable)")
+    parser.add_argument("--shard", default="1/1", help="run every n-th row only: i/n (the test runs two at once)")
+    parser.add_argument(
+        "--out", type=Path, default=CHAOS_JSON, help="where to write the JSON (default bench/chaos.json)"
+    )
+    args = parser.parse_args(argv)
+    index, shards = (int(part) for part in args.shard.split("/"))
+    report = run_chaos(args.jobs, slice_only=args.slice, only=args.row, shard=(index, shards))
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print_table(report)
+    print(f"wrote {args.out}")
+    return 0 if report["all_ok"] else 1
