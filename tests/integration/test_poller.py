@@ -200,3 +200,21 @@ def test_overlapping_poller_runs_never_poll_a_job_twice(completion: Completion) 
     after = [gets_for(completion, job.task_id) for job in jobs]
     assert [a - b for a, b in zip(after, before, strict=True)] == [1] * 6
     assert sum(r["kling_gets"] for r in reports) == 6
+
+
+def test_a_run_short_of_time_leaves_what_it_claimed_to_the_next_run(completion: Completion) -> None:
+    # Given three jobs Kling has finished, whose callbacks are lost
+    jobs = [submitted(completion, f"short-{i}") for i in range(3)]
+    for job in jobs:
+        kling_task(completion, job.kind, job.task_id, "succeed")
+    time.sleep(1.2)  # their first poll is due (ExpectedStdSeconds is 1 here)
+    poller = completion.poller()
+    # When a run has too little time left to ask Kling (12 s: the 10 s margin and an 8 s Kling timeout
+    # do not fit)
+    short = completion.poll(poller, timeout_s=12)
+    # Then it asks Kling nothing and settles nothing: the jobs it claimed are left for the next run
+    assert (short["left_for_next_run"], short["kling_gets"], short["resolved_by_poll"]) == (3, 0, 0), short
+    assert all(job_in(completion.pipeline, job.job_id, S.SUBMITTED, S.PROCESSING) for job in jobs)
+    # And the next runs, with time, settle every one of them
+    ids = [job.job_id for job in jobs]
+    poll_until(completion, poller, lambda: all(job_in(completion.pipeline, j, S.COMPLETED) for j in ids))

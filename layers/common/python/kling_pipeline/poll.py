@@ -113,6 +113,7 @@ class PollReport:
     reconciled: int = 0
     repaired: int = 0  # a DOWNLOADING job completed from its stored object
     steps_queued: int = 0  # an extend chain's next step sent to the submit path by the poller
+    left_for_next_run: int = 0  # claimed, but this run ran out of time before settling it
     restarted: int = 0  # a new download attempt started
     timed_out: int = 0
     failed: int = 0
@@ -196,8 +197,19 @@ def settle(
             claimed.append(job)
     running = [job for job in claimed if job.state in (S.SUBMITTED, S.PROCESSING) and job.task_id]
     with ThreadPoolExecutor(max_workers=deps.settings.poll_parallelism) as pool:
-        answers = dict(zip((j.job_id for j in running), pool.map(lambda j: fetch(deps.kling, j), running), strict=True))
+        answers = dict(
+            zip(
+                (j.job_id for j in running),
+                pool.map(lambda j: fetch_in_time(deps, j, time_left_s), running),
+                strict=True,
+            )
+        )
     for job in claimed:
+        if time_left_s() <= MARGIN_S or (job.job_id in answers and answers[job.job_id] is None):
+            # Claimed, so due again at its next look (look_again_at): the next run takes it.
+            report.left_for_next_run += 1
+            report.actions[job.job_id] = "left for the next run (this one is out of time)"
+            continue
         try:
             action = settle_one(job, answers.get(job.job_id), deps, report, now)
         except TransitionRejectedError:
@@ -219,6 +231,11 @@ def look_again_at(state: JobState, item: dict[str, Any], now: int, schedule: Pol
     if state is S.DOWNLOADING:
         return now + schedule.download_check_s
     return now + schedule.queued_report_s
+
+
+def fetch_in_time(deps: PollerDependencies, job: Job, time_left_s: Callable[[], float]) -> KlingTask | Exception | None:
+    """Kling's task, unless this run is out of time (None: the job is left for the next run)."""
+    return fetch(deps.kling, job) if time_left_s() > MARGIN_S + deps.settings.kling_timeout_s else None
 
 
 def fetch(kling: KlingClient, job: Job) -> KlingTask | Exception:
