@@ -11,8 +11,6 @@ import threading
 import time
 from typing import Any
 
-import boto3
-
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from tests.support.scenarios import Completion, job_in, kling_task, submitted
@@ -55,24 +53,7 @@ def test_a_job_kling_never_finishes_times_out_and_its_caller_is_told(completion:
     # Given a caller waiting with a task token, and a task Kling takes far longer than the job timeout
     pipeline = completion.pipeline
     pipeline.sim.configure(generation_min_s=600_000, generation_max_s=600_000)
-    sfn = boto3.client("stepfunctions")
-    role = boto3.client("iam").create_role(RoleName="waiter", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    ask = {
-        "StartAt": "Ask",
-        "States": {
-            "Ask": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                "Parameters": {
-                    "QueueUrl": pipeline.queue_url,
-                    "MessageBody": {"job_id": "too-slow", "prompt": "x", "task_token.$": "$$.Task.Token"},
-                },
-                "End": True,
-            }
-        },
-    }
-    machine = sfn.create_state_machine(name="waiter", definition=json.dumps(ask), roleArn=role)["stateMachineArn"]
-    waiting = sfn.start_execution(stateMachineArn=machine, name="waits", input="{}")["executionArn"]
+    waiting = pipeline.caller_waiting_for({"job_id": "too-slow", "prompt": "x"}, name="waiter")
     handler = pipeline.submit_handler()
     pipeline.drain(handler, lambda: job_in(pipeline, "too-slow", S.SUBMITTED, S.PROCESSING))
     # When the poller runs after the job timeout (here a second) has passed
@@ -84,10 +65,10 @@ def test_a_job_kling_never_finishes_times_out_and_its_caller_is_told(completion:
     assert job.error_code == "JOB_TIMED_OUT" and "minutes" in (job.error_message or "")
     assert [e["detail"]["state"] for e in completion.events() if e["detail-type"] == "Video Failed"] == ["TIMED_OUT"]
     deadline = time.monotonic() + 30
-    while sfn.describe_execution(executionArn=waiting)["status"] == "RUNNING":
+    while completion.sfn.describe_execution(executionArn=waiting)["status"] == "RUNNING":
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    assert sfn.describe_execution(executionArn=waiting)["status"] == "FAILED"
+    assert completion.sfn.describe_execution(executionArn=waiting)["status"] == "FAILED"
 
 
 def test_a_crashed_claim_is_reconciled_by_the_poller_without_a_second_create(completion: Completion) -> None:

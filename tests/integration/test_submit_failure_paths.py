@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 
 from kling_local.sim import SimConfig
@@ -176,31 +177,8 @@ def test_backpressure_for_days_keeps_the_job_record_small(pipeline: Pipeline) ->
 
 def test_a_refused_request_tells_the_caller_waiting_with_a_task_token(pipeline: Pipeline) -> None:
     # Given a Step Functions caller that sends an invalid request with its task token and waits
-    import boto3
-
+    execution = pipeline.caller_waiting_for({"job_id": "refused-caller", "prompt": "x", "duration": "7"})
     sfn = boto3.client("stepfunctions")
-    role = boto3.client("iam").create_role(RoleName="caller", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    ask = {
-        "StartAt": "Ask",
-        "States": {
-            "Ask": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-                "Parameters": {
-                    "QueueUrl": pipeline.queue_url,
-                    "MessageBody": {
-                        "job_id": "refused-caller",
-                        "prompt": "x",
-                        "duration": "7",
-                        "task_token.$": "$$.Task.Token",
-                    },
-                },
-                "End": True,
-            }
-        },
-    }
-    machine = sfn.create_state_machine(name="caller", definition=json.dumps(ask), roleArn=role)["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=machine, name="waits", input="{}")["executionArn"]
     # When the pipeline reads the request
     handler = pipeline.submit_handler()
     pipeline.drain(handler, lambda: sfn.describe_execution(executionArn=execution)["status"] != "RUNNING")

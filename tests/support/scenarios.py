@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 
 from kling_local.sim import KlingSimulator
@@ -87,6 +88,25 @@ class Pipeline:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         return queue_messages(self.sqs, self.dlq_url)
+
+    def caller_waiting_for(self, job: dict[str, Any], *, name: str = "caller") -> str:
+        """A Step Functions caller that sends `job` to JobsQueue with its task token and waits
+        (`sqs:sendMessage.waitForTaskToken`); returns its execution's ARN."""
+        sfn = boto3.client("stepfunctions")
+        role = boto3.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        ask = {
+            "StartAt": "Ask",
+            "States": {
+                "Ask": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                    "Parameters": {"QueueUrl": self.queue_url, "MessageBody": job | {"task_token.$": "$$.Task.Token"}},
+                    "End": True,
+                }
+            },
+        }
+        machine = sfn.create_state_machine(name=name, definition=json.dumps(ask), roleArn=role)["stateMachineArn"]
+        return str(sfn.start_execution(stateMachineArn=machine, name="waits", input="{}")["executionArn"])
 
     def backpressured(self, job_id: str) -> bool:
         """The job has been sent back to the queue at least once."""
