@@ -6,12 +6,17 @@ document) routes the proxy event; the logic is the use case's.
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # until init_done(), this module's last line (kling_pipeline.cold_start)
+
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kling_pipeline.api_routes import build_app, handle
+from kling_pipeline.cold_start import init_done
 from kling_pipeline.jobs_api import jobs_api_dependencies
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import ApiSettings
@@ -25,3 +30,6 @@ app = build_app(lambda: jobs_api_dependencies(settings))
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle(app, event, context, default_model=settings.default_model)
+
+
+init_done()

@@ -6,6 +6,10 @@ data class rather than its REST resolver (whose package imports every resolver a
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # until init_done(), this module's last line (kling_pipeline.cold_start)
+
 import json
 from typing import Any
 
@@ -14,6 +18,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, e
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kling_pipeline.callback import callback_dependencies, handle_callback
+from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import CallbackSettings
 
@@ -30,3 +35,6 @@ def lambda_handler(event: APIGatewayProxyEvent, context: LambdaContext) -> dict[
     answer = handle_callback(job_id, event.get_query_string_value("token"), body, callback_dependencies(settings))
     headers = {"Content-Type": "application/json"}
     return {"statusCode": answer.status, "headers": headers, "body": json.dumps(answer.body)}
+
+
+init_done()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # until init_done(), this module's last line (kling_pipeline.cold_start)
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.cold_start import init_done
 from kling_pipeline.download_step import download_dependencies, download_job
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import DownloadSettings
@@ -18,3 +23,6 @@ settings = DownloadSettings.from_environment()
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return download_job(str(event["job_id"]), int(event["version"]), download_dependencies(settings))
+
+
+init_done()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # until init_done(), this module's last line (kling_pipeline.cold_start)
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.poll import poller_dependencies, run_poller
 from kling_pipeline.settings import PollerSettings
@@ -21,3 +26,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         poller_dependencies(settings), time_left_s=lambda: context.get_remaining_time_in_millis() / 1000
     )
     return report.as_dict()
+
+
+init_done()

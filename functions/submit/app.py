@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # until init_done(), this module's last line (kling_pipeline.cold_start)
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -10,6 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kling_pipeline.claims import SubmitResult
+from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import SubmitSettings
 from kling_pipeline.submit import handle_job_message, submit_dependencies
@@ -34,3 +39,6 @@ def submit_record(record: SQSRecord, lambda_context: LambdaContext) -> SubmitRes
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=submit_record, processor=processor, context=context)
+
+
+init_done()

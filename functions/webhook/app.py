@@ -4,6 +4,10 @@ is set, so only that event comes back."""
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # until init_done(), this module's last line (kling_pipeline.cold_start)
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -11,6 +15,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import WebhookSettings
 from kling_pipeline.webhooks import Outcome, deliver, webhook_dependencies
@@ -34,3 +39,6 @@ def deliver_record(record: SQSRecord) -> Outcome:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)
+
+
+init_done()

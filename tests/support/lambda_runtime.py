@@ -7,6 +7,7 @@ SQS event source treat an in-process handler exactly as they treat a deployed fu
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import sys
@@ -25,14 +26,25 @@ Handler = Callable[[Any, Any], Any]
 
 
 def load_function_module(directory: str) -> ModuleType:
-    """functions/<directory>/app.py, imported under a unique name so functions do not share state."""
+    """functions/<directory>/app.py, imported under a unique name so functions do not share state.
+
+    A handler turns the garbage collector off for its init and freezes what exists at its end
+    (kling_pipeline.cold_start): right for a Lambda environment, which holds one handler, but here
+    it would freeze the test process's objects for good. So the collector must be back on once the
+    module has run (a handler that forgot `init_done()` fails here), and the freeze is undone."""
     path = ROOT / "functions" / directory / "app.py"
     name = f"lambda_fn_{directory}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+        if not gc.isenabled():
+            raise AssertionError(f"functions/{directory}/app.py left the garbage collector off: call init_done() last")
+    finally:
+        gc.enable()
+        gc.unfreeze()
     return module
 
 

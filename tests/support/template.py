@@ -98,3 +98,13 @@ class TemplateResolver:
         arn = secretsmanager.create_secret(Name=name, SecretString=value)["ARN"]
         self.refs[logical_id] = arn
         return str(arn)
+
+
+def placeholder_resolver() -> TemplateResolver:
+    """The template resolved with placeholder names and ARNs for every resource: what a function's
+    environment looks like on AWS, without creating anything."""
+    resolver = TemplateResolver(load_template())
+    for logical_id in resolver.template["Resources"]:
+        resolver.refs[logical_id] = f"physical-{logical_id}"
+        resolver.arns[logical_id] = f"arn:aws:test:{REGION}:{ACCOUNT_ID}:{logical_id}"
+    return resolver

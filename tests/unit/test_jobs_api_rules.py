@@ -13,7 +13,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from kling_local.stack.sam_translation import localise_uris, sam_transform
-from kling_pipeline.adapters.webhook_sender import WebhookPolicy, WebhookSender, check_webhook_url, webhook_target
+from kling_pipeline.adapters.webhook_sender import WebhookSender
+from kling_pipeline.adapters.webhook_targets import WebhookPolicy, check_webhook_url, webhook_target
 from kling_pipeline.api_routes import build_app, openapi_document
 from kling_pipeline.errors import JobsApiError, WebhookRefusedError
 from kling_pipeline.jobs_api import decode_token, encode_token, record_time

@@ -14,19 +14,10 @@ import pytest
 from kling_pipeline import settings as settings_module
 from kling_pipeline.errors import ConfigError
 from kling_pipeline.settings import DownloadSettings, FunctionSettings, SubmitSettings
-from tests.support.template import ROOT, TemplateResolver, load_template
+from tests.support.template import ROOT, load_template, placeholder_resolver
 
 # Read by Powertools itself, not by the pipeline's settings.
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
-
-
-def resolver() -> TemplateResolver:
-    template = load_template()
-    resolver = TemplateResolver(template)
-    for logical_id in template["Resources"]:
-        resolver.refs[logical_id] = f"physical-{logical_id}"
-        resolver.arns[logical_id] = f"arn:aws:test:us-east-1:123456789012:{logical_id}"
-    return resolver
 
 
 def functions_and_models() -> list[tuple[str, type[FunctionSettings]]]:
@@ -46,7 +37,7 @@ def functions_and_models() -> list[tuple[str, type[FunctionSettings]]]:
 def test_the_template_gives_each_function_every_setting_its_model_requires(
     function: str, model: type[FunctionSettings]
 ) -> None:
-    environment = resolver().function_environment(function)
+    environment = placeholder_resolver().function_environment(function)
     model.from_environment(environment)  # raises ConfigError naming any missing or malformed variable
     unread = set(environment) - set(model.variable_names()) - POWERTOOLS_VARIABLES
     assert not unread, f"template.yaml sets {sorted(unread)} for {function}, which {model.__name__} does not read"
@@ -57,14 +48,17 @@ def test_every_function_is_checked() -> None:
 
 
 def test_a_missing_variable_fails_with_its_name() -> None:
-    environment = resolver().function_environment("SubmitFunction")
+    environment = placeholder_resolver().function_environment("SubmitFunction")
     del environment["JOBS_QUEUE_URL"]
     with pytest.raises(ConfigError, match="JOBS_QUEUE_URL is not set"):
         SubmitSettings.from_environment(environment)
 
 
 def test_a_malformed_variable_fails_with_its_name_and_the_rule() -> None:
-    environment = resolver().function_environment("DownloadFunction") | {"MAX_VIDEO_BYTES": "12", "PIPELINE_MODE": "x"}
+    environment = placeholder_resolver().function_environment("DownloadFunction") | {
+        "MAX_VIDEO_BYTES": "12",
+        "PIPELINE_MODE": "x",
+    }
     with pytest.raises(ConfigError) as info:
         DownloadSettings.from_environment(environment)
     assert "MAX_VIDEO_BYTES" in str(info.value) and "1024" in str(info.value)

@@ -13,6 +13,7 @@ The rules, which touch no AWS and no HTTP:
     polling       the stale-job poller's cadence, and the live index's shards
     settings      one settings model per function, validated at cold start
     observability logger, metrics (recorded with dimensions), tracer where tracing is on
+    cold_start    the garbage collector off during a handler's init, what init made frozen after
 
 The use cases, one per function, each building only the adapters it uses:
     submit        SubmitFunction: a queued message -> at most one Kling task
@@ -29,6 +30,7 @@ The adapters (kling_pipeline.adapters), the only modules that talk to AWS or HTT
     Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy), input_images
     (S3 header reads and presigned URLs, image URLs asked for their first bytes),
     callback_tokens (the callback URL's HMAC), secrets (Secrets Manager, cached), ledger and
-    generation_estimates (StatsTable), announcements (EventBridge, waiting callers), and the rest
+    generation_estimates (StatsTable), announcements (EventBridge, waiting callers), webhook_targets
+    (where a webhook may point) and webhook_sender (one signed POST), and the rest
     listed in docs/architecture.md, "Where each piece lives"
 """

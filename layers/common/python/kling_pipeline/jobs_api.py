@@ -30,7 +30,7 @@ from kling_pipeline.adapters.job_queue import JobQueue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.video_links import VideoLinks, video_links
-from kling_pipeline.adapters.webhook_sender import WebhookPolicy, check_webhook_url
+from kling_pipeline.adapters.webhook_targets import WebhookPolicy, check_webhook_url
 from kling_pipeline.errors import InvalidJobMessageError, JobsApiError, TransitionRejectedError, WebhookRefusedError
 from kling_pipeline.job_ids import JOB_ID_PATTERN
 from kling_pipeline.lifecycle import Job, JobState, public_step

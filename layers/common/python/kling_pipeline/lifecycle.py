@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from kling_pipeline.errors import InvalidTransitionError, TransitionRejectedError
-from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.observability import Metric, logger, record
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the download step, the API and webhooks never parse a Kling task
+    from kling_pipeline.kling_task import KlingTask
     from kling_pipeline.requests import JobRequest
 
 

@@ -285,7 +285,7 @@ class JobRequest(BaseModel):
     @classmethod
     def _webhook_url_is_absolute(cls, value: str | None) -> str | None:
         # Only the URL's shape here; where it may point (https, public addresses, the allow-list) is
-        # checked by the jobs API and again, with DNS, by the webhook sender (adapters.webhook_sender).
+        # checked by the jobs API and again, with DNS, by the webhook sender (adapters.webhook_targets).
         if value is None:
             return value
         parts = urlsplit(value)

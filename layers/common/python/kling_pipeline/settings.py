@@ -22,7 +22,14 @@ from kling_pipeline.polling import PollSchedule
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
-class FunctionSettings(BaseModel):
+class _Part(BaseModel):
+    """A piece of some function's settings. Its validator is built on first use (defer_build), so a
+    function's cold start builds its own model only, not the five other functions' models."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class FunctionSettings(_Part):
     """What every function needs: the jobs table and how long finished jobs are kept."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -56,7 +63,7 @@ class FunctionSettings(BaseModel):
             ) from exc
 
 
-class _KlingAccess(BaseModel):
+class _KlingAccess(_Part):
     """Talking to Kling: where, with which keys (a secret's name), how patiently."""
 
     kling_base_url: NonEmpty
@@ -65,27 +72,27 @@ class _KlingAccess(BaseModel):
     secrets_max_age_s: int = Field(ge=0)
 
 
-class _CallbackSigning(BaseModel):
+class _CallbackSigning(_Part):
     callback_secret: NonEmpty
 
 
-class _DownloadStart(BaseModel):
+class _DownloadStart(_Part):
     download_state_machine_arn: NonEmpty
 
 
-class _Scheduling(BaseModel):
+class _Scheduling(_Part):
     """Functions that put jobs in live states set when each is next due (polling.py)."""
 
     poll_schedule: Json[PollSchedule]
 
 
-class _Counting(BaseModel):
+class _Counting(_Part):
     """What Kling charged and the daily budget's counter live in StatsTable (adapters.ledger)."""
 
     stats_table_name: NonEmpty
 
 
-class _Announcing(BaseModel):
+class _Announcing(_Part):
     """Functions that may end a job announce it on the pipeline's bus (adapters.announcements)."""
 
     event_bus_name: NonEmpty
@@ -96,7 +103,7 @@ class _Polling(_Scheduling, _Counting, _Announcing):
     count what it charged, and announce the job it ends (Kling failed the task)."""
 
 
-class _Reconciling(BaseModel):
+class _Reconciling(_Part):
     """Claiming a job, looking for its task at Kling and sending it back: the submit path and the poller."""
 
     jobs_queue_url: NonEmpty
@@ -158,7 +165,7 @@ class DownloadSettings(FunctionSettings):
     pipeline_mode: Literal["production", "local"]
 
 
-class _WebhookTargets(BaseModel):
+class _WebhookTargets(_Part):
     """Where job webhooks may point: an optional allow-list (empty = any public https host)."""
 
     webhook_allowed_hosts: str

@@ -4,7 +4,7 @@ Fed by an EventBridge rule on the pipeline's own events (`Video Completed`, `Vid
 `kling-pipeline`) through WebhookQueue, so every way a job ends (the download workflow, the stale-job
 poller, a cancel) is notified once, by one path. A receiver that does not answer 2xx is tried again
 with a growing, jittered backoff (hours in all), then the event moves to the webhook DLQ. A URL that
-may not be called (adapters.webhook_sender's rules) is refused once, never retried.
+may not be called (adapters.webhook_targets' rules) is refused once, never retried.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 from kling_pipeline.adapters.announcements import COMPLETED, FAILED, SOURCE
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.webhook_queue import WebhookQueue, webhook_queue
-from kling_pipeline.adapters.webhook_sender import WebhookPolicy, WebhookSender
+from kling_pipeline.adapters.webhook_sender import WebhookSender
+from kling_pipeline.adapters.webhook_targets import WebhookPolicy
 from kling_pipeline.errors import WebhookNotDeliveredError, WebhookRefusedError
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.observability import Metric, logger, record
