@@ -77,6 +77,9 @@ def request(method: str, path: str, body: Any = None, query: dict[str, str] | No
         ("GET", "/jobs", None, {"state": "FAILED", "limit": "0"}, "limit"),
         ("GET", "/jobs", None, {"state": "FAILED", "limit": "101"}, "limit"),
         ("GET", "/jobs", None, {"state": "FAILED", "since": "yesterday"}, "since"),
+        # Valid ISO 8601 whose UTC form is before year 1: an overflow, not a 500.
+        ("GET", "/jobs", None, {"state": "FAILED", "since": "0001-01-01T00:00:00+14:00"}, "since"),
+        ("GET", "/jobs", None, {"state": "FAILED", "since": "9999-12-31T23:59:59-14:00"}, "since"),
         ("GET", "/jobs/bad$id", None, None, "job_id"),
         ("POST", "/jobs/bad$id/cancel", None, None, "job_id"),
     ],
@@ -118,6 +121,11 @@ def test_page_tokens_round_trip_and_refuse_anything_else() -> None:
         ("!!!", S.FAILED, None),
         (encode_token({"job_id": "a"}), S.FAILED, None),  # type: ignore[dict-item]
         (encode_token(key | {"extra": "x"}), S.FAILED, None),
+        # Key values DynamoDB refuses (ValidationException, a 500) or that no record holds.
+        (encode_token(key | {"job_id": ""}), S.FAILED, None),
+        (encode_token(key | {"job_id": "not/a job"}), S.FAILED, None),
+        (encode_token(key | {"updated_at": ""}), S.FAILED, None),
+        (encode_token(key | {"updated_at": "yesterday"}), S.FAILED, None),
     ]:
         with pytest.raises(JobsApiError) as info:
             decode_token(bad, state, since)

@@ -39,6 +39,7 @@ from kling_pipeline.jobs_api import (
     cancel_job,
     get_job,
     list_jobs,
+    listing_since,
     query_jobs,
     submit_jobs,
 )
@@ -156,7 +157,7 @@ def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRest
         limit: Annotated[int, Query(ge=1, le=MAX_BATCH, description="jobs per page")] = DEFAULT_PAGE,
         next_token: Annotated[str | None, Query(max_length=1024, description="from the previous page")] = None,
     ) -> JobList:
-        return list_jobs(state, since, limit, next_token, base_url(), dependencies())
+        return list_jobs(state, listing_since(since), limit, next_token, base_url(), dependencies())
 
     @app.post(
         "/jobs/<job_id>/cancel",

@@ -32,7 +32,7 @@ from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.video_links import VideoLinks, video_links
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy, check_webhook_url
 from kling_pipeline.errors import InvalidJobMessageError, JobsApiError, TransitionRejectedError, WebhookRefusedError
-from kling_pipeline.job_ids import JOB_ID_PATTERN
+from kling_pipeline.job_ids import JOB_ID_PATTERN, is_valid_job_id
 from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.observability import logger
 from kling_pipeline.requests import JobRequest, parse_job_message
@@ -391,16 +391,16 @@ def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
 
 def list_jobs(
     state: JobState,
-    since: datetime | None,
+    since: str | None,
     limit: int,
     next_token: str | None,
     base_url: str,
     deps: JobsApiDependencies,
 ) -> JobList:
-    """Jobs in one state, updated since a time, newest first, a page at a time (the JobsByState index)."""
-    since_text = record_time(since) if since is not None else None
-    start = decode_token(next_token, state, since_text) if next_token else None
-    items, last = deps.store.jobs_in_state(state, since=since_text, limit=limit, start_key=start)
+    """Jobs in one state, updated since a time (`listing_since`), newest first, a page at a time (the
+    JobsByState index)."""
+    start = decode_token(next_token, state, since) if next_token else None
+    items, last = deps.store.jobs_in_state(state, since=since, limit=limit, start_key=start)
     summaries = [
         JobSummary.model_validate(
             {k: item.get(k) for k in JobSummary.model_fields if k != "url"}
@@ -411,6 +411,17 @@ def list_jobs(
     return JobList(jobs=summaries, next_token=encode_token(last) if last else None)
 
 
+def listing_since(since: datetime | None) -> str | None:
+    """`since` in the record's form; a time that leaves the calendar once taken to UTC is a 400, not an
+    overflow (and a 500)."""
+    try:
+        return record_time(since) if since is not None else None
+    except OverflowError:
+        raise JobsApiError(
+            400, "INVALID_REQUEST", "since must lie between the years 1 and 9999 once taken to UTC", "since"
+        ) from None
+
+
 def record_time(moment: datetime) -> str:
     """A time in the job record's form (UTC, milliseconds, Z), so it compares with `updated_at` as text."""
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -418,6 +429,13 @@ def record_time(moment: datetime) -> str:
 
 
 TOKEN_KEYS = frozenset({"job_id", "state", "updated_at"})
+
+
+def _is_record_time(text: str) -> bool:
+    try:
+        return record_time(datetime.fromisoformat(text)) == text
+    except (ValueError, OverflowError):
+        return False
 
 
 def encode_token(key: dict[str, str]) -> str:
@@ -437,6 +455,10 @@ def decode_token(token: str, state: JobState, since: str | None) -> dict[str, st
         raise invalid from None
     key = decoded.get("k") if isinstance(decoded, dict) and decoded.get("v") == 1 else None
     if not isinstance(key, dict) or set(key) != TOKEN_KEYS or not all(isinstance(v, str) for v in key.values()):
+        raise invalid
+    # DynamoDB refuses an empty key value (a ValidationException, which would be a 500): only what a
+    # record can hold passes.
+    if not is_valid_job_id(key["job_id"]) or not _is_record_time(key["updated_at"]):
         raise invalid
     if key["state"] != state.value or (since is not None and key["updated_at"] < since):
         raise invalid
