@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from kling_pipeline.adapters.download_workflow import DownloadWorkflow, execution_name
 from kling_pipeline.lifecycle import JobState
 from tests.support.scenarios import Completion, as_callback_body, kling_task, submitted
 
@@ -71,3 +72,30 @@ def test_the_workflow_state_stays_small() -> None:
     text = (ROOT / "statemachine" / "download.asl.json").read_text(encoding="utf-8")
     assert "ALL_NEW" not in text and "ALL_OLD" not in text
     assert "getItem" not in text
+
+
+def test_download_attempts_are_the_deployments_not_a_fixed_five(completion: Completion) -> None:
+    # Given a job, and a workflow whose every execution fails at once
+    job = submitted(completion, "many-attempts")
+    always_fails = completion.sfn.create_state_machine(
+        name="download-always-fails",
+        definition=json.dumps({"StartAt": "Fail", "States": {"Fail": {"Type": "Fail", "Error": "Nope"}}}),
+        roleArn="arn:aws:iam::123456789012:role/fn",
+    )["stateMachineArn"]
+    # When a deployment with DownloadAttempts=7 starts six attempts, one after another
+    seven = DownloadWorkflow(always_fails, attempts=7, sfn=completion.sfn)
+    for number in range(1, 7):
+        assert seven.start(job, attempt=number)
+        name = execution_name(job.job_id, number, job.step)
+        assert completion.wait_for_execution(name, state_machine_arn=always_fails)["status"] == "FAILED"
+    # Then the sixth is seen as the latest (the repair counts it, and starts the seventh)
+    latest = seven.last_attempt(job)
+    assert latest is not None and latest.number == 6
+    # When a deployment with DownloadAttempts=2 is asked to start the job's download again
+    two = DownloadWorkflow(always_fails, attempts=2, sfn=completion.sfn)
+    assert not two.start(job)
+    # Then it starts nothing past its own limit, and sees no attempt past it
+    executions = completion.sfn.list_executions(stateMachineArn=always_fails)["executions"]
+    assert len(executions) == 6
+    latest = two.last_attempt(job)
+    assert latest is not None and latest.number == 2

@@ -66,7 +66,7 @@ def comparable(completion: Completion, job_id: str) -> tuple[dict[str, Any], int
 
 
 def start_workflow(completion: Completion, job: Job) -> dict[str, Any]:
-    workflow = DownloadWorkflow(completion.state_machine_arn, sfn=completion.sfn)
+    workflow = DownloadWorkflow(completion.state_machine_arn, attempts=3, sfn=completion.sfn)
     assert workflow.start(job)
     return completion.wait_for_execution(job.job_id)
 

@@ -65,7 +65,7 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name),
-        workflow=download_workflow(settings.download_state_machine_arn),
+        workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         signing_secrets=callback_signing_secrets(
             settings.callback_secret,
             max_age_s=settings.secrets_max_age_s,

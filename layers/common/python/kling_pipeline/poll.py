@@ -95,7 +95,7 @@ def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
         store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
         queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
-        workflow=download_workflow(settings.download_state_machine_arn),
+        workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name),

@@ -77,7 +77,10 @@ class _CallbackSigning(_Part):
 
 
 class _DownloadStart(_Part):
+    """Functions that start the download workflow: which, and how many attempts a job may take."""
+
     download_state_machine_arn: NonEmpty
+    download_attempts: int = Field(ge=1, le=10)  # workflow attempts before a DOWNLOADING job is FAILED
 
 
 class _Scheduling(_Part):
@@ -147,7 +150,6 @@ class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _Polling, _
 
     video_bucket: NonEmpty
     job_timeout_minutes: float = Field(gt=0)  # from submission to Kling: past it, TIMED_OUT
-    download_attempts: int = Field(ge=1, le=10)  # workflow attempts before a DOWNLOADING job is FAILED
     poll_parallelism: int = Field(ge=1, le=64)  # Kling GETs at once
     account_check_s: int = Field(ge=1)  # how often the account's resource packs are read (RemainingUnits)
 

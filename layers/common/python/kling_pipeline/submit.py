@@ -94,7 +94,7 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
-        workflow=download_workflow(settings.download_state_machine_arn),
+        workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         callers=waiting_callers(),
         images=input_images(
             settings.input_bucket,

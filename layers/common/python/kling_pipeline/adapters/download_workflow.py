@@ -21,8 +21,6 @@ from kling_pipeline.adapters import per_container
 from kling_pipeline.lifecycle import Job
 from kling_pipeline.observability import logger
 
-# Attempts one start() walks through; a job that needs more is the stale-job repair's to settle.
-MAX_ATTEMPTS = 5
 STILL_WORKING = frozenset({"RUNNING", "PENDING_REDRIVE"})
 
 
@@ -50,13 +48,17 @@ def workflow_input(job: Job, attempt: int) -> dict[str, Any]:
 
 
 class DownloadWorkflow:
-    def __init__(self, state_machine_arn: str, *, sfn: Any = None) -> None:
+    """`attempts` is the deployment's DownloadAttempts: no start goes past it, and the latest attempt is
+    looked for up to it (past it, the stale-job repair fails the job with what was tried)."""
+
+    def __init__(self, state_machine_arn: str, attempts: int, *, sfn: Any = None) -> None:
         self._arn = state_machine_arn
+        self._attempts = attempts
         self._sfn = sfn or boto3.client("stepfunctions")
 
     def start(self, job: Job, attempt: int = 1) -> bool:
         """True when this call started an execution; False when one is already working on the job."""
-        for number in range(attempt, MAX_ATTEMPTS + 1):
+        for number in range(attempt, self._attempts + 1):
             name = execution_name(job.job_id, number, job.step)
             try:
                 self._sfn.start_execution(
@@ -70,7 +72,7 @@ class DownloadWorkflow:
             if status in STILL_WORKING:
                 return False
             logger.info("an earlier download attempt ended without finishing the job", extra={"attempt": number})
-        logger.warning("every download attempt has ended without finishing the job", extra={"attempts": MAX_ATTEMPTS})
+        logger.warning("every download attempt has ended without finishing the job", extra={"attempts": self._attempts})
         return False
 
     def status(self, name: str) -> str:
@@ -79,7 +81,7 @@ class DownloadWorkflow:
     def last_attempt(self, job: Job) -> Attempt | None:
         """The job's latest download attempt and how it stands; None when none was ever started."""
         latest: Attempt | None = None
-        for number in range(1, MAX_ATTEMPTS + 1):
+        for number in range(1, self._attempts + 1):
             try:
                 execution = self._describe(execution_name(job.job_id, number, job.step))
             except ClientError as exc:
@@ -95,5 +97,5 @@ class DownloadWorkflow:
 
 
 @per_container
-def download_workflow(state_machine_arn: str) -> DownloadWorkflow:
-    return DownloadWorkflow(state_machine_arn)
+def download_workflow(state_machine_arn: str, attempts: int) -> DownloadWorkflow:
+    return DownloadWorkflow(state_machine_arn, attempts)
