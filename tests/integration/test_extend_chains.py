@@ -13,6 +13,7 @@ from typing import Any
 
 from kling_pipeline.adapters.ledger import Ledger
 from kling_pipeline.lifecycle import Job, JobState
+from tests.support.jobs_api import JobsApi
 from tests.support.scenarios import (
     Completion,
     as_callback_body,
@@ -167,3 +168,22 @@ def make_due(completion: Completion, job_id: str) -> None:
         UpdateExpression="SET next_poll_at = :now",
         ExpressionAttributeValues={":now": {"N": "0"}},
     )
+
+
+def test_a_chain_cancelled_between_steps_says_what_was_made_and_charged(
+    completion: Completion, jobs_api: JobsApi
+) -> None:
+    # Given a chain whose step 1 is made, charged and stored, waiting in QUEUED for step 2
+    job = submitted(completion, "chain-cancel", **CHAIN)
+    queued = step_settled_by_callback(completion, job, "text2video")
+    assert (queued.state, queued.step) == (S.QUEUED, 2)
+    # When it is cancelled through the jobs API
+    answer = jobs_api.call("POST", "/jobs/chain-cancel/cancel")
+    # Then it is CANCELLED, and its message says step 1 was charged and stays stored (not "nothing was charged")
+    assert answer.status == 200 and answer.body["state"] == "CANCELLED"
+    message = jobs_api.job("chain-cancel").error_message or ""
+    assert "nothing was charged" not in message
+    assert "step 2 of 2" in message and queued.steps[0]["s3_uri"] in message
+    assert f"{queued.total_units} units" in message
+    # And no step 2 task is ever made
+    assert creates_for(completion.pipeline, "chain-cancel-s2") == 0

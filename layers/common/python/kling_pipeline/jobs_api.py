@@ -486,10 +486,7 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
                 job,
                 S.CANCELLED,
                 by=BY,
-                changes={
-                    "error_code": "CANCELLED",
-                    "error_message": "cancelled through the jobs API before it was sent to Kling; nothing was charged",
-                },
+                changes={"error_code": "CANCELLED", "error_message": cancelled_message(job)},
                 note="cancelled",
                 linked=deps.ledger.release_update(job),
             )
@@ -500,6 +497,18 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
         logger.info("job cancelled", extra={"job_id": job_id})
         return view(cancelled, base_url, deps)
     raise JobsApiError(409, "JOB_BUSY", f"job {job_id} keeps changing; try again", "job_id")
+
+
+def cancelled_message(job: Job) -> str:
+    """What a cancel ended, and what it did not undo: an extend chain's stored steps were made and billed."""
+    if not job.steps:
+        return "cancelled through the jobs API before it was sent to Kling; nothing was charged"
+    made = ", ".join(f"{s.get('step')} ({s.get('s3_uri')})" for s in job.steps)
+    units = f" for {job.total_units} units" if job.total_units is not None else ""
+    return (
+        f"cancelled through the jobs API before step {job.step} of {job.total_steps} was sent to Kling: nothing "
+        f"more is charged. The steps already made were charged{units} and stay stored: {made}"
+    )
 
 
 def why_not_cancellable(job: Job) -> JobsApiError | None:
