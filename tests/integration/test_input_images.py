@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
 
 from kling_local.sim import KlingSimulator
@@ -18,7 +19,7 @@ from kling_pipeline.adapters.input_images import InputImagePolicy, InputImages, 
 from kling_pipeline.errors import ImageRefusedError
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
-from tests.support.scenarios import Pipeline
+from tests.support.scenarios import Completion, Pipeline
 
 S = JobState
 INPUTS = "user-inputs"
@@ -131,3 +132,23 @@ def test_a_refused_image_fails_the_job_and_dead_letters_its_message(pipeline: Pi
     (dead,) = pipeline.dead_letters()
     assert "rule image-min-side" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
     assert pipeline.sim.stats()["creates"]["accepted"] == 0
+
+
+def test_a_refused_image_is_announced_and_its_waiting_caller_told_once(completion: Completion, s3: Any) -> None:
+    pipeline = completion.pipeline
+    sfn = boto3.client("stepfunctions")
+    # Given a Step Functions caller waiting on a job whose S3 image is too small
+    execution = pipeline.caller_waiting_for(
+        {"job_id": "tiny-announced", "kind": "image2video", "image": f"s3://{INPUTS}/small.jpg"}
+    )
+    handler = pipeline.submit_handler(INPUT_BUCKET=INPUTS)
+    # When the submit function reads it and refuses the image
+    pipeline.drain(handler, lambda: sfn.describe_execution(executionArn=execution)["status"] != "RUNNING")
+    # Then the end is announced like every other (a webhook hangs on this event), naming the refusal
+    (event,) = completion.events()
+    assert event["detail-type"] == "Video Failed"
+    assert (event["detail"]["state"], event["detail"]["error_code"]) == ("FAILED", "INVALID_REQUEST")
+    # And the caller was resumed with the refusal, and the job keeps no token to tell it again
+    assert sfn.describe_execution(executionArn=execution)["status"] == "FAILED"
+    job = pipeline.store.get("tiny-announced")
+    assert job.state is S.FAILED and "task_token" not in (job.model_extra or {})

@@ -334,15 +334,18 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
 def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> SubmitResult:
     """A request found invalid only now (an image that cannot be fetched or breaks Kling's rules):
     refused as a bad message is, before any money is spent: FAILED with INVALID_REQUEST, and its
-    message dead-lettered with the reason (handle_job_message). Its budget reservation goes back."""
-    deps.store.transition(
+    message dead-lettered with the reason (handle_job_message). Its budget reservation goes back. Its end
+    is announced like every other (the event, so its webhook); its waiting caller is told once, by
+    handle_job_message, so the token is not kept on the record."""
+    failed = deps.store.transition(
         job,
         S.FAILED,
         by=BY,
-        changes={"error_code": "INVALID_REQUEST", "error_message": reason},
+        changes={"error_code": "INVALID_REQUEST", "error_message": reason, "task_token": None},
         note="refused before any Kling call",
         linked=deps.ledger.release_update(job),
     )
+    deps.announcer.job_ended(failed)
     return SubmitResult(Outcome.REJECTED, job.job_id, reason, error="INVALID_REQUEST")
 
 
