@@ -208,3 +208,41 @@ def test_a_failed_workflow_start_after_the_downloading_write_is_retried_by_the_n
     pipeline.drain(working, lambda: job_in(pipeline, "start-fails", S.COMPLETED))
     assert pipeline.tasks_for("start-fails") == 1
     assert pipeline.store.get("start-fails").task_id == accepted.task_id
+
+
+def test_an_accepted_jobs_own_message_is_never_refused_by_a_redeploys_rules(pipeline: Pipeline) -> None:
+    # Given a job naming no model, 8 s long: valid for the deployment's DefaultModel kling-v3
+    handler = pipeline.submit_handler(DEFAULT_MODEL="kling-v3")
+    pipeline.sim.configure(create_lost_answer_rate=1.0)
+    pipeline.send({"job_id": "redeployed", "prompt": "a lighthouse", "duration": "8"})
+    # When Kling makes (and bills) its task but answers 5000, so the job goes back to the queue unsettled
+    pipeline.drain(handler, lambda: pipeline.backpressured("redeployed"))
+    assert pipeline.tasks_for("redeployed") == 1
+    pipeline.sim.configure(create_lost_answer_rate=0.0)
+    # And a redeploy makes kling-v2-6 the default, which takes only 5 or 10 s
+    redeployed = pipeline.submit_handler(DEFAULT_MODEL="kling-v2-6")
+    pipeline.drain(redeployed, lambda: job_in(pipeline, "redeployed", *AT_KLING) or bool(pipeline.dead_letters()))
+    # Then the job's own message is taken as its record holds it: its task is found and recorded, never
+    # dead-lettered as invalid, never created twice
+    job = pipeline.store.get("redeployed")
+    assert job.state in AT_KLING and job.task_id is not None
+    assert pipeline.dead_letters() == []
+    assert pipeline.tasks_for("redeployed") == 1
+
+
+def test_a_different_invalid_request_under_a_live_jobs_id_is_refused_and_the_job_untouched(
+    pipeline: Pipeline,
+) -> None:
+    # Given a job accepted and at Kling
+    handler = pipeline.submit_handler()
+    pipeline.send({"job_id": "taken", "prompt": "a lighthouse"})
+    pipeline.drain(handler, lambda: job_in(pipeline, "taken", *AT_KLING))
+    before = pipeline.store.get("taken")
+    # When another, invalid request arrives under its id
+    pipeline.send({"job_id": "taken", "prompt": "something else", "duration": "7"})
+    pipeline.drain(handler, lambda: len(pipeline.dead_letters()) == 1)
+    # Then that message is refused with its reason, and the job is as it was
+    (dead,) = pipeline.dead_letters()
+    assert "duration" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
+    after = pipeline.store.get("taken")
+    assert (after.state, after.request) == (before.state, before.request)

@@ -491,9 +491,12 @@ class JobRequest(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def parse_job_message(raw_body: str, message_id: str, *, default_model: str | None = None) -> JobRequest:
+def parse_job_message(
+    raw_body: str, message_id: str, *, default_model: str | None = None, stored: bool = False
+) -> JobRequest:
     """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries).
-    `default_model` is the deployment's, used for a request that names no model.
+    `default_model` is the deployment's, used for a request that names no model. `stored`: the message
+    of a job already accepted, read as its record is (not against today's capability table).
 
     Whatever the body, this returns a request that DynamoDB and Kling can take, or raises
     InvalidJobMessageError naming what is wrong: never an error from deeper down."""
@@ -526,7 +529,9 @@ def parse_job_message(raw_body: str, message_id: str, *, default_model: str | No
     if claimed_id is None:
         payload["job_id"] = message_id  # absent or null: the message id is the job's idempotency key
     try:
-        return JobRequest.model_validate(payload, context={"default_model": default_model})
+        return JobRequest.model_validate(
+            payload, context=STORED_REQUEST if stored else {"default_model": default_model}
+        )
     except ValidationError as exc:
         raise InvalidJobMessageError(describe_validation_error(exc), _valid_or_none(job_id)) from exc
 

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.callback_tokens import callback_url
@@ -113,11 +114,14 @@ def handle_job_message(
 
     With less time left than two Kling calls need, the message is sent back unprocessed: a batch
     never runs into the function timeout halfway through a claim."""
+    request: JobRequest | None
     try:
         request = parse_job_message(raw_body, message_id, default_model=deps.settings.default_model)
     except InvalidJobMessageError as exc:
-        result = reject_message(raw_body, message_id, exc, deps)
-    else:
+        request = accepted_earlier(raw_body, message_id, exc, deps)
+        if request is None:
+            result = reject_message(raw_body, message_id, exc, deps)
+    if request is not None:
         logger.set_correlation_id(request.job_id)
         for warning in request.warnings:
             logger.warning(warning, extra={"job_id": request.job_id})
@@ -171,6 +175,33 @@ def record_outcome(result: SubmitResult) -> None:
     record(Metric.SUBMIT_OUTCOMES, outcome=result.outcome.value)
     if result.kling_code is not None:
         record(Metric.KLING_REFUSALS, code=str(result.kling_code), outcome=result.outcome.value)
+
+
+def accepted_earlier(
+    raw_body: str, message_id: str, error: InvalidJobMessageError, deps: SubmitDependencies
+) -> JobRequest | None:
+    """The request of a live job whose message today's rules refuse: the pipeline's own re-sends
+    (backpressure, a budget hold, the poller, a chain's next step) after a redeploy changed DefaultModel
+    or the capability table. The stored request is authoritative for a job that exists: it was checked
+    when it was accepted, and Kling may already hold (and bill) its task. None for anything else."""
+    job = deps.store.find(error.job_id) if error.job_id else None
+    if job is None or job.is_terminal:
+        return None
+    try:
+        as_stored = parse_job_message(raw_body, message_id, stored=True)
+    except InvalidJobMessageError:
+        return None
+    if without_token(as_stored.as_message()) != without_token(job.request):
+        return None  # another request under a live job's id: refused as today, the job untouched
+    logger.info(
+        "message of an accepted job taken as its record holds it (today's rules refuse it)",
+        extra={"job_id": job.job_id, "refused_for": error.reason},
+    )
+    return as_stored
+
+
+def without_token(request: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in request.items() if k != "task_token"}
 
 
 def reject_message(
