@@ -127,7 +127,7 @@ def render_definitions(template_path: Path) -> dict[str, str]:
 def validate(logical_id: str, definition: str, validator: Path = VALIDATOR) -> None:
     """The definition through asl-validator; AslCheckError with the validator's messages if it refuses."""
     if not validator.exists():
-        raise AslCheckError(f"{validator} is missing: run `npm ci --prefix {validator.parents[2]}` (make deploy-check)")
+        raise AslCheckError(f"{validator} is missing: run `npm ci --prefix {HERE}` (make deploy-check does)")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{logical_id}.asl.json"
         path.write_text(definition, encoding="utf-8")

@@ -216,7 +216,7 @@ class AccessLogsAfterApiGatewayAccount(CloudFormationLintRule):
     id = "E9004"
     shortdesc = "API stages with access logs must wait for AWS::ApiGateway::Account"
     description = (
-        "A stage with AccessLogSetting is refused (\"CloudWatch Logs role ARN must be set in account "
+        'A stage with AccessLogSetting is refused ("CloudWatch Logs role ARN must be set in account '
         'settings to enable logging") until the account has its CloudWatch role; when the template sets '
         "it, every such stage must be ordered after it."
     )
@@ -241,7 +241,7 @@ class AccessLogsAfterApiGatewayAccount(CloudFormationLintRule):
             for account, account_resource in accounts.items():
                 condition = account_resource.get("Condition")
                 how = (
-                    f'DependsOn an AWS::CloudFormation::WaitConditionHandle whose Metadata holds !If [{condition}, '
+                    f"DependsOn an AWS::CloudFormation::WaitConditionHandle whose Metadata holds !If [{condition}, "
                     f'!Ref {account}, ""] (CloudFormation has no conditional DependsOn)'
                     if condition
                     else f"DependsOn: {account}"
