@@ -138,3 +138,9 @@ def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(cfn: dict[st
     (admin,) = [s for s in statements if "AWS" in s["Principal"]]
     assert admin["Action"] == "kms:*"
     assert admin["Principal"]["AWS"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+
+
+def test_a_failed_first_create_leaves_no_table_behind_and_a_deleted_stack_keeps_its_jobs(cfn: dict[str, Any]) -> None:
+    for table in of_type(cfn, "AWS::DynamoDB::Table").values():
+        assert table["DeletionPolicy"] == "RetainExceptOnCreate"
+        assert table["UpdateReplacePolicy"] == "Retain"
