@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+ASL_VALIDATOR := deploy_check/node_modules/.bin/asl-validator
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH; pyenv provides it here.
 SAM_PYENV ?= 3.11.7:3.12.1
 
-.PHONY: venv test test-fast test-slow lint lint-template build demo bench chaos clean
+.PHONY: venv test test-fast test-slow lint lint-template deploy-check build demo bench chaos clean
 
 venv: $(STAMP)
 
@@ -25,7 +26,7 @@ test-slow: venv
 	$(BIN)/pytest -m slow
 
 ## ruff, mypy (the packages, then each handler: they are all modules named app), cfn-lint (with the
-## serverless rules) and sam validate --lint.
+## serverless rules and ours, deploy_check/cfn_rules) and sam validate --lint.
 lint: venv lint-template
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,8 +34,19 @@ lint: venv lint-template
 	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 
 lint-template: venv
-	$(BIN)/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
+	$(BIN)/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules --append-rules deploy_check/cfn_rules
 	SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint --region us-east-1
+
+## What fails a real `sam deploy` that the local stack cannot show: the template through cfn-lint with
+## the serverless rules and our own (deploy_check/cfn_rules: encoded ResourcePath, reserved concurrency,
+## the alarm topic's key, access logs after the account's role, OpenApiVersion), and the state machine,
+## substitutions filled in, through asl-validator (npm, pinned in deploy_check/package-lock.json).
+deploy-check: lint-template $(ASL_VALIDATOR)
+	$(BIN)/python -m deploy_check.asl_check template.yaml
+
+$(ASL_VALIDATOR): deploy_check/package.json deploy_check/package-lock.json
+	npm ci --prefix deploy_check --no-audit --no-fund
+	touch $@
 
 ## sam build (offline; needs python3.12 on PATH for the arm64 python3.12 runtime).
 build: venv

@@ -29,7 +29,8 @@ def evaluator(**parameters: Any) -> IntrinsicEvaluator:
 def test_the_callback_route_has_its_own_throttle() -> None:
     resolved = evaluator(CallbackThrottleRate=7, CallbackThrottleBurst=9)
     api = resolved.template["Resources"]["CallbackApi"]["Properties"]
-    (route,) = [m for m in api["MethodSettings"] if m["ResourcePath"] == "/callbacks/{job_id}"]
+    # CloudFormation's spelling of /callbacks/{job_id}: every "/" after the first is "~1".
+    (route,) = [m for m in api["MethodSettings"] if m["ResourcePath"] == "/~1callbacks~1{job_id}"]
     assert route["HttpMethod"] == "POST"
     assert str(resolved.resolve(route["ThrottlingRateLimit"])) == "7"
     assert str(resolved.resolve(route["ThrottlingBurstLimit"])) == "9"
