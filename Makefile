@@ -42,7 +42,7 @@ lint-template: venv
 ## provides it here) compiles the layer's bytecode. The build fails if a layer module lacks the runtime's .pyc or
 ## a .pyc of another Python is left (Lambda would compile that module from source at every cold start).
 build: venv
-	SAM_CLI_TELEMETRY=0 PYENV_VERSION=$(SAM_PYENV) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
+	SAM_CLI_TELEMETRY=0 PYENV_VERSION=$(SAM_PYENV) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
 	@cd .aws-sam/build/CommonLayer && \
 	expected=$$(find . -name '*.py' | sed -E 's#(.*)/([^/]*)\.py$$#\1/__pycache__/\2.$(RUNTIME_PYC).pyc#' | sort) && \
 	found=$$(find . -name '*.pyc' | sort) && \
