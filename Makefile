@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 ASL_VALIDATOR := deploy_check/node_modules/.bin/asl-validator
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH; pyenv provides it here.
 SAM_PYENV ?= 3.11.7:3.12.1
+# The bytecode tag of template.yaml's Runtime (python3.12 -> cpython-312): what the layer's .pyc must carry.
+RUNTIME_PYC := cpython-$(subst .,,$(shell sed -n 's/^ *Runtime: *python//p' template.yaml | head -1))
 
 .PHONY: venv test test-fast test-slow lint lint-template deploy-check build demo bench chaos clean
 
@@ -48,9 +50,19 @@ $(ASL_VALIDATOR): deploy_check/package.json deploy_check/package-lock.json
 	npm ci --prefix deploy_check --no-audit --no-fund
 	touch $@
 
-## sam build (offline; needs python3.12 on PATH for the arm64 python3.12 runtime).
+## sam build: pip fetches the layer's arm64 cp312 wheels from the package index, and python3.12 (on PATH; pyenv
+## provides it here) compiles the layer's bytecode. The build fails if a layer module lacks the runtime's .pyc or
+## a .pyc of another Python is left (Lambda would compile that module from source at every cold start).
 build: venv
-	SAM_CLI_TELEMETRY=0 PYENV_VERSION=$(SAM_PYENV) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build
+	SAM_CLI_TELEMETRY=0 PYENV_VERSION=$(SAM_PYENV) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build
+	@cd .aws-sam/build/CommonLayer && \
+	expected=$$(find . -name '*.py' | sed -E 's#(.*)/([^/]*)\.py$$#\1/__pycache__/\2.$(RUNTIME_PYC).pyc#' | sort) && \
+	found=$$(find . -name '*.pyc' | sort) && \
+	if [ "$$expected" != "$$found" ]; then \
+		echo "CommonLayer's bytecode is not all $(RUNTIME_PYC) (layers/common/Makefile):"; \
+		printf '%s\n' "$$expected" > .expected-pyc; printf '%s\n' "$$found" | diff .expected-pyc - | head -20; \
+		rm -f .expected-pyc; exit 1; \
+	fi
 
 ## The main job: a batch of videos end to end on the embedded local stack; the videos land in out/.
 demo: venv

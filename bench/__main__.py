@@ -5,8 +5,8 @@
 2. slots: a 200-job backlog against an account limit C: the share of slot-time Kling is busy.
 3. download: a 1 GiB video streamed by the pipeline's code, whole-body as the seeds do, and raw
    (bench/download.py): peak memory and throughput.
-4. coldstart: each function's handler imported in a fresh interpreter set up as Lambda's, against a
-   bare `import boto3` (bench/cold_start.py).
+4. coldstart: each function's handler imported from the built artifact (.aws-sam/build) in a fresh
+   interpreter set up as Lambda's, against the floor and a bare `import boto3` (bench/cold_start.py).
 Then bench/results.json, docs/benchmarks.md, docs/benchmarks.png and the README's figures
 (bench/report.py); AWS cost per 1,000 videos comes from the counted requests (bench/cost.py).
 
@@ -167,12 +167,21 @@ def main() -> int:
         results["download"] = rows
         report.save(results)
     if args.part in ("coldstart", "all"):
-        from bench.cold_start import TARGET_RATIO, bench_cold_start
+        from bench.cold_start import TARGET_RATIO, TARGET_RATIO_TO_FLOOR, bench_cold_start
 
-        print(f"== cold start: handler import vs bare `import boto3`, CPU seconds (target <= {TARGET_RATIO}x)")
+        print(
+            f"== cold start on the built artifact: handler import vs the floor (target <= {TARGET_RATIO_TO_FLOOR}x) "
+            f"and vs bare `import boto3` (earlier target <= {TARGET_RATIO}x), CPU seconds"
+        )
         cold = bench_cold_start()
         for row in cold:
             print(json.dumps(row))
+        for row in cold:
+            verdict = "PASS" if row["meets_target"] else "FAIL"
+            print(
+                f"{verdict} {row['function']}: {row['ratio_to_floor']}x the floor "
+                f"(target <= {TARGET_RATIO_TO_FLOOR}x), {row['ratio_to_boto3']}x `import boto3`"
+            )
         results["coldstart"] = cold
         report.save(results)
     report.write(results)

@@ -22,7 +22,8 @@ README_END = "<!-- benchmarks:end -->"
 TARGET_GETS_ALL_LOST = 3.0
 SEEDS_GETS_CLAIM = 7.6  # the figure issue 9 quotes for the seeds' 10 s worker
 POLLER_PERIOD_KLING_S = 60.0
-COLD_START_TARGET = 1.5
+COLD_START_TARGET = 1.5  # x a bare `import boto3`: the earlier target, kept for comparison
+COLD_START_FLOOR_TARGET = 1.25  # x the floor (bench/cold_start.py)
 
 
 def load() -> dict[str, Any]:
@@ -160,6 +161,12 @@ def headline(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
     if cold:
         ratios = [row["ratio_to_boto3"] for row in cold]
         floor = [row["floor_ratio_to_boto3"] for row in cold if "floor_ratio_to_boto3" in row]
+        to_floor = [row["ratio_to_floor"] for row in cold if "ratio_to_floor" in row]
+        if to_floor and cold[0].get("measured_on") == "built artifact":
+            lines.append(
+                f"- **Cold start** (the built artifact): {min(to_floor):.2f}x–{max(to_floor):.2f}x the floor (target ≤ "
+                f"{COLD_START_FLOOR_TARGET}x: {'met' if max(to_floor) <= COLD_START_FLOOR_TARGET else 'not met'})."
+            )
         lines.append(
             f"- **Cold start**: {min(ratios):.2f}x–{max(ratios):.2f}x a bare `import boto3` (target ≤ {COLD_START_TARGET}x: "
             f"{'met' if max(ratios) <= COLD_START_TARGET else 'not met'}"
@@ -278,21 +285,24 @@ def document(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
         out += [
             "## Cold start",
             "",
-            f"Each handler imported in a fresh `python -I -S` (Python {python}, the template's runtime) set up as",
-            "Lambda's (bench/cold_start.py): CPU seconds from the interpreter's start to the end of the import,",
-            f"median of {cold[0]['runs']} interleaved runs, against a bare `import boto3` in the same setting. Target ≤ {COLD_START_TARGET}x.",
+            f"Each handler imported in a fresh `python -I -S -B` (Python {python}, the template's runtime) from the",
+            "built artifact (.aws-sam/build, with the layer's bytecode for the runtime) laid out as Lambda's",
+            "(bench/cold_start.py): CPU seconds from the interpreter's start to the end of the import,",
+            f"median of {cold[0]['runs']} interleaved runs. Target ≤ {COLD_START_FLOOR_TARGET}x the floor; the ratio to a bare",
+            f"`import boto3` in the same setting is kept for comparison (the earlier target, ≤ {COLD_START_TARGET}x).",
             "The floor is boto3, Powertools' Logger and Metrics and one pydantic model, which every function",
             "imports before any of the project's code"
             + (f": {min(floor):.2f}x–{max(floor):.2f}x `import boto3` on its own." if floor else "."),
             "",
-            "| function | import boto3 (s) | floor (s) | import handler (s) | ratio to boto3 | floor's ratio | handler / floor | with tracing (s) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| function | import boto3 (s) | floor (s) | import handler (s) | ratio to boto3 | floor's ratio | handler / floor | target | with tracing (s) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in cold:
             out.append(
                 f"| {row['function']} | {row['import_boto3_cpu_s']} | {row.get('floor_cpu_s', '–')} | "
                 f"{row['import_handler_cpu_s']} | {row['ratio_to_boto3']}x | {row.get('floor_ratio_to_boto3', '–')}x | "
-                f"{row.get('ratio_to_floor', '–')}x | {row['import_handler_traced_cpu_s']} |"
+                f"{row.get('ratio_to_floor', '–')}x | {'PASS' if row.get('meets_target') else 'FAIL'} | "
+                f"{row['import_handler_traced_cpu_s']} |"
             )
         out.append("")
     cost = results.get("costs", {})
@@ -401,6 +411,11 @@ def targets_section(results: dict[str, Any], chaos: dict[str, Any] | None) -> li
         )
     cold = results.get("coldstart", [])
     if cold:
+        worst_to_floor = max(row.get("ratio_to_floor", float("inf")) for row in cold)
+        out.append(
+            f"| cold start ≤ {COLD_START_FLOOR_TARGET}x the floor, on the built artifact | up to {worst_to_floor}x | "
+            f"{'yes' if worst_to_floor <= COLD_START_FLOOR_TARGET else 'no'} |"
+        )
         worst = max(row["ratio_to_boto3"] for row in cold)
         out.append(
             f"| cold start ≤ {COLD_START_TARGET}x bare `import boto3` | up to {worst}x | "

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
-from kling_pipeline.poll import poller_dependencies, run_poller
+from kling_pipeline.poll import scheduled_run
 from kling_pipeline.settings import PollerSettings
 
 settings = PollerSettings.from_environment()
@@ -22,10 +22,7 @@ settings = PollerSettings.from_environment()
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = run_poller(
-        poller_dependencies(settings), time_left_s=lambda: context.get_remaining_time_in_millis() / 1000
-    )
-    return report.as_dict()
+    return scheduled_run(settings, time_left_s=lambda: context.get_remaining_time_in_millis() / 1000)
 
 
 init_done()

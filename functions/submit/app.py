@@ -17,7 +17,7 @@ from kling_pipeline.claims import SubmitResult
 from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import SubmitSettings
-from kling_pipeline.submit import handle_job_message, submit_dependencies
+from kling_pipeline.submit import handle_record
 
 settings = SubmitSettings.from_environment()
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -25,10 +25,10 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 @tracer.capture_method
 def submit_record(record: SQSRecord, lambda_context: LambdaContext) -> SubmitResult:
-    return handle_job_message(
+    return handle_record(
         record.body,
         record.message_id,
-        submit_dependencies(settings),
+        settings,
         owner=lambda_context.aws_request_id,
         time_left_ms=lambda_context.get_remaining_time_in_millis(),
     )

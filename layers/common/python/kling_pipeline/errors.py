@@ -16,6 +16,12 @@ class ConfigError(PipelineError, RuntimeError):
     """The function's environment or a secret is missing or wrong; the message names what to set."""
 
 
+class KlingKeysMissingError(ConfigError):
+    """The Kling keys are not stored yet: the secret still holds what the stack created it with. The
+    operator's first step after a deploy, not a failure: the poller logs it once a run and raises the
+    KlingKeysMissing alarm, and the submit path parks its messages with the fix."""
+
+
 # -- the job's life ---------------------------------------------------------------------------
 
 

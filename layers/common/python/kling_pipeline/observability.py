@@ -45,6 +45,7 @@ class Metric(StrEnum):
     REMAINING_UNITS = "RemainingUnits"  # pack: one resource pack; without a dimension: all usable packs
     API_REQUESTS = "ApiRequests"  # route: the jobs API route; status: the HTTP status answered
     WEBHOOKS = "WebhookDeliveries"  # outcome: delivered | retrying | given_up | refused | skipped
+    KLING_KEYS_MISSING = "KlingKeysMissing"  # no dimension: a run or message that met no Kling keys (the alarm's)
 
 
 def record(metric: Metric, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:

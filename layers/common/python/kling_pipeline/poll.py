@@ -53,6 +53,7 @@ from kling_pipeline.download_step import stored_changes
 from kling_pipeline.errors import (
     KlingAccountError,
     KlingApiError,
+    KlingKeysMissingError,
     KlingShapeError,
     KlingUnavailableError,
     TransitionRejectedError,
@@ -126,6 +127,19 @@ class PollReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k != "actions"}
+
+
+def scheduled_run(settings: PollerSettings, *, time_left_s: Callable[[], float]) -> dict[str, Any]:
+    """One scheduled run. Before the Kling keys are stored there is nothing to poll (no job can reach
+    Kling): the run says so in one line, counts it for the KlingKeysMissing alarm and ends normally,
+    so neither Lambda nor EventBridge retries it; the next run looks again."""
+    try:
+        deps = poller_dependencies(settings)
+    except KlingKeysMissingError as exc:
+        logger.error(str(exc), extra={"secret": settings.kling_credentials_secret})
+        record(Metric.KLING_KEYS_MISSING)
+        return {"kling_keys_missing": True}
+    return run_poller(deps, time_left_s=time_left_s).as_dict()
 
 
 def run_poller(deps: PollerDependencies, *, time_left_s: Callable[[], float]) -> PollReport:

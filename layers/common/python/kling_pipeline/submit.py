@@ -45,6 +45,7 @@ from kling_pipeline.errors import (
     KlingAccountError,
     KlingCreateUnsettledError,
     KlingFinalError,
+    KlingKeysMissingError,
     KlingRetryableError,
     KlingUnavailableError,
     LinkedWriteRefusedError,
@@ -104,6 +105,24 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
             settings.pipeline_mode == "production",
         ),
     )
+
+
+def handle_record(
+    raw_body: str, message_id: str, settings: SubmitSettings, *, owner: str, time_left_ms: int | None = None
+) -> SubmitResult:
+    """One SQS record. Before the Kling keys are stored the message is parked in the DLQ at once with the
+    fix (redrive it once they are), never left to burn its receives into the DLQ without a reason."""
+    try:
+        deps = submit_dependencies(settings)
+    except KlingKeysMissingError as exc:
+        job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url).dead_letter(
+            raw_body, reason=str(exc), source_message_id=message_id, job_id=None
+        )
+        record(Metric.KLING_KEYS_MISSING)
+        result = SubmitResult(Outcome.PARKED, None, str(exc))
+        record_outcome(result)
+        return result
+    return handle_job_message(raw_body, message_id, deps, owner=owner, time_left_ms=time_left_ms)
 
 
 def handle_job_message(

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import on_reset
-from kling_pipeline.errors import ConfigError
+from kling_pipeline.errors import ConfigError, KlingKeysMissingError
 
 MIN_SIGNING_SECRET_CHARS = 32
 
@@ -28,12 +28,20 @@ def kling_credentials(secret_name: str, *, max_age_s: int) -> tuple[str, str]:
     """(access key, secret key) from the KlingCredentials secret."""
     secret = _secret_json(secret_name, max_age_s)
     access_key, secret_key = str(secret.get("access_key", "")), str(secret.get("secret_key", ""))
-    if not access_key or not secret_key:
-        raise ConfigError(
-            "the Kling credentials secret needs both 'access_key' and 'secret_key'; set them with "
-            "aws secretsmanager put-secret-value (see the README, 'Deploy')"
+    if _placeholder(access_key) or _placeholder(secret_key):
+        # The stack creates the secret with an empty access key (template.yaml, KlingCredentials).
+        raise KlingKeysMissingError(
+            f"the Kling keys are not stored yet in secret {secret_name}: store them with aws secretsmanager "
+            f"put-secret-value --secret-id {secret_name} --secret-string "
+            """'{"access_key": "...", "secret_key": "..."}' (README, 'Deploy')"""
         )
     return access_key, secret_key
+
+
+def _placeholder(value: str) -> bool:
+    """Empty, or the README's example ("...") or a <placeholder> pasted as it stands."""
+    value = value.strip()
+    return not value or value == "..." or (value.startswith("<") and value.endswith(">"))
 
 
 def callback_signing_secret(secret_name: str, *, max_age_s: int) -> str:
