@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(DEFAULT_VIDEOS_DIR),
-        help=f"with --kling-url: where each completed video is copied as it lands (default ./{DEFAULT_VIDEOS_DIR})",
+        default=None,
+        help=f"with --kling-url: where each completed video is copied as it lands "
+        f"(default {DEFAULT_VIDEOS_DIR}/ under --project-root)",
     )
     parser.add_argument(
         "--kling-keys-file",
@@ -187,7 +188,7 @@ def run_forever(
     try:
         stack.start()
         started = True
-        if videos_dir is not None:
+        if videos_dir is not None and stack.endpoints.get("jobs_table") and stack.endpoints.get("video_bucket"):
             environments = [f.environment for f in stack.deployment.functions.values()] if stack.deployment else []
             keeper = VideoKeeper(stack.endpoints, videos_dir, event_bus=event_bus_of(environments)).start()
         if json_output:
@@ -208,7 +209,11 @@ def run_forever(
             # Before moto goes: what is stored is copied, and what is live is written down.
             notices.write("stopping: keeping the stored videos and listing the live jobs...\n")
             notices.flush()
-            notices.write(describe_kept(keeper.stop(), keeper.out_dir))
+            try:
+                notices.write(describe_kept(keeper.stop(), keeper.out_dir))
+            except Exception as exc:  # the stack must still stop; say what could not be kept
+                log.exception("keeping videos on stop")
+                notices.write(f"could not finish keeping videos ({exc}); see {keeper.out_dir}\n")
             notices.flush()
         stack.stop()
         for signum, handler in previous.items():
@@ -240,7 +245,9 @@ def command(
 ) -> int:
     """The `local up` handler: run until stopped; a stack that cannot start is one line on stderr.
     Against a real Kling (--kling-url), completed videos are kept in --out."""
-    videos_dir = Path(args.out) if args.kling_url else None
+    videos_dir = (
+        (Path(args.out) if args.out else Path(args.project_root) / DEFAULT_VIDEOS_DIR) if args.kling_url else None
+    )
     try:
         return run_forever(
             options_from_args(args),
