@@ -22,12 +22,14 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from kling_local.stack.keeper import KeptSummary, VideoKeeper, event_bus_of
 from kling_local.stack.moto_server import DeployError
 from kling_local.stack.stack import LocalStack, StackError, StackOptions
 from kling_local.stack.template_loader import TemplateError
+
+if TYPE_CHECKING:
+    from kling_local.stack.keeper import KeptSummary, VideoKeeper
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +191,9 @@ def run_forever(
         stack.start()
         started = True
         if videos_dir is not None and stack.endpoints.get("jobs_table") and stack.endpoints.get("video_bucket"):
+            # Imported here: the keeper reads jobs through kling_local.connection, which imports this package.
+            from kling_local.stack.keeper import VideoKeeper, event_bus_of
+
             environments = [f.environment for f in stack.deployment.functions.values()] if stack.deployment else []
             keeper = VideoKeeper(stack.endpoints, videos_dir, event_bus=event_bus_of(environments)).start()
         if json_output:
