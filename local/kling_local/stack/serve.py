@@ -4,6 +4,10 @@
 endpoints (or one JSON object with --json, for scripts) and stops everything cleanly on a signal.
 Kling keys are read from KLING_ACCESS_KEY / KLING_SECRET_KEY (never from flags: `ps` shows those)
 and never printed.
+
+With --kling-url (a real Kling, whose videos are paid) the stack's in-memory state is said plainly at
+start, each completed video is copied to --out as it lands, and on stop the jobs still live at Kling
+are listed with their task ids and written to a file (kling_local.stack.keeper).
 """
 
 from __future__ import annotations
@@ -18,13 +22,18 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from kling_local.stack.moto_server import DeployError
 from kling_local.stack.stack import LocalStack, StackError, StackOptions
 from kling_local.stack.template_loader import TemplateError
 
+if TYPE_CHECKING:
+    from kling_local.stack.keeper import KeptSummary, VideoKeeper
+
 log = logging.getLogger(__name__)
+
+DEFAULT_VIDEOS_DIR = "kling-videos"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kling-url",
         default=None,
         help="use this Kling instead of the simulator (keys from KLING_ACCESS_KEY / KLING_SECRET_KEY)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"with --kling-url: where each completed video is copied as it lands "
+        f"(default {DEFAULT_VIDEOS_DIR}/ under --project-root)",
     )
     parser.add_argument(
         "--kling-keys-file",
@@ -119,6 +135,33 @@ def describe(endpoints: dict[str, str]) -> str:
     return "\n".join(f"{key:<{width}}  {value}" for key, value in endpoints.items())
 
 
+def in_memory_notice(kling_url: str, videos_dir: Path) -> str:
+    return (
+        f"Kling: {kling_url} (a real Kling: every task is paid)\n"
+        "Job state is in memory (moto): when this process stops, every job record, queue message and the\n"
+        "stack's S3 copy of every video are gone. So that nothing paid is lost:\n"
+        f"  - each completed video is copied as it lands to {videos_dir} (named <job_id>.mp4)\n"
+        "  - on stop (Ctrl-C), the videos stored so far are copied there, and the jobs still running at\n"
+        f"    Kling are printed with their task ids and written to {videos_dir}/unfinished-jobs-<time>.jsonl\n"
+    )
+
+
+def describe_kept(summary: KeptSummary, videos_dir: Path) -> str:
+    lines = [
+        f"{len(summary.videos)} video(s) kept in {videos_dir} ({len(summary.copied_at_stop)} copied while stopping)"
+    ]
+    lines += [f"NOT kept: {failure}" for failure in summary.failed]
+    if not summary.live:
+        lines.append("no live jobs: nothing was left running at Kling")
+        return "\n".join(lines) + "\n"
+    lines.append(
+        f"{len(summary.live)} job(s) still live at Kling (it may finish and charge them; look them up by task id):"
+    )
+    lines += [f"  {job.line()}" for job in summary.live]
+    lines.append(f"listed in {summary.live_file} (JSON lines)")
+    return "\n".join(lines) + "\n"
+
+
 def run_forever(
     options: StackOptions,
     *,
@@ -126,9 +169,13 @@ def run_forever(
     out: IO[str] | None = None,
     stop_event: threading.Event | None = None,
     on_ready: Callable[[LocalStack], None] | None = None,
+    videos_dir: Path | None = None,
 ) -> int:
-    """Start the stack, print its endpoints, wait for Ctrl-C / SIGTERM (or `stop_event`), stop it."""
+    """Start the stack, print its endpoints, wait for Ctrl-C / SIGTERM (or `stop_event`), stop it.
+    With `videos_dir` (a real Kling), completed videos are kept there and live jobs listed on stop."""
     out = out or sys.stdout
+    notices = sys.stderr if json_output else out  # --json keeps stdout to the one JSON object
+    keeper: VideoKeeper | None = None
     stop = stop_event or threading.Event()
     previous: dict[int, Any] = {}
 
@@ -143,17 +190,36 @@ def run_forever(
     try:
         stack.start()
         started = True
+        if videos_dir is not None and stack.endpoints.get("jobs_table") and stack.endpoints.get("video_bucket"):
+            # Imported here: the keeper reads jobs through kling_local.connection, which imports this package.
+            from kling_local.stack.keeper import VideoKeeper, event_bus_of
+
+            environments = [f.environment for f in stack.deployment.functions.values()] if stack.deployment else []
+            keeper = VideoKeeper(stack.endpoints, videos_dir, event_bus=event_bus_of(environments)).start()
         if json_output:
-            out.write(json.dumps(stack.endpoints) + "\n")
+            out.write(json.dumps(stack.endpoints | ({"videos_dir": str(keeper.out_dir)} if keeper else {})) + "\n")
         else:
             out.write("kling-pipeline local stack is up (Ctrl-C to stop)\n" + describe(stack.endpoints) + "\n")
         out.flush()
+        if keeper is not None:
+            notices.write(in_memory_notice(stack.endpoints["kling_base_url"], keeper.out_dir))
+            notices.flush()
         if on_ready is not None:
             on_ready(stack)
         while not stop.wait(0.5):
             pass
         return 0
     finally:
+        if keeper is not None:
+            # Before moto goes: what is stored is copied, and what is live is written down.
+            notices.write("stopping: keeping the stored videos and listing the live jobs...\n")
+            notices.flush()
+            try:
+                notices.write(describe_kept(keeper.stop(), keeper.out_dir))
+            except Exception as exc:  # the stack must still stop; say what could not be kept
+                log.exception("keeping videos on stop")
+                notices.write(f"could not finish keeping videos ({exc}); see {keeper.out_dir}\n")
+            notices.flush()
         stack.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -175,10 +241,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return command(args)
 
 
-def command(args: argparse.Namespace) -> int:
-    """The `local up` handler: run until stopped; a stack that cannot start is one line on stderr."""
+def command(
+    args: argparse.Namespace,
+    *,
+    out: IO[str] | None = None,
+    stop_event: threading.Event | None = None,
+    on_ready: Callable[[LocalStack], None] | None = None,
+) -> int:
+    """The `local up` handler: run until stopped; a stack that cannot start is one line on stderr.
+    Against a real Kling (--kling-url), completed videos are kept in --out."""
+    videos_dir = (
+        (Path(args.out) if args.out else Path(args.project_root) / DEFAULT_VIDEOS_DIR) if args.kling_url else None
+    )
     try:
-        return run_forever(options_from_args(args), json_output=args.json)
+        return run_forever(
+            options_from_args(args),
+            json_output=args.json,
+            out=out,
+            stop_event=stop_event,
+            on_ready=on_ready,
+            videos_dir=videos_dir,
+        )
     except (StackError, TemplateError, DeployError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -193,4 +193,4 @@ class WebhookSettings(FunctionSettings, _WebhookTargets):
     webhook_timeout_s: float = Field(gt=0, le=30)
     webhook_max_attempts: int = Field(ge=1, le=1000)
     webhook_retry_base_s: int = Field(ge=1, le=43200)
-    webhook_retry_max_s: int = Field(ge=1, le=43200)
+    webhook_retry_max_s: int = Field(ge=1, le=42600)  # SQS's 12 hours from the receive (adapters.webhook_queue)

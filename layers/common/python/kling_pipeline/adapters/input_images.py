@@ -31,6 +31,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters.pinned_http import pinned_client
+from kling_pipeline.adapters.video_links import presigned_get
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, check_url
 from kling_pipeline.errors import DownloadRefusedError, ImageRefusedError, TransientDownloadError
 from kling_pipeline.images import HEADER_BYTES, MAX_IMAGE_BYTES, check_image, image_source, s3_location
@@ -69,7 +71,7 @@ class InputImages:
     def __init__(self, policy: InputImagePolicy, s3: Any, http: httpx.Client | None = None) -> None:
         self.policy = policy
         self._s3 = s3
-        self._http = http or httpx.Client(
+        self._http = http or pinned_client(
             timeout=httpx.Timeout(IMAGE_TIMEOUT_S, connect=3.0),
             headers={"Accept-Encoding": "identity", "User-Agent": "kling-pipeline/0.1"},
         )
@@ -118,9 +120,8 @@ class InputImages:
         with answer["Body"] as body:
             head = body.read(HEADER_BYTES)
         check_image(field, head, _s3_total(answer))
-        url: str = self._s3.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=self.policy.url_lifetime_s
-        )
+        # Kling fetches it at the create: the link lasts url_lifetime_s, or what the signing credentials have left.
+        url, _ = presigned_get(self._s3, bucket, key, self.policy.url_lifetime_s)
         return url
 
     # -- https ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters.pinned_http import pinned_client
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
 
 MP4_BOX_TYPE = b"ftyp"
@@ -222,7 +223,7 @@ def stream_to_s3(
 ) -> StoredVideo:
     """Fetch `url` (following redirects only to allowed hosts) and stream it to s3://bucket/key."""
     # identity: a compressed body would not match Content-Length, and the bytes stored must be the MP4's.
-    client = http or httpx.Client(
+    client = http or pinned_client(
         timeout=httpx.Timeout(policy.timeout_s, connect=10.0), headers={"Accept-Encoding": "identity"}
     )
     try:

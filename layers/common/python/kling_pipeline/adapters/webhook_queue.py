@@ -1,8 +1,9 @@
 """WebhookQueue: an event whose webhook failed comes back after a backoff of our choosing.
 
-A failed message is made visible again only after `delay_s` (ChangeMessageVisibility, up to 12 hours)
-and reported as a batch item failure, so SQS's receive count is the attempt number and its redrive
-policy (WebhookMaxAttempts) moves the event to the webhook DLQ once the attempts are used up.
+A failed message is made visible again only after `delay_s` (ChangeMessageVisibility: SQS allows 12
+hours counted from the receive, so a little less from here) and reported as a batch item failure, so
+SQS's receive count is the attempt number and its redrive policy (WebhookMaxAttempts) moves the event
+to the webhook DLQ once the attempts are used up.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ import boto3
 
 from kling_pipeline.adapters import per_container
 
-MAX_VISIBILITY_S = 43200  # SQS's limit
+SQS_VISIBILITY_LIMIT_S = 43200  # 12 hours, counted from the ReceiveMessage that handed us the message
+# What may have passed since that receive when we ask: the function's timeout (60 s) and Lambda's
+# batching, with room to spare. Asking for more than the rest of the 12 hours is refused outright.
+RECEIVE_MARGIN_S = 600
+MAX_VISIBILITY_S = SQS_VISIBILITY_LIMIT_S - RECEIVE_MARGIN_S  # the longest retry delay (WebhookRetryMaxSeconds)
 
 
 class WebhookQueue:

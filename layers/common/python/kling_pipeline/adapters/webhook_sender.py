@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
+from kling_pipeline.adapters.pinned_http import pinned_client
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy, webhook_target
 from kling_pipeline.errors import ConfigError
 
@@ -42,7 +43,7 @@ class WebhookSender:
         except (binascii.Error, ValueError) as exc:
             raise ConfigError("the webhook signing secret is not base64 (optionally prefixed whsec_)") from exc
         self.policy = policy
-        self._http = http or httpx.Client(timeout=httpx.Timeout(policy.timeout_s), follow_redirects=False)
+        self._http = http or pinned_client(timeout=httpx.Timeout(policy.timeout_s), follow_redirects=False)
 
     def signed_headers(self, message_id: str, body: str, *, at: datetime | None = None) -> dict[str, str]:
         when = at or datetime.now(UTC)
