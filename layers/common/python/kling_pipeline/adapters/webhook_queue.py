@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 
 MAX_VISIBILITY_S = 43200  # SQS's limit
 
 
 class WebhookQueue:
     def __init__(self, queue_url: str, *, sqs: Any = None) -> None:
-        self._sqs = sqs or boto3.client("sqs")
+        self._sqs = sqs or aws_clients.client("sqs")
         self._queue_url = queue_url
 
     def retry_later(self, receipt_handle: str, delay_s: int) -> None:
