@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-RETRIES: dict[str, Any] = {"mode": "standard", "max_attempts": 5}
+RETRIES: dict[str, Any] = {"mode": "standard", "total_max_attempts": 5}  # the first call and four retries
 
 
 def aws_config(**settings: Any) -> Config:
