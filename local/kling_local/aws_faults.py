@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +119,7 @@ class Rule:
 class _Request:
     method: str
     path: str
-    headers: Mapping[str, str]
+    headers: Any  # a Mapping of header names, as werkzeug or botocore gives them
     read_body: Callable[[], bytes]
     service: str = ""
     access_key: str = ""
@@ -256,7 +256,7 @@ class FaultInjector:
             return [f"{body.get('TableName')}|{json.dumps(body.get('Key'), sort_keys=True)}"]
         items = []
         for entry in body.get("TransactItems") or []:
-            action = next(iter(entry.values()), {}) if isinstance(entry, dict) else {}
+            action: dict[str, Any] = next(iter(entry.values()), {}) if isinstance(entry, dict) else {}
             items.append(f"{action.get('TableName')}|{json.dumps(action.get('Key'), sort_keys=True)}")
         return items
 

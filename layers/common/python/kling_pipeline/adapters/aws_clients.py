@@ -20,7 +20,8 @@ RETRIES: dict[str, Any] = {"mode": "standard", "total_max_attempts": 5}  # the f
 
 
 def aws_config(**settings: Any) -> Config:
-    return Config(retries=dict(RETRIES), **settings)
+    retries: Any = dict(RETRIES)
+    return Config(retries=retries, **settings)
 
 
 def client(service: str, **settings: Any) -> Any:
