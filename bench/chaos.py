@@ -133,11 +133,12 @@ def aws_fault_rows() -> list[Fault]:
     alone = [
         Fault(
             name,
-            f"{AWS_RATE:.0%} of the pipeline's requests: {what}",
+            f"{0.5 if kind == aws.DYNAMODB_CONFLICTS else AWS_RATE:.0%} of the pipeline's requests: {what}",
             weight=0.6,
             include_in_slice=False,
             aws_faults=(kind,),
-            aws_rate=AWS_RATE,
+            # A conflict needs another transaction on the item within the window: most draws find none.
+            aws_rate=0.5 if kind == aws.DYNAMODB_CONFLICTS else AWS_RATE,
         )
         for name, what, kind in rows
     ]
