@@ -78,6 +78,9 @@ class Fault:
     include_in_slice: bool = True
     # Real seconds a row may take before whatever is left counts as lost.
     timeout_s: float = 240.0
+    # AWS's faults (kling_local.aws_faults) moto answers the pipeline's requests with, at aws_rate.
+    aws_faults: tuple[str, ...] = ()
+    aws_rate: float = 0.0
 
 
 def hostile_faults(trap: str) -> list[Fault]:
@@ -97,6 +100,56 @@ def hostile_faults(trap: str) -> list[Fault]:
         Fault(name, "result URLs point " + name.split(": ")[-1], knobs, weight=0.4, hostile=True, expect_refusal=True)
         for name, knobs in rows
     ]
+
+
+AWS_RATE = 0.1  # of the pipeline's requests to the faulted service: far above AWS's, to meet every path
+
+
+def aws_fault_rows() -> list[Fault]:
+    """AWS's unkind answers, each alone and all at once (the slice keeps the small all-at-once row)."""
+    from kling_local import aws_faults as aws
+
+    rows = [
+        (
+            "AWS: DynamoDB throttled",
+            "ThrottlingException / ProvisionedThroughputExceededException",
+            aws.DYNAMODB_THROTTLING,
+        ),
+        (
+            "AWS: transaction conflicts",
+            "a transaction meeting another write to one of its items within 1 s is cancelled (TransactionConflict)",
+            aws.DYNAMODB_CONFLICTS,
+        ),
+        (
+            "AWS: PutEvents fails entries",
+            "PutEvents answers 200 with FailedEntryCount > 0 (InternalFailure / ThrottlingException)",
+            aws.PUT_EVENTS_FAILED_ENTRIES,
+        ),
+        ("AWS: S3 5xx", "InternalError / ServiceUnavailable from S3", aws.S3_5XX),
+        ("AWS: SQS 5xx", "InternalError / ServiceUnavailable from SQS", aws.SQS_5XX),
+        ("AWS: Step Functions 5xx", "InternalError / ServiceUnavailable from Step Functions", aws.STEP_FUNCTIONS_5XX),
+        ("AWS: Lambda 5xx", "InternalError / ServiceUnavailable from Lambda (the workflow's invoke)", aws.LAMBDA_5XX),
+    ]
+    alone = [
+        Fault(
+            name,
+            f"{0.5 if kind == aws.DYNAMODB_CONFLICTS else AWS_RATE:.0%} of the pipeline's requests: {what}",
+            weight=0.6,
+            include_in_slice=False,
+            aws_faults=(kind,),
+            # A conflict needs another transaction on the item within the window: most draws find none.
+            aws_rate=0.5 if kind == aws.DYNAMODB_CONFLICTS else AWS_RATE,
+        )
+        for name, what, kind in rows
+    ]
+    everything = Fault(
+        "AWS: every fault at once",
+        f"{AWS_RATE / 2:.0%} of the pipeline's requests to each service: every AWS fault above together",
+        weight=0.5,
+        aws_faults=tuple(sorted(aws.ALL_FAULTS)),
+        aws_rate=AWS_RATE / 2,
+    )
+    return [*alone, everything]
 
 
 def fault_matrix(trap: str) -> list[Fault]:
@@ -191,7 +244,7 @@ def fault_matrix(trap: str) -> list[Fault]:
         forge=False,
         timeout_s=600.0,
     )
-    return [*alone, everything]
+    return [*alone, everything, *aws_fault_rows()]
 
 
 # Hostile URLs are checked by the same code whichever the address: the slice keeps one of each kind.
@@ -436,6 +489,7 @@ class ChaosRun:
         self._gets_before = _gets(self.sim.stats())
         knobs = {k: v for k, v in fault.knobs.items() if k != "outage_s"}
         self.sim.configure(**knobs)
+        self._aws_faults(fault)
         job_ids = [f"{prefix}-{i:03d}" for i in range(jobs)]
         self.killer.targets = set(job_ids[: round(jobs * fault.kill_share)])
         self.killer.until = time.monotonic() + 5.0
@@ -460,7 +514,9 @@ class ChaosRun:
             forged = (forged[0] + sent, forged[1] + refused)
         self._settle(20.0)
         self.sim.configure(**{k: BASE_DEFAULTS[k] for k in fault.knobs})
+        aws_counts = self._aws_faults(None)
         result = self._measure(fault, prefix, job_ids, finished, poison, forged, faults_before)
+        result.fault_counts |= {f"aws {kind}": n for kind, n in aws_counts.items()}
         result.seconds = round(time.monotonic() - started, 1)
         for job in self.store.get_many(job_ids).values():
             if job.state.value in TERMINAL:
@@ -470,6 +526,17 @@ class ChaosRun:
             f"lost {result.lost}, double {result.double_creates}"
         )
         return result
+
+    def _aws_faults(self, fault: Fault | None) -> dict[str, int]:
+        """Turn the row's AWS faults on (or off with None); returns what was answered so far."""
+        from kling_local.aws_faults import AWS_FAULTS, AwsFaults
+
+        counts = AWS_FAULTS.stats()
+        plan = None
+        if fault is not None and fault.aws_faults:
+            plan = AwsFaults(rate=fault.aws_rate, seed=15, faults=frozenset(fault.aws_faults))
+        AWS_FAULTS.configure(plan)
+        return counts
 
     def _send(self, messages: list[str]) -> None:
         for start in range(0, len(messages), 10):

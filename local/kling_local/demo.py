@@ -32,7 +32,7 @@ from kling_local.sim import SimConfig
 from kling_local.sim.config import WORST_CASE
 from kling_local.sim.media import sample_image
 from kling_local.stack import LocalStack, StackOptions
-from kling_local.stack.serve import kling_keys
+from kling_local.stack.serve import add_aws_faults_argument, aws_faults_from, kling_keys
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.submit import HELD_FOR_BUDGET
 
@@ -78,6 +78,8 @@ class DemoSummary:
     # How each job's Kling task was settled: by its callback, by a poll, by the submit path's
     # reconciliation, or (its download) by the poller's repair.
     settled_by: dict[str, int] = field(default_factory=dict)
+    # AWS faults moto answered the pipeline with (--aws-faults), by kind.
+    aws_faults_injected: dict[str, int] = field(default_factory=dict)
 
 
 def register(subparsers: Any) -> None:
@@ -122,6 +124,7 @@ def register(subparsers: Any) -> None:
         "a bare 502, answers cut off, query lag, drifting answer shapes, 5xx, lost/duplicated/reordered "
         "callbacks, cut downloads (a reused external_task_id is a second task in any case)",
     )
+    add_aws_faults_argument(parser.add_argument_group("AWS's faults (moto plays them)"))
     parser.add_argument(
         "--kling-url",
         help="a real (or other Kling-compatible) API instead of the simulator; "
@@ -200,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         clock_speed=args.speed,
         time_scale=args.speed,
         parameter_overrides={"DailyBudgetUnits": args.daily_budget_units} if args.daily_budget_units else {},
+        aws_faults=aws_faults_from(args.aws_faults, args.seed),
     )
     if args.daily_budget_units < 0:
         console.print("[red]error:[/red] --daily-budget-units must be 0 (no budget) or more")
@@ -390,6 +394,7 @@ def summarize(
         out_dir=str(out_dir) if out_dir else None,
         function_cold_starts={name: s.get("cold_starts", 0) for name, s in stack.function_stats().items()},
         settled_by=dict(Counter(how for how in map(settled_by, jobs.values()) if how is not None)),
+        aws_faults_injected=stack.aws_fault_stats(),
     )
 
 
@@ -412,6 +417,11 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     table.add_row("timed out", str(summary.timed_out))
     if summary.settled_by:
         table.add_row("settled by", ", ".join(f"{how} {n}" for how, n in sorted(summary.settled_by.items())))
+    if summary.aws_faults_injected:
+        table.add_row(
+            "AWS faults answered",
+            ", ".join(f"{kind} {n}" for kind, n in sorted(summary.aws_faults_injected.items())),
+        )
     table.add_row("lost (in no final state)", f"[red]{summary.lost}[/red]" if summary.lost else "0")
     if summary.kling_creates is not None:
         table.add_row(

@@ -83,7 +83,19 @@ def apply_dynamodb_requests_atomic() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+@cache
+def apply_aws_unkind_answers() -> None:
+    """AWS throttles, fails, half-fails and conflicts; moto never does. Hooks kling_local.aws_faults into
+    moto's two entry points: DynamoDB's TransactionConflict, its throttling, PutEvents' failed entries and
+    5xx from S3, SQS, Step Functions and Lambda, at a rate (`AwsFaults`, the local stack's `aws_faults`)
+    or on a test's demand (`AWS_FAULTS.inject`). With neither, every request goes to moto untouched."""
+    from kling_local.aws_faults import install
+
+    install()
+
+
 def apply_all() -> None:
     apply_aws_sdk_parameter_case()
     apply_schedule_rules_match_no_events()
     apply_dynamodb_requests_atomic()
+    apply_aws_unkind_answers()

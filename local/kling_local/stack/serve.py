@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
+from kling_local.aws_faults import AwsFaults
 from kling_local.stack.moto_server import DeployError
 from kling_local.stack.stack import LocalStack, StackError, StackOptions
 from kling_local.stack.template_loader import TemplateError
@@ -75,7 +76,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="template parameter override (repeatable)",
     )
     parser.add_argument("--max-concurrency", type=int, default=4, help="execution environments per function")
+    add_aws_faults_argument(parser)
     parser.add_argument("--stack-name", default="kling-pipeline")
+
+
+def add_aws_faults_argument(parser: Any) -> None:
+    parser.add_argument(
+        "--aws-faults",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="answer this share of the pipeline's AWS requests as AWS sometimes does: DynamoDB throttling and "
+        "transaction conflicts, PutEvents' failed entries, 5xx from S3, SQS, Step Functions and Lambda (0 = none)",
+    )
+
+
+def aws_faults_from(rate: float, seed: int | None = None) -> AwsFaults | None:
+    if not 0.0 <= rate <= 1.0:
+        raise SystemExit(f"--aws-faults takes a share of requests from 0 to 1, not {rate}")
+    return AwsFaults(rate=rate, seed=seed) if rate else None
 
 
 def options_from_args(args: argparse.Namespace) -> StackOptions:
@@ -109,6 +128,7 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         moto_port=args.moto_port,
         stack_name=args.stack_name,
         max_concurrency=args.max_concurrency,
+        aws_faults=aws_faults_from(args.aws_faults),
     )
 
 

@@ -32,6 +32,7 @@ from kling_local.stack.template import prepare
 from kling_local.stack.template_loader import load_template, parameter_defaults
 
 if TYPE_CHECKING:
+    from kling_local.aws_faults import AwsFaults
     from kling_local.sim import KlingSimulator, SimConfig
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,9 @@ class StackOptions:
     write_state_file: bool = True
     init_timeout_s: float = 60.0  # a cold start's import time on a loaded machine
     kling_credentials_secret: str = "KlingCredentials"  # noqa: S105 - logical id of the secret that gets the keys
+    # AWS's unkind answers at a rate (throttling, 5xx, PutEvents' failed entries, transaction conflicts)
+    # for the pipeline's own requests: kling_local.aws_faults. None: moto answers everything.
+    aws_faults: AwsFaults | None = None
 
 
 class LocalStack:
@@ -135,6 +139,10 @@ class LocalStack:
         started = time.monotonic()
         self._moto = MotoServer(port=opts.moto_port)
         self._aws = AwsTarget(self._moto.start(), REGION)
+        if opts.aws_faults is not None:
+            from kling_local.aws_faults import AWS_FAULTS
+
+            AWS_FAULTS.configure(opts.aws_faults)
         kling_url, cdn_url, access_key, secret_key = self._start_kling()
         self._api = ApiServer(port=opts.api_port)
 
@@ -202,6 +210,10 @@ class LocalStack:
             self.runtime.stop()
         self._clients.clear()
         if self._moto is not None:
+            if self.options.aws_faults is not None:
+                from kling_local.aws_faults import AWS_FAULTS
+
+                AWS_FAULTS.configure(None)
             self._moto.stop()
             self._moto = None
         if self.simulator is not None:
@@ -337,6 +349,12 @@ class LocalStack:
         if self.runtime is None:
             raise StackError("the local stack is not started")
         return self.runtime.invoke(function, event)
+
+    def aws_fault_stats(self) -> dict[str, int]:
+        """How many of each AWS fault moto has answered with since the stack started."""
+        from kling_local.aws_faults import AWS_FAULTS
+
+        return AWS_FAULTS.stats()
 
     def function_stats(self) -> dict[str, dict[str, int]]:
         return self.runtime.stats() if self.runtime is not None else {}

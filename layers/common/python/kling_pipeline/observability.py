@@ -34,7 +34,7 @@ class Metric(StrEnum):
     CALLBACKS = "Callbacks"  # status: the HTTP status answered
     DOWNLOADS = "Downloads"  # outcome: stored | refused | skipped
     VIDEO_BYTES_STORED = "VideoBytesStored"  # no dimension
-    # action: polled, resolved, repaired, restarted, timed_out, reconciled, queued_too_long, step_queued
+    # action: polled, resolved, repaired, restarted, timed_out, reconciled, queued_too_long, step_queued, error
     POLLER_JOBS = "PollerJobs"
     KLING_GETS = "KlingGets"  # by: poller | callback
     POLL_LAG = "PollLagSeconds"  # how late the most overdue job of a run was looked at
@@ -46,6 +46,8 @@ class Metric(StrEnum):
     API_REQUESTS = "ApiRequests"  # route: the jobs API route; status: the HTTP status answered
     WEBHOOKS = "WebhookDeliveries"  # outcome: delivered | retrying | given_up | refused | skipped
     KLING_KEYS_MISSING = "KlingKeysMissing"  # no dimension: a run or message that met no Kling keys (the alarm's)
+    ANNOUNCEMENTS = "Announcements"  # outcome: delivered | retried | undelivered (PutEvents' failed entries)
+    TRANSACTION_CONFLICTS = "TransactionConflicts"  # outcome: retried | gave_up (DynamoDB's TransactionConflict)
 
 
 def record(metric: Metric, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:

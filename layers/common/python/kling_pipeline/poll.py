@@ -120,6 +120,7 @@ class PollReport:
     failed: int = 0
     queued_too_long: int = 0
     claimed_elsewhere: int = 0  # another run (or a transition) got there first
+    errors: int = 0  # jobs whose settling raised an unexpected error (logged with the job id); the run went on
     max_lag_s: int = 0
     oldest_live_s: int = 0
     remaining_units: float | None = None  # in the account's usable resource packs (None: not read)
@@ -203,10 +204,15 @@ def settle(
         report.oldest_live_s = max(report.oldest_live_s, age_s(item.get("created_at"), now))
         polled = state in (S.SUBMITTED, S.PROCESSING)
         next_due = look_again_at(state, item, now, schedule)
-        if not deps.store.claim_poll(item["job_id"], due=int(item["next_poll_at"]), next_due=next_due, polled=polled):
+        try:
+            won = deps.store.claim_poll(item["job_id"], due=int(item["next_poll_at"]), next_due=next_due, polled=polled)
+            job = deps.store.find(item["job_id"]) if won else None
+        except Exception as exc:
+            report.actions[item["job_id"]] = job_failed(item["job_id"], exc, report)
+            continue
+        if not won:
             report.claimed_elsewhere += 1
             continue
-        job = deps.store.find(item["job_id"])
         if job is not None and not job.is_terminal:
             claimed.append(job)
     running = [job for job in claimed if job.state in (S.SUBMITTED, S.PROCESSING) and job.task_id]
@@ -231,8 +237,20 @@ def settle(
         except KlingAccountError as exc:
             logger.error("Kling refused our account while polling", extra={"code": exc.code})
             action = f"not polled: Kling refused our account ({exc.code})"
+        except Exception as exc:
+            action = job_failed(job, exc, report)
         report.actions[job.job_id] = action
         logger.info("poller looked at a job", extra={"job_id": job.job_id, "state": job.state, "action": action})
+
+
+def job_failed(job: Job | str, exc: Exception, report: PollReport) -> str:
+    """An unexpected error settling one job: logged with its id and counted; the job is due again at
+    its next look (its claim set that), so a passing fault is retried by a later run."""
+    job_id = job if isinstance(job, str) else job.job_id
+    report.errors += 1
+    record(Metric.POLLER_JOBS, action="error")
+    logger.exception("poller could not settle a job", extra={"job_id": job_id, "error": repr(exc)[:300]})
+    return f"error: {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def look_again_at(state: JobState, item: dict[str, Any], now: int, schedule: PollSchedule) -> int:

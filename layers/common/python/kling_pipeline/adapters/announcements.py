@@ -13,16 +13,19 @@ figure for the job's task (a string, as Kling gives it; null when Kling never sa
 from __future__ import annotations
 
 import json
+import random
+import time
 from functools import cached_property
 from typing import Any
 
-import boto3
-
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
 from kling_pipeline.lifecycle import Job, JobState, public_step
+from kling_pipeline.observability import Metric, logger, record
 
 SOURCE = "kling-pipeline"
+PUT_EVENTS_ATTEMPTS = 4
+PUT_EVENTS_BACKOFF_S = 0.1
 COMPLETED = "Video Completed"
 FAILED = "Video Failed"
 
@@ -50,7 +53,7 @@ class Announcer:
     @cached_property
     def _events(self) -> Any:
         # Built on the first end, not at cold start: most callbacks and submits end no job.
-        return self._given_events or boto3.client("events")
+        return self._given_events or aws_clients.client("events")
 
     @cached_property
     def _callers(self) -> WaitingCallers:
@@ -59,15 +62,16 @@ class Announcer:
     def job_ended(self, job: Job) -> None:
         """Announce `job`, which has just reached a terminal state."""
         detail = event_detail(job)
-        self._events.put_events(
-            Entries=[
+        self._put_events(
+            job.job_id,
+            [
                 {
                     "EventBusName": self._bus,
                     "Source": SOURCE,
                     "DetailType": COMPLETED if job.state is JobState.COMPLETED else FAILED,
                     "Detail": json.dumps(detail, default=str),
                 }
-            ]
+            ],
         )
         token = (job.model_extra or {}).get("task_token")
         if not token:
@@ -78,6 +82,30 @@ class Announcer:
             self._callers.failed(
                 token, error=job.error_code or job.state.value, cause=job.error_message or job.state.value
             )
+
+    def _put_events(self, job_id: str, entries: list[dict[str, Any]]) -> bool:
+        """PutEvents answers 200 even when entries failed (FailedEntryCount, an ErrorCode per entry):
+        send the failed ones again, a few times with a jittered backoff. What still fails is logged
+        with the job's id and counted, and left to be announced again (True: every entry delivered)."""
+        pending = entries
+        codes: list[str] = []
+        for attempt in range(1, PUT_EVENTS_ATTEMPTS + 1):
+            answer = self._events.put_events(Entries=pending)
+            if not answer.get("FailedEntryCount"):
+                record(Metric.ANNOUNCEMENTS, outcome="delivered" if attempt == 1 else "retried")
+                return True
+            results = answer.get("Entries") or []
+            failed = [entry for entry, result in zip(pending, results, strict=False) if result.get("ErrorCode")]
+            codes = [str(result.get("ErrorCode")) for result in results if result.get("ErrorCode")]
+            pending = failed or pending
+            if attempt < PUT_EVENTS_ATTEMPTS:
+                time.sleep(random.uniform(0, PUT_EVENTS_BACKOFF_S * 2 ** (attempt - 1)))
+        record(Metric.ANNOUNCEMENTS, outcome="undelivered")
+        logger.error(
+            "the job's end event was not delivered: EventBridge refused it every time",
+            extra={"job_id": job_id, "error_codes": codes, "attempts": PUT_EVENTS_ATTEMPTS},
+        )
+        return False
 
 
 @per_container

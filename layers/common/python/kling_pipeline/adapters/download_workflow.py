@@ -14,10 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.lifecycle import Job
 from kling_pipeline.observability import logger
 
@@ -54,7 +53,7 @@ class DownloadWorkflow:
     def __init__(self, state_machine_arn: str, attempts: int, *, sfn: Any = None) -> None:
         self._arn = state_machine_arn
         self._attempts = attempts
-        self._sfn = sfn or boto3.client("stepfunctions")
+        self._sfn = sfn or aws_clients.client("stepfunctions")
 
     def start(self, job: Job, attempt: int = 1) -> bool:
         """True when this call started an execution; False when one is already working on the job."""

@@ -13,10 +13,9 @@ import time
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, model_and_mode
 from kling_pipeline.observability import logger
@@ -37,7 +36,7 @@ def estimate_key(job: Job) -> dict[str, str]:
 
 class GenerationEstimates:
     def __init__(self, table_name: str, *, dynamodb: Any = None) -> None:
-        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+        self._table = (dynamodb or aws_clients.resource("dynamodb")).Table(table_name)
         self._cache: dict[str, tuple[float, Estimate | None]] = {}
         self._lock = threading.Lock()
 

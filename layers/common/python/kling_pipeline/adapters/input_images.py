@@ -25,12 +25,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import boto3
 import httpx
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.adapters.pinned_http import pinned_client
 from kling_pipeline.adapters.video_links import presigned_get
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, check_url
@@ -215,4 +213,4 @@ def input_images(input_bucket: str, url_lifetime_s: int, image_url_hosts: str, p
 @per_container
 def signing_s3_client() -> Any:
     """S3 for input images: SigV4, which presigned URLs need (and the only signature S3 takes now)."""
-    return boto3.client("s3", config=Config(signature_version="s3v4", retries={"mode": "standard"}))
+    return aws_clients.client("s3", signature_version="s3v4")

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
-
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 
 MAX_DELAY_S = 900  # SQS's limit for DelaySeconds
 MAX_BATCH_BYTES = 256 * 1024  # SendMessageBatch: the messages of one call together
@@ -19,7 +17,7 @@ MAX_BATCH_BYTES = 256 * 1024  # SendMessageBatch: the messages of one call toget
 
 class JobQueue:
     def __init__(self, queue_url: str, dead_letter_queue_url: str, *, sqs: Any = None) -> None:
-        self._sqs = sqs or boto3.client("sqs")
+        self._sqs = sqs or aws_clients.client("sqs")
         self._queue_url = queue_url
         self._dlq_url = dead_letter_queue_url
 

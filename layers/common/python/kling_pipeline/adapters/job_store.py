@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.errors import JobNotFoundError, LinkedWriteRefusedError, TransitionRejectedError
 from kling_pipeline.lifecycle import TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
 from kling_pipeline.observability import Metric, record
@@ -42,6 +42,11 @@ TERMINAL_REMOVES = (LIVE_ATTR, NEXT_POLL_ATTR, "lease_owner", "lease_expires_at"
 UNLOGGED_ATTR = "last_unlogged_move"
 # Every job by state, newest update first (the jobs API's listing); projects what a listing shows.
 STATE_INDEX = "JobsByState"
+# A transaction cancelled by a conflict is sent again up to this many times in all, after a jittered
+# backoff from CONFLICT_BACKOFF_S doubling (docs/architecture.md, "Shared counters and conflicts").
+TRANSACTION_CONFLICT = "TransactionConflict"
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF_S = 0.05
 
 
 def prompt_hash(request: JobRequest) -> str:
@@ -164,7 +169,7 @@ class JobStore:
         dynamodb: Any = None,
         schedule: PollSchedule | None = None,
     ) -> None:
-        resource = dynamodb or boto3.resource("dynamodb")
+        resource = dynamodb or aws_clients.resource("dynamodb")
         self._table = resource.Table(table_name)
         self.finished_ttl_days = finished_ttl_days
         self.schedule = schedule
@@ -350,6 +355,24 @@ class JobStore:
         return Job.model_validate(_plain(result["Attributes"]))
 
     def _transact(self, job: Job, write: TransitionWrite, linked: list[dict[str, Any]]) -> Job:
+        """The transition and its linked writes in one transaction. DynamoDB cancels a transaction that
+        meets another on one of its items (TransactionConflict: the shared cost and budget counters);
+        cancelled is all or none, so the same transaction is sent again after a jittered backoff. Its
+        condition on (state, version) still holds it to once: if another writer moved the job
+        meanwhile, the retry fails that condition and the move is TransitionRejectedError as ever."""
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return self._transact_once(job, write, linked)
+            except ClientError as exc:
+                if not _is_conflict(exc) or attempt == CONFLICT_ATTEMPTS:
+                    if _is_conflict(exc):
+                        record(Metric.TRANSACTION_CONFLICTS, outcome="gave_up")
+                    raise
+                record(Metric.TRANSACTION_CONFLICTS, outcome="retried")
+                time.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transact_once(self, job: Job, write: TransitionWrite, linked: list[dict[str, Any]]) -> Job:
         update = {
             "TableName": self._table.name,
             "Key": {"job_id": job.job_id},
@@ -420,6 +443,14 @@ class JobStore:
 @per_container
 def job_store(table_name: str, finished_ttl_days: int, schedule: PollSchedule | None = None) -> JobStore:
     return JobStore(table_name, finished_ttl_days=finished_ttl_days, schedule=schedule)
+
+
+def _is_conflict(exc: ClientError) -> bool:
+    """A transaction cancelled only because another was in flight on one of its items."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+    return TRANSACTION_CONFLICT in reasons and all(code in ("None", TRANSACTION_CONFLICT) for code in reasons)
 
 
 def _is_condition_failure(exc: ClientError) -> bool:

@@ -18,10 +18,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.lifecycle import Job, model_and_mode
 
 COST = "cost#"
@@ -56,7 +55,7 @@ class CostRow:
 
 class Ledger:
     def __init__(self, table_name: str, *, dynamodb: Any = None) -> None:
-        self._table = (dynamodb or boto3.resource("dynamodb")).Table(table_name)
+        self._table = (dynamodb or aws_clients.resource("dynamodb")).Table(table_name)
         self.table_name = table_name
 
     # -- charges, written with the transition that learns them --------------------------------------

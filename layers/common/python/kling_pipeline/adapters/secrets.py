@@ -14,11 +14,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 
-from kling_pipeline.adapters import on_reset
+from kling_pipeline.adapters import aws_clients, on_reset
 from kling_pipeline.errors import ConfigError, KlingKeysMissingError
 
 MIN_SIGNING_SECRET_CHARS = 32
@@ -104,7 +103,7 @@ _clients: dict[str, Any] = {}
 def _secrets_client() -> Any:
     with _signing_lock:
         if "secretsmanager" not in _clients:
-            _clients["secretsmanager"] = boto3.client("secretsmanager")
+            _clients["secretsmanager"] = aws_clients.client("secretsmanager")
         return _clients["secretsmanager"]
 
 

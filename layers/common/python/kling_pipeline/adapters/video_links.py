@@ -12,17 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 
 LEAST_LIFETIME_S = 1  # S3's minimum X-Amz-Expires
 
 
 class VideoLinks:
     def __init__(self, *, ttl_s: int, s3: Any = None) -> None:
-        self._s3 = s3 or boto3.client("s3", config=Config(signature_version="s3v4"))
+        self._s3 = s3 or aws_clients.client("s3", signature_version="s3v4")
         self.ttl_s = ttl_s
 
     def download_url(self, s3_uri: str) -> tuple[str, str]:

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import boto3
 import httpx
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.adapters.pinned_http import pinned_client
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
 
@@ -313,19 +312,27 @@ class _open_checked:
             self._response.close()
 
 
+# What HeadObject / GetObjectTagging answer for a missing key: 404, or 403 to a role without s3:ListBucket.
+NOT_STORED_CODES = ("404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden")
+
+
 @per_container
 def s3_client() -> Any:
-    return boto3.client("s3")
+    return aws_clients.client("s3")
 
 
 def stored_video(s3: Any, bucket: str, key: str) -> StoredVideo | None:
     """The object a finished copy left, with the checksum it was tagged with; None when there is none
-    (or it has no checksum tag: a copy that did not finish its bookkeeping is not trusted)."""
+    (or it has no checksum tag: a copy that did not finish its bookkeeping is not trusted).
+
+    S3 answers a missing key with 403, not 404, to a role that may not s3:ListBucket: a 403 here means
+    missing-or-forbidden, and is taken as not stored. The caller then downloads again, which is safe
+    (the copy is exactly once per attempt; a forbidden bucket fails that attempt visibly)."""
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
         tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if exc.response.get("Error", {}).get("Code") in NOT_STORED_CODES:
             return None
         raise
     sha256 = next((t["Value"] for t in tags if t["Key"] == "sha256"), None)

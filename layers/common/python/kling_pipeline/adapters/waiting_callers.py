@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.observability import logger
 
 # Step Functions' limits for SendTaskFailure.
@@ -22,7 +21,7 @@ MAX_CAUSE_CHARS = 32768
 
 class WaitingCallers:
     def __init__(self, *, sfn: Any = None) -> None:
-        self._sfn = sfn or boto3.client("stepfunctions")
+        self._sfn = sfn or aws_clients.client("stepfunctions")
 
     def succeeded(self, task_token: str, *, output: dict[str, Any]) -> bool:
         """Resume the caller with the job's result; False when its token is no longer valid."""

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-
-from kling_pipeline.adapters import per_container
+from kling_pipeline.adapters import aws_clients, per_container
 
 SQS_VISIBILITY_LIMIT_S = 43200  # 12 hours, counted from the ReceiveMessage that handed us the message
 # What may have passed since that receive when we ask: the function's timeout (60 s) and Lambda's
@@ -23,7 +21,7 @@ MAX_VISIBILITY_S = SQS_VISIBILITY_LIMIT_S - RECEIVE_MARGIN_S  # the longest retr
 
 class WebhookQueue:
     def __init__(self, queue_url: str, *, sqs: Any = None) -> None:
-        self._sqs = sqs or boto3.client("sqs")
+        self._sqs = sqs or aws_clients.client("sqs")
         self._queue_url = queue_url
 
     def retry_later(self, receipt_handle: str, delay_s: int) -> None:
