@@ -48,3 +48,36 @@ def test_each_handler_ends_its_init_with_the_collector_on_and_init_frozen(functi
     # Then the collector is on again, and what init made is out of its reach
     assert enabled == "True", f"{function}'s app.py left the garbage collector off: it must call init_done() last"
     assert int(frozen) > 0, f"{function}'s app.py did not freeze what its init made (init_done())"
+
+
+# What a function needs only on a rare path stays out of its cold start: a module listed here is imported
+# when that path first runs (docs/architecture.md, "Cold start").
+RARE_PATH_MODULES = {
+    # a request with URL or S3 input images (submit.resolve_images)
+    "SubmitFunction": ["kling_pipeline.adapters.input_images", "kling_pipeline.adapters.video_transfer"],
+    # a DOWNLOADING job's repair (poll.settle_download)
+    "PollerFunction": ["kling_pipeline.adapters.video_transfer", "kling_pipeline.download_step"],
+}
+
+
+@pytest.mark.parametrize("function", sorted(RARE_PATH_MODULES))
+def test_a_handlers_init_leaves_out_what_only_its_rare_paths_use(function: str) -> None:
+    # Given the function's environment as template.yaml gives it, tracing off as in the local stack
+    code_dir = function_code_dirs()[function]
+    environment = placeholder_resolver().function_environment(function) | {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    # When its handler module is imported in a fresh interpreter
+    probe = (
+        f"import sys; sys.path[:0] = [{str(code_dir)!r}, {str(LAYER)!r}]; import app; "
+        f"print(*[name for name in {RARE_PATH_MODULES[function]!r} if name in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, cwd=code_dir, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Then none of its rare paths' modules was imported
+    assert done.stdout.split() == [], f"{function}'s cold start imports {done.stdout.split()}"

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -38,7 +39,6 @@ from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import kling_credentials
-from kling_pipeline.adapters.video_transfer import s3_client, stored_video
 from kling_pipeline.claims import (
     Outcome,
     SubmitResult,
@@ -49,7 +49,6 @@ from kling_pipeline.claims import (
     reconcile,
     release_for_retry,
 )
-from kling_pipeline.download_step import stored_changes
 from kling_pipeline.errors import (
     KlingAccountError,
     KlingApiError,
@@ -85,7 +84,13 @@ class PollerDependencies:
     estimates: GenerationEstimates
     ledger: Ledger
     announcer: Announcer
-    s3: Any
+
+    @cached_property
+    def s3(self) -> Any:
+        """S3, imported and built on first use: only a DOWNLOADING job's repair reads it (settle_download)."""
+        from kling_pipeline.adapters.video_transfer import s3_client
+
+        return s3_client()
 
 
 def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
@@ -100,7 +105,6 @@ def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name),
-        s3=s3_client(),
     )
 
 
@@ -365,6 +369,10 @@ def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: in
 
 def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now: int) -> str:
     """A DOWNLOADING job whose workflow is not running: finish it from S3, or download it again."""
+    # Imported here: a repair is rare, and these bring the video transfer's machinery into every cold start.
+    from kling_pipeline.adapters.video_transfer import stored_video
+    from kling_pipeline.download_step import stored_changes
+
     attempt = deps.workflow.last_attempt(job)
     if attempt is not None and attempt.working:
         return f"download attempt {attempt.number} running"

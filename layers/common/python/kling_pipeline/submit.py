@@ -13,13 +13,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.callback_tokens import callback_url
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
-from kling_pipeline.adapters.input_images import InputImages, input_images
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
@@ -52,11 +51,15 @@ from kling_pipeline.errors import (
     TransitionRejectedError,
 )
 from kling_pipeline.extend_chain import step_body
+from kling_pipeline.images import image_source
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import SubmitSettings
 from kling_pipeline.unit_estimates import units_to_reserve
+
+if TYPE_CHECKING:  # imported on first use: only requests with URL or S3 images need it (resolve_images)
+    from kling_pipeline.adapters.input_images import InputImages
 
 S = JobState
 HELD_FOR_BUDGET = "daily budget reached"
@@ -75,7 +78,7 @@ class SubmitDependencies:
     callback_signing_secret: str
     workflow: DownloadWorkflow
     callers: WaitingCallers
-    images: InputImages
+    images: Callable[[], InputImages]  # built on first use (resolve_images)
     estimates: GenerationEstimates
     ledger: Ledger
     announcer: Announcer
@@ -98,13 +101,29 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         callers=waiting_callers(),
-        images=input_images(
-            settings.input_bucket,
-            settings.input_url_lifetime_s,
-            settings.image_url_hosts,
-            settings.pipeline_mode == "production",
-        ),
+        images=lambda: settings_input_images(settings),
     )
+
+
+def settings_input_images(settings: SubmitSettings) -> InputImages:
+    """The input-image checker (one per container), imported and built when a request first has a URL or
+    S3 image: it brings the download's URL rules and an S3 client that most cold starts never use."""
+    from kling_pipeline.adapters.input_images import input_images
+
+    return input_images(
+        settings.input_bucket,
+        settings.input_url_lifetime_s,
+        settings.image_url_hosts,
+        settings.pipeline_mode == "production",
+    )
+
+
+def resolve_images(request: JobRequest, deps: SubmitDependencies) -> dict[str, str]:
+    """Field -> the reference to send Kling, for the request's URL and S3 images (adapters.input_images);
+    raw base64 images were checked when the message was parsed, and a request without images has none."""
+    if all(image_source(field, value) == "base64" for field, value in request.image_slots()):
+        return {}
+    return deps.images().resolve(request)
 
 
 def handle_record(
@@ -348,7 +367,7 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
     else:
         try:
             # Checked (and S3 images presigned) at every create: a presigned URL is short-lived.
-            images = deps.images.resolve(request)
+            images = resolve_images(request, deps)
         except ImageRefusedError as exc:
             return refuse_request(job, deps, f"invalid job request: {exc}")
         body = request.kling_body(
