@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from kling_local.stack.api import ApiServer
 from kling_local.stack.clock import ScheduleClock
 from kling_local.stack.deploy import Deployment, ScheduleConfig, deploy
+from kling_local.stack.iam import role_sessions
 from kling_local.stack.moto_lambda import install_moto_hook, uninstall_moto_hook
 from kling_local.stack.moto_server import AwsTarget, MotoServer
 from kling_local.stack.runtime import FunctionRuntime, Invocation
@@ -82,6 +83,8 @@ class StackOptions:
     write_state_file: bool = True
     init_timeout_s: float = 60.0  # a cold start's import time on a loaded machine
     kling_credentials_secret: str = "KlingCredentials"  # noqa: S105 - logical id of the secret that gets the keys
+    # Each function signs with its execution role's session and moto's IAM judges it (off: the stack's keys).
+    enforce_iam: bool = True
 
 
 class LocalStack:
@@ -133,7 +136,7 @@ class LocalStack:
     def _start(self) -> None:
         opts = self.options
         started = time.monotonic()
-        self._moto = MotoServer(port=opts.moto_port)
+        self._moto = MotoServer(port=opts.moto_port, enforce_iam=opts.enforce_iam)
         self._aws = AwsTarget(self._moto.start(), REGION)
         kling_url, cdn_url, access_key, secret_key = self._start_kling()
         self._api = ApiServer(port=opts.api_port)
@@ -162,6 +165,7 @@ class LocalStack:
             log_dir=log_dir,
             max_concurrency=opts.max_concurrency,
             init_timeout_s=opts.init_timeout_s,
+            credentials=role_sessions(self._aws, deployment.functions) if opts.enforce_iam else None,
         )
         install_moto_hook(self.runtime)
         self._api.serve(deployment.routes, self.runtime.invoke)
