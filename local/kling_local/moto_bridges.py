@@ -98,6 +98,14 @@ _IAM_ACTION_NAMES = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "s3:ListParts": "s3:ListMultipartUploadParts",
+    "s3:ListObjects": "s3:ListBucket",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:HeadBucket": "s3:ListBucket",
 }
 _TRANSACT_ITEM_ACTIONS = {
     "Put": "dynamodb:PutItem",
@@ -145,10 +153,12 @@ def _dynamodb_checks(action: str, body: Any, region: str, account: str) -> list[
 @cache
 def apply_iam_actions_as_aws_names() -> None:
     """IAM authorizes some calls under other actions and on the resource the request names:
-    SendMessageBatch needs sqs:SendMessage, a DynamoDB transaction needs each item's PutItem /
+    SendMessageBatch needs sqs:SendMessage, HeadObject s3:GetObject, a multipart upload's parts
+    s3:PutObject, a DynamoDB transaction needs each item's PutItem /
     UpdateItem / DeleteItem / ConditionCheckItem / GetItem on that item's table, and a DynamoDB call
     is judged against its table's (or index's) ARN. moto asks for the API's own name
-    (dynamodb:TransactWriteItems, which no policy grants) against resource "*" for DynamoDB."""
+    (dynamodb:TransactWriteItems, s3:HeadObject: actions no policy grants) against resource "*" for
+    DynamoDB."""
     from moto.iam.access_control import IAMRequestBase
 
     original = IAMRequestBase.check_action_permitted
