@@ -139,7 +139,9 @@ def test_a_message_batch_needs_send_message(aws: None) -> None:
 
 def test_a_multipart_upload_needs_put_object(aws: None) -> None:
     # Given a role that may PutObject under videos/ (as the download function)
-    s3 = role_client("s3", {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": f"arn:aws:s3:::{BUCKET}/videos/*"})
+    s3 = role_client(
+        "s3", {"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": f"arn:aws:s3:::{BUCKET}/videos/*"}
+    )
     with enable_iam_authentication():
         # When it uploads in parts, Then each step is allowed, as on AWS (all are s3:PutObject)
         upload = s3.create_multipart_upload(Bucket=BUCKET, Key="videos/big.mp4")["UploadId"]

@@ -185,7 +185,9 @@ def function_actions(code_dir: Path) -> set[str]:
     app = code_dir / "app.py"
     paths = [app] + [p for m in sorted(imported_modules(app)) if (p := module_path(m)) is not None]
     called = {name for path in paths for name in _module_level_calls(path)}
-    called |= {n for node in ast.walk(ast.parse(app.read_text())) if isinstance(node, ast.Call) if (n := _call_name(node))}
+    called |= {
+        n for node in ast.walk(ast.parse(app.read_text())) if isinstance(node, ast.Call) if (n := _call_name(node))
+    }
     adapters = [p for p in paths if f"{ADAPTERS.replace('.', '/')}/" in p.as_posix()]
     actions: set[str] = set()
     reached: set[tuple[Path, str]] = set()
