@@ -49,6 +49,7 @@ class FunctionConfig:
     environment: Mapping[str, str]
     code_dir: Path
     layer_dirs: tuple[Path, ...]
+    role_arn: str = ""  # the execution role, whose session the function runs with
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,7 @@ def _functions(
             environment={str(k): _parameter_text(v) for k, v in variables.items()},
             code_dir=source.code_dir,
             layer_dirs=source.layer_dirs,
+            role_arn=str(config.get("Role") or ""),
         )
     return result
 

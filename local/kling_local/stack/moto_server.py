@@ -85,9 +85,11 @@ class MotoServer:
     _lock = threading.Lock()
     _running: MotoServer | None = None
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, enforce_iam: bool = False) -> None:
         self.host = host
         self.port = port
+        self.enforce_iam = enforce_iam  # moto's IAM authorization on for the callers it knows (stack/iam.py)
+        self._saved_no_auth_count: float | None = None
         self._server: Any = None
         self._saved_config: dict[str, Any] = {}
         self._saved_env: str | None = None
@@ -119,6 +121,8 @@ class MotoServer:
             default_user_config["stepfunctions"] = {"execute_state_machine": True}
             default_user_config["lambda"] = {"use_docker": False}
             apply_moto_bridges()
+            if self.enforce_iam:
+                self._enable_iam()
             self._saved_env = os.environ.get("MOTO_PORT")
             os.environ["MOTO_PORT"] = str(self.port)
             for name, level in _QUIET_LOGGERS.items():
@@ -131,6 +135,16 @@ class MotoServer:
             self._restore()
             raise
         return self.endpoint
+
+    def _enable_iam(self) -> None:
+        """moto's own switch: authorization from the first request on (`INITIAL_NO_AUTH_ACTION_COUNT`)."""
+        from moto import settings
+
+        from kling_local.stack.iam import install_unknown_callers_are_the_account
+
+        install_unknown_callers_are_the_account()
+        self._saved_no_auth_count = settings.INITIAL_NO_AUTH_ACTION_COUNT
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
 
     def reset(self) -> None:
         """Forget every resource (moto's /moto-api/reset), so the next stack in this process starts clean."""
@@ -169,6 +183,11 @@ class MotoServer:
             os.environ.pop("MOTO_PORT", None)
         else:
             os.environ["MOTO_PORT"] = self._saved_env
+        if self._saved_no_auth_count is not None:
+            from moto import settings
+
+            settings.INITIAL_NO_AUTH_ACTION_COUNT = self._saved_no_auth_count
+            self._saved_no_auth_count = None
         for name, level in self._saved_log_levels.items():
             logging.getLogger(name).setLevel(level)
         self._saved_log_levels.clear()

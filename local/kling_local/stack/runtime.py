@@ -357,6 +357,7 @@ class FunctionRuntime:
         max_concurrency: int = 4,
         init_timeout_s: float = 60.0,
         extra_env: Mapping[str, str] | None = None,
+        credentials: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.aws = aws
         self.log_dir = log_dir
@@ -364,7 +365,7 @@ class FunctionRuntime:
         for lid, config in functions.items():
             self.pools[lid] = FunctionPool(
                 config,
-                function_environment(config, aws, extra_env or {}),
+                function_environment(config, aws, extra_env or {}, (credentials or {}).get(lid, {})),
                 max_workers=max_concurrency,
                 log_path=log_dir / f"{lid}.log",
                 init_timeout_s=init_timeout_s,
@@ -431,9 +432,12 @@ class FunctionRuntime:
         self._async.shutdown(wait=False, cancel_futures=True)
 
 
-def function_environment(config: FunctionConfig, aws: AwsTarget, extra: Mapping[str, str]) -> dict[str, str]:
+def function_environment(
+    config: FunctionConfig, aws: AwsTarget, extra: Mapping[str, str], credentials: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The process environment Lambda would give this function, pointed at moto. Built from scratch:
-    nothing of the caller's environment leaks in except what the interpreter itself may need."""
+    nothing of the caller's environment leaks in except what the interpreter itself may need.
+    `credentials`: its execution role's session (else the stack's own keys, which moto does not judge)."""
     log_stream = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
     defaults = {
         "LANG": "C.UTF-8",
@@ -458,5 +462,6 @@ def function_environment(config: FunctionConfig, aws: AwsTarget, extra: Mapping[
         # Tracing needs the X-Ray daemon, which does not exist locally.
         "POWERTOOLS_TRACE_DISABLED": "true",
         **aws.environment(),
+        **dict(credentials or {}),
     }
     return {**defaults, **dict(config.environment), **dict(extra), **reserved}

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from kling_local.stack.api import ApiServer
 from kling_local.stack.clock import ScheduleClock
 from kling_local.stack.deploy import Deployment, ScheduleConfig, deploy
+from kling_local.stack.iam import role_sessions
 from kling_local.stack.moto_lambda import install_moto_hook, uninstall_moto_hook
 from kling_local.stack.moto_server import AwsTarget, MotoServer
 from kling_local.stack.runtime import FunctionRuntime, Invocation
@@ -86,6 +87,8 @@ class StackOptions:
     # AWS's unkind answers at a rate (throttling, 5xx, PutEvents' failed entries, transaction conflicts)
     # for the pipeline's own requests: kling_local.aws_faults. None: moto answers everything.
     aws_faults: AwsFaults | None = None
+    # Each function signs with its execution role's session and moto's IAM judges it (off: the stack's keys).
+    enforce_iam: bool = True
 
 
 class LocalStack:
@@ -137,7 +140,7 @@ class LocalStack:
     def _start(self) -> None:
         opts = self.options
         started = time.monotonic()
-        self._moto = MotoServer(port=opts.moto_port)
+        self._moto = MotoServer(port=opts.moto_port, enforce_iam=opts.enforce_iam)
         self._aws = AwsTarget(self._moto.start(), REGION)
         if opts.aws_faults is not None:
             from kling_local.aws_faults import AWS_FAULTS
@@ -170,6 +173,7 @@ class LocalStack:
             log_dir=log_dir,
             max_concurrency=opts.max_concurrency,
             init_timeout_s=opts.init_timeout_s,
+            credentials=role_sessions(self._aws, deployment.functions) if opts.enforce_iam else None,
         )
         install_moto_hook(self.runtime)
         self._api.serve(deployment.routes, self.runtime.invoke)
