@@ -111,6 +111,12 @@ class SimConfig(BaseModel):
         description="refuse a create whose external_task_id exists (1201); off = a second, billed task, "
         "as Kling's contract allows",
     )
+    reused_external_id_message: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the words of the 1201 refusing a reused external_task_id (None: one naming the id); "
+        "Kling's wording is not documented and may change or be translated",
+    )
     query_lag_s: float = Field(
         default=0.0, ge=0, description="real seconds a new task stays invisible to every query (get, look-up, list)"
     )

@@ -411,7 +411,10 @@ class SimState:
         acct = self._account(account)
         if spec.external_task_id is not None and spec.external_task_id in acct.by_external_id:
             if config.refuse_reused_external_id:
-                raise invalid(f"external_task_id {spec.external_task_id!r} already exists in this account")
+                raise invalid(
+                    config.reused_external_id_message
+                    or f"external_task_id {spec.external_task_id!r} already exists in this account"
+                )
             self._faults["external_task_id_reused"] += 1  # Kling's contract allows a second, billed task
         parent = self._source_video(account, spec, now)
         if config.concurrency_limit and acct.active >= config.concurrency_limit:
