@@ -94,10 +94,10 @@ def test_the_list_scan_finds_the_task_when_the_lookup_route_answers_a_bare_404(p
 
 
 def test_external_task_id_already_exists_never_fails_a_job_kling_is_running(pipeline: Pipeline) -> None:
-    # Given Kling refuses a reused external id, hides new tasks for 3 s (longer than the 2 s reconcile grace,
+    # Given Kling refuses a reused external id, hides new tasks for 6 s (longer than the 3 s reconcile grace,
     # shorter than two), and loses the first answer
-    handler = pipeline.submit_handler(RECONCILE_GRACE_S="2")
-    pipeline.sim.configure(refuse_reused_external_id=True, query_lag_s=3.0)
+    handler = pipeline.submit_handler(RECONCILE_GRACE_S="3")
+    pipeline.sim.configure(refuse_reused_external_id=True, query_lag_s=6.0)
     # When the grace is over before the task shows, so a second create is refused with 1201
     submitted_after(pipeline, handler, "exists", {"create_lost_answer_rate": 1.0})
     # Then the job was not failed: it waited and recorded the one task Kling runs
