@@ -183,6 +183,12 @@ class SimConfig(BaseModel):
     )
     cdn_drop_rate: Probability = Field(default=0.0, ge=0, le=1, description="downloads cut mid-body")
     cdn_drop_after_bytes: int = Field(default=65536, ge=0)
+    cdn_cut_first: int = Field(
+        default=0,
+        ge=0,
+        description="the first this many GETs of each result video are cut after cdn_drop_after_bytes (0 = none): "
+        "a download that fails that often (a whole download workflow's tries), then works",
+    )
     cdn_redirect_url: str | None = Field(default=None, description="answer 302 to this URL instead")
     cdn_body: Literal["mp4", "html"] = "mp4"
     cdn_content_type: str | None = Field(

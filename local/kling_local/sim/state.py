@@ -207,6 +207,7 @@ class SimState:
         self._errors: Counter[str] = Counter()
         self._units_charged = 0.0
         self._cdn: Counter[str] = Counter()
+        self._gets_per_video: Counter[str] = Counter()  # cdn_cut_first
         self._faults: Counter[str] = Counter()
         self._image_fetches: Counter[str] = Counter()
         self._recent_image_fetches: list[dict[str, Any]] = []
@@ -310,6 +311,14 @@ class SimState:
     def record_fault(self, name: str) -> None:
         with self._lock:
             self._faults[name] += 1
+
+    def cut_first(self, video: str, first: int) -> bool:
+        """Whether this GET of the video is one of its first `first` (cdn_cut_first), counting it."""
+        if first <= 0:
+            return False
+        with self._lock:
+            self._gets_per_video[video] += 1
+            return self._gets_per_video[video] <= first
 
     def record_cdn(self, event: str, amount: int = 1) -> None:
         with self._lock:
