@@ -81,6 +81,7 @@ class Fault:
     # AWS's faults (kling_local.aws_faults) moto answers the pipeline's requests with, at aws_rate.
     aws_faults: tuple[str, ...] = ()
     aws_rate: float = 0.0
+    shaped_ids: bool = False  # the batch's job ids are shaped like names derived from each other's (shaped_batch)
 
 
 def hostile_faults(trap: str) -> list[Fault]:
@@ -207,6 +208,15 @@ def fault_matrix(trap: str) -> list[Fault]:
             timeout_s=480.0,
         ),
         Fault("duplicate SQS deliveries", "every message delivered three times", copies=3),
+        Fault(
+            "job ids shaped like internal names",
+            "extend chains beside jobs named like their derived names (`<id>-a2`, `-a3`, `-s2`, `-s1-a2`, "
+            "`-s2-a1`); Kling refuses a reused external_task_id; every video's first download workflow fails",
+            {"refuse_reused_external_id": True, "cdn_cut_first": 5},
+            shaped_ids=True,
+            include_in_slice=False,
+            timeout_s=480.0,
+        ),
         Fault("poison messages", "not JSON, wrong schema, oversized, numbers DynamoDB cannot hold", poison=True),
         Fault(
             "forged callbacks",
@@ -291,6 +301,36 @@ def slice_matrix(faults: list[Fault]) -> list[Fault]:
             fault = Fault(**(asdict(fault) | {"kill_share": 0.0, "name": fault.name + " (no kill)"}))
         kept.append(fault)
     return kept
+
+
+# Each extend chain of the shaped batch, and the job ids shaped like the names derived from its id: its
+# download attempts and its step 2 as they were named before (`-a2`, `-a3`, `-s2`), and the start of
+# the names derived now (`-s1-a2`, `-s2-a1`).
+SHAPED_SUFFIXES = ("-a2", "-a3", "-s2", "-s1-a2", "-s2-a1")
+
+
+def shaped_batch(prefix: str, jobs: int) -> list[dict[str, Any]]:
+    """Extend chains (two steps, each a video of its own) and, beside each, jobs whose ids are its
+    derived names: Kling external ids and execution names must never meet."""
+    bodies: list[dict[str, Any]] = []
+    group = 0
+    while len(bodies) < jobs:
+        chain = f"{prefix}-{group:03d}"
+        bodies.append(
+            {"job_id": chain, "prompt": f"chain {group}", "model": "kling-v1-6", "extend": [{"prompt": "it goes on"}]}
+        )
+        for suffix in SHAPED_SUFFIXES[: jobs - len(bodies)]:
+            bodies.append({"job_id": chain + suffix, "prompt": f"shaped {suffix} of {group}", "model": "kling-v1-6"})
+        group += 1
+    return bodies
+
+
+def external_ids(body: dict[str, Any]) -> list[str]:
+    """Each step's external_task_id (lifecycle.Job.external_task_id): what Kling counts tasks under."""
+    from kling_pipeline.job_ids import internal_name
+
+    job_id = str(body["job_id"])
+    return [job_id] + [internal_name(job_id, f"s{n}") for n in range(2, 2 + len(body.get("extend") or []))]
 
 
 def poison_messages(prefix: str) -> list[tuple[str, str | None]]:
@@ -434,6 +474,7 @@ class RowResult:
     timed_out: int
     lost: int
     kling_tasks: int
+    expected_tasks: int  # one per job, one per step of a chain
     creates_per_job: float
     double_creates: int
     s3_objects: int
@@ -474,6 +515,8 @@ class ChaosRun:
         self.killer = Killer(self.sim.port)
         self.sim.on_create(self.killer)
         self.ended_versions: dict[str, tuple[str, int]] = {}
+        self.row_job_ids: list[str] = []
+        self.row_externals: dict[str, list[str]] = {}  # job id -> each step's external_task_id
         self.inconclusive = 0  # forgeries not counted: Kling's task changed status while one was checked
         self.http = httpx.Client(timeout=30.0)
 
@@ -490,10 +533,15 @@ class ChaosRun:
         knobs = {k: v for k, v in fault.knobs.items() if k != "outage_s"}
         self.sim.configure(**knobs)
         self._aws_faults(fault)
-        job_ids = [f"{prefix}-{i:03d}" for i in range(jobs)]
+        if fault.shaped_ids:
+            bodies = shaped_batch(prefix, jobs)
+        else:
+            bodies = [{"job_id": f"{prefix}-{i:03d}", "prompt": f"chaos {fault.name} {i}"} for i in range(jobs)]
+        job_ids = [str(body["job_id"]) for body in bodies]
+        self.row_job_ids = job_ids
+        self.row_externals = {str(body["job_id"]): external_ids(body) for body in bodies}
         self.killer.targets = set(job_ids[: round(jobs * fault.kill_share)])
         self.killer.until = time.monotonic() + 5.0
-        bodies = [{"job_id": job_id, "prompt": f"chaos {fault.name} {i}"} for i, job_id in enumerate(job_ids)]
         messages = [json.dumps(body) for body in bodies for _ in range(fault.copies)]
         poison = poison_messages(prefix) if fault.poison else []
         messages += [body for body, _ in poison]
@@ -695,7 +743,9 @@ class ChaosRun:
             for item in page.get("Contents", []):
                 key = item["Key"]
                 if prefix in key:
-                    job_id = key.rsplit("/", 1)[-1].removesuffix(".mp4")
+                    # videos/<job_id>.mp4, or a chain's videos/<job_id>/step-<n>.mp4
+                    parts = key.split("/")
+                    job_id = parts[1].removesuffix(".mp4") if len(parts) >= 2 else key
                     keys.setdefault(job_id, []).append(key)
         return keys
 
@@ -709,14 +759,18 @@ class ChaosRun:
         forged: tuple[int, int],
         faults_before: Counter[str],
     ) -> RowResult:
+        from kling_pipeline.extend_chain import video_key
+
         stats = self.sim.stats()
         tasks_by_ext: dict[str, int] = stats["tasks_by_external_task_id"]
         objects = self._objects(prefix)
         states = Counter(job.state.value for job in jobs.values())
         problems: list[str] = []
         lost = sum(1 for job_id in job_ids if job_id not in jobs or jobs[job_id].state.value not in TERMINAL)
-        tasks = sum(tasks_by_ext.get(job_id, 0) for job_id in job_ids)
-        double = sum(1 for job_id in job_ids if tasks_by_ext.get(job_id, 0) > 1)
+        # Each step of a chain is a task of its own, under its own external id.
+        externals = {job_id: self.row_externals.get(job_id, [job_id]) for job_id in job_ids}
+        tasks = sum(tasks_by_ext.get(ext, 0) for job_id in job_ids for ext in externals[job_id])
+        double = sum(1 for job_id in job_ids if any(tasks_by_ext.get(ext, 0) > 1 for ext in externals[job_id]))
         verified = 0
         wrong = 0
         gets = _gets(stats) - self._gets_before  # every GET of the row: by id, by external id, list pages
@@ -728,10 +782,19 @@ class ChaosRun:
             kling = self.sim.task_object(job.task_id) if job.task_id else None
             kling_status = (kling or {}).get("task_status")
             keys = objects.get(job_id, [])
+            carried = ((kling or {}).get("task_info") or {}).get("external_task_id")
+            if kling is not None and carried != job.external_task_id:
+                problems.append(f"{job_id}: holds the task of external id {carried!r}, not its own")
             if job.state.value == "COMPLETED":
                 expected = self.sim.video_sha256(job.task_id) if job.task_id else None
                 recorded = (job.model_extra or {}).get("sha256")
-                if len(keys) == 1 and expected and recorded == expected == self._sha256(keys[0]):
+                last = video_key(job)  # the job's video: a chain's last step
+                if (
+                    len(keys) == job.total_steps
+                    and last in keys
+                    and expected
+                    and recorded == expected == self._sha256(last)
+                ):
                     verified += 1
                 else:
                     problems.append(f"{job_id}: COMPLETED but {len(keys)} object(s) / checksum mismatch")
@@ -774,6 +837,7 @@ class ChaosRun:
             timed_out=states.get("TIMED_OUT", 0),
             lost=lost,
             kling_tasks=tasks,
+            expected_tasks=sum(len(externals[job_id]) for job_id in job_ids),
             creates_per_job=round(tasks / len(job_ids), 3) if job_ids else 0.0,
             double_creates=double,
             s3_objects=sum(len(objects.get(job_id, [])) for job_id in job_ids),
@@ -844,7 +908,7 @@ def judge(result: RowResult, fault: Fault) -> bool:
     if fault.forge:
         checks.append(result.forged_sent > 0)
     if not fault.expect_refusal and not fault.knobs.get("fail_rate"):
-        checks.append(result.kling_tasks == result.jobs)  # exactly one task per job
+        checks.append(result.kling_tasks == result.expected_tasks)  # exactly one task per job (per chain step)
     return all(checks)
 
 
@@ -930,7 +994,7 @@ def run_chaos(
         try:
             for index, (fault, jobs) in enumerate(zip(faults, counts, strict=True)):
                 results.append(run.run_row(index, fault, jobs, log))
-                rows_jobs.append([f"chaos-{run_id}-{index:02d}-{i:03d}" for i in range(jobs)])
+                rows_jobs.append(list(run.row_job_ids))
             run._settle(20.0)
             run.recheck(results, rows_jobs)
             sim_stats = stack.simulator.stats()

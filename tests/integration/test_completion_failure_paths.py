@@ -24,7 +24,7 @@ def test_an_execution_that_ended_without_finishing_the_job_is_not_taken_for_succ
     completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME=completion.pipeline.table_name)
     assert completion.callback("second-attempt", as_callback_body(done))["statusCode"] == 200
     # Then a second attempt (not "already exists, fine") stores the video
-    assert completion.wait_for_execution("second-attempt-a2")["status"] == "SUCCEEDED"
+    assert completion.wait_for_execution(execution_name("second-attempt", 2))["status"] == "SUCCEEDED"
     assert completion.pipeline.store.get("second-attempt").state is S.COMPLETED
 
 

@@ -11,7 +11,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from kling_pipeline.adapters.download_workflow import execution_name
 from kling_pipeline.adapters.ledger import Ledger
+from kling_pipeline.job_ids import internal_name
 from kling_pipeline.lifecycle import Job, JobState
 from tests.support.jobs_api import JobsApi
 from tests.support.scenarios import (
@@ -32,8 +34,7 @@ def step_settled_by_callback(completion: Completion, job: Job, kind: str, status
     task = kling_task(completion, kind, job.task_id, status)
     assert completion.callback(job.job_id, as_callback_body(task))["statusCode"] == 200
     if status == "succeed":
-        name = job.job_id if job.step == 1 else f"{job.job_id}-s{job.step}"
-        assert completion.wait_for_execution(name)["status"] == "SUCCEEDED"
+        assert completion.wait_for_execution(execution_name(job.job_id, 1, job.step))["status"] == "SUCCEEDED"
     return completion.pipeline.store.get(job.job_id)
 
 
@@ -74,7 +75,7 @@ def test_a_two_step_chain_stores_each_step_and_completes_with_the_extended_video
         (S.SUBMITTED, 2, "video-extend"),
         (S.PROCESSING, 2, "video-extend"),
     }
-    assert (creates_for(pipeline, "chain-2"), creates_for(pipeline, "chain-2-s2")) == (1, 1)
+    assert (creates_for(pipeline, "chain-2"), creates_for(pipeline, second.external_task_id)) == (1, 1)
     extension = kling_task(completion, "video-extend", second.task_id, "succeed")
     assert (extension.task_info.parent_video or {}).get("id") == queued.steps[0]["video_id"]
     # When step 2's task succeeds and its callback arrives
@@ -110,7 +111,7 @@ def test_a_failed_middle_step_fails_the_job_naming_it_and_keeps_the_stored_steps
     assert object_keys(completion, "videos/chain-fails") == ["videos/chain-fails/step-1.mp4"]
     assert [s["step"] for s in failed.steps] == [1]
     # And step 3 was never created; what Kling charged for both tasks is the job's and is counted
-    assert creates_for(pipeline, "chain-fails-s3") == 0
+    assert creates_for(pipeline, internal_name("chain-fails", "s3")) == 0
     charged = float(failed.steps[0]["units_charged"]) + float(failed.units_charged or 0)
     assert units_counted(completion) == float(failed.total_units or 0) == charged > 0
     (event,) = completion.events()
@@ -144,7 +145,7 @@ def test_the_poller_sends_a_next_step_message_that_was_lost(completion: Completi
     # Then it sent the step's message again, and the step goes on to Kling once
     assert report["steps_queued"] == 1, report
     second = next_step_submitted(completion, "chain-lost")
-    assert (second.step, creates_for(pipeline, "chain-lost-s2")) == (2, 1)
+    assert (second.step, creates_for(pipeline, second.external_task_id)) == (2, 1)
     assert not second.awaiting_message
 
 
@@ -186,4 +187,4 @@ def test_a_chain_cancelled_between_steps_says_what_was_made_and_charged(
     assert "step 2 of 2" in message and queued.steps[0]["s3_uri"] in message
     assert f"{queued.total_units} units" in message
     # And no step 2 task is ever made
-    assert creates_for(completion.pipeline, "chain-cancel-s2") == 0
+    assert creates_for(completion.pipeline, internal_name("chain-cancel", "s2")) == 0

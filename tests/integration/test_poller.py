@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from kling_pipeline.adapters.download_workflow import execution_name
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from tests.support.scenarios import Completion, job_in, kling_task, submitted
@@ -118,7 +119,7 @@ def test_a_failed_download_workflow_is_retried_as_attempt_two(completion: Comple
     completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME=completion.pipeline.table_name)
     poll_until(completion, poller, lambda: job_in(completion.pipeline, "retry-download", S.COMPLETED))
     # Then a second attempt stored the video
-    assert completion.wait_for_execution("retry-download-a2")["status"] == "SUCCEEDED"
+    assert completion.wait_for_execution(execution_name("retry-download", 2))["status"] == "SUCCEEDED"
     assert done.first_video is not None
 
 

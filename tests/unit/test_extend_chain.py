@@ -76,12 +76,16 @@ def test_each_step_has_its_own_external_id_endpoint_and_object() -> None:
     first, third = chain_job(1), chain_job(3, steps=[{"step": 1}, {"step": 2}])
     # Then step 1 is the request's own task and steps after it are video-extend tasks of their own
     assert (first.total_steps, first.external_task_id, first.task_kind) == (3, "c1", "text2video")
-    assert (third.external_task_id, third.task_kind, third.step_label) == ("c1-s3", "video-extend", "step 3 of 3: ")
+    assert (third.external_task_id, third.task_kind, third.step_label) == (
+        "c1-s3".ljust(65, "_"),
+        "video-extend",
+        "step 3 of 3: ",
+    )
     assert (video_key(first), video_key(third)) == ("videos/c1/step-1.mp4", "videos/c1/step-3.mp4")
     assert (execution_name("c1", 1, 1), execution_name("c1", 1, 3), execution_name("c1", 2, 3)) == (
         "c1",
-        "c1-s3",
-        "c1-s3-a2",
+        "c1-s3-a1".ljust(65, "_"),
+        "c1-s3-a2".ljust(65, "_"),
     )
 
 
@@ -101,7 +105,7 @@ def test_a_steps_body_extends_the_previous_steps_video_with_its_own_prompt() -> 
     assert body == {
         "video_id": "v1",
         "callback_url": "https://cb",
-        "external_task_id": "c1-s2",
+        "external_task_id": "c1-s2".ljust(65, "_"),
         "prompt": "it sails",
         "cfg_scale": 0.3,
     }

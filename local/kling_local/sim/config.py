@@ -111,6 +111,12 @@ class SimConfig(BaseModel):
         description="refuse a create whose external_task_id exists (1201); off = a second, billed task, "
         "as Kling's contract allows",
     )
+    reused_external_id_message: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the words of the 1201 refusing a reused external_task_id (None: one naming the id); "
+        "Kling's wording is not documented and may change or be translated",
+    )
     query_lag_s: float = Field(
         default=0.0, ge=0, description="real seconds a new task stays invisible to every query (get, look-up, list)"
     )
@@ -177,6 +183,12 @@ class SimConfig(BaseModel):
     )
     cdn_drop_rate: Probability = Field(default=0.0, ge=0, le=1, description="downloads cut mid-body")
     cdn_drop_after_bytes: int = Field(default=65536, ge=0)
+    cdn_cut_first: int = Field(
+        default=0,
+        ge=0,
+        description="the first this many GETs of each result video are cut after cdn_drop_after_bytes (0 = none): "
+        "a download that fails that often (a whole download workflow's tries), then works",
+    )
     cdn_redirect_url: str | None = Field(default=None, description="answer 302 to this URL instead")
     cdn_body: Literal["mp4", "html"] = "mp4"
     cdn_content_type: str | None = Field(

@@ -467,7 +467,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         state.record_cdn("downloads_started")
         drop_at = end + 1
-        if state.chance(config.cdn_drop_rate):
+        if state.chance(config.cdn_drop_rate) or state.cut_first(obj.seed, config.cdn_cut_first):
             drop_at = start + config.cdn_drop_after_bytes
         if html:
             chunks = iter([HTML_BODY[start:end]])

@@ -207,6 +207,7 @@ class SimState:
         self._errors: Counter[str] = Counter()
         self._units_charged = 0.0
         self._cdn: Counter[str] = Counter()
+        self._gets_per_video: Counter[str] = Counter()  # cdn_cut_first
         self._faults: Counter[str] = Counter()
         self._image_fetches: Counter[str] = Counter()
         self._recent_image_fetches: list[dict[str, Any]] = []
@@ -311,6 +312,14 @@ class SimState:
         with self._lock:
             self._faults[name] += 1
 
+    def cut_first(self, video: str, first: int) -> bool:
+        """Whether this GET of the video is one of its first `first` (cdn_cut_first), counting it."""
+        if first <= 0:
+            return False
+        with self._lock:
+            self._gets_per_video[video] += 1
+            return self._gets_per_video[video] <= first
+
     def record_cdn(self, event: str, amount: int = 1) -> None:
         with self._lock:
             self._cdn[event] += amount
@@ -411,7 +420,10 @@ class SimState:
         acct = self._account(account)
         if spec.external_task_id is not None and spec.external_task_id in acct.by_external_id:
             if config.refuse_reused_external_id:
-                raise invalid(f"external_task_id {spec.external_task_id!r} already exists in this account")
+                raise invalid(
+                    config.reused_external_id_message
+                    or f"external_task_id {spec.external_task_id!r} already exists in this account"
+                )
             self._faults["external_task_id_reused"] += 1  # Kling's contract allows a second, billed task
         parent = self._source_video(account, spec, now)
         if config.concurrency_limit and acct.active >= config.concurrency_limit:

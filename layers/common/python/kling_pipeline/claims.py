@@ -40,6 +40,8 @@ LOGGED_RETRY_CYCLES = 3
 UNREADABLE_ANSWER_LIMIT = 5
 # Why a QUEUED job waits, when it is not plain backpressure (shown by `status` and the jobs API).
 HELD_FOR = "held_for"
+# When a create was first answered 1201 with no task of the job's found (submit.refused_as_invalid).
+REFUSED_SINCE = "refused_since"
 # Kling's billing refusals: the account exception, arrears, a resource pack used up or expired.
 BILLING_CODES = frozenset({1100, 1101, 1102})
 
@@ -140,7 +142,7 @@ def reconcile(job: Job, kind: str, deps: Reconciler, *, by: str = BY) -> SubmitR
     created since the first claim). None means "no task, and none can still appear: create"."""
     since_ms = ((job.first_claimed_at or int(time.time())) - 60) * 1000
     try:
-        existing = deps.kling.locate(kind, job.external_task_id, created_since_ms=since_ms)
+        existing = deps.kling.locate(kind, job.external_task_id, created_since_ms=since_ms, accept=job.owns_task)
     except (KlingRetryableError, KlingUnavailableError, KlingShapeError) as exc:
         return release_for_retry(
             job,
@@ -148,6 +150,10 @@ def reconcile(job: Job, kind: str, deps: Reconciler, *, by: str = BY) -> SubmitR
             f"could not ask Kling about an earlier attempt: {exc}",
             unreadable=isinstance(exc, KlingShapeError),
         )
+    if existing is not None and not job.owns_task(existing):
+        # Under the step's external id, but another job's task (its parent video, its kind): never adopted.
+        logger.warning("a task under this external id is not this job's", extra={"task_id": existing.task_id})
+        existing = None
     if existing is not None:
         logger.info("found the task of an earlier attempt", extra={"task_id": existing.task_id})
         return record_submitted(job, existing, deps, note="found by external_task_id after an unsettled attempt", by=by)
@@ -189,6 +195,7 @@ def record_submitted(
             "needs_reconcile": None,
             "unsettled_since": None,
             "unreadable_answers": None,
+            REFUSED_SINCE: None,
             "submitted_at": now,
             "expected_finish_at": expected_finish,
             "next_poll_at": first_poll,
@@ -242,11 +249,13 @@ def release_for_retry(
     delay_s: int | None = None,
     kling_code: int | None = None,
     held_for: str | None = None,
+    refused_since: int | None = None,
 ) -> SubmitResult:
     """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay.
     `unsettled`: a task may exist; reconcile before creating, and create nothing until the grace window
     since now is over. `unreadable`: count an answer this version could not read (park at the limit).
-    `held_for`: why the job waits, shown with it (the daily budget)."""
+    `held_for`: why the job waits, shown with it (the daily budget). `refused_since`: when a create was
+    first answered 1201 with no task found (kept until a task is recorded)."""
     now = int(time.time())
     unreadable_answers = (job.unreadable_answers or 0) + (1 if unreadable else 0)
     if unreadable_answers >= UNREADABLE_ANSWER_LIMIT:
@@ -257,6 +266,8 @@ def release_for_retry(
             "update kling-pipeline, then `kling-pipeline dlq --redrive` (the job will look for its task first)",
         )
     changes: dict[str, object] = {"unreadable_answers": unreadable_answers or None, HELD_FOR: held_for}
+    if refused_since is not None:
+        changes[REFUSED_SINCE] = refused_since
     if unsettled:
         # Look again soon (the task may show at once); only a new create waits for the grace window.
         changes |= {"needs_reconcile": True, "unsettled_since": now}

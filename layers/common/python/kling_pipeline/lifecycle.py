@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from kling_pipeline.errors import InvalidTransitionError, TransitionRejectedError
+from kling_pipeline.job_ids import internal_name
 from kling_pipeline.observability import Metric, logger, record
 
 if TYPE_CHECKING:  # annotations only: the download step, the API and webhooks never parse a Kling task
@@ -45,6 +46,8 @@ class JobState(StrEnum):
 
 
 S = JobState
+# Kinds whose task extends no earlier video: a task carrying a parent video is of another kind.
+KINDS_WITHOUT_PARENT = frozenset({"text2video", "image2video"})
 TERMINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
 
 # (from, to): every move a job may make. None is "no job yet". SUBMITTING -> SUBMITTING re-claims an
@@ -164,9 +167,35 @@ class Job(BaseModel):
 
     @property
     def external_task_id(self) -> str:
-        """What the step's task carries as external_task_id: the job id, then `<job_id>-s<n>`, so each
-        step is created exactly once and found by reconciliation under its own id."""
-        return self.job_id if self.step == 1 else f"{self.job_id}-s{self.step}"
+        """What the step's task carries as external_task_id: the job id, then `<job_id>-s<n>` padded to
+        65 characters (job_ids.internal_name), so each step is created exactly once, found by
+        reconciliation under its own id, and never under another job's: a producer's job `shot-s2` and
+        chain `shot`'s step 2 (`shot-s2___...`) cannot meet. Kling documents no length limit for it."""
+        return self.job_id if self.step == 1 else internal_name(self.job_id, f"s{self.step}")
+
+    @property
+    def parent_video_id(self) -> str | None:
+        """The video the step's task extends: the previous step's, or a video-extend request's own."""
+        if self.step > 1:
+            video = self.steps[-1].get("video_id") if self.steps else None
+        else:
+            video = self.request.get("video_id") if self.kind == "video-extend" else None
+        return str(video) if video else None
+
+    def owns_task(self, task: KlingTask) -> bool:
+        """A task Kling found under the step's external id is the step's only when it carries that id and,
+        for an extend, extends the step's parent video: another job's task (or one made outside the
+        pipeline under this id) is never adopted. Kling's task object does not name its kind; the endpoint
+        asked (the step's kind) does, and a parent video on a task whose kind has none marks another kind."""
+        info = task.task_info
+        if info.external_task_id != self.external_task_id:
+            return False
+        parent = (info.parent_video or {}).get("id")
+        if self.task_kind in KINDS_WITHOUT_PARENT:
+            return parent is None
+        expected = self.parent_video_id
+        # A parent Kling does not show cannot be checked; one it shows must be the step's.
+        return expected is None or parent is None or parent == expected
 
     @property
     def total_units(self) -> str | None:

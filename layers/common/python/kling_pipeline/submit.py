@@ -28,6 +28,7 @@ from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_call
 from kling_pipeline.claims import (
     BY,
     HELD_FOR,
+    REFUSED_SINCE,
     Outcome,
     SubmitResult,
     SubmitRules,
@@ -46,6 +47,7 @@ from kling_pipeline.errors import (
     KlingFinalError,
     KlingKeysMissingError,
     KlingRetryableError,
+    KlingShapeError,
     KlingUnavailableError,
     LinkedWriteRefusedError,
     TransitionRejectedError,
@@ -63,6 +65,7 @@ if TYPE_CHECKING:  # imported on first use: only requests with URL or S3 images 
 
 S = JobState
 HELD_FOR_BUDGET = "daily budget reached"
+INVALID_PARAMETER = 1201
 SECONDS_PER_DAY = 86_400
 
 
@@ -391,13 +394,54 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
     except KlingRetryableError as exc:
         return release_for_retry(job, deps, f"Kling said {exc.code}: {exc.message}", kling_code=exc.code)
     except KlingFinalError as exc:
-        if exc.code == 1201 and "external_task_id" in exc.message.lower():
-            # Kling runs (and bills) a task under this job id: ours. Record it, or wait until it shows.
-            return release_for_retry(
-                job, deps, f"Kling already has this external_task_id ({exc.message})", unsettled=True
-            )
+        if exc.code == INVALID_PARAMETER:
+            return refused_as_invalid(job, kind, deps, exc)
         return fail_job(job, deps, exc)
     return record_submitted(job, task, deps, model_name=body.get("model_name"))
+
+
+def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: KlingFinalError) -> SubmitResult:
+    """1201 answers both a parameter Kling refuses and, in words of its own (reworded, translated), a
+    create whose external_task_id it already holds: a task Kling runs and bills. Which it was is told by
+    what can be checked, never by the message: the task under the step's external id. The job's own →
+    recorded. Another's under the same id → Kling will never take this id: FAILED. None (a new task may
+    be invisible to queries for a while) → unsettled, looked for again, until the reconcile grace since
+    the first such answer is over; a 1201 whose task never showed by then is a refusal: FAILED with
+    Kling's message."""
+    try:
+        found = deps.kling.find_by_external_id(kind, job.external_task_id)
+    except (KlingRetryableError, KlingUnavailableError, KlingShapeError, KlingFinalError) as lookup:
+        logger.info("look-up after a 1201 gave no answer", extra={"reason": str(lookup)})
+        found = None
+    if found is not None and job.owns_task(found):
+        return record_submitted(
+            job,
+            found,
+            deps,
+            note=f"the create was answered 1201 ({exc.message[:200]}) and "
+            "Kling holds the step's task under its external_task_id: recorded",
+        )
+    if found is not None and found.task_info.external_task_id == job.external_task_id:
+        return fail_job(
+            job,
+            deps,
+            exc,
+            detail=f"Kling holds another task ({found.task_id}) under this job's external_task_id "
+            f"{job.external_task_id} and refused the create ({exc.code}): {exc.message}",
+        )
+    now = int(deps.clock())
+    since = int((job.model_extra or {}).get(REFUSED_SINCE) or now)
+    if now - since >= deps.rules.reconcile_grace_s:
+        return fail_job(job, deps, exc)
+    return release_for_retry(
+        job,
+        deps,
+        f"Kling answered the create 1201 ({exc.message}) and no task of this job shows under its external_task_id "
+        f"yet: looking again (a refusal if none shows by {deps.rules.reconcile_grace_s} s after the first 1201)",
+        unsettled=True,
+        kling_code=exc.code,
+        refused_since=since,
+    )
 
 
 def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> SubmitResult:
@@ -418,7 +462,7 @@ def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> SubmitRes
     return SubmitResult(Outcome.REJECTED, job.job_id, reason, error="INVALID_REQUEST")
 
 
-def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> SubmitResult:
+def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError, *, detail: str | None = None) -> SubmitResult:
     """Kling refused the create for good: no task was made, so the budget reservation goes back. The job
     has ended: announced, and its waiting caller told."""
     failed = deps.store.transition(
@@ -427,7 +471,7 @@ def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError) -> Submit
         by=BY,
         changes={
             "error_code": f"KLING_{exc.code}",
-            "error_message": f"{job.step_label}Kling refused the task ({exc.code}): {exc.message}",
+            "error_message": f"{job.step_label}{detail or f'Kling refused the task ({exc.code}): {exc.message}'}",
         },
         note=f"Kling {exc.code}",
         linked=deps.ledger.release_update(job),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -176,15 +177,25 @@ class KlingClient:
             f"{LIST_MAX_PAGES * LIST_PAGE_SIZE} tasks were created since the claim; the list scan stopped there"
         )
 
-    def locate(self, kind: str, external_task_id: str, *, created_since_ms: int) -> KlingTask | None:
+    def locate(
+        self,
+        kind: str,
+        external_task_id: str,
+        *,
+        created_since_ms: int,
+        accept: Callable[[KlingTask], bool] | None = None,
+    ) -> KlingTask | None:
         """A task of ours by external id, asked directly and then through the list (Kling's look-up by
         external id is not documented firmly, and a lag may hide a new task from it); None only when the
-        list scan, which is the proof, reaches back to `created_since_ms` without finding it."""
+        list scan, which is the proof, reaches back to `created_since_ms` without finding it. A look-up
+        answer `accept` refuses (not the job's task: lifecycle.Job.owns_task) is no answer."""
         try:
             found = self.find_by_external_id(kind, external_task_id)
         except (KlingUnavailableError, KlingFinalError, KlingShapeError) as exc:
             # The look-up route gave no usable answer (a bare 404, say): it proves nothing either way.
             logger.info("look-up by external_task_id gave no answer; scanning the list", extra={"reason": str(exc)})
+            found = None
+        if found is not None and accept is not None and not accept(found):
             found = None
         return found or self.find_in_recent_list(kind, external_task_id, created_since_ms=created_since_ms)
 
