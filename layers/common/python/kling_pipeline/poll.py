@@ -59,10 +59,12 @@ from kling_pipeline.errors import (
     TransitionRejectedError,
 )
 from kling_pipeline.extend_chain import after_stored, video_key
+from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s
+from kling_pipeline.requests import parked_message
 from kling_pipeline.settings import PollerSettings
 
 S = JobState
@@ -357,9 +359,15 @@ def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: in
     report.reconciled += 1
     record(Metric.POLLER_JOBS, action="reconciled")
     if result.outcome is Outcome.REQUEUED:
-        deps.queue.send(claimed.job_request.as_message(), delay_s=result.delay_s)
+        deps.queue.send(job_reference(job.job_id), delay_s=result.delay_s)
     elif result.outcome is Outcome.PARKED:
-        deps.queue.dead_letter("", reason=result.detail, source_message_id=f"poller:{job.job_id}", job_id=job.job_id)
+        # What the submit path leaves for a parked job: the job's request, so a redrive is this job again.
+        deps.queue.dead_letter(
+            parked_message(claimed.job_request),
+            reason=result.detail,
+            source_message_id=f"poller:{job.job_id}",
+            job_id=job.job_id,
+        )
     return f"reconciled: {result.outcome.value} ({result.detail[:120]})"
 
 
@@ -408,9 +416,10 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
 
 
 def send_next_step(job: Job, deps: PollerDependencies, report: PollReport) -> None:
-    """An extend chain's next step goes to the submit path as its request's message. Sent twice is
+    """A QUEUED job's message (an extend chain's next step, a jobs-API job whose message was never sent)
+    goes to the submit path as a reference to the job: its request is in its record. Sent twice is
     harmless: the claim makes one create of the step, the other copy finds it done."""
-    deps.queue.send(job.request)
+    deps.queue.send(job_reference(job.job_id))
     report.steps_queued += 1
     record(Metric.POLLER_JOBS, action="step_queued")
 
