@@ -90,7 +90,7 @@ def test_a_chain_near_the_message_limit_goes_step_by_step_by_reference(completio
     # When that message is lost, and the poller sends it again after the resend delay
     make_due(completion, "big-chain")
     report = completion.poll(completion.poller())
-    assert report["steps_queued"] == 1 and report["errors"] == 0, report
+    assert report["messages_resent"] == 1 and report["errors"] == 0, report
     # Then the submit path makes step 2 once, from the request in the job's record
     handler = pipeline.submit_handler()
     drive_queue(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -127,7 +128,8 @@ Outcome = Literal["accepted", "existing", "conflict", "not_queued"]
 
 class Accepted(BaseModel):
     """One job of a submission: `accepted` (queued now), `existing` (the same request was sent before;
-    nothing queued), `conflict` (the job id belongs to a different request) or `not_queued` (retry)."""
+    its message is sent again while no submitter has claimed the job, in case that try never sent it),
+    `conflict` (the job id belongs to a different request) or `not_queued` (retry)."""
 
     job_id: str
     state: JobState | None = None
@@ -269,21 +271,32 @@ def checked_requests(requests: list[JobRequest], batch: bool, deps: JobsApiDepen
 
 
 def enqueue(requests: list[JobRequest], base_url: str, deps: JobsApiDependencies) -> list[Accepted]:
-    """Record each new job QUEUED and send its message; existing jobs are compared, never sent again."""
+    """Record each new job QUEUED, awaiting its message, and send its message; existing jobs are compared.
+    An existing job that still awaits its message (no submitter has claimed it) may have been recorded by
+    a try that never sent it (a batch that failed midway, between its puts and its messages): its message
+    is sent again. A second copy is harmless (the claim makes one create; the other finds it done). The
+    claim clears `awaiting_message`; the poller sends the message of a job no retry comes for."""
     ids = [r.job_id for r in requests if r.job_id]
     existing = deps.store.get_many(ids)
     results: dict[str, Accepted] = {}
     created: list[tuple[Job, JobRequest]] = []
+    resent: list[JobRequest] = []
     for request in requests:
         job_id = request.job_id
         assert job_id is not None
         job = existing.get(job_id)
         if job is None:
-            job, fresh = deps.store.create(job_id, request, by=BY)
+            job, fresh = deps.store.create(job_id, request, by=BY, awaiting_message=True)
             if fresh:
                 created.append((job, request))
                 continue
         results[job_id] = compared(job, request, base_url)
+        if results[job_id].outcome == "existing" and job.state is S.QUEUED and job.awaiting_message:
+            resent.append(request)
+    if resent:
+        # Best effort: a job whose message is lost again is sent by the poller.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            deps.queue.send_many([request.as_message() for request in resent])
     if created:
         try:
             sent = deps.queue.send_many([request.as_message() for _, request in created])

@@ -14,6 +14,7 @@ overlapping runs never poll a job twice. By state:
 - DOWNLOADING with no running workflow: completed from the stored object when it is there with its
   checksum (no second download), else the next download attempt, up to a limit, then FAILED with
   what was tried; a result link past Kling's 30 days is reported as such.
+- QUEUED with `awaiting_message` (recorded, its message never claimed): the message is sent again.
 - QUEUED far longer than backpressure explains: reported, not touched.
 
 docs/architecture.md, "The poller".
@@ -115,7 +116,7 @@ class PollReport:
     resolved_by_poll: int = 0  # Kling had finished (or failed) it and no callback had said so
     reconciled: int = 0
     repaired: int = 0  # a DOWNLOADING job completed from its stored object
-    steps_queued: int = 0  # an extend chain's next step sent to the submit path by the poller
+    messages_resent: int = 0  # a QUEUED job's message the poller sent (a chain's next step, an API job's)
     left_for_next_run: int = 0  # claimed, but this run ran out of time before settling it
     restarted: int = 0  # a new download attempt started
     timed_out: int = 0
@@ -290,8 +291,11 @@ def settle_one(
     if job.state is S.DOWNLOADING:
         return settle_download(job, deps, report, now)
     if job.state is S.QUEUED and job.awaiting_message:
+        # Recorded and never claimed: its message was lost (a chain's next step the workflow could not
+        # send, a jobs-API job whose batch failed before its message went).
         send_next_step(job, deps, report)
-        return f"step {job.step}'s message sent again (the workflow's never started it)"
+        message = f"step {job.step}'s message" if job.is_chain else "its message"
+        return f"{message} sent again (none had reached the submit path)"
     schedule = deps.store.schedule
     if job.state is S.QUEUED and schedule is not None and now - age_from(job.updated_at) > schedule.queued_report_s:
         report.queued_too_long += 1
@@ -420,8 +424,8 @@ def send_next_step(job: Job, deps: PollerDependencies, report: PollReport) -> No
     goes to the submit path as a reference to the job: its request is in its record. Sent twice is
     harmless: the claim makes one create of the step, the other copy finds it done."""
     deps.queue.send(job_reference(job.job_id))
-    report.steps_queued += 1
-    record(Metric.POLLER_JOBS, action="step_queued")
+    report.messages_resent += 1
+    record(Metric.POLLER_JOBS, action="message_resent")
 
 
 def fail_download(job: Job, deps: PollerDependencies, report: PollReport, code: str, message: str) -> str:
