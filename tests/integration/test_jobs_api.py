@@ -383,3 +383,36 @@ def test_the_poller_queues_an_api_job_whose_message_never_went(completion: Compl
         until=lambda: job_in(pipeline, "no-message", S.SUBMITTED, S.PROCESSING),
     )
     assert creates_for(pipeline, "no-message") == 1
+
+
+def test_a_batch_spreads_over_the_state_index_and_lists_whole_newest_first(jobs_api: JobsApi) -> None:
+    pipeline = jobs_api.pipeline
+    # When a batch of 40 jobs is accepted (each recorded QUEUED)
+    batch = {"jobs": [{"job_id": f"spread-{i:02d}", "prompt": f"shot {i}"} for i in range(40)]}
+    assert jobs_api.call("POST", "/jobs", batch).status == 202
+    # Then their index entries spread over the state's partitions, not one
+    partitions = {
+        pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": f"spread-{i:02d}"}})["Item"][
+            "state_shard"
+        ]["S"]
+        for i in range(40)
+    }
+    assert len(partitions) > 8 and all(p.startswith("QUEUED#") for p in partitions)
+    # And a listing pages through every shard: each job once, newest first
+    seen: list[dict[str, str]] = []
+    token = None
+    while True:
+        page = jobs_api.call("GET", "/jobs", state="QUEUED", limit=7, next_token=token)
+        assert page.status == 200 and len(page.body["jobs"]) <= 7
+        seen += page.body["jobs"]
+        token = page.body.get("next_token")
+        if not token:
+            break
+    assert sorted(j["job_id"] for j in seen) == [f"spread-{i:02d}" for i in range(40)]
+    assert [j["updated_at"] for j in seen] == sorted((j["updated_at"] for j in seen), reverse=True)
+    # And a transition moves the job to its new state's shard
+    jobs_api.call("POST", "/jobs/spread-00/cancel")
+    item = pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": "spread-00"}})["Item"]
+    assert item["state_shard"]["S"].startswith("CANCELLED#")
+    listed = jobs_api.call("GET", "/jobs", state="CANCELLED").body["jobs"]
+    assert [j["job_id"] for j in listed] == ["spread-00"] and listed[0]["state"] == "CANCELLED"
