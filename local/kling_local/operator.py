@@ -23,6 +23,7 @@ from rich.table import Table
 
 from kling_local.api_client import ApiClientError, JobsApiClient
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
+from kling_pipeline.job_ids import is_valid_job_id, job_reference
 from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.requests import JOB_KINDS, JobRequest, describe_validation_error
 
@@ -519,20 +520,33 @@ def cmd_get(args: argparse.Namespace, connection: PipelineConnection) -> int:
 # ---------------------------------------------------------------------------------------------- dlq
 
 
+class NotRedriven(Exception):
+    """A dead-lettered message that cannot go back to the jobs queue as it is: why, for the operator."""
+
+
 def redrive_body(message: dict[str, Any]) -> str:
     """The body to send again, with its job id fixed: a message that had none was known by its first
-    message id, and a new message id would otherwise make it a new job (and a second Kling task)."""
+    message id, and a new message id would otherwise make it a new job (and a second Kling task).
+
+    A body that is not a JSON object is never sent as it is: under a new message id it would only be
+    refused again, as a new FAILED job of that id. If its message names a job (the `job_id` attribute)
+    it goes back as a reference to that job, whose request the submit path takes from the job's record
+    (it makes no job of a reference to none); otherwise NotRedriven says why it stays."""
+    attributes = message.get("MessageAttributes", {})
+    named = attributes.get("job_id", {}).get("StringValue")
     try:
         body = json.loads(message["Body"])
-    except ValueError:
-        return str(message["Body"])  # not JSON: it will be refused again, with its reason
-    if isinstance(body, dict) and not body.get("job_id"):
-        attributes = message.get("MessageAttributes", {})
-        body["job_id"] = (
-            attributes.get("job_id", {}).get("StringValue")
-            or attributes.get("source_message_id", {}).get("StringValue")
-            or message["MessageId"]
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        if named and is_valid_job_id(named):
+            return json.dumps(job_reference(named))
+        raise NotRedriven(
+            "its body is not a JSON object and names no job: sent again it would only be refused, as a new "
+            "FAILED job; send the job's request yourself, then delete this message"
         )
+    if not body.get("job_id"):
+        body["job_id"] = named or attributes.get("source_message_id", {}).get("StringValue") or message["MessageId"]
         return json.dumps(body)
     return str(message["Body"])
 
@@ -569,24 +583,39 @@ def cmd_dlq(args: argparse.Namespace, connection: PipelineConnection) -> int:
         }
         for m in chosen
     ]
+    redriven = 0
     if args.redrive:
-        for message in chosen:
-            sqs.send_message(QueueUrl=connection.queue_url, MessageBody=redrive_body(message))
+        for message, row in zip(chosen, rows, strict=True):
+            try:
+                body = redrive_body(message)
+            except NotRedriven as exc:
+                row["not_redriven"] = str(exc)
+                sqs.change_message_visibility(
+                    QueueUrl=connection.dead_letter_queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+                continue
+            sqs.send_message(QueueUrl=connection.queue_url, MessageBody=body)
             sqs.delete_message(QueueUrl=connection.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
+            redriven += 1
     else:
         for message in chosen:  # make them visible again at once for the next look
             sqs.change_message_visibility(
                 QueueUrl=connection.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
             )
     if args.json:
-        print(json.dumps({"messages": rows, "redriven": len(chosen) if args.redrive else 0}, indent=2))
+        print(json.dumps({"messages": rows, "redriven": redriven}, indent=2))
         return 0
     table = Table("message_id", "job_id", "reason", "body", title=f"dead-lettered messages ({len(rows)})")
     for row in rows:
         table.add_row(row["message_id"], row["job_id"] or "", row["reason"], row["body"][:60])
     console.print(table)
+    for row in rows:
+        if "not_redriven" in row:
+            console.print(f"[red]not redriven[/red] {row['message_id']}: {row['not_redriven']}")
     if args.redrive:
-        console.print(f"redriven {len(chosen)} message(s) to the jobs queue")
+        console.print(f"redriven {redriven} message(s) to the jobs queue")
     elif rows:
         console.print("fix the messages' producer, or `kling-pipeline dlq --redrive` once the cause is fixed")
     return 0

@@ -143,7 +143,7 @@ def test_the_poller_sends_a_next_step_message_that_was_lost(completion: Completi
     make_due(completion, "chain-lost")
     report = completion.poll(completion.poller())
     # Then it sent the step's message again, and the step goes on to Kling once
-    assert report["steps_queued"] == 1, report
+    assert report["messages_resent"] == 1, report
     second = next_step_submitted(completion, "chain-lost")
     assert (second.step, creates_for(pipeline, second.external_task_id)) == (2, 1)
     assert not second.awaiting_message

@@ -56,9 +56,11 @@ def twin_of(completion: Completion, job: Job, twin_id: str) -> Job:
 
 
 def comparable(completion: Completion, job_id: str) -> tuple[dict[str, Any], int | None]:
-    """The record with the job id, the clock readings and the TTL taken out (the TTL is returned)."""
+    """The record with the job id (and its index shard), the clock readings and the TTL taken out (the TTL is
+    returned)."""
     item = json.loads(json.dumps(raw_item(completion, job_id), default=str).replace(job_id, "<job>"))
     item.pop("updated_at")
+    item["state_shard"] = item["state_shard"].split("#")[0]  # the shard number is the job id's hash
     for entry in item["history"]:
         entry.pop("at")
     ttl = item.pop("expires_at", None)

@@ -10,7 +10,7 @@ import pytest
 
 from kling_pipeline.lifecycle import JobState
 from tests.support.jobs_api import JobsApi, moved
-from tests.support.scenarios import creates_for, job_in
+from tests.support.scenarios import Completion, creates_for, job_in
 from tests.support.sqs_driver import drive_queue
 
 S = JobState
@@ -26,15 +26,15 @@ def test_a_job_is_queued_once_and_its_id_is_its_idempotency_key(jobs_api: JobsAp
     assert [m["job_id"] for m in jobs_api.queued()] == ["idem-1"]
     # When the same request is sent again
     again = jobs_api.call("POST", "/jobs", {"job_id": "idem-1", "prompt": "a red fox in snow"})
-    # Then the answer is the existing job and nothing more is queued
+    # Then the answer is the existing job, whose message (not yet claimed) is sent again: a harmless copy
     assert again.status == 200 and again.body["outcome"] == "existing"
-    assert len(jobs_api.queued()) == 1
+    assert [m["job_id"] for m in jobs_api.queued()] == ["idem-1", "idem-1"]
     # When the same id comes with a different request
     other = jobs_api.call("POST", "/jobs", {"job_id": "idem-1", "prompt": "a blue fox"})
     # Then it is refused, naming the field, and nothing is queued
     assert other.status == 409
     assert other.error["code"] == "JOB_ID_REUSED" and other.error["field"] == "job_id"
-    assert len(jobs_api.queued()) == 1
+    assert len(jobs_api.queued()) == 2
 
 
 def test_the_submit_path_takes_what_the_api_queued(jobs_api: JobsApi) -> None:
@@ -76,10 +76,11 @@ def test_a_batch_is_answered_per_job(jobs_api: JobsApi) -> None:
         ("b-new-2", "accepted"),
     ]
     assert answer.body["jobs"][1]["error"]["code"] == "JOB_ID_REUSED"
-    assert sorted(m["job_id"] for m in jobs_api.queued()) == ["b-new-1", "b-new-2", "b-old", "b-taken"]
-    # When the very same batch is sent again, nothing is queued
+    # (b-old, not yet claimed, has its message sent again: a harmless copy)
+    assert sorted(m["job_id"] for m in jobs_api.queued()) == ["b-new-1", "b-new-2", "b-old", "b-old", "b-taken"]
+    # When the very same batch is sent again, nothing new is accepted (only copies of unclaimed messages)
     assert jobs_api.call("POST", "/jobs", {"jobs": batch}).status == 200
-    assert len(jobs_api.queued()) == 4
+    assert {m["job_id"] for m in jobs_api.queued()} == {"b-new-1", "b-new-2", "b-old", "b-taken"}
 
 
 def test_a_batch_with_an_invalid_job_queues_nothing(jobs_api: JobsApi) -> None:
@@ -318,3 +319,100 @@ def test_a_job_naming_no_model_is_checked_against_the_deployments_default_model(
     accepted = v3_api.call("POST", "/jobs", eight_seconds)
     assert accepted.status == 202, accepted.body
     assert [m["job_id"] for m in v3_api.queued()] == ["no-model-8s"]
+
+
+def test_a_batch_that_fails_midway_is_queued_whole_by_its_retry(jobs_api: JobsApi) -> None:
+    from kling_local.aws_faults import AWS_FAULTS
+
+    pipeline = jobs_api.pipeline
+    batch = {"jobs": [{"job_id": f"mid-{i}", "prompt": f"shot {i}"} for i in range(3)]}
+    # Given DynamoDB throttling every put of the batch's second job, past the client's retries
+    AWS_FAULTS.inject("ThrottlingException", "dynamodb", operation="PutItem", contains="mid-1", times=None)
+    try:
+        # When the batch is sent
+        failed = jobs_api.call("POST", "/jobs", batch)
+    finally:
+        AWS_FAULTS.clear()
+    # Then the API asks for a retry, and the first job is recorded but was never queued
+    assert failed.status == 503, failed.body
+    assert jobs_api.job("mid-0").state is S.QUEUED and jobs_api.queued() == []
+    # When the same batch is sent again
+    retried = jobs_api.call("POST", "/jobs", batch)
+    # Then every job is queued, the one recorded by the first try too
+    assert retried.status == 202
+    assert [j["outcome"] for j in retried.body["jobs"]] == ["existing", "accepted", "accepted"]
+    assert sorted(m["job_id"] for m in jobs_api.queued()) == ["mid-0", "mid-1", "mid-2"]
+    # And the submit path makes each once, which no longer awaits a message
+    drive_queue(
+        pipeline.submit_handler(),
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: all(job_in(pipeline, f"mid-{i}", S.SUBMITTED, S.PROCESSING) for i in range(3)),
+    )
+    assert [creates_for(pipeline, f"mid-{i}") for i in range(3)] == [1, 1, 1]
+    assert not jobs_api.job("mid-0").awaiting_message
+    # And a retry once they are claimed is `existing`, queueing nothing
+    again = jobs_api.call("POST", "/jobs", batch)
+    assert [j["outcome"] for j in again.body["jobs"]] == ["existing"] * 3 and jobs_api.queued() == []
+
+
+def test_the_poller_queues_an_api_job_whose_message_never_went(completion: Completion, jobs_api: JobsApi) -> None:
+    pipeline = jobs_api.pipeline
+    # Given a job the API recorded, whose message was lost before any submitter claimed it (and no retry)
+    assert jobs_api.call("POST", "/jobs", {"job_id": "no-message", "prompt": "a quiet pond"}).status == 202
+    while messages := pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        for message in messages:
+            pipeline.sqs.delete_message(QueueUrl=pipeline.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    assert jobs_api.job("no-message").awaiting_message
+    # When the poller looks at it (its next look moved forward here)
+    pipeline.dynamodb.update_item(
+        TableName=pipeline.table_name,
+        Key={"job_id": {"S": "no-message"}},
+        UpdateExpression="SET next_poll_at = :now",
+        ExpressionAttributeValues={":now": {"N": "0"}},
+    )
+    report = completion.poll(completion.poller())
+    # Then it sent the job's message, and the job goes to Kling once
+    assert report["messages_resent"] == 1, report
+    drive_queue(
+        pipeline.submit_handler(),
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: job_in(pipeline, "no-message", S.SUBMITTED, S.PROCESSING),
+    )
+    assert creates_for(pipeline, "no-message") == 1
+
+
+def test_a_batch_spreads_over_the_state_index_and_lists_whole_newest_first(jobs_api: JobsApi) -> None:
+    pipeline = jobs_api.pipeline
+    # When a batch of 40 jobs is accepted (each recorded QUEUED)
+    batch = {"jobs": [{"job_id": f"spread-{i:02d}", "prompt": f"shot {i}"} for i in range(40)]}
+    assert jobs_api.call("POST", "/jobs", batch).status == 202
+    # Then their index entries spread over the state's partitions, not one
+    partitions = {
+        pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": f"spread-{i:02d}"}})["Item"][
+            "state_shard"
+        ]["S"]
+        for i in range(40)
+    }
+    assert len(partitions) > 8 and all(p.startswith("QUEUED#") for p in partitions)
+    # And a listing pages through every shard: each job once, newest first
+    seen: list[dict[str, str]] = []
+    token = None
+    while True:
+        page = jobs_api.call("GET", "/jobs", state="QUEUED", limit=7, next_token=token)
+        assert page.status == 200 and len(page.body["jobs"]) <= 7
+        seen += page.body["jobs"]
+        token = page.body.get("next_token")
+        if not token:
+            break
+    assert sorted(j["job_id"] for j in seen) == [f"spread-{i:02d}" for i in range(40)]
+    assert [j["updated_at"] for j in seen] == sorted((j["updated_at"] for j in seen), reverse=True)
+    # And a transition moves the job to its new state's shard
+    jobs_api.call("POST", "/jobs/spread-00/cancel")
+    item = pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": "spread-00"}})["Item"]
+    assert item["state_shard"]["S"].startswith("CANCELLED#")
+    listed = jobs_api.call("GET", "/jobs", state="CANCELLED").body["jobs"]
+    assert [j["job_id"] for j in listed] == ["spread-00"] and listed[0]["state"] == "CANCELLED"

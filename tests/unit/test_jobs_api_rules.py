@@ -3,6 +3,7 @@ webhook URL rules, the webhook backoff and signature, the OpenAPI document, and 
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import random
@@ -19,6 +20,7 @@ from kling_pipeline.api_routes import build_app, openapi_document
 from kling_pipeline.errors import JobsApiError, WebhookRefusedError
 from kling_pipeline.jobs_api import decode_token, encode_token, record_time
 from kling_pipeline.lifecycle import ALLOWED_TRANSITIONS, TERMINAL_STATES, JobState
+from kling_pipeline.polling import SHARDS, shard_number
 from kling_pipeline.webhooks import retry_delay, webhook_body
 from tests.support.template import ROOT, load_template
 
@@ -110,22 +112,36 @@ def test_an_unknown_route_is_a_404_in_the_apis_words() -> None:
     assert answer["error"]["code"] == "ROUTE_NOT_FOUND"
 
 
+def forged(payload: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
 def test_page_tokens_round_trip_and_refuse_anything_else() -> None:
-    key = {"job_id": "a-1", "state": "FAILED", "updated_at": "2026-01-02T03:04:05.678Z"}
-    token = encode_token(key)
-    assert decode_token(token, S.FAILED, None) == key
-    assert decode_token(token, S.FAILED, "2026-01-01T00:00:00.000Z") == key
+    shard = shard_number("a-1")
+    positions = {shard: ("2026-01-02T03:04:05.678Z", "a-1"), (shard + 1) % SHARDS: None}
+    token = encode_token(S.FAILED, positions)
+    assert decode_token(token, S.FAILED, None) == positions
+    assert decode_token(token, S.FAILED, "2026-01-01T00:00:00.000Z") == positions
+    good = {"v": 2, "state": "FAILED", "s": {str(shard): ["2026-01-02T03:04:05.678Z", "a-1"]}}
     for bad, state, since in [
         (token, S.COMPLETED, None),  # another listing's token
         (token, S.FAILED, "2027-01-01T00:00:00.000Z"),  # before the window asked for
         ("!!!", S.FAILED, None),
-        (encode_token({"job_id": "a"}), S.FAILED, None),  # type: ignore[dict-item]
-        (encode_token(key | {"extra": "x"}), S.FAILED, None),
+        (
+            forged({"v": 1, "k": {"job_id": "a-1", "state": "FAILED", "updated_at": "2026-01-02T03:04:05.678Z"}}),
+            S.FAILED,
+            None,
+        ),
+        (forged(good | {"s": {}}), S.FAILED, None),
+        (forged(good | {"s": {"16": None}}), S.FAILED, None),  # no such shard
+        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z"]}}), S.FAILED, None),
+        (forged(good | {"s": {str((shard + 1) % SHARDS): ["2026-01-02T03:04:05.678Z", "a-1"]}}), S.FAILED, None),
         # Key values DynamoDB refuses (ValidationException, a 500) or that no record holds.
-        (encode_token(key | {"job_id": ""}), S.FAILED, None),
-        (encode_token(key | {"job_id": "not/a job"}), S.FAILED, None),
-        (encode_token(key | {"updated_at": ""}), S.FAILED, None),
-        (encode_token(key | {"updated_at": "yesterday"}), S.FAILED, None),
+        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z", ""]}}), S.FAILED, None),
+        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z", "not/a job"]}}), S.FAILED, None),
+        (forged(good | {"s": {str(shard): ["", "a-1"]}}), S.FAILED, None),
+        (forged(good | {"s": {str(shard): ["yesterday", "a-1"]}}), S.FAILED, None),
+        (forged(good | {"s": {str(shard): [1, "a-1"]}}), S.FAILED, None),
     ]:
         with pytest.raises(JobsApiError) as info:
             decode_token(bad, state, since)

@@ -24,6 +24,7 @@ from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, s3_client, stream_to_s3
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
 from kling_pipeline.extend_chain import after_stored, video_key
+from kling_pipeline.job_ids import job_reference
 from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import DownloadSettings
@@ -128,7 +129,9 @@ def stored_outcome(job: Job, stored: StoredVideo, deps: DownloadDependencies) ->
     details = {"s3_uri": stored.s3_uri, "size": stored.size, "sha256": stored.sha256}
     answer = outcome(job, to_state, changes, details, deps)
     if to_state is S.QUEUED:
-        answer |= {"next_step": True, "next_message": json.dumps(job.request)}
+        # The job by id only: its request (up to a message's size) stays in its record, out of the
+        # workflow's state (256 KiB) and of the step's message.
+        answer |= {"next_step": True, "next_message": json.dumps(job_reference(job.job_id))}
     return answer
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.job_queue import JobQueue
-from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.job_store import JobStore, ShardPositions, job_store
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.video_links import VideoLinks, video_links
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy, check_webhook_url
@@ -35,6 +36,7 @@ from kling_pipeline.errors import InvalidJobMessageError, JobsApiError, Transiti
 from kling_pipeline.job_ids import JOB_ID_PATTERN, is_valid_job_id
 from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.observability import logger
+from kling_pipeline.polling import SHARDS, shard_number
 from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import ApiSettings
 
@@ -127,7 +129,8 @@ Outcome = Literal["accepted", "existing", "conflict", "not_queued"]
 
 class Accepted(BaseModel):
     """One job of a submission: `accepted` (queued now), `existing` (the same request was sent before;
-    nothing queued), `conflict` (the job id belongs to a different request) or `not_queued` (retry)."""
+    its message is sent again while no submitter has claimed the job, in case that try never sent it),
+    `conflict` (the job id belongs to a different request) or `not_queued` (retry)."""
 
     job_id: str
     state: JobState | None = None
@@ -269,21 +272,32 @@ def checked_requests(requests: list[JobRequest], batch: bool, deps: JobsApiDepen
 
 
 def enqueue(requests: list[JobRequest], base_url: str, deps: JobsApiDependencies) -> list[Accepted]:
-    """Record each new job QUEUED and send its message; existing jobs are compared, never sent again."""
+    """Record each new job QUEUED, awaiting its message, and send its message; existing jobs are compared.
+    An existing job that still awaits its message (no submitter has claimed it) may have been recorded by
+    a try that never sent it (a batch that failed midway, between its puts and its messages): its message
+    is sent again. A second copy is harmless (the claim makes one create; the other finds it done). The
+    claim clears `awaiting_message`; the poller sends the message of a job no retry comes for."""
     ids = [r.job_id for r in requests if r.job_id]
     existing = deps.store.get_many(ids)
     results: dict[str, Accepted] = {}
     created: list[tuple[Job, JobRequest]] = []
+    resent: list[JobRequest] = []
     for request in requests:
         job_id = request.job_id
         assert job_id is not None
         job = existing.get(job_id)
         if job is None:
-            job, fresh = deps.store.create(job_id, request, by=BY)
+            job, fresh = deps.store.create(job_id, request, by=BY, awaiting_message=True)
             if fresh:
                 created.append((job, request))
                 continue
         results[job_id] = compared(job, request, base_url)
+        if results[job_id].outcome == "existing" and job.state is S.QUEUED and job.awaiting_message:
+            resent.append(request)
+    if resent:
+        # Best effort: a job whose message is lost again is sent by the poller.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            deps.queue.send_many([request.as_message() for request in resent])
     if created:
         try:
             sent = deps.queue.send_many([request.as_message() for _, request in created])
@@ -398,7 +412,7 @@ def list_jobs(
     deps: JobsApiDependencies,
 ) -> JobList:
     """Jobs in one state, updated since a time (`listing_since`), newest first, a page at a time (the
-    JobsByState index)."""
+    JobsByState index, every shard of the state merged)."""
     start = decode_token(next_token, state, since) if next_token else None
     items, last = deps.store.jobs_in_state(state, since=since, limit=limit, start_key=start)
     summaries = [
@@ -408,7 +422,7 @@ def list_jobs(
         )
         for item in items
     ]
-    return JobList(jobs=summaries, next_token=encode_token(last) if last else None)
+    return JobList(jobs=summaries, next_token=encode_token(state, last) if last else None)
 
 
 def listing_since(since: datetime | None) -> str | None:
@@ -428,7 +442,7 @@ def record_time(moment: datetime) -> str:
     return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-TOKEN_KEYS = frozenset({"job_id", "state", "updated_at"})
+TOKEN_VERSION = 2  # each shard's position (v1 held one index key, before the index was sharded)
 
 
 def _is_record_time(text: str) -> bool:
@@ -438,14 +452,18 @@ def _is_record_time(text: str) -> bool:
         return False
 
 
-def encode_token(key: dict[str, str]) -> str:
-    """An opaque page token: the index position to go on from (nothing a caller could not read anyway)."""
-    raw = json.dumps({"v": 1, "k": key}, separators=(",", ":"), sort_keys=True).encode()
+def encode_token(state: JobState, positions: ShardPositions) -> str:
+    """An opaque page token: the listing's state, and where each shard of the index goes on from (nothing
+    a caller could not read anyway)."""
+    shards = {str(n): list(at) if at is not None else None for n, at in sorted(positions.items())}
+    raw = json.dumps(
+        {"v": TOKEN_VERSION, "state": state.value, "s": shards}, separators=(",", ":"), sort_keys=True
+    ).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, state: JobState, since: str | None) -> dict[str, str]:
-    """The key a token holds, if it is one of ours for this listing; 400 otherwise."""
+def decode_token(token: str, state: JobState, since: str | None) -> ShardPositions:
+    """The shards' positions a token holds, if it is one of ours for this listing; 400 otherwise."""
     invalid = JobsApiError(
         400, "INVALID_NEXT_TOKEN", "next_token is not a token of this listing; start again without it", "next_token"
     )
@@ -453,16 +471,26 @@ def decode_token(token: str, state: JobState, since: str | None) -> dict[str, st
         decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError, RecursionError):
         raise invalid from None
-    key = decoded.get("k") if isinstance(decoded, dict) and decoded.get("v") == 1 else None
-    if not isinstance(key, dict) or set(key) != TOKEN_KEYS or not all(isinstance(v, str) for v in key.values()):
+    ours = isinstance(decoded, dict) and decoded.get("v") == TOKEN_VERSION and decoded.get("state") == state.value
+    shards = decoded.get("s") if ours else None
+    if not isinstance(shards, dict) or not shards or not set(shards) <= {str(n) for n in range(SHARDS)}:
         raise invalid
-    # DynamoDB refuses an empty key value (a ValidationException, which would be a 500): only what a
-    # record can hold passes.
-    if not is_valid_job_id(key["job_id"]) or not _is_record_time(key["updated_at"]):
-        raise invalid
-    if key["state"] != state.value or (since is not None and key["updated_at"] < since):
-        raise invalid
-    return {k: str(v) for k, v in key.items()}
+    positions: ShardPositions = {}
+    for shard, at in shards.items():
+        if at is None:
+            positions[int(shard)] = None
+            continue
+        # DynamoDB refuses an empty key value (a ValidationException, which would be a 500): only what a
+        # record can hold passes, and only a job of this shard, updated since the listing's `since`.
+        if not (isinstance(at, list) and len(at) == 2 and all(isinstance(v, str) for v in at)):
+            raise invalid
+        updated_at, job_id = at
+        if not is_valid_job_id(job_id) or not _is_record_time(updated_at) or shard_number(job_id) != int(shard):
+            raise invalid
+        if since is not None and updated_at < since:
+            raise invalid
+        positions[int(shard)] = (updated_at, job_id)
+    return positions
 
 
 # ---------------------------------------------------------------------------------------------

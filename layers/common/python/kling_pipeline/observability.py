@@ -34,7 +34,7 @@ class Metric(StrEnum):
     CALLBACKS = "Callbacks"  # status: the HTTP status answered
     DOWNLOADS = "Downloads"  # outcome: stored | refused | skipped
     VIDEO_BYTES_STORED = "VideoBytesStored"  # no dimension
-    # action: polled, resolved, repaired, restarted, timed_out, reconciled, queued_too_long, step_queued, error
+    # action: polled, resolved, repaired, restarted, timed_out, reconciled, queued_too_long, message_resent, error
     POLLER_JOBS = "PollerJobs"
     KLING_GETS = "KlingGets"  # by: poller | callback
     POLL_LAG = "PollLagSeconds"  # how late the most overdue job of a run was looked at

@@ -14,6 +14,7 @@ overlapping runs never poll a job twice. By state:
 - DOWNLOADING with no running workflow: completed from the stored object when it is there with its
   checksum (no second download), else the next download attempt, up to a limit, then FAILED with
   what was tried; a result link past Kling's 30 days is reported as such.
+- QUEUED with `awaiting_message` (recorded, its message never claimed): the message is sent again.
 - QUEUED far longer than backpressure explains: reported, not touched.
 
 docs/architecture.md, "The poller".
@@ -58,10 +59,12 @@ from kling_pipeline.errors import (
     TransitionRejectedError,
 )
 from kling_pipeline.extend_chain import after_stored, video_key
+from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s
+from kling_pipeline.requests import parked_message
 from kling_pipeline.settings import PollerSettings
 
 S = JobState
@@ -117,7 +120,7 @@ class PollReport:
     resolved_by_poll: int = 0  # Kling had finished (or failed) it and no callback had said so
     reconciled: int = 0
     repaired: int = 0  # a DOWNLOADING job completed from its stored object
-    steps_queued: int = 0  # an extend chain's next step sent to the submit path by the poller
+    messages_resent: int = 0  # a QUEUED job's message the poller sent (a chain's next step, an API job's)
     left_for_next_run: int = 0  # claimed, but this run ran out of time before settling it
     restarted: int = 0  # a new download attempt started
     timed_out: int = 0
@@ -292,8 +295,11 @@ def settle_one(
     if job.state is S.DOWNLOADING:
         return settle_download(job, deps, report, now)
     if job.state is S.QUEUED and job.awaiting_message:
+        # Recorded and never claimed: its message was lost (a chain's next step the workflow could not
+        # send, a jobs-API job whose batch failed before its message went).
         send_next_step(job, deps, report)
-        return f"step {job.step}'s message sent again (the workflow's never started it)"
+        message = f"step {job.step}'s message" if job.is_chain else "its message"
+        return f"{message} sent again (none had reached the submit path)"
     schedule = deps.store.schedule
     if job.state is S.QUEUED and schedule is not None and now - age_from(job.updated_at) > schedule.queued_report_s:
         report.queued_too_long += 1
@@ -361,9 +367,15 @@ def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: in
     report.reconciled += 1
     record(Metric.POLLER_JOBS, action="reconciled")
     if result.outcome is Outcome.REQUEUED:
-        deps.queue.send(claimed.job_request.as_message(), delay_s=result.delay_s)
+        deps.queue.send(job_reference(job.job_id), delay_s=result.delay_s)
     elif result.outcome is Outcome.PARKED:
-        deps.queue.dead_letter("", reason=result.detail, source_message_id=f"poller:{job.job_id}", job_id=job.job_id)
+        # What the submit path leaves for a parked job: the job's request, so a redrive is this job again.
+        deps.queue.dead_letter(
+            parked_message(claimed.job_request),
+            reason=result.detail,
+            source_message_id=f"poller:{job.job_id}",
+            job_id=job.job_id,
+        )
     return f"reconciled: {result.outcome.value} ({result.detail[:120]})"
 
 
@@ -416,11 +428,12 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
 
 
 def send_next_step(job: Job, deps: PollerDependencies, report: PollReport) -> None:
-    """An extend chain's next step goes to the submit path as its request's message. Sent twice is
+    """A QUEUED job's message (an extend chain's next step, a jobs-API job whose message was never sent)
+    goes to the submit path as a reference to the job: its request is in its record. Sent twice is
     harmless: the claim makes one create of the step, the other copy finds it done."""
-    deps.queue.send(job.request)
-    report.steps_queued += 1
-    record(Metric.POLLER_JOBS, action="step_queued")
+    deps.queue.send(job_reference(job.job_id))
+    report.messages_resent += 1
+    record(Metric.POLLER_JOBS, action="message_resent")
 
 
 def fail_download(job: Job, deps: PollerDependencies, report: PollReport, code: str, message: str) -> str:

@@ -53,11 +53,21 @@ class Estimate:
 def live_shard(job_id: str) -> str:
     """The LiveJobs index partition of a job: spread over SHARDS values so that no partition takes
     every live job's writes (DynamoDB allows about 1,000 writes a second per partition)."""
-    return f"live#{int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % SHARDS}"
+    return f"live#{shard_number(job_id)}"
 
 
 def all_shards() -> list[str]:
     return [f"live#{n}" for n in range(SHARDS)]
+
+
+def shard_number(job_id: str) -> int:
+    return int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % SHARDS
+
+
+def state_shard(state: str, job_id: str) -> str:
+    """The JobsByState index partition of a job in `state`: `QUEUED#7`, spread over SHARDS values per
+    state so that a batch of jobs entering one state does not write one partition."""
+    return f"{state}#{shard_number(job_id)}"
 
 
 def expected_generation_s(job: Job, schedule: PollSchedule, estimate: Estimate | None) -> float:

@@ -32,7 +32,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from kling_pipeline import capabilities
 from kling_pipeline.errors import ImageRefusedError, InvalidJobMessageError
 from kling_pipeline.images import check_base64_image, image_source
-from kling_pipeline.job_ids import JOB_ID_PATTERN, is_valid_job_id
+from kling_pipeline.job_ids import JOB_ID_PATTERN, is_valid_job_id, job_reference
 
 # Used in S3 keys, URL paths and Step Functions execution names (80 chars, with a suffix).
 MAX_PROMPT_CHARS = 2500
@@ -489,6 +489,16 @@ class JobRequest(BaseModel):
         """The request as a queue message, job id included: what a retry re-sends and what the job
         record keeps, which is how a redelivered message is recognised as the same request."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def parked_message(request: JobRequest) -> str:
+    """What a parked job leaves in the DLQ: its request with its job id (readable, and the same job when
+    redriven by any means), or a reference to the job when the request would not fit a message."""
+    body = json.dumps(request.as_message(), separators=(",", ":"))
+    if len(body.encode()) > MAX_MESSAGE_BYTES:
+        assert request.job_id is not None
+        body = json.dumps(job_reference(request.job_id), separators=(",", ":"))
+    return body
 
 
 def parse_job_message(

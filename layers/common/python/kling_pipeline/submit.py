@@ -54,9 +54,10 @@ from kling_pipeline.errors import (
 )
 from kling_pipeline.extend_chain import step_body
 from kling_pipeline.images import image_source
+from kling_pipeline.job_ids import job_reference, referenced_job
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import JobRequest, parse_job_message
+from kling_pipeline.requests import JobRequest, parked_message, parse_job_message
 from kling_pipeline.settings import SubmitSettings
 from kling_pipeline.unit_estimates import units_to_reserve
 
@@ -156,29 +157,39 @@ def handle_job_message(
     With less time left than two Kling calls need, the message is sent back unprocessed: a batch
     never runs into the function timeout halfway through a claim."""
     request: JobRequest | None
-    try:
-        request = parse_job_message(raw_body, message_id, default_model=deps.settings.default_model)
-    except InvalidJobMessageError as exc:
-        request = accepted_earlier(raw_body, message_id, exc, deps)
+    referenced = referenced_job(raw_body)
+    if referenced is not None:
+        request = recorded_request(referenced, deps)
         if request is None:
-            result = reject_message(raw_body, message_id, exc, deps)
+            result = reject_reference(raw_body, message_id, referenced, deps)
+    else:
+        try:
+            request = parse_job_message(raw_body, message_id, default_model=deps.settings.default_model)
+        except InvalidJobMessageError as exc:
+            request = accepted_earlier(raw_body, message_id, exc, deps)
+            if request is None:
+                result = reject_message(raw_body, message_id, exc, deps)
     if request is not None:
+        assert request.job_id is not None
         logger.set_correlation_id(request.job_id)
         for warning in request.warnings:
             logger.warning(warning, extra={"job_id": request.job_id})
         needed_ms = 2_000 + 2_000 * deps.settings.kling_timeout_s
+        recorded = referenced is not None  # the job has a record: its messages can name it alone
         if request.job_id == message_id:
-            result = name_the_job(request, deps)
+            result, recorded = name_the_job(request, deps), True
         elif time_left_ms is not None and time_left_ms < needed_ms:
             result = SubmitResult(Outcome.REQUEUED, request.job_id, "not enough time left in this invocation")
         else:
-            result = submit_job(request, deps, owner=owner)
+            result, recorded = submit_job(request, deps, owner=owner), True
         if result.outcome in (Outcome.REQUEUED, Outcome.NAMED, Outcome.HELD):
-            deps.queue.send(request.as_message(), delay_s=result.delay_s)
+            # A recorded job goes back as a reference: its request is in its record, however large.
+            resend = job_reference(request.job_id) if recorded else request.as_message()
+            deps.queue.send(resend, delay_s=result.delay_s)
         elif result.outcome is Outcome.PARKED:
             # The request with its job id (not the raw body): a redrive by any means is the same job.
             deps.queue.dead_letter(
-                json.dumps(request.as_message()),
+                parked_message(request),
                 reason=result.detail,
                 source_message_id=message_id,
                 job_id=request.job_id,
@@ -239,6 +250,32 @@ def accepted_earlier(
         extra={"job_id": job.job_id, "refused_for": error.reason},
     )
     return as_stored
+
+
+def recorded_request(job_id: str, deps: SubmitDependencies) -> JobRequest | None:
+    """The request of a job a reference message names, as its record holds it (checked when it was
+    accepted: read as stored, not against today's rules). None when no such job is recorded."""
+    job = deps.store.find(job_id)
+    if job is None:
+        return None
+    try:
+        # As UTF-8, as it came: ASCII escapes could make an accepted request twice the message limit.
+        return parse_job_message(json.dumps(job.request, ensure_ascii=False), job_id, stored=True)
+    except InvalidJobMessageError:
+        logger.exception("a recorded request no longer reads", extra={"job_id": job_id})
+        return None
+
+
+def reject_reference(raw_body: str, message_id: str, job_id: str, deps: SubmitDependencies) -> SubmitResult:
+    """A reference to a job with no (readable) record: there is no request to make, so no job is made
+    of it (never a FAILED record under some id); the message is dead-lettered with why."""
+    reason = (
+        f"the message names job {job_id} to resume, and no job {job_id} is recorded with a request that reads "
+        "(it may have ended and expired after FinishedJobTtlDays); send the job's request to make it"
+    )
+    logger.warning("resume of a job that is not recorded", extra={"job_id": job_id, "message_id": message_id})
+    deps.queue.dead_letter(raw_body, reason=reason, source_message_id=message_id, job_id=job_id)
+    return SubmitResult(Outcome.REJECTED, job_id, reason)
 
 
 def without_token(request: dict[str, Any]) -> dict[str, Any]:

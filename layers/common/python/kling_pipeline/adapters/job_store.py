@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.errors import JobNotFoundError, LinkedWriteRefusedError, TransitionRejectedError
 from kling_pipeline.lifecycle import TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
 from kling_pipeline.observability import Metric, record
-from kling_pipeline.polling import PollSchedule, live_shard, next_poll_at
+from kling_pipeline.polling import SHARDS, PollSchedule, live_shard, next_poll_at, state_shard
 
 if TYPE_CHECKING:
     from kling_pipeline.requests import JobRequest
@@ -40,8 +41,14 @@ TTL_ATTR = "expires_at"
 # What a finished job no longer needs: its index entry, a claim, and the signed CDN URL.
 TERMINAL_REMOVES = (LIVE_ATTR, NEXT_POLL_ATTR, "lease_owner", "lease_expires_at", "video_url")
 UNLOGGED_ATTR = "last_unlogged_move"
-# Every job by state, newest update first (the jobs API's listing); projects what a listing shows.
+# Every job by state, newest update first (the jobs API's listing); projects what a listing shows. Its
+# partition key is STATE_SHARD_ATTR (`QUEUED#7`: polling.state_shard), written with every state, so one
+# state's writes spread over SHARDS partitions; a listing reads every shard of its state.
 STATE_INDEX = "JobsByState"
+STATE_SHARD_ATTR = "state_shard"
+# A listing's position: per shard (0..SHARDS-1), the (updated_at, job_id) of the last job it returned
+# from that shard, None where the shard is read to its end; a shard not in it starts from its newest.
+ShardPositions = dict[int, tuple[str, str] | None]
 # A transaction cancelled by a conflict is sent again up to this many times in all, after a jittered
 # backoff from CONFLICT_BACKOFF_S doubling (docs/architecture.md, "Shared counters and conflicts").
 TRANSACTION_CONFLICT = "TransactionConflict"
@@ -108,8 +115,9 @@ def transition_write(
         ":next_version": job.version + 1,
         ":now": now,
         ":entry": [{"state": to_state.value, "at": now, "by": by} | ({"note": note} if note else {})],
+        ":state_shard": state_shard(to_state.value, job.job_id),
     }
-    sets = ["#state = :to", "#version = :next_version", "updated_at = :now"]
+    sets = ["#state = :to", "#version = :next_version", "updated_at = :now", f"{STATE_SHARD_ATTR} = :state_shard"]
     if logged:
         sets.append("history = list_append(history, :entry)")
     else:
@@ -253,6 +261,7 @@ class JobStore:
         item: dict[str, Any] = {
             "job_id": job_id,
             "state": state.value,
+            STATE_SHARD_ATTR: state_shard(state.value, job_id),
             "version": 1,
             "kind": request.kind,
             "request": request.model_dump(mode="json", exclude_none=True) | {"job_id": job_id},
@@ -401,26 +410,70 @@ class JobStore:
     # -- the jobs API ---------------------------------------------------------------------------
 
     def jobs_in_state(
-        self, state: JobState, *, since: str | None = None, limit: int = 50, start_key: dict[str, str] | None = None
-    ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+        self,
+        state: JobState,
+        *,
+        since: str | None = None,
+        limit: int = 50,
+        start_key: ShardPositions | None = None,
+    ) -> tuple[list[dict[str, Any]], ShardPositions | None]:
         """Jobs in `state` updated at or after `since`, newest first, from the JobsByState index (never a
-        scan): the projected attributes of up to `limit` jobs, and the key to go on from (None at the end)."""
-        condition = "#state = :state" + (" AND updated_at >= :since" if since else "")
+        scan): every shard of the state read from its position (in parallel), merged newest first. The
+        projected attributes of up to `limit` jobs, and each shard's position to go on from (None at
+        the end of every shard)."""
+        positions: ShardPositions = dict(start_key) if start_key else {}
+        shards = [n for n in range(SHARDS) if n not in positions or positions[n] is not None]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            pages = dict(
+                zip(
+                    shards,
+                    pool.map(lambda n: self._shard_page(state, n, since, limit, positions.get(n)), shards),
+                    strict=True,
+                )
+            )
+        merged = sorted(
+            ((item, n) for n, (items, _) in pages.items() for item in items),
+            # By time alone: a stable sort keeps each shard's own order among equal times, so what is
+            # taken of a shard is always the start of its page.
+            key=lambda pair: str(pair[0]["updated_at"]),
+            reverse=True,
+        )[:limit]
+        taken: dict[int, int] = {}
+        for _, n in merged:
+            taken[n] = taken.get(n, 0) + 1
+        for n, (items, more) in pages.items():
+            count = taken.get(n, 0)
+            if count:
+                last = items[count - 1]
+                positions[n] = (str(last["updated_at"]), str(last["job_id"]))
+            if count == len(items) and not more:
+                positions[n] = None  # read to its end
+        at_end = all(positions.get(n, "") is None for n in range(SHARDS))
+        return [item for item, _ in merged], (None if at_end else positions)
+
+    def _shard_page(
+        self, state: JobState, shard: int, since: str | None, limit: int, after: tuple[str, str] | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` jobs of one shard of `state`, newest first, after `after`; and whether there may be more."""
+        partition = f"{state.value}#{shard}"  # polling.state_shard of any job of this shard
         kwargs: dict[str, Any] = {
+            "TableName": self._table.name,
             "IndexName": STATE_INDEX,
-            "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {":state": state.value} | ({":since": since} if since else {}),
+            "KeyConditionExpression": "#shard = :shard" + (" AND updated_at >= :since" if since else ""),
+            "ExpressionAttributeNames": {"#shard": STATE_SHARD_ATTR},
+            "ExpressionAttributeValues": {":shard": partition} | ({":since": since} if since else {}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
-        if start_key:
-            kwargs["ExclusiveStartKey"] = start_key
-        response = self._table.query(**kwargs)
-        last = response.get("LastEvaluatedKey")
-        return [_plain(item) for item in response.get("Items", [])], (
-            {k: str(v) for k, v in last.items()} if last else None
-        )
+        if after is not None:
+            kwargs["ExclusiveStartKey"] = {
+                STATE_SHARD_ATTR: partition,
+                "updated_at": after[0],
+                "job_id": after[1],
+            }
+        # The resource's client is thread-safe (the Table is not) and takes plain values.
+        response = self._table.meta.client.query(**kwargs)
+        return [_plain(item) for item in response.get("Items", [])], bool(response.get("LastEvaluatedKey"))
 
     def discard_unsent(self, job: Job) -> bool:
         """Forget a job the jobs API has just created but could not queue, so that the caller's retry
