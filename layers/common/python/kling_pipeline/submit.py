@@ -103,6 +103,7 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
             settings.input_url_lifetime_s,
             settings.image_url_hosts,
             settings.pipeline_mode == "production",
+            settings.image_timeout_s,
         ),
     )
 
