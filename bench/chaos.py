@@ -81,6 +81,9 @@ class Fault:
     # AWS's faults (kling_local.aws_faults) moto answers the pipeline's requests with, at aws_rate.
     aws_faults: tuple[str, ...] = ()
     aws_rate: float = 0.0
+    # A third of the jobs name an image URL that drips (refused: it did not answer in time), a third a
+    # webhook that drips (a failed delivery, retried); all sent among the rest, their batch-mates.
+    drip: bool = False
 
 
 def hostile_faults(trap: str) -> list[Fault]:
@@ -216,11 +219,19 @@ def fault_matrix(trap: str) -> list[Fault]:
             forge=True,
         ),
         *hostile_faults(trap),
+        Fault(
+            DRIP_ROW,
+            f"a third of the jobs' image URLs and a third of their webhooks answer a byte every {DRIP_INTERVAL_S} s "
+            "(status line, headers or body), the rest are their batch-mates",
+            weight=0.6,
+            drip=True,
+            include_in_slice=False,
+        ),
     ]
     together: dict[str, Any] = {}
     for fault in alone:
         if fault.name in ("callbacks lost 100%", "forged callbacks", "callbacks delayed past the poll") or (
-            fault.expect_refusal
+            fault.expect_refusal or fault.drip
         ):
             continue
         together |= fault.knobs
@@ -324,6 +335,25 @@ def poison_messages(prefix: str) -> list[tuple[str, str | None]]:
 
 
 # ------------------------------------------------------------------------------------ machinery
+
+
+DRIP_ROW = "image and webhook servers that drip bytes"
+DRIP_INTERVAL_S = 0.5
+
+
+class Drips:
+    """The row's hostile servers, up before the stack (ImageUrlHosts must name the image server's)."""
+
+    def __init__(self) -> None:
+        from kling_local.drip import DripServer
+
+        # Long enough to outlast any Lambda's timeout: only a total deadline ends an exchange with them.
+        self.image = DripServer(phase="headers", interval_s=DRIP_INTERVAL_S, max_s=900.0).start()
+        self.webhook = DripServer(phase="body", interval_s=DRIP_INTERVAL_S, max_s=900.0).start()
+
+    def close(self) -> None:
+        self.image.stop()
+        self.webhook.stop()
 
 
 class Trap:
@@ -460,9 +490,11 @@ class RowResult:
 class ChaosRun:
     """The stack, the simulator's create hook, the trap, and the rows' bookkeeping."""
 
-    def __init__(self, stack: Any, trap: Trap, run_id: str) -> None:
+    def __init__(self, stack: Any, trap: Trap, run_id: str, drips: Drips | None = None) -> None:
         from kling_local.demo import connection_of
 
+        self.drips = drips
+        self.drip_images: set[str] = set()
         self.stack = stack
         self.sim = stack.simulator
         self.trap = trap
@@ -494,6 +526,8 @@ class ChaosRun:
         self.killer.targets = set(job_ids[: round(jobs * fault.kill_share)])
         self.killer.until = time.monotonic() + 5.0
         bodies = [{"job_id": job_id, "prompt": f"chaos {fault.name} {i}"} for i, job_id in enumerate(job_ids)]
+        if fault.drip:
+            bodies = self._dripping(bodies)
         messages = [json.dumps(body) for body in bodies for _ in range(fault.copies)]
         poison = poison_messages(prefix) if fault.poison else []
         messages += [body for body, _ in poison]
@@ -526,6 +560,20 @@ class ChaosRun:
             f"lost {result.lost}, double {result.double_creates}"
         )
         return result
+
+    def _dripping(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every third job's image drips, every third's webhook; each sent among plain batch-mates."""
+        assert self.drips is not None, "the drip row needs the drip servers"
+        changed = []
+        for i, body in enumerate(bodies):
+            job_id = body["job_id"]
+            if i % 3 == 0:
+                body = body | {"kind": "image2video", "image": f"{self.drips.image.url}/{job_id}.png"}
+                self.drip_images.add(job_id)
+            elif i % 3 == 1:
+                body = body | {"webhook_url": f"{self.drips.webhook.url}/hook/{job_id}?token=chaos-{job_id}"}
+            changed.append(body)
+        return changed
 
     def _aws_faults(self, fault: Fault | None) -> dict[str, int]:
         """Turn the row's AWS faults on (or off with None); returns what was answered so far."""
@@ -746,6 +794,18 @@ class ChaosRun:
                 wrong += 1
         if fault.hostile:
             hostile_refused = hostile_refused if self.trap.hits == 0 else 0
+        drip_sent = [job_id for job_id in job_ids if job_id in self.drip_images] if fault.drip else []
+        for job_id in drip_sent:
+            job = jobs.get(job_id)
+            if (
+                job is not None
+                and job.state.value == "FAILED"
+                and "did not answer within" in (job.error_message or "")
+                and not tasks_by_ext.get(job_id)
+            ):
+                hostile_refused += 1
+            else:
+                problems.append(f"{job_id}: its dripping image was not refused in time ({job and job.state.value})")
         in_dlq = 0
         if poison:
             dlq = self._dlq()
@@ -796,13 +856,20 @@ class ChaosRun:
             poison_in_dlq_with_reason=in_dlq,
             forged_sent=forged[0],
             forged_refused=forged[1],
-            hostile_sent=len(job_ids) if fault.expect_refusal else 0,
-            hostile_refused=hostile_refused if fault.expect_refusal else 0,
+            hostile_sent=len(job_ids) if fault.expect_refusal else len(drip_sent),
+            hostile_refused=hostile_refused if fault.expect_refusal or fault.drip else 0,
             kills=sum(self.killer.killed[j] for j in job_ids),
             failure_codes=dict(Counter(job.error_code or "?" for job in jobs.values() if job.state.value == "FAILED")),
             fault_counts={k: v - faults_before.get(k, 0) for k, v in faults_now.items() if v - faults_before.get(k, 0)},
             problems=problems,
         )
+        if fault.drip and self.drips is not None:
+            result.fault_counts |= {
+                "image drips": self.drips.image.connections,
+                "webhook drips": self.drips.webhook.connections,
+            }
+            if not self.drips.webhook.connections:
+                result.problems.append("no webhook delivery met the dripping receiver")
         result.ok = judge(result, fault)
         return result
 
@@ -844,7 +911,8 @@ def judge(result: RowResult, fault: Fault) -> bool:
     if fault.forge:
         checks.append(result.forged_sent > 0)
     if not fault.expect_refusal and not fault.knobs.get("fail_rate"):
-        checks.append(result.kling_tasks == result.jobs)  # exactly one task per job
+        # exactly one task per job (the drip row's refused images: none)
+        checks.append(result.kling_tasks == result.jobs - (result.hostile_sent if fault.drip else 0))
     return all(checks)
 
 
@@ -911,6 +979,8 @@ def run_chaos(
         **BASE_KNOBS,
     )
     root = project_root or ROOT
+    drips = Drips() if any(f.drip for f in faults) else None
+    overrides = {"ImageUrlHosts": f"*,http://{drips.image.address}"} if drips is not None else {}
     options = StackOptions(
         template_path=ROOT / "template.yaml",
         project_root=root,
@@ -919,6 +989,7 @@ def run_chaos(
         time_scale=SPEED,
         max_concurrency=2,
         write_state_file=False,
+        parameter_overrides=overrides,
     )
     started = time.monotonic()
     run_id = datetime.now(UTC).strftime("%H%M%S") + f"s{index}"
@@ -926,7 +997,7 @@ def run_chaos(
     rows_jobs: list[list[str]] = []
     stack = LocalStack(options).start()
     try:
-        run = ChaosRun(stack, trap, run_id)
+        run = ChaosRun(stack, trap, run_id, drips)
         try:
             for index, (fault, jobs) in enumerate(zip(faults, counts, strict=True)):
                 results.append(run.run_row(index, fault, jobs, log))
@@ -939,6 +1010,8 @@ def run_chaos(
     finally:
         stack.stop()
         trap.close()
+        if drips is not None:
+            drips.close()
     return {
         "generated_by": "make chaos" if not slice_only else "the make test slice",
         "command": f"python -m bench chaos --jobs {total_jobs}"

@@ -47,10 +47,14 @@ class Stopwatch:
 
 def test_a_pinned_client_ends_a_dripping_exchange_at_its_deadline(drip: DripServer) -> None:
     # Given a client whose per-read timeout the drip never trips
-    with pinned_client(timeout=httpx.Timeout(LIMIT_S)) as client, Stopwatch() as watch:
-        # When a GET is read whole under a total deadline
-        with pytest.raises(httpx.TimeoutException), within(LIMIT_S):
-            client.get(f"{drip.url}/a.png").read()
+    # When a GET is read whole under a total deadline
+    with (
+        pinned_client(timeout=httpx.Timeout(LIMIT_S)) as client,
+        Stopwatch() as watch,
+        pytest.raises(httpx.TimeoutException),
+        within(LIMIT_S),
+    ):
+        client.get(f"{drip.url}/a.png").read()
     # Then it ends at the deadline, not when the server stops dripping
     assert watch.seconds < ENDS_BY_S
 
@@ -122,9 +126,12 @@ def test_a_dns_lookup_that_hangs_ends_at_the_deadline(monkeypatch: pytest.Monkey
     policy = DownloadPolicy(("*.klingai.com",), max_bytes=1, production=True)
     try:
         # When a URL is checked under a 1 s deadline, Then the check gives up at the deadline
-        with Stopwatch() as watch, pytest.raises(TransientDownloadError, match="did not resolve within"):
-            with within(LIMIT_S):
-                check_url("https://cdn.klingai.com/v.mp4", policy)
+        with (
+            Stopwatch() as watch,
+            pytest.raises(TransientDownloadError, match="did not resolve within"),
+            within(LIMIT_S),
+        ):
+            check_url("https://cdn.klingai.com/v.mp4", policy)
         assert watch.seconds < ENDS_BY_S
         with pytest.raises(DeadlinePassedError):
             getaddrinfo("cdn.klingai.com", 443, limit_s=0.2)

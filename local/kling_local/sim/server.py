@@ -183,7 +183,9 @@ class _Handler(BaseHTTPRequestHandler):
             modes = {"unknown_status": (0,), "missing_status": (1,), "missing_task_id": (2,)}
             data = _drift(data, state.pick(modes.get(state.config.shape_drift_mode, (0, 1, 2))))
         if self.server.role == "api" and (state.config.omit_unit_deduction or state.config.succeed_without_videos):
-            data = _quirks(data, no_units=state.config.omit_unit_deduction, no_videos=state.config.succeed_without_videos)
+            data = _quirks(
+                data, no_units=state.config.omit_unit_deduction, no_videos=state.config.succeed_without_videos
+            )
         self._send_json(200, {"code": 0, "message": "SUCCEED", "request_id": self._request_id, "data": data})
 
     def _plain_api(self, status: int, html: str) -> None:

@@ -81,7 +81,7 @@ def getaddrinfo(host: str, port: int, *, limit_s: float = DNS_TIMEOUT_S) -> list
     def look_up() -> None:
         try:
             answer.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread as it is
+        except BaseException as exc:  # handed to the waiting thread as it is
             failure.append(exc)
         finally:
             done.set()

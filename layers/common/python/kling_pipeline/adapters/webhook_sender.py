@@ -89,7 +89,9 @@ class WebhookSender:
             finally:
                 response.close()
         except httpx.TimeoutException as exc:
-            return Delivery(None, f"no whole answer within {given_s or self.policy.timeout_s:.3g} s ({type(exc).__name__})")
+            return Delivery(
+                None, f"no whole answer within {given_s or self.policy.timeout_s:.3g} s ({type(exc).__name__})"
+            )
         except httpx.HTTPError as exc:
             return Delivery(None, f"{type(exc).__name__}: {str(exc)[:MAX_ANSWER_CHARS]}")
         return Delivery(response.status_code, answer[:MAX_ANSWER_CHARS].decode("utf-8", "replace"))

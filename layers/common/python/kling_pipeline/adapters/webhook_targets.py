@@ -75,10 +75,7 @@ def webhook_target(url: str, policy: WebhookPolicy) -> WebhookTarget:
     host = check_webhook_url(url, policy)
     if not policy.production:
         return WebhookTarget(url)
-    addresses = [
-        ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        for info in getaddrinfo(host, 443)
-    ]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in getaddrinfo(host, 443)]
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     for address in addresses:
