@@ -82,6 +82,9 @@ class Fault:
     aws_faults: tuple[str, ...] = ()
     aws_rate: float = 0.0
     shaped_ids: bool = False  # the batch's job ids are shaped like names derived from each other's (shaped_batch)
+    # A third of the jobs name an image URL that drips (refused: it did not answer in time), a third a
+    # webhook that drips (a failed delivery, retried); all sent among the rest, their batch-mates.
+    drip: bool = False
 
 
 def hostile_faults(trap: str) -> list[Fault]:
@@ -226,11 +229,19 @@ def fault_matrix(trap: str) -> list[Fault]:
             forge=True,
         ),
         *hostile_faults(trap),
+        Fault(
+            DRIP_ROW,
+            f"a third of the jobs' image URLs and a third of their webhooks answer a byte every {DRIP_INTERVAL_S} s "
+            "(status line, headers or body), the rest are their batch-mates",
+            weight=0.6,
+            drip=True,
+            include_in_slice=False,
+        ),
     ]
     together: dict[str, Any] = {}
     for fault in alone:
         if fault.name in ("callbacks lost 100%", "forged callbacks", "callbacks delayed past the poll") or (
-            fault.expect_refusal
+            fault.expect_refusal or fault.drip
         ):
             continue
         together |= fault.knobs
@@ -364,6 +375,25 @@ def poison_messages(prefix: str) -> list[tuple[str, str | None]]:
 
 
 # ------------------------------------------------------------------------------------ machinery
+
+
+DRIP_ROW = "image and webhook servers that drip bytes"
+DRIP_INTERVAL_S = 0.5
+
+
+class Drips:
+    """The row's hostile servers, up before the stack (ImageUrlHosts must name the image server's)."""
+
+    def __init__(self) -> None:
+        from kling_local.drip import DripServer
+
+        # Long enough to outlast any Lambda's timeout: only a total deadline ends an exchange with them.
+        self.image = DripServer(phase="headers", interval_s=DRIP_INTERVAL_S, max_s=900.0).start()
+        self.webhook = DripServer(phase="body", interval_s=DRIP_INTERVAL_S, max_s=900.0).start()
+
+    def close(self) -> None:
+        self.image.stop()
+        self.webhook.stop()
 
 
 class Trap:
@@ -501,9 +531,11 @@ class RowResult:
 class ChaosRun:
     """The stack, the simulator's create hook, the trap, and the rows' bookkeeping."""
 
-    def __init__(self, stack: Any, trap: Trap, run_id: str) -> None:
+    def __init__(self, stack: Any, trap: Trap, run_id: str, drips: Drips | None = None) -> None:
         from kling_local.demo import connection_of
 
+        self.drips = drips
+        self.drip_images: set[str] = set()
         self.stack = stack
         self.sim = stack.simulator
         self.trap = trap
@@ -537,6 +569,8 @@ class ChaosRun:
             bodies = shaped_batch(prefix, jobs)
         else:
             bodies = [{"job_id": f"{prefix}-{i:03d}", "prompt": f"chaos {fault.name} {i}"} for i in range(jobs)]
+        if fault.drip:
+            bodies = self._dripping(bodies)
         job_ids = [str(body["job_id"]) for body in bodies]
         self.row_job_ids = job_ids
         self.row_externals = {str(body["job_id"]): external_ids(body) for body in bodies}
@@ -574,6 +608,20 @@ class ChaosRun:
             f"lost {result.lost}, double {result.double_creates}"
         )
         return result
+
+    def _dripping(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every third job's image drips, every third's webhook; each sent among plain batch-mates."""
+        assert self.drips is not None, "the drip row needs the drip servers"
+        changed = []
+        for i, body in enumerate(bodies):
+            job_id = body["job_id"]
+            if i % 3 == 0:
+                body = body | {"kind": "image2video", "image": f"{self.drips.image.url}/{job_id}.png"}
+                self.drip_images.add(job_id)
+            elif i % 3 == 1:
+                body = body | {"webhook_url": f"{self.drips.webhook.url}/hook/{job_id}?token=chaos-{job_id}"}
+            changed.append(body)
+        return changed
 
     def _aws_faults(self, fault: Fault | None) -> dict[str, int]:
         """Turn the row's AWS faults on (or off with None); returns what was answered so far."""
@@ -809,6 +857,18 @@ class ChaosRun:
                 wrong += 1
         if fault.hostile:
             hostile_refused = hostile_refused if self.trap.hits == 0 else 0
+        drip_sent = [job_id for job_id in job_ids if job_id in self.drip_images] if fault.drip else []
+        for job_id in drip_sent:
+            job = jobs.get(job_id)
+            if (
+                job is not None
+                and job.state.value == "FAILED"
+                and "did not answer within" in (job.error_message or "")
+                and not tasks_by_ext.get(job_id)
+            ):
+                hostile_refused += 1
+            else:
+                problems.append(f"{job_id}: its dripping image was not refused in time ({job and job.state.value})")
         in_dlq = 0
         if poison:
             dlq = self._dlq()
@@ -860,13 +920,20 @@ class ChaosRun:
             poison_in_dlq_with_reason=in_dlq,
             forged_sent=forged[0],
             forged_refused=forged[1],
-            hostile_sent=len(job_ids) if fault.expect_refusal else 0,
-            hostile_refused=hostile_refused if fault.expect_refusal else 0,
+            hostile_sent=len(job_ids) if fault.expect_refusal else len(drip_sent),
+            hostile_refused=hostile_refused if fault.expect_refusal or fault.drip else 0,
             kills=sum(self.killer.killed[j] for j in job_ids),
             failure_codes=dict(Counter(job.error_code or "?" for job in jobs.values() if job.state.value == "FAILED")),
             fault_counts={k: v - faults_before.get(k, 0) for k, v in faults_now.items() if v - faults_before.get(k, 0)},
             problems=problems,
         )
+        if fault.drip and self.drips is not None:
+            result.fault_counts |= {
+                "image drips": self.drips.image.connections,
+                "webhook drips": self.drips.webhook.connections,
+            }
+            if not self.drips.webhook.connections:
+                result.problems.append("no webhook delivery met the dripping receiver")
         result.ok = judge(result, fault)
         return result
 
@@ -908,7 +975,8 @@ def judge(result: RowResult, fault: Fault) -> bool:
     if fault.forge:
         checks.append(result.forged_sent > 0)
     if not fault.expect_refusal and not fault.knobs.get("fail_rate"):
-        checks.append(result.kling_tasks == result.expected_tasks)  # exactly one task per job (per chain step)
+        # exactly one task per job (per chain step); the drip row's refused images: none
+        checks.append(result.kling_tasks == result.expected_tasks - (result.hostile_sent if fault.drip else 0))
     return all(checks)
 
 
@@ -975,6 +1043,8 @@ def run_chaos(
         **BASE_KNOBS,
     )
     root = project_root or ROOT
+    drips = Drips() if any(f.drip for f in faults) else None
+    overrides = {"ImageUrlHosts": f"*,http://{drips.image.address}"} if drips is not None else {}
     options = StackOptions(
         template_path=ROOT / "template.yaml",
         project_root=root,
@@ -983,6 +1053,7 @@ def run_chaos(
         time_scale=SPEED,
         max_concurrency=2,
         write_state_file=False,
+        parameter_overrides=overrides,
     )
     started = time.monotonic()
     run_id = datetime.now(UTC).strftime("%H%M%S") + f"s{index}"
@@ -990,7 +1061,7 @@ def run_chaos(
     rows_jobs: list[list[str]] = []
     stack = LocalStack(options).start()
     try:
-        run = ChaosRun(stack, trap, run_id)
+        run = ChaosRun(stack, trap, run_id, drips)
         try:
             for index, (fault, jobs) in enumerate(zip(faults, counts, strict=True)):
                 results.append(run.run_row(index, fault, jobs, log))
@@ -1003,6 +1074,8 @@ def run_chaos(
     finally:
         stack.stop()
         trap.close()
+        if drips is not None:
+            drips.close()
     return {
         "generated_by": "make chaos" if not slice_only else "the make test slice",
         "command": f"python -m bench chaos --jobs {total_jobs}"

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.adapters.deadlines import for_invocation
 from kling_pipeline.claims import SubmitResult
 from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
@@ -38,7 +39,9 @@ def submit_record(record: SQSRecord, lambda_context: LambdaContext) -> SubmitRes
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=submit_record, processor=processor, context=context)
+    # Every outbound exchange ends before the invocation does: a dripping server fails its own job only.
+    with for_invocation(context.get_remaining_time_in_millis()):
+        return process_partial_response(event=event, record_handler=submit_record, processor=processor, context=context)
 
 
 init_done()

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.adapters.deadlines import for_invocation
 from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import WebhookSettings
@@ -38,7 +39,11 @@ def deliver_record(record: SQSRecord) -> Outcome:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)
+    # Every delivery ends before the invocation does: a receiver that drips is a failed delivery, not a timeout.
+    with for_invocation(context.get_remaining_time_in_millis()):
+        return process_partial_response(
+            event=event, record_handler=deliver_record, processor=processor, context=context
+        )
 
 
 init_done()

@@ -19,13 +19,21 @@ from typing import Any
 import pytest
 
 from kling_local import cli
+from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.adapters.ledger import Ledger, day_of
 from kling_pipeline.callback import callback_dependencies, handle_callback
 from kling_pipeline.claims import Outcome
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.settings import CallbackSettings, SubmitSettings
-from kling_pipeline.submit import HELD_FOR_BUDGET, SubmitDependencies, handle_job_message, submit_dependencies
+from kling_pipeline.submit import (
+    BUDGET_TOO_SMALL,
+    HELD_FOR_BUDGET,
+    SubmitDependencies,
+    handle_job_message,
+    submit_dependencies,
+)
 from tests.support.scenarios import (
+    ACCESS_KEY,
     SIGNING_SECRET,
     Completion,
     Pipeline,
@@ -61,6 +69,18 @@ def job_message(job_id: str, **fields: Any) -> str:
 
 def today() -> date:
     return datetime.now(UTC).date()
+
+
+def confirm(completion: Completion, job_id: str) -> None:
+    """Kling's callback once the job's task has ended; the callback confirms it with a GET."""
+    job = completion.pipeline.store.get(job_id)
+    task = kling_task(completion, job.kind, job.task_id, "succeed")
+    completion.pipeline.use_function_env("CallbackFunction")
+    deps = callback_dependencies(CallbackSettings.from_environment())
+    from kling_pipeline.adapters.callback_tokens import job_token
+
+    answer = handle_callback(job_id, job_token(SIGNING_SECRET, job_id), json.dumps(as_callback_body(task)), deps)
+    assert answer.status == 200, answer
 
 
 def confirm_concurrently(completion: Completion, job_ids: list[str], copies: int = 2) -> list[int]:
@@ -215,12 +235,68 @@ def test_a_held_job_goes_as_soon_as_the_budget_is_raised(pipeline: Pipeline) -> 
     assert pipeline.sim.stats()["creates"]["accepted"] == 2
 
 
-def test_a_job_larger_than_the_whole_budget_waits_and_says_how_to_fix_it(pipeline: Pipeline) -> None:
+def test_a_job_larger_than_the_whole_budget_fails_naming_its_estimate_and_the_budget(pipeline: Pipeline) -> None:
+    # Given a daily budget of 1 unit, and a pro job the table estimates at 2
     deps = submit_deps(pipeline, DAILY_BUDGET_UNITS="1")
+    # When it is submitted
     result = handle_job_message(job_message("too-big", mode="pro"), "m", deps, owner="w")
-    assert result.outcome is Outcome.HELD
-    assert "more than the whole daily budget: raise DailyBudgetUnits" in result.detail
-    assert pipeline.store.get("too-big").state is S.QUEUED
+    # Then it fails at once, saying why, instead of waiting for a budget it can never fit
+    assert (result.outcome, result.error) == (Outcome.FAILED, BUDGET_TOO_SMALL)
+    job = pipeline.store.get("too-big")
+    assert (job.state, job.error_code) == (S.FAILED, BUDGET_TOO_SMALL)
+    assert "estimated at 2 units, more than the whole daily budget of 1 (DailyBudgetUnits)" in (job.error_message or "")
+    # And nothing was created, reserved or dead-lettered
+    assert pipeline.sim.stats()["creates"]["accepted"] == 0
+    assert ledger_of(pipeline).reserved(day_of()) == 0
+    assert pipeline.dead_letters() == []
+
+
+def test_a_succeed_without_a_video_turns_its_reservation_into_the_charge(completion: Completion) -> None:
+    pipeline = completion.pipeline
+    # Given a budget, and a job whose task Kling ends `succeed` with no video (charged 0.5 units)
+    deps = submit_deps(pipeline, DAILY_BUDGET_UNITS="5")
+    assert handle_job_message(job_message("no-video"), "m", deps, owner="w").outcome is Outcome.SUBMITTED
+    assert ledger_of(pipeline).reserved(day_of()) == 1.0
+    pipeline.sim.configure(succeed_without_videos=True)
+    # When Kling's callback is confirmed
+    confirm(completion, "no-video")
+    # Then the job failed for the missing video, and the day's budget holds the charge, not the estimate
+    job = pipeline.store.get("no-video")
+    assert (job.state, job.error_code) == (S.FAILED, "KLING_NO_VIDEO")
+    assert ledger_of(pipeline).reserved(day_of()) == HALF_UNIT
+
+
+def test_a_charge_kling_does_not_give_keeps_the_reservation(completion: Completion) -> None:
+    pipeline = completion.pipeline
+    # Given a budget, and a job whose finished task Kling answers without final_unit_deduction
+    deps = submit_deps(pipeline, DAILY_BUDGET_UNITS="5")
+    assert handle_job_message(job_message("no-units"), "m", deps, owner="w").outcome is Outcome.SUBMITTED
+    pipeline.sim.configure(omit_unit_deduction=True)
+    # When its `succeed` is confirmed
+    confirm(completion, "no-units")
+    completion.wait_for_execution("no-units")
+    # Then the reservation stays (unknown is not zero), and no charge of 0 was counted
+    assert pipeline.store.get("no-units").state in (S.DOWNLOADING, S.COMPLETED)
+    assert ledger_of(pipeline).reserved(day_of()) == 1.0
+    assert ledger_of(pipeline).costs(today(), today()) == []
+
+
+def test_an_account_error_while_reconciling_keeps_the_reservation_of_a_create_that_may_be_billed(
+    pipeline: Pipeline,
+) -> None:
+    # Given a budget, and a job whose create Kling made (and bills) but whose answer was lost
+    deps = submit_deps(pipeline, DAILY_BUDGET_UNITS="5")
+    pipeline.sim.configure(create_lost_answer_rate=1.0)
+    assert handle_job_message(job_message("lost-answer"), "m-1", deps, owner="w").outcome is Outcome.REQUEUED
+    assert pipeline.tasks_for("lost-answer") == 1 and pipeline.store.get("lost-answer").needs_reconcile
+    # When the message comes back and Kling refuses our account while the job looks for its task
+    refused = replace(deps, kling=KlingClient(pipeline.sim.base_url, ACCESS_KEY, "not-the-secret-key-" * 3))
+    result = handle_job_message(job_message("lost-answer"), "m-2", refused, owner="w")
+    # Then the job is parked, still holding its reservation: the task Kling made may be billed
+    assert result.outcome is Outcome.PARKED
+    job = pipeline.store.get("lost-answer")
+    assert job.state is S.QUEUED and job.needs_reconcile and job.reserved_units == 1.0
+    assert ledger_of(pipeline).reserved(day_of()) == 1.0
 
 
 def test_a_refused_create_gives_its_reservation_back(pipeline: Pipeline) -> None:
@@ -282,7 +358,8 @@ def test_the_poller_publishes_the_remaining_units_the_alarm_watches(completion: 
 def test_jobs_ended_for_the_budget_never_touch_the_queue_dlq(completion: Completion) -> None:
     """Held jobs are re-sent, never received over and over: SQS's receive count never reaches the DLQ."""
     pipeline = completion.pipeline
-    deps = submit_deps(pipeline, DAILY_BUDGET_UNITS="0.5")
+    deps = submit_deps(pipeline, DAILY_BUDGET_UNITS="1")
+    assert handle_job_message(job_message("q-0"), "m-0", deps, owner="w").outcome is Outcome.SUBMITTED
     assert handle_job_message(job_message("q-1"), "m-1", deps, owner="w").outcome is Outcome.HELD
     for attempt in range(6):  # more than MaxReceiveCount
         assert handle_job_message(job_message("q-1"), f"m-{attempt}", deps, owner="w").outcome is Outcome.HELD

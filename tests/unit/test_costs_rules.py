@@ -59,9 +59,18 @@ def test_a_running_task_charges_nothing_yet() -> None:
     assert decision is not None and charged_units(decision) is None
 
 
-def test_a_finished_task_without_a_figure_counts_the_task_at_zero_units() -> None:
+def test_a_finished_task_without_a_figure_counts_nothing_unknown_is_not_zero() -> None:
     decision = observe_task(job(), task("succeed", None))
-    assert decision is not None and charged_units(decision) == 0.0
+    assert decision is not None and charged_units(decision) is None
+
+
+def test_a_succeed_without_a_video_carries_klings_charge() -> None:
+    no_video = KlingTask.model_validate(
+        {"task_id": "t-1", "task_status": "succeed", "final_unit_deduction": "1.5", "task_result": {"videos": []}}
+    )
+    decision = observe_task(job(), no_video)
+    assert decision is not None and decision.changes["error_code"] == "KLING_NO_VIDEO"
+    assert charged_units(decision) == 1.5
 
 
 @given(st.text(max_size=12))
@@ -70,8 +79,11 @@ def test_klings_figure_is_counted_only_when_it_is_a_finite_non_negative_number(r
     assert decision is not None
     units = charged_units(decision)
     try:
-        value = float(raw) if raw else 0.0
+        value = float(raw) if raw else None
     except ValueError:
+        assert units is None
+        return
+    if value is None:
         assert units is None
         return
     assert units == (value if value >= 0 and value != float("inf") and value == value else None)

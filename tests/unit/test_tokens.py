@@ -1,6 +1,7 @@
 """Callback URL tokens: HMAC of the job id, compared in constant time, never logged."""
 
-from kling_pipeline.adapters.callback_tokens import callback_url, job_token, redact_token, verify_job_token
+from kling_pipeline.adapters.callback_tokens import callback_url, job_token, verify_job_token
+from kling_pipeline.redaction import redact_url
 
 SECRET = "s" * 64
 
@@ -33,5 +34,5 @@ def test_any_text_as_token_or_job_id_is_simply_wrong() -> None:
 def test_callback_url_shape_and_redaction() -> None:
     url = callback_url("https://api.example.com/v1/", "job-1", SECRET)
     assert url == f"https://api.example.com/v1/callbacks/job-1?token={job_token(SECRET, 'job-1')}"
-    assert redact_token(url) == "https://api.example.com/v1/callbacks/job-1?token=***"
-    assert job_token(SECRET, "job-1") not in redact_token(url)
+    assert redact_url(url) == "https://api.example.com/v1/callbacks/job-1?token=***"
+    assert job_token(SECRET, "job-1") not in redact_url(url)

@@ -197,6 +197,8 @@ class SimConfig(BaseModel):
 
     # -- units (final_unit_deduction) ----------------------------------------------------------
     units_std_5s: float = Field(default=1.0, ge=0, description="std 5 s; 10 s doubles it, pro doubles again")
+    omit_unit_deduction: bool = Field(default=False, description="tasks answered without final_unit_deduction")
+    succeed_without_videos: bool = Field(default=False, description="'succeed' tasks answered with no video")
 
     # -- plumbing --------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

@@ -182,6 +182,10 @@ class _Handler(BaseHTTPRequestHandler):
             state.record_fault("shape_drift")
             modes = {"unknown_status": (0,), "missing_status": (1,), "missing_task_id": (2,)}
             data = _drift(data, state.pick(modes.get(state.config.shape_drift_mode, (0, 1, 2))))
+        if self.server.role == "api" and (state.config.omit_unit_deduction or state.config.succeed_without_videos):
+            data = _quirks(
+                data, no_units=state.config.omit_unit_deduction, no_videos=state.config.succeed_without_videos
+            )
         self._send_json(200, {"code": 0, "message": "SUCCEED", "request_id": self._request_id, "data": data})
 
     def _plain_api(self, status: int, html: str) -> None:
@@ -510,6 +514,21 @@ def _drift(data: Any, how: int) -> Any:
     else:
         drifted.pop("task_status" if how == 1 else "task_id", None)
     return [drifted, *data[1:]] if isinstance(data, list) else drifted
+
+
+def _quirks(data: Any, *, no_units: bool, no_videos: bool) -> Any:
+    """Task objects as Kling has been seen to answer them: no final_unit_deduction, or a `succeed`
+    with no video."""
+    if isinstance(data, list):
+        return [_quirks(item, no_units=no_units, no_videos=no_videos) for item in data]
+    if not isinstance(data, dict) or "task_status" not in data:
+        return data
+    changed = dict(data)
+    if no_units:
+        changed.pop("final_unit_deduction", None)
+    if no_videos and changed.get("task_status") == "succeed":
+        changed["task_result"] = {"videos": []}
+    return changed
 
 
 def _parse_json(body: bytes) -> Any:

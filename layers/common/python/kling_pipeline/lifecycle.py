@@ -305,6 +305,9 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                 S.FAILED,
                 {
                     "kling_status": status,
+                    "kling_finished_at": task.updated_at,
+                    # Kling ended (and may have billed) the task: its charge corrects the reservation.
+                    "units_charged": task.final_unit_deduction,
                     "error_code": "KLING_NO_VIDEO",
                     "error_message": (
                         f"{job.step_label}Kling reported success but returned no video; "
@@ -376,12 +379,17 @@ def advance_job(
 
 def charged_units(decision: Transition) -> float | None:
     """The units Kling says it charged for the task a decision ends (its `final_unit_deduction`, a
-    string); None when the decision records no charge, or Kling's figure is not a number (logged)."""
+    string); None when the decision records no charge, or Kling's figure is missing or not a number
+    (logged). Unknown is not zero: with None the job's budget reservation stays as it is (until its
+    day ends) instead of being given back for a task Kling may have billed."""
     if "units_charged" not in decision.changes:
         return None
     raw = decision.changes["units_charged"]
+    if raw is None:
+        logger.warning("Kling gave no final_unit_deduction; the reservation is kept, nothing counted")
+        return None
     try:
-        units = float(raw) if raw is not None else 0.0
+        units = float(raw)
     except ValueError:
         logger.warning("Kling's final_unit_deduction is not a number; not counted", extra={"value": str(raw)[:40]})
         return None

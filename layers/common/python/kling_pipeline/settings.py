@@ -129,6 +129,7 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
     input_bucket: str
     input_url_lifetime_s: int = Field(ge=60, le=3600)
     image_url_hosts: NonEmpty
+    image_timeout_s: float = Field(gt=0, le=20)  # for the whole probe of one image URL (a drip is no answer)
     pipeline_mode: Literal["production", "local"]
 
     @field_validator("known_models", mode="before")

@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # imported on first use: only requests with URL or S3 images 
 S = JobState
 HELD_FOR_BUDGET = "daily budget reached"
 INVALID_PARAMETER = 1201
+BUDGET_TOO_SMALL = "BUDGET_TOO_SMALL"
 SECONDS_PER_DAY = 86_400
 
 
@@ -119,6 +120,7 @@ def settings_input_images(settings: SubmitSettings) -> InputImages:
         settings.input_url_lifetime_s,
         settings.image_url_hosts,
         settings.pipeline_mode == "production",
+        settings.image_timeout_s,
     )
 
 
@@ -358,33 +360,31 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | SubmitResult:
     it: one transaction of the job's write and a conditional update of the day's counter, so any number
     of submitters at once never pass the budget and a job never holds without saying so. Without room,
     the job waits in QUEUED and its message comes back when the budget may have room (next UTC day, or
-    sooner if DailyBudgetUnits is raised). A job that already holds a reservation keeps it."""
+    sooner if DailyBudgetUnits is raised). A job that already holds a reservation keeps it; one whose
+    estimate exceeds the whole budget fails (BUDGET_TOO_SMALL) instead of waiting for ever."""
     budget = deps.settings.daily_budget_units
     if budget <= 0 or reservation(job)[0] is not None:
         return job
     now = deps.clock()
     day = day_of(now)
     units = units_to_reserve(job, deps.estimates.expected(job))
-    if units <= budget:
-        try:
-            return deps.store.transition(
-                job,
-                S.SUBMITTING,
-                by=BY,
-                changes={RESERVED_UNITS: units, RESERVED_DAY: day, HELD_FOR: None, "next_poll_at": job.next_poll_at},
-                note=f"reserved {units:g} units of {day}'s budget",
-                linked=[deps.ledger.reserve_update(day, units, budget=budget)],
-            )
-        except LinkedWriteRefusedError:
-            pass
+    if units > budget:
+        return budget_too_small(job, deps, units, budget)
+    try:
+        return deps.store.transition(
+            job,
+            S.SUBMITTING,
+            by=BY,
+            changes={RESERVED_UNITS: units, RESERVED_DAY: day, HELD_FOR: None, "next_poll_at": job.next_poll_at},
+            note=f"reserved {units:g} units of {day}'s budget",
+            linked=[deps.ledger.reserve_update(day, units, budget=budget)],
+        )
+    except LinkedWriteRefusedError:
+        pass
     held = deps.ledger.reserved(day)
     reason = (
         f"daily budget reached: this job needs {units:g} units and {held:g} of {budget:g} are held for {day} (UTC); "
-        + (
-            "it is sent when the budget has room: tomorrow, or as soon as DailyBudgetUnits is raised"
-            if units <= budget
-            else "that is more than the whole daily budget: raise DailyBudgetUnits"
-        )
+        "it is sent when the budget has room: tomorrow, or as soon as DailyBudgetUnits is raised"
     )
     until_next_day = SECONDS_PER_DAY - int(now) % SECONDS_PER_DAY
     released = release_for_retry(
@@ -393,12 +393,37 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | SubmitResult:
     return SubmitResult(Outcome.HELD, job.job_id, reason, delay_s=released.delay_s)
 
 
+def budget_too_small(job: Job, deps: SubmitDependencies, units: float, budget: float) -> SubmitResult:
+    """A job whose estimate exceeds the whole daily budget would wait for ever: it fails now, saying
+    why, before anything is reserved or created. Its end is announced and its waiting caller told."""
+    reason = (
+        f"{job.step_label}this job is estimated at {units:g} units, more than the whole daily budget of "
+        f"{budget:g} (DailyBudgetUnits): it could never be sent. Raise DailyBudgetUnits, then send it again "
+        "with a new job_id"
+    )
+    failed = deps.store.transition(
+        job,
+        S.FAILED,
+        by=BY,
+        changes={"error_code": BUDGET_TOO_SMALL, "error_message": reason, HELD_FOR: None},
+        remove=("lease_owner", "lease_expires_at"),
+        note="estimate over the whole daily budget",
+    )
+    deps.announcer.job_ended(failed)
+    return SubmitResult(Outcome.FAILED, job.job_id, reason, error=BUDGET_TOO_SMALL)
+
+
 def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) -> SubmitResult:
     """We hold the claim: find an earlier task if one may exist, else create exactly one (the request's
     own video, or an extend chain's next step: extend_chain.py)."""
     kind = job.task_kind
     if job.needs_reconcile:
-        settled = reconcile(job, kind, deps)
+        try:
+            settled = reconcile(job, kind, deps)
+        except KlingAccountError as exc:
+            # Not the create's answer: an earlier create may have made (and billed) a task, so the
+            # reservation stays until that is known (submit_job releases it only for a refused create).
+            return park_job(job, deps, account_reason(exc), kling_code=exc.code)
         if settled is not None:
             return settled
     callback = callback_url(deps.settings.public_api_base_url, job.job_id, deps.callback_signing_secret)

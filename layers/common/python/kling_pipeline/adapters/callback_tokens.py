@@ -34,9 +34,3 @@ def verify_job_token(signing_secrets: Sequence[str], job_id: str, token: str | N
 def callback_url(api_base_url: str, job_id: str, signing_secret: str) -> str:
     base = api_base_url.rstrip("/")
     return f"{base}/callbacks/{quote(job_id, safe='')}?token={job_token(signing_secret, job_id)}"
-
-
-def redact_token(url: str) -> str:
-    """For logs: the URL without its token."""
-    head, sep, _ = url.partition("token=")
-    return f"{head}{sep}***" if sep else url

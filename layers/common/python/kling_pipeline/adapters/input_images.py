@@ -19,24 +19,27 @@ they are, and SQS delivers the message again, as for any AWS error.
 
 from __future__ import annotations
 
+import contextvars
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
+from kling_pipeline.adapters.deadlines import within
 from kling_pipeline.adapters.pinned_http import pinned_client
 from kling_pipeline.adapters.video_links import presigned_get
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, check_url
 from kling_pipeline.errors import DownloadRefusedError, ImageRefusedError, TransientDownloadError
 from kling_pipeline.images import HEADER_BYTES, MAX_IMAGE_BYTES, check_image, image_source, s3_location
+from kling_pipeline.redaction import redact, redact_url
 from kling_pipeline.requests import JobRequest
 
-IMAGE_TIMEOUT_S = 5.0
+IMAGE_TIMEOUT_S = 5.0  # for the whole probe of one image (DNS, connect, redirects, the first bytes)
 MAX_REDIRECTS = 3
 MAX_PARALLEL = 4  # up to 7 images (omni-video) checked within a few seconds, not 7 timeouts in a row
 # S3 answers that are about the object (missing, not ours, empty), not about S3's health.
@@ -57,10 +60,16 @@ class InputImagePolicy:
 
     @classmethod
     def from_settings(
-        cls, *, input_bucket: str, url_lifetime_s: int, image_url_hosts: str, production: bool
+        cls,
+        *,
+        input_bucket: str,
+        url_lifetime_s: int,
+        image_url_hosts: str,
+        production: bool,
+        timeout_s: float = IMAGE_TIMEOUT_S,
     ) -> InputImagePolicy:
         urls = DownloadPolicy.from_setting(image_url_hosts, max_bytes=MAX_IMAGE_BYTES, production=production)
-        return cls(input_bucket, url_lifetime_s, replace(urls, timeout_s=IMAGE_TIMEOUT_S))
+        return cls(input_bucket, url_lifetime_s, replace(urls, timeout_s=timeout_s))
 
 
 class InputImages:
@@ -70,7 +79,7 @@ class InputImages:
         self.policy = policy
         self._s3 = s3
         self._http = http or pinned_client(
-            timeout=httpx.Timeout(IMAGE_TIMEOUT_S, connect=3.0),
+            timeout=httpx.Timeout(policy.urls.timeout_s, connect=min(3.0, policy.urls.timeout_s)),
             headers={"Accept-Encoding": "identity", "User-Agent": "kling-pipeline/0.1"},
         )
 
@@ -80,7 +89,8 @@ class InputImages:
         if not slots:
             return {}
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(slots))) as pool:
-            sent = list(pool.map(lambda slot: self.resolve_one(*slot), slots))
+            # Each probe runs in a copy of this context: the invocation's deadline goes with it.
+            sent = list(pool.map(lambda slot: contextvars.copy_context().run(self.resolve_one, *slot), slots))
         return {field: value for (field, _), value in zip(slots, sent, strict=True)}
 
     def resolve_one(self, field: str, value: str) -> str:
@@ -125,7 +135,13 @@ class InputImages:
     # -- https ------------------------------------------------------------------------------------
 
     def _probe(self, field: str, url: str) -> None:
-        """Ask for the first bytes, following redirects by hand under the same checks."""
+        """Ask for the first bytes, following redirects by hand under the same checks, all of it within
+        the policy's timeout (and the invocation's deadline): a host that drips its answer is one that
+        did not answer, and the job is refused saying so."""
+        with within(self.policy.urls.timeout_s) as given:
+            self._probe_within(field, url, given if given is not None else self.policy.urls.timeout_s)
+
+    def _probe_within(self, field: str, url: str, given_s: float) -> None:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
@@ -133,13 +149,15 @@ class InputImages:
             except DownloadRefusedError as exc:
                 raise ImageRefusedError(field, "image-url-allowed", exc.message) from None
             except TransientDownloadError as exc:
-                raise ImageRefusedError(field, "image-url-answers", f"{exc}; Kling could not fetch it") from None
+                raise ImageRefusedError(
+                    field, "image-url-answers", f"{redact(str(exc), current)}; Kling could not fetch it"
+                ) from None
             request = target.request(self._http)
             request.headers["Range"] = f"bytes=0-{HEADER_BYTES - 1}"
             try:
                 response = self._http.send(request, stream=True, follow_redirects=False)
             except httpx.HTTPError as exc:
-                raise ImageRefusedError(field, "image-url-answers", _no_answer(current, exc)) from None
+                raise ImageRefusedError(field, "image-url-answers", _no_answer(current, exc, given_s)) from None
             try:
                 if response.is_redirect:
                     current = urljoin(current, response.headers.get("location", ""))
@@ -152,7 +170,7 @@ class InputImages:
                         "there, so it must be publicly readable",
                     )
                 total = _http_total(response)
-                head = _first_bytes(response, field, current)
+                head = _first_bytes(response, field, current, given_s)
             finally:
                 response.close()
             check_image(field, head, total)
@@ -160,7 +178,7 @@ class InputImages:
         raise ImageRefusedError(field, "image-url-answers", f"more than {MAX_REDIRECTS} redirects from {_safe(url)}")
 
 
-def _first_bytes(response: httpx.Response, field: str, url: str) -> bytes:
+def _first_bytes(response: httpx.Response, field: str, url: str, given_s: float) -> bytes:
     head = b""
     try:
         for chunk in response.iter_raw(64 * 1024):
@@ -168,14 +186,15 @@ def _first_bytes(response: httpx.Response, field: str, url: str) -> bytes:
             if len(head) >= HEADER_BYTES:
                 break
     except httpx.HTTPError as exc:
-        raise ImageRefusedError(field, "image-url-answers", _no_answer(url, exc)) from None
+        raise ImageRefusedError(field, "image-url-answers", _no_answer(url, exc, given_s)) from None
     return head[:HEADER_BYTES]
 
 
-def _no_answer(url: str, exc: httpx.HTTPError) -> str:
+def _no_answer(url: str, exc: httpx.HTTPError, given_s: float) -> str:
+    within_s = f" within {given_s:.3g} s" if isinstance(exc, httpx.TimeoutException) else ""
     return (
-        f"{_safe(url)} did not answer ({type(exc).__name__}); Kling fetches the image from there. If the host "
-        "was down for a moment, send the job again with a new job_id"
+        f"{_safe(url)} did not answer{within_s} ({type(exc).__name__}); Kling fetches the image from there. If "
+        "the host was down for a moment, send the job again with a new job_id"
     )
 
 
@@ -196,16 +215,21 @@ def _http_total(response: httpx.Response) -> int | None:
 
 
 def _safe(url: str) -> str:
-    """A URL for messages: no query string (signatures live there)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    """A URL for messages: its query values hidden (signatures live there)."""
+    return redact_url(url)
 
 
 @per_container
-def input_images(input_bucket: str, url_lifetime_s: int, image_url_hosts: str, production: bool) -> InputImages:
+def input_images(
+    input_bucket: str, url_lifetime_s: int, image_url_hosts: str, production: bool, timeout_s: float = IMAGE_TIMEOUT_S
+) -> InputImages:
     """One per container; presigned URLs are signed by the function's own role."""
     policy = InputImagePolicy.from_settings(
-        input_bucket=input_bucket, url_lifetime_s=url_lifetime_s, image_url_hosts=image_url_hosts, production=production
+        input_bucket=input_bucket,
+        url_lifetime_s=url_lifetime_s,
+        image_url_hosts=image_url_hosts,
+        production=production,
+        timeout_s=timeout_s,
     )
     return InputImages(policy, signing_s3_client())
 

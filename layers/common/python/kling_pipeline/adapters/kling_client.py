@@ -7,6 +7,9 @@ reconciles before creating again (docs/architecture.md, "Exactly once where mone
 
 Decisions are made on Kling's business `code`, never on the HTTP status alone: HTTP 429 covers
 both retryable throttling (1302, 1303) and the account's errors (1100-1102 billing, 1304 IP allow-list).
+
+Each request ends within KLING_TIMEOUT_S in all (connect, sending, the whole answer), or by the
+invocation's deadline if sooner (adapters/deadlines.py): httpx's own timeouts are per read only.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import jwt
 from pydantic import ValidationError
 
 from kling_pipeline.adapters import on_reset
+from kling_pipeline.adapters.deadlines import within
+from kling_pipeline.adapters.pinned_http import deadline_transport
 from kling_pipeline.capabilities import endpoint_path
 from kling_pipeline.errors import (
     KlingAccountError,
@@ -106,11 +111,12 @@ class KlingClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._signer = KlingTokenSigner(access_key, secret_key)
+        self._timeout_s = timeout_s
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             headers={"Content-Type": "application/json", "User-Agent": "kling-pipeline/0.1"},
-            transport=transport,
+            transport=transport or deadline_transport(),
         )
 
     # -- the calls ----------------------------------------------------------------------------
@@ -226,9 +232,10 @@ class KlingClient:
         """Send once; on 1003/1004 (clock skew, expiry) re-sign the token and send once more."""
         for attempt in (1, 2):
             try:
-                response = self._http.request(
-                    method, path, headers={"Authorization": f"Bearer {self._signer.token()}"}, **kwargs
-                )
+                with within(self._timeout_s):
+                    response = self._http.request(
+                        method, path, headers={"Authorization": f"Bearer {self._signer.token()}"}, **kwargs
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection was made: the request never left, so it cannot have landed.
                 raise KlingUnavailableError(f"{method} {path}: {type(exc).__name__}", request_sent=False) from exc

@@ -4,15 +4,19 @@ checked, never half-written.
 Memory stays at a few multipart parts whatever the video's size: the HTTP body is read in chunks
 by boto3's managed transfer (upload_fileobj), hashed and counted on the way through. A failed or
 cut stream aborts the multipart upload, so no partial object ever becomes visible.
+
+The whole transfer (DNS included) ends by the current deadline (adapters/deadlines.py: the download
+function sets the invocation's remaining time, less a margin to record the outcome): a CDN that
+drips the video fails the attempt in time to say so, never the Lambda's timeout.
 """
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
 import hashlib
 import io
 import ipaddress
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +27,10 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
+from kling_pipeline.adapters.deadlines import getaddrinfo
 from kling_pipeline.adapters.pinned_http import pinned_client
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
+from kling_pipeline.redaction import redact, redact_url
 
 MP4_BOX_TYPE = b"ftyp"
 MAX_REDIRECTS = 3
@@ -127,8 +133,8 @@ def _is_ip_literal(host: str) -> bool:
 
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+        infos = getaddrinfo(host, port)  # within the deadline: the resolver has no timeout of its own
+    except OSError as exc:
         raise TransientDownloadError(f"cannot resolve {host}: {exc}") from exc
     addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     if not addresses:
@@ -137,9 +143,8 @@ def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv
 
 
 def _safe(url: str) -> str:
-    """A URL for logs and messages: no query string (CDN signatures live there)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    """A URL for logs and messages: its query values hidden (CDN signatures live there)."""
+    return redact_url(url)
 
 
 @dataclass(frozen=True)
@@ -156,10 +161,14 @@ class StoredVideo:
 
 
 class _HashingReader(io.RawIOBase):
-    """A file-like view of the HTTP body for upload_fileobj: checks, counts and hashes as it goes."""
+    """A file-like view of the HTTP body for upload_fileobj: checks, counts and hashes as it goes.
+
+    boto3 reads it on a thread of its own: each read runs in the context the reader was made in, so the
+    deadline set around the transfer holds for the body too."""
 
     def __init__(self, chunks: Iterator[bytes], max_bytes: int, expected_size: int | None = None) -> None:
         self._chunks = chunks
+        self._context = contextvars.copy_context()
         self._expected_size = expected_size
         self._buffer = b""
         self._max_bytes = max_bytes
@@ -173,7 +182,7 @@ class _HashingReader(io.RawIOBase):
     def readinto(self, target: Any) -> int:
         while not self._buffer:
             try:
-                chunk = next(self._chunks)
+                chunk = self._context.run(next, self._chunks)
             except StopIteration:
                 if not self._checked_header:
                     self._check_header(b"")
@@ -184,7 +193,9 @@ class _HashingReader(io.RawIOBase):
                     ) from None
                 return 0
             except httpx.HTTPError as exc:
-                raise TransientDownloadError(f"the video stream broke after {self.size} bytes: {exc}") from exc
+                raise TransientDownloadError(
+                    f"the video stream broke after {self.size} bytes: {type(exc).__name__}: {redact(str(exc))}"
+                ) from exc
             self._take(chunk)
         n = min(len(target), len(self._buffer))
         target[:n] = self._buffer[:n]
@@ -252,7 +263,9 @@ def stream_to_s3(
                 Config=transfer_config(),
             )
     except httpx.HTTPError as exc:
-        raise TransientDownloadError(f"fetching {_safe(url)} failed: {type(exc).__name__}: {exc}") from exc
+        raise TransientDownloadError(
+            f"fetching {_safe(url)} failed: {type(exc).__name__}: {redact(str(exc), url)}"
+        ) from exc
     finally:
         if http is None:
             client.close()

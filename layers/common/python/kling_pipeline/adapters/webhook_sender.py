@@ -17,9 +17,11 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
+from kling_pipeline.adapters.deadlines import within
 from kling_pipeline.adapters.pinned_http import pinned_client
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy, webhook_target
 from kling_pipeline.errors import ConfigError
+from kling_pipeline.redaction import redact
 
 MAX_ANSWER_CHARS = 200  # of the receiver's answer, kept for logs
 
@@ -57,7 +59,16 @@ class WebhookSender:
 
     def send(self, url: str, *, message_id: str, body: str) -> Delivery:
         """POST `body`, signed, to `url`. Raises WebhookRefusedError for a URL that may not be called;
-        every other failure is a Delivery without a 2xx status (worth another attempt later)."""
+        every other failure is a Delivery without a 2xx status (worth another attempt later).
+
+        The whole exchange (DNS, connect, the answer's status, headers and first bytes) ends within the
+        policy's timeout, or the invocation's deadline if sooner: a receiver that drips its answer is a
+        failed delivery, not a held Lambda. The detail never holds the URL's query string (tokens)."""
+        with within(self.policy.timeout_s) as given:
+            delivery = self._send(url, message_id=message_id, body=body, given_s=given)
+        return Delivery(delivery.status, redact(delivery.detail, url)[:MAX_ANSWER_CHARS])
+
+    def _send(self, url: str, *, message_id: str, body: str, given_s: float | None) -> Delivery:
         try:
             target = webhook_target(url, self.policy)
         except OSError as exc:
@@ -77,6 +88,10 @@ class WebhookSender:
                 answer = next(response.iter_raw(MAX_ANSWER_CHARS), b"")
             finally:
                 response.close()
+        except httpx.TimeoutException as exc:
+            return Delivery(
+                None, f"no whole answer within {given_s or self.policy.timeout_s:.3g} s ({type(exc).__name__})"
+            )
         except httpx.HTTPError as exc:
             return Delivery(None, f"{type(exc).__name__}: {str(exc)[:MAX_ANSWER_CHARS]}")
         return Delivery(response.status_code, answer[:MAX_ANSWER_CHARS].decode("utf-8", "replace"))

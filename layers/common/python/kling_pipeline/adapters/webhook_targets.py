@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from kling_pipeline.adapters.deadlines import getaddrinfo
 from kling_pipeline.errors import WebhookRefusedError
 
 LOCAL_HTTP_HOST = "127.0.0.1"  # the only plain-http webhook host, and only in local mode
@@ -70,14 +70,12 @@ def check_webhook_url(url: str, policy: WebhookPolicy) -> str:
 
 def webhook_target(url: str, policy: WebhookPolicy) -> WebhookTarget:
     """The checked URL and, in production, the public address to connect to. Raises
-    WebhookRefusedError for a URL that may not be called, OSError when its name does not resolve."""
+    WebhookRefusedError for a URL that may not be called, OSError when its name does not resolve (in
+    time: the look-up is bounded by the current deadline, adapters/deadlines.py)."""
     host = check_webhook_url(url, policy)
     if not policy.production:
         return WebhookTarget(url)
-    addresses = [
-        ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        for info in socket.getaddrinfo(host, 443, type=socket.SOCK_STREAM)
-    ]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in getaddrinfo(host, 443)]
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     for address in addresses:
