@@ -33,6 +33,7 @@ import random
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -338,7 +339,7 @@ class FaultInjector:
             return 200, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(body).encode()
         status = {"ServiceUnavailable": 503, ACCESS_DENIED: 403}.get(answer, 500)
         if request.service == "dynamodb":
-            status = 400 if answer != "InternalError" else 500
+            status = 500 if answer in ("InternalError", "InternalServerError") else 400
         return _error(request, status, answer, f"{answer} (injected by kling_local.aws_faults)")
 
     def _conflict(self, request: _Request, index: int) -> Response:
@@ -362,7 +363,9 @@ def _error(request: _Request, status: int, code: str, message: str) -> Response:
     """An error in the service's own protocol, as botocore parses it."""
     if request.service == "dynamodb":
         body = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
-        return status, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(body).encode()
+        # With a request id, as every AWS answer has (moto's Step Functions engine reads it).
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": uuid.uuid4().hex}
+        return status, headers, json.dumps(body).encode()
     if request.service == "lambda":
         lambda_code = {"InternalError": "ServiceException", ACCESS_DENIED: "AccessDeniedException"}.get(code, code)
         headers = {"Content-Type": "application/json", "x-amzn-ErrorType": lambda_code}
