@@ -3,9 +3,9 @@
 Every transition is one conditional update on (state, version), so a duplicate or late event can
 never move a job backwards or twice: the losing writer gets TransitionRejectedError and treats it
 as "already done". `transition_write` is the only place that decides what a transition sets (the
-history entry, `updated_at`, the live-index attribute, the TTL); the download state machine's
-MarkCompleted sends the write this module builds, and its MarkFailed is checked against it by a
-test (docs/architecture.md, "The job record").
+history entry, `updated_at`, the live-index attribute, the TTL, the announcement mark); the download
+state machine's RecordOutcome sends the write this module builds (and ClearAnnouncement its
+`announced_write`), checked by a test (docs/architecture.md, "The job record").
 """
 
 from __future__ import annotations
