@@ -85,6 +85,8 @@ class Fault:
     # A third of the jobs name an image URL that drips (refused: it did not answer in time), a third a
     # webhook that drips (a failed delivery, retried); all sent among the rest, their batch-mates.
     drip: bool = False
+    # Jobs sent by Step Functions callers waiting with task tokens; every end's events and resumes counted.
+    announcements: bool = False
 
 
 def hostile_faults(trap: str) -> list[Fault]:
@@ -146,6 +148,15 @@ def aws_fault_rows() -> list[Fault]:
         )
         for name, what, kind in rows
     ]
+    first_put = Fault(
+        "AWS: PutEvents failing once per end",
+        "the first PutEvents of each end has its entry failed; jobs sent by callers waiting with task tokens",
+        {"fail_rate": 0.25},
+        weight=0.4,
+        include_in_slice=False,
+        aws_faults=(aws.PUT_EVENTS_FIRST_PER_END,),
+        announcements=True,
+    )
     everything = Fault(
         "AWS: every fault at once",
         f"{AWS_RATE / 2:.0%} of the pipeline's requests to each service: every AWS fault above together",
@@ -153,7 +164,7 @@ def aws_fault_rows() -> list[Fault]:
         aws_faults=tuple(sorted(aws.ALL_FAULTS)),
         aws_rate=AWS_RATE / 2,
     )
-    return [*alone, everything]
+    return [*alone, first_put, everything]
 
 
 def fault_matrix(trap: str) -> list[Fault]:
@@ -521,6 +532,9 @@ class RowResult:
     hostile_refused: int = 0
     kills: int = 0
     changed_after_end: int = 0  # terminal jobs whose record changed after the row ended (late events)
+    ends_without_event: int = 0  # (announcement rows) ended jobs no event of their end arrived for
+    callers_not_told_once: int = 0  # (announcement rows) waiting callers not resumed exactly once
+    ends_still_marked: int = 0  # (announcement rows) ended jobs still marked announce_pending
     failure_codes: dict[str, int] = field(default_factory=dict)
     fault_counts: dict[str, int] = field(default_factory=dict)  # what the simulator did (its own counters)
     seconds: float = 0.0
@@ -551,6 +565,7 @@ class ChaosRun:
         self.row_externals: dict[str, list[str]] = {}  # job id -> each step's external_task_id
         self.inconclusive = 0  # forgeries not counted: Kling's task changed status while one was checked
         self.http = httpx.Client(timeout=30.0)
+        self._watch: AnnouncementWatch | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -579,6 +594,11 @@ class ChaosRun:
         messages = [json.dumps(body) for body in bodies for _ in range(fault.copies)]
         poison = poison_messages(prefix) if fault.poison else []
         messages += [body for body, _ in poison]
+        callers: dict[str, str] = {}
+        if fault.announcements:
+            self._watch = self._watch or AnnouncementWatch(self.connection)
+            callers = self._watch.send_by_callers(bodies)
+            messages = [m for m in messages if m not in {json.dumps(b) for b in bodies}]
         self._send(messages)
         outage_timer = None
         if fault.outage_after_s is not None:
@@ -595,9 +615,13 @@ class ChaosRun:
             sent, refused = self._replay(job_ids)
             forged = (forged[0] + sent, forged[1] + refused)
         self._settle(20.0)
+        announced = self._watch.measure(job_ids, callers) if self._watch is not None and callers else None
         self.sim.configure(**{k: BASE_DEFAULTS[k] for k in fault.knobs})
         aws_counts = self._aws_faults(None)
         result = self._measure(fault, prefix, job_ids, finished, poison, forged, faults_before)
+        if announced is not None:
+            result.ends_without_event, result.callers_not_told_once, result.ends_still_marked = announced
+            result.ok = judge(result, fault)
         result.fault_counts |= {f"aws {kind}": n for kind, n in aws_counts.items()}
         result.seconds = round(time.monotonic() - started, 1)
         for job in self.store.get_many(job_ids).values():
@@ -960,6 +984,83 @@ class ChaosRun:
                 result.ok = False
 
 
+class AnnouncementWatch:
+    """What every end was announced as: the pipeline's events on a queue of their own, and callers (Step
+    Functions executions waiting with `sqs:sendMessage.waitForTaskToken`) that send the jobs."""
+
+    CALLER = {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {
+                    "QueueUrl": "QUEUE_URL",
+                    "MessageBody": {"job_id.$": "$.job_id", "prompt.$": "$.prompt", "task_token.$": "$$.Task.Token"},
+                },
+                "End": True,
+            }
+        },
+    }
+
+    def __init__(self, connection: Any) -> None:
+        self.sqs = connection.client("sqs")
+        self.sfn = connection.client("stepfunctions")
+        self.store = connection.store()
+        suffix = secrets.token_hex(4)
+        self.queue_url = self.sqs.create_queue(QueueName=f"chaos-ends-{suffix}")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events = connection.client("events")
+        events.put_rule(Name=f"chaos-ends-{suffix}", EventPattern=json.dumps({"source": ["kling-pipeline"]}))
+        events.put_targets(Rule=f"chaos-ends-{suffix}", Targets=[{"Id": "ends", "Arn": queue_arn}])
+        definition = json.dumps(self.CALLER).replace("QUEUE_URL", connection.queue_url)
+        self.machine = self.sfn.create_state_machine(
+            name=f"chaos-caller-{suffix}", definition=definition, roleArn="arn:aws:iam::123456789012:role/caller"
+        )["stateMachineArn"]
+        self.events: Counter[str] = Counter()
+
+    def send_by_callers(self, bodies: list[dict[str, Any]]) -> dict[str, str]:
+        """Each job sent by a caller that waits for it with its task token: job id -> execution ARN."""
+        callers = {}
+        for body in bodies:
+            name = body["job_id"][-60:]
+            arn = self.sfn.start_execution(stateMachineArn=self.machine, name=name, input=json.dumps(body))
+            callers[body["job_id"]] = arn["executionArn"]
+        return callers
+
+    def measure(self, job_ids: list[str], callers: dict[str, str], timeout_s: float = 120.0) -> tuple[int, int, int]:
+        """(ended jobs with no event, callers not resumed exactly once, ends still marked), once every
+        mark is cleared (the poller announces what its first announcer could not) or `timeout_s` passed."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            jobs = self.store.get_many(job_ids)
+            if not any(job.announce_pending for job in jobs.values()):
+                break
+            time.sleep(1.0)
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                event = json.loads(message["Body"])
+                self.events[f"{event['detail']['job_id']}|{event['detail']['state']}"] += 1
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+        ended = [job for job in jobs.values() if job.state.value in TERMINAL]
+        without_event = sum(1 for job in ended if not self.events[f"{job.job_id}|{job.state.value}"])
+        not_once = 0
+        for job in ended:
+            history = self.sfn.get_execution_history(executionArn=callers[job.job_id])["events"]
+            resumes = [e for e in history if e["type"] in ("TaskSucceeded", "TaskFailed")]
+            if len(resumes) != 1:
+                not_once += 1
+        return without_event, not_once, sum(1 for job in ended if job.announce_pending)
+
+
 def judge(result: RowResult, fault: Fault) -> bool:
     """The row's invariants (the issue's), all at once."""
     checks = [
@@ -971,6 +1072,9 @@ def judge(result: RowResult, fault: Fault) -> bool:
         result.forged_refused == result.forged_sent,
         result.hostile_refused == result.hostile_sent,
         not result.problems,
+        result.ends_without_event == 0,
+        result.callers_not_told_once == 0,
+        result.ends_still_marked == 0,
     ]
     if fault.forge:
         checks.append(result.forged_sent > 0)

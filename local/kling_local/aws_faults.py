@@ -5,14 +5,17 @@ moto answers every well-formed request, at once and in order. AWS does not: Dyna
 another write to one of its items (`TransactionCanceledException`, reason `TransactionConflict`);
 EventBridge answers PutEvents 200 with `FailedEntryCount` > 0 and an `ErrorCode` per failed entry; S3,
 SQS, Step Functions and Lambda answer 500/503. This module answers a request so before moto sees it
-(a fault never applies the request), from one hook on each of moto's two entry points: its server
-(the local stack) and its in-process mock (the integration tests).
+(a fault never applies the request; except a rule made `applied=True`: moto applies the request and
+the answer is lost, replaced by the fault, as when AWS commits a write and its answer never arrives),
+from one hook on each of moto's two entry points: its server (the local stack) and its in-process
+mock (the integration tests).
 
 Two ways in:
 - `AwsFaults` (a rate, a seed, which faults): random faults for requests the pipeline makes (its
   functions, which carry Lambda's `exec-env` in their User-Agent, and its workflow's service
   integrations, made by moto's Step Functions engine), never for the harness watching it (the demo,
   the chaos driver, the tests' own reads). `kling-pipeline demo --aws-faults RATE` and `make chaos`.
+  `PUT_EVENTS_FIRST_PER_END` is not random: each end's first PutEvents has every entry failed.
 - `AWS_FAULTS.inject(...)`: a deterministic fault for a test (the next N matching requests, whoever
   sends them), optionally running `then` when it fires (another writer moving the job meanwhile).
 
@@ -30,6 +33,7 @@ import random
 import re
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +47,8 @@ S3_5XX = "s3-5xx"
 SQS_5XX = "sqs-5xx"
 STEP_FUNCTIONS_5XX = "stepfunctions-5xx"
 LAMBDA_5XX = "lambda-5xx"
+# Not a rate: the first PutEvents of each end (its job id and state) answered with every entry failed.
+PUT_EVENTS_FIRST_PER_END = "eventbridge-first-per-end"
 ALL_FAULTS = frozenset(
     {
         DYNAMODB_THROTTLING,
@@ -54,6 +60,8 @@ ALL_FAULTS = frozenset(
         LAMBDA_5XX,
     }
 )
+# ALL_FAULTS are the rate faults (what `--aws-faults RATE` turns on); a plan may also name these.
+KNOWN_FAULTS = ALL_FAULTS | {PUT_EVENTS_FIRST_PER_END}
 # fault -> (SigV4 service name, the operation it applies to or None for all, the answers it picks from)
 _RATE_FAULTS: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
     DYNAMODB_THROTTLING: ("dynamodb", None, ("ThrottlingException", "ProvisionedThroughputExceededException")),
@@ -85,10 +93,10 @@ class AwsFaults:
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"an AWS fault rate is a share of requests, 0 to 1, not {self.rate}")
-        unknown = set(self.faults) - ALL_FAULTS
+        unknown = set(self.faults) - KNOWN_FAULTS
         if unknown:
             raise ValueError(
-                f"unknown AWS fault(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(ALL_FAULTS))}"
+                f"unknown AWS fault(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KNOWN_FAULTS))}"
             )
 
 
@@ -103,6 +111,7 @@ class Rule:
     contains: str | None = None  # in the path or, for JSON APIs, the body
     times: int | None = 1
     then: Callable[[], None] | None = None
+    applied: bool = False  # moto applies the request, and the fault replaces its answer
     fired: int = 0
 
     def matches(self, request: _Request) -> bool:
@@ -173,6 +182,7 @@ class FaultInjector:
         self._rules: list[Rule] = []
         self._written: dict[str, tuple[float, int]] = {}  # item -> (when, which transaction) wrote it
         self._transactions = 0
+        self._ends_failed: set[str] = set()  # the ends whose first PutEvents was failed (PUT_EVENTS_FIRST_PER_END)
         self.injected: Counter[str] = Counter()
 
     def configure(self, plan: AwsFaults | None) -> None:
@@ -181,6 +191,7 @@ class FaultInjector:
             self.plan = plan
             self._random = random.Random(plan.seed if plan else None)
             self._written.clear()
+            self._ends_failed.clear()
             self.injected = Counter()
 
     def inject(
@@ -193,9 +204,11 @@ class FaultInjector:
         contains: str | None = None,
         times: int | None = 1,
         then: Callable[[], None] | None = None,
+        applied: bool = False,
     ) -> Rule:
-        """Answer the next `times` matching requests with `answer` (see `Rule`), whoever sends them."""
-        rule = Rule(answer, service, operation, method, contains, times, then)
+        """Answer the next `times` matching requests with `answer` (see `Rule`), whoever sends them;
+        with `applied`, after moto has applied the request (a write made, its answer lost)."""
+        rule = Rule(answer, service, operation, method, contains, times, then, applied)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -214,21 +227,45 @@ class FaultInjector:
 
     def answer(self, request: _Request) -> Response | None:
         """The fault to answer `request` with, or None to let moto answer it."""
-        if not request.service or (self.plan is None and not self._rules):
-            return None
-        then: Callable[[], None] | None = None
-        with self._lock:
-            response, then = self._decide(request)
-        if then is not None:
-            then()
+        response, _ = self.fault(request)
         return response
 
-    def _decide(self, request: _Request) -> tuple[Response | None, Callable[[], None] | None]:
+    def fault(self, request: _Request) -> tuple[Response | None, bool]:
+        """The fault to answer `request` with (None: moto answers it), and whether moto is to apply the
+        request first (the fault then replaces its answer)."""
+        if not request.service or (self.plan is None and not self._rules):
+            return None, False
+        then: Callable[[], None] | None = None
+        with self._lock:
+            response, then, applied = self._decide(request)
+        if then is not None:
+            then()
+        return response, applied
+
+    def _decide(self, request: _Request) -> tuple[Response | None, Callable[[], None] | None, bool]:
         for rule in self._rules:
             if rule.matches(request):
                 rule.fired += 1
                 self.injected[rule.answer] += 1
-                return self._build(request, rule.answer, contains=rule.contains), rule.then
+                return self._build(request, rule.answer, contains=rule.contains), rule.then, rule.applied
+        response = self._planned(request)
+        return response, None, False
+
+    def _first_put_of_an_end(self, request: _Request) -> bool:
+        """A PutEvents carrying an end not failed before (PUT_EVENTS_FIRST_PER_END); marks it failed."""
+        ends = set()
+        for entry in request.json().get("Entries") or []:
+            try:
+                detail = json.loads(entry.get("Detail") or "{}")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(detail, dict) and detail.get("job_id"):
+                ends.add(f"{detail.get('job_id')}|{detail.get('state')}")
+        new = ends - self._ends_failed
+        self._ends_failed |= new
+        return bool(new)
+
+    def _planned(self, request: _Request) -> Response | None:
         plan = self.plan
         transaction = request.service == "dynamodb" and request.operation == "TransactWriteItems"
         if plan is not None and (request.from_pipeline or not plan.pipeline_only):
@@ -239,15 +276,23 @@ class FaultInjector:
                     continue
                 if self._random.random() < plan.rate:
                     self.injected[name] += 1
-                    return self._build(request, self._random.choice(answers)), None
+                    return self._build(request, self._random.choice(answers))
+            if (
+                PUT_EVENTS_FIRST_PER_END in plan.faults
+                and request.service == "events"
+                and request.operation == "PutEvents"
+                and self._first_put_of_an_end(request)
+            ):
+                self.injected[PUT_EVENTS_FIRST_PER_END] += 1
+                return self._build(request, "FailedEntries")
             if transaction and DYNAMODB_CONFLICTS in plan.faults:
                 conflict = self._conflicting_item(request, plan)
                 if conflict is not None:
                     self.injected[DYNAMODB_CONFLICTS] += 1
-                    return self._conflict(request, conflict), None
+                    return self._conflict(request, conflict)
         if request.service == "dynamodb" and request.operation in _DYNAMODB_WRITES:
             self._remember_writes(request)
-        return None, None
+        return None
 
     def _items(self, request: _Request) -> list[str]:
         """The items a DynamoDB write touches, as `table|key` (Puts of whole items are not tracked)."""
@@ -294,7 +339,7 @@ class FaultInjector:
             return 200, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(body).encode()
         status = {"ServiceUnavailable": 503, ACCESS_DENIED: 403}.get(answer, 500)
         if request.service == "dynamodb":
-            status = 400 if answer != "InternalError" else 500
+            status = 500 if answer in ("InternalError", "InternalServerError") else 400
         return _error(request, status, answer, f"{answer} (injected by kling_local.aws_faults)")
 
     def _conflict(self, request: _Request, index: int) -> Response:
@@ -318,7 +363,9 @@ def _error(request: _Request, status: int, code: str, message: str) -> Response:
     """An error in the service's own protocol, as botocore parses it."""
     if request.service == "dynamodb":
         body = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
-        return status, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(body).encode()
+        # With a request id, as every AWS answer has (moto's Step Functions engine reads it).
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": uuid.uuid4().hex}
+        return status, headers, json.dumps(body).encode()
     if request.service == "lambda":
         lambda_code = {"InternalError": "ServiceException", ACCESS_DENIED: "AccessDeniedException"}.get(code, code)
         headers = {"Content-Type": "application/json", "x-amzn-ErrorType": lambda_code}
@@ -366,17 +413,23 @@ def install(injector: FaultInjector = AWS_FAULTS) -> None:
 
     def process_request(self: Any, request: Any) -> Any:
         view = _Request(request.method, urlsplit(request.url).path, request.headers, _prepared_body(request))
-        fault = injector.answer(view)
-        return fault if fault is not None else original_process(self, request)
+        fault, applied = injector.fault(view)
+        if fault is None or applied:
+            answered = original_process(self, request)
+            if fault is None:
+                return answered
+        return fault
 
     def call(self: Any, args: Any = None, **kwargs: Any) -> Any:
         from flask import Response
         from flask import request as flask_request
 
         view = _Request(flask_request.method, flask_request.path, flask_request.headers, flask_request.get_data)
-        fault = injector.answer(view)
-        if fault is None:
-            return original_call(self, args, **kwargs)
+        fault, applied = injector.fault(view)
+        if fault is None or applied:
+            answered = original_call(self, args, **kwargs)
+            if fault is None:
+                return answered
         status, headers, body = fault
         return Response(response=body, status=status, headers=headers)
 

@@ -90,7 +90,7 @@ def test_recording_a_completion_writes_what_the_store_writes(completion: Complet
     done = completion.pipeline.store.get(job.job_id)
     assert done.state is S.COMPLETED
     extra = done.model_extra or {}
-    completion.pipeline.store.transition(
+    twin_done = completion.pipeline.store.transition(
         twin,
         S.COMPLETED,
         by=BY,
@@ -101,10 +101,13 @@ def test_recording_a_completion_writes_what_the_store_writes(completion: Complet
             "sha256": extra["sha256"],
         },
     )
-    # Then the two records are the same, and neither keeps the signed CDN URL nor its live-index entry
+    # (and marks it announced, as the workflow does once its event is taken)
+    assert completion.pipeline.store.mark_announced(twin_done)
+    # Then the two records are the same, and neither keeps the signed CDN URL, its live-index entry
+    # nor its announcement mark
     assert_same_record(completion, job.job_id, twin.job_id)
-    assert "video_url" not in raw_item(completion, job.job_id)
-    assert "live" not in raw_item(completion, job.job_id)
+    recorded = raw_item(completion, job.job_id)
+    assert not {"video_url", "live_shard", "next_poll_at", "announce_pending"} & set(recorded)
 
 
 def test_recording_a_refusal_writes_what_the_store_writes(completion: Completion) -> None:
@@ -116,9 +119,10 @@ def test_recording_a_refusal_writes_what_the_store_writes(completion: Completion
     assert start_workflow(completion, job)["status"] == "FAILED"
     failed = completion.pipeline.store.get(job.job_id)
     assert failed.state is S.FAILED and failed.error_code == "URL_NOT_ALLOWED"
-    completion.pipeline.store.transition(
+    twin_failed = completion.pipeline.store.transition(
         twin, S.FAILED, by=BY, changes={"error_code": failed.error_code, "error_message": failed.error_message}
     )
+    assert completion.pipeline.store.mark_announced(twin_failed)
     # Then the two records are the same
     assert_same_record(completion, job.job_id, twin.job_id)
 
@@ -151,10 +155,15 @@ def test_a_workflow_started_for_an_older_version_writes_nothing(completion: Comp
 
 
 def test_the_state_machine_writes_only_what_the_download_step_hands_it() -> None:
-    # The one write of the ASL is RecordOutcome, and every value of it comes from the step's payload.
+    # The writes of the ASL are RecordOutcome (the transition) and ClearAnnouncement (the end announced),
+    # and every value of them comes from the step's payload, built by the job store; it reads only back.
     definition = json.loads((ROOT / "statemachine" / "download.asl.json").read_text(encoding="utf-8"))
-    writes = {name: state for name, state in definition["States"].items() if ":dynamodb:" in state.get("Resource", "")}
-    assert list(writes) == ["RecordOutcome"]
-    parameters = writes["RecordOutcome"]["Parameters"]
-    for key in ("UpdateExpression", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"):
-        assert parameters[f"{key}.$"] == f"$.download.payload.write.{key}"
+    states = definition["States"]
+    writes = {name: state for name, state in states.items() if state.get("Resource", "").endswith(":updateItem")}
+    assert list(writes) == ["RecordOutcome", "ClearAnnouncement"]
+    for name, payload in (("RecordOutcome", "write"), ("ClearAnnouncement", "announced")):
+        parameters = writes[name]["Parameters"]
+        for key in ("UpdateExpression", "ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues"):
+            assert parameters[f"{key}.$"] == f"$.download.payload.{payload}.{key}"
+    others = {name for name, state in states.items() if ":dynamodb:" in state.get("Resource", "")} - set(writes)
+    assert {states[name]["Resource"].rsplit(":", 1)[-1] for name in others} == {"getItem"}

@@ -14,14 +14,15 @@ import pytest
 from standardwebhooks import Webhook
 
 from kling_local.stack.sam_translation import localise_uris, sam_transform
+from kling_pipeline.adapters.announcements import event_detail
 from kling_pipeline.adapters.webhook_sender import WebhookSender
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy, check_webhook_url, webhook_target
 from kling_pipeline.api_routes import build_app, openapi_document
 from kling_pipeline.errors import JobsApiError, WebhookRefusedError
 from kling_pipeline.jobs_api import decode_token, encode_token, record_time
-from kling_pipeline.lifecycle import ALLOWED_TRANSITIONS, TERMINAL_STATES, JobState
+from kling_pipeline.lifecycle import ALLOWED_TRANSITIONS, TERMINAL_STATES, Job, JobState
 from kling_pipeline.polling import SHARDS, shard_number
-from kling_pipeline.webhooks import retry_delay, webhook_body
+from kling_pipeline.webhooks import event_job_id, retry_delay, webhook_body
 from tests.support.template import ROOT, load_template
 
 S = JobState
@@ -204,7 +205,7 @@ def test_the_webhook_backoff_grows_to_hours_and_is_capped() -> None:
 
 
 def test_webhooks_are_signed_per_standard_webhooks() -> None:
-    # Given an ended job's event, as EventBridge puts it on the webhook queue
+    # Given an ended job's event, as EventBridge puts it on the webhook queue, and the job's record
     event = {
         "id": "e1",
         "source": "kling-pipeline",
@@ -212,20 +213,36 @@ def test_webhooks_are_signed_per_standard_webhooks() -> None:
         "time": "2026-01-01T00:00:00Z",
         "detail": {"job_id": "j-1", "state": "CANCELLED", "error_code": "CANCELLED"},
     }
-    message = webhook_body(event)
+    job = Job.model_validate(
+        {
+            "job_id": "j-1",
+            "state": "CANCELLED",
+            "version": 2,
+            "kind": "text2video",
+            "request": {"prompt": "x"},
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "updated_at": "2026-01-01T00:00:01.000Z",
+            "error_code": "CANCELLED",
+            "error_message": "cancelled through the jobs API",
+        }
+    )
+    message = webhook_body(event, job)
     assert message is not None
     message_id, body = message
     # When it is signed
     secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="
     headers = WebhookSender(secret, LOCAL).signed_headers(message_id, body)
-    # Then a receiver with the same secret verifies it, and the event is in the body
+    # Then a receiver with the same secret verifies it, and the record's end is in the body
     assert Webhook(secret).verify(body, headers) == {
         "type": "video.failed",
-        "timestamp": event["time"],
-        "data": event["detail"],
+        "timestamp": job.updated_at,
+        "data": event_detail(job),
     }
-    assert headers["webhook-id"] == "msg_e1"
-    assert webhook_body(event | {"source": "someone-else"}) is None
+    # And its id is the end's: the same for every announcement of it, another for another end
+    assert webhook_body(event | {"id": "e2"}, job) == message
+    assert webhook_body(event, job.model_copy(update={"version": 3}))[0] != message_id  # type: ignore[index]
+    assert event_job_id(event | {"source": "someone-else"}) is None
+    assert webhook_body(event | {"detail-type": "Video Completed"}, job) is None
 
 
 def test_the_checked_in_openapi_document_is_the_codes() -> None:

@@ -59,12 +59,13 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
         ak, sk = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
         return shared_client(settings.kling_base_url, ak, sk, timeout_s=settings.kling_timeout_s)
 
+    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
     return CallbackDependencies(
-        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
+        store=store,
         kling=kling,
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
-        announcer=announcer(settings.event_bus_name),
+        announcer=announcer(settings.event_bus_name, store),
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         signing_secrets=callback_signing_secrets(
             settings.callback_secret,

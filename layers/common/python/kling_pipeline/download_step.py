@@ -20,7 +20,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from kling_pipeline.adapters.aws_errors import is_transient
-from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.job_store import JobStore, announced_write, job_store
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, s3_client, stream_to_s3
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
 from kling_pipeline.extend_chain import after_stored, video_key
@@ -138,7 +138,12 @@ def stored_outcome(job: Job, stored: StoredVideo, deps: DownloadDependencies) ->
 def outcome(
     job: Job, to_state: JobState, changes: dict[str, Any], details: dict[str, Any], deps: DownloadDependencies
 ) -> dict[str, Any]:
-    """The step's answer: the store's write for the outcome, the event to announce, a waiting caller."""
+    """The step's answer: the store's write for the outcome, the event to announce, a waiting caller.
+
+    `recorded` is what the job reads once this write is made (its state, version and `updated_at`, as
+    strings, as DynamoDB's typed answer holds them): a write whose first answer was lost and whose retry
+    failed its condition is recognised as made, and the workflow carries on. `announced` is the write
+    that clears the end's `announce_pending` once the event was taken and the caller resumed."""
     write = deps.store.transition_write(job, to_state, by=BY, changes=changes)
     extra = job.model_extra or {}
     ended = job.model_copy(update={k: v for k, v in changes.items() if k in ("steps", "units_charged")})
@@ -147,6 +152,8 @@ def outcome(
         "skipped": False,
         "next_step": False,
         "write": write.for_step_functions(),
+        "recorded": {"state": to_state.value, "version": str(job.version + 1), "updated_at": write.values[":now"]},
+        "announced": announced_write(job.version + 1).for_step_functions(),
         "event": {"job_id": job.job_id, "state": to_state.value}
         | details
         | {"units_charged": ended.total_units, "metadata": json.loads(extra.get("metadata_json") or "{}")}

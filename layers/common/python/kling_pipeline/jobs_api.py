@@ -185,12 +185,13 @@ def jobs_api_dependencies(settings: ApiSettings) -> JobsApiDependencies:
     """Assembled per invocation from clients built once per container."""
     from kling_pipeline.adapters.job_queue import job_queue
 
+    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
     return JobsApiDependencies(
         settings=settings,
-        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
+        store=store,
         queue=job_queue(settings.jobs_queue_url, ""),  # the API never dead-letters
         links=video_links(settings.download_url_ttl_s),
-        announcer=lambda: announcer(settings.event_bus_name),
+        announcer=lambda: announcer(settings.event_bus_name, store),
         webhook_policy=WebhookPolicy.from_settings(
             settings.webhook_allowed_hosts, pipeline_mode=settings.pipeline_mode
         ),

@@ -120,6 +120,7 @@ class Job(BaseModel):
     expected_finish_at: int | None = None  # epoch s when a job like it usually finishes (polling.py)
     next_poll_at: int | None = None  # epoch s when the stale-job poller looks at it next (live jobs only)
     poll_count: int = 0  # polls that found its task still running
+    announce_pending: bool = False  # ended, and its end not yet announced in full (event, waiting caller)
     error_code: str | None = None
     error_message: str | None = None
     video_url: str | None = None
@@ -236,9 +237,10 @@ class DownloadStarter(Protocol):
 
 
 class EndAnnouncer(Protocol):
-    """Tells the world a job has ended (adapters.announcements): its event, its waiting caller."""
+    """Tells the world a job has ended (adapters.announcements): its event, its waiting caller. False
+    when not all of it was done (the job stays marked, and the poller announces it again)."""
 
-    def job_ended(self, job: Job) -> None: ...
+    def job_ended(self, job: Job) -> bool: ...
 
 
 class ChargeLedger(Protocol):

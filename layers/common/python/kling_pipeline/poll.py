@@ -16,6 +16,8 @@ overlapping runs never poll a job twice. By state:
   what was tried; a result link past Kling's 30 days is reported as such.
 - QUEUED with `awaiting_message` (recorded, its message never claimed): the message is sent again.
 - QUEUED far longer than backpressure explains: reported, not touched.
+- Ended, but its end not announced in full (`announce_pending`: the event or the waiting caller
+  failed): announced again (adapters.announcements).
 
 docs/architecture.md, "The poller".
 """
@@ -36,7 +38,7 @@ from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
-from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.job_store import ANNOUNCE_GRACE_S, JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import kling_credentials
@@ -98,16 +100,17 @@ class PollerDependencies:
 
 def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
     access_key, secret_key = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
     return PollerDependencies(
         settings=settings,
         rules=SubmitRules.of(settings),
-        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
+        store=store,
         queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
-        announcer=announcer(settings.event_bus_name),
+        announcer=announcer(settings.event_bus_name, store),
     )
 
 
@@ -126,6 +129,7 @@ class PollReport:
     timed_out: int = 0
     failed: int = 0
     queued_too_long: int = 0
+    announced: int = 0  # an ended job whose announcement had failed, announced again
     claimed_elsewhere: int = 0  # another run (or a transition) got there first
     errors: int = 0  # jobs whose settling raised an unexpected error (logged with the job id); the run went on
     max_lag_s: int = 0
@@ -208,7 +212,8 @@ def settle(
         state = S(item["state"])
         report.looked_at += 1
         report.max_lag_s = max(report.max_lag_s, now - int(item["next_poll_at"]))
-        report.oldest_live_s = max(report.oldest_live_s, age_s(item.get("created_at"), now))
+        if not state.is_terminal:  # an ended job waits here only for its announcement
+            report.oldest_live_s = max(report.oldest_live_s, age_s(item.get("created_at"), now))
         polled = state in (S.SUBMITTED, S.PROCESSING)
         next_due = look_again_at(state, item, now, schedule)
         try:
@@ -220,7 +225,7 @@ def settle(
         if not won:
             report.claimed_elsewhere += 1
             continue
-        if job is not None and not job.is_terminal:
+        if job is not None and (not job.is_terminal or job.announce_pending):
             claimed.append(job)
     running = [job for job in claimed if job.state in (S.SUBMITTED, S.PROCESSING) and job.task_id]
     with ThreadPoolExecutor(max_workers=deps.settings.poll_parallelism) as pool:
@@ -269,6 +274,8 @@ def look_again_at(state: JobState, item: dict[str, Any], now: int, schedule: Pol
         return lease + 1 if lease > now else now + schedule.poll_interval_s
     if state is S.DOWNLOADING:
         return now + schedule.download_check_s
+    if state.is_terminal:
+        return now + ANNOUNCE_GRACE_S
     return now + schedule.queued_report_s
 
 
@@ -288,6 +295,8 @@ def fetch(kling: KlingClient, job: Job) -> KlingTask | Exception:
 def settle_one(
     job: Job, answer: KlingTask | Exception | None, deps: PollerDependencies, report: PollReport, now: int
 ) -> str:
+    if job.is_terminal:
+        return announce_again(job, deps, report)
     if job.state in (S.SUBMITTED, S.PROCESSING):
         return settle_running(job, answer, deps, report, now)
     if job.state is S.SUBMITTING:
@@ -310,6 +319,17 @@ def settle_one(
         )
         return "reported: queued too long"
     return "nothing to do"
+
+
+def announce_again(job: Job, deps: PollerDependencies, report: PollReport) -> str:
+    """An ended job whose announcement failed (or whose announcer died): its event again (at least once
+    is the promise), its waiting caller resumed (Step Functions takes a token once: a caller already
+    resumed answers InvalidToken, which is nobody's error), then its mark cleared."""
+    if not deps.announcer.job_ended(job):
+        return "announcement failed again; tried at its next look"
+    report.announced += 1
+    record(Metric.POLLER_JOBS, action="announced")
+    return "announced (its first announcement had failed)"
 
 
 def settle_running(

@@ -94,13 +94,14 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
     """Assembled per invocation from clients built once per container; the secrets' cache decides when
     a rotated key or signing secret is read again."""
     access_key, secret_key = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
     return SubmitDependencies(
         settings=settings,
         rules=SubmitRules.of(settings),
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
-        announcer=announcer(settings.event_bus_name),
-        store=job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule),
+        announcer=announcer(settings.event_bus_name, store),
+        store=store,
         queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),

@@ -2,13 +2,18 @@
 
 Fed by an EventBridge rule on the pipeline's own events (`Video Completed`, `Video Failed`, source
 `kling-pipeline`) through WebhookQueue, so every way a job ends (the download workflow, the stale-job
-poller, a cancel) is notified once, by one path. A receiver that does not answer 2xx is tried again
+poller, a cancel) is notified by one path. The event only says which job to look at: what is signed
+and sent is built from the job's record, and only when the record shows the end the event names, so
+whoever may put events on the bus cannot have the pipeline sign an end that did not happen. The
+message id is the end's (job, state, version), the same however often the end is announced, so a
+receiver can drop a repeat (events are at least once). A receiver that does not answer 2xx is tried again
 with a growing, jittered backoff (hours in all), then the event moves to the webhook DLQ. A URL that
 may not be called (adapters.webhook_targets' rules) is refused once, never retried.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -16,17 +21,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from kling_pipeline.adapters.announcements import COMPLETED, FAILED, SOURCE
+from kling_pipeline.adapters.announcements import COMPLETED, FAILED, SOURCE, event_detail
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.webhook_queue import WebhookQueue, webhook_queue
 from kling_pipeline.adapters.webhook_sender import WebhookSender
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy
 from kling_pipeline.errors import WebhookNotDeliveredError, WebhookRefusedError
 from kling_pipeline.job_ids import is_valid_job_id
+from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import WebhookSettings
 
 EVENT_TYPES = {COMPLETED: "video.completed", FAILED: "video.failed"}
+# The ends each event names: what the job's record must show for its webhook to be sent.
+ENDS = {
+    COMPLETED: frozenset({JobState.COMPLETED}),
+    FAILED: frozenset({JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED}),
+}
 
 
 class Outcome(StrEnum):
@@ -75,15 +86,25 @@ def _sender(secret: str, policy: WebhookPolicy) -> WebhookSender:
     return _senders[key]
 
 
-def webhook_body(event: dict[str, Any]) -> tuple[str, str] | None:
-    """(message id, body) for one of the pipeline's events, or None for anything else. The id is the
-    event's, the same on every attempt, so a receiver can drop a duplicate."""
-    detail = event.get("detail")
-    kind = EVENT_TYPES.get(str(event.get("detail-type")))
-    if event.get("source") != SOURCE or kind is None or not isinstance(detail, dict):
+def event_job_id(event: Any) -> str | None:
+    """The job an event of the pipeline's is about; None for anything else."""
+    if not isinstance(event, dict) or event.get("source") != SOURCE or event.get("detail-type") not in EVENT_TYPES:
         return None
-    payload = {"type": kind, "timestamp": event.get("time"), "data": detail}
-    return f"msg_{event.get('id')}", json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str)
+    detail = event.get("detail")
+    job_id = detail.get("job_id") if isinstance(detail, dict) else None
+    return job_id if isinstance(job_id, str) and is_valid_job_id(job_id) else None
+
+
+def webhook_body(event: dict[str, Any], job: Job) -> tuple[str, str] | None:
+    """(message id, body) of the end `job`'s record shows, when it is the end `event` names; None when
+    the record shows another (a forged event, or one about a job still running). Nothing is taken from
+    the event's detail. The id is the end's, the same on every attempt and every announcement of it."""
+    detail_type = str(event.get("detail-type"))
+    if detail_type not in EVENT_TYPES or job.state not in ENDS[detail_type]:
+        return None
+    payload = {"type": EVENT_TYPES[detail_type], "timestamp": job.updated_at, "data": event_detail(job)}
+    end = hashlib.sha256(f"{job.job_id}\n{job.state.value}\n{job.version}".encode()).hexdigest()[:32]
+    return f"msg_{end}", json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def deliver(raw_body: str, *, receipt_handle: str, attempt: int, deps: WebhookDependencies) -> Outcome:
@@ -101,14 +122,22 @@ def attempt_delivery(raw_body: str, *, receipt_handle: str, attempt: int, deps: 
         event = json.loads(raw_body)
     except (ValueError, RecursionError):
         event = None
-    message = webhook_body(event) if isinstance(event, dict) else None
-    job_id = event["detail"].get("job_id") if message is not None and isinstance(event, dict) else None
-    if message is None or not isinstance(job_id, str) or not is_valid_job_id(job_id):
+    job_id = event_job_id(event)
+    if job_id is None:
         logger.warning("not an event of the pipeline's; dropped", extra={"body": raw_body[:200]})
         return Outcome.SKIPPED
     logger.set_correlation_id(job_id)
     job = deps.store.find(job_id)
-    url = job.request.get("webhook_url") if job is not None else None
+    if job is None:
+        return Outcome.SKIPPED
+    message = webhook_body(event, job)
+    if message is None:
+        logger.warning(
+            "the event names an end the job's record does not show (forged, or not the pipeline's); dropped",
+            extra={"detail_type": str(event.get("detail-type"))[:40], "state": job.state.value},
+        )
+        return Outcome.SKIPPED
+    url = job.request.get("webhook_url")
     if not isinstance(url, str) or not url:
         return Outcome.SKIPPED
     message_id, body = message

@@ -2,7 +2,13 @@
 token resumed. The download workflow announces what it finishes itself (events:putEvents and
 states:sendTask* in the ASL); this adapter announces what ends elsewhere (a job timed out, a
 stranded download repaired, a job cancelled, Kling failed the task or refused its create), in the
-same shape.
+same shape, and what the stale-job poller finds ended but not yet announced.
+
+Every end is written with `announce_pending` (adapters.job_store): the mark is cleared only once
+every event entry was taken and the waiting caller resumed (or found gone), so an announcement that
+failed is made again by the poller. Events are at least once; a caller is resumed exactly once,
+because Step Functions takes a task token once and answers a second send `InvalidToken` or
+`TaskTimedOut`, which is nobody's error (docs/architecture.md, "Announcing an end").
 
 Events: source `kling-pipeline`; `Video Completed` with {job_id, state, s3_uri, size, sha256,
 units_charged, metadata}; `Video Failed` for every other end (FAILED, TIMED_OUT, CANCELLED), with
@@ -16,7 +22,9 @@ import json
 import random
 import time
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
@@ -44,9 +52,23 @@ def event_detail(job: Job) -> dict[str, Any]:
     return detail
 
 
+class AnnouncementMarks(Protocol):
+    """Where an end is marked announced (adapters.job_store.JobStore)."""
+
+    def mark_announced(self, job: Job) -> bool: ...
+
+
 class Announcer:
-    def __init__(self, event_bus_name: str, *, events: Any = None, callers: WaitingCallers | None = None) -> None:
+    def __init__(
+        self,
+        event_bus_name: str,
+        *,
+        marks: AnnouncementMarks | None = None,
+        events: Any = None,
+        callers: WaitingCallers | None = None,
+    ) -> None:
         self._bus = event_bus_name
+        self._marks = marks
         self._given_events = events
         self._given_callers = callers
 
@@ -59,29 +81,45 @@ class Announcer:
     def _callers(self) -> WaitingCallers:
         return self._given_callers or waiting_callers()
 
-    def job_ended(self, job: Job) -> None:
-        """Announce `job`, which has just reached a terminal state."""
+    def job_ended(self, job: Job) -> bool:
+        """Announce `job`, which has reached a terminal state: its event, its waiting caller; then clear
+        its mark. True when all of it was done; False leaves the mark for the poller (logged). Never
+        raises for AWS's faults: the end is recorded, and announcing it again is the poller's."""
         detail = event_detail(job)
-        self._put_events(
-            job.job_id,
-            [
-                {
-                    "EventBusName": self._bus,
-                    "Source": SOURCE,
-                    "DetailType": COMPLETED if job.state is JobState.COMPLETED else FAILED,
-                    "Detail": json.dumps(detail, default=str),
-                }
-            ],
-        )
+        entry = {
+            "EventBusName": self._bus,
+            "Source": SOURCE,
+            "DetailType": COMPLETED if job.state is JobState.COMPLETED else FAILED,
+            "Detail": json.dumps(detail, default=str),
+        }
+        try:
+            delivered = self._put_events(job.job_id, [entry])
+            told = self._tell_caller(job, detail)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning(
+                "the job's end was not announced in full; the poller announces it again",
+                extra={"job_id": job.job_id, "error": repr(exc)[:300]},
+            )
+            return False
+        if not (delivered and told):
+            return False
+        if self._marks is not None and job.announce_pending:
+            self._marks.mark_announced(job)
+        return True
+
+    def _tell_caller(self, job: Job, detail: dict[str, Any]) -> bool:
+        """Resume the caller waiting with the job's task token, if any. A caller found gone (timed out,
+        or resumed already by an earlier announcement) has been told."""
         token = (job.model_extra or {}).get("task_token")
         if not token:
-            return
+            return True
         if job.state is JobState.COMPLETED:
             self._callers.succeeded(token, output=detail)
         else:
             self._callers.failed(
                 token, error=job.error_code or job.state.value, cause=job.error_message or job.state.value
             )
+        return True
 
     def _put_events(self, job_id: str, entries: list[dict[str, Any]]) -> bool:
         """PutEvents answers 200 even when entries failed (FailedEntryCount, an ErrorCode per entry):
@@ -109,5 +147,5 @@ class Announcer:
 
 
 @per_container
-def announcer(event_bus_name: str) -> Announcer:
-    return Announcer(event_bus_name)
+def announcer(event_bus_name: str, marks: AnnouncementMarks | None = None) -> Announcer:
+    return Announcer(event_bus_name, marks=marks)

@@ -3,9 +3,9 @@
 Every transition is one conditional update on (state, version), so a duplicate or late event can
 never move a job backwards or twice: the losing writer gets TransitionRejectedError and treats it
 as "already done". `transition_write` is the only place that decides what a transition sets (the
-history entry, `updated_at`, the live-index attribute, the TTL); the download state machine's
-MarkCompleted sends the write this module builds, and its MarkFailed is checked against it by a
-test (docs/architecture.md, "The job record").
+history entry, `updated_at`, the live-index attribute, the TTL, the announcement mark); the download
+state machine's RecordOutcome sends the write this module builds (and ClearAnnouncement its
+`announced_write`), checked by a test (docs/architecture.md, "The job record").
 """
 
 from __future__ import annotations
@@ -38,8 +38,15 @@ LIVE_ATTR = "live_shard"
 NEXT_POLL_ATTR = "next_poll_at"
 LIVE_INDEX = "LiveJobs"
 TTL_ATTR = "expires_at"
-# What a finished job no longer needs: its index entry, a claim, and the signed CDN URL.
-TERMINAL_REMOVES = (LIVE_ATTR, NEXT_POLL_ATTR, "lease_owner", "lease_expires_at", "video_url")
+# What a finished job no longer needs: a claim, and the signed CDN URL.
+TERMINAL_REMOVES = ("lease_owner", "lease_expires_at", "video_url")
+# A job that has just ended is still to be announced (its event, its waiting caller): it keeps its
+# LiveJobs entry, due ANNOUNCE_GRACE_S later, until the announcer clears ANNOUNCE_ATTR and the entry
+# with it; the poller announces what is still pending when it comes due (docs/architecture.md,
+# "Announcing an end").
+ANNOUNCE_ATTR = "announce_pending"
+ANNOUNCE_GRACE_S = 30
+ANNOUNCED_REMOVES = (ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR, "task_token")
 UNLOGGED_ATTR = "last_unlogged_move"
 # Every job by state, newest update first (the jobs API's listing); projects what a listing shows. Its
 # partition key is STATE_SHARD_ATTR (`QUEUED#7`: polling.state_shard), written with every state, so one
@@ -85,6 +92,19 @@ class TransitionWrite:
         }
 
 
+def announced_write(version: int) -> TransitionWrite:
+    """The write that says an ended job (at `version`) has been announced: its pending mark, its
+    LiveJobs entry and its task token go. Conditional on the mark, so it is made once; not a
+    transition (no version, no history): the job's end is what it was."""
+    names = {"#version": "version"} | {f"#r{i}": key for i, key in enumerate(ANNOUNCED_REMOVES)}
+    return TransitionWrite(
+        update_expression="REMOVE " + ", ".join(f"#r{i}" for i in range(len(ANNOUNCED_REMOVES))),
+        condition_expression="attribute_exists(#r0) AND #version = :version",
+        names=names,
+        values={":version": version},
+    )
+
+
 def transition_write(
     job: Job,
     to_state: JobState,
@@ -125,9 +145,17 @@ def transition_write(
         sets.append(f"{UNLOGGED_ATTR} = :entry")
     removes: list[str] = list(remove)
     if to_state in TERMINAL_STATES:
-        sets.append(f"{TTL_ATTR} = :ttl")
-        values[":ttl"] = expires_at
+        # Ended, not yet announced: kept in LiveJobs, due for the poller after the grace.
+        sets += [f"{TTL_ATTR} = :ttl", f"{ANNOUNCE_ATTR} = :pending", f"{LIVE_ATTR} = :shard"]
+        sets.append(f"{NEXT_POLL_ATTR} = :due")
+        values |= {
+            ":ttl": expires_at,
+            ":pending": True,
+            ":shard": live_shard(job.job_id),
+            ":due": int(time.time()) + ANNOUNCE_GRACE_S,
+        }
         removes.extend(TERMINAL_REMOVES)
+        changes = {k: v for k, v in (changes or {}).items() if k not in (ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR)}
     elif NEXT_POLL_ATTR not in (changes or {}):
         if schedule is None:
             raise ValueError(f"{to_state} is live: give next_poll_at, or a poll schedule to the store")
@@ -406,6 +434,24 @@ class JobStore:
             raise
         # A transaction returns no item: read the job as written (a later move may already show).
         return self.get(job.job_id)
+
+    def mark_announced(self, job: Job) -> bool:
+        """Clear the announcement mark of an ended job (as `job` shows it): False when it was already
+        cleared (another announcer got there first) or the job has moved since."""
+        write = announced_write(job.version)
+        try:
+            self._table.update_item(
+                Key={"job_id": job.job_id},
+                UpdateExpression=write.update_expression,
+                ConditionExpression=write.condition_expression,
+                ExpressionAttributeNames=write.names,
+                ExpressionAttributeValues=_dynamo(write.values),
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
 
     # -- the jobs API ---------------------------------------------------------------------------
 
