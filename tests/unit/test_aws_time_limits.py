@@ -30,6 +30,8 @@ def role_credentials(monkeypatch: pytest.MonkeyPatch) -> datetime:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing-token")
     monkeypatch.setenv("AWS_CREDENTIAL_EXPIRATION", expiry.isoformat())
+    # boto3's default session keeps the credentials it resolved first (an earlier test's): start afresh.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     return expiry
 
 
