@@ -88,6 +88,21 @@ def test_any_message_is_submitted_refused_or_sent_back_never_an_error(pipeline: 
         assert result.detail
 
 
+def test_a_body_that_is_not_json_nor_valid_unicode_is_refused_and_kept_escaped(pipeline: Pipeline) -> None:
+    # Given a body that is not JSON and holds a lone surrogate (DynamoDB and SQS take only valid UTF-8)
+    pipeline.use_function_env("SubmitFunction")
+    deps = submit_dependencies(SubmitSettings.from_environment())
+    # When the submit path handles it
+    result = handle_job_message("\ud800 half a character", "m-surrogate", deps, owner="test", time_left_ms=30_000)
+    # Then it is refused with the reason, recorded FAILED under its message id, its body kept escaped
+    assert result.outcome is Outcome.REJECTED and "not JSON" in result.detail
+    job = pipeline.store.get("m-surrogate")
+    assert job.state is S.FAILED and job.error_code == "INVALID_REQUEST"
+    assert (job.model_extra or {})["raw_message"] == "\\ud800 half a character"
+    (dead,) = pipeline.dead_letters()
+    assert dead["Body"] == "\\ud800 half a character"
+
+
 # -- callbacks -----------------------------------------------------------------------------------
 
 

@@ -310,15 +310,20 @@ def reject_message(
     return SubmitResult(Outcome.REJECTED, error.job_id, error.reason)
 
 
+def storable_text(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def without_task_token(raw_body: str, job_id: str | None) -> tuple[str, str | None]:
     """The body as it may be kept (no task token; the job id in it when it is a JSON object), and the
-    token it held, if it held one."""
+    token it held, if it held one. Text that is not valid Unicode (a lone surrogate) is kept escaped:
+    DynamoDB and SQS take only valid UTF-8."""
     try:
         payload = json.loads(raw_body)
     except (ValueError, RecursionError):
-        return raw_body, None
+        return storable_text(raw_body), None
     if not isinstance(payload, dict):
-        return raw_body, None
+        return storable_text(raw_body), None
     token = payload.pop("task_token", None)
     if job_id and not payload.get("job_id"):
         payload["job_id"] = job_id
