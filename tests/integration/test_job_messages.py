@@ -100,7 +100,7 @@ def test_a_chain_near_the_message_limit_goes_step_by_step_by_reference(completio
         until=lambda: job_in(pipeline, "big-chain", S.SUBMITTED, S.PROCESSING),
     )
     second = pipeline.store.get("big-chain")
-    assert (second.step, creates_for(pipeline, "big-chain-s2")) == (2, 1)
+    assert (second.step, creates_for(pipeline, second.external_task_id)) == (2, 1)
     assert second.request["extend"][0]["prompt"] == "猫" * 2500
     assert pipeline.dead_letters() == []
 
