@@ -309,7 +309,8 @@ def half_done_rows() -> list[Fault]:
         REDEPLOY_ROW,
         "jobs naming no model ask for 8 s (DefaultModel kling-v3 takes it); half the creates answered 5000 after "
         "the task was made; once every create has reached Kling, redeployed with DefaultModel kling-v2-6 (5 or 10 s "
-        "only) and KnownModels without kling-v3: the re-sent messages meet the new rules",
+        "only) and KnownModels without kling-v3: the re-sent messages, and each unsettled job's original message "
+        "delivered again, meet the new rules",
         {"create_lost_answer_rate": 0.5},
         weight=0.6,
         include_in_slice=False,
@@ -556,9 +557,10 @@ class Redeploy:
     """Redeploys the stack's functions mid-row, once every job's create has reached Kling (each job has
     its task there), so that only the pipeline's own re-sent messages meet the new configuration."""
 
-    def __init__(self, run: ChaosRun, job_ids: list[str], plan: dict[str, dict[str, str]]) -> None:
+    def __init__(self, run: ChaosRun, bodies: list[dict[str, Any]], plan: dict[str, dict[str, str]]) -> None:
         self.run = run
-        self.job_ids = job_ids
+        self.bodies = {str(body["job_id"]): body for body in bodies}
+        self.job_ids = list(self.bodies)
         self.plan = plan
         self.counts: dict[str, int] = {}
         self._stop = threading.Event()
@@ -574,9 +576,14 @@ class Redeploy:
             made = self.run.sim.stats()["tasks_by_external_task_id"]
             if all(made.get(job_id) for job_id in self.job_ids):
                 jobs = self.run.store.get_many(self.job_ids).values()
-                self.counts["unsettled at the redeploy"] = sum(1 for job in jobs if job.needs_reconcile)
+                unsettled = [job.job_id for job in jobs if job.needs_reconcile and not job.is_terminal]
+                self.counts["unsettled at the redeploy"] = len(unsettled)
                 self.run._deploy(self.plan)
                 self.counts["redeployed"] = 1
+                # The pipeline's own re-sends name the job (its request is in its record); what still
+                # carries the whole request is the original message delivered again (SQS's at-least-once).
+                self.run._send([json.dumps(self.bodies[job_id]) for job_id in unsettled])
+                self.counts["original messages delivered again after it"] = len(unsettled)
                 self.counts["redeployed after (s)"] = round(time.monotonic() - started)
                 return
             time.sleep(0.1)
@@ -692,7 +699,7 @@ class ChaosRun:
             api = self._post_batches(bodies, fault.api_batch)
         else:
             self._send(messages)
-        redeploy = self._redeploy_when_created(job_ids, fault.redeployed) if fault.redeployed else None
+        redeploy = self._redeploy_when_created(bodies, fault.redeployed) if fault.redeployed else None
         outage_timer = None
         if fault.outage_after_s is not None:
             outage_s = float(fault.knobs["outage_s"])
@@ -898,9 +905,9 @@ class ChaosRun:
         for function, env in plan.items():
             self.stack.redeploy(function, **env)
 
-    def _redeploy_when_created(self, job_ids: list[str], plan: dict[str, dict[str, str]]) -> Redeploy:
+    def _redeploy_when_created(self, bodies: list[dict[str, Any]], plan: dict[str, dict[str, str]]) -> Redeploy:
         """Redeploy with `plan` once every job's create has reached Kling (each has its task there)."""
-        return Redeploy(self, job_ids, plan).start()
+        return Redeploy(self, bodies, plan).start()
 
     def _post_batches(self, bodies: list[dict[str, Any]], size: int) -> tuple[dict[str, int], list[str]]:
         """The jobs posted to the jobs API `size` at a time. Each batch's first post has its middle job's
