@@ -87,6 +87,15 @@ class Fault:
     drip: bool = False
     # Jobs sent by Step Functions callers waiting with task tokens; every end's events and resumes counted.
     announcements: bool = False
+    # Jobs posted to the jobs API in batches of this size (0: sent to the queue), each batch's first post
+    # failing midway (a DynamoDB throttle on its middle job's put, past botocore's retries: a 503), then
+    # posted again as a client told 503 does.
+    api_batch: int = 0
+    request: dict[str, Any] = field(default_factory=dict)  # fields every job's request carries
+    # Function -> environment variables it is deployed with for the row; once every job's create has
+    # reached Kling, it is redeployed with `redeployed`'s (each function back as it was after the row).
+    deployed: dict[str, dict[str, str]] = field(default_factory=dict)
+    redeployed: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def hostile_faults(trap: str) -> list[Fault]:
@@ -276,7 +285,47 @@ def fault_matrix(trap: str) -> list[Fault]:
         forge=False,
         timeout_s=600.0,
     )
-    return [*alone, everything, *aws_fault_rows()]
+    return [*alone, everything, *aws_fault_rows(), *half_done_rows()]
+
+
+# Every model but kling-v3: the capability table after the redeploy knows no model that takes 8 s.
+NARROWER_MODELS = (
+    "kling-v1,kling-v1-5,kling-v1-6,kling-v2-master,kling-v2-1,kling-v2-1-master,kling-v2-5-turbo,kling-v2-6"
+)
+
+
+def half_done_rows() -> list[Fault]:
+    """A jobs-API batch failing midway (issue 21, item 9) and a redeploy that narrows what a job may ask
+    while its create is unsettled (item 3)."""
+    api = Fault(
+        API_BATCH_ROW,
+        "jobs posted to the jobs API 4 at a time; each batch's first post has its third job's DynamoDB put "
+        "throttled past botocore's retries (503, the jobs before it recorded and not queued), then is posted again",
+        weight=0.6,
+        include_in_slice=False,
+        api_batch=4,
+    )
+    redeploy = Fault(
+        REDEPLOY_ROW,
+        "jobs naming no model ask for 8 s (DefaultModel kling-v3 takes it); half the creates answered 5000 after "
+        "the task was made; once every create has reached Kling, redeployed with DefaultModel kling-v2-6 (5 or 10 s "
+        "only) and KnownModels without kling-v3: the re-sent messages, and each unsettled job's original message "
+        "delivered again, meet the new rules",
+        {"create_lost_answer_rate": 0.5},
+        weight=0.6,
+        include_in_slice=False,
+        request={"duration": "8"},
+        # Re-sends 5-10 s after a lost answer (BackpressureBaseDelaySeconds 10): after every create has been made.
+        deployed={
+            "SubmitFunction": {"DEFAULT_MODEL": "kling-v3", "BACKPRESSURE_BASE_DELAY_S": "10"},
+            "ApiFunction": {"DEFAULT_MODEL": "kling-v3"},
+        },
+        redeployed={
+            "SubmitFunction": {"DEFAULT_MODEL": "kling-v2-6", "KNOWN_MODELS": NARROWER_MODELS},
+            "ApiFunction": {"DEFAULT_MODEL": "kling-v2-6"},
+        },
+    )
+    return [api, redeploy]
 
 
 # Hostile URLs are checked by the same code whichever the address: the slice keeps one of each kind.
@@ -389,6 +438,8 @@ def poison_messages(prefix: str) -> list[tuple[str, str | None]]:
 
 
 DRIP_ROW = "image and webhook servers that drip bytes"
+API_BATCH_ROW = "a jobs-API batch failing midway"
+REDEPLOY_ROW = "a redeploy with another DefaultModel and a narrower capability table mid-run"
 DRIP_INTERVAL_S = 0.5
 
 
@@ -502,6 +553,47 @@ class Killer:
             self.killed[external] += 1
 
 
+class Redeploy:
+    """Redeploys the stack's functions mid-row, once every job's create has reached Kling (each job has
+    its task there), so that only the pipeline's own re-sent messages meet the new configuration."""
+
+    def __init__(self, run: ChaosRun, bodies: list[dict[str, Any]], plan: dict[str, dict[str, str]]) -> None:
+        self.run = run
+        self.bodies = {str(body["job_id"]): body for body in bodies}
+        self.job_ids = list(self.bodies)
+        self.plan = plan
+        self.counts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="chaos-redeploy", daemon=True)
+
+    def start(self) -> Redeploy:
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set():
+            made = self.run.sim.stats()["tasks_by_external_task_id"]
+            if all(made.get(job_id) for job_id in self.job_ids):
+                jobs = self.run.store.get_many(self.job_ids).values()
+                unsettled = [job.job_id for job in jobs if job.needs_reconcile and not job.is_terminal]
+                self.counts["unsettled at the redeploy"] = len(unsettled)
+                self.run._deploy(self.plan)
+                self.counts["redeployed"] = 1
+                # The pipeline's own re-sends name the job (its request is in its record); what still
+                # carries the whole request is the original message delivered again (SQS's at-least-once).
+                self.run._send([json.dumps(self.bodies[job_id]) for job_id in unsettled])
+                self.counts["original messages delivered again after it"] = len(unsettled)
+                self.counts["redeployed after (s)"] = round(time.monotonic() - started)
+                return
+            time.sleep(0.1)
+
+    def finish(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.counts
+
+
 # ------------------------------------------------------------------------------------ one row
 
 
@@ -586,6 +678,7 @@ class ChaosRun:
             bodies = [{"job_id": f"{prefix}-{i:03d}", "prompt": f"chaos {fault.name} {i}"} for i in range(jobs)]
         if fault.drip:
             bodies = self._dripping(bodies)
+        bodies = [body | fault.request for body in bodies]
         job_ids = [str(body["job_id"]) for body in bodies]
         self.row_job_ids = job_ids
         self.row_externals = {str(body["job_id"]): external_ids(body) for body in bodies}
@@ -599,7 +692,14 @@ class ChaosRun:
             self._watch = self._watch or AnnouncementWatch(self.connection)
             callers = self._watch.send_by_callers(bodies)
             messages = [m for m in messages if m not in {json.dumps(b) for b in bodies}]
-        self._send(messages)
+        restore = self._environments(fault.deployed, fault.redeployed)
+        self._deploy(fault.deployed)
+        api: tuple[dict[str, int], list[str]] = ({}, [])
+        if fault.api_batch:
+            api = self._post_batches(bodies, fault.api_batch)
+        else:
+            self._send(messages)
+        redeploy = self._redeploy_when_created(bodies, fault.redeployed) if fault.redeployed else None
         outage_timer = None
         if fault.outage_after_s is not None:
             outage_s = float(fault.knobs["outage_s"])
@@ -611,6 +711,9 @@ class ChaosRun:
         finished = self._wait(job_ids, fault.timeout_s)
         if outage_timer is not None:
             outage_timer.join()
+        redeployed: dict[str, int] = {}
+        if redeploy is not None:
+            redeployed = redeploy.finish()
         if fault.forge:
             sent, refused = self._replay(job_ids)
             forged = (forged[0] + sent, forged[1] + refused)
@@ -618,7 +721,10 @@ class ChaosRun:
         announced = self._watch.measure(job_ids, callers) if self._watch is not None and callers else None
         self.sim.configure(**{k: BASE_DEFAULTS[k] for k in fault.knobs})
         aws_counts = self._aws_faults(None)
+        self._deploy(restore)
         result = self._measure(fault, prefix, job_ids, finished, poison, forged, faults_before)
+        if fault.api_batch or fault.redeployed:
+            self._judge_half_done(fault, result, job_ids, api, redeployed)
         if announced is not None:
             result.ends_without_event, result.callers_not_told_once, result.ends_still_marked = announced
             result.ok = judge(result, fault)
@@ -781,6 +887,118 @@ class ChaosRun:
                 sent += 1
                 refused += self._unchanged(job_id, job)
         return sent, refused
+
+    # -- half-done writes and redeploys (issue 21, items 9 and 3) -----------------------------
+
+    def _environments(self, *plans: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """The variables the plans name, as each function has them now (to deploy it back as it was)."""
+        assert self.stack.runtime is not None
+        was: dict[str, dict[str, str]] = {}
+        for plan in plans:
+            for function, env in plan.items():
+                current = self.stack.runtime.pools[function].env
+                was.setdefault(function, {}).update({name: current.get(name, "") for name in env})
+        return was
+
+    def _deploy(self, plan: dict[str, dict[str, str]]) -> None:
+        """Redeploy each function of `plan` with its variables (LocalStack.redeploy)."""
+        for function, env in plan.items():
+            self.stack.redeploy(function, **env)
+
+    def _redeploy_when_created(self, bodies: list[dict[str, Any]], plan: dict[str, dict[str, str]]) -> Redeploy:
+        """Redeploy with `plan` once every job's create has reached Kling (each has its task there)."""
+        return Redeploy(self, bodies, plan).start()
+
+    def _post_batches(self, bodies: list[dict[str, Any]], size: int) -> tuple[dict[str, int], list[str]]:
+        """The jobs posted to the jobs API `size` at a time. Each batch's first post has its middle job's
+        DynamoDB put throttled until botocore gives up (the API answers 503 with the jobs before it
+        recorded and not queued); the same batch is then posted again, as a client told 503 does."""
+        from kling_local.aws_faults import AWS_FAULTS
+
+        url = self.stack.endpoints["jobs_api_url"].rstrip("/") + "/jobs"
+        counts: Counter[str] = Counter()
+        problems: list[str] = []
+        for start in range(0, len(bodies), size):
+            batch = bodies[start : start + size]
+            ids = [str(body["job_id"]) for body in batch]
+            middle = ids[len(ids) // 2]
+            rule = AWS_FAULTS.inject(
+                "ThrottlingException", "dynamodb", operation="PutItem", contains=json.dumps(middle), times=None
+            )
+            try:
+                first = self.http.post(url, json={"jobs": batch}, timeout=120.0)
+            finally:
+                AWS_FAULTS.remove(rule)
+            counts["puts throttled"] += rule.fired
+            if first.status_code == 503:
+                counts["posts answered 503"] += 1
+            else:
+                problems.append(f"batch {ids[0]}..: the failing post was answered {first.status_code}, not 503")
+            recorded = self.store.get_many(ids)
+            counts["recorded, not queued, after a 503"] += sum(1 for job in recorded.values() if job.awaiting_message)
+            again = self.http.post(url, json={"jobs": batch}, timeout=120.0)
+            outcomes = Counter(
+                str(item.get("outcome")) for item in (again.json().get("jobs") or [] if again.is_success else [])
+            )
+            counts |= {
+                f"posted again: {outcome}": counts[f"posted again: {outcome}"] + n for outcome, n in outcomes.items()
+            }
+            if not again.is_success or set(outcomes) - {"accepted", "existing"} or sum(outcomes.values()) != len(ids):
+                problems.append(f"batch {ids[0]}..: posted again, answered {again.status_code} {dict(outcomes)}")
+        return dict(counts), problems
+
+    def _taken_as_recorded(self, job_ids: list[str]) -> int:
+        """The row's jobs whose message the submit function took as its record holds it (today's rules
+        refused it), from the function's log."""
+        wanted = set(job_ids)
+        found: set[str] = set()
+        log = Path(self.stack.endpoints["log_dir"]) / "SubmitFunction.log"
+        with contextlib.suppress(OSError), log.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if "taken as its record holds it" not in line:
+                    continue
+                with contextlib.suppress(ValueError, AttributeError):
+                    job_id = json.loads(line).get("job_id")
+                    if job_id in wanted:
+                        found.add(job_id)
+        return len(found)
+
+    def _judge_half_done(
+        self,
+        fault: Fault,
+        result: RowResult,
+        job_ids: list[str],
+        api: tuple[dict[str, int], list[str]],
+        redeployed: dict[str, int],
+    ) -> None:
+        """Besides every row's invariants: every job completed (nothing here fails one), none of their
+        messages in the DLQ, and proof the fault met what it was for."""
+        counts, problems = api
+        result.fault_counts |= counts | redeployed
+        result.problems += problems
+        if result.completed != result.jobs:
+            result.problems.append(f"{result.completed} of {result.jobs} jobs completed")
+        wanted = set(job_ids)
+        parked = [
+            m
+            for m in self._dlq()
+            if m.get("MessageAttributes", {}).get("job_id", {}).get("StringValue") in wanted
+            or any(job_id in m["Body"] for job_id in wanted)
+        ]
+        result.fault_counts["messages in the DLQ"] = len(parked)
+        for message in parked[:5]:
+            reason = message.get("MessageAttributes", {}).get(DLQ_REASON, {}).get("StringValue")
+            result.problems.append(f"dead-lettered: {message['Body'][:60]!r} ({reason})")
+        if fault.api_batch and not counts.get("recorded, not queued, after a 503"):
+            result.problems.append("no failing post left a job recorded and not queued: the batch never failed midway")
+        if fault.redeployed:
+            taken = self._taken_as_recorded(job_ids)
+            result.fault_counts["re-sent messages taken as recorded"] = taken
+            if not redeployed.get("redeployed"):
+                result.problems.append("the redeploy never happened (not every create reached Kling)")
+            elif not taken:
+                result.problems.append("no re-sent message met the new rules: the row tried nothing")
+        result.ok = judge(result, fault)
 
     # -- measuring -----------------------------------------------------------------------------
 

@@ -213,6 +213,11 @@ class FaultInjector:
             self._rules.append(rule)
         return rule
 
+    def remove(self, rule: Rule) -> None:
+        """Forget one rule (a fault that lasts until the harness says, `times=None`); the rest stay."""
+        with self._lock:
+            self._rules = [kept for kept in self._rules if kept is not rule]
+
     def clear(self) -> None:
         """Forget every rule and turn the random faults off."""
         with self._lock:

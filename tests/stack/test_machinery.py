@@ -339,6 +339,26 @@ def test_concurrent_invocations_share_a_bounded_pool(synthetic_stack: LocalStack
     assert 2 <= len(pids) <= 3  # ran side by side, in at most max_concurrency=3 environments
 
 
+def test_a_redeploy_with_new_variables_starts_new_environments(synthetic_stack: LocalStack) -> None:
+    # Given a warm environment, and an invocation still running in another
+    warm = synthetic_stack.invoke("SlowFunction", {"env": ["DEFAULT_MODEL"]})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(synthetic_stack.invoke, "SlowFunction", {"sleep": 1.5, "env": ["DEFAULT_MODEL"]})
+        wait_for(lambda: synthetic_stack.runtime.pools["SlowFunction"].busy() or None, 10, what="a busy worker")  # type: ignore[union-attr]
+        # When the function is redeployed with another variable
+        synthetic_stack.redeploy("SlowFunction", DEFAULT_MODEL="kling-v3")
+        in_flight = running.result(timeout=30)
+    after = [synthetic_stack.invoke("SlowFunction", {"env": ["DEFAULT_MODEL"]}) for _ in range(2)]
+    # Then the invocation in flight finished in its old environment
+    assert in_flight.ok and in_flight.payload["env"]["DEFAULT_MODEL"] is None
+    # And the next starts cold in a new one that reads the new variable, and stays warm after
+    assert after[0].ok and after[0].cold_start and after[0].payload["env"]["DEFAULT_MODEL"] == "kling-v3"
+    assert after[0].payload["pid"] not in (warm.payload["pid"], in_flight.payload["pid"])
+    assert after[1].payload["pid"] == after[0].payload["pid"] and not after[1].cold_start
+    # (the next test expects the environment it was deployed with)
+    synthetic_stack.redeploy("SlowFunction", DEFAULT_MODEL="")
+
+
 def test_import_errors_and_exits_are_lambda_errors(synthetic_stack: LocalStack) -> None:
     # When a function whose module does not import is invoked
     broken = synthetic_stack.invoke("BrokenFunction", {})

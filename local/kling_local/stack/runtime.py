@@ -87,7 +87,10 @@ class _Counters:
 class _Worker:
     """One execution environment: a subprocess plus a thread reading its protocol channel."""
 
-    def __init__(self, config: FunctionConfig, env: Mapping[str, str], log_file: IO[bytes]) -> None:
+    def __init__(
+        self, config: FunctionConfig, env: Mapping[str, str], log_file: IO[bytes], generation: int = 0
+    ) -> None:
+        self.generation = generation  # the pool's configuration it was started with (FunctionPool.redeploy)
         spec = {
             "code_dir": str(config.code_dir),
             "handler": config.handler,
@@ -205,6 +208,7 @@ class FunctionPool:
         self._all: set[_Worker] = set()  # every live process, busy or idle: stop() kills stragglers
         self._cond = threading.Condition()
         self._stopping = False
+        self._generation = 0  # bumped by redeploy: older environments are not reused
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - shared by this pool's workers
 
@@ -269,7 +273,7 @@ class FunctionPool:
                     raise RuntimeStoppedError(f"{self.config.logical_id}: the local stack is stopping")
                 while self._idle:
                     worker = self._idle.pop()
-                    if worker.alive():
+                    if worker.alive() and worker.generation == self._generation:
                         return worker, False, None
                     self._workers -= 1  # it exited while idle (e.g. sys.exit in the handler)
                     self._all.discard(worker)
@@ -280,7 +284,9 @@ class FunctionPool:
                     break
                 self._cond.wait(timeout=1.0)
         try:
-            worker = _Worker(self.config, self.env, self._log_file)
+            with self._cond:
+                env, generation = self.env, self._generation
+            worker = _Worker(self.config, env, self._log_file, generation)
             with self._cond:
                 self._all.add(worker)
         except OSError as exc:
@@ -304,7 +310,7 @@ class FunctionPool:
 
     def _release(self, worker: _Worker, *, keep: bool) -> None:
         with self._cond:
-            keep = keep and not self._stopping
+            keep = keep and not self._stopping and worker.generation == self._generation
             if keep:
                 self._idle.append(worker)
             else:
@@ -322,6 +328,19 @@ class FunctionPool:
             pass
 
     # -- lifecycle -------------------------------------------------------------------------------
+
+    def redeploy(self, env: Mapping[str, str]) -> None:
+        """A new configuration, as Lambda rolls one out: invocations from now on start in new environments
+        with `env`; those running finish in theirs, which are then discarded (never reused)."""
+        with self._cond:
+            self.env = dict(env)
+            self._generation += 1
+            idle, self._idle = self._idle, []
+            self._workers -= len(idle)
+            self._all.difference_update(idle)
+            self._cond.notify_all()
+        for worker in idle:
+            worker.close(grace_s=0.5)
 
     def stop(self, grace_s: float = 2.0) -> None:
         with self._cond:
@@ -415,6 +434,15 @@ class FunctionRuntime:
 
         self._async.submit(run)
         return request_id
+
+    def redeploy(self, function: str, **env: str) -> None:
+        """Change a function's environment variables, as updating its configuration on AWS does (a
+        redeploy with new parameters): its next invocations start cold and read them."""
+        lid = self.resolve(function)
+        if lid is None:
+            raise KeyError(f"no local function {function!r}; known: {', '.join(sorted(self.pools))}")
+        pool = self.pools[lid]
+        pool.redeploy(pool.env | env)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {lid: pool.counters.public() for lid, pool in self.pools.items()}

@@ -354,6 +354,13 @@ class LocalStack:
             raise StackError("the local stack is not started")
         return self.runtime.invoke(function, event)
 
+    def redeploy(self, function: str, **env: str) -> None:
+        """Redeploy a function with changed environment variables (another DefaultModel, say): its
+        invocations from now on run in new environments that read them; those in flight finish as they were."""
+        if self.runtime is None:
+            raise StackError("the local stack is not started")
+        self.runtime.redeploy(function, **env)
+
     def aws_fault_stats(self) -> dict[str, int]:
         """How many of each AWS fault moto has answered with since the stack started."""
         from kling_local.aws_faults import AWS_FAULTS
