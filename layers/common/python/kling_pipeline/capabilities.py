@@ -1,5 +1,6 @@
 """What each Kling model takes, as data: the kinds it serves, its durations, modes, aspect ratios and
-features, each fact with the date it was checked and where it comes from.
+features, each fact with the date it was checked and where it comes from (kept here for reviewers;
+a refusal names only the rule).
 
 Kling adds models and fields often, and its documentation is spread over copies and mirrors, so the
 facts live here in one table instead of in validators: a model Kling ships next month is one entry,
@@ -55,7 +56,8 @@ class Fact(Generic[T]):
     source: Source
 
     def cite(self, rule: str) -> str:
-        return f"rule {rule}: {self.source.where}, checked {self.source.checked}"
+        """The rule's name for a refusal; its source stays here, for reviewers, not in what users read."""
+        return f"rule {rule}"
 
 
 @dataclass(frozen=True)
