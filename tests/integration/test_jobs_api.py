@@ -429,5 +429,5 @@ def test_an_unknown_model_is_accepted_with_the_warning_the_cli_gives(jobs_api: J
     ]
     # And a batch says it of its job only
     batch = jobs_api.call("POST", "/jobs", {"jobs": [{"prompt": "ok"}, {"prompt": "x", "model": "kling-v9-preview"}]})
-    assert [item.get("warnings") for item in batch.body["jobs"]][0] is None
+    assert batch.body["jobs"][0].get("warnings") is None
     assert "model kling-v9-preview is not in the capability table;" in batch.body["jobs"][1]["warnings"][0]

@@ -196,7 +196,9 @@ def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRest
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def invalid(exc: RequestValidationError) -> Response[str]:
         if not sends_json(app.current_event.headers, app.current_event.body):
-            return error_response(415, ErrorDetail(code="UNSUPPORTED_MEDIA_TYPE", message=SEND_JSON, field="content-type"))
+            return error_response(
+                415, ErrorDetail(code="UNSUPPORTED_MEDIA_TYPE", message=SEND_JSON, field="content-type")
+            )
         return error_response(400, validation_error(exc.errors()))
 
     @app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]
