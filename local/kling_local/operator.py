@@ -866,8 +866,8 @@ def redrive_one(
         why = f"{job.error_code}: {job.error_message}" if job.error_message else job.state.value
         return (
             "left",
-            f"job {job.job_id} is {job.state.value} ({why}); sent again it would be dropped as a duplicate. Submit "
-            "the fixed request with a new job id, or --include-refused to send it anyway",
+            f"job {job.job_id} is {job.state.value} ({why}); sent again it would not run again (a job id is a "
+            "job for good). Submit the fixed request with a new job id, or --include-refused to send it anyway",
         )
     try:
         body = redrive_body(message)
