@@ -509,7 +509,13 @@ def summary_of_view(view: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_status(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
     if args.api_url:
-        summary = summary_of_view(JobsApiClient(args.api_url).call("GET", f"/jobs/{args.job_id}"))
+        try:
+            view = JobsApiClient(args.api_url).call("GET", f"/jobs/{args.job_id}")
+        except ApiClientError as exc:
+            if exc.status == 404:  # as the table path says it
+                raise UsageError(f"no job {args.job_id} (jobs API {args.api_url})") from None
+            raise
+        summary = summary_of_view(view)
     else:
         assert connection is not None
         job = connection.store().find(args.job_id)

@@ -176,6 +176,14 @@ def test_the_jobs_api_path_prints_what_the_queue_path_prints(stack: LocalStack, 
     assert json.loads(json_api) == json.loads(json_table) | {"reserved_day": None, "next_poll_at": None, "polls": None}
 
 
+def test_an_unknown_job_is_said_alike_both_ways(stack: LocalStack, run: Any) -> None:
+    api = stack.endpoints["jobs_api_url"]
+    _, _, by_table = run("status", "no-such-job")
+    code, _, by_api = run("status", "no-such-job", "--api-url", api)
+    assert code == 2
+    assert by_table.startswith("error: no job no-such-job in ") and by_api.startswith("error: no job no-such-job (")
+
+
 def test_cancel_finds_the_local_jobs_api_without_api_url(stack: LocalStack, run: Any) -> None:
     # Given a job that ended
     run("submit", "--prompt", "a fox", "--job-id", "cancel-late")
