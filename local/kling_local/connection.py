@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from kling_local.stack.stack import read_state_file
 from kling_pipeline.adapters.job_store import JobStore
@@ -34,6 +34,8 @@ class PipelineConnection:
     endpoint_url: str | None = None  # moto's, for the local stack
     where: str = ""
     stats_table: str = ""  # units charged and the daily budget (kling-pipeline cost)
+    jobs_api_url: str = ""  # the jobs API (cancel goes through it)
+    input_bucket: str = ""  # where s3:// input images come from (submit --image FILE puts them there)
 
     @classmethod
     def of_local_stack(cls, endpoints: dict[str, Any]) -> PipelineConnection:
@@ -47,6 +49,8 @@ class PipelineConnection:
             endpoint_url=endpoints["moto_endpoint"],
             where="local stack",
             stats_table=endpoints.get("stats_table", ""),
+            jobs_api_url=endpoints.get("jobs_api_url", ""),
+            input_bucket=endpoints.get("input_bucket", ""),
         )
 
     def client(self, service: str) -> Any:
@@ -78,11 +82,19 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dlq-url", help="JobsDeadLetterQueue URL")
     group.add_argument("--table", help="JobsTable name")
     group.add_argument("--bucket", help="VideoBucket name")
+    group.add_argument("--input-bucket", help="the input bucket (InputBucketName) for submit --image FILE")
     group.add_argument("--stats-table", help="StatsTable name (units charged, the daily budget)")
     group.add_argument("--project-root", type=Path, default=Path(), help="where `local up` was started (.)")
 
 
 def connect(args: argparse.Namespace) -> PipelineConnection:
+    connection = _connect(args)
+    if getattr(args, "input_bucket", None):
+        connection.input_bucket = args.input_bucket
+    return connection
+
+
+def _connect(args: argparse.Namespace) -> PipelineConnection:
     if args.stack_name:
         return _from_stack(args.stack_name, args.region)
     stats_table = getattr(args, "stats_table", None)
@@ -118,6 +130,11 @@ def _from_stack(stack_name: str, region: str | None) -> PipelineConnection:
         ) from exc
     except ClientError as exc:
         raise ConnectionError_(f"cannot read stack {stack_name}: {exc.response['Error']['Message']}") from exc
+    except NoRegionError as exc:
+        raise ConnectionError_(
+            f"no AWS region for stack {stack_name}: give --region REGION (or set AWS_REGION, or a region in "
+            "your AWS profile)"
+        ) from exc
     except BotoCoreError as exc:
         raise ConnectionError_(f"cannot reach CloudFormation: {exc}") from exc
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -133,4 +150,6 @@ def _from_stack(stack_name: str, region: str | None) -> PipelineConnection:
         cloudformation.meta.region_name,
         where=f"stack {stack_name}",
         stats_table=outputs.get("StatsTableName", ""),
+        jobs_api_url=outputs.get("JobsApiUrl", ""),
+        input_bucket=outputs.get("InputBucketName", ""),
     )

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,13 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from kling_local.api_client import ApiClientError, JobsApiClient
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
+from kling_pipeline.errors import ImageRefusedError
+from kling_pipeline.images import HEADER_BYTES, check_image, s3_location
 from kling_pipeline.job_ids import is_valid_job_id, job_reference
 from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.requests import JOB_KINDS, JobRequest, describe_validation_error
@@ -57,10 +62,10 @@ def register(subparsers: Any) -> None:
     submit.add_argument(
         "--image",
         action="append",
-        help="an https URL, s3://bucket/key (the input bucket) or raw base64; repeat for multi-image2video / "
-        "omni-video (image_list)",
+        help="a JPEG or PNG file (uploaded to the input bucket), an https URL, s3://bucket/key in the input bucket, "
+        "or raw base64; repeat for multi-image2video / omni-video (image_list)",
     )
-    submit.add_argument("--image-tail", help="image2video: the end frame (needs --mode pro)")
+    submit.add_argument("--image-tail", help="image2video: the end frame, as --image (needs --mode pro)")
     submit.add_argument("--video-id", help="video-extend: the id of a video from an earlier result")
     submit.add_argument(
         "--option",
@@ -110,7 +115,16 @@ def register(subparsers: Any) -> None:
     get.set_defaults(handler=guarded(cmd_get))
 
     dlq = subparsers.add_parser("dlq", help="show dead-lettered messages with their reasons; --redrive them")
-    dlq.add_argument("--redrive", action="store_true", help="send them back to the jobs queue")
+    dlq.add_argument(
+        "--redrive",
+        action="store_true",
+        help="send back the messages whose job can still run (parked or not yet recorded); says what became of each",
+    )
+    dlq.add_argument(
+        "--include-refused",
+        action="store_true",
+        help="with --redrive: send back the messages of jobs that ended too (a refused job stays FAILED)",
+    )
     dlq.add_argument("--message-id", action="append", help="only these messages (repeatable)")
     dlq.add_argument("--max", type=int, default=100)
     dlq.add_argument("--json", action="store_true")
@@ -120,13 +134,17 @@ def register(subparsers: Any) -> None:
     cancel.add_argument("job_id")
     cancel.set_defaults(handler=guarded(cmd_cancel))
 
-    for parser in (submit, status, listing, watch, get, dlq):
+    for parser in (submit, status, listing, watch, get, dlq, cancel):
         add_connection_arguments(parser)
     for parser in (submit, status, listing, cancel):
         parser.add_argument(
             "--api-url",
-            required=parser is cancel,
-            help="use the jobs API at this URL (the JobsApiUrl output; SigV4-signed, unsigned for 127.0.0.1)",
+            help="use the jobs API at this URL (the JobsApiUrl output; SigV4-signed, unsigned for 127.0.0.1)"
+            + (
+                "; default: the pipeline's own (the local stack's, or the stack's JobsApiUrl)"
+                if parser is cancel
+                else ""
+            ),
         )
 
 
@@ -135,8 +153,12 @@ def guarded(command: Any) -> Any:
         try:
             result: int = command(args, None if getattr(args, "api_url", None) else connect(args))
             return result
+        except ImageRefusedError as exc:
+            err.print(f"[red]error:[/red] nothing sent: {exc}")
+            return 2
         except ApiClientError as exc:
-            err.print(f"[red]error:[/red] the jobs API said {exc}")
+            said = f"the jobs API said {exc}" if exc.status is not None else str(exc)  # no answer: nothing said
+            err.print(f"[red]error:[/red] {said}")
             return 2
         except (ConnectionError_, UsageError) as exc:
             err.print(f"[red]error:[/red] {exc}")
@@ -284,10 +306,14 @@ def cmd_submit(args: argparse.Namespace, connection: PipelineConnection | None) 
     if args.file:
         jobs = read_jobs_file(args.file)
         source = str(args.file)
+        images = InputImages(lambda: connection or connect(args), args.file.parent, flags=False)
     else:
         jobs = [job_from_flags(args)]
         source = "command line"
+        images = InputImages(lambda: connection or connect(args), Path(), flags=True)
+    jobs = [images.placed(job, number) for number, job in enumerate(jobs, start=1)]
     jobs = validate_jobs(jobs, source)
+    images.upload()
     if args.api_url:
         return submit_through_api(JobsApiClient(args.api_url), jobs)
     assert connection is not None
@@ -297,16 +323,122 @@ def cmd_submit(args: argparse.Namespace, connection: PipelineConnection | None) 
 
 
 def submit_through_api(api: JobsApiClient, jobs: list[dict[str, Any]]) -> int:
-    """POST /jobs, a hundred at a time; prints each job id and what became of it (exit 1 on a conflict)."""
-    conflicts = 0
+    """POST /jobs, a hundred at a time; prints each job id as the queue path does (a job sent before
+    with the same request is one too); a job not queued is said on stderr, and the exit is 1."""
+    refused = 0
     for start in range(0, len(jobs), 100):
         answer = api.call("POST", "/jobs", body={"jobs": jobs[start : start + 100]})
         for item in answer["jobs"]:
-            print(
-                f"{item['job_id']}\t{item['outcome']}" + (f"\t{item['error']['message']}" if item.get("error") else "")
+            if item["outcome"] in ("accepted", "existing"):
+                print(item["job_id"])
+                continue
+            refused += 1
+            why = item["error"]["message"] if item.get("error") else item["outcome"]
+            err.print(f"[red]not queued[/red] {item['job_id']}: {why}")
+    return 1 if refused else 0
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg")
+UPLOAD_PREFIX = "uploads"
+
+
+class InputImages:
+    """A job's images as the pipeline takes them, checked before anything is sent: a local file is
+    checked with Kling's rules and uploaded to the input bucket (referred to as s3://), an s3:// image
+    must be in the input bucket and pass the same rules, a URL must be https. The submit function
+    checks them again; these checks only spare a job that would fail a moment later in the DLQ."""
+
+    def __init__(self, connection: Callable[[], PipelineConnection], base: Path, *, flags: bool) -> None:
+        self._connection = connection  # called when first needed: a job of URLs needs no pipeline
+        self._base = base  # a jobs file's paths are relative to the file
+        self._flags = flags
+        self._uploads: dict[str, tuple[str, str, bytes, str]] = {}  # s3 uri -> bucket, key, data, type
+
+    def placed(self, job: dict[str, Any], number: int) -> dict[str, Any]:
+        placed = dict(job)
+        for field in ("image", "image_tail", "static_mask"):
+            if isinstance(job.get(field), str):
+                placed[field] = self._place(self._label(number, field), job[field])
+        if isinstance(job.get("image_list"), list):
+            items = []
+            for index, item in enumerate(job["image_list"]):
+                label = self._label(number, f"image_list[{index}]")
+                if isinstance(item, str):
+                    item = self._place(label, item)
+                elif isinstance(item, dict) and isinstance(item.get("image"), str):
+                    item = item | {"image": self._place(label, item["image"])}
+                items.append(item)
+            placed["image_list"] = items
+        return placed
+
+    def _label(self, number: int, field: str) -> str:
+        if self._flags:
+            return "--image" if field.startswith("image_list") else f"--{field.replace('_', '-')}"
+        return f"job {number}: {field}"
+
+    def upload(self) -> None:
+        if not self._uploads:
+            return
+        s3 = self._connection().client("s3")
+        for bucket, key, data, content_type in self._uploads.values():
+            s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+    def _place(self, label: str, value: str) -> str:
+        lowered = value[:16].lower()
+        if lowered.startswith("http://"):
+            raise UsageError(f"{label} {value}: an image URL must be https:// (Kling fetches it itself)")
+        if lowered.startswith("https://") or value.startswith("data:"):
+            return value  # the host is checked by the submit function; data: is refused by validation
+        if lowered.startswith("s3://"):
+            self._check_in_input_bucket(label, value)
+            return value
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else self._base / path
+        if path.is_file():
+            return self._file(label, value, path)
+        if value.lower().endswith(IMAGE_FILE_SUFFIXES) or value.startswith(("./", "../", "~", "/")):
+            raise UsageError(f"{label} {value}: no such file")
+        return value  # raw base64, checked by validation
+
+    def _input_bucket(self, label: str, value: str, what: str) -> str:
+        connection: PipelineConnection = self._connection()
+        if not connection.input_bucket:
+            raise UsageError(
+                f"{label} {value}: {what} the input bucket, and this pipeline has none: deploy it with "
+                "InputBucketName=YOUR-BUCKET (or give --input-bucket), or give an https URL"
             )
-            conflicts += item["outcome"] != "accepted" and item["outcome"] != "existing"
-    return 1 if conflicts else 0
+        return connection.input_bucket
+
+    def _check_in_input_bucket(self, label: str, value: str) -> None:
+        bucket, key = s3_location(label, value)
+        input_bucket = self._input_bucket(label, value, "s3:// images come from")
+        if bucket != input_bucket:
+            raise UsageError(
+                f"{label} {value}: s3:// images come from the input bucket, {input_bucket}; put it there, or "
+                "give the image's file (the CLI uploads it)"
+            )
+        try:
+            answer = (
+                self._connection().client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}")
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise UsageError(f"{label} {value}: no such object in {bucket}") from None
+            raise
+        total = str(answer.get("ContentRange", "")).rpartition("/")[2]
+        check_image(f"{label} {value}", answer["Body"].read(), int(total) if total.isdigit() else None)
+
+    def _file(self, label: str, value: str, path: Path) -> str:
+        data = path.read_bytes()
+        info = check_image(f"{label} {value}", data[:HEADER_BYTES], len(data))
+        bucket = self._input_bucket(label, value, "a file is uploaded to")
+        name = "".join(c if c.isalnum() or c in "._-" else "-" for c in path.name)
+        key = f"{UPLOAD_PREFIX}/{hashlib.sha256(data).hexdigest()[:16]}/{name}"
+        uri = f"s3://{bucket}/{key}"
+        self._uploads[uri] = (bucket, key, data, "image/png" if info.format == "PNG" else "image/jpeg")
+        return uri
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -334,6 +466,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "step": f"{job.step} of {job.total_steps}" if job.is_chain else None,
         "steps": [public_step(step) for step in job.steps] if job.is_chain else None,
         "reserved_units": job.reserved_units,  # held of its day's budget (DailyBudgetUnits)
+        "reserved_day": job.reserved_day,
         "held_for": job.held_for,  # why a QUEUED job waits, such as "daily budget reached"
         "error_code": job.error_code,
         "error_message": job.error_message,
@@ -343,47 +476,92 @@ def job_summary(job: Job) -> dict[str, Any]:
     }
 
 
+def summary_of_view(view: dict[str, Any]) -> dict[str, Any]:
+    """The jobs API's view of a job in job_summary's shape, so `status` reads the same either way (the
+    API does not show the poller's schedule: those keys are None)."""
+    request = view.get("request") or {}
+    total_steps = 1 + len(request.get("extend") or [])
+    chain = total_steps > 1
+    return {
+        "job_id": view["job_id"],
+        "state": view["state"],
+        "kind": view.get("kind"),
+        "prompt": request.get("prompt", ""),
+        "task_id": view.get("task_id"),
+        "created_at": view.get("created_at"),
+        "updated_at": view.get("updated_at"),
+        "s3_uri": view.get("s3_uri"),
+        "video_size": view.get("video_size"),
+        "sha256": view.get("sha256"),
+        "units_charged": view.get("units_charged"),
+        "step": f"{view.get('step', 1)} of {total_steps}" if chain else None,
+        "steps": view.get("steps") if chain else None,
+        "reserved_units": view.get("reserved_units"),
+        "reserved_day": None,
+        "held_for": view.get("held_for"),
+        "error_code": view.get("error_code"),
+        "error_message": view.get("error_message"),
+        "next_poll_at": None,
+        "polls": None,
+        "history": [{k: v for k, v in entry.items() if v is not None} for entry in view.get("history", [])],
+    }
+
+
 def cmd_status(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
     if args.api_url:
-        print(json.dumps(JobsApiClient(args.api_url).call("GET", f"/jobs/{args.job_id}"), indent=2))
-        return 0
-    assert connection is not None
-    job = connection.store().find(args.job_id)
-    if job is None:
-        raise UsageError(f"no job {args.job_id} in {connection.table} ({connection.where})")
-    summary = job_summary(job)
+        try:
+            view = JobsApiClient(args.api_url).call("GET", f"/jobs/{args.job_id}")
+        except ApiClientError as exc:
+            if exc.status == 404:  # as the table path says it
+                raise UsageError(f"no job {args.job_id} (jobs API {args.api_url})") from None
+            raise
+        summary = summary_of_view(view)
+    else:
+        assert connection is not None
+        job = connection.store().find(args.job_id)
+        if job is None:
+            raise UsageError(f"no job {args.job_id} in {connection.table} ({connection.where})")
+        summary = job_summary(job)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
-    console.print(f"[bold]{job.job_id}[/bold]  {_state_style(job.state)}  ({job.kind})")
-    console.print(f"prompt: {summary['prompt'][:200]}")
-    if job.task_id:
-        console.print(f"Kling task: {job.task_id}")
-    if job.s3_uri:
-        console.print(f"video: {job.s3_uri}  ({summary['video_size']} bytes, sha256 {summary['sha256']})")
-    if job.error_message:
-        console.print(f"[red]error {job.error_code}:[/red] {job.error_message}")
-    if job.is_chain:
-        at = "done" if job.is_terminal else f"at step {job.step}"
-        console.print(f"extend chain of {job.total_steps} steps, {at}:")
-        for step in job.steps:
-            made = f"{step.get('duration')} s, {step.get('units_charged')} units"
-            console.print(f"  step {step['step']}: {step['s3_uri']}  ({made})")
-    if job.total_units is not None:
-        console.print(f"units charged by Kling: {job.total_units}")
-    elif job.reserved_units is not None:
-        console.print(f"units held of {job.reserved_day}'s budget: {job.reserved_units:g} (an estimate)")
-    if job.held_for and job.state is JobState.QUEUED:
-        console.print(f"[yellow]waiting:[/yellow] {job.held_for}")
-    if summary["next_poll_at"]:
-        wait = int((job.next_poll_at or 0) - time.time())
-        when = f"in {wait} s" if wait > 0 else f"{-wait} s overdue"
-        console.print(f"next look by the poller: {summary['next_poll_at']} ({when}; polled {job.poll_count} times)")
-    table = Table("state", "at", "by", "note", title="history")
-    for entry in job.history:
-        table.add_row(entry.state.value, entry.at, entry.by, entry.note or "")
-    console.print(table)
+    print_status(summary)
     return 0
+
+
+def print_status(summary: dict[str, Any]) -> None:
+    """A job for a person: the same whether it was read from the table or from the jobs API."""
+    state = JobState(summary["state"])
+    console.print(f"[bold]{summary['job_id']}[/bold]  {_state_style(state)}  ({summary['kind']})")
+    console.print(f"prompt: {summary['prompt'][:200]}")
+    if summary["task_id"]:
+        console.print(f"Kling task: {summary['task_id']}")
+    if summary["s3_uri"]:
+        console.print(f"video: {summary['s3_uri']}  ({summary['video_size']} bytes, sha256 {summary['sha256']})")
+    if summary["error_message"]:
+        console.print(f"[red]error {summary['error_code']}:[/red] {summary['error_message']}")
+    if summary["step"]:
+        step, _, total = summary["step"].partition(" of ")
+        at = "done" if state.is_terminal else f"at step {step}"
+        console.print(f"extend chain of {total} steps, {at}:")
+        for stored in summary["steps"] or []:
+            made = f"{stored.get('duration')} s, {stored.get('units_charged')} units"
+            console.print(f"  step {stored['step']}: {stored['s3_uri']}  ({made})")
+    if summary["units_charged"] is not None:
+        console.print(f"units charged by Kling: {summary['units_charged']}")
+    elif summary["reserved_units"] is not None:
+        day = f"{summary['reserved_day']}'s" if summary["reserved_day"] else "the day's"
+        console.print(f"units held of {day} budget: {summary['reserved_units']:g} (an estimate)")
+    if summary["held_for"] and state is JobState.QUEUED:
+        console.print(f"[yellow]waiting:[/yellow] {summary['held_for']}")
+    if summary["next_poll_at"]:
+        wait = int(_epoch(summary["next_poll_at"]) - time.time())
+        when = f"in {wait} s" if wait > 0 else f"{-wait} s overdue"
+        console.print(f"next look by the poller: {summary['next_poll_at']} ({when}; polled {summary['polls']} times)")
+    table = Table("state", "at", "by", "note", title="history")
+    for entry in summary["history"]:
+        table.add_row(entry["state"], entry["at"], entry["by"], entry.get("note") or "")
+    console.print(table)
 
 
 def _state_style(state: JobState) -> str:
@@ -442,16 +620,40 @@ def cmd_list(args: argparse.Namespace, connection: PipelineConnection | None) ->
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
-    table = Table("job_id", "state", "updated_at", "video / error")
-    for item in items:
-        table.add_row(
-            item["job_id"],
-            item["state"],
-            item.get("updated_at", ""),
-            item.get("s3_uri") or item.get("error_code") or "",
-        )
-    console.print(table)
+    rows = [
+        {
+            "job_id": item["job_id"],
+            "state": item["state"],
+            "updated_at": str(item.get("updated_at", "")),
+            "video / error": item.get("s3_uri") or item.get("error_code") or "",
+        }
+        for item in items
+    ]
+    print_records(["job_id", "state", "updated_at", "video / error"], rows, ids=("job_id",))
     return 0
+
+
+def print_records(
+    columns: list[str], rows: list[dict[str, str]], *, ids: tuple[str, ...], title: str | None = None
+) -> None:
+    """Rows as a table when every cell fits the terminal whole; else one record per row, its ids and
+    short fields on the first line and the rest indented below. Ids are never cut: they are what a
+    person copies into the next command."""
+    widths = {c: max([len(c), *(len(row[c]) for row in rows)]) for c in columns}
+    if sum(widths.values()) + 3 * len(columns) + 1 <= console.width:
+        table = Table(*(Column(c, no_wrap=True) for c in columns), title=title)
+        for row in rows:
+            table.add_row(*(Text(row[c]) for c in columns))
+        console.print(table)
+        return
+    if title:
+        console.print(title, style="italic")
+    for row in rows:
+        head = [row[c] for c in columns if c in ids or widths[c] <= 24]
+        console.print(Text("  ".join(v for v in head if v)), soft_wrap=True)
+        for c in columns:
+            if c not in ids and widths[c] > 24 and row[c]:
+                console.print(Text(f"    {c}: {row[c]}"), soft_wrap=True)
 
 
 def stuck(items: list[dict[str, Any]], *, older_than_s: float) -> list[dict[str, Any]]:
@@ -475,7 +677,13 @@ def state_counts(connection: PipelineConnection) -> Counter[str]:
 
 
 def counts_table(counts: Counter[str]) -> Table:
-    table = Table(*[s.value for s in JobState], title="jobs by state")
+    """One column per state where they fit whole; else one row per state (never a cut header)."""
+    if sum(len(s.value) + 3 for s in JobState) + 1 > console.width:
+        table = Table("state", Column("jobs", justify="right"), title="jobs by state")
+        for state in JobState:
+            table.add_row(state.value, str(counts.get(state.value, 0)))
+        return table
+    table = Table(*(Column(s.value, no_wrap=True) for s in JobState), title="jobs by state")
     table.add_row(*[str(counts.get(s.value, 0)) for s in JobState])
     return table
 
@@ -495,7 +703,12 @@ def cmd_watch(args: argparse.Namespace, connection: PipelineConnection) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, connection: PipelineConnection | None) -> int:
-    job = JobsApiClient(args.api_url).call("POST", f"/jobs/{args.job_id}/cancel")
+    """Through the jobs API (only it knows whether a create may have reached Kling): --api-url, else
+    the pipeline's own (the local stack's state file, or the stack's JobsApiUrl output)."""
+    url = args.api_url or (connection.jobs_api_url if connection else "")
+    if not url:
+        raise UsageError("no jobs API known for this pipeline: give --api-url (the stack's JobsApiUrl output)")
+    job = JobsApiClient(url).call("POST", f"/jobs/{args.job_id}/cancel")
     print(f"{job['job_id']} {job['state']}")
     return 0
 
@@ -573,10 +786,13 @@ def cmd_dlq(args: argparse.Namespace, connection: PipelineConnection) -> int:
         for message in fresh:
             seen[message["MessageId"]] = message
     chosen = [m for m in seen.values() if not args.message_id or m["MessageId"] in args.message_id][: args.max]
-    rows = [
+    named = {job_id for m in chosen if (job_id := message_job_id(m)) and is_valid_job_id(job_id)}
+    jobs = connection.store().get_many(sorted(named)) if named else {}
+    rows: list[dict[str, Any]] = [
         {
             "message_id": m["MessageId"],
-            "job_id": m.get("MessageAttributes", {}).get("job_id", {}).get("StringValue"),
+            "job_id": message_job_id(m),
+            "job_state": job.state.value if (job := jobs.get(message_job_id(m) or "")) else None,
             "reason": m.get("MessageAttributes", {}).get("failure_reason", {}).get("StringValue")
             or f"failed {m.get('Attributes', {}).get('ApproximateReceiveCount', '?')} deliveries (see the logs)",
             "body": m["Body"],
@@ -584,38 +800,89 @@ def cmd_dlq(args: argparse.Namespace, connection: PipelineConnection) -> int:
         for m in chosen
     ]
     redriven = 0
-    if args.redrive:
-        for message, row in zip(chosen, rows, strict=True):
-            try:
-                body = redrive_body(message)
-            except NotRedriven as exc:
-                row["not_redriven"] = str(exc)
-                sqs.change_message_visibility(
-                    QueueUrl=connection.dead_letter_queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=0,
-                )
-                continue
-            sqs.send_message(QueueUrl=connection.queue_url, MessageBody=body)
-            sqs.delete_message(QueueUrl=connection.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
-            redriven += 1
-    else:
-        for message in chosen:  # make them visible again at once for the next look
+    for message, row in zip(chosen, rows, strict=True):
+        job = jobs.get(row["job_id"] or "")
+        if args.redrive:
+            row["outcome"], row["note"] = redrive_one(connection, sqs, message, job, args.include_refused)
+            redriven += row["outcome"] == "redriven"
+        if row.get("outcome") != "redriven":  # visible again at once, for the next look
             sqs.change_message_visibility(
                 QueueUrl=connection.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
             )
     if args.json:
         print(json.dumps({"messages": rows, "redriven": redriven}, indent=2))
         return 0
-    table = Table("message_id", "job_id", "reason", "body", title=f"dead-lettered messages ({len(rows)})")
+    records = [
+        {
+            "message_id": row["message_id"],
+            "job_id": row["job_id"] or "",
+            "job": row["job_state"] or "none recorded",
+            "reason": row["reason"],
+            "body": row["body"][:200],
+        }
+        for row in rows
+    ]
+    print_records(
+        ["message_id", "job_id", "job", "reason", "body"],
+        records,
+        ids=("message_id", "job_id"),
+        title=f"dead-lettered messages ({len(rows)})",
+    )
     for row in rows:
-        table.add_row(row["message_id"], row["job_id"] or "", row["reason"], row["body"][:60])
-    console.print(table)
-    for row in rows:
-        if "not_redriven" in row:
-            console.print(f"[red]not redriven[/red] {row['message_id']}: {row['not_redriven']}")
+        if "outcome" in row:
+            colour = "green" if row["outcome"] == "redriven" else "yellow"
+            console.print(
+                Text.assemble((row["outcome"], colour), f" {row['message_id']}: {row['note']}"), soft_wrap=True
+            )
     if args.redrive:
-        console.print(f"redriven {redriven} message(s) to the jobs queue")
+        left = len(rows) - redriven
+        console.print(f"redriven {redriven} message(s) to the jobs queue; {left} left in the dead-letter queue")
     elif rows:
-        console.print("fix the messages' producer, or `kling-pipeline dlq --redrive` once the cause is fixed")
+        console.print(
+            "`kling-pipeline dlq --redrive` sends back the messages whose job can still run (once the cause is "
+            "fixed); refused requests stay unless --include-refused"
+        )
     return 0
+
+
+def message_job_id(message: dict[str, Any]) -> str | None:
+    """The job a dead letter is about: its `job_id` attribute, else its body's, else the id the job got
+    from its first message."""
+    attributes = message.get("MessageAttributes", {})
+    named = attributes.get("job_id", {}).get("StringValue")
+    if named:
+        return str(named)
+    try:
+        body = json.loads(message["Body"])
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("job_id"), str):
+        return str(body["job_id"])
+    source = attributes.get("source_message_id", {}).get("StringValue")
+    return str(source) if source else (str(message["MessageId"]) if isinstance(body, dict) else None)
+
+
+def redrive_one(
+    connection: PipelineConnection, sqs: Any, message: dict[str, Any], job: Job | None, include_refused: bool
+) -> tuple[str, str]:
+    """Send one dead letter back when it can succeed: its job is live (parked, waiting) or not yet
+    recorded. A job that ended (a refused request is FAILED for good) would only drop the copy as a
+    duplicate, so its message stays, said, unless `include_refused`. Returns (outcome, what happened)."""
+    if job is not None and job.state.is_terminal and not include_refused:
+        why = f"{job.error_code}: {job.error_message}" if job.error_message else job.state.value
+        return (
+            "left",
+            f"job {job.job_id} is {job.state.value} ({why}); sent again it would not run again (a job id is a "
+            "job for good). Submit the fixed request with a new job id, or --include-refused to send it anyway",
+        )
+    try:
+        body = redrive_body(message)
+    except NotRedriven as exc:
+        return "left", str(exc)
+    sqs.send_message(QueueUrl=connection.queue_url, MessageBody=body)
+    sqs.delete_message(QueueUrl=connection.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    if job is None:
+        return "redriven", "sent back to the jobs queue (no job recorded yet: it becomes one)"
+    if job.state.is_terminal:
+        return "redriven", f"sent back although job {job.job_id} is {job.state.value} (--include-refused)"
+    return "redriven", f"sent back to the jobs queue: job {job.job_id} is {job.state.value} and resumes"

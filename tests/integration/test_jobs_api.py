@@ -416,3 +416,18 @@ def test_a_batch_spreads_over_the_state_index_and_lists_whole_newest_first(jobs_
     assert item["state_shard"]["S"].startswith("CANCELLED#")
     listed = jobs_api.call("GET", "/jobs", state="CANCELLED").body["jobs"]
     assert [j["job_id"] for j in listed] == ["spread-00"] and listed[0]["state"] == "CANCELLED"
+
+
+def test_an_unknown_model_is_accepted_with_the_warning_the_cli_gives(jobs_api: JobsApi) -> None:
+    # Given a job naming a model the capability table does not know, one character off a known one
+    answer = jobs_api.call("POST", "/jobs", {"job_id": "typo-1", "prompt": "a fox", "model": "kling-v2.6"})
+    # Then it is queued (Kling may know it) and the answer says so, with the likely model
+    assert answer.status == 202
+    assert answer.body["warnings"] == [
+        "model kling-v2.6 is not in the capability table (did you mean kling-v2-6?); it is passed to Kling as is "
+        "and checked only by the rules that hold for every model"
+    ]
+    # And a batch says it of its job only
+    batch = jobs_api.call("POST", "/jobs", {"jobs": [{"prompt": "ok"}, {"prompt": "x", "model": "kling-v9-preview"}]})
+    assert batch.body["jobs"][0].get("warnings") is None
+    assert "model kling-v9-preview is not in the capability table;" in batch.body["jobs"][1]["warnings"][0]

@@ -39,7 +39,7 @@ def test_each_image_rule_refuses_naming_the_field_and_the_rule(
     with pytest.raises(ImageRefusedError) as info:
         check_image("image_list[2]", data[:HEADER_BYTES], total)
     assert info.value.rule == rule
-    assert str(info.value).startswith("image_list[2]: ") and f"(rule {rule}: Kling's image rules" in str(info.value)
+    assert str(info.value).startswith("image_list[2]: ") and str(info.value).endswith(f"(rule {rule})")
     assert says in str(info.value)
 
 
@@ -67,8 +67,7 @@ def test_a_base64_image_is_checked_when_the_message_is_parsed() -> None:
     small = base64.b64encode(picture(200, 200)).decode()
     message = refusal(kind="image2video", image=small)
     assert message == (
-        "invalid job request: image: is 200x200 px; Kling needs 300 px or more on the short side (rule "
-        "image-min-side: Kling's image rules, kling-api.md image2video body, checked 2026-11-23)"
+        "invalid job request: image: is 200x200 px; Kling needs 300 px or more on the short side (rule image-min-side)"
     )
     good = base64.b64encode(picture(640, 360)).decode()
     assert JobRequest.model_validate({"kind": "image2video", "image": good}).image == good

@@ -43,13 +43,19 @@ def no_pipeline() -> Any:
 APP = build_app(no_pipeline)
 
 
-def request(method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> tuple[int, Any]:
+def request(
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> tuple[int, Any]:
     event = {
         "httpMethod": method,
         "path": path,
         "resource": path,
         "body": body if isinstance(body, str) or body is None else json.dumps(body),
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": content_type},
         "multiValueHeaders": {},
         "queryStringParameters": query,
         "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
@@ -96,6 +102,40 @@ def test_every_invalid_request_is_a_400_that_names_the_field(
     assert error["code"] == "INVALID_REQUEST"
     assert error.get("field") == field
     assert error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"prompt": "a fox", "duration": "banana"}, "duration: 'banana' is not a duration; seconds: 5 or 10; 3 to 15"),
+        ({"prompt": "a fox", "job_id": "has space"}, "job_id: 'has space' is not a job id; use 1 to 64 letters"),
+    ],
+)
+def test_a_field_with_a_pattern_is_refused_with_what_is_valid_not_the_pattern(body: Any, says: str) -> None:
+    status, answer = request("POST", "/jobs", body)
+    assert status == 400
+    assert says in answer["error"]["message"] and "^[" not in answer["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ('{"prompt": "a red fox"}', "application/x-www-form-urlencoded"),  # curl -d without -H
+        ("prompt=a+red+fox", "application/x-www-form-urlencoded"),  # a form that would read as fields
+        ('{"prompt": "a red fox"}', "text/plain"),
+    ],
+)
+def test_a_body_not_sent_as_json_is_told_to_be(body: str, content_type: str) -> None:
+    # Given a job body posted as a form (curl -d without a content-type header) or as text
+    for path in ("/jobs", "/jobs/query"):
+        # When it is sent, Then the answer says how to send it, not that a field is unknown
+        status, answer = request("POST", path, body, content_type=content_type)
+        assert status == 415, answer
+        assert answer["error"] == {
+            "code": "UNSUPPORTED_MEDIA_TYPE",
+            "message": "send the request body as JSON, with the header content-type: application/json",
+            "field": "content-type",
+        }
 
 
 def test_a_batch_with_several_bad_jobs_lists_each_of_them() -> None:

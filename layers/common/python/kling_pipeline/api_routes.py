@@ -9,12 +9,15 @@ checked in as docs/openapi.json). Every answer that is not a success is `{"error
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Discriminator, Tag
@@ -45,7 +48,7 @@ from kling_pipeline.jobs_api import (
 )
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import DEPLOYMENT_DEFAULT_MODEL, JobRequest
+from kling_pipeline.requests import DEPLOYMENT_DEFAULT_MODEL, JobRequest, error_message
 
 TITLE = "kling-pipeline jobs API"
 VERSION = "1.0"
@@ -64,6 +67,9 @@ REQUEST_EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("/jobs/query", "post"): {"two jobs": {"ids": ["order-1042", "order-1043"]}},
 }
+# A body sent as a form (curl -d without a content-type) would otherwise be read as form fields and
+# refused as an unknown field named after the whole JSON text.
+SEND_JSON = "send the request body as JSON, with the header content-type: application/json"
 
 
 def _submission_kind(value: Any) -> str:
@@ -81,6 +87,7 @@ JobIdPath = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job's i
 def _errors(*codes: int) -> dict[int, Any]:
     descriptions = {
         400: "invalid request; `error.field` names what is wrong (`error.details` per job of a batch)",
+        415: "the body is not sent as JSON (content-type: application/json)",
         404: "no such job (or route)",
         409: "the job id belongs to a different request, or the job can no longer be cancelled",
         503: "a service the API depends on is unavailable; send the same request again",
@@ -98,6 +105,10 @@ def _ok(model: Any, description: str) -> dict[int, Any]:
 def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRestResolver:
     """The resolver with every route; `dependencies` is called per request (clients are per container)."""
     app = APIGatewayRestResolver(enable_validation=True)
+
+    def require_json() -> None:
+        if not sends_json(app.current_event.headers, app.current_event.body):
+            raise JobsApiError(415, "UNSUPPORTED_MEDIA_TYPE", SEND_JSON, "content-type")
 
     def base_url() -> str:
         event = app.current_event
@@ -123,9 +134,10 @@ def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRest
                 "content": {"application/json": {"model": Accepted | BatchAccepted}},
             },
         }
-        | _errors(400, 409, 503),
+        | _errors(400, 409, 415, 503),
     )
     def post_jobs(body: Annotated[Submission, Body()]) -> Response[Accepted | BatchAccepted]:
+        require_json()
         answer = submit_jobs(body, base_url(), dependencies())
         headers = {"Location": answer.body.url} if isinstance(answer.body, Accepted) else None
         return Response(answer.status, content_types.APPLICATION_JSON, answer.body, headers=headers)
@@ -141,9 +153,10 @@ def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRest
     @app.post(
         "/jobs/query",
         summary=f"Up to {MAX_BATCH} jobs at once; unknown ids are listed",
-        responses=_ok(QueryResult, "the jobs found, and the ids of none") | _errors(400),
+        responses=_ok(QueryResult, "the jobs found, and the ids of none") | _errors(400, 415),
     )
     def post_query(body: Annotated[JobIds, Body()]) -> QueryResult:
+        require_json()
         return query_jobs(body.ids, base_url(), dependencies())
 
     @app.get(
@@ -182,7 +195,15 @@ def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRest
 
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def invalid(exc: RequestValidationError) -> Response[str]:
+        if not sends_json(app.current_event.headers, app.current_event.body):
+            return error_response(
+                415, ErrorDetail(code="UNSUPPORTED_MEDIA_TYPE", message=SEND_JSON, field="content-type")
+            )
         return error_response(400, validation_error(exc.errors()))
+
+    @app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]
+    def not_json(exc: RequestUnsupportedContentType) -> Response[str]:
+        return error_response(415, ErrorDetail(code="UNSUPPORTED_MEDIA_TYPE", message=SEND_JSON, field="content-type"))
 
     @app.not_found
     def no_route(exc: Exception) -> Response[str]:
@@ -199,6 +220,15 @@ def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRest
         return error_response(500, ErrorDetail(code="INTERNAL", message="the request failed; it has been logged"))
 
     return app
+
+
+def sends_json(headers: Mapping[str, str] | None, body: str | None) -> bool:
+    """A body is JSON when its content-type says so (or, as Powertools reads it, says nothing)."""
+    if not body:
+        return True
+    content_type = next((v for k, v in (headers or {}).items() if k.lower() == "content-type"), "")
+    media = content_type.split(";")[0].strip().lower()
+    return not media or media == "application/json" or media.endswith("+json")
 
 
 def error_response(status: int, error: ErrorDetail, *, retry_after: int | None = None) -> Response[str]:
@@ -220,7 +250,7 @@ def validation_error(errors: Sequence[Any]) -> ErrorDetail:
         for part in location[1:]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         field = path or (None if where == "body" else str(where))
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        message = error_message(error)
         if error.get("type") == "extra_forbidden":
             message = "unknown field; remove it (see the README for the job fields)"
         elif error.get("type") == "missing":

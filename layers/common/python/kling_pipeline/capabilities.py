@@ -1,5 +1,6 @@
 """What each Kling model takes, as data: the kinds it serves, its durations, modes, aspect ratios and
-features, each fact with the date it was checked and where it comes from.
+features, each fact with the date it was checked and where it comes from (kept here for reviewers;
+a refusal names only the rule).
 
 Kling adds models and fields often, and its documentation is spread over copies and mirrors, so the
 facts live here in one table instead of in validators: a model Kling ships next month is one entry,
@@ -14,6 +15,7 @@ the callback's confirmation, reconciliation, the poller) uses its kind's path.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -55,7 +57,8 @@ class Fact(Generic[T]):
     source: Source
 
     def cite(self, rule: str) -> str:
-        return f"rule {rule}: {self.source.where}, checked {self.source.checked}"
+        """The rule's name for a refusal; its source stays here, for reviewers, not in what users read."""
+        return f"rule {rule}"
 
 
 @dataclass(frozen=True)
@@ -273,9 +276,13 @@ def is_known(model: str) -> bool:
 
 
 def unknown_model_warning(model: str) -> str:
+    """A model the table does not know passes (Kling may know it), but a near miss is named: "kling-v2.6"
+    is most likely a typo of "kling-v2-6", and Kling would refuse it only after the round trip."""
+    close = difflib.get_close_matches(model, list(MODELS), n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]}?)" if close else ""
     return (
-        f"model {model} is not in the capability table (kling_pipeline/capabilities.py); it is passed to "
-        "Kling as is and checked only by the rules that hold for every model"
+        f"model {model} is not in the capability table{hint}; it is passed to Kling as is and checked only by "
+        "the rules that hold for every model"
     )
 
 

@@ -68,8 +68,9 @@ class ImageRefusedError(PipelineError, ValueError):
     request is refused before any money is spent. The message names the field and the rule."""
 
     def __init__(self, field: str, rule: str, detail: str, source: str = "") -> None:
-        self.cite = f"rule {rule}: {source}" if source else f"rule {rule}"
+        self.cite = f"rule {rule}"  # the rule's source stays in `source`, out of what users read
         super().__init__(f"{field}: {detail} ({self.cite})")
+        self.source = source
         self.field = field
         self.rule = rule
         self.detail = detail

@@ -137,6 +137,9 @@ class Accepted(BaseModel):
     url: str
     outcome: Outcome
     error: ErrorDetail | None = None
+    warnings: list[str] | None = Field(
+        default=None, description="what was let through but a person should know (an unknown model, say)"
+    )
 
 
 class BatchAccepted(BaseModel):
@@ -221,6 +224,8 @@ def submit_jobs(body: JobRequest | JobBatch, base_url: str, deps: JobsApiDepende
     batch = isinstance(body, JobBatch)
     requests = checked_requests(body.jobs if isinstance(body, JobBatch) else [body], batch, deps)
     results = enqueue(requests, base_url, deps)
+    for result, request in zip(results, requests, strict=True):
+        result.warnings = request.warnings or None  # as the CLI warns, so does the API
     if not batch:
         (result,) = results
         if result.outcome == "conflict" and result.error is not None:

@@ -603,12 +603,30 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
+        message = error_message(error)
         if error["type"] == "extra_forbidden":
             message = "unknown field; remove it (see the README for the job message fields)"
         # A rule across fields (the kind's, the capability table's) names its fields itself.
         parts.append(f"{field}: {message}" if field else message)
     return "invalid job request: " + "; ".join(parts)
+
+
+# What a value of a field with a pattern must be, in words: pydantic's own message is the raw regex.
+PATTERN_WORDS = {
+    "duration": ("a duration", "seconds: 5 or 10; 3 to 15 for kling-v3 and the omni models"),
+    "job_id": ("a job id", "use 1 to 64 letters, digits, '-' or '_' (no spaces)"),
+}
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """One validation error's message, with what is valid instead of a pattern (the jobs API's too)."""
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "string_pattern_mismatch":
+        name = next((part for part in reversed(tuple(error.get("loc", ()))) if isinstance(part, str)), "")
+        if name in PATTERN_WORDS:
+            noun, valid = PATTERN_WORDS[name]
+            return f"{str(error.get('input'))[:80]!r} is not {noun}; {valid}"
+    return message
 
 
 def _valid_or_none(candidate: str) -> str | None:
