@@ -130,6 +130,8 @@ class LocalStack:
             return self
         if not self.template_path.is_file():
             raise StackError(f"no template at {self.template_path} (set --template, or StackOptions.template_path)")
+        if self.options.write_state_file:
+            self._refuse_beside_a_live_stack()
         try:
             self._start()
         except BaseException:
@@ -325,6 +327,17 @@ class LocalStack:
             endpoints[key] = self.outputs.get(output) or self.deployment.physical_id(logical_id) or ""
         endpoints["input_bucket"] = endpoints["input_bucket"] or self._input_bucket
         return endpoints
+
+    def _refuse_beside_a_live_stack(self) -> None:
+        """Two stacks writing one state file and one log folder would each hide the other: the commands
+        would find only the newer, and its stop would leave them finding none."""
+        running = read_state_file(self.project_root)
+        if running is None or running.get("pid") == os.getpid():
+            return
+        raise StackError(
+            f"a local stack already runs from {self.project_root} (pid {running.get('pid')}, moto at "
+            f"{running.get('moto_endpoint')}): use it, stop it first, or start this one with another --project-root"
+        )
 
     def _write_state_file(self) -> None:
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
