@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from kling_local.stack.api import ApiServer
 from kling_local.stack.clock import ScheduleClock
@@ -258,8 +259,10 @@ class LocalStack:
                 f"the template defines {', '.join(sorted(defaults))}"
             )
         hosts = str(defaults.get("AllowedDownloadHosts") or "")
-        # An http:// entry is how the download function allows a plain-HTTP host (local mode only).
-        cdn_host = cdn_url.rstrip("/")
+        # An http:// entry is how the download function allows a plain-HTTP host (local mode only): the
+        # simulator's CDN, or, for a Kling on this machine given by URL (`kling-pipeline sim`), any port of
+        # its loopback host (its CDN listens on a port of its own).
+        cdn_host = cdn_url.rstrip("/") or loopback_http_hosts(kling_url)
         local = {
             "KlingBaseUrl": kling_url,
             "PipelineMode": "local",
@@ -452,6 +455,15 @@ def scaled_durations(values: Mapping[str, Any], time_scale: float) -> dict[str, 
         value = float(values[name]) / time_scale
         scaled[name] = max(least, round(value, 2) if isinstance(least, float) else round(value))
     return scaled
+
+
+def loopback_http_hosts(kling_url: str) -> str:
+    """`http://127.0.0.1:*` for a plain-HTTP Kling on a loopback address (a simulator run alone), else ""."""
+    parts = urlsplit(kling_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or host not in ("127.0.0.1", "localhost", "::1"):
+        return ""
+    return f"http://{'[::1]' if host == '::1' else host}:*"
 
 
 def read_state_file(project_root: Path) -> dict[str, Any] | None:
