@@ -4,21 +4,33 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# `make demo` needs only the runtime, the CLI and the local stack (`.[local]`); the development tools
+# (sam, cfn-lint, mypy, ruff, pytest, schemathesis, matplotlib: `.[dev]`, which includes `.[local]`)
+# come with the first target that uses them. Each install leaves its stamp; the dev install both.
+STAMP_LOCAL := $(VENV)/.installed-local
 ASL_VALIDATOR := deploy_check/node_modules/.bin/asl-validator
 # sam build needs the Lambda runtime's interpreter (python3.12) on PATH; pyenv provides it here.
 SAM_PYENV ?= 3.11.7:3.12.1
 # The bytecode tag of template.yaml's Runtime (python3.12 -> cpython-312): what the layer's .pyc must carry.
 RUNTIME_PYC := cpython-$(subst .,,$(shell sed -n 's/^ *Runtime: *python//p' template.yaml | head -1))
 
-.PHONY: venv test test-fast test-slow lint lint-template deploy-check build demo bench chaos clean
+.PHONY: venv venv-local test test-fast test-slow lint lint-template deploy-check build demo bench chaos clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+venv-local: $(STAMP_LOCAL)
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP_LOCAL): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $(STAMP_LOCAL)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(STAMP_LOCAL)
 
 ## The whole suite: template checks, unit, integration (moto + simulator) and end-to-end tests.
 test: venv lint-template
@@ -65,7 +77,7 @@ build: venv
 	fi
 
 ## The main job: a batch of videos end to end on the embedded local stack; the videos land in out/.
-demo: venv
+demo: venv-local
 	$(BIN)/kling-pipeline demo --out out/
 
 ## This pipeline and the seeds' polling worker side by side (bench/results.json, docs/benchmarks.md and .png,

@@ -32,7 +32,10 @@ from kling_local.sim import SimConfig
 from kling_local.sim.config import WORST_CASE
 from kling_local.sim.media import sample_image
 from kling_local.stack import LocalStack, StackOptions
+from kling_local.stack.moto_server import DeployError
 from kling_local.stack.serve import add_aws_faults_argument, aws_faults_from, kling_keys
+from kling_local.stack.stack import STATE_DIR, StackError
+from kling_local.stack.template_loader import TemplateError
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.submit import HELD_FOR_BUDGET
 
@@ -74,6 +77,9 @@ class DemoSummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     lost_jobs: list[dict[str, str]] = field(default_factory=list)
     out_dir: str | None = None
+    log_dir: str | None = None  # this run's function logs (its own, beside any `local up`'s)
+    copied: list[str] = field(default_factory=list)  # this run's videos in out_dir (file names)
+    index_file: str | None = None  # out_dir/demo-<run>.json: each job's file, kind, model, prompt, state
     function_cold_starts: dict[str, int] = field(default_factory=dict)
     # How each job's Kling task was settled: by its callback, by a poll, by the submit path's
     # reconciliation, or (its download) by the poller's repair.
@@ -204,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
         time_scale=args.speed,
         parameter_overrides={"DailyBudgetUnits": args.daily_budget_units} if args.daily_budget_units else {},
         aws_faults=aws_faults_from(args.aws_faults, args.seed),
+        # The demo's stack is its own: it never writes the state file (a `local up` running from the same
+        # folder keeps it, and the commands keep finding that stack) and logs into a folder of its run.
+        write_state_file=False,
+        log_dir=demo_log_dir(args.project_root, run_id),
     )
     if args.daily_budget_units < 0:
         console.print("[red]error:[/red] --daily-budget-units must be 0 (no budget) or more")
@@ -213,10 +223,14 @@ def run(args: argparse.Namespace) -> int:
         options.kling_access_key, options.kling_secret_key = kling_keys(args.kling_url, args.kling_keys_file)
     else:
         options.sim_config = sim_config_from(args)
-    with console.status("starting the local stack: template.yaml into moto, functions, Kling simulator..."):
-        stack = LocalStack(options).start()
     try:
-        summary = drive_batch(stack, jobs, args, console)
+        with console.status("starting the local stack: template.yaml into moto, functions, Kling simulator..."):
+            stack = LocalStack(options).start()
+    except (StackError, TemplateError, DeployError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    try:
+        summary = drive_batch(stack, jobs, args, console, run_id)
     finally:
         stack.stop()
     if args.json:
@@ -224,11 +238,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_summary(summary, console)
         if summary.out_dir:
-            copied = sorted(Path(summary.out_dir).glob("*.mp4"))
             console.print(
-                f"{len(copied)} video(s) copied to {Path(summary.out_dir).resolve()} (open them with any player)"
+                f"{len(summary.copied)} video(s) of this run copied to {Path(summary.out_dir).resolve()} "
+                f"(open them with any player; {summary.index_file} says which job, kind and prompt each is)"
             )
     return 0 if summary.lost == 0 and not summary.double_charged else 1
+
+
+def demo_log_dir(project_root: Path, run_id: str) -> Path:
+    """The function logs of one demo run, apart from `local up`'s (.kling-pipeline/logs)."""
+    return project_root.resolve() / STATE_DIR / "demo-runs" / run_id / "logs"
 
 
 def connection_of(stack: LocalStack) -> PipelineConnection:
@@ -236,7 +255,7 @@ def connection_of(stack: LocalStack) -> PipelineConnection:
 
 
 def drive_batch(
-    stack: LocalStack, jobs: list[dict[str, Any]], args: argparse.Namespace, console: Console
+    stack: LocalStack, jobs: list[dict[str, Any]], args: argparse.Namespace, console: Console, run_id: str | None = None
 ) -> DemoSummary:
     connection = connection_of(stack)
     store = connection.store()
@@ -278,7 +297,16 @@ def drive_batch(
             if time.monotonic() - last_change > args.stall and kling_idle(stack):
                 break  # nothing moves and Kling has nothing running: the rest is lost (see summary)
             time.sleep(1.0)
-    return summarize(stack, connection, current, job_ids, time.monotonic() - started, args.out, args.daily_budget_units)
+    return summarize(
+        stack,
+        connection,
+        current,
+        job_ids,
+        time.monotonic() - started,
+        args.out,
+        args.daily_budget_units,
+        run_id=run_id,
+    )
 
 
 def put_sample_inputs(stack: LocalStack) -> None:
@@ -319,6 +347,7 @@ def summarize(
     duration_s: float,
     out_dir: Path | None,
     daily_budget_units: float = 0.0,
+    run_id: str | None = None,
 ) -> DemoSummary:
     counts = Counter(job.state for job in jobs.values())
     today = datetime.now(UTC).date()
@@ -347,12 +376,10 @@ def summarize(
         units = float(stats["units_charged_total"])
     s3 = connection.client("s3")
     objects = s3.list_objects_v2(Bucket=connection.bucket, Prefix="videos/").get("KeyCount", 0)
+    copied: list[str] = []
+    index_file = None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for job in jobs.values():
-            if job.state is S.COMPLETED and job.s3_uri:
-                bucket, _, key = job.s3_uri.removeprefix("s3://").partition("/")
-                s3.download_file(bucket, key, str(out_dir / f"{job.job_id}.mp4"))
+        copied, index_file = copy_out(s3, [jobs[job_id] for job_id in job_ids if job_id in jobs], out_dir, run_id)
     missing = [job_id for job_id in job_ids if job_id not in jobs]
     held = [job for job in jobs.values() if held_for_budget(job)]
     lost = [
@@ -392,10 +419,44 @@ def summarize(
         ],
         lost_jobs=lost,
         out_dir=str(out_dir) if out_dir else None,
+        copied=copied,
+        index_file=index_file,
+        log_dir=stack.endpoints.get("log_dir"),
         function_cold_starts={name: s.get("cold_starts", 0) for name, s in stack.function_stats().items()},
         settled_by=dict(Counter(how for how in map(settled_by, jobs.values()) if how is not None)),
         aws_faults_injected=stack.aws_fault_stats(),
     )
+
+
+def copy_out(s3: Any, jobs: list[Job], out_dir: Path, run_id: str | None) -> tuple[list[str], str]:
+    """This run's videos into `out_dir`, named `<job_id>-<kind>.mp4`, and an index of the run
+    (`demo-<run>.json`: each job's file, kind, model, prompt, sound and end), so a file leads to its request."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copied: list[str] = []
+    entries: list[dict[str, Any]] = []
+    for job in jobs:
+        name = None
+        if job.state is S.COMPLETED and job.s3_uri:
+            bucket, _, key = job.s3_uri.removeprefix("s3://").partition("/")
+            name = f"{job.job_id}-{job.kind}.mp4"
+            s3.download_file(bucket, key, str(out_dir / name))
+            copied.append(name)
+        request = job.request
+        entries.append(
+            {
+                "job_id": job.job_id,
+                "file": name,
+                "kind": job.kind,
+                "model": (job.model_extra or {}).get("model_name") or request.get("model"),
+                "prompt": request.get("prompt", ""),
+                "sound": request.get("sound"),
+                "state": job.state.value,
+                "error": job.error_message,
+            }
+        )
+    index = out_dir / f"demo-{run_id or datetime.now().strftime('%H%M%S')}.json"
+    index.write_text(json.dumps({"jobs": entries}, indent=2) + "\n", encoding="utf-8")
+    return copied, str(index.resolve())
 
 
 def settled_by(job: Job) -> str | None:

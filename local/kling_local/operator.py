@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import ValidationError
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Column, Table
 from rich.text import Text
@@ -107,6 +107,7 @@ def register(subparsers: Any) -> None:
     watch = subparsers.add_parser("watch", help="live counts of jobs by state (Ctrl-C to stop)")
     watch.add_argument("--interval", type=float, default=1.0)
     watch.add_argument("--until-done", action="store_true", help="stop when no job is live")
+    watch.add_argument("--once", action="store_true", help="print the counts and the live jobs once, and stop")
     watch.set_defaults(handler=guarded(cmd_watch))
 
     get = subparsers.add_parser("get", help="download a finished job's video")
@@ -577,7 +578,8 @@ def scan_jobs(connection: PipelineConnection, states: list[str] | None = None, l
     dynamodb = connection.client("dynamodb")
     kwargs: dict[str, Any] = {
         "TableName": connection.table,
-        "ProjectionExpression": "job_id, #s, updated_at, error_code, s3_uri, next_poll_at",
+        "ProjectionExpression": "job_id, #s, updated_at, error_code, s3_uri, next_poll_at, held_for, "
+        "backpressure_count, expected_finish_at",
         "ExpressionAttributeNames": {"#s": "state"},
     }
     if states:
@@ -619,6 +621,9 @@ def cmd_list(args: argparse.Namespace, connection: PipelineConnection | None) ->
         items = stuck(items, older_than_s=args.stuck)[: args.limit]
     if args.json:
         print(json.dumps(items, indent=2))
+        return 0
+    if args.stuck is not None and not items:
+        console.print(f"nothing stuck: no live job has gone {args.stuck:g} s without moving")
         return 0
     rows = [
         {
@@ -688,16 +693,79 @@ def counts_table(counts: Counter[str]) -> Table:
     return table
 
 
+WATCHED_LIVE_JOBS = 20  # live jobs `watch` lists under the counts, the longest waiting first
+
+
+def waiting_for(item: dict[str, Any], now: float) -> str:
+    """What a live job waits for, in the words of its record: the budget, a Kling slot, Kling's generation
+    (against when a job like it usually finishes), the download. "" for a job that ended."""
+    state = JobState(item["state"])
+    if state is JobState.QUEUED:
+        if item.get("held_for"):
+            return f"queued: {item['held_for']}"
+        tries = int(item.get("backpressure_count") or 0)
+        if tries:
+            return f"waiting for a Kling slot (backpressure, {tries} tries)"
+        return "queued: for the submit function"
+    if state is JobState.SUBMITTING:
+        return "being sent to Kling"
+    if state in (JobState.SUBMITTED, JobState.PROCESSING):
+        expected = item.get("expected_finish_at")
+        if expected is None:
+            return "Kling generating"
+        left = int(float(expected) - now)
+        if left >= 0:
+            return f"Kling generating (~{left} s left)"
+        poll = item.get("next_poll_at")
+        look = f"; the poller looks in {max(0, int(float(poll) - now))} s" if poll else ""
+        return f"Kling generating ({-left} s past the usual{look})"
+    if state is JobState.DOWNLOADING:
+        return "download running (Kling's CDN to S3)"
+    return ""
+
+
+def live_jobs_table(items: list[dict[str, Any]], now: float) -> Table | None:
+    live = sorted(
+        (i for i in items if not JobState(i["state"]).is_terminal), key=lambda i: str(i.get("updated_at", ""))
+    )
+    if not live:
+        return None
+    shown = live[:WATCHED_LIVE_JOBS]
+    more = f", {len(live) - len(shown)} more not shown" if len(live) > len(shown) else ""
+    # Ids whole (they are copied into `status`); what a job waits for wraps instead.
+    widest = max(len(str(i["job_id"])) for i in shown)
+    table = Table(
+        Column("job_id", no_wrap=True, min_width=widest),
+        Column("state", no_wrap=True),
+        Column("waiting for", overflow="fold"),
+        title=f"live jobs ({len(live)}{more})",
+    )
+    for item in shown:
+        table.add_row(item["job_id"], item["state"], waiting_for(item, now))
+    return table
+
+
+def watch_view(connection: PipelineConnection) -> tuple[Group, int]:
+    """The counts by state and what each live job waits for; and how many jobs are live."""
+    items = scan_jobs(connection)
+    counts = Counter(item["state"] for item in items)
+    live_table = live_jobs_table(items, time.time())
+    parts: list[Table] = [counts_table(counts)] + ([live_table] if live_table is not None else [])
+    return Group(*parts), sum(n for state, n in counts.items() if not JobState(state).is_terminal)
+
+
 def cmd_watch(args: argparse.Namespace, connection: PipelineConnection) -> int:
+    view, live_jobs = watch_view(connection)
+    if args.once:
+        console.print(view)
+        return 0
     try:
-        with Live(counts_table(state_counts(connection)), console=console, refresh_per_second=4) as live:
-            while True:
+        with Live(view, console=console, refresh_per_second=4) as live:
+            while not (args.until_done and live_jobs == 0):
                 time.sleep(args.interval)
-                counts = state_counts(connection)
-                live.update(counts_table(counts))
-                live_jobs = sum(n for state, n in counts.items() if not JobState(state).is_terminal)
-                if args.until_done and live_jobs == 0:
-                    return 0
+                view, live_jobs = watch_view(connection)
+                live.update(view)
+            return 0
     except KeyboardInterrupt:
         return 0
 

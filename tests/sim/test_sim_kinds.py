@@ -84,3 +84,24 @@ def test_only_videos_of_v1_models_can_be_extended(api: Api) -> None:
     newer = api.wait_terminal("text2video", api.create_ok(model_name="kling-v2-6"))
     refused = api.create("video-extend", {"video_id": newer["task_result"]["videos"][0]["id"]})
     assert refused.status_code == 400 and "extend" in refused.json()["message"]
+
+
+def test_a_task_that_asked_for_sound_has_an_audio_track_and_one_that_did_not_has_none(
+    make_sim: Callable[..., KlingSimulator], make_api: Callable[..., Api]
+) -> None:
+    # Given a simulator that makes real clips
+    sim = make_sim(video_size_bytes=None)
+    api = make_api(sim)
+    # When a task with Kling's `sound: "on"` and one without finish
+    loud = api.wait_terminal("text2video", api.create_ok(model_name="kling-v3", duration="5", sound="on"))
+    quiet = api.wait_terminal("text2video", api.create_ok(model_name="kling-v3", duration="5", sound="off"))
+    # Then only the first video has sound, an audio track as long as the clip, and it decodes
+    for task, has_sound in ((loud, True), (quiet, False)):
+        data = httpx.get(task["task_result"]["videos"][0]["url"], timeout=10).content
+        with av.open(io.BytesIO(data)) as container:
+            assert bool(container.streams.audio) is has_sound
+            if has_sound:
+                audio = container.streams.audio[0]
+                assert audio.duration is not None
+                assert float(audio.duration * audio.time_base) == pytest.approx(5.1, abs=0.1)
+                assert sum(frame.samples for frame in container.decode(audio)) > 5 * 20_000

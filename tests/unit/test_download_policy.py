@@ -65,3 +65,17 @@ def test_refusal_messages_do_not_leak_cdn_signatures() -> None:
     with pytest.raises(DownloadRefusedError) as info:
         check_url("http://cdn.klingai.com/a.mp4?pkey=SECRET-SIGNATURE", PRODUCTION)
     assert "SECRET-SIGNATURE" not in info.value.message
+
+
+def test_a_local_http_entry_with_any_port_allows_that_host_only_outside_production() -> None:
+    # Given `local up --kling-url http://127.0.0.1:8765` (a simulator run alone, whose CDN port is its own)
+    local = DownloadPolicy.from_setting("*.klingai.com,http://127.0.0.1:*", max_bytes=10**9, production=False)
+    # Then any port of that loopback host is fetched over http, and no other host
+    check_url("http://127.0.0.1:8766/bs2/v.mp4", local)
+    for refused in ("http://localhost:8766/v.mp4", "http://127.0.0.2:8766/v.mp4", "http://10.0.0.1:8766/v.mp4"):
+        with pytest.raises(DownloadRefusedError):
+            check_url(refused, local)
+    # And in production the entry means nothing
+    strict = DownloadPolicy.from_setting("*.klingai.com,http://127.0.0.1:*", max_bytes=10**9, production=True)
+    with pytest.raises(DownloadRefusedError):
+        check_url("http://127.0.0.1:8766/bs2/v.mp4", strict)

@@ -13,12 +13,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
 import struct
 import textwrap
 import zlib
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 FTYP_BOX = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
 BLOCK_SIZE = 64 * 1024
@@ -132,6 +135,7 @@ class ClipSpec:
     prompt: str
     seconds: float
     aspect_ratio: str
+    sound: bool = False  # the task asked for sound (`sound: "on"`): an AAC track, a soft chord
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:
@@ -166,6 +170,7 @@ def clip_mp4(spec: ClipSpec) -> bytes:
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=CLIP_FPS, options={"preset": "ultrafast", "crf": "28"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream("aac", rate=CLIP_AUDIO_RATE, layout="mono") if spec.sound else None
         for index in range(frames):
             frame = card.copy()
             paint = ImageDraw.Draw(frame)
@@ -176,7 +181,36 @@ def clip_mp4(spec: ClipSpec) -> bytes:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if audio is not None:
+            _mux_audio(container, audio, spec.seconds)
     return buffer.getvalue()
+
+
+CLIP_AUDIO_RATE = 22_050
+AAC_FRAME = 1024  # samples per AAC frame
+
+
+def _mux_audio(container: Any, audio: Any, seconds: float) -> None:
+    """An AAC track as long as the clip: a quiet two-note chord, so a player shows (and plays) sound."""
+    import av
+
+    total = round(seconds * CLIP_AUDIO_RATE)
+    for start in range(0, total, AAC_FRAME):
+        count = min(AAC_FRAME, total - start)
+        wave = array(
+            "h",
+            (
+                round(4000 * (math.sin(2 * math.pi * 440 * t) + math.sin(2 * math.pi * 660 * t)))
+                for t in ((start + i) / CLIP_AUDIO_RATE for i in range(count))
+            ),
+        )
+        frame = av.AudioFrame(format="s16", layout="mono", samples=count)
+        frame.planes[0].update(wave.tobytes())
+        frame.sample_rate, frame.pts = CLIP_AUDIO_RATE, start
+        for packet in audio.encode(frame):
+            container.mux(packet)
+    for packet in audio.encode():
+        container.mux(packet)
 
 
 def _background(seed: str) -> tuple[int, int, int]:

@@ -554,6 +554,7 @@ class SimState:
                 prompt=task.spec.prompt,
                 seconds=task.result_duration_s,
                 aspect_ratio=task.source_aspect or task.spec.aspect_ratio,
+                sound=task.spec.sound,
             )
         else:
             task.video_size = config.video_size_bytes

@@ -58,6 +58,7 @@ class TaskSpec:
     watermark: bool
     source_video_id: str | None = None
     aspect_ratio: str = "16:9"  # what the result clip is shaped like
+    sound: bool = False  # `sound: "on"`: the result clip has an audio track
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class _Common:
     callback_url: str | None
     external_task_id: str | None
     watermark: bool
+    sound: bool = False
 
     def spec(
         self,
@@ -91,6 +93,7 @@ class _Common:
             watermark=self.watermark,
             source_video_id=source_video_id,
             aspect_ratio=aspect_ratio,
+            sound=self.sound,
         )
 
 
@@ -105,7 +108,9 @@ def validate_create(
     callback_url = _callback_url(body)
     external_task_id = _external_task_id(body)
     watermark = _watermark(body)
-    common = _Common(callback_url, external_task_id, watermark)
+    common = _Common(
+        callback_url, external_task_id, watermark, sound=isinstance(body, dict) and body.get("sound") == "on"
+    )
     if kind == "video-extend":
         video_id = _required_str(body, "video_id")
         prompt = _opt_text(body, "prompt")

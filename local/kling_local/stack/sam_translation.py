@@ -7,9 +7,10 @@ read from the functions' Api events (the local API server serves them; moto cann
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,19 @@ class _NoManagedPolicies:
         return {}
 
 
+@contextlib.contextmanager
+def _quiet_feature_toggles() -> Iterator[None]:
+    """samtranslator warns that its feature-toggle config (an AppConfig document `sam deploy` may read)
+    lacks a feature, once per API: offline there is no such config, and the defaults are what we want."""
+    toggles = logging.getLogger("samtranslator.feature_toggle")
+    previous = toggles.level
+    toggles.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        toggles.setLevel(previous)
+
+
 def sam_transform(template: dict[str, Any], parameters: Mapping[str, Any], region: str) -> dict[str, Any]:
     """The SAM transform, offline (samtranslator, as `sam deploy` runs it server-side)."""
     # samtranslator reads the region from boto3's default session; give it one without touching AWS.
@@ -116,7 +130,8 @@ def sam_transform(template: dict[str, Any], parameters: Mapping[str, Any], regio
         from samtranslator.translator.transform import transform
 
         try:
-            result: dict[str, Any] = transform(template, dict(parameters), _NoManagedPolicies())
+            with _quiet_feature_toggles():
+                result: dict[str, Any] = transform(template, dict(parameters), _NoManagedPolicies())
         except InvalidDocumentException as exc:
             problems = "; ".join(str(cause) for cause in exc.causes)
             raise TemplateError(f"the SAM transform refused the template: {problems}") from None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from kling_local.stack.api import ApiServer
 from kling_local.stack.clock import ScheduleClock
@@ -130,6 +131,8 @@ class LocalStack:
             return self
         if not self.template_path.is_file():
             raise StackError(f"no template at {self.template_path} (set --template, or StackOptions.template_path)")
+        if self.options.write_state_file:
+            self._refuse_beside_a_live_stack()
         try:
             self._start()
         except BaseException:
@@ -256,8 +259,10 @@ class LocalStack:
                 f"the template defines {', '.join(sorted(defaults))}"
             )
         hosts = str(defaults.get("AllowedDownloadHosts") or "")
-        # An http:// entry is how the download function allows a plain-HTTP host (local mode only).
-        cdn_host = cdn_url.rstrip("/")
+        # An http:// entry is how the download function allows a plain-HTTP host (local mode only): the
+        # simulator's CDN, or, for a Kling on this machine given by URL (`kling-pipeline sim`), any port of
+        # its loopback host (its CDN listens on a port of its own).
+        cdn_host = cdn_url.rstrip("/") or loopback_http_hosts(kling_url)
         local = {
             "KlingBaseUrl": kling_url,
             "PipelineMode": "local",
@@ -325,6 +330,17 @@ class LocalStack:
             endpoints[key] = self.outputs.get(output) or self.deployment.physical_id(logical_id) or ""
         endpoints["input_bucket"] = endpoints["input_bucket"] or self._input_bucket
         return endpoints
+
+    def _refuse_beside_a_live_stack(self) -> None:
+        """Two stacks writing one state file and one log folder would each hide the other: the commands
+        would find only the newer, and its stop would leave them finding none."""
+        running = read_state_file(self.project_root)
+        if running is None or running.get("pid") == os.getpid():
+            return
+        raise StackError(
+            f"a local stack already runs from {self.project_root} (pid {running.get('pid')}, moto at "
+            f"{running.get('moto_endpoint')}): use it, stop it first, or start this one with another --project-root"
+        )
 
     def _write_state_file(self) -> None:
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -446,6 +462,15 @@ def scaled_durations(values: Mapping[str, Any], time_scale: float) -> dict[str, 
         value = float(values[name]) / time_scale
         scaled[name] = max(least, round(value, 2) if isinstance(least, float) else round(value))
     return scaled
+
+
+def loopback_http_hosts(kling_url: str) -> str:
+    """`http://127.0.0.1:*` for a plain-HTTP Kling on a loopback address (a simulator run alone), else ""."""
+    parts = urlsplit(kling_url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or host not in ("127.0.0.1", "localhost", "::1"):
+        return ""
+    return f"http://{'[::1]' if host == '::1' else host}:*"
 
 
 def read_state_file(project_root: Path) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,12 +308,33 @@ def _drop_types_moto_cannot_create(cfn: dict[str, Any], dropped: dict[str, str])
 
     resources: dict[str, Any] = cfn["Resources"]
     known = set(get_model_map()) | {BUCKET_POLICY, SCHEDULER_SCHEDULE}
+    left_out: Counter[str] = Counter()
     for lid in list(resources):
         rtype = str(resources[lid].get("Type"))
         if rtype not in known and not rtype.startswith("AWS::CloudFormation::"):
-            log.warning("%s (%s): moto cannot create this resource type; it is left out locally", lid, rtype)
+            log.info("%s (%s): moto cannot create this resource type; it is left out locally", lid, rtype)
             dropped[lid] = f"{rtype} is not supported by moto"
+            left_out[rtype] += 1
             del resources[lid]
+    if left_out:
+        log.warning("%s", left_out_notice(left_out))
+
+
+# What each type moto cannot create does on AWS: why leaving it out changes nothing a job does locally.
+_LEFT_OUT_ROLES = {
+    "AWS::CloudWatch::Alarm": "alarms watch a deployed stack's metrics",
+    "AWS::SQS::QueuePolicy": "queue policies say who may send on AWS",
+    "AWS::Lambda::EventInvokeConfig": "async-invoke settings tune AWS's retries",
+}
+
+
+def left_out_notice(left_out: Counter[str]) -> str:
+    """One line for every resource type the local stack leaves out, counted, and why it does not matter here."""
+    parts = ", ".join(f"{n} {rtype.removeprefix('AWS::')}" for rtype, n in sorted(left_out.items()))
+    roles = [_LEFT_OUT_ROLES[rtype] for rtype in sorted(left_out) if rtype in _LEFT_OUT_ROLES]
+    unknown = [rtype for rtype in sorted(left_out) if rtype not in _LEFT_OUT_ROLES]
+    why = "; ".join(roles) + ("; no job's path goes through them" if not unknown else "")
+    return f"the local stack leaves out what moto cannot create: {parts}" + (f" ({why})" if why else "")
 
 
 class _HiddenOutputs:
@@ -398,7 +420,7 @@ def _drop_dependents_of_emulated(cfn: dict[str, Any], dropped: dict[str, str], *
     for key in list(outputs):
         missing = references(outputs[key]) & gone
         if missing:
-            log.warning("output %s refers to %s, which the local stack emulates; left out", key, ", ".join(missing))
+            log.info("output %s refers to %s, which the local stack emulates; left out", key, ", ".join(missing))
             del outputs[key]
 
 

@@ -49,7 +49,8 @@ class DownloadPolicy:
 
     @classmethod
     def from_setting(cls, allowed: str, *, max_bytes: int, production: bool) -> DownloadPolicy:
-        """`*.klingai.com,http://127.0.0.1:8766`: patterns are https hosts; http:// entries are local-only."""
+        """`*.klingai.com,http://127.0.0.1:8766`: patterns are https hosts; http:// entries are local-only
+        (`http://127.0.0.1:*`: any port of that host, for a simulator whose CDN port the stack does not know)."""
         hosts: list[str] = []
         http_hosts: list[str] = []
         for entry in (e.strip().lower() for e in allowed.split(",")):
@@ -98,7 +99,7 @@ def check_url(url: str, policy: DownloadPolicy, *, what: str = "video", hosts_pa
     except ValueError:
         raise DownloadRefusedError("URL_NOT_ALLOWED", f"the {what} URL has an invalid port: {_safe(url)}") from None
     netloc = f"{host}:{port}" if port else host
-    if parts.scheme == "http" and netloc in policy.local_http_hosts:
+    if parts.scheme == "http" and any(fnmatch.fnmatchcase(netloc, entry) for entry in policy.local_http_hosts):
         return Target(url)  # the local stack's simulator, allowed explicitly by configuration
     if parts.scheme != "https":
         raise DownloadRefusedError("URL_NOT_ALLOWED", f"only https {what} URLs are fetched, not {parts.scheme}://")
