@@ -70,6 +70,10 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
 )
 
 
+# Kling deletes a task's results this long after it finished: until then its video can be fetched.
+KLING_KEEPS_RESULTS_S = 30 * 86400
+
+
 def check_transition(from_state: JobState | None, to_state: JobState) -> None:
     if (from_state, to_state) not in ALLOWED_TRANSITIONS:
         raise InvalidTransitionError(f"{from_state} -> {to_state} is not a job transition")
@@ -142,6 +146,13 @@ class Job(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def results_expire_at(self) -> int | None:
+        """Epoch s when Kling deletes the step's video (KLING_KEEPS_RESULTS_S after its task finished,
+        `kling_finished_at` in ms); None while that is not known."""
+        finished_ms = (self.model_extra or {}).get("kling_finished_at")
+        return int(finished_ms) // 1000 + KLING_KEEPS_RESULTS_S if finished_ms else None
 
     @property
     def total_steps(self) -> int:

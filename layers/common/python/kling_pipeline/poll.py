@@ -68,7 +68,6 @@ from kling_pipeline.settings import PollerSettings
 S = JobState
 BY = "poller"
 REPAIR = "poller-repair"
-KLING_KEEPS_RESULTS_S = 30 * 86400
 PER_SHARD = 25  # jobs read from each shard per round
 MARGIN_S = 10.0  # stop starting work this long before the invocation's end
 ACCOUNT_LOOKBACK_MS = 400 * 86_400_000  # resource packs bought in the last 400 days (a year's pack, and some)
@@ -379,10 +378,10 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
             return f"step {job.step} completed from the stored video; step {repaired.step} queued"
         deps.announcer.job_ended(repaired)
         return "completed from the stored video (no second download)"
-    finished_ms = (job.model_extra or {}).get("kling_finished_at")
     tried = attempt.number if attempt is not None else 0
-    if finished_ms and now - int(finished_ms) // 1000 > KLING_KEEPS_RESULTS_S:
-        expired_on = datetime.fromtimestamp(int(finished_ms) // 1000 + KLING_KEEPS_RESULTS_S, UTC).date()
+    expires_at = job.results_expire_at
+    if expires_at is not None and now > expires_at:
+        expired_on = datetime.fromtimestamp(expires_at, UTC).date()
         return fail_download(
             job,
             deps,
