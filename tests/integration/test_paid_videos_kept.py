@@ -7,9 +7,10 @@ On moto (Step Functions executing the real ASL) and the Kling simulator over HTT
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kling_pipeline.adapters.download_workflow import execution_name
-from kling_pipeline.lifecycle import JobState
+from kling_pipeline.lifecycle import Job, JobState
 from tests.support.lambda_runtime import load_function_module
 from tests.support.scenarios import Completion, as_callback_body, job_in, kling_task, submitted
 
@@ -88,3 +89,116 @@ def test_a_refused_link_past_klings_thirty_days_is_expired(completion: Completio
     assert answer["ok"] is False
     assert answer["write"]["ExpressionAttributeValues"][":to"] == {"S": "FAILED"}
     assert "VIDEO_URL_EXPIRED" in str(answer["write"])
+
+
+# -- item 6: a job Kling could not be asked about, and a `succeed` after the timeout -----------------
+
+
+def poll_until(completion: Completion, handler: Any, done: Any, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    reports = []
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"not settled within {timeout_s}s: {reports[-3:]}"
+        reports.append(completion.poll(handler))
+        time.sleep(0.3)
+    return reports
+
+
+def test_a_job_kling_cannot_be_asked_about_is_not_timed_out_at_the_job_timeout(completion: Completion) -> None:
+    # Given a job whose task Kling has finished (and billed), its callbacks lost, and then Kling unreachable
+    # (every request 5001) from just after submission until past the job timeout (here 3 s)
+    pipeline = completion.pipeline
+    job = submitted(completion, "unreachable")
+    kling_task(completion, job.kind, job.task_id, "succeed")
+    outage_real_s = 4.5
+    pipeline.sim.configure(outage_s=outage_real_s * pipeline.sim.config.speed)
+    outage_ends = time.monotonic() + outage_real_s
+    poller = completion.poller(JOB_TIMEOUT_MINUTES="0.05")
+    # When the poller runs past the job timeout while Kling cannot be asked
+    while time.monotonic() < outage_ends - 0.5:
+        completion.poll(poller)
+        time.sleep(0.3)
+    assert time.time() - (pipeline.store.get("unreachable").submitted_at or 0) > 3
+    # Then the job was not timed out: nothing showed its task unfinished
+    assert job_in(pipeline, "unreachable", S.SUBMITTED, S.PROCESSING), pipeline.store.get("unreachable").state
+    # When Kling answers again
+    while time.monotonic() < outage_ends + 0.2:
+        time.sleep(0.1)
+    poll_until(completion, poller, lambda: job_in(pipeline, "unreachable", S.COMPLETED))
+    # Then the video it paid for is stored
+    assert pipeline.store.get("unreachable").s3_uri
+
+
+def timed_out_by_the_poller(completion: Completion, job_id: str) -> Job:
+    """A job whose task Kling is still running past the job timeout (here 0.6 s): TIMED_OUT by the poller
+    on Kling's own answer. Kling finishes it a few seconds later."""
+    pipeline = completion.pipeline
+    speed = pipeline.sim.config.speed
+    pipeline.sim.configure(generation_min_s=4 * speed, generation_max_s=4 * speed)
+    job = submitted(completion, job_id)
+    time.sleep(0.8)
+    poll_until(completion, completion.poller(JOB_TIMEOUT_MINUTES="0.01"), lambda: job_in(pipeline, job_id, S.TIMED_OUT))
+    assert job.task_id is not None
+    return pipeline.store.get(job_id)
+
+
+def test_a_succeed_callback_after_the_timeout_collects_the_paid_video(completion: Completion) -> None:
+    # Given a job the poller timed out (announced Video Failed) while Kling was still running its task
+    pipeline = completion.pipeline
+    timed_out = timed_out_by_the_poller(completion, "late-callback")
+    assert timed_out.error_code == "JOB_TIMED_OUT" and "keeps asking" in (timed_out.error_message or "")
+    # When Kling finishes it and its succeed callback arrives
+    done = kling_task(completion, timed_out.kind, timed_out.task_id, "succeed")
+    answer = completion.callback("late-callback", as_callback_body(done))
+    assert answer["statusCode"] == 200, answer
+    # Then the job goes on to DOWNLOADING and COMPLETED with the video Kling charged for
+    assert completion.wait_for_execution(execution_name("late-callback"))["status"] == "SUCCEEDED"
+    job = pipeline.store.get("late-callback")
+    assert job.state is S.COMPLETED and job.s3_uri
+    assert job.error_code is None and job.error_message is None
+    assert [h.state for h in job.history][-3:] == [S.TIMED_OUT, S.DOWNLOADING, S.COMPLETED]
+    # and both ends were announced, the timeout first
+    ends = [(e["detail-type"], e["detail"]["state"]) for e in completion.events()]
+    assert ends == [("Video Failed", "TIMED_OUT"), ("Video Completed", "COMPLETED")]
+
+
+def test_the_poller_still_looks_at_a_timed_out_job_and_collects_a_late_succeed(completion: Completion) -> None:
+    # Given a job the poller timed out while Kling was still running its task, its callbacks lost
+    pipeline = completion.pipeline
+    timed_out = timed_out_by_the_poller(completion, "late-poll")
+    raw = pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": "late-poll"}})["Item"]
+    # Then it is still in the LiveJobs index, due again much later (rarely asked about)
+    assert "live_shard" in raw and int(raw["next_poll_at"]["N"]) > time.time() + 60
+    # When Kling finishes it, and that later look comes
+    kling_task(completion, timed_out.kind, timed_out.task_id, "succeed")
+    pipeline.dynamodb.update_item(
+        TableName=pipeline.table_name,
+        Key={"job_id": {"S": "late-poll"}},
+        UpdateExpression="SET next_poll_at = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
+    )
+    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "late-poll", S.COMPLETED))
+    # Then the poller carried it to DOWNLOADING and the video was stored; the finished job has its TTL again
+    job = pipeline.store.get("late-poll")
+    assert job.s3_uri and any(h.by == "poller" and h.state is S.DOWNLOADING for h in job.history)
+    raw = pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": "late-poll"}})["Item"]
+    assert "live_shard" not in raw and "expires_at" in raw
+
+
+def test_a_timed_out_job_whose_task_kling_fails_is_no_longer_watched(completion: Completion) -> None:
+    # Given a job the poller timed out, whose task Kling then fails
+    pipeline = completion.pipeline
+    pipeline.sim.configure(fail_rate=1.0)
+    timed_out = timed_out_by_the_poller(completion, "late-fail")
+    kling_task(completion, timed_out.kind, timed_out.task_id, "failed")
+    pipeline.dynamodb.update_item(
+        TableName=pipeline.table_name,
+        Key={"job_id": {"S": "late-fail"}},
+        UpdateExpression="SET next_poll_at = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
+    )
+    # When the poller looks at it again
+    completion.poll(completion.poller())
+    # Then it stays TIMED_OUT and leaves the LiveJobs index
+    raw = pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": "late-fail"}})["Item"]
+    assert raw["state"]["S"] == "TIMED_OUT" and "live_shard" not in raw and "next_poll_at" not in raw

@@ -22,7 +22,7 @@ from kling_pipeline.errors import InvalidTransitionError, TransitionRejectedErro
 from kling_pipeline.observability import Metric, logger, record
 
 if TYPE_CHECKING:  # annotations only: the download step, the API and webhooks never parse a Kling task
-    from kling_pipeline.kling_task import KlingTask
+    from kling_pipeline.kling_task import KlingTask, KlingVideo
     from kling_pipeline.requests import JobRequest
 
 
@@ -46,6 +46,9 @@ class JobState(StrEnum):
 
 S = JobState
 TERMINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
+# States whose Kling task may still succeed: a TIMED_OUT job has ended for its caller, but Kling may
+# yet finish (and bill) the task it accepted, and that video is collected (docs/architecture.md).
+AWAITING_KLING = frozenset({S.SUBMITTED, S.PROCESSING, S.TIMED_OUT})
 
 # (from, to): every move a job may make. None is "no job yet". SUBMITTING -> SUBMITTING re-claims an
 # expired lease; SUBMITTING -> QUEUED is backpressure (or parking), not failure.
@@ -64,6 +67,8 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
         (S.DOWNLOADING, S.QUEUED),  # an extend chain: a step stored, the next one queued
         (S.SUBMITTED, S.TIMED_OUT),
         (S.PROCESSING, S.TIMED_OUT),
+        # Kling finished a task after the job timeout: the video is paid for, so it is collected.
+        (S.TIMED_OUT, S.DOWNLOADING),
         (S.QUEUED, S.CANCELLED),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
     }
     | {(state, S.FAILED) for state in JobState if state not in TERMINAL_STATES}
@@ -279,6 +284,18 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
     status = task.task_status
     if status == "processing" and job.state is S.SUBMITTED:
         return Transition(S.SUBMITTED, S.PROCESSING, {"kling_status": status})
+    if status == "succeed" and job.state is S.TIMED_OUT:
+        video = task.first_video
+        if video is None:
+            return None  # nothing to collect: the job stays as it ended
+        return Transition(
+            S.TIMED_OUT,
+            S.DOWNLOADING,
+            succeeded(task, video)
+            # The timeout's reason no longer holds; its caller was told and released (a token answers once).
+            | {"error_code": None, "error_message": None, "task_token": None},
+            note="Kling finished the task after the job timeout: collecting the video it charged for",
+        )
     if status == "succeed" and job.state in (S.SUBMITTED, S.PROCESSING):
         video = task.first_video
         if video is None:
@@ -294,18 +311,7 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                     ),
                 },
             )
-        return Transition(
-            job.state,
-            S.DOWNLOADING,
-            {
-                "kling_status": status,
-                "kling_finished_at": task.updated_at,
-                "video_url": video.url,
-                "kling_video_id": video.id,
-                "video_duration": video.duration,
-                "units_charged": task.final_unit_deduction,
-            },
-        )
+        return Transition(job.state, S.DOWNLOADING, succeeded(task, video))
     if status == "failed" and job.state in (S.SUBMITTED, S.PROCESSING):
         return Transition(
             job.state,
@@ -321,6 +327,18 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
             },
         )
     return None
+
+
+def succeeded(task: KlingTask, video: KlingVideo) -> dict[str, Any]:
+    """What a confirmed `succeed` records on the job: where the video is, and what Kling charged."""
+    return {
+        "kling_status": task.task_status,
+        "kling_finished_at": task.updated_at,
+        "video_url": video.url,
+        "kling_video_id": video.id,
+        "video_duration": video.duration,
+        "units_charged": task.final_unit_deduction,
+    }
 
 
 def advance_job(

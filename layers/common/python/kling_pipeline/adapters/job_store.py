@@ -119,8 +119,18 @@ def transition_write(
     if to_state in TERMINAL_STATES:
         sets.append(f"{TTL_ATTR} = :ttl")
         values[":ttl"] = expires_at
-        removes.extend(TERMINAL_REMOVES)
-    elif NEXT_POLL_ATTR not in (changes or {}):
+        # A terminal job given a next poll (a TIMED_OUT job whose task Kling may still finish) keeps its
+        # place in the LiveJobs index: the poller looks at it again, rarely (poll.settle_timed_out).
+        watched = NEXT_POLL_ATTR in (changes or {})
+        removes.extend(k for k in TERMINAL_REMOVES if not (watched and k in (LIVE_ATTR, NEXT_POLL_ATTR)))
+    else:
+        if job.state in TERMINAL_STATES:
+            # Leaving a terminal state (TIMED_OUT -> DOWNLOADING): live again, so back in the index, no TTL.
+            names["#live"] = LIVE_ATTR
+            values[":live"] = live_shard(job.job_id)
+            sets.append("#live = :live")
+            removes.append(TTL_ATTR)
+    if to_state not in TERMINAL_STATES and NEXT_POLL_ATTR not in (changes or {}):
         if schedule is None:
             raise ValueError(f"{to_state} is live: give next_poll_at, or a poll schedule to the store")
         due = next_poll_at(
@@ -235,6 +245,28 @@ class JobStore:
                 ConditionExpression="#due = :due AND attribute_exists(#shard)",
                 ExpressionAttributeNames={"#due": NEXT_POLL_ATTR, "#shard": LIVE_ATTR},
                 ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def stop_watching(self, job: Job) -> bool:
+        """Take a terminal job that was still watched (TIMED_OUT) out of the LiveJobs index, if it has not
+        moved since it was read. Not a transition: the job's state and version stay as they are."""
+        try:
+            self._table.update_item(
+                Key={"job_id": job.job_id},
+                UpdateExpression="REMOVE #shard, #due",
+                ConditionExpression="#state = :state AND #version = :version",
+                ExpressionAttributeNames={
+                    "#shard": LIVE_ATTR,
+                    "#due": NEXT_POLL_ATTR,
+                    "#state": "state",
+                    "#version": "version",
+                },
+                ExpressionAttributeValues={":state": job.state.value, ":version": job.version},
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
