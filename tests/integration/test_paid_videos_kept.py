@@ -9,10 +9,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from kling_pipeline.adapters.download_workflow import execution_name
+from kling_pipeline.errors import TransitionRejectedError
 from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.requests import JobRequest
 from tests.support.lambda_runtime import load_function_module
-from tests.support.scenarios import Completion, as_callback_body, job_in, kling_task, submitted
+from tests.support.scenarios import (
+    ACCESS_KEY,
+    DEAD_API,
+    Completion,
+    as_callback_body,
+    job_in,
+    kling_task,
+    submitted,
+)
 
 S = JobState
 DAY_S = 86_400
@@ -202,3 +214,119 @@ def test_a_timed_out_job_whose_task_kling_fails_is_no_longer_watched(completion:
     # Then it stays TIMED_OUT and leaves the LiveJobs index
     raw = pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": "late-fail"}})["Item"]
     assert raw["state"]["S"] == "TIMED_OUT" and "live_shard" not in raw and "next_poll_at" not in raw
+
+
+# -- item 7: reconciliation on a busy account, and a job that cannot be proven -----------------------
+
+
+def another_producers_tasks(completion: Completion, count: int) -> None:
+    """Tasks someone else on the account made (Kling's list holds every task of the account)."""
+    state = completion.pipeline.sim.state
+    for i in range(count):
+        state.create(ACCESS_KEY, "text2video", {"prompt": f"someone else's video {i}", "model_name": "kling-v1"})
+
+
+def test_on_a_busy_account_an_unsettled_create_is_proven_absent_and_made_once(completion: Completion) -> None:
+    # Given an account busy with another producer's tasks (over 5,000 of them, more than ten pages of
+    # Kling's list), a look-up by external id Kling does not serve, and a create answered 5000 that made
+    # no task
+    pipeline = completion.pipeline
+    pipeline.sim.configure(concurrency_limit=0, external_id_lookup="missing")
+    another_producers_tasks(completion, 5_600)
+    pipeline.sim.configure(force_create_errors=[5000])
+    # When the job's message is handled until it settles
+    pipeline.send({"job_id": "busy-account", "prompt": "a heron"})
+    pipeline.drain(
+        pipeline.submit_handler(),
+        lambda: job_in(pipeline, "busy-account", S.SUBMITTED, S.PROCESSING, S.DOWNLOADING, S.COMPLETED),
+        deadline_s=90,
+    )
+    # Then the list scan reached back to the unsettled create (no page limit short of the invocation's
+    # time), proved there was no task, and exactly one was made
+    assert pipeline.tasks_for("busy-account") == 1
+
+
+def unsettled_for_a_day(completion: Completion, job_id: str) -> Job:
+    """A job whose create got no answer a day ago (so it may have made a task), claimed first long before."""
+    pipeline = completion.pipeline
+    request = JobRequest.model_validate({"job_id": job_id, "prompt": f"video for {job_id}"})
+    job, _ = pipeline.store.create(job_id, request, by="test")
+    long_ago = int(time.time()) - 3 * DAY_S
+    claimed = pipeline.store.transition(
+        job,
+        S.SUBMITTING,
+        by="test",
+        changes={"lease_owner": "gone", "lease_expires_at": 0, "claimed_at": long_ago, "first_claimed_at": long_ago},
+    )
+    return pipeline.store.transition(
+        claimed,
+        S.QUEUED,
+        by="test",
+        changes={"needs_reconcile": True, "unsettled_since": int(time.time()) - DAY_S - 120},
+        remove=("lease_owner", "lease_expires_at"),
+    )
+
+
+def test_a_job_that_cannot_be_proven_within_a_day_fails_with_what_to_check_and_an_operator_settles_it(
+    completion: Completion,
+) -> None:
+    # Given a job whose create went unanswered over a day ago, and Kling unreachable for its reconciliation
+    pipeline = completion.pipeline
+    unsettled_for_a_day(completion, "never-proven")
+    pipeline.sim.configure(outage_s=3_600 * pipeline.sim.config.speed)
+    # When the submit path takes its message
+    pipeline.send({"job_id": "never-proven", "prompt": "video for never-proven"})
+    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "never-proven", S.FAILED), deadline_s=60)
+    # Then it ends FAILED, saying what is known and how to check and settle it, and it is announced
+    failed = pipeline.store.get("never-proven")
+    assert failed.error_code == "KLING_UNSETTLED"
+    assert "external_task_id never-proven" in (failed.error_message or "")
+    assert "kling-pipeline settle never-proven" in (failed.error_message or "")
+    assert [e["detail"]["state"] for e in completion.events() if e["detail-type"] == "Video Failed"] == ["FAILED"]
+    assert pipeline.tasks_for("never-proven") == 0
+    # When Kling is back and an operator, having found no such task in Kling's console, settles it
+    pipeline.sim.configure(outage_s=0)
+    assert settle_cli(pipeline, "never-proven", "--no-task") == 0
+    # Then it is created, once, by the submit path
+    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "never-proven", S.SUBMITTED, S.PROCESSING))
+    assert pipeline.tasks_for("never-proven") == 1
+
+
+def test_an_operator_records_the_task_of_an_unsettled_job_and_its_video_is_collected(completion: Completion) -> None:
+    # Given a job FAILED with KLING_UNSETTLED whose task Kling did make (seen in Kling's console)
+    pipeline = completion.pipeline
+    job = unsettled_for_a_day(completion, "made-after-all")
+    pipeline.sim.configure(outage_s=3_600 * pipeline.sim.config.speed)
+    pipeline.send({"job_id": "made-after-all", "prompt": "video for made-after-all"})
+    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "made-after-all", S.FAILED), deadline_s=60)
+    pipeline.sim.configure(outage_s=0)
+    body = job.job_request.kling_body(default_model="kling-v1", callback_url=DEAD_API, external_task_id=job.job_id)
+    made = pipeline.kling().create_task("text2video", body)
+    # When the operator records it
+    assert settle_cli(pipeline, "made-after-all", "--task-id", made.task_id) == 0
+    # Then the poller collects its video, and no second task was made
+    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "made-after-all", S.COMPLETED))
+    assert pipeline.store.get("made-after-all").task_id == made.task_id
+    assert pipeline.tasks_for("made-after-all") == 1
+
+
+def test_settle_refuses_a_job_that_is_not_unsettled(completion: Completion) -> None:
+    # Given a job that failed for another reason
+    pipeline = completion.pipeline
+    request = JobRequest.model_validate({"job_id": "plain-failure", "prompt": "x"})
+    job, _ = pipeline.store.create("plain-failure", request, by="test")
+    failed = pipeline.store.transition(
+        job, S.FAILED, by="test", changes={"error_code": "KLING_TASK_FAILED", "error_message": "no"}
+    )
+    # When an operator tries to settle it, the CLI refuses, and even a direct write is refused by the store
+    assert settle_cli(pipeline, "plain-failure", "--no-task") == 2
+    with pytest.raises(TransitionRejectedError):
+        pipeline.store.transition(failed, S.QUEUED, by="test", changes={"next_poll_at": 1})
+    assert pipeline.store.get("plain-failure").state is S.FAILED
+
+
+def settle_cli(pipeline: Any, job_id: str, *flags: str) -> int:
+    from kling_local.cli import main
+
+    where = ["--queue-url", pipeline.queue_url, "--table", pipeline.table_name, "--dlq-url", pipeline.dlq_url]
+    return main(["settle", job_id, *flags, *where])

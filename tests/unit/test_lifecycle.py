@@ -55,7 +55,7 @@ def test_design_transitions_are_allowed(src: JobState | None, dst: JobState) -> 
     ("src", "dst"),
     [
         (S.COMPLETED, S.FAILED),
-        (S.FAILED, S.QUEUED),
+        (S.FAILED, S.PROCESSING),
         (S.PROCESSING, S.SUBMITTED),
         (S.QUEUED, S.SUBMITTED),
         (S.DOWNLOADING, S.PROCESSING),

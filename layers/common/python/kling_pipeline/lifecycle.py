@@ -69,12 +69,19 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
         (S.PROCESSING, S.TIMED_OUT),
         # Kling finished a task after the job timeout: the video is paid for, so it is collected.
         (S.TIMED_OUT, S.DOWNLOADING),
+        # An operator settles a job whose create could not be proven either way (KLING_UNSETTLED, the only
+        # FAILED job that may move: the job store's condition): the task found in Kling's console is
+        # recorded, or the job is released to be created (`kling-pipeline settle`).
+        (S.FAILED, S.SUBMITTED),
+        (S.FAILED, S.QUEUED),
         (S.QUEUED, S.CANCELLED),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
     }
     | {(state, S.FAILED) for state in JobState if state not in TERMINAL_STATES}
 )
 
 
+# The error code of a job failed because no answer could prove whether Kling made its task (claims.py).
+KLING_UNSETTLED = "KLING_UNSETTLED"
 # Kling deletes a task's results this long after it finished: until then its video can be fetched.
 KLING_KEEPS_RESULTS_S = 30 * 86400
 

@@ -236,7 +236,7 @@ def settle(
             report.actions[job.job_id] = "left for the next run (this one is out of time)"
             continue
         try:
-            action = settle_one(job, answers.get(job.job_id), deps, report, now)
+            action = settle_one(job, answers.get(job.job_id), deps, report, now, time_left_s)
         except TransitionRejectedError:
             action = "moved by someone else meanwhile"
         except KlingAccountError as exc:
@@ -286,14 +286,19 @@ def fetch(kling: KlingClient, job: Job) -> KlingTask | Exception:
 
 
 def settle_one(
-    job: Job, answer: KlingTask | Exception | None, deps: PollerDependencies, report: PollReport, now: int
+    job: Job,
+    answer: KlingTask | Exception | None,
+    deps: PollerDependencies,
+    report: PollReport,
+    now: int,
+    time_left_s: Callable[[], float] | None = None,
 ) -> str:
     if job.state in (S.SUBMITTED, S.PROCESSING):
         return settle_running(job, answer, deps, report, now)
     if job.state is S.TIMED_OUT:
         return settle_timed_out(job, answer, deps, report, now)
     if job.state is S.SUBMITTING:
-        return settle_claim(job, deps, report, now)
+        return settle_claim(job, deps, report, now, time_left_s)
     if job.state is S.DOWNLOADING:
         return settle_download(job, deps, report, now)
     if job.state is S.QUEUED and job.awaiting_message:
@@ -394,7 +399,9 @@ def watched_until(job: Job) -> int:
     return (job.submitted_at or age_from(job.created_at)) + KLING_KEEPS_RESULTS_S
 
 
-def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: int) -> str:
+def settle_claim(
+    job: Job, deps: PollerDependencies, report: PollReport, now: int, time_left_s: Callable[[], float] | None = None
+) -> str:
     """An abandoned claim: find its task, or give the job back to the submit path. Never a create."""
     if (job.lease_expires_at or 0) > now:
         return "claim still held"
@@ -402,7 +409,8 @@ def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: in
     if isinstance(claimed, SubmitResult):
         return claimed.detail
     try:
-        result = reconcile(claimed, claimed.task_kind, deps, by=BY) or release_for_retry(
+        scan_time = None if time_left_s is None else (lambda: time_left_s() - MARGIN_S)
+        result = reconcile(claimed, claimed.task_kind, deps, by=BY, time_left_s=scan_time) or release_for_retry(
             claimed, deps, "the claim was abandoned and Kling has no task for it: sent back to the queue"
         )
     except KlingAccountError as exc:

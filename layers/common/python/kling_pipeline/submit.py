@@ -150,7 +150,7 @@ def handle_job_message(
         elif time_left_ms is not None and time_left_ms < needed_ms:
             result = SubmitResult(Outcome.REQUEUED, request.job_id, "not enough time left in this invocation")
         else:
-            result = submit_job(request, deps, owner=owner)
+            result = submit_job(request, deps, owner=owner, time_left_s=scan_budget(time_left_ms, needed_ms))
         if result.outcome in (Outcome.REQUEUED, Outcome.NAMED, Outcome.HELD):
             deps.queue.send(request.as_message(), delay_s=result.delay_s)
         elif result.outcome is Outcome.PARKED:
@@ -270,7 +270,18 @@ def reused_id_reason(job: Job) -> str:
     )
 
 
-def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> SubmitResult:
+def scan_budget(time_left_ms: int | None, needed_ms: float) -> Callable[[], float] | None:
+    """What a reconciliation's list scan may use of the invocation: all of it but what the create after
+    the scan needs (None: no limit known, and the scan is cut at a fixed number of pages)."""
+    if time_left_ms is None:
+        return None
+    ends = time.monotonic() + (time_left_ms - needed_ms) / 1000
+    return lambda: ends - time.monotonic()
+
+
+def submit_job(
+    request: JobRequest, deps: SubmitDependencies, *, owner: str, time_left_s: Callable[[], float] | None = None
+) -> SubmitResult:
     job_id = request.job_id
     assert job_id is not None
     job, created = deps.store.create(job_id, request, by=BY)
@@ -288,7 +299,7 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
     if isinstance(reserved, SubmitResult):
         return reserved
     try:
-        return submit_claimed_job(reserved, reserved.job_request, deps)
+        return submit_claimed_job(reserved, reserved.job_request, deps, time_left_s=time_left_s)
     except KlingAccountError as exc:
         # Refused before anything was made: the reservation goes back while an operator acts.
         return park_job(reserved, deps, account_reason(exc), kling_code=exc.code, release=True)
@@ -334,12 +345,14 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | SubmitResult:
     return SubmitResult(Outcome.HELD, job.job_id, reason, delay_s=released.delay_s)
 
 
-def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) -> SubmitResult:
+def submit_claimed_job(
+    job: Job, request: JobRequest, deps: SubmitDependencies, *, time_left_s: Callable[[], float] | None = None
+) -> SubmitResult:
     """We hold the claim: find an earlier task if one may exist, else create exactly one (the request's
     own video, or an extend chain's next step: extend_chain.py)."""
     kind = job.task_kind
     if job.needs_reconcile:
-        settled = reconcile(job, kind, deps)
+        settled = reconcile(job, kind, deps, time_left_s=time_left_s)
         if settled is not None:
             return settled
     callback = callback_url(deps.settings.public_api_base_url, job.job_id, deps.callback_signing_secret)
@@ -373,9 +386,14 @@ def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) 
         return release_for_retry(job, deps, f"Kling said {exc.code}: {exc.message}", kling_code=exc.code)
     except KlingFinalError as exc:
         if exc.code == 1201 and "external_task_id" in exc.message.lower():
-            # Kling runs (and bills) a task under this job id: ours. Record it, or wait until it shows.
+            # Kling runs (and bills) a task under this job id: ours, made by an earlier create, which is
+            # where the list scan must reach back to. Record it, or wait until it shows.
             return release_for_retry(
-                job, deps, f"Kling already has this external_task_id ({exc.message})", unsettled=True
+                job,
+                deps,
+                f"Kling already has this external_task_id ({exc.message})",
+                unsettled=True,
+                unsettled_since=job.unsettled_since or job.first_claimed_at,
             )
         return fail_job(job, deps, exc)
     return record_submitted(job, task, deps, model_name=body.get("model_name"))

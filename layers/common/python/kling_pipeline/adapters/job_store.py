@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.errors import JobNotFoundError, LinkedWriteRefusedError, TransitionRejectedError
-from kling_pipeline.lifecycle import TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
+from kling_pipeline.lifecycle import KLING_UNSETTLED, TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
 from kling_pipeline.observability import Metric, record
 from kling_pipeline.polling import PollSchedule, live_shard, next_poll_at
 
@@ -159,9 +159,15 @@ def transition_write(
         for i, key in enumerate(unique_removes):
             names[f"#r{i}"] = key
         expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(unique_removes)))
+    condition = "#state = :expected_state AND #version = :expected_version"
+    if job.state is JobState.FAILED:
+        # The one FAILED job that may move: an operator's settling of a create never proven (lifecycle.py).
+        names["#error_code"] = "error_code"
+        values[":unsettled"] = KLING_UNSETTLED
+        condition += " AND #error_code = :unsettled"
     return TransitionWrite(
         update_expression=expression,
-        condition_expression="#state = :expected_state AND #version = :expected_version",
+        condition_expression=condition,
         names=names,
         values=values,
     )
