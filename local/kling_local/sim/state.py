@@ -675,6 +675,7 @@ class SimState:
             ended = task.ended_wall or 0.0
             if self._config.cdn_not_ready_s and time.time() < ended + self._config.cdn_not_ready_s:
                 self._cdn["not_ready"] += 1
+                self._faults["cdn_not_ready"] += 1
                 raise CdnRefusal(self._config.cdn_not_ready_status, "not at this edge yet")
             return CdnObject(seed=task.task_id, size=task.video_size, clip=task.clip)
 
