@@ -218,8 +218,23 @@ def fault_matrix(trap: str) -> list[Fault]:
         ),
         Fault("downloads cut", "half the downloads cut after 64 KiB", {"cdn_drop_rate": 0.5}),
         Fault(
+            "CDN 404s for the first seconds after succeed",
+            "every result URL answered 404 for its first 4 s (an edge still propagating): an attempt that failed, "
+            "not an expired link",
+            {"cdn_not_ready_s": 4.0, "cdn_not_ready_status": 404},
+        ),
+        Fault(
+            "Kling unreachable across the job timeout",
+            "every request 5001 and no callbacks for 75 minutes (Kling's time) from 3 s in, past the 60-minute job "
+            "timeout, while the tasks finish: no job is timed out for want of an answer, and every video is kept",
+            {"outage_s": 4_500.0, "generation_min_s": 300.0, "generation_max_s": 600.0},
+            outage_after_s=3.0,
+            include_in_slice=False,
+        ),
+        Fault(
             "result URLs expired",
-            "result URLs expire 1 s (Kling's time) after the task ends",
+            "result URLs expire 1 s (Kling's time) after the task ends; within Kling's 30 days a refused link is an "
+            "attempt that failed, so each job ends DOWNLOAD_FAILED after its DownloadAttempts",
             {"url_lifetime_s": 1.0},
             expect_refusal=True,
         ),
@@ -260,9 +275,12 @@ def fault_matrix(trap: str) -> list[Fault]:
     ]
     together: dict[str, Any] = {}
     for fault in alone:
-        if fault.name in ("callbacks lost 100%", "forged callbacks", "callbacks delayed past the poll") or (
-            fault.expect_refusal or fault.drip
-        ):
+        if fault.name in (
+            "callbacks lost 100%",
+            "forged callbacks",
+            "callbacks delayed past the poll",
+            "Kling unreachable across the job timeout",  # its long outage would replace the short one
+        ) or (fault.expect_refusal or fault.drip):
             continue
         together |= fault.knobs
     together |= {
@@ -332,6 +350,9 @@ def half_done_rows() -> list[Fault]:
 SLICE_LEAVES_OUT = {"hostile URL: loopback", "redirect to a foreign host", "redirect to the metadata address"}
 # Real seconds a row takes, roughly (from make chaos): what the shards are balanced by.
 SLOW_ROWS = {
+    "Kling unreachable across the job timeout": 95,
+    "result URLs expired": 65,  # every download attempt, each with the workflow's retries
+    "CDN 404s for the first seconds after succeed": 12,
     "callbacks delayed past the poll": 18,
     "query lag": 13,
     "Kling outage": 14,
@@ -1095,7 +1116,11 @@ class ChaosRun:
                     hostile_refused += 1
                 else:
                     wrong += 1
-            elif (job.state.value, kling_status == "succeed") in (("COMPLETED", False), ("FAILED", True)):
+            elif (job.state.value, kling_status == "succeed") in (
+                ("COMPLETED", False),
+                ("FAILED", True),
+                ("TIMED_OUT", True),  # Kling made (and billed) the video, and the job gave up on it
+            ):
                 wrong += 1
         if fault.hostile:
             hostile_refused = hostile_refused if self.trap.hits == 0 else 0

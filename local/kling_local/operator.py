@@ -1,4 +1,4 @@
-"""Commands for producers and operators: submit, status, list, watch, get, dlq.
+"""Commands for producers and operators: submit, status, list, watch, get, dlq, settle.
 
 They talk to the pipeline only through its public surfaces (the queue, the table, the bucket, the
 DLQ), so they work the same against the local stack and a deployed stack.
@@ -26,7 +26,7 @@ from rich.text import Text
 
 from kling_local.api_client import ApiClientError, JobsApiClient
 from kling_local.connection import ConnectionError_, PipelineConnection, add_connection_arguments, connect
-from kling_pipeline.errors import ImageRefusedError
+from kling_pipeline.errors import ImageRefusedError, TransitionRejectedError
 from kling_pipeline.images import HEADER_BYTES, check_image, s3_location
 from kling_pipeline.job_ids import is_valid_job_id, job_reference
 from kling_pipeline.lifecycle import Job, JobState, public_step
@@ -135,7 +135,20 @@ def register(subparsers: Any) -> None:
     cancel.add_argument("job_id")
     cancel.set_defaults(handler=guarded(cmd_cancel))
 
-    for parser in (submit, status, listing, watch, get, dlq, cancel):
+    settle = subparsers.add_parser(
+        "settle",
+        help="settle a job FAILED with KLING_UNSETTLED from what Kling's console shows: record its task, or "
+        "have it created",
+    )
+    settle.add_argument("job_id")
+    found = settle.add_mutually_exclusive_group(required=True)
+    found.add_argument("--task-id", help="the task Kling made under the job's external_task_id: its video is collected")
+    found.add_argument(
+        "--no-task", action="store_true", help="Kling has no task under the job's external_task_id: create it"
+    )
+    settle.set_defaults(handler=guarded(cmd_settle))
+
+    for parser in (submit, status, listing, watch, get, dlq, cancel, settle):
         add_connection_arguments(parser)
     for parser in (submit, status, listing, cancel):
         parser.add_argument(
@@ -778,6 +791,34 @@ def cmd_cancel(args: argparse.Namespace, connection: PipelineConnection | None) 
         raise UsageError("no jobs API known for this pipeline: give --api-url (the stack's JobsApiUrl output)")
     job = JobsApiClient(url).call("POST", f"/jobs/{args.job_id}/cancel")
     print(f"{job['job_id']} {job['state']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- settle
+
+
+def cmd_settle(args: argparse.Namespace, connection: PipelineConnection) -> int:
+    """Through the job store's transitions (claims.settle_unsettled); with --no-task a reference to the
+    job (its request is in its record) is sent to the jobs queue, where the submit path creates its task
+    (should the send fail, the poller sends it: the job is QUEUED awaiting its message)."""
+    from kling_pipeline.claims import settle_unsettled  # the submit path's rules: only this command needs them
+
+    store = connection.store()
+    job = store.find(args.job_id)
+    if job is None:
+        raise UsageError(f"no job {args.job_id} ({connection.where})")
+    try:
+        settled = settle_unsettled(job, store, task_id=args.task_id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except TransitionRejectedError:
+        raise UsageError(f"job {args.job_id} moved meanwhile: look at it again (`kling-pipeline status`)") from None
+    if settled.state is JobState.QUEUED:
+        message = json.dumps(job_reference(settled.job_id))
+        connection.client("sqs").send_message(QueueUrl=connection.queue_url, MessageBody=message)
+        print(f"{settled.job_id} QUEUED: it is on the jobs queue, to be created")
+    else:
+        print(f"{settled.job_id} SUBMITTED with task {settled.task_id}: the poller collects it")
     return 0
 
 

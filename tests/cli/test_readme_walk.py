@@ -18,6 +18,8 @@ What the walk changes, and why (each rule says so where it applies):
   folder links that data folder, as a clone has it.
 - `cancel JOB_ID` may be refused with its reason: the job the walk submitted is usually at Kling by then,
   and Kling has no cancel (a refusal that says so is the command working; a traceback still fails).
+- `settle JOB_ID --task-id T` is refused with its reason: it is for a KLING_UNSETTLED job, and the walk's
+  job is not one.
 - `submit --file jobs.jsonl` reads a jobs.jsonl the walk writes (the README's is the reader's own).
 """
 
@@ -40,7 +42,10 @@ from tests.support.template import ROOT
 
 PREFIX = ".venv/bin/kling-pipeline "
 # Commands that may exit non-zero for a reason another change removes; the walk still requires no traceback.
-MAY_FAIL = {"cancel ": "the walk's job is usually at Kling already: cancel refuses with the reason, as it should"}
+MAY_FAIL = {
+    "cancel ": "the walk's job is usually at Kling already: cancel refuses with the reason, as it should",
+    "settle ": "settle is for a KLING_UNSETTLED job, which the walk has none of: it refuses with the reason",
+}
 
 
 def readme_commands(readme: str) -> list[list[str]]:

@@ -91,6 +91,16 @@ def test_result_urls_expire(make_sim, make_api, wait):
     assert sim.stats()["cdn"]["refused"] >= 1
 
 
+def test_a_result_can_be_refused_for_its_first_seconds_then_served(make_sim, make_api, wait):
+    # An edge still propagating (or a WAF): the good URL answers the chosen 4xx at first, then the video.
+    sim = make_sim(cdn_not_ready_s=1.5, cdn_not_ready_status=403)
+    url = _video_url(make_api(sim))
+    assert httpx.get(url, timeout=10).status_code == 403
+    served = wait(lambda: (r := httpx.get(url, timeout=10)).status_code == 200 and r, timeout=20, what="the edge")
+    assert served.content[4:8] == b"ftyp"
+    assert sim.stats()["cdn"]["not_ready"] >= 1 and sim.stats()["faults"]["cdn_not_ready"] >= 1
+
+
 def test_tampered_or_missing_pkey_is_403(api):
     url = _video_url(api)
     parts = urlsplit(url)

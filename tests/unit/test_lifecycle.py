@@ -55,12 +55,13 @@ def test_design_transitions_are_allowed(src: JobState | None, dst: JobState) -> 
     ("src", "dst"),
     [
         (S.COMPLETED, S.FAILED),
-        (S.FAILED, S.QUEUED),
+        (S.FAILED, S.PROCESSING),
         (S.PROCESSING, S.SUBMITTED),
         (S.QUEUED, S.SUBMITTED),
         (S.DOWNLOADING, S.PROCESSING),
         (S.QUEUED, S.TIMED_OUT),
         (S.TIMED_OUT, S.COMPLETED),
+        (S.TIMED_OUT, S.PROCESSING),
     ],
 )
 def test_backwards_and_terminal_moves_are_refused(src: JobState, dst: JobState) -> None:
@@ -95,7 +96,19 @@ def test_failed_records_klings_reason() -> None:
 @pytest.mark.parametrize("state", [S.DOWNLOADING, S.COMPLETED, S.FAILED, S.TIMED_OUT])
 def test_late_or_duplicate_observations_change_nothing(state: JobState) -> None:
     for status, extra in (("submitted", {}), ("processing", {}), ("succeed", SUCCEED), ("failed", {})):
+        if (state, status) == (S.TIMED_OUT, "succeed"):
+            continue  # the one late observation that moves a job: Kling finished a task it charges for
         assert observe_task(make_job(state), task(status, **extra)) is None
+
+
+def test_a_succeed_after_the_timeout_collects_the_video_and_clears_the_timeout() -> None:
+    decision = observe_task(make_job(S.TIMED_OUT), task("succeed", **SUCCEED))
+    assert decision is not None
+    assert (decision.from_state, decision.to_state) == (S.TIMED_OUT, S.DOWNLOADING)
+    assert decision.starts_download and decision.changes["units_charged"] == "1"
+    assert decision.changes["error_code"] is None and decision.changes["error_message"] is None
+    # a succeed with no video leaves the timed-out job as it ended
+    assert observe_task(make_job(S.TIMED_OUT), task("succeed")) is None
 
 
 def test_observation_of_another_task_changes_nothing() -> None:

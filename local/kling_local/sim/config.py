@@ -181,6 +181,15 @@ class SimConfig(BaseModel):
         description="scheme://host[:port] put in result URLs instead of the CDN's (hostile-URL tests: a foreign "
         "host, a metadata address, loopback); the path and query stay the CDN's",
     )
+    cdn_not_ready_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="real seconds after a task succeeds during which the CDN refuses its result with "
+        "cdn_not_ready_status (an edge still propagating, a WAF), though the URL is good",
+    )
+    cdn_not_ready_status: int = Field(
+        default=404, ge=400, le=499, description="what the CDN answers a result URL in its first cdn_not_ready_s"
+    )
     cdn_drop_rate: Probability = Field(default=0.0, ge=0, le=1, description="downloads cut mid-body")
     cdn_drop_after_bytes: int = Field(default=65536, ge=0)
     cdn_cut_first: int = Field(

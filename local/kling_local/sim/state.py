@@ -685,6 +685,11 @@ class SimState:
             (expires_ms,) = struct.unpack(">Q", expires)
             if time.time() * 1000 >= expires_ms:
                 raise CdnRefusal(404, "expired: results are cleared after their lifetime")
+            ended = task.ended_wall or 0.0
+            if self._config.cdn_not_ready_s and time.time() < ended + self._config.cdn_not_ready_s:
+                self._cdn["not_ready"] += 1
+                self._faults["cdn_not_ready"] += 1
+                raise CdnRefusal(self._config.cdn_not_ready_status, "not at this edge yet")
             return CdnObject(seed=task.task_id, size=task.video_size, clip=task.clip)
 
     def _task_for_path(self, path: str) -> Task:
@@ -767,6 +772,7 @@ class SimState:
                         "bytes_sent",
                         "refused",
                         "redirected",
+                        "not_ready",
                     )
                 },
             }

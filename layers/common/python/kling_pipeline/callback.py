@@ -25,7 +25,7 @@ from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_cred
 from kling_pipeline.errors import KlingApiError, KlingShapeError, KlingUnavailableError
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.kling_task import KlingTask
-from kling_pipeline.lifecycle import Job, JobState, advance_job
+from kling_pipeline.lifecycle import AWAITING_KLING, Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import CallbackSettings
 
@@ -117,13 +117,11 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
         # Repairs a crash between the DOWNLOADING write and the start; a started execution is a no-op.
         deps.workflow.start(job)
         return answered(job, "download already under way")
-    if job.is_terminal or job.task_id is None:
+    if job.state not in AWAITING_KLING or job.task_id is None:
         return answered(job, "nothing to do")
     if hint.task_status in ("submitted", "processing"):
         # Cheap states start nothing that costs: the body may move the job, if it is this job's task.
         return move(job, hint, deps)
-    if job.state not in (S.SUBMITTED, S.PROCESSING):
-        return answered(job, "nothing to do")
     try:
         confirmed = deps.kling().get_task(job.task_kind, job.task_id)
     except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:

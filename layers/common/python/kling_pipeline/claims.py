@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -26,7 +28,7 @@ from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger
 from kling_pipeline.errors import KlingAccountError, KlingRetryableError, KlingShapeError, KlingUnavailableError
 from kling_pipeline.kling_task import KlingTask
-from kling_pipeline.lifecycle import Job, JobState, advance_job
+from kling_pipeline.lifecycle import KLING_UNSETTLED, Job, JobState, advance_job
 from kling_pipeline.observability import logger
 from kling_pipeline.polling import expected_generation_s, first_poll_after_s
 from kling_pipeline.settings import PollerSettings, SubmitSettings
@@ -42,6 +44,11 @@ UNREADABLE_ANSWER_LIMIT = 5
 HELD_FOR = "held_for"
 # When a create was first answered 1201 with no task of the job's found (submit.refused_as_invalid).
 REFUSED_SINCE = "refused_since"
+# How long after a create that may have made a task (`unsettled_since`) reconciliation may go on failing
+# to prove either way (Kling unreachable, a list too long to scan, answers it cannot read) before the
+# job ends FAILED with KLING_UNSETTLED and what an operator needs to settle it (`kling-pipeline settle`):
+# a day outlasts Kling's outages, and on a busy account the list to scan only grows.
+UNSETTLED_WINDOW_S = 86_400
 # Kling's billing refusals: the account exception, arrears, a resource pack used up or expired.
 BILLING_CODES = frozenset({1100, 1101, 1102})
 
@@ -137,13 +144,25 @@ def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | SubmitResult:
     return deps.store.transition(job, S.SUBMITTING, by=BY, changes=claim, add={"submit_attempts": 1}, logged=logged)
 
 
-def reconcile(job: Job, kind: str, deps: Reconciler, *, by: str = BY) -> SubmitResult | None:
+def reconcile(
+    job: Job, kind: str, deps: Reconciler, *, by: str = BY, time_left_s: Callable[[], float] | None = None
+) -> SubmitResult | None:
     """An earlier attempt may have made a task: look for it (by external id, then in the list of tasks
-    created since the first claim). None means "no task, and none can still appear: create"."""
-    since_ms = ((job.first_claimed_at or int(time.time())) - 60) * 1000
+    created since that attempt, within `time_left_s`). None means "no task, and none can still appear:
+    create". Past UNSETTLED_WINDOW_S without proof either way, the job ends FAILED (KLING_UNSETTLED)."""
+    now = int(time.time())
+    since = unsettled_from(job, now)
     try:
-        existing = deps.kling.locate(kind, job.external_task_id, created_since_ms=since_ms, accept=job.owns_task)
+        existing = deps.kling.locate(
+            kind,
+            job.external_task_id,
+            created_since_ms=(since - 60) * 1000,
+            accept=job.owns_task,
+            time_left_s=time_left_s,
+        )
     except (KlingRetryableError, KlingUnavailableError, KlingShapeError) as exc:
+        if now - since > UNSETTLED_WINDOW_S:
+            return give_up_unsettled(job, deps, since, exc, by=by)
         return release_for_retry(
             job,
             deps,
@@ -157,13 +176,43 @@ def reconcile(job: Job, kind: str, deps: Reconciler, *, by: str = BY) -> SubmitR
     if existing is not None:
         logger.info("found the task of an earlier attempt", extra={"task_id": existing.task_id})
         return record_submitted(job, existing, deps, note="found by external_task_id after an unsettled attempt", by=by)
-    wait = (job.unsettled_since or 0) + deps.rules.reconcile_grace_s - int(time.time())
+    wait = (job.unsettled_since or 0) + deps.rules.reconcile_grace_s - now
     if wait > 0:
         # Kling may show a new task to queries only seconds after its create: absence is not proof yet.
         return release_for_retry(
             job, deps, f"no task found yet; an earlier create may still appear (waiting {wait} s)", delay_s=wait + 1
         )
     return None
+
+
+def unsettled_from(job: Job, now: int) -> int:
+    """Epoch s from which a task of this job may exist unseen: the create (or abandoned claim) that left
+    it unsettled. Not the first claim: budget holds and backpressure keep that for days, and a scan
+    back to it on a busy account never ends."""
+    return job.unsettled_since or job.first_claimed_at or now
+
+
+def give_up_unsettled(job: Job, deps: Reconciler, since: int, exc: Exception, *, by: str) -> SubmitResult:
+    """The window for proof has passed: the job ends with what is known and how to settle it. Its budget
+    reservation is kept (a task may have been made and billed); its caller and subscribers are told."""
+    started = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    reason = (
+        f"{job.step_label}a create for this job (external_task_id {job.external_task_id}, from {started}) got no "
+        "answer proving whether Kling made a task, and for a day since Kling could not show it either way (last: "
+        f"{str(exc)[:200]}). Kling may have made and billed a task: look in Kling's console for external_task_id "
+        f"{job.external_task_id} created after {started}, then `kling-pipeline settle {job.job_id} --task-id "
+        f"TASK_ID` to collect its video, or `kling-pipeline settle {job.job_id} --no-task` to have it created"
+    )
+    failed = deps.store.transition(
+        job,
+        S.FAILED,
+        by=by,
+        changes={"error_code": KLING_UNSETTLED, "error_message": reason},
+        remove=("lease_owner", "lease_expires_at"),
+    )
+    deps.announcer.job_ended(failed)
+    logger.error("job unsettled past the window for proof", extra={"job_id": job.job_id, "since": since})
+    return SubmitResult(Outcome.FAILED, job.job_id, reason)
 
 
 def record_submitted(
@@ -250,12 +299,14 @@ def release_for_retry(
     kling_code: int | None = None,
     held_for: str | None = None,
     refused_since: int | None = None,
+    unsettled_since: int | None = None,
 ) -> SubmitResult:
     """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay.
     `unsettled`: a task may exist; reconcile before creating, and create nothing until the grace window
     since now is over. `unreadable`: count an answer this version could not read (park at the limit).
     `held_for`: why the job waits, shown with it (the daily budget). `refused_since`: when a create was
-    first answered 1201 with no task found (kept until a task is recorded)."""
+    first answered 1201 with no task found (kept until a task is recorded). `unsettled_since`: when the
+    task that may exist can first have been made, if before now."""
     now = int(time.time())
     unreadable_answers = (job.unreadable_answers or 0) + (1 if unreadable else 0)
     if unreadable_answers >= UNREADABLE_ANSWER_LIMIT:
@@ -270,7 +321,7 @@ def release_for_retry(
         changes[REFUSED_SINCE] = refused_since
     if unsettled:
         # Look again soon (the task may show at once); only a new create waits for the grace window.
-        changes |= {"needs_reconcile": True, "unsettled_since": now}
+        changes |= {"needs_reconcile": True, "unsettled_since": unsettled_since or now}
     if delay_s is None:
         delay_s = backpressure_delay(
             job.backpressure_count,
@@ -295,3 +346,38 @@ def backpressure_delay(attempt: int, *, base_s: float, max_s: int, rng: random.R
     ceiling = min(float(max_s), base_s * 2 ** min(attempt, 16))
     jittered = ceiling * (rng or random).uniform(0.5, 1.0)
     return int(min(max_s, math.ceil(jittered)))
+
+
+def settle_unsettled(job: Job, store: JobStore, *, task_id: str | None, by: str = "operator") -> Job:
+    """An operator settles a KLING_UNSETTLED job from what Kling's console shows (`kling-pipeline settle`):
+    the task Kling made is recorded (SUBMITTED, due for the poller at once, which then carries it on as
+    any task), or, Kling having made none, the job goes back to QUEUED without the reconcile mark, to be
+    created by the submit path (the caller sends a reference to it; `awaiting_message` has the poller
+    send one if none comes). Through the store's transitions, whose condition lets only a KLING_UNSETTLED
+    job leave FAILED; leaving it restores the job's LiveJobs entry and drops the failure's announcement
+    mark (adapters.job_store.transition_write)."""
+    if job.state is not S.FAILED or job.error_code != KLING_UNSETTLED:
+        raise ValueError(f"job {job.job_id} is {job.state} ({job.error_code}), not FAILED with {KLING_UNSETTLED}")
+    now = int(time.time())
+    cleared: dict[str, object] = {
+        "error_code": None,
+        "error_message": None,
+        "needs_reconcile": None,
+        "unsettled_since": None,
+        "unreadable_answers": None,
+    }
+    if task_id:
+        return store.transition(
+            job,
+            S.SUBMITTED,
+            by=by,
+            changes=cleared | {"task_id": task_id, "submitted_at": now, "next_poll_at": now},
+            note=f"settled by an operator: Kling's task {task_id} is this job's",
+        )
+    return store.transition(
+        job,
+        S.QUEUED,
+        by=by,
+        changes=cleared | {"next_poll_at": now + 600, "awaiting_message": True},
+        note="settled by an operator: Kling made no task for it; to be created",
+    )

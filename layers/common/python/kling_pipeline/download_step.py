@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -22,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from kling_pipeline.adapters.aws_errors import is_transient
 from kling_pipeline.adapters.job_store import JobStore, announced_write, job_store
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, s3_client, stream_to_s3
-from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
+from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError, VideoLinkRefusedError
 from kling_pipeline.extend_chain import after_stored, video_key
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.lifecycle import Job, JobState, public_step
@@ -86,6 +87,8 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
             s3=deps.s3,
             metadata=object_metadata(job),
         )
+    except VideoLinkRefusedError as exc:
+        return link_refused(job, exc, deps)
     except DownloadRefusedError as exc:
         logger.warning("download refused", extra={"error_code": exc.code, "reason": exc.message})
         return refused(job, exc.code, exc.message, deps)
@@ -96,6 +99,27 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
     if finished_ms:
         record(Metric.NOTICE_LATENCY, max(0.0, time.time() - int(finished_ms) / 1000), MetricUnit.Seconds)
     return stored_outcome(job, stored, deps)
+
+
+def link_refused(job: Job, exc: VideoLinkRefusedError, deps: DownloadDependencies) -> dict[str, Any]:
+    """A 401/403/404/410 from the CDN. Within Kling's 30 days of the task's end the link is good (an edge
+    still propagating, a WAF): an attempt that failed, retried by the workflow and then repaired by the
+    poller's next attempt, up to DownloadAttempts. Only past the 30 days is it expired."""
+    expires_at = job.results_expire_at
+    if expires_at is not None and time.time() >= expires_at:
+        expired_on = datetime.fromtimestamp(expires_at, UTC).date()
+        return refused(
+            job,
+            "VIDEO_URL_EXPIRED",
+            f"{exc.message}: Kling's result link expired on {expired_on} (results are kept 30 days), so this "
+            "video can no longer be fetched; making it again is a new job, and a new Kling charge",
+            deps,
+        )
+    logger.warning("the CDN refused a result link within Kling's 30 days: retried", extra={"status": exc.status})
+    record(Metric.DOWNLOADS, outcome="link_refused")
+    raise TransientDownloadError(
+        f"{exc.message} within Kling's 30 days of the task's end (an edge not serving it yet, or a WAF): tried again"
+    ) from exc
 
 
 def object_metadata(job: Job) -> dict[str, str]:

@@ -23,7 +23,7 @@ from kling_pipeline.job_ids import internal_name
 from kling_pipeline.observability import Metric, logger, record
 
 if TYPE_CHECKING:  # annotations only: the download step, the API and webhooks never parse a Kling task
-    from kling_pipeline.kling_task import KlingTask
+    from kling_pipeline.kling_task import KlingTask, KlingVideo
     from kling_pipeline.requests import JobRequest
 
 
@@ -49,6 +49,9 @@ S = JobState
 # Kinds whose task extends no earlier video: a task carrying a parent video is of another kind.
 KINDS_WITHOUT_PARENT = frozenset({"text2video", "image2video"})
 TERMINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
+# States whose Kling task may still succeed: a TIMED_OUT job has ended for its caller, but Kling may
+# yet finish (and bill) the task it accepted, and that video is collected (docs/architecture.md).
+AWAITING_KLING = frozenset({S.SUBMITTED, S.PROCESSING, S.TIMED_OUT})
 
 # (from, to): every move a job may make. None is "no job yet". SUBMITTING -> SUBMITTING re-claims an
 # expired lease; SUBMITTING -> QUEUED is backpressure (or parking), not failure.
@@ -67,10 +70,23 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
         (S.DOWNLOADING, S.QUEUED),  # an extend chain: a step stored, the next one queued
         (S.SUBMITTED, S.TIMED_OUT),
         (S.PROCESSING, S.TIMED_OUT),
+        # Kling finished a task after the job timeout: the video is paid for, so it is collected.
+        (S.TIMED_OUT, S.DOWNLOADING),
+        # An operator settles a job whose create could not be proven either way (KLING_UNSETTLED, the only
+        # FAILED job that may move: the job store's condition): the task found in Kling's console is
+        # recorded, or the job is released to be created (`kling-pipeline settle`).
+        (S.FAILED, S.SUBMITTED),
+        (S.FAILED, S.QUEUED),
         (S.QUEUED, S.CANCELLED),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
     }
     | {(state, S.FAILED) for state in JobState if state not in TERMINAL_STATES}
 )
+
+
+# The error code of a job failed because no answer could prove whether Kling made its task (claims.py).
+KLING_UNSETTLED = "KLING_UNSETTLED"
+# Kling deletes a task's results this long after it finished: until then its video can be fetched.
+KLING_KEEPS_RESULTS_S = 30 * 86400
 
 
 def check_transition(from_state: JobState | None, to_state: JobState) -> None:
@@ -146,6 +162,13 @@ class Job(BaseModel):
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def results_expire_at(self) -> int | None:
+        """Epoch s when Kling deletes the step's video (KLING_KEEPS_RESULTS_S after its task finished,
+        `kling_finished_at` in ms); None while that is not known."""
+        finished_ms = (self.model_extra or {}).get("kling_finished_at")
+        return int(finished_ms) // 1000 + KLING_KEEPS_RESULTS_S if finished_ms else None
 
     @property
     def total_steps(self) -> int:
@@ -299,6 +322,19 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
     status = task.task_status
     if status == "processing" and job.state is S.SUBMITTED:
         return Transition(S.SUBMITTED, S.PROCESSING, {"kling_status": status})
+    if status == "succeed" and job.state is S.TIMED_OUT:
+        video = task.first_video
+        if video is None:
+            return None  # nothing to collect: the job stays as it ended
+        return Transition(
+            S.TIMED_OUT,
+            S.DOWNLOADING,
+            succeeded(task, video)
+            # The timeout's reason no longer holds. Its caller was told when the timeout was announced (the
+            # token went then); a caller not yet told keeps its token, and is told how the job ends.
+            | {"error_code": None, "error_message": None},
+            note="Kling finished the task after the job timeout: collecting the video it charged for",
+        )
     if status == "succeed" and job.state in (S.SUBMITTED, S.PROCESSING):
         video = task.first_video
         if video is None:
@@ -317,18 +353,7 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                     ),
                 },
             )
-        return Transition(
-            job.state,
-            S.DOWNLOADING,
-            {
-                "kling_status": status,
-                "kling_finished_at": task.updated_at,
-                "video_url": video.url,
-                "kling_video_id": video.id,
-                "video_duration": video.duration,
-                "units_charged": task.final_unit_deduction,
-            },
-        )
+        return Transition(job.state, S.DOWNLOADING, succeeded(task, video))
     if status == "failed" and job.state in (S.SUBMITTED, S.PROCESSING):
         return Transition(
             job.state,
@@ -344,6 +369,18 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
             },
         )
     return None
+
+
+def succeeded(task: KlingTask, video: KlingVideo) -> dict[str, Any]:
+    """What a confirmed `succeed` records on the job: where the video is, and what Kling charged."""
+    return {
+        "kling_status": task.task_status,
+        "kling_finished_at": task.updated_at,
+        "video_url": video.url,
+        "kling_video_id": video.id,
+        "video_duration": video.duration,
+        "units_charged": task.final_unit_deduction,
+    }
 
 
 def advance_job(

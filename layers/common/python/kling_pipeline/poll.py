@@ -7,7 +7,10 @@ overlapping runs never poll a job twice. By state:
 
 - SUBMITTED / PROCESSING: the task is fetched from Kling (GETs in parallel, bounded) and applied
   through lifecycle.advance_job, the callback's own path; a job older than the job timeout (from its
-  submission) that Kling has still not finished is TIMED_OUT and announced.
+  submission) that Kling answers is still unfinished is TIMED_OUT and announced (one Kling could not
+  be asked about, only after twice the timeout).
+- TIMED_OUT, still watched: asked about rarely, until Kling's 30 days; a `succeed` carries it to
+  DOWNLOADING (the video is paid for).
 - SUBMITTING with an expired lease: reconciled exactly as the submit path does (claims.reconcile):
   the task is recorded if Kling has it, else the job goes back to QUEUED and its request to the queue.
   The poller never creates a Kling task.
@@ -63,18 +66,19 @@ from kling_pipeline.errors import (
 from kling_pipeline.extend_chain import after_stored, video_key
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
-from kling_pipeline.lifecycle import Job, JobState, advance_job
+from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s
+from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
 from kling_pipeline.requests import parked_message
 from kling_pipeline.settings import PollerSettings
 
 S = JobState
 BY = "poller"
 REPAIR = "poller-repair"
-KLING_KEEPS_RESULTS_S = 30 * 86400
 PER_SHARD = 25  # jobs read from each shard per round
 MARGIN_S = 10.0  # stop starting work this long before the invocation's end
+# Without an answer from Kling, a job is timed out only after this many job timeouts (see settle_running).
+UNANSWERED_TIMEOUT_FACTOR = 2
 ACCOUNT_LOOKBACK_MS = 400 * 86_400_000  # resource packs bought in the last 400 days (a year's pack, and some)
 
 
@@ -212,7 +216,8 @@ def settle(
         state = S(item["state"])
         report.looked_at += 1
         report.max_lag_s = max(report.max_lag_s, now - int(item["next_poll_at"]))
-        if not state.is_terminal:  # an ended job waits here only for its announcement
+        # An ended job waits here only for its announcement, or (TIMED_OUT) to be watched for a late `succeed`.
+        if not state.is_terminal:
             report.oldest_live_s = max(report.oldest_live_s, age_s(item.get("created_at"), now))
         polled = state in (S.SUBMITTED, S.PROCESSING)
         next_due = look_again_at(state, item, now, schedule)
@@ -225,9 +230,9 @@ def settle(
         if not won:
             report.claimed_elsewhere += 1
             continue
-        if job is not None and (not job.is_terminal or job.announce_pending):
+        if job is not None and (not job.is_terminal or job.announce_pending or job.state is S.TIMED_OUT):
             claimed.append(job)
-    running = [job for job in claimed if job.state in (S.SUBMITTED, S.PROCESSING) and job.task_id]
+    running = [job for job in claimed if job.state in AWAITING_KLING and job.task_id]
     with ThreadPoolExecutor(max_workers=deps.settings.poll_parallelism) as pool:
         answers = dict(
             zip(
@@ -243,7 +248,7 @@ def settle(
             report.actions[job.job_id] = "left for the next run (this one is out of time)"
             continue
         try:
-            action = settle_one(job, answers.get(job.job_id), deps, report, now)
+            action = settle_one(job, answers.get(job.job_id), deps, report, now, time_left_s)
         except TransitionRejectedError:
             action = "moved by someone else meanwhile"
         except KlingAccountError as exc:
@@ -274,6 +279,9 @@ def look_again_at(state: JobState, item: dict[str, Any], now: int, schedule: Pol
         return lease + 1 if lease > now else now + schedule.poll_interval_s
     if state is S.DOWNLOADING:
         return now + schedule.download_check_s
+    if state is S.TIMED_OUT:
+        # Watched, rarely; if its end is still to be announced, settle_one brings its next look forward.
+        return now + timed_out_look_s(schedule)
     if state.is_terminal:
         return now + ANNOUNCE_GRACE_S
     return now + schedule.queued_report_s
@@ -293,14 +301,33 @@ def fetch(kling: KlingClient, job: Job) -> KlingTask | Exception:
 
 
 def settle_one(
-    job: Job, answer: KlingTask | Exception | None, deps: PollerDependencies, report: PollReport, now: int
+    job: Job,
+    answer: KlingTask | Exception | None,
+    deps: PollerDependencies,
+    report: PollReport,
+    now: int,
+    time_left_s: Callable[[], float] | None = None,
 ) -> str:
+    if job.state is S.TIMED_OUT:
+        # Its end announced first (once), then watched for a late `succeed`: a later end is never
+        # announced before this one.
+        if not job.announce_pending:
+            return settle_timed_out(job, answer, deps, report, now)
+        if not announce_again(job, deps, report):
+            # Its claim made it due at the rare look: the announcement is due sooner.
+            deps.store.claim_poll(
+                job.job_id, due=int(job.next_poll_at or now), next_due=now + ANNOUNCE_GRACE_S, polled=False
+            )
+            return "announcement failed again; tried at its next look"
+        return "announced (its first announcement had failed); " + settle_timed_out(job, answer, deps, report, now)
     if job.is_terminal:
-        return announce_again(job, deps, report)
+        if not announce_again(job, deps, report):
+            return "announcement failed again; tried at its next look"
+        return "announced (its first announcement had failed)"
     if job.state in (S.SUBMITTED, S.PROCESSING):
         return settle_running(job, answer, deps, report, now)
     if job.state is S.SUBMITTING:
-        return settle_claim(job, deps, report, now)
+        return settle_claim(job, deps, report, now, time_left_s)
     if job.state is S.DOWNLOADING:
         return settle_download(job, deps, report, now)
     if job.state is S.QUEUED and job.awaiting_message:
@@ -321,15 +348,16 @@ def settle_one(
     return "nothing to do"
 
 
-def announce_again(job: Job, deps: PollerDependencies, report: PollReport) -> str:
+def announce_again(job: Job, deps: PollerDependencies, report: PollReport) -> bool:
     """An ended job whose announcement failed (or whose announcer died): its event again (at least once
     is the promise), its waiting caller resumed (Step Functions takes a token once: a caller already
-    resumed answers InvalidToken, which is nobody's error), then its mark cleared."""
+    resumed answers InvalidToken, which is nobody's error), then its mark cleared. False: it failed
+    again, and the mark stays for the next look."""
     if not deps.announcer.job_ended(job):
-        return "announcement failed again; tried at its next look"
+        return False
     report.announced += 1
     record(Metric.POLLER_JOBS, action="announced")
-    return "announced (its first announcement had failed)"
+    return True
 
 
 def settle_running(
@@ -347,31 +375,75 @@ def settle_running(
             record(Metric.POLLER_JOBS, action="resolved")
     elif answer is not None:
         action = f"could not ask Kling: {answer}"
-    if (
-        current.state in (S.SUBMITTED, S.PROCESSING)
-        and now - (current.submitted_at or now) > deps.settings.job_timeout_s
-    ):
-        timed_out = deps.store.transition(
-            current,
-            S.TIMED_OUT,
-            by=BY,
-            changes={
-                "error_code": "JOB_TIMED_OUT",
-                "error_message": (
-                    f"Kling had not finished task {current.task_id} {(now - (current.submitted_at or now)) // 60} "
-                    f"minutes after accepting it (the job timeout is {deps.settings.job_timeout_s // 60} minutes); "
-                    "the pipeline stopped waiting for it. Kling may still finish and charge it."
-                ),
-            },
-        )
-        deps.announcer.job_ended(timed_out)
-        report.timed_out += 1
-        record(Metric.POLLER_JOBS, action="timed_out")
-        return "timed out"
-    return action
+    if current.state not in (S.SUBMITTED, S.PROCESSING):
+        return action
+    waited = now - (current.submitted_at or now)
+    timeout = deps.settings.job_timeout_s
+    # Only Kling's own answer that the task is unfinished times a job out. When Kling cannot be asked
+    # (an outage, 1302, an account error, an answer this version cannot read) it may have finished and
+    # billed the task: the job waits a second job timeout before it is timed out anyway, and even then
+    # it is watched for a late `succeed` (settle_timed_out).
+    unfinished = isinstance(answer, KlingTask) and answer.task_status in ("submitted", "processing")
+    if waited <= (timeout if unfinished else timeout * UNANSWERED_TIMEOUT_FACTOR):
+        return action
+    watch_until = datetime.fromtimestamp(watched_until(current), UTC).date()
+    why = (
+        f"Kling had not finished task {current.task_id} {waited // 60} minutes after accepting it (the job "
+        f"timeout is {timeout // 60} minutes)"
+        if unfinished
+        else f"Kling could not be asked about task {current.task_id} for {waited // 60} minutes after accepting "
+        f"it (the last ask: {str(answer)[:200] if answer is not None else 'no answer'})"
+    )
+    timed_out = deps.store.transition(
+        current,
+        S.TIMED_OUT,
+        by=BY,
+        changes={
+            "error_code": "JOB_TIMED_OUT",
+            "error_message": (
+                f"{why}; the pipeline stopped waiting for it. Kling may still finish and charge it: the pipeline "
+                f"keeps asking until {watch_until}, and if Kling finishes it the video is stored and the job "
+                "completes."
+            ),
+        },
+    )
+    deps.announcer.job_ended(timed_out)
+    report.timed_out += 1
+    record(Metric.POLLER_JOBS, action="timed_out")
+    return "timed out"
 
 
-def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: int) -> str:
+def settle_timed_out(
+    job: Job, answer: KlingTask | Exception | None, deps: PollerDependencies, report: PollReport, now: int
+) -> str:
+    """A TIMED_OUT job whose task Kling may still finish: a confirmed `succeed` carries it to DOWNLOADING
+    (the video is paid for); Kling's `failed`, or the end of Kling's 30 days, ends the watch."""
+    if isinstance(answer, KlingTask):
+        report.kling_gets += 1
+        record(Metric.KLING_GETS, by=BY)
+        moved, action = advance_job(job, answer, deps, by=BY)
+        if moved.state is S.DOWNLOADING:
+            report.resolved_by_poll += 1
+            record(Metric.POLLER_JOBS, action="resolved")
+            return f"Kling finished it after the job timeout: {action}"
+        if answer.task_status in ("succeed", "failed"):
+            deps.store.stop_watching(job)
+            return f"Kling ended its task {answer.task_status} with nothing to collect: no longer watched"
+    if now >= watched_until(job):
+        deps.store.stop_watching(job)
+        return "no longer watched: Kling's 30 days since it accepted the task have passed"
+    return "still not finished at Kling" if isinstance(answer, KlingTask) else f"could not ask Kling: {answer}"
+
+
+def watched_until(job: Job) -> int:
+    """Until when a TIMED_OUT job is asked about: Kling keeps a task's results 30 days, so a task still
+    unfinished 30 days after it was accepted has nothing left to collect."""
+    return (job.submitted_at or age_from(job.created_at)) + KLING_KEEPS_RESULTS_S
+
+
+def settle_claim(
+    job: Job, deps: PollerDependencies, report: PollReport, now: int, time_left_s: Callable[[], float] | None = None
+) -> str:
     """An abandoned claim: find its task, or give the job back to the submit path. Never a create."""
     if (job.lease_expires_at or 0) > now:
         return "claim still held"
@@ -379,7 +451,8 @@ def settle_claim(job: Job, deps: PollerDependencies, report: PollReport, now: in
     if isinstance(claimed, SubmitResult):
         return claimed.detail
     try:
-        result = reconcile(claimed, claimed.task_kind, deps, by=BY) or release_for_retry(
+        scan_time = None if time_left_s is None else (lambda: time_left_s() - MARGIN_S)
+        result = reconcile(claimed, claimed.task_kind, deps, by=BY, time_left_s=scan_time) or release_for_retry(
             claimed, deps, "the claim was abandoned and Kling has no task for it: sent back to the queue"
         )
     except KlingAccountError as exc:
@@ -419,10 +492,10 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
             return f"step {job.step} completed from the stored video; step {repaired.step} queued"
         deps.announcer.job_ended(repaired)
         return "completed from the stored video (no second download)"
-    finished_ms = (job.model_extra or {}).get("kling_finished_at")
     tried = attempt.number if attempt is not None else 0
-    if finished_ms and now - int(finished_ms) // 1000 > KLING_KEEPS_RESULTS_S:
-        expired_on = datetime.fromtimestamp(int(finished_ms) // 1000 + KLING_KEEPS_RESULTS_S, UTC).date()
+    expires_at = job.results_expire_at
+    if expires_at is not None and now > expires_at:
+        expired_on = datetime.fromtimestamp(expires_at, UTC).date()
         return fail_download(
             job,
             deps,

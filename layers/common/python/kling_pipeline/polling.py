@@ -94,6 +94,17 @@ def poll_interval_s(polls_so_far: int, schedule: PollSchedule) -> int:
     return int(min(grown, schedule.poll_interval_s * MAX_INTERVAL_FACTOR))
 
 
+# A TIMED_OUT job's task may still succeed at Kling (and be billed): the poller asks about it again this
+# many poll intervals apart (an hour at the template's 20 s), until Kling's 30 days from its submission.
+TIMED_OUT_LOOK_INTERVALS = 180
+
+
+def timed_out_look_s(schedule: PollSchedule) -> int:
+    """How long a TIMED_OUT job waits between the poller's looks: rarely, since it has already ended for
+    its caller, and Kling finishing a task past the timeout is the exception."""
+    return schedule.poll_interval_s * TIMED_OUT_LOOK_INTERVALS
+
+
 def next_poll_at(
     to_state: JobState,
     *,

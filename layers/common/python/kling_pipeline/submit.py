@@ -184,7 +184,8 @@ def handle_job_message(
         elif time_left_ms is not None and time_left_ms < needed_ms:
             result = SubmitResult(Outcome.REQUEUED, request.job_id, "not enough time left in this invocation")
         else:
-            result, recorded = submit_job(request, deps, owner=owner), True
+            time_left_s = scan_budget(time_left_ms, needed_ms)
+            result, recorded = submit_job(request, deps, owner=owner, time_left_s=time_left_s), True
         if result.outcome in (Outcome.REQUEUED, Outcome.NAMED, Outcome.HELD):
             # A recorded job goes back as a reference: its request is in its record, however large.
             resend = job_reference(request.job_id) if recorded else request.as_message()
@@ -337,7 +338,18 @@ def reused_id_reason(job: Job) -> str:
     )
 
 
-def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> SubmitResult:
+def scan_budget(time_left_ms: int | None, needed_ms: float) -> Callable[[], float] | None:
+    """What a reconciliation's list scan may use of the invocation: all of it but what the create after
+    the scan needs (None: no limit known, and the scan is cut at a fixed number of pages)."""
+    if time_left_ms is None:
+        return None
+    ends = time.monotonic() + (time_left_ms - needed_ms) / 1000
+    return lambda: ends - time.monotonic()
+
+
+def submit_job(
+    request: JobRequest, deps: SubmitDependencies, *, owner: str, time_left_s: Callable[[], float] | None = None
+) -> SubmitResult:
     job_id = request.job_id
     assert job_id is not None
     job, created = deps.store.create(job_id, request, by=BY)
@@ -355,7 +367,7 @@ def submit_job(request: JobRequest, deps: SubmitDependencies, *, owner: str) -> 
     if isinstance(reserved, SubmitResult):
         return reserved
     try:
-        return submit_claimed_job(reserved, reserved.job_request, deps)
+        return submit_claimed_job(reserved, reserved.job_request, deps, time_left_s=time_left_s)
     except KlingAccountError as exc:
         # Refused before anything was made: the reservation goes back while an operator acts.
         return park_job(reserved, deps, account_reason(exc), kling_code=exc.code, release=True)
@@ -419,13 +431,15 @@ def budget_too_small(job: Job, deps: SubmitDependencies, units: float, budget: f
     return SubmitResult(Outcome.FAILED, job.job_id, reason, error=BUDGET_TOO_SMALL)
 
 
-def submit_claimed_job(job: Job, request: JobRequest, deps: SubmitDependencies) -> SubmitResult:
+def submit_claimed_job(
+    job: Job, request: JobRequest, deps: SubmitDependencies, *, time_left_s: Callable[[], float] | None = None
+) -> SubmitResult:
     """We hold the claim: find an earlier task if one may exist, else create exactly one (the request's
     own video, or an extend chain's next step: extend_chain.py)."""
     kind = job.task_kind
     if job.needs_reconcile:
         try:
-            settled = reconcile(job, kind, deps)
+            settled = reconcile(job, kind, deps, time_left_s=time_left_s)
         except KlingAccountError as exc:
             # Not the create's answer: an earlier create may have made (and billed) a task, so the
             # reservation stays until that is known (submit_job releases it only for a refused create).
@@ -509,6 +523,8 @@ def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: Kling
         unsettled=True,
         kling_code=exc.code,
         refused_since=since,
+        # If the task is ours, an earlier create made it: the list scan reaches back to that create.
+        unsettled_since=job.unsettled_since or job.first_claimed_at,
     )
 
 

@@ -24,9 +24,9 @@ from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.errors import JobNotFoundError, LinkedWriteRefusedError, TransitionRejectedError
-from kling_pipeline.lifecycle import TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
+from kling_pipeline.lifecycle import KLING_UNSETTLED, TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
 from kling_pipeline.observability import Metric, record
-from kling_pipeline.polling import SHARDS, PollSchedule, live_shard, next_poll_at, state_shard
+from kling_pipeline.polling import SHARDS, PollSchedule, live_shard, next_poll_at, state_shard, timed_out_look_s
 
 if TYPE_CHECKING:
     from kling_pipeline.requests import JobRequest
@@ -92,16 +92,29 @@ class TransitionWrite:
         }
 
 
-def announced_write(version: int) -> TransitionWrite:
+def announced_write(version: int, *, watched: bool = False, next_look_at: int | None = None) -> TransitionWrite:
     """The write that says an ended job (at `version`) has been announced: its pending mark, its
     LiveJobs entry and its task token go. Conditional on the mark, so it is made once; not a
-    transition (no version, no history): the job's end is what it was."""
-    names = {"#version": "version"} | {f"#r{i}": key for i, key in enumerate(ANNOUNCED_REMOVES)}
+    transition (no version, no history): the job's end is what it was.
+
+    `watched`: the job is still watched (TIMED_OUT: Kling may yet finish its task), so it keeps its
+    LiveJobs entry, next due at `next_look_at` (if given; else when it is due already)."""
+    removed: tuple[str, ...] = ANNOUNCED_REMOVES
+    sets = ""
+    names = {"#version": "version"}
+    values: dict[str, Any] = {":version": version}
+    if watched:
+        removed = tuple(key for key in ANNOUNCED_REMOVES if key not in (LIVE_ATTR, NEXT_POLL_ATTR))
+        if next_look_at is not None:
+            sets = "SET #due = :due "
+            names["#due"] = NEXT_POLL_ATTR
+            values[":due"] = next_look_at
+    names |= {f"#r{i}": key for i, key in enumerate(removed)}
     return TransitionWrite(
-        update_expression="REMOVE " + ", ".join(f"#r{i}" for i in range(len(ANNOUNCED_REMOVES))),
+        update_expression=sets + "REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed))),
         condition_expression="attribute_exists(#r0) AND #version = :version",
         names=names,
-        values={":version": version},
+        values=values,
     )
 
 
@@ -145,7 +158,8 @@ def transition_write(
         sets.append(f"{UNLOGGED_ATTR} = :entry")
     removes: list[str] = list(remove)
     if to_state in TERMINAL_STATES:
-        # Ended, not yet announced: kept in LiveJobs, due for the poller after the grace.
+        # Ended, not yet announced: kept in LiveJobs, due for the poller after the grace. (A TIMED_OUT job
+        # stays there once announced too, watched for a late `succeed`: announced_write.)
         sets += [f"{TTL_ATTR} = :ttl", f"{ANNOUNCE_ATTR} = :pending", f"{LIVE_ATTR} = :shard"]
         sets.append(f"{NEXT_POLL_ATTR} = :due")
         values |= {
@@ -156,7 +170,14 @@ def transition_write(
         }
         removes.extend(TERMINAL_REMOVES)
         changes = {k: v for k, v in (changes or {}).items() if k not in (ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR)}
-    elif NEXT_POLL_ATTR not in (changes or {}):
+    elif job.state in TERMINAL_STATES:
+        # Leaving a terminal state (TIMED_OUT -> DOWNLOADING, an operator's settling of a FAILED job): live
+        # again, so back in the index, no TTL; the earlier end's announcement mark goes (the next end
+        # writes its own). A caller not yet told of that end keeps its token, to be told the next one.
+        sets.append(f"{LIVE_ATTR} = :shard")
+        values[":shard"] = live_shard(job.job_id)
+        removes += [TTL_ATTR, ANNOUNCE_ATTR]
+    if to_state not in TERMINAL_STATES and NEXT_POLL_ATTR not in (changes or {}):
         if schedule is None:
             raise ValueError(f"{to_state} is live: give next_poll_at, or a poll schedule to the store")
         due = next_poll_at(
@@ -185,9 +206,15 @@ def transition_write(
         for i, key in enumerate(unique_removes):
             names[f"#r{i}"] = key
         expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(unique_removes)))
+    condition = "#state = :expected_state AND #version = :expected_version"
+    if job.state is JobState.FAILED:
+        # The one FAILED job that may move: an operator's settling of a create never proven (lifecycle.py).
+        names["#error_code"] = "error_code"
+        values[":unsettled"] = KLING_UNSETTLED
+        condition += " AND #error_code = :unsettled"
     return TransitionWrite(
         update_expression=expression,
-        condition_expression="#state = :expected_state AND #version = :expected_version",
+        condition_expression=condition,
         names=names,
         values=values,
     )
@@ -271,6 +298,30 @@ class JobStore:
                 ConditionExpression="#due = :due AND attribute_exists(#shard)",
                 ExpressionAttributeNames={"#due": NEXT_POLL_ATTR, "#shard": LIVE_ATTR},
                 ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def stop_watching(self, job: Job) -> bool:
+        """Take a terminal job that was still watched (TIMED_OUT) out of the LiveJobs index, if it has not
+        moved since it was read and its end has been announced (the poller announces what is pending
+        only while the job is in the index). Not a transition: its state and version stay as they are."""
+        try:
+            self._table.update_item(
+                Key={"job_id": job.job_id},
+                UpdateExpression="REMOVE #shard, #due",
+                ConditionExpression="#state = :state AND #version = :version AND attribute_not_exists(#pending)",
+                ExpressionAttributeNames={
+                    "#shard": LIVE_ATTR,
+                    "#due": NEXT_POLL_ATTR,
+                    "#state": "state",
+                    "#version": "version",
+                    "#pending": ANNOUNCE_ATTR,
+                },
+                ExpressionAttributeValues={":state": job.state.value, ":version": job.version},
             )
         except ClientError as exc:
             if _is_condition_failure(exc):
@@ -437,8 +488,12 @@ class JobStore:
 
     def mark_announced(self, job: Job) -> bool:
         """Clear the announcement mark of an ended job (as `job` shows it): False when it was already
-        cleared (another announcer got there first) or the job has moved since."""
-        write = announced_write(job.version)
+        cleared (another announcer got there first) or the job has moved since. A TIMED_OUT job stays
+        watched (in LiveJobs, next due at its rare look: poll.settle_timed_out); its watch ends by
+        stop_watching."""
+        watched = job.state is JobState.TIMED_OUT
+        next_look = int(time.time()) + timed_out_look_s(self.schedule) if watched and self.schedule else None
+        write = announced_write(job.version, watched=watched, next_look_at=next_look)
         try:
             self._table.update_item(
                 Key={"job_id": job.job_id},

@@ -54,7 +54,7 @@ NO_TASK_CODES = THROTTLE_CODES | FINAL_CODES | ACCOUNT_CODES
 TOKEN_TIME_CODES = frozenset({1003, 1004})
 TASK_NOT_FOUND = 1203
 LIST_PAGE_SIZE = 500
-LIST_MAX_PAGES = 10
+LIST_MAX_PAGES = 10  # without a time budget; with one, the scan goes on while the invocation has time
 TOKEN_LIFETIME_S = 1800
 TOKEN_REFRESH_MARGIN_S = 300
 
@@ -111,7 +111,7 @@ class KlingClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._signer = KlingTokenSigner(access_key, secret_key)
-        self._timeout_s = timeout_s
+        self.timeout_s = timeout_s
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
@@ -169,19 +169,32 @@ class KlingClient:
                 return task
         return None
 
-    def find_in_recent_list(self, kind: str, external_task_id: str, *, created_since_ms: int) -> KlingTask | None:
+    def find_in_recent_list(
+        self,
+        kind: str,
+        external_task_id: str,
+        *,
+        created_since_ms: int,
+        time_left_s: Callable[[], float] | None = None,
+    ) -> KlingTask | None:
         """Scan the task list (newest first) back to `created_since_ms` for our external id. None only
-        when every task created since then was seen; otherwise KlingUnavailableError (not proof)."""
-        for page in range(1, LIST_MAX_PAGES + 1):
+        when every task created since then was seen; otherwise KlingUnavailableError (not proof).
+
+        `time_left_s`: what the invocation has left for the scan (its caller keeps what it needs after);
+        a page is asked for only while a whole request fits. Without it, LIST_MAX_PAGES pages at most."""
+        page = 0
+        while True:
+            if time_left_s is None and page >= LIST_MAX_PAGES:
+                raise KlingUnavailableError(f"the list scan stopped after {page} pages, {unseen(page)}")
+            if time_left_s is not None and time_left_s() < self.timeout_s:
+                raise KlingUnavailableError(f"the list scan ran out of time after {page} pages, {unseen(page)}")
+            page += 1
             items = self.list_tasks(kind, page_num=page, page_size=LIST_PAGE_SIZE)
             for task in items:
                 if task.task_info.external_task_id == external_task_id:
                     return task
             if len(items) < LIST_PAGE_SIZE or min((t.created_at or 0) for t in items) < created_since_ms:
                 return None
-        raise KlingUnavailableError(
-            f"{LIST_MAX_PAGES * LIST_PAGE_SIZE} tasks were created since the claim; the list scan stopped there"
-        )
 
     def locate(
         self,
@@ -190,6 +203,7 @@ class KlingClient:
         *,
         created_since_ms: int,
         accept: Callable[[KlingTask], bool] | None = None,
+        time_left_s: Callable[[], float] | None = None,
     ) -> KlingTask | None:
         """A task of ours by external id, asked directly and then through the list (Kling's look-up by
         external id is not documented firmly, and a lag may hide a new task from it); None only when the
@@ -203,7 +217,9 @@ class KlingClient:
             found = None
         if found is not None and accept is not None and not accept(found):
             found = None
-        return found or self.find_in_recent_list(kind, external_task_id, created_since_ms=created_since_ms)
+        return found or self.find_in_recent_list(
+            kind, external_task_id, created_since_ms=created_since_ms, time_left_s=time_left_s
+        )
 
     def list_tasks(self, kind: str, page_num: int = 1, page_size: int = 30) -> list[KlingTask]:
         data = self._request("GET", endpoint_path(kind), params={"pageNum": page_num, "pageSize": page_size})
@@ -232,7 +248,7 @@ class KlingClient:
         """Send once; on 1003/1004 (clock skew, expiry) re-sign the token and send once more."""
         for attempt in (1, 2):
             try:
-                with within(self._timeout_s):
+                with within(self.timeout_s):
                     response = self._http.request(
                         method, path, headers={"Authorization": f"Bearer {self._signer.token()}"}, **kwargs
                     )
@@ -256,6 +272,10 @@ class KlingClient:
                 continue
             raise error
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def unseen(pages: int) -> str:
+    return f"{pages * LIST_PAGE_SIZE} tasks seen and older ones since the create not yet (not proof)"
 
 
 def _task(data: Any) -> KlingTask:

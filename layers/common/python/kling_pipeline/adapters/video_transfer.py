@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.adapters.deadlines import getaddrinfo
 from kling_pipeline.adapters.pinned_http import pinned_client
-from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
+from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError, VideoLinkRefusedError
 from kling_pipeline.redaction import redact, redact_url
 
 MP4_BOX_TYPE = b"ftyp"
@@ -308,11 +308,9 @@ class _open_checked:
                 continue
             if response.status_code in (401, 403, 404, 410):
                 response.close()
-                raise DownloadRefusedError(
-                    "VIDEO_URL_EXPIRED",
-                    f"the CDN answered {response.status_code} for {_safe(url)}: the result link has expired or "
-                    "was revoked (Kling keeps results for 30 days), so this video can no longer be fetched; "
-                    "making it again is a new job, and a new Kling charge",
+                # Expired, or not at this edge yet: the caller tells them apart by the task's age.
+                raise VideoLinkRefusedError(
+                    response.status_code, f"the CDN answered {response.status_code} for {_safe(url)}"
                 )
             if response.status_code >= 400:
                 response.close()
