@@ -21,6 +21,7 @@ from standardwebhooks import Webhook
 
 from kling_local.aws_faults import AWS_FAULTS
 from kling_pipeline.adapters import job_store as job_store_module
+from kling_pipeline.adapters.announcements import Announcer
 from kling_pipeline.adapters.webhook_queue import WebhookQueue
 from kling_pipeline.adapters.webhook_sender import WebhookSender
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy
@@ -263,3 +264,24 @@ def test_a_webhook_says_what_the_record_holds_whatever_the_event_claims(pipeline
     assert payload["type"] == "video.failed"
     assert payload["data"]["error_message"] == "Kling failed it" and payload["data"]["state"] == "FAILED"
     assert payload["timestamp"] == job.updated_at
+
+
+def test_an_end_whose_mark_cannot_be_cleared_is_left_for_the_poller_and_nothing_raises(
+    completion: Completion,
+) -> None:
+    pipeline = completion.pipeline
+    # Given DynamoDB refusing every write that clears an announcement's mark (throttled past the retries)
+    clears = AWS_FAULTS.inject("ThrottlingException", "dynamodb", contains="attribute_exists(#r0)", times=None)
+    # When a job's end is announced
+    request = JobRequest.model_validate({"job_id": "mark-stuck", "prompt": "a video for mark-stuck"})
+    job, _ = pipeline.store.create("mark-stuck", request, by="test")
+    failed = pipeline.store.transition(job, S.FAILED, by="test", changes={"error_code": "X", "error_message": "x"})
+    announcer = Announcer("default", marks=pipeline.store)
+    # Then the announcer says it is not done (no exception), and the mark stays for the poller
+    assert announcer.job_ended(failed) is False
+    assert clears.fired >= 1
+    assert pipeline.store.get("mark-stuck").announce_pending
+    # And once DynamoDB takes writes again, the poller's announcement clears it
+    AWS_FAULTS.remove(clears)
+    assert announcer.job_ended(pipeline.store.get("mark-stuck")) is True
+    assert not pipeline.store.get("mark-stuck").announce_pending

@@ -366,3 +366,33 @@ def test_jobs_ended_for_the_budget_never_touch_the_queue_dlq(completion: Complet
     assert job_in(pipeline, "q-1", S.QUEUED)
     assert pipeline.store.get("q-1").backpressure_count == 7
     assert pipeline.dead_letters() == []
+
+
+def test_a_job_too_large_for_the_budget_whose_earlier_create_made_a_task_keeps_that_task(pipeline: Pipeline) -> None:
+    # Given a pro job (estimated at 2 units) sent with no budget, whose create Kling made but answered 5000
+    pipeline.sim.configure(create_lost_answer_rate=1.0)
+    first = handle_job_message(job_message("big-unsettled", mode="pro"), "m", submit_deps(pipeline), owner="w")
+    assert first.outcome is not Outcome.SUBMITTED and pipeline.tasks_for("big-unsettled") == 1
+    assert pipeline.store.get("big-unsettled").needs_reconcile
+    pipeline.sim.configure(create_lost_answer_rate=0.0)
+    # When a redeploy sets a daily budget of 1 unit and the job's message comes back
+    deps = submit_deps(pipeline, DAILY_BUDGET_UNITS="1")
+    handle_job_message(job_message("big-unsettled", mode="pro"), "m", deps, owner="w")
+    # Then the task Kling holds (and bills) is found and recorded, not failed for the job's size
+    job = pipeline.store.get("big-unsettled")
+    assert job.state in (S.SUBMITTED, S.PROCESSING) and job.task_id is not None, job.error_message
+    assert pipeline.tasks_for("big-unsettled") == 1
+
+
+def test_an_account_error_while_looking_up_a_1201_keeps_the_reservation(pipeline: Pipeline) -> None:
+    # Given a budget, and a create answered 1201 (which may mean Kling already holds our task), after which
+    # the look-up by external id meets an account error (arrears)
+    deps = submit_deps(pipeline, DAILY_BUDGET_UNITS="5")
+    pipeline.sim.configure(force_create_errors=[1201], force_lookup_errors=[1101])
+    # When the submit path takes the job
+    result = handle_job_message(job_message("lookup-arrears"), "m", deps, owner="w")
+    # Then the job is parked for the operator, and its reservation stays (Kling may bill a task of it)
+    assert result.outcome is Outcome.PARKED, result.detail
+    job = pipeline.store.get("lookup-arrears")
+    assert job.state is S.QUEUED
+    assert ledger_of(pipeline).reserved(day_of()) == 1.0

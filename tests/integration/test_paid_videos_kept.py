@@ -145,7 +145,7 @@ def test_a_job_kling_cannot_be_asked_about_is_not_timed_out_at_the_job_timeout(c
     assert pipeline.store.get("unreachable").s3_uri
 
 
-def timed_out_by_the_poller(completion: Completion, job_id: str) -> Job:
+def timed_out_by_the_poller(completion: Completion, job_id: str, **env: str) -> Job:
     """A job whose task Kling is still running past the job timeout (here 0.6 s): TIMED_OUT by the poller
     on Kling's own answer. Kling finishes it a few seconds later."""
     pipeline = completion.pipeline
@@ -153,7 +153,8 @@ def timed_out_by_the_poller(completion: Completion, job_id: str) -> Job:
     pipeline.sim.configure(generation_min_s=4 * speed, generation_max_s=4 * speed)
     job = submitted(completion, job_id)
     time.sleep(0.8)
-    poll_until(completion, completion.poller(JOB_TIMEOUT_MINUTES="0.01"), lambda: job_in(pipeline, job_id, S.TIMED_OUT))
+    poller = completion.poller(JOB_TIMEOUT_MINUTES="0.01", **env)
+    poll_until(completion, poller, lambda: job_in(pipeline, job_id, S.TIMED_OUT))
     assert job.task_id is not None
     return pipeline.store.get(job_id)
 
@@ -218,6 +219,15 @@ def test_a_timed_out_job_whose_task_kling_fails_is_no_longer_watched(completion:
     # Then it stays TIMED_OUT and leaves the LiveJobs index
     raw = pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": "late-fail"}})["Item"]
     assert raw["state"]["S"] == "TIMED_OUT" and "live_shard" not in raw and "next_poll_at" not in raw
+
+
+def test_a_timed_out_job_outlives_klings_thirty_days_whatever_the_finished_job_ttl(completion: Completion) -> None:
+    # Given a deployment keeping finished jobs 1 day (FinishedJobTtlDays' minimum)
+    # When the poller times a job out
+    timed_out_by_the_poller(completion, "short-ttl", FINISHED_JOB_TTL_DAYS="1")
+    # Then its record is kept past Kling's 30 days, for as long as it is watched for a late succeed
+    expires_at = int(raw_record(completion, "short-ttl")["expires_at"]["N"])
+    assert expires_at >= time.time() + 30 * 86400
 
 
 # -- items 6 and 10 together: a TIMED_OUT end is announced once, and the job still watched -----------

@@ -137,6 +137,10 @@ class SimConfig(BaseModel):
     force_create_errors: list[int] = Field(
         default_factory=list, description="the next creates answer these codes, one each, in order"
     )
+    force_lookup_errors: list[int] = Field(
+        default_factory=list,
+        description="the next look-ups by external_task_id answer these codes, one each, in order",
+    )
     error_burst_every_s: float = Field(
         default=0.0,
         ge=0,
@@ -219,9 +223,9 @@ class SimConfig(BaseModel):
             raise ValueError("generation_max_s must be >= generation_min_s")
         if self.callback_max_delay_s and self.callback_max_delay_s < self.callback_min_delay_s:
             raise ValueError("callback_max_delay_s must be 0 or >= callback_min_delay_s")
-        for code in self.force_create_errors:
-            if code == 0:
-                raise ValueError("force_create_errors holds Kling error codes; 0 is success")
+        for field in ("force_create_errors", "force_lookup_errors"):
+            if 0 in getattr(self, field):
+                raise ValueError(f"{field} holds Kling error codes; 0 is success")
         return self
 
     def accounts(self) -> dict[str, str]:

@@ -601,6 +601,12 @@ class SimState:
         with self._lock:
             now = time.monotonic()
             self._advance(now)
+            config = self._config
+            if config.force_lookup_errors:
+                code, *rest = config.force_lookup_errors
+                self._config = config.updated({"force_lookup_errors": rest})
+                self._faults["forced_lookup_error"] += 1
+                raise SimApiError(code)
             for task_id in self._account(account).by_external_id.get(external_task_id, []):
                 task = self._tasks[task_id]
                 if task.kind == kind and self._visible(task, now):

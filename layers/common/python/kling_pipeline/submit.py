@@ -387,6 +387,15 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | SubmitResult:
     day = day_of(now)
     units = units_to_reserve(job, deps.estimates.expected(job))
     if units > budget:
+        if job.needs_reconcile:
+            # An earlier create's answer proved nothing: Kling may hold (and bill) its task. Find it first;
+            # a job is failed for its size only once no task of it can exist.
+            try:
+                settled = reconcile(job, job.task_kind, deps)
+            except KlingAccountError as exc:
+                return park_job(job, deps, account_reason(exc), kling_code=exc.code)
+            if settled is not None:
+                return settled
         return budget_too_small(job, deps, units, budget)
     try:
         return deps.store.transition(
@@ -492,6 +501,9 @@ def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: Kling
     Kling's message."""
     try:
         found = deps.kling.find_by_external_id(kind, job.external_task_id)
+    except KlingAccountError as account:
+        # Kling may already hold (and bill) our task under this id: park, keeping the reservation.
+        return park_job(job, deps, account_reason(account), kling_code=account.code)
     except (KlingRetryableError, KlingUnavailableError, KlingShapeError, KlingFinalError) as lookup:
         logger.info("look-up after a 1201 gave no answer", extra={"reason": str(lookup)})
         found = None
@@ -532,13 +544,14 @@ def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> SubmitRes
     """A request found invalid only now (an image that cannot be fetched or breaks Kling's rules):
     refused as a bad message is, before any money is spent: FAILED with INVALID_REQUEST, and its
     message dead-lettered with the reason (handle_job_message). Its budget reservation goes back. Its end
-    is announced like every other (the event, so its webhook); its waiting caller is told once, by
-    handle_job_message, so the token is not kept on the record."""
+    is announced like every other (the event, so its webhook, and its waiting caller): the token stays
+    on the record until the announcement clears it, so a crash before then leaves the caller to the
+    poller's announcement (handle_job_message tells it too; Step Functions takes a token once)."""
     failed = deps.store.transition(
         job,
         S.FAILED,
         by=BY,
-        changes={"error_code": "INVALID_REQUEST", "error_message": reason, "task_token": None},
+        changes={"error_code": "INVALID_REQUEST", "error_message": reason},
         note="refused before any Kling call",
         linked=deps.ledger.release_update(job),
     )

@@ -104,7 +104,15 @@ class Announcer:
         if not (delivered and told):
             return False
         if self._marks is not None and job.announce_pending:
-            self._marks.mark_announced(job)
+            try:
+                self._marks.mark_announced(job)
+            except (ClientError, BotoCoreError) as exc:
+                # Announced in full, the mark left: the poller announces it again (a harmless repeat).
+                logger.warning(
+                    "the job's end was announced but its mark not cleared; the poller announces it again",
+                    extra={"job_id": job.job_id, "error": repr(exc)[:300]},
+                )
+                return False
         return True
 
     def _tell_caller(self, job: Job, detail: dict[str, Any]) -> bool:

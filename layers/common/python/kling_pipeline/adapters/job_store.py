@@ -24,7 +24,15 @@ from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.errors import JobNotFoundError, LinkedWriteRefusedError, TransitionRejectedError
-from kling_pipeline.lifecycle import KLING_UNSETTLED, TERMINAL_STATES, Job, JobState, check_transition, utc_now_iso
+from kling_pipeline.lifecycle import (
+    KLING_KEEPS_RESULTS_S,
+    KLING_UNSETTLED,
+    TERMINAL_STATES,
+    Job,
+    JobState,
+    check_transition,
+    utc_now_iso,
+)
 from kling_pipeline.observability import Metric, record
 from kling_pipeline.polling import SHARDS, PollSchedule, live_shard, next_poll_at, state_shard, timed_out_look_s
 
@@ -162,6 +170,9 @@ def transition_write(
         # stays there once announced too, watched for a late `succeed`: announced_write.)
         sets += [f"{TTL_ATTR} = :ttl", f"{ANNOUNCE_ATTR} = :pending", f"{LIVE_ATTR} = :shard"]
         sets.append(f"{NEXT_POLL_ATTR} = :due")
+        if to_state is JobState.TIMED_OUT:
+            # Watched for a late `succeed` until Kling's 30 days are over: never deleted before that.
+            expires_at += KLING_KEEPS_RESULTS_S
         values |= {
             ":ttl": expires_at,
             ":pending": True,
