@@ -11,6 +11,7 @@ from tests.support.template import ROOT
 
 ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONTRACT = (ROOT / "docs" / "kling-contract.md").read_text(encoding="utf-8")
 
 
 def section(text: str, heading: str) -> str:
@@ -26,7 +27,7 @@ def test_the_transition_table_is_the_lifecycles() -> None:
 
 
 def test_every_path_the_docs_name_exists() -> None:
-    for text in (ARCHITECTURE, README):
+    for text in (ARCHITECTURE, README, CONTRACT):
         for path in set(re.findall(r"`((?:[\w.-]+/)+[\w.{},-]*)`", text)):
             if path.startswith((".kling-pipeline/", ".venv/")):  # made by `make` and a running stack, not committed
                 continue
@@ -107,3 +108,14 @@ def test_the_workflow_states_the_docs_name_are_the_state_machines() -> None:
         named |= set(re.findall(r"workflow's ([A-Z][A-Za-z]+)", text))
     assert {"RecordOutcome", "ClearAnnouncement", "DownloadNotFinished", "Download"} <= named  # the check sees them
     assert named - NOT_STATES - asl_names() == set()
+
+
+def test_what_the_code_cites_as_a_source_is_in_the_repository() -> None:
+    # Kling's contract is docs/kling-contract.md: no citation points outside the repository
+    cited: set[str] = set()
+    for path in [*ROOT.glob("layers/**/*.py"), *ROOT.glob("local/**/*.py"), *ROOT.glob("bench/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        assert "kling-api.md" not in text and "../shared" not in text, path
+        cited |= set(re.findall(r"docs/[\w-]+\.md", text))
+    assert "docs/kling-contract.md" in cited
+    assert all((ROOT / doc).exists() for doc in cited), cited

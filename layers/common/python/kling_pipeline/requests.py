@@ -58,7 +58,7 @@ MAX_DURATION_S = 180
 # The deployment's DefaultModel where validation takes no context: the jobs API's request bodies,
 # which Powertools validates (api_routes.handle sets it for each request, from ApiSettings).
 DEPLOYMENT_DEFAULT_MODEL: ContextVar[str | None] = ContextVar("deployment_default_model", default=None)
-# Each video-extend step adds 4-5 s (kling-api.md, video-extend body); the chain must stay within the
+# Each video-extend step adds 4-5 s (docs/kling-contract.md, video-extend); the chain must stay within the
 # 3-minute total, counting the longer figure.
 EXTEND_ADDS_AT_MOST_S = 5
 MULTI_IMAGE_MAX = 4  # multi-image2video: 1 to 4 images
