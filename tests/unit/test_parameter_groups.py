@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import pairwise
 
 from tests.support.template import ROOT, load_template
 
@@ -31,4 +32,4 @@ def test_every_parameter_is_in_the_readmes_configuration_table_in_its_groups_ord
     # Each group is a run of the table's rows, and the groups come in the table's order.
     spans = [(min(row_of[n] for n in names), max(row_of[n] for n in names), label) for label, names in grouped()]
     assert spans == sorted(spans)
-    assert all(end < next_start for (_, end, _), (next_start, _, _) in zip(spans, spans[1:], strict=False))
+    assert all(end < next_start for (_, end, _), (next_start, _, _) in pairwise(spans))
