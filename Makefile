@@ -80,7 +80,7 @@ build: venv
 demo: venv-local
 	$(BIN)/kling-pipeline demo --out out/
 
-## This pipeline and the seeds' polling worker side by side (bench/results.json, docs/benchmarks.md and .png,
+## This pipeline and a naive 10-second polling worker (bench/baseline.py) side by side (bench/results.json, docs/benchmarks.md and .png,
 ## the README's figures). About 15 minutes on 2 cores.
 bench: venv
 	$(BIN)/python -m bench

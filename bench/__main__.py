@@ -1,9 +1,9 @@
-"""`make bench`: this pipeline and the seeds' worker side by side, same simulator, same units.
+"""`make bench`: this pipeline and a naive 10 s polling worker (bench/baseline.py), same simulator, same units.
 
 1. calls: Kling calls per completed job and "succeed -> stored" for both systems at callback loss 0,
    30 % and 100 % (bench/side_by_side.py, bench/baseline.py); AWS requests counted on the way.
 2. slots: a 200-job backlog against an account limit C: the share of slot-time Kling is busy.
-3. download: a 1 GiB video streamed by the pipeline's code, whole-body as the seeds do, and raw
+3. download: a 1 GiB video streamed by the pipeline's code, whole-body as the naive worker does, and raw
    (bench/download.py): peak memory and throughput.
 4. coldstart: each function's handler imported from the built artifact (.aws-sam/build) in a fresh
    interpreter set up as Lambda's, against the floor and a bare `import boto3` (bench/cold_start.py).
@@ -51,7 +51,7 @@ def wait_http(url: str, timeout_s: float = 30.0) -> None:
 
 def bench_download(size_mb: int) -> list[dict[str, float | str]]:
     """A `size_mb` video from the simulator's CDN into S3 (a moto server in another process), three ways,
-    each in a fresh interpreter (bench/download.py): the pipeline's streamed copy, the seeds' whole-body
+    each in a fresh interpreter (bench/download.py): the pipeline's streamed copy, the naive worker's whole-body
     download, and a raw stream copy to nowhere (the ceiling)."""
     from kling_pipeline.adapters.kling_client import KlingClient
 
@@ -160,7 +160,7 @@ def main() -> int:
         results["slots"] = slots
         report.save(results)
     if args.part in ("download", "all"):
-        print(f"== download of a {args.size_mb} MiB video: streamed (pipeline) vs whole body (seeds) vs raw copy")
+        print(f"== download of a {args.size_mb} MiB video: streamed (pipeline) vs whole body (naive) vs raw copy")
         rows = bench_download(args.size_mb)
         for row in rows:
             print(json.dumps(row))

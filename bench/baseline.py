@@ -1,10 +1,10 @@
-"""The baseline: the seeds' Redis-queue worker (../shared/seeds, "Kling AI Async Workflows"), as users run it.
+"""The baseline: a naive 10-second polling worker, the simplest integration of Kling's API (a queue and a loop).
 
 It submits jobs up to its concurrency, GETs every active task every 10 s, and when one has succeeded
 downloads the video whole (`requests.get(url).content`) and stores it — here with `put_object` into the
 same S3 (moto) the pipeline writes to. Its sleep is Kling's 10 s divided by the simulator's speed, the
 same time scale the pipeline runs under. A create refused with 1302/1303 is tried again on the next
-round (the seed would raise; a user's first fix is to retry). Nothing else is added: no callbacks, no
+round (a naive worker would raise; a user's first fix is to retry). Nothing else is added: no callbacks, no
 backoff, no persistence.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-POLL_S = 10.0  # the seed's time.sleep(10), in Kling's seconds
+POLL_S = 10.0  # its time.sleep(10), in Kling's seconds
 
 
 @dataclass
@@ -43,8 +43,8 @@ def run_baseline(
     speed: float,
     sample: Any = None,
 ) -> BaselineRun:
-    """The seed's `process_jobs` loop, until every job has ended. `kling` is the project's Kling client
-    (the seed's JWT and requests calls, without its bugs); `sample()` is called once a round (slot use)."""
+    """The worker's loop, until every job has ended. `kling` is the project's Kling client
+    (the JWT and the requests a naive worker makes); `sample()` is called once a round (slot use)."""
     from kling_pipeline.errors import KlingApiError, KlingRetryableError
 
     run = BaselineRun(started=time.time())
@@ -68,7 +68,7 @@ def run_baseline(
                 task = kling.get_task("text2video", task_id)
                 run.gets += 1
                 if task.task_status == "succeed" and task.first_video is not None:
-                    video = http.get(task.first_video.url).content  # the seed's whole-body download
+                    video = http.get(task.first_video.url).content  # a whole-body download
                     s3.put_object(Bucket=bucket, Key=f"baseline/{number}.mp4", Body=video)
                     stored = time.time()
                     assert task.updated_at is not None

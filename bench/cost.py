@@ -123,7 +123,7 @@ def pipeline_cost(aws: dict[str, Any], item_kb: float) -> dict[str, Any]:
 
 
 def baseline_cost() -> dict[str, Any]:
-    """The seeds' worker on an always-on t4g.small with an 8 GB gp3 disk; one S3 PUT per video."""
+    """The naive polling worker (bench/baseline.py) on an always-on t4g.small, 8 GB gp3 disk; one S3 PUT a video."""
     month = HOURS_PER_MONTH * price("ec2_t4g_small_hour") + BASELINE_DISK_GB * price("ebs_gp3_gb_month")
     per_1000_variable = 1000 * price("s3_put")
     return {

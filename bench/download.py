@@ -2,7 +2,7 @@
 
 - `pipeline`: the download function's code (`video_transfer.stream_to_s3`: checked, streamed in 8 MiB
   multipart parts, hashed on the way);
-- `naive`: the seeds' `requests.get(url).content` (here httpx, the same whole-body read), then one
+- `naive`: the naive worker's `requests.get(url).content` (here httpx, the same whole-body read), then one
   `put_object` of it;
 - `raw`: a bare stream copy of the body to nowhere (the ceiling: what the CDN and the machine give).
 

@@ -20,7 +20,7 @@ README = ROOT / "README.md"
 README_START = "<!-- benchmarks:start (bench/report.py writes this part) -->"
 README_END = "<!-- benchmarks:end -->"
 TARGET_GETS_ALL_LOST = 3.0
-SEEDS_GETS_CLAIM = 7.6  # the figure issue 9 quotes for the seeds' 10 s worker
+NAIVE_WORKER_GETS_CLAIM = 7.6  # the figure issue 9 quotes for a naive 10 s polling worker
 POLLER_PERIOD_KLING_S = 60.0
 COLD_START_TARGET = 1.5  # x a bare `import boto3`: the earlier target, kept for comparison
 COLD_START_FLOOR_TARGET = 1.25  # x the floor (bench/cold_start.py)
@@ -74,7 +74,9 @@ def plot(results: dict[str, Any]) -> None:
         samples = [x * run["speed"] for x in run["succeed_to_stored_samples_s"]]
         ys = [(i + 1) / len(samples) for i in range(len(samples))]
         label = (
-            "seeds' worker (10 s polls)" if system == "baseline" else f"pipeline, {int(loss * 100)} % callbacks lost"
+            "naive polling worker (10 s polls)"
+            if system == "baseline"
+            else f"pipeline, {int(loss * 100)} % callbacks lost"
         )
         left.step(samples, ys, style, where="post", label=label)
     left.axvline(POLLER_PERIOD_KLING_S, color="grey", linewidth=0.8)
@@ -85,7 +87,10 @@ def plot(results: dict[str, Any]) -> None:
     left.legend(loc="lower right", fontsize=8)
     losses = [0.0, 0.3, 1.0]
     width = 0.38
-    for offset, system, label in ((-width / 2, "baseline", "seeds' worker"), (width / 2, "pipeline", "pipeline")):
+    for offset, system, label in (
+        (-width / 2, "baseline", "naive polling worker"),
+        (width / 2, "pipeline", "pipeline"),
+    ):
         values = [(_calls(results, system, loss) or {}).get("gets_per_completed", 0) for loss in losses]
         bars = right.bar([i + offset for i in range(3)], values, width, label=label)
         right.bar_label(bars, fmt="%.1f", fontsize=8)
@@ -141,13 +146,13 @@ def headline(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
         lines.append(
             f"- **Kling GETs per video**: {_fmt(pipe_ok['gets_per_completed'])} with callbacks, "
             f"{_fmt(pipe_lost['gets_per_completed'])} with every callback lost (target ≤ {TARGET_GETS_ALL_LOST:g}); "
-            f"the seeds' 10 s worker: {_fmt(base_lost['gets_per_completed'])}."
+            f"the naive 10 s polling worker: {_fmt(base_lost['gets_per_completed'])}."
         )
         lines.append(
             f"- **Kling 'succeed' → in S3** (p50 / p95, Kling's seconds): pipeline "
             f"{_fmt(pipe_ok['succeed_to_stored_kling_s']['p50'], 0)} / {_fmt(pipe_ok['succeed_to_stored_kling_s']['p95'], 0)} "
             f"with callbacks, {_fmt(pipe_lost['succeed_to_stored_kling_s']['p50'], 0)} / "
-            f"{_fmt(pipe_lost['succeed_to_stored_kling_s']['p95'], 0)} with none; seeds' worker "
+            f"{_fmt(pipe_lost['succeed_to_stored_kling_s']['p95'], 0)} with none; the naive polling worker "
             f"{_fmt(base_lost['succeed_to_stored_kling_s']['p50'], 0)} / {_fmt(base_lost['succeed_to_stored_kling_s']['p95'], 0)}."
         )
     download = {row["method"]: row for row in results.get("download", [])}
@@ -181,7 +186,7 @@ def headline(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
         volume = "10000"
         lines.append(
             f"- **AWS cost per 1,000 videos** at 10,000 a month: pipeline "
-            f"${cost['pipeline_loss_0.3']['per_1000_at_volume_usd'][volume]:.2f}, the seeds' worker on an always-on "
+            f"${cost['pipeline_loss_0.3']['per_1000_at_volume_usd'][volume]:.2f}, the naive polling worker on an always-on "
             f"t4g.small ${cost['baseline']['per_1000_at_volume_usd'][volume]:.2f}."
         )
     lines.append("\nEvery figure, how it was measured, and the plot: [docs/benchmarks.md](docs/benchmarks.md).\n")
@@ -206,7 +211,7 @@ def document(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
         "",
         "## How the two systems are compared",
         "",
-        "- **Baseline**: the seeds' worker (`../shared/seeds`, bench/baseline.py): submits up to its concurrency (the",
+        "- **Baseline**: a naive 10-second polling worker (`bench/baseline.py`): submits up to its concurrency (the",
         "  account limit), GETs every active task every 10 s, downloads a finished video whole (`.content`) and puts",
         "  it in S3 (moto). **Pipeline**: this project on the local stack.",
         f"- Same simulator settings for both: generation {GENERATION[0]:g}-{GENERATION[1]:g} s, account limit C, 2 MiB",
@@ -270,7 +275,7 @@ def document(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
         names = {
             "raw": "raw stream copy, to nowhere (the ceiling)",
             "pipeline": "pipeline (streamed multipart, checked, hashed)",
-            "naive": "seeds' whole body (`.content` + put_object)",
+            "naive": "whole body, as the naive worker (`.content` + put_object)",
         }
         for row in download:
             out.append(
@@ -363,7 +368,7 @@ def cost_section(cost: dict[str, Any]) -> list[str]:
         ("pipeline_loss_0.0", "pipeline, callbacks arrive"),
         ("pipeline_loss_0.3", "pipeline, 30 % lost"),
         ("pipeline_loss_1.0", "pipeline, all lost"),
-        ("baseline", "seeds' worker on a t4g.small"),
+        ("baseline", "naive polling worker on a t4g.small"),
     ):
         if key not in cost:
             continue
@@ -400,8 +405,8 @@ def targets_section(results: dict[str, Any], chaos: dict[str, Any] | None) -> li
     if pipe_lost:
         gets = pipe_lost["gets_per_completed"]
         out.append(
-            f"| ≤ {TARGET_GETS_ALL_LOST:g} Kling GETs per video with every callback lost (seeds' worker: "
-            f"{_fmt(base_lost['gets_per_completed']) if base_lost else '–'} here, {SEEDS_GETS_CLAIM} claimed) | "
+            f"| ≤ {TARGET_GETS_ALL_LOST:g} Kling GETs per video with every callback lost (naive polling worker: "
+            f"{_fmt(base_lost['gets_per_completed']) if base_lost else '–'} here, {NAIVE_WORKER_GETS_CLAIM} claimed) | "
             f"{_fmt(gets)} | {'yes' if gets <= TARGET_GETS_ALL_LOST else 'no'} |"
         )
         p95 = pipe_lost["succeed_to_stored_kling_s"]["p95"]

@@ -1,4 +1,4 @@
-"""This pipeline on the local stack against the seeds' worker (bench/baseline.py), same simulator settings.
+"""This pipeline on the local stack against a naive 10 s polling worker (bench/baseline.py), same simulator settings.
 
 Every figure is counted, not estimated: Kling calls from the simulator's own counters; "succeed ->
 stored" from Kling's own `updated_at` of the succeeded task to the moment the video was in S3 (the
@@ -347,7 +347,7 @@ def _epoch(iso: str) -> float:
 def run_baseline_system(
     jobs: int, loss: float, *, speed: float, concurrency: int, seed: int, slots: bool = False
 ) -> SystemRun:
-    """The seeds' worker against a simulator with the same knobs, storing into a moto S3."""
+    """The naive polling worker against a simulator with the same knobs, storing into a moto S3."""
     from bench.baseline import run_baseline
     from kling_local.sim import KlingSimulator
     from kling_local.stack.moto_server import MotoServer

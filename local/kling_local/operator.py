@@ -675,7 +675,7 @@ def print_records(
 
 
 def stuck(items: list[dict[str, Any]], *, older_than_s: float) -> list[dict[str, Any]]:
-    """Live jobs whose last move is older than `older_than_s`, longest stuck first (the seeds' stuck-task
+    """Live jobs whose last move is older than `older_than_s`, longest stuck first (stuck-task
     detection; the poller settles them, this shows which they are)."""
     cutoff = datetime.now(UTC).timestamp() - older_than_s
     live = [i for i in items if not JobState(i["state"]).is_terminal]

@@ -43,7 +43,7 @@ def test_a_refusal_names_the_rule_but_not_where_it_was_read(capsys: pytest.Captu
     code, _, err = said(capsys, "submit", "--prompt", "a fox", "--model", "kling-v2-6", "--duration", "8", *NO_PIPELINE)
     assert code == 2
     assert "duration: kling-v2-6 takes 5 or 10 seconds, not 8 (rule durations)" in err
-    assert "kling-api.md" not in err and "checked 20" not in err
+    assert "kling-api.md" not in err and "kling-contract.md" not in err and "checked 20" not in err
 
 
 @mock_aws

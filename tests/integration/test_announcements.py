@@ -20,6 +20,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from kling_local.aws_faults import AWS_FAULTS
+from kling_local.stack.worker import LambdaContext
 from kling_pipeline.adapters import job_store as job_store_module
 from kling_pipeline.adapters.announcements import Announcer
 from kling_pipeline.adapters.webhook_queue import WebhookQueue
@@ -29,8 +30,11 @@ from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from kling_pipeline.settings import WebhookSettings
 from kling_pipeline.webhooks import Outcome, WebhookDependencies, attempt_delivery
+from tests.support.jobs_api import moved
+from tests.support.lambda_runtime import load_function_module
 from tests.support.scenarios import Completion, Pipeline, as_callback_body, kling_task
 from tests.support.sqs_driver import drive_queue
+from tests.support.template import ROOT
 
 S = JobState
 SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="
@@ -285,3 +289,22 @@ def test_an_end_whose_mark_cannot_be_cleared_is_left_for_the_poller_and_nothing_
     AWS_FAULTS.remove(clears)
     assert announcer.job_ended(pipeline.store.get("mark-stuck")) is True
     assert not pipeline.store.get("mark-stuck").announce_pending
+
+
+def test_the_sample_webhook_event_is_delivered_by_the_webhook_function(pipeline: Pipeline, receiver: Receiver) -> None:
+    # Given the sample event from events/ and its job, completed, with a webhook
+    sample = json.loads((ROOT / "events" / "sqs_webhook_event.json").read_text())
+    job_id = json.loads(sample["Records"][0]["body"])["detail"]["job_id"]
+    webhook_deps(pipeline)
+    pipeline.resolver.create_secret(boto3.client("secretsmanager"), "WebhookSigningSecret", "webhook-signing", SECRET)
+    request = JobRequest.model_validate({"job_id": job_id, "prompt": "a lighthouse", "webhook_url": receiver.url})
+    pipeline.store.create(job_id, request, by="test")
+    moved(pipeline, job_id, S.SUBMITTING, S.SUBMITTED, S.DOWNLOADING, S.COMPLETED, s3_uri="s3://videos/v.mp4")
+    # When WebhookFunction's real handler takes it
+    handler = load_function_module("webhook").lambda_handler
+    answer = handler(sample, LambdaContext.for_function("WebhookFunction"))
+    # Then nothing is left to retry, and the job's end was POSTed, signed
+    assert answer == {"batchItemFailures": []}
+    ((headers, sent),) = receiver.deliveries
+    payload = Webhook(SECRET).verify(sent, headers)
+    assert payload["type"] == "video.completed" and payload["data"]["job_id"] == job_id

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from kling_pipeline.lifecycle import Job, JobState
-from tests.support.scenarios import Completion, as_callback_body, finish, kling_task, submitted
+from tests.support.scenarios import WATCHED_ATTRS, Completion, as_callback_body, finish, kling_task, submitted
 from tests.support.sqs_driver import drive_queue
 
 S = JobState
@@ -31,7 +31,9 @@ def test_happy_path_stores_the_video_and_announces_it(completion: Completion) ->
     stored = job.model_extra or {}
     assert stored["sha256"] == hashlib.sha256(data).hexdigest()
     assert stored["video_size"] == 300_000
-    assert "live" not in stored  # finished jobs leave the poller's index
+    # (its end announced, it has left the poller's index)
+    assert not job.announce_pending
+    assert not WATCHED_ATTRS & completion.pipeline.stored_attributes("done-1")
     assert [h.state for h in job.history][-3:] == [S.SUBMITTED, S.DOWNLOADING, S.COMPLETED]
     events = completion.events()
     assert [e["detail-type"] for e in events] == ["Video Completed"]

@@ -1,4 +1,4 @@
-"""Extend chains on moto (Step Functions executing the real ASL) and the Kling simulator: the seeds'
+"""Extend chains on moto (Step Functions executing the real ASL) and the Kling simulator: a
 generate -> extend -> download pipeline as one job, each step a task of its own.
 
 Only videos made by kling-v1/v1-5/v1-6 can be extended (the simulator enforces it as Kling does),

@@ -16,7 +16,7 @@ import boto3
 
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow
 from kling_pipeline.lifecycle import Job, JobState, observe_task
-from tests.support.scenarios import Completion, kling_task, submitted
+from tests.support.scenarios import WATCHED_ATTRS, Completion, kling_task, submitted
 from tests.support.template import ROOT
 
 S = JobState
@@ -107,7 +107,7 @@ def test_recording_a_completion_writes_what_the_store_writes(completion: Complet
     # nor its announcement mark
     assert_same_record(completion, job.job_id, twin.job_id)
     recorded = raw_item(completion, job.job_id)
-    assert not {"video_url", "live_shard", "next_poll_at", "announce_pending"} & set(recorded)
+    assert not {"video_url", *WATCHED_ATTRS} & set(recorded)
 
 
 def test_recording_a_refusal_writes_what_the_store_writes(completion: Completion) -> None:
@@ -123,8 +123,9 @@ def test_recording_a_refusal_writes_what_the_store_writes(completion: Completion
         twin, S.FAILED, by=BY, changes={"error_code": failed.error_code, "error_message": failed.error_message}
     )
     assert completion.pipeline.store.mark_announced(twin_failed)
-    # Then the two records are the same
+    # Then the two records are the same, and neither is left in the live index
     assert_same_record(completion, job.job_id, twin.job_id)
+    assert not WATCHED_ATTRS & set(raw_item(completion, job.job_id))
 
 
 def test_a_download_that_keeps_failing_leaves_the_job_downloading_for_repair(completion: Completion) -> None:

@@ -8,10 +8,12 @@ import time
 
 import pytest
 
+from kling_local.stack.worker import LambdaContext
 from kling_pipeline.lifecycle import JobState
 from tests.support.jobs_api import JobsApi, moved
-from tests.support.scenarios import Completion, creates_for, job_in
+from tests.support.scenarios import WATCHED_ATTRS, Completion, creates_for, job_in
 from tests.support.sqs_driver import drive_queue
+from tests.support.template import ROOT
 
 S = JobState
 
@@ -119,12 +121,14 @@ def test_cancel_before_submission_ends_the_job_and_its_message_is_dropped(jobs_a
     jobs_api.call("POST", "/jobs", {"job_id": "cancel-early", "prompt": "never made"})
     # When it is cancelled
     answer = jobs_api.call("POST", "/jobs/cancel-early/cancel")
-    # Then it is CANCELLED (terminal: out of the live index, with a TTL) and the end is announced
+    # Then it is CANCELLED (terminal, with a TTL), its end is announced and it is out of the live index
     assert answer.status == 200 and answer.body["state"] == "CANCELLED"
     job = jobs_api.job("cancel-early")
     assert job.state is S.CANCELLED and job.error_code == "CANCELLED"
     extra = job.model_extra or {}
-    assert "live" not in extra and extra["expires_at"] > time.time()
+    assert extra["expires_at"] > time.time()
+    assert not job.announce_pending
+    assert not WATCHED_ATTRS & jobs_api.pipeline.stored_attributes("cancel-early")
     (event,) = jobs_api.events()
     assert event["detail-type"] == "Video Failed" and event["detail"]["state"] == "CANCELLED"
     # When the submit function then takes its message
@@ -258,6 +262,19 @@ def test_get_and_query_show_jobs_with_a_download_link_once_completed(jobs_api: J
         "message": "no job nope",
         "field": "job_id",
     }
+
+
+def test_the_sample_api_event_reads_its_job(jobs_api: JobsApi) -> None:
+    # Given the sample event from events/ (GET /jobs/{job_id}) and its job, queued through the API
+    sample = json.loads((ROOT / "events" / "api_get_job.json").read_text())
+    job_id = sample["pathParameters"]["job_id"]
+    jobs_api.call("POST", "/jobs", {"job_id": job_id, "prompt": "a sample"})
+    # When ApiFunction's real handler takes it
+    answer = jobs_api.handler(sample, LambdaContext.for_function("ApiFunction"))
+    # Then it answers with the job
+    assert answer["statusCode"] == 200, answer
+    body = json.loads(answer["body"])
+    assert body["job_id"] == job_id and body["state"] == "QUEUED"
 
 
 def test_listing_pages_through_one_state_newest_first(jobs_api: JobsApi) -> None:

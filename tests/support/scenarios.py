@@ -19,7 +19,7 @@ import pytest
 
 from kling_local.sim import KlingSimulator
 from kling_pipeline.adapters import reset_container_state
-from kling_pipeline.adapters.job_store import JobStore
+from kling_pipeline.adapters.job_store import ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR, JobStore
 from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState
@@ -34,6 +34,10 @@ ACCESS_KEY = "ak-integration"
 SECRET_KEY = "sk-integration-0123456789abcdef0123456789"
 SIGNING_SECRET = "k" * 64
 DEAD_API = "http://127.0.0.1:9/v1"  # callbacks go nowhere in submit-path tests; the simulator shrugs
+
+# What puts a job in the LiveJobs index, and the mark that keeps an ended job there until its end is
+# announced: a finished, announced job holds none of them.
+WATCHED_ATTRS = frozenset({LIVE_ATTR, NEXT_POLL_ATTR, ANNOUNCE_ATTR})
 
 
 @dataclass
@@ -66,6 +70,11 @@ class Pipeline:
 
     def kling(self) -> KlingClient:
         return KlingClient(self.sim.base_url, ACCESS_KEY, SECRET_KEY)
+
+    def stored_attributes(self, job_id: str) -> set[str]:
+        """The names of the job item's attributes as DynamoDB holds them (a `Job` declares some, not all)."""
+        item = self.dynamodb.get_item(TableName=self.table_name, Key={"job_id": {"S": job_id}}, ConsistentRead=True)
+        return set(item["Item"])
 
     def crash_after_kling_accepted(self, job_id: str, prompt: str) -> tuple[dict[str, Any], KlingTask]:
         """A worker claimed the job, Kling accepted its task, and the worker died before recording it.

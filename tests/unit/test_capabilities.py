@@ -83,7 +83,12 @@ def test_each_rule_of_the_table_refuses_with_the_field_and_the_rule_but_no_inter
     assert message.startswith(f"invalid job request: {field}: ")
     assert f"(rule {rule})" in message
     # The rule's source (the contract notes, the date checked) stays in capabilities.py for reviewers.
-    assert "kling-api.md" not in message and "checked 20" not in message and "summarised" not in message
+    assert (
+        "kling-api.md" not in message
+        and "kling-contract.md" not in message
+        and "checked 20" not in message
+        and "summarised" not in message
+    )
 
 
 def test_camera_control_is_refused_where_the_model_takes_none() -> None:

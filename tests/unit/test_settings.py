@@ -69,3 +69,15 @@ def test_models_have_no_defaults_to_drift_from_the_template() -> None:
     for _, model in functions_and_models():
         defaulted = [name for name, field in model.model_fields.items() if not field.is_required()]
         assert not defaulted, f"{model.__name__} has defaults for {defaulted}; template.yaml is where defaults live"
+
+
+def test_the_poll_schedule_is_the_same_for_every_function_that_reads_it() -> None:
+    # POLL_SCHEDULE is written out once per function (CloudFormation refuses YAML aliases): no copy drifts
+    resolver = placeholder_resolver()
+    schedules = {
+        function: environment["POLL_SCHEDULE"]
+        for function, _ in functions_and_models()
+        if "POLL_SCHEDULE" in (environment := resolver.function_environment(function))
+    }
+    assert len(schedules) >= 2
+    assert len(set(schedules.values())) == 1, schedules

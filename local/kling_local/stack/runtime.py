@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -76,12 +76,8 @@ class _Counters:
     running: int = 0
 
     def public(self) -> dict[str, int]:
-        return {
-            "invocations": self.invocations,
-            "errors": self.errors,
-            "cold_starts": self.cold_starts,
-            "timeouts": self.timeouts,
-        }
+        """The counts, without `running` (what is under way now, not a count)."""
+        return {name: value for name, value in asdict(self).items() if name != "running"}
 
 
 class _Worker:

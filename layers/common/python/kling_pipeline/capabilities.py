@@ -30,10 +30,10 @@ class Source:
     where: str
 
 
-# The contract notes (shared kling-api.md) summarise Kling's API reference, its mirrors, wrappers
-# and public request logs; the section each fact comes from is named.
+# docs/kling-contract.md gives each fact of Kling's contract with its public source (Kling's API
+# reference, wrappers, public request logs); the section each fact comes from is named.
 def _notes(section: str) -> Source:
-    return Source("2026-11-23", f"Kling API reference as summarised in kling-api.md ({section})")
+    return Source("2026-11-23", f"docs/kling-contract.md ({section})")
 
 
 MODEL_LIST = _notes("text2video body: model_name; 2026 request logs show kling-v3 accepted")

@@ -1,4 +1,4 @@
-"""Extend chains: a job whose request carries `extend` steps is one video made in steps, the seeds'
+"""Extend chains: a job whose request carries `extend` steps is one video made in steps, a
 generate -> extend -> download pipeline with nothing left to the caller.
 
 Step 1 is the request's own video; step n (n >= 2) is Kling's `video-extend` of step n-1's video,

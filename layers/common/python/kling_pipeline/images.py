@@ -29,7 +29,7 @@ MAX_ASPECT = 2.5
 # Enough for Pillow to find the dimensions of a JPEG behind its EXIF and ICC blocks, or of a PNG.
 HEADER_BYTES = 256 * 1024
 IMAGE_FORMATS = ("JPEG", "PNG")
-KLING_RULES = "Kling's image rules, kling-api.md image2video body, checked 2026-11-23"
+KLING_RULES = "Kling's image rules, docs/kling-contract.md image2video, checked 2026-11-23"
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 _S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$")
 

@@ -1,10 +1,10 @@
 """The job's life in one place: its states, the transitions between them, and what an observed Kling
 task means for a job.
 
-Every observer of a Kling task (the callback and the submit path's reconciliation today; the
-stale-job poller is to use it too) calls `advance_job`, so they can never disagree about what a
-task means; every write of a transition goes through a `JobWriter` (adapters.job_store.JobStore),
-one conditional update on (state, version). The table of states and transitions is in
+Every observer of a Kling task (the callback, the submit path's reconciliation and the stale-job
+poller) calls `advance_job`, so they can never disagree about what a task means; every write of a
+transition goes through a `JobWriter` (adapters.job_store.JobStore), one conditional update on
+(state, version). The table of states and transitions is in
 docs/architecture.md, "A job's life".
 """
 

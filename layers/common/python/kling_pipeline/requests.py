@@ -34,7 +34,7 @@ from kling_pipeline.errors import ImageRefusedError, InvalidJobMessageError
 from kling_pipeline.images import check_base64_image, image_source
 from kling_pipeline.job_ids import JOB_ID_PATTERN, is_valid_job_id, job_reference
 
-# Used in S3 keys, URL paths and Step Functions execution names (80 chars, with a suffix).
+# Kling's limit on prompt and negative_prompt (docs/kling-contract.md, create bodies).
 MAX_PROMPT_CHARS = 2500
 MAX_METADATA_BYTES = 2048
 MAX_TASK_TOKEN_CHARS = 2048
@@ -58,7 +58,7 @@ MAX_DURATION_S = 180
 # The deployment's DefaultModel where validation takes no context: the jobs API's request bodies,
 # which Powertools validates (api_routes.handle sets it for each request, from ApiSettings).
 DEPLOYMENT_DEFAULT_MODEL: ContextVar[str | None] = ContextVar("deployment_default_model", default=None)
-# Each video-extend step adds 4-5 s (kling-api.md, video-extend body); the chain must stay within the
+# Each video-extend step adds 4-5 s (docs/kling-contract.md, video-extend); the chain must stay within the
 # 3-minute total, counting the longer figure.
 EXTEND_ADDS_AT_MOST_S = 5
 MULTI_IMAGE_MAX = 4  # multi-image2video: 1 to 4 images
@@ -327,8 +327,8 @@ class JobRequest(BaseModel):
 
     def _kind_problem(self) -> str | None:
         """The rules of each kind, which hold for every model."""
-        given = {name for name in ("image", "image_tail", "image_list", "static_mask", "dynamic_masks", "video_id")}
-        given = {name for name in given if getattr(self, name) is not None}
+        inputs = ("image", "image_tail", "image_list", "static_mask", "dynamic_masks", "video_id")
+        given = {name for name in inputs if getattr(self, name) is not None}
         allowed = {
             "text2video": set(),
             "image2video": {"image", "image_tail", "static_mask", "dynamic_masks"},

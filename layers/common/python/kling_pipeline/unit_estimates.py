@@ -3,7 +3,7 @@ before its create, each figure with the date it was checked and where it comes f
 
 Kling's price list is not part of the contract notes, and it changes with every model, so the table
 is deliberately small and cautious: a rate per model for a 5-second `std` video, `pro` at twice that
-(the one price fact kling-api.md gives), and a longer video at its length's share. Once Kling has
+(the one price fact docs/kling-contract.md gives), and a longer video at its length's share. Once Kling has
 charged a task of the same kind, model, mode and duration, that charge (learned in StatsTable by
 adapters.generation_estimates) is reserved instead: the table only has to be right for the first
 job of each shape, and the reservation is corrected to the real charge when it is known.
@@ -26,7 +26,7 @@ class UnitRate:
     source: str
 
 
-PRO_FACTOR = UnitRate(2.0, "2026-11-23", "kling-api.md, text2video body: mode (pro costs about twice as much)")
+PRO_FACTOR = UnitRate(2.0, "2026-11-23", "docs/kling-contract.md, create bodies: mode (pro costs about twice as much)")
 # The figure for any model without its own row: the simulator charges this, and a real account's
 # first task of each shape corrects it (then its learned charge is used).
 DEFAULT_RATE = UnitRate(1.0, "2026-11-23", "assumed (the simulator's rate); replaced by the first charge learned")

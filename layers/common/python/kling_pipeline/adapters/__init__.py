@@ -1,7 +1,9 @@
 """The only modules that talk to AWS or HTTP: the job store (DynamoDB), the job queue (SQS), the
-download workflow (Step Functions), the Kling client, the video transfer (CDN -> S3), secrets and
-callback URL tokens. The use cases (submit, callback, download_step) build them from their
-function's settings; the rules (lifecycle, requests, kling_task) import none of them.
+download workflow (Step Functions), the Kling client, the video transfer (CDN -> S3), announcements
+(EventBridge), the ledger and generation estimates (StatsTable), webhooks, secrets and callback URL
+tokens, among others (docs/architecture.md, "Where each piece lives"). The six use cases (submit,
+callback, download_step, poll, jobs_api, webhooks) build them from their function's settings; the
+rules (lifecycle, requests, kling_task, ...) import none of them.
 
 Clients are built once per Lambda container and reused while it is warm (`per_container`);
 `reset_container_state()` forgets them all, for tests and the local runtime.
