@@ -184,7 +184,7 @@ def test_throttling_with_a_small_account_limit_still_completes_the_batch(stack: 
     assert all(stats["tasks_by_external_task_id"][j] == 1 for j in job_ids)
 
 
-def test_cli_dlq_shows_reasons_and_redrives(stack: LocalStack) -> None:
+def test_cli_dlq_shows_reasons_and_keeps_what_cannot_be_redriven(stack: LocalStack) -> None:
     # When a message with a broken JSON body is sent and the dlq command is polled until it shows it
     connection = connection_of(stack)
     connection.client("sqs").send_message(QueueUrl=connection.queue_url, MessageBody="{broken json")
@@ -203,16 +203,24 @@ def test_cli_dlq_shows_reasons_and_redrives(stack: LocalStack) -> None:
     assert any(item["job_id"] == rows[0]["job_id"] for item in json.loads(listed.stdout))
     # When it is redriven by its message id
     redriven = run_cli(stack, "dlq", "--redrive", "--message-id", rows[0]["message_id"], "--json")
-    # Then one message is redriven
-    assert json.loads(redriven.stdout)["redriven"] == 1
-    # The broken message fails again and comes back with its reason: nothing is lost on the way.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        again = json.loads(run_cli(stack, "dlq", "--json").stdout)["messages"]
-        if any(r["body"] == "{broken json" and r["message_id"] != rows[0]["message_id"] for r in again):
-            return
-        time.sleep(0.5)
-    pytest.fail("the redriven message did not come back to the DLQ")
+    # Then it is left where it is, saying why: its job was refused for good (FAILED), so sent again it
+    # would only be dropped as a duplicate
+    answer = json.loads(redriven.stdout)
+    assert answer["redriven"] == 0
+    (row,) = [r for r in answer["messages"] if r["message_id"] == rows[0]["message_id"]]
+    assert row["outcome"] == "left" and "FAILED" in row["note"]
+    again = json.loads(run_cli(stack, "dlq", "--json").stdout)["messages"]
+    assert any(r["message_id"] == rows[0]["message_id"] and r["body"] == "{broken json" for r in again)
+    # When it is redriven anyway (--include-refused)
+    forced = json.loads(
+        run_cli(stack, "dlq", "--redrive", "--include-refused", "--message-id", rows[0]["message_id"], "--json").stdout
+    )
+    # Then it goes back as a reference to its job, never as the broken body: no second job is made of it
+    assert forced["redriven"] == 1
+    failed_before = {item["job_id"] for item in json.loads(listed.stdout)}
+    time.sleep(2)
+    failed_after = {item["job_id"] for item in json.loads(run_cli(stack, "list", "--state", "FAILED", "--json").stdout)}
+    assert failed_after == failed_before
 
 
 def test_cli_watch_until_done_shows_counts_by_state(stack: LocalStack) -> None:
