@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from kling_local import operator
+from kling_local import terminal
 from kling_local.cli import main
 from kling_local.connection import PipelineConnection
 from kling_local.sim import SimConfig
@@ -77,7 +77,7 @@ def ended(stack: LocalStack, job_id: str) -> bool:
 def narrow(monkeypatch: pytest.MonkeyPatch, width: int) -> io.StringIO:
     """The CLI's console as a terminal of `width` columns; what it printed."""
     screen = io.StringIO()
-    monkeypatch.setattr(operator, "console", Console(width=width, file=screen, color_system=None))
+    monkeypatch.setattr(terminal, "console", Console(width=width, file=screen, color_system=None))
     return screen
 
 
