@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from rich.console import Console
 
 from kling_local.api_client import ApiClientError
-from kling_local.connection import ConnectionError_, connect
+from kling_local.connection import PipelineNotFoundError, connect
 from kling_pipeline.errors import ImageRefusedError
 
 console = Console()
@@ -33,7 +33,7 @@ def guarded(command: Any) -> Any:
             said = f"the jobs API said {exc}" if exc.status is not None else str(exc)  # no answer: nothing said
             err.print(f"[red]error:[/red] {said}")
             return 2
-        except (ConnectionError_, UsageError) as exc:
+        except (PipelineNotFoundError, UsageError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             return 2
         except NoCredentialsError:
