@@ -229,7 +229,10 @@ def test_list_and_watch_show_whole_ids_and_headers_on_a_narrow_terminal(
 
 
 def test_a_wide_terminal_gets_a_table(stack: LocalStack, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a job recorded (the submit function takes it from the queue a moment after `submit`)
     run("submit", "--prompt", "short", "--job-id", "wide-1")
+    wait_for(lambda: state_of(stack, "wide-1") is not None, 60, what="the job's record")
+    # When the jobs are listed on a terminal of 250 columns, then they are a table
     screen = narrow(monkeypatch, 250)
     run("list", "--limit", "500")
     assert "┃ job_id" in screen.getvalue() and "wide-1" in screen.getvalue()
