@@ -11,7 +11,7 @@ Then bench/results.json, docs/benchmarks.md, docs/benchmarks.png and the README'
 (bench/report.py); AWS cost per 1,000 videos comes from the counted requests (bench/cost.py).
 
 Run one part: `python -m bench calls|slots|download|coldstart|report`; the fault-injection suite is
-`python -m bench chaos` (bench/chaos.py, `make chaos`).
+`python -m bench chaos` (bench/chaos/, `make chaos`).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def bench_download(size_mb: int) -> list[dict[str, float | str]]:
 
 def main() -> int:
     if sys.argv[1:2] == ["chaos"]:
-        from bench.chaos import main as chaos_main
+        from bench.chaos.cli import main as chaos_main
 
         return chaos_main(sys.argv[2:])
     parser = argparse.ArgumentParser(

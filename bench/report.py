@@ -34,7 +34,7 @@ def load() -> dict[str, Any]:
 
 
 def save(results: dict[str, Any]) -> None:
-    from bench.chaos import machine
+    from bench.machine import machine
 
     results["machine"] = machine()
     results["command"] = "make bench"

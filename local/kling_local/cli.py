@@ -24,7 +24,7 @@ def register_local(subparsers: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kling_local import cost_report, demo, operator
+    from kling_local import commands, cost_report, demo
     from kling_local.sim import cli as sim_cli
 
     parser = argparse.ArgumentParser(
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.register(subparsers)
     register_local(subparsers)
-    operator.register(subparsers)
+    commands.register(subparsers)
     cost_report.register(subparsers)
     sim_cli.register(subparsers)
     return parser

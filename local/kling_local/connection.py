@@ -20,8 +20,9 @@ from kling_pipeline.adapters.ledger import Ledger
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}  # moto accepts any
 
 
-class ConnectionError_(RuntimeError):
-    """Nothing to talk to, or no permission to: the message says what to do."""
+class PipelineNotFoundError(RuntimeError):
+    """Where the pipeline runs could not be found or read (no local stack, flags missing, the stack not
+    readable or not this project's, no credentials): nothing to talk to. The message says what to do."""
 
 
 @dataclass
@@ -64,7 +65,9 @@ class PipelineConnection:
 
     def ledger(self) -> Ledger:
         if not self.stats_table:
-            raise ConnectionError_("no StatsTable known for this pipeline: give --stats-table NAME (or --stack-name)")
+            raise PipelineNotFoundError(
+                "no StatsTable known for this pipeline: give --stats-table NAME (or --stack-name)"
+            )
         return Ledger(self.stats_table, dynamodb=self._dynamodb())
 
     def _dynamodb(self) -> Any:
@@ -101,7 +104,7 @@ def _connect(args: argparse.Namespace) -> PipelineConnection:
     if args.queue_url or args.table or stats_table:
         missing = [flag for flag, value in (("--queue-url", args.queue_url), ("--table", args.table)) if not value]
         if missing and (args.queue_url or args.table):
-            raise ConnectionError_(f"give {' and '.join(missing)} too, or use --stack-name")
+            raise PipelineNotFoundError(f"give {' and '.join(missing)} too, or use --stack-name")
         return PipelineConnection(
             args.queue_url or "",
             args.dlq_url or "",
@@ -113,7 +116,7 @@ def _connect(args: argparse.Namespace) -> PipelineConnection:
         )
     state = read_state_file(args.project_root.resolve())
     if state is None:
-        raise ConnectionError_(
+        raise PipelineNotFoundError(
             "no pipeline found: start the local one with `kling-pipeline local up` (in another terminal), "
             "or point at a deployed stack with --stack-name NAME"
         )
@@ -125,23 +128,23 @@ def _from_stack(stack_name: str, region: str | None) -> PipelineConnection:
         cloudformation = boto3.client("cloudformation", region_name=region)
         stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
     except NoCredentialsError as exc:
-        raise ConnectionError_(
+        raise PipelineNotFoundError(
             "AWS credentials not found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
         ) from exc
     except ClientError as exc:
-        raise ConnectionError_(f"cannot read stack {stack_name}: {exc.response['Error']['Message']}") from exc
+        raise PipelineNotFoundError(f"cannot read stack {stack_name}: {exc.response['Error']['Message']}") from exc
     except NoRegionError as exc:
-        raise ConnectionError_(
+        raise PipelineNotFoundError(
             f"no AWS region for stack {stack_name}: give --region REGION (or set AWS_REGION, or a region in "
             "your AWS profile)"
         ) from exc
     except BotoCoreError as exc:
-        raise ConnectionError_(f"cannot reach CloudFormation: {exc}") from exc
+        raise PipelineNotFoundError(f"cannot reach CloudFormation: {exc}") from exc
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     needed = ("JobsQueueUrl", "JobsDeadLetterQueueUrl", "JobsTableName", "VideoBucketName")
     missing = [key for key in needed if key not in outputs]
     if missing:
-        raise ConnectionError_(f"stack {stack_name} has no outputs {', '.join(missing)}: is it this project's?")
+        raise PipelineNotFoundError(f"stack {stack_name} has no outputs {', '.join(missing)}: is it this project's?")
     return PipelineConnection(
         outputs["JobsQueueUrl"],
         outputs["JobsDeadLetterQueueUrl"],

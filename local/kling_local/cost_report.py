@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kling_local.connection import PipelineConnection, add_connection_arguments
-from kling_local.operator import UsageError, guarded
+from kling_local.terminal import UsageError, guarded
 from kling_pipeline.adapters.ledger import CostRow
 
 DEFAULT_DAYS = 7

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from kling_local.connection import PipelineConnection
 from kling_local.cost_report import cost_report
-from kling_local.operator import UsageError, read_jobs_file, send_jobs, validate_jobs
+from kling_local.jobs_files import read_jobs_file, send_jobs, validate_jobs
 from kling_local.sim import SimConfig
 from kling_local.sim.config import WORST_CASE
 from kling_local.sim.media import sample_image
@@ -36,6 +36,7 @@ from kling_local.stack.moto_server import DeployError
 from kling_local.stack.serve import add_aws_faults_argument, aws_faults_from, kling_keys
 from kling_local.stack.stack import STATE_DIR, StackError
 from kling_local.stack.template_loader import TemplateError
+from kling_local.terminal import UsageError
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.submit import HELD_FOR_BUDGET
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from kling_local import operator
+from kling_local import terminal
 from kling_local.cli import main
 from kling_local.connection import PipelineConnection
 from kling_local.sim import SimConfig
@@ -77,7 +77,7 @@ def ended(stack: LocalStack, job_id: str) -> bool:
 def narrow(monkeypatch: pytest.MonkeyPatch, width: int) -> io.StringIO:
     """The CLI's console as a terminal of `width` columns; what it printed."""
     screen = io.StringIO()
-    monkeypatch.setattr(operator, "console", Console(width=width, file=screen, color_system=None))
+    monkeypatch.setattr(terminal, "console", Console(width=width, file=screen, color_system=None))
     return screen
 
 
@@ -229,7 +229,10 @@ def test_list_and_watch_show_whole_ids_and_headers_on_a_narrow_terminal(
 
 
 def test_a_wide_terminal_gets_a_table(stack: LocalStack, run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a job recorded (the submit function takes it from the queue a moment after `submit`)
     run("submit", "--prompt", "short", "--job-id", "wide-1")
+    wait_for(lambda: state_of(stack, "wide-1") is not None, 60, what="the job's record")
+    # When the jobs are listed on a terminal of 250 columns, then they are a table
     screen = narrow(monkeypatch, 250)
     run("list", "--limit", "500")
     assert "┃ job_id" in screen.getvalue() and "wide-1" in screen.getvalue()

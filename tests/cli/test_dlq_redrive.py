@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kling_local.operator import NotRedriven, redrive_body
+from kling_local.commands.dlq import NotRedriven, redrive_body
 
 
 def test_redrive_keeps_the_job_id_of_a_message_that_had_none() -> None:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from kling_local.operator import UsageError, read_jobs_file, validate_jobs
+from kling_local.jobs_files import read_jobs_file, validate_jobs
+from kling_local.terminal import UsageError
 
 
 def test_jsonl_with_comments_and_blank_lines(tmp_path: Path) -> None:

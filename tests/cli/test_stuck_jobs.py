@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kling_local.operator import stuck
+from kling_local.commands.listing import stuck
 
 
 def at(minutes_ago: float) -> str:

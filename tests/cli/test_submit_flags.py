@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from kling_local.cli import build_parser
-from kling_local.operator import UsageError, job_from_flags, validate_jobs
+from kling_local.commands.submit import job_from_flags
+from kling_local.jobs_files import validate_jobs
+from kling_local.terminal import UsageError
 
 
 def job_of(*argv: str) -> dict[str, Any]:

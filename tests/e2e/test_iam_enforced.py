@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kling_local.demo import connection_of
-from kling_local.operator import send_jobs
+from kling_local.jobs_files import send_jobs
 from kling_local.sim import SimConfig
 from kling_local.stack import LocalStack, StackOptions
 from kling_pipeline.lifecycle import JobState

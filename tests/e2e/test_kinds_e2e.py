@@ -18,7 +18,7 @@ from rich.console import Console
 
 from kling_local.cli import build_parser
 from kling_local.demo import connection_of, drive_batch, load_jobs
-from kling_local.operator import send_jobs
+from kling_local.jobs_files import send_jobs
 from kling_local.sim import SimConfig
 from kling_local.sim.config import DEFAULT_MODELS
 from kling_local.sim.media import sample_image

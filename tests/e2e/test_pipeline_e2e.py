@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from kling_local.demo import connection_of
-from kling_local.operator import send_jobs
+from kling_local.jobs_files import send_jobs
 from kling_local.stack import LocalStack
 from kling_pipeline.lifecycle import JobState
 from tests.support.template import ROOT

@@ -1,4 +1,4 @@
-"""The knobs and hooks the chaos suite (bench/chaos.py) adds: outages, 5xxx bursts, callbacks held past a
+"""The knobs and hooks the chaos suite (bench/chaos/) adds: outages, 5xxx bursts, callbacks held past a
 poll, hostile result URLs, a hook between a create and its answer, and what Kling holds (callback URLs,
 the served video's checksum)."""
 

@@ -15,7 +15,7 @@ import pytest
 
 from kling_local.cli import build_parser
 from kling_local.demo import connection_of
-from kling_local.operator import send_jobs
+from kling_local.jobs_files import send_jobs
 from kling_local.sim import KlingSimulator, SimConfig
 from kling_local.stack import LocalStack
 from kling_local.stack.serve import command

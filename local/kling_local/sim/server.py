@@ -19,11 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from kling_local.sim.auth import authenticate
+from kling_local.sim.cdn import CdnObject, CdnRefusal
 from kling_local.sim.config import SimConfigError
 from kling_local.sim.errors import KLING_ERRORS, SimApiError, bad_request, invalid
 from kling_local.sim.fetch import fetch_images
 from kling_local.sim.media import HTML_BODY, clip_mp4, iter_video, sample_image
-from kling_local.sim.state import CdnObject, CdnRefusal, SimState
+from kling_local.sim.state import SimState
 from kling_local.sim.validation import KINDS
 
 log = logging.getLogger("kling_local.sim.server")

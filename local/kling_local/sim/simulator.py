@@ -9,10 +9,10 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from kling_local.sim.cdn import base_url as _base_url
 from kling_local.sim.config import SimConfig
 from kling_local.sim.server import SimHTTPServer
 from kling_local.sim.state import CreateHook, SimState
-from kling_local.sim.state import base_url as _base_url
 
 
 def _wake(server: SimHTTPServer) -> None:

@@ -1,4 +1,5 @@
-"""The simulated Kling account(s): tasks, their scheduled lifecycle, limits, charges and stats.
+"""The simulated Kling account(s): tasks, their scheduled lifecycle, limits, charges and stats; the CDN
+(cdn.py) and the fault dice (faults.py) sit behind this facade and its one lock.
 
 One lock guards everything; every public method first moves due tasks forward (`_advance`), so
 answers stay right even when the scheduler thread lags on a loaded machine.
@@ -6,147 +7,31 @@ answers stay right even when the scheduler thread lags on a loaded machine.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
-import hmac
 import json
 import random
 import secrets
 import string
-import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 from kling_local.sim.callbacks import CallbackDispatcher
+from kling_local.sim.cdn import Cdn, CdnObject, base_url
 from kling_local.sim.config import SimConfig
 from kling_local.sim.errors import SimApiError, invalid
+from kling_local.sim.faults import FaultDice
 from kling_local.sim.fetch import describe_fetch
 from kling_local.sim.media import ClipSpec, clip_mp4, iter_video
+from kling_local.sim.tasks import Account, Task, Video, _ms
 from kling_local.sim.validation import EXTENDABLE_MODELS, FIVE_OR_TEN_MODELS, TaskSpec, validate_create
 
 MAX_EXTENDED_DURATION_S = 180.0
 EXTEND_ADDS_S = 4.6
-CDN_PID = "112757"
 _ALNUM = string.ascii_letters + string.digits
-
-
-@dataclass
-class Video:
-    id: str
-    url: str
-    duration: str
-    watermark_url: str | None = None
-
-    def to_dict(self) -> dict[str, str]:
-        data = {"id": self.id, "url": self.url, "duration": self.duration}
-        if self.watermark_url:
-            data["watermark_url"] = self.watermark_url
-        return data
-
-
-@dataclass
-class Task:
-    task_id: str
-    account: str
-    spec: TaskSpec
-    created_wall: float
-    created_mono: float
-    processing_at: float
-    done_at: float
-    will_fail: bool
-    fail_message: str
-    units: float
-    bucket: int
-    result_duration_s: float
-    status: str = "submitted"
-    status_msg: str = ""
-    updated_wall: float = 0.0
-    ended_wall: float | None = None
-    expires_wall: float | None = None
-    video_size: int = 0
-    videos: list[Video] = field(default_factory=list)
-    parent_video: dict[str, str] | None = None
-    clip: ClipSpec | None = None  # the playable result (None: a synthetic body of video_size bytes)
-    source_model: str | None = None  # video-extend: the model that made the source video
-    source_aspect: str | None = None
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in ("succeed", "failed")
-
-    def wall_at(self, mono: float) -> float:
-        """Wall-clock time of a monotonic instant in this task's life."""
-        return self.created_wall + (mono - self.created_mono)
-
-    def info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {}
-        if self.spec.external_task_id is not None:
-            info["external_task_id"] = self.spec.external_task_id
-        if self.parent_video is not None:
-            info["parent_video"] = dict(self.parent_video)
-        return info
-
-    def create_dict(self) -> dict[str, Any]:
-        """The `data` of a create answer."""
-        return {
-            "task_id": self.task_id,
-            "task_status": "submitted",
-            "task_info": self.info(),
-            "created_at": _ms(self.created_wall),
-            "updated_at": _ms(self.created_wall),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """The task object of queries, lists and callbacks."""
-        data: dict[str, Any] = {
-            "task_id": self.task_id,
-            "task_status": self.status,
-            "task_status_msg": self.status_msg,
-            "task_info": self.info(),
-            "created_at": _ms(self.created_wall),
-            "updated_at": _ms(self.updated_wall),
-            "final_unit_deduction": "0" if self.status == "failed" else _units_str(self.units),
-        }
-        if self.status == "succeed":
-            data["task_result"] = {"videos": [v.to_dict() for v in self.videos]}
-        return data
-
-
-@dataclass
-class Account:
-    active: int = 0
-    high_water: int = 0
-    units_committed: float = 0.0
-    tokens: float = 0.0
-    tokens_at: float = 0.0
-    tasks: list[str] = field(default_factory=list)  # creation order
-    by_external_id: dict[str, list[str]] = field(default_factory=dict)  # creation order
-
-
-@dataclass(frozen=True)
-class CdnObject:
-    """A result video the CDN can serve."""
-
-    seed: str
-    size: int
-    clip: ClipSpec | None = None  # served as a real MP4 (its size is known once it is made)
-
-
-class CdnRefusal(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 # Called after a create made its task and before the answer is sent: (the answer's data, the client's
@@ -157,22 +42,6 @@ CreateHook = Callable[[dict[str, Any], tuple[str, int]], None]
 UNLIMITED_PACK_UNITS = 1_000_000.0
 
 
-def base_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _ms(wall: float) -> int:
-    return int(wall * 1000)
-
-
-def _units_str(units: float) -> str:
-    return f"{units:g}"
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
 class SimState:
     """Tasks, accounts and counters of one simulator; thread-safe."""
 
@@ -181,8 +50,9 @@ class SimState:
         self._started_wall = time.time()
         self._cond = threading.Condition(self._lock)
         self._config = config
+        self._dice = FaultDice(config.seed, self._started_wall)
         self._seed_rngs(config.seed)
-        self._url_key = secrets.token_bytes(32)
+        self._cdn = Cdn(secrets.token_bytes(32))
         self._events: list[tuple[float, int, str]] = []
         self._seq = 0
         self._thread: threading.Thread | None = None
@@ -190,7 +60,6 @@ class SimState:
         self.cdn_address: tuple[str, int] = ("127.0.0.1", 0)
         self.callbacks = CallbackDispatcher(config.callback_workers)
         self.create_hooks: list[CreateHook] = []
-        self._outage_until = 0.0  # monotonic; set by the outage_s knob
         self._clear()
 
     def _clear(self) -> None:
@@ -206,9 +75,8 @@ class SimState:
         self._creates_refused: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
         self._units_charged = 0.0
-        self._cdn: Counter[str] = Counter()
-        self._gets_per_video: Counter[str] = Counter()  # cdn_cut_first
-        self._faults: Counter[str] = Counter()
+        self._cdn.clear()
+        self._dice.counts.clear()
         self._image_fetches: Counter[str] = Counter()
         self._recent_image_fetches: list[dict[str, Any]] = []
 
@@ -253,8 +121,7 @@ class SimState:
         with self._lock:
             self._config = self._config.updated(knobs)
             if "outage_s" in knobs:
-                outage = self._config.outage_s / self._config.speed
-                self._outage_until = time.monotonic() + outage if outage > 0 else 0.0
+                self._dice.start_outage(self._config)
             if "seed" in knobs:
                 self._seed_rngs(self._config.seed)
             self._cond.notify_all()
@@ -264,29 +131,23 @@ class SimState:
         """Separate streams, so that (say) a callback decision or a finishing task in between
         never shifts the task ids and outcomes that sequential creates get from a seed."""
         self._rng = random.Random(seed)
-        self._fault_rng = random.Random(None if seed is None else f"{seed}/faults")
+        self._dice.seed(seed)
         self._callback_rng = random.Random(None if seed is None else f"{seed}/callbacks")
 
     def chance(self, probability: float) -> bool:
         """A seeded coin flip, for faults the server decides."""
-        if probability <= 0:
-            return False
         with self._lock:
-            return self._fault_rng.random() < probability
+            return self._dice.chance(probability)
 
     def down(self) -> bool:
         """Whether Kling is in an outage (`outage_s`) right now."""
         with self._lock:
-            return time.monotonic() < self._outage_until
+            return self._dice.down()
 
     def in_error_burst(self) -> bool:
         """Whether a periodic 5xxx burst (`error_burst_every_s`, `error_burst_s`) is on right now."""
         with self._lock:
-            config = self._config
-            if config.error_burst_every_s <= 0 or config.error_burst_s <= 0:
-                return False
-            simulated = (time.time() - self._started_wall) * config.speed
-            return simulated % config.error_burst_every_s < config.error_burst_s
+            return self._dice.in_error_burst(self._config)
 
     def run_create_hooks(self, data: dict[str, Any], client: tuple[str, int]) -> None:
         for hook in list(self.create_hooks):
@@ -294,7 +155,7 @@ class SimState:
 
     def pick(self, options: tuple[int, ...]) -> int:
         with self._lock:
-            return self._fault_rng.choice(options)
+            return self._dice.pick(options)
 
     # -- accounting of requests ------------------------------------------------------------------
 
@@ -310,19 +171,16 @@ class SimState:
 
     def record_fault(self, name: str) -> None:
         with self._lock:
-            self._faults[name] += 1
+            self._dice.record(name)
 
     def cut_first(self, video: str, first: int) -> bool:
         """Whether this GET of the video is one of its first `first` (cdn_cut_first), counting it."""
-        if first <= 0:
-            return False
         with self._lock:
-            self._gets_per_video[video] += 1
-            return self._gets_per_video[video] <= first
+            return self._cdn.cut_first(video, first)
 
     def record_cdn(self, event: str, amount: int = 1) -> None:
         with self._lock:
-            self._cdn[event] += amount
+            self._cdn.record(event, amount)
 
     def record_image_fetch(self, url: str, *, ok: bool) -> None:
         with self._lock:
@@ -412,7 +270,7 @@ class SimState:
         if config.force_create_errors:
             code, *rest = config.force_create_errors
             self._config = config.updated({"force_create_errors": rest})
-            self._faults["forced_create_error"] += 1
+            self._dice.record("forced_create_error")
             raise SimApiError(code)
         marker = config.reject_marker
         if marker and (marker in spec.prompt or marker in spec.negative_prompt):
@@ -424,7 +282,7 @@ class SimState:
                     config.reused_external_id_message
                     or f"external_task_id {spec.external_task_id!r} already exists in this account"
                 )
-            self._faults["external_task_id_reused"] += 1  # Kling's contract allows a second, billed task
+            self._dice.record("external_task_id_reused")  # Kling's contract allows a second, billed task
         parent = self._source_video(account, spec, now)
         if config.concurrency_limit and acct.active >= config.concurrency_limit:
             raise SimApiError(1303)
@@ -560,7 +418,7 @@ class SimState:
             task.video_size = config.video_size_bytes
         video_id = hashlib.sha256(f"{self._config.seed}/{task.task_id}/video".encode()).hexdigest()
         video_id = f"{video_id[:8]}-{video_id[8:12]}-{video_id[12:16]}-{video_id[16:20]}-{video_id[20:]}"
-        url = self._video_url(task)
+        url = self._cdn.video_url(task, self._config.result_url_base or self.cdn_base_url())
         watermark = url.replace("_raw_video_1.mp4", "_raw_video_1_wm.mp4") if task.spec.watermark else None
         task.videos = [Video(video_id, url, f"{task.result_duration_s:.1f}", watermark)]
         self._videos[video_id] = task.task_id
@@ -569,8 +427,8 @@ class SimState:
     def _callback(self, task: Task) -> None:
         if task.spec.callback_url is None:
             return
-        if time.monotonic() < self._outage_until:
-            self._faults["callback_lost_in_outage"] += 1
+        if self._dice.down():
+            self._dice.record("callback_lost_in_outage")
             return
         body = json.dumps(task.to_dict(), separators=(",", ":")).encode()
         self.callbacks.submit(
@@ -583,7 +441,7 @@ class SimState:
         """Queries do not see a task for `query_lag_s` after its create (eventual consistency)."""
         lag = self._config.query_lag_s
         if lag > 0 and now - task.created_mono < lag:
-            self._faults["query_lag_hidden"] += 1
+            self._dice.record("query_lag_hidden")
             return False
         return True
 
@@ -605,7 +463,7 @@ class SimState:
             if config.force_lookup_errors:
                 code, *rest = config.force_lookup_errors
                 self._config = config.updated({"force_lookup_errors": rest})
-                self._faults["forced_lookup_error"] += 1
+                self._dice.record("forced_lookup_error")
                 raise SimApiError(code)
             for task_id in self._account(account).by_external_id.get(external_task_id, []):
                 task = self._tasks[task_id]
@@ -661,65 +519,11 @@ class SimState:
         host, port = self.cdn_address
         return base_url(self._config.cdn_host or host, port)
 
-    def _video_url(self, task: Task) -> str:
-        path = f"/bs2/upload-kling-api/{task.bucket}/{task.kind}/{task.task_id}-0_raw_video_1.mp4"
-        assert task.expires_wall is not None
-        base = (self._config.result_url_base or self.cdn_base_url()).rstrip("/")
-        return f"{base}{path}?x-kcdn-pid={CDN_PID}&pkey={self._pkey(path, task.expires_wall)}"
-
-    def _pkey(self, path: str, expires_wall: float) -> str:
-        expires = struct.pack(">Q", _ms(expires_wall))
-        mac = hmac.new(self._url_key, path.encode() + expires, hashlib.sha256).digest()[:18]
-        return _b64(expires + mac)
-
     def resolve_cdn(self, path: str, query: str) -> CdnObject:
         """The video behind a result URL, or CdnRefusal: 404 unknown/expired, 403 bad or missing pkey."""
         with self._lock:
             self._advance(time.monotonic())
-            task = self._task_for_path(path)
-            pkeys = parse_qs(query).get("pkey", [])
-            if not pkeys:
-                raise CdnRefusal(403, "missing pkey")
-            try:
-                raw = base64.urlsafe_b64decode(pkeys[0] + "=" * (-len(pkeys[0]) % 4))
-            except ValueError:
-                raise CdnRefusal(403, "malformed pkey") from None
-            expires, mac = raw[:8], raw[8:]
-            expected = hmac.new(self._url_key, path.encode() + expires, hashlib.sha256).digest()[:18]
-            if len(expires) != 8 or not hmac.compare_digest(mac, expected):
-                raise CdnRefusal(403, "bad pkey")
-            (expires_ms,) = struct.unpack(">Q", expires)
-            if time.time() * 1000 >= expires_ms:
-                raise CdnRefusal(404, "expired: results are cleared after their lifetime")
-            ended = task.ended_wall or 0.0
-            if self._config.cdn_not_ready_s and time.time() < ended + self._config.cdn_not_ready_s:
-                self._cdn["not_ready"] += 1
-                self._faults["cdn_not_ready"] += 1
-                raise CdnRefusal(self._config.cdn_not_ready_status, "not at this edge yet")
-            return CdnObject(seed=task.task_id, size=task.video_size, clip=task.clip)
-
-    def _task_for_path(self, path: str) -> Task:
-        prefix = "/bs2/upload-kling-api/"
-        suffix = "-0_raw_video_1.mp4"
-        wm_suffix = "-0_raw_video_1_wm.mp4"
-        if not path.startswith(prefix):
-            raise CdnRefusal(404, "not found")
-        parts = path[len(prefix) :].split("/")
-        if len(parts) != 3:
-            raise CdnRefusal(404, "not found")
-        bucket, kind, name = parts
-        for end in (suffix, wm_suffix):
-            if name.endswith(end):
-                task = self._tasks.get(name[: -len(end)])
-                if (
-                    task is not None
-                    and task.status == "succeed"
-                    and task.kind == kind
-                    and str(task.bucket) == bucket
-                    and (end == suffix or task.spec.watermark)
-                ):
-                    return task
-        raise CdnRefusal(404, "not found")
+            return self._cdn.resolve(path, query, self._tasks, self._config, self._dice)
 
     # -- inspection ------------------------------------------------------------------------------
 
@@ -743,7 +547,7 @@ class SimState:
                     "refused_by_code": dict(self._creates_refused),
                 },
                 "errors_by_code": dict(self._errors),
-                "faults": dict(self._faults),
+                "faults": dict(self._dice.counts),
                 "image_fetches": {
                     "ok": self._image_fetches["ok"],
                     "failed": self._image_fetches["failed"],
@@ -767,18 +571,5 @@ class SimState:
                 },
                 "tasks_total": len(self._tasks),
                 "tasks_by_status": {s: by_status.get(s, 0) for s in ("submitted", "processing", "succeed", "failed")},
-                "cdn": {
-                    key: self._cdn.get(key, 0)
-                    for key in (
-                        "requests",
-                        "downloads_started",
-                        "downloads_completed",
-                        "downloads_dropped",
-                        "downloads_aborted",
-                        "bytes_sent",
-                        "refused",
-                        "redirected",
-                        "not_ready",
-                    )
-                },
+                "cdn": self._cdn.counts(),
             }
