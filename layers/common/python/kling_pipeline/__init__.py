@@ -27,7 +27,8 @@ The use cases, one per function, each building only the adapters it uses:
 
 The adapters (kling_pipeline.adapters), the only modules that talk to AWS or HTTP:
     job_store (DynamoDB, and what a transition writes), job_queue (SQS), download_workflow (Step
-    Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy), input_images
+    Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy), public_addresses
+    (the address rules of every outbound fetch), input_images
     (S3 header reads and presigned URLs, image URLs asked for their first bytes),
     callback_tokens (the callback URL's HMAC), secrets (Secrets Manager, cached), ledger and
     generation_estimates (StatsTable), announcements (EventBridge, waiting callers), webhook_targets
