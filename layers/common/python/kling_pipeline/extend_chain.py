@@ -69,12 +69,11 @@ def step_body(job: Job, *, callback_url: str) -> dict[str, Any]:
 def step_record(job: Job, stored: dict[str, Any]) -> dict[str, Any]:
     """What the job keeps of a stored step: its task, its Kling video (the next step extends it), where
     it is stored, and what Kling charged for it."""
-    extra = job.model_extra or {}
     return {
         "step": job.step,
         "task_id": job.task_id,
-        "video_id": extra.get("kling_video_id"),
-        "duration": extra.get("video_duration"),
+        "video_id": job.kling_video_id,
+        "duration": job.video_duration,
         "s3_uri": stored["s3_uri"],
         "size": stored.get("video_size"),
         "sha256": stored.get("sha256"),

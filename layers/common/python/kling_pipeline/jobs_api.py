@@ -375,7 +375,6 @@ def not_found(job_id: str) -> JobsApiError:
 
 
 def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
-    extra = job.model_extra or {}
     request = {k: v for k, v in job.request.items() if k != "task_token"}  # a token resumes its caller: not shown
     link: tuple[str | None, str | None] = (None, None)
     if job.state is S.COMPLETED and job.s3_uri:
@@ -396,8 +395,8 @@ def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
         reserved_units=job.reserved_units,
         held_for=job.held_for,
         s3_uri=job.s3_uri,
-        video_size=extra.get("video_size"),
-        sha256=extra.get("sha256"),
+        video_size=job.video_size,
+        sha256=job.sha256,
         step=job.step,
         steps=[public_step(step) for step in job.steps],
         download_url=link[0],
@@ -575,7 +574,7 @@ def kling_cost(job: Job) -> str:
     if job.units_charged:
         return f"{job.units_charged} units"
     request = job.request
-    model = (job.model_extra or {}).get("model_name") or request.get("model") or "the default model"
+    model = job.model_name or request.get("model") or "the default model"
     return (
         f"one {request.get('mode', 'std')} {request.get('duration', '5')} s video of {model}; "
         "the units are known when it ends"

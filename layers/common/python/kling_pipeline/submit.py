@@ -28,7 +28,6 @@ from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_call
 from kling_pipeline.claims import (
     BY,
     HELD_FOR,
-    REFUSED_SINCE,
     Outcome,
     SubmitResult,
     SubmitRules,
@@ -524,7 +523,7 @@ def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: Kling
             f"{job.external_task_id} and refused the create ({exc.code}): {exc.message}",
         )
     now = int(deps.clock())
-    since = int((job.model_extra or {}).get(REFUSED_SINCE) or now)
+    since = job.refused_since or now
     if now - since >= deps.rules.reconcile_grace_s:
         return fail_job(job, deps, exc)
     return release_for_retry(
