@@ -22,7 +22,7 @@ The use cases, one per function, each building only the adapters it uses:
     callback      CallbackFunction: Kling's webhook -> a confirmed transition
     download_step DownloadFunction: the workflow's step, CDN -> S3
     poll          PollerFunction: every job gone quiet, settled
-    jobs_api      ApiFunction: submit, read, query, list and cancel jobs over HTTPS (api_routes)
+    jobs_api      ApiFunction: submit, read, query, list and cancel jobs over HTTPS (api_routes; its models: api_models)
     webhooks      WebhookFunction: an ended job's event, signed, to its webhook_url
 
 The adapters (kling_pipeline.adapters), the only modules that talk to AWS or HTTP:
