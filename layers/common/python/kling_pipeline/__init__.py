@@ -2,8 +2,10 @@
 
 The rules, which touch no AWS and no HTTP:
     lifecycle     job states, the allowed transitions, Job, observe_task / advance_job
-    extend_chain  extend chains: each step's create body, its video's key, what a stored step means
-    requests      JobRequest, its validation, parse_job_message and the error wording
+    extend_chain  extend chains: each step's video's key, what a stored step means
+    requests      JobRequest, its validation, parse_job_message, a job's stored request, the error wording
+    kling_body    Kling's create bodies: a request's own (step 1) and an extend chain's next step
+    storable      what DynamoDB can store: a message's numbers, text and nesting
     job_ids       what a job id may be
     capabilities  what each Kling model takes (dated, sourced facts); kinds and their endpoint paths
     images        Kling's rules for input images, and how a request refers to one

@@ -24,7 +24,6 @@ from kling_pipeline.observability import Metric, logger, record
 
 if TYPE_CHECKING:  # annotations only: the download step, the API and webhooks never parse a Kling task
     from kling_pipeline.kling_task import KlingTask, KlingVideo
-    from kling_pipeline.requests import JobRequest
 
 
 class JobState(StrEnum):
@@ -183,14 +182,6 @@ class Job(BaseModel):
         extra = dict(self.__pydantic_extra__ or {})
         extra |= {name: value for name in RECORD_FIELDS if (value := getattr(self, name)) is not None}
         return extra
-
-    @property
-    def job_request(self) -> JobRequest:
-        # Imported here: the request model and the capability table are the submit path's; the
-        # callback, the download step and the poller read a job without them (a cold start's worth).
-        from kling_pipeline.requests import STORED_REQUEST, JobRequest
-
-        return JobRequest.model_validate(self.request, context=STORED_REQUEST)
 
     @property
     def is_terminal(self) -> bool:

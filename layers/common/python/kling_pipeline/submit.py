@@ -51,12 +51,12 @@ from kling_pipeline.errors import (
     LinkedWriteRefusedError,
     TransitionRejectedError,
 )
-from kling_pipeline.extend_chain import step_body
 from kling_pipeline.images import image_source
 from kling_pipeline.job_ids import job_reference, referenced_job
+from kling_pipeline.kling_body import create_body, step_body
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import JobRequest, parked_message, parse_job_message
+from kling_pipeline.requests import JobRequest, parked_message, parse_job_message, stored_request
 from kling_pipeline.settings import SubmitSettings
 from kling_pipeline.unit_estimates import units_to_reserve
 
@@ -366,7 +366,7 @@ def submit_job(
     if isinstance(reserved, SubmitResult):
         return reserved
     try:
-        return submit_claimed_job(reserved, reserved.job_request, deps, time_left_s=time_left_s)
+        return submit_claimed_job(reserved, stored_request(reserved), deps, time_left_s=time_left_s)
     except KlingAccountError as exc:
         # Refused before anything was made: the reservation goes back while an operator acts.
         return park_job(reserved, deps, account_reason(exc), kling_code=exc.code, release=True)
@@ -463,7 +463,8 @@ def submit_claimed_job(
             images = resolve_images(request, deps)
         except ImageRefusedError as exc:
             return refuse_request(job, deps, f"invalid job request: {exc}")
-        body = request.kling_body(
+        body = create_body(
+            request,
             default_model=deps.settings.default_model,
             callback_url=callback,
             external_task_id=job.external_task_id,
