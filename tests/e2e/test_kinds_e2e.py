@@ -91,7 +91,7 @@ def test_each_kind_ends_as_a_playable_video_of_the_asked_length_and_shape(stack:
     done = wait_terminal(stack, send_jobs(connection_of(stack), jobs))
     # And the kling-v1 video is then extended
     extend = {"job_id": "kind-extend", "kind": "video-extend", "prompt": "and the storm comes",
-              "video_id": (done["kind-v1-source"].model_extra or {})["kling_video_id"]}  # fmt: skip
+              "video_id": done["kind-v1-source"].kling_video_id}  # fmt: skip
     done |= wait_terminal(stack, send_jobs(connection_of(stack), [extend]))
     # Then every job completed with one Kling task, on its kind's endpoint
     assert {job_id: job.state for job_id, job in done.items()} == dict.fromkeys(done, S.COMPLETED)

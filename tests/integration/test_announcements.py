@@ -159,7 +159,7 @@ def test_an_outcome_write_whose_answer_was_lost_is_recognised_and_announced(comp
     done = pipeline.store.get("lost-answer")
     assert done.state is S.COMPLETED and [h.state for h in done.history].count(S.COMPLETED) == 1
     (event,) = events_for(completion, "lost-answer")
-    assert event["detail"]["sha256"] == (done.model_extra or {})["sha256"]
+    assert event["detail"]["sha256"] == done.sha256
     assert resumes_of(completion, caller) == ["TaskSucceeded"]
     assert announced(completion, "lost-answer")
 

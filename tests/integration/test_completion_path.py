@@ -28,9 +28,8 @@ def test_happy_path_stores_the_video_and_announces_it(completion: Completion) ->
     assert data[4:8] == b"ftyp"
     assert body["ContentType"] == "video/mp4"
     assert body["Metadata"]["job-id"] == "done-1"
-    stored = job.model_extra or {}
-    assert stored["sha256"] == hashlib.sha256(data).hexdigest()
-    assert stored["video_size"] == 300_000
+    assert job.sha256 == hashlib.sha256(data).hexdigest()
+    assert job.video_size == 300_000
     # (its end announced, it has left the poller's index)
     assert not job.announce_pending
     assert not WATCHED_ATTRS & completion.pipeline.stored_attributes("done-1")
@@ -130,7 +129,7 @@ def test_a_lying_url_is_replaced_by_klings(completion: Completion) -> None:
     assert done.state is S.COMPLETED
     assert real.first_video is not None
     # The download used Kling's video (the lie's host is not even allowed), and the signed URL is gone.
-    assert (done.model_extra or {})["kling_video_id"] == real.first_video.id
+    assert done.kling_video_id == real.first_video.id
     assert done.video_url is None
 
 

@@ -151,4 +151,5 @@ def test_a_refused_image_is_announced_and_its_waiting_caller_told_once(completio
     # And the caller was resumed with the refusal, and the job keeps no token to tell it again
     assert sfn.describe_execution(executionArn=execution)["status"] == "FAILED"
     job = pipeline.store.get("tiny-announced")
-    assert job.state is S.FAILED and "task_token" not in (job.model_extra or {})
+    assert job.state is S.FAILED and job.task_token is None
+    assert "task_token" not in pipeline.stored_attributes("tiny-announced")

@@ -89,7 +89,6 @@ def test_recording_a_completion_writes_what_the_store_writes(completion: Complet
     assert start_workflow(completion, job)["status"] == "SUCCEEDED"
     done = completion.pipeline.store.get(job.job_id)
     assert done.state is S.COMPLETED
-    extra = done.model_extra or {}
     twin_done = completion.pipeline.store.transition(
         twin,
         S.COMPLETED,
@@ -97,8 +96,8 @@ def test_recording_a_completion_writes_what_the_store_writes(completion: Complet
         changes={
             "s3_uri": f"s3://{completion.bucket}/videos/{twin.job_id}.mp4",
             "s3_key": f"videos/{twin.job_id}.mp4",
-            "video_size": extra["video_size"],
-            "sha256": extra["sha256"],
+            "video_size": done.video_size,
+            "sha256": done.sha256,
         },
     )
     # (and marks it announced, as the workflow does once its event is taken)

@@ -39,6 +39,17 @@ def test_a_job_is_queued_once_and_its_id_is_its_idempotency_key(jobs_api: JobsAp
     assert len(jobs_api.queued()) == 2
 
 
+def test_a_job_jobs_queue_does_not_take_is_discarded_and_asked_for_again(jobs_api: JobsApi) -> None:
+    # Given a JobsQueue that refuses every send (gone: SQS answers QueueDoesNotExist)
+    jobs_api.pipeline.sqs.delete_queue(QueueUrl=jobs_api.pipeline.queue_url)
+    # When a job is submitted
+    answer = jobs_api.call("POST", "/jobs", {"job_id": "no-queue-1", "prompt": "a red fox in snow"})
+    # Then the queue adapter's QueueUnavailableError is a 503 asking for the same request again,
+    # and the job's record is discarded (a retry makes it afresh)
+    assert answer.status == 503 and answer.error["code"] == "QUEUE_UNAVAILABLE"
+    assert jobs_api.pipeline.store.find("no-queue-1") is None
+
+
 def test_the_submit_path_takes_what_the_api_queued(jobs_api: JobsApi) -> None:
     # Given a job submitted over HTTP without a job id (the API names it)
     answer = jobs_api.call("POST", "/jobs", {"prompt": "a lighthouse at dusk", "metadata": {"order": 7}})

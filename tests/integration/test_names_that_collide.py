@@ -112,7 +112,7 @@ def video_of(completion: Completion, job_id: str) -> str:
     assert completion.wait_for_execution(job_id)["status"] == "SUCCEEDED"
     done = completion.pipeline.store.get(job_id)
     assert done.state is S.COMPLETED
-    return str((done.model_extra or {})["kling_video_id"])
+    return str(done.kling_video_id)
 
 
 def chain_at_step_two(completion: Completion, job_id: str) -> Job:

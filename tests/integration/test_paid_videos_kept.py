@@ -17,8 +17,9 @@ from kling_pipeline.adapters import job_store as job_store_module
 from kling_pipeline.adapters.download_workflow import execution_name
 from kling_pipeline.errors import TransitionRejectedError
 from kling_pipeline.job_ids import job_reference
+from kling_pipeline.kling_body import create_body
 from kling_pipeline.lifecycle import Job, JobState
-from kling_pipeline.requests import JobRequest
+from kling_pipeline.requests import JobRequest, stored_request
 from tests.support.lambda_runtime import load_function_module
 from tests.support.scenarios import (
     ACCESS_KEY,
@@ -407,7 +408,9 @@ def test_an_operator_records_the_task_of_an_unsettled_job_and_its_video_is_colle
     pipeline.send({"job_id": "made-after-all", "prompt": "video for made-after-all"})
     pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "made-after-all", S.FAILED), deadline_s=60)
     pipeline.sim.configure(outage_s=0)
-    body = job.job_request.kling_body(default_model="kling-v1", callback_url=DEAD_API, external_task_id=job.job_id)
+    body = create_body(
+        stored_request(job), default_model="kling-v1", callback_url=DEAD_API, external_task_id=job.job_id
+    )
     made = pipeline.kling().create_task("text2video", body)
     # When the operator records it
     assert settle_cli(pipeline, "made-after-all", "--task-id", made.task_id) == 0

@@ -154,7 +154,7 @@ def test_a_stored_video_whose_completion_was_not_recorded_is_completed_without_a
     # Then the job is completed from the object, with its size and checksum, and nothing was downloaded again
     repaired = completion.pipeline.store.get("stored-not-recorded")
     assert repaired.history[-1].by == "poller-repair"
-    assert (repaired.model_extra or {})["video_size"] == 300_000
+    assert repaired.video_size == 300_000
     assert completion.pipeline.sim.stats()["cdn"]["downloads_completed"] == downloads
     assert [e["detail"]["state"] for e in completion.events()] == ["COMPLETED"]
 

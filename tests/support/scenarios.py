@@ -21,6 +21,7 @@ from kling_local.sim import KlingSimulator
 from kling_pipeline.adapters import reset_container_state
 from kling_pipeline.adapters.job_store import ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR, JobStore
 from kling_pipeline.adapters.kling_client import KlingClient
+from kling_pipeline.kling_body import create_body
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.requests import JobRequest
@@ -84,7 +85,7 @@ class Pipeline:
         self.store.transition(
             job, JobState.SUBMITTING, by="worker-that-dies", changes={"lease_owner": "dead", "lease_expires_at": 0}
         )
-        body = request.kling_body(default_model="kling-v1", callback_url=DEAD_API, external_task_id=job_id)
+        body = create_body(request, default_model="kling-v1", callback_url=DEAD_API, external_task_id=job_id)
         return request.model_dump(mode="json", exclude_none=True), self.kling().create_task("text2video", body)
 
     def drain(self, handler: Any, until: Any, *, deadline_s: float = 120.0) -> None:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from kling_pipeline import capabilities
 from kling_pipeline.capabilities import KINDS, MODELS, Fact, endpoint_path
+from kling_pipeline.kling_body import create_body
 from kling_pipeline.requests import STORED_REQUEST, JobRequest, describe_validation_error
 from tests.support.template import ROOT, load_template
 
@@ -24,7 +25,7 @@ def refusal(**fields: Any) -> str:
 
 def body_of(default_model: str = "kling-v2-6", **fields: Any) -> dict[str, Any]:
     request = JobRequest.model_validate(fields, context={"default_model": default_model})
-    return request.kling_body(default_model=default_model, callback_url="https://cb", external_task_id="j")
+    return create_body(request, default_model=default_model, callback_url="https://cb", external_task_id="j")
 
 
 def test_every_fact_has_a_date_and_a_source() -> None:
@@ -114,7 +115,7 @@ def test_todays_models_take_todays_durations_and_sound() -> None:
 def test_an_unknown_model_passes_with_a_warning_and_only_the_rules_for_every_model() -> None:
     request = JobRequest.model_validate({"prompt": "x", "model": "kling-v9-preview", "duration": "20", "sound": True})
     assert request.warnings == [capabilities.unknown_model_warning("kling-v9-preview")]
-    assert request.kling_body(default_model="kling-v2-6", callback_url="c", external_task_id="j")["duration"] == "20"
+    assert create_body(request, default_model="kling-v2-6", callback_url="c", external_task_id="j")["duration"] == "20"
     # The rules that hold for every model still apply: a whole number of seconds, 3 minutes at most.
     assert "duration:" in refusal(prompt="x", model="kling-v9-preview", duration="2.5")
     assert "at most 180 seconds" in refusal(prompt="x", model="kling-v9-preview", duration="181")
@@ -159,8 +160,12 @@ def test_each_kind_sends_its_own_body() -> None:
     assert omni["watermark_info"] == {"enabled": True}
     assert omni["element_list"] == [{"element_id": 7}]
     request = JobRequest.model_validate({"kind": "image2video", "image": "s3://inputs/a.png", "mode": "pro"})
-    sent = request.kling_body(
-        default_model="kling-v2-6", callback_url="c", external_task_id="j", images={"image": "https://signed/a"}
+    sent = create_body(
+        request,
+        default_model="kling-v2-6",
+        callback_url="c",
+        external_task_id="j",
+        images={"image": "https://signed/a"},
     )
     assert sent["image"] == "https://signed/a"
     assert request.image_slots() == [("image", "s3://inputs/a.png")]

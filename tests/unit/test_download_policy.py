@@ -2,7 +2,7 @@
 
 import pytest
 
-from kling_pipeline.adapters.video_transfer import DownloadPolicy, check_url
+from kling_pipeline.adapters.public_addresses import DownloadPolicy, check_url
 from kling_pipeline.errors import DownloadRefusedError
 
 PRODUCTION = DownloadPolicy.from_setting("*.klingai.com,*.kechuangai.com", max_bytes=10**9, production=True)

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from kling_pipeline.adapters.download_workflow import execution_name
-from kling_pipeline.extend_chain import NEXT_STEP_RESEND_S, after_stored, step_body, video_key
+from kling_pipeline.extend_chain import NEXT_STEP_RESEND_S, after_stored, video_key
+from kling_pipeline.kling_body import step_body
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.requests import JobRequest, describe_validation_error
 

@@ -18,7 +18,8 @@ from kling_pipeline.adapters.deadlines import DeadlinePassedError, for_invocatio
 from kling_pipeline.adapters.input_images import InputImagePolicy, InputImages
 from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.adapters.pinned_http import pinned_client
-from kling_pipeline.adapters.video_transfer import DownloadPolicy, check_url, stream_to_s3
+from kling_pipeline.adapters.public_addresses import DownloadPolicy, check_url
+from kling_pipeline.adapters.video_transfer import stream_to_s3
 from kling_pipeline.adapters.webhook_sender import WebhookSender
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy
 from kling_pipeline.errors import ImageRefusedError, KlingUnavailableError, TransientDownloadError

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kling_pipeline.adapters.input_images import InputImagePolicy, InputImages
-from kling_pipeline.adapters.pinned_http import PinnedTransport, pinned_client
-from kling_pipeline.adapters.video_transfer import Target
+from kling_pipeline.adapters.pinned_http import PinnedTransport, pinned_client, pinned_request
+from kling_pipeline.adapters.public_addresses import PinnedTarget
 from kling_pipeline.adapters.webhook_sender import WebhookSender
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy
 
@@ -84,14 +84,17 @@ def test_a_second_host_on_the_same_address_gets_its_own_certificate_check(cdn: t
     trust = ssl.create_default_context(cafile=str(cert_file))
     with pinned_client(verify=trust) as client:
         # Given a request to a.test, pinned to its address, answered over a kept-alive connection
-        first = client.send(Target(f"{origin}/v.mp4", host="a.test").request(client))
+        first = client.send(pinned_request(client, "GET", PinnedTarget(f"{origin}/v.mp4", host="a.test")))
         assert first.status_code == 200
         # When b.test, which resolved to the same address, is asked next
         # Then it gets a handshake of its own, and the certificate (a.test's only) does not pass for it
         with pytest.raises(httpx.ConnectError, match=r"CERTIFICATE_VERIFY_FAILED|match"):
-            client.send(Target(f"{origin}/v.mp4", host="b.test").request(client))
+            client.send(pinned_request(client, "GET", PinnedTarget(f"{origin}/v.mp4", host="b.test")))
         # And a.test's own connection still serves a.test
-        assert client.send(Target(f"{origin}/v.mp4", host="a.test").request(client)).status_code == 200
+        assert (
+            client.send(pinned_request(client, "GET", PinnedTarget(f"{origin}/v.mp4", host="a.test"))).status_code
+            == 200
+        )
 
 
 def test_the_webhook_sender_and_the_image_probe_use_per_host_pools() -> None:

@@ -3,6 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
+from kling_pipeline.kling_body import create_body
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.requests import JobRequest, describe_validation_error
 
@@ -18,7 +19,7 @@ def test_minimal_text2video_gets_kling_defaults() -> None:
     assert request.kind == "text2video"
     assert request.duration == "5"
     assert request.mode == "std"
-    body = request.kling_body(default_model="kling-v2-6", callback_url="https://cb", external_task_id="j1")
+    body = create_body(request, default_model="kling-v2-6", callback_url="https://cb", external_task_id="j1")
     assert body == {
         "callback_url": "https://cb",
         "external_task_id": "j1",
@@ -63,15 +64,18 @@ def test_image2video_rules() -> None:
     assert "data:" in errors_of(kind="image2video", image="data:image/png;base64,AAAA")
     assert "aspect_ratio" in errors_of(kind="image2video", image="https://x/y.png", aspect_ratio="1:1")
     ok = JobRequest.model_validate({"kind": "image2video", "image": "https://x/y.png"})
-    body = ok.kling_body(default_model="kling-v1", callback_url="https://cb", external_task_id="j")
+    body = create_body(ok, default_model="kling-v1", callback_url="https://cb", external_task_id="j")
     assert body["image"] == "https://x/y.png"
     assert "aspect_ratio" not in body
 
 
 def test_video_extend_needs_video_id_and_sends_only_its_fields() -> None:
     assert "video_id is required" in errors_of(kind="video-extend")
-    body = JobRequest.model_validate({"kind": "video-extend", "video_id": "v1", "prompt": "more"}).kling_body(
-        default_model="kling-v1", callback_url="https://cb", external_task_id="j"
+    body = create_body(
+        JobRequest.model_validate({"kind": "video-extend", "video_id": "v1", "prompt": "more"}),
+        default_model="kling-v1",
+        callback_url="https://cb",
+        external_task_id="j",
     )
     assert body == {"callback_url": "https://cb", "external_task_id": "j", "video_id": "v1", "prompt": "more"}
 

@@ -12,7 +12,8 @@ import pytest
 from botocore.stub import Stubber
 
 from kling_pipeline.adapters.aws_errors import is_transient
-from kling_pipeline.adapters.video_transfer import DownloadPolicy, check_url, stream_to_s3
+from kling_pipeline.adapters.public_addresses import DownloadPolicy, check_url
+from kling_pipeline.adapters.video_transfer import stream_to_s3
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError
 
 PRODUCTION = DownloadPolicy(("*.klingai.com",), max_bytes=10_000_000, production=True)

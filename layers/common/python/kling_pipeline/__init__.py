@@ -2,8 +2,10 @@
 
 The rules, which touch no AWS and no HTTP:
     lifecycle     job states, the allowed transitions, Job, observe_task / advance_job
-    extend_chain  extend chains: each step's create body, its video's key, what a stored step means
-    requests      JobRequest, its validation, parse_job_message and the error wording
+    extend_chain  extend chains: each step's video's key, what a stored step means
+    requests      JobRequest, its validation, parse_job_message, a job's stored request, the error wording
+    kling_body    Kling's create bodies: a request's own (step 1) and an extend chain's next step
+    storable      what DynamoDB can store: a message's numbers, text and nesting
     job_ids       what a job id may be
     capabilities  what each Kling model takes (dated, sourced facts); kinds and their endpoint paths
     images        Kling's rules for input images, and how a request refers to one
@@ -22,12 +24,13 @@ The use cases, one per function, each building only the adapters it uses:
     callback      CallbackFunction: Kling's webhook -> a confirmed transition
     download_step DownloadFunction: the workflow's step, CDN -> S3
     poll          PollerFunction: every job gone quiet, settled
-    jobs_api      ApiFunction: submit, read, query, list and cancel jobs over HTTPS (api_routes)
+    jobs_api      ApiFunction: submit, read, query, list and cancel jobs over HTTPS (api_routes; its models: api_models)
     webhooks      WebhookFunction: an ended job's event, signed, to its webhook_url
 
 The adapters (kling_pipeline.adapters), the only modules that talk to AWS or HTTP:
     job_store (DynamoDB, and what a transition writes), job_queue (SQS), download_workflow (Step
-    Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy), input_images
+    Functions), kling_client (Kling's API), video_transfer (streamed CDN -> S3 copy), public_addresses
+    (the address rules of every outbound fetch), input_images
     (S3 header reads and presigned URLs, image URLs asked for their first bytes),
     callback_tokens (the callback URL's HMAC), secrets (Secrets Manager, cached), ledger and
     generation_estimates (StatsTable), announcements (EventBridge, waiting callers), webhook_targets

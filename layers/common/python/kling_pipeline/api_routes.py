@@ -23,10 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Discriminator, Tag
 
 from kling_pipeline.adapters.aws_errors import is_transient
-from kling_pipeline.errors import JobsApiError
-from kling_pipeline.job_ids import JOB_ID_PATTERN
-from kling_pipeline.jobs_api import (
-    DEFAULT_PAGE,
+from kling_pipeline.api_models import (
     MAX_BATCH,
     Accepted,
     BatchAccepted,
@@ -36,9 +33,14 @@ from kling_pipeline.jobs_api import (
     JobBatch,
     JobIds,
     JobList,
-    JobsApiDependencies,
     JobView,
     QueryResult,
+)
+from kling_pipeline.errors import JobsApiError
+from kling_pipeline.job_ids import JOB_ID_PATTERN
+from kling_pipeline.jobs_api import (
+    DEFAULT_PAGE,
+    JobsApiDependencies,
     cancel_job,
     get_job,
     list_jobs,

@@ -95,9 +95,8 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
     logger.info("video stored", extra={"s3_uri": stored.s3_uri, "size": stored.size})
     record(Metric.DOWNLOADS, outcome="stored")
     record(Metric.VIDEO_BYTES_STORED, stored.size, MetricUnit.Bytes)
-    finished_ms = (job.model_extra or {}).get("kling_finished_at")
-    if finished_ms:
-        record(Metric.NOTICE_LATENCY, max(0.0, time.time() - int(finished_ms) / 1000), MetricUnit.Seconds)
+    if job.kling_finished_at:
+        record(Metric.NOTICE_LATENCY, max(0.0, time.time() - job.kling_finished_at / 1000), MetricUnit.Seconds)
     return stored_outcome(job, stored, deps)
 
 
@@ -124,13 +123,12 @@ def link_refused(job: Job, exc: VideoLinkRefusedError, deps: DownloadDependencie
 
 def object_metadata(job: Job) -> dict[str, str]:
     """What is stored with the object: enough to tell which job, task and request made it."""
-    extra = job.model_extra or {}
     metadata = {
         "job-id": job.job_id,
         "task-id": job.task_id or "",
-        "prompt-hash": str(extra.get("prompt_hash") or ""),
-        "model": str(extra.get("model_name") or job.request.get("model") or ""),
-        "duration": str(extra.get("video_duration") or job.request.get("duration") or ""),
+        "prompt-hash": str(job.prompt_hash or ""),
+        "model": str(job.model_name or job.request.get("model") or ""),
+        "duration": str(job.video_duration or job.request.get("duration") or ""),
     }
     return {k: v for k, v in metadata.items() if v}
 
@@ -169,7 +167,6 @@ def outcome(
     failed its condition is recognised as made, and the workflow carries on. `announced` is the write
     that clears the end's `announce_pending` once the event was taken and the caller resumed."""
     write = deps.store.transition_write(job, to_state, by=BY, changes=changes)
-    extra = job.model_extra or {}
     ended = job.model_copy(update={k: v for k, v in changes.items() if k in ("steps", "units_charged")})
     answer: dict[str, Any] = {
         "ok": to_state is not S.FAILED,
@@ -180,9 +177,9 @@ def outcome(
         "announced": announced_write(job.version + 1).for_step_functions(),
         "event": {"job_id": job.job_id, "state": to_state.value}
         | details
-        | {"units_charged": ended.total_units, "metadata": json.loads(extra.get("metadata_json") or "{}")}
+        | {"units_charged": ended.total_units, "metadata": json.loads(job.metadata_json or "{}")}
         | ({"steps": [public_step(s) for s in ended.steps]} if job.is_chain else {}),
     }
-    if extra.get("task_token"):
-        answer["task_token"] = extra["task_token"]
+    if job.task_token:
+        answer["task_token"] = job.task_token
     return answer

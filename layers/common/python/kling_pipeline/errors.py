@@ -178,6 +178,11 @@ class WebhookNotDeliveredError(PipelineError):
 # -- the jobs API -----------------------------------------------------------------------------
 
 
+class QueueUnavailableError(PipelineError):
+    """JobsQueue did not take a send (an AWS error, named in the message): which of its messages went
+    is not known. The jobs API discards the records it made for them and asks for the request again."""
+
+
 class JobsApiError(PipelineError):
     """An answer of the jobs API other than success: its HTTP status, a code, and a message that
     names the field at fault (`details`, per item, for a batch)."""

@@ -51,30 +51,14 @@ def video_key(job: Job) -> str:
     return f"videos/{job.job_id}/step-{job.step}.mp4"
 
 
-def step_body(job: Job, *, callback_url: str) -> dict[str, Any]:
-    """The video-extend create body of step n >= 2: the previous step's video, this step's prompt."""
-    assert job.step >= 2 and job.steps, "step 1 is the request's own create"
-    extend = (job.request.get("extend") or [])[job.step - 2]
-    body: dict[str, Any] = {
-        "video_id": job.steps[-1]["video_id"],
-        "callback_url": callback_url,
-        "external_task_id": job.external_task_id,
-    }
-    for field in ("prompt", "negative_prompt", "cfg_scale"):
-        if extend.get(field) not in (None, ""):
-            body[field] = extend[field]
-    return body
-
-
 def step_record(job: Job, stored: dict[str, Any]) -> dict[str, Any]:
     """What the job keeps of a stored step: its task, its Kling video (the next step extends it), where
     it is stored, and what Kling charged for it."""
-    extra = job.model_extra or {}
     return {
         "step": job.step,
         "task_id": job.task_id,
-        "video_id": extra.get("kling_video_id"),
-        "duration": extra.get("video_duration"),
+        "video_id": job.kling_video_id,
+        "duration": job.video_duration,
         "s3_uri": stored["s3_uri"],
         "size": stored.get("video_size"),
         "sha256": stored.get("sha256"),

@@ -7,8 +7,8 @@ takes it as it takes any other. Reads never scan: one GetItem, one BatchGetItem,
 JobsByState index. Cancelling is a transition like every other (QUEUED -> CANCELLED through the job
 store), announced like every other end (docs/architecture.md, "The jobs API").
 
-The request and response models below are what the API validates and answers; the OpenAPI document
-is generated from them (kling_pipeline.api_routes).
+The request and response models, what the API validates and answers, are kling_pipeline.api_models;
+the OpenAPI document is generated from them (kling_pipeline.api_routes).
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
-
-from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
 
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.job_queue import JobQueue
@@ -32,8 +28,26 @@ from kling_pipeline.adapters.job_store import JobStore, ShardPositions, job_stor
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.video_links import VideoLinks, video_links
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy, check_webhook_url
-from kling_pipeline.errors import InvalidJobMessageError, JobsApiError, TransitionRejectedError, WebhookRefusedError
-from kling_pipeline.job_ids import JOB_ID_PATTERN, is_valid_job_id
+from kling_pipeline.api_models import (
+    Accepted,
+    BatchAccepted,
+    ErrorDetail,
+    HistoryItem,
+    ItemProblem,
+    JobBatch,
+    JobList,
+    JobSummary,
+    JobView,
+    QueryResult,
+)
+from kling_pipeline.errors import (
+    InvalidJobMessageError,
+    JobsApiError,
+    QueueUnavailableError,
+    TransitionRejectedError,
+    WebhookRefusedError,
+)
+from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.observability import logger
 from kling_pipeline.polling import SHARDS, shard_number
@@ -42,132 +56,7 @@ from kling_pipeline.settings import ApiSettings
 
 S = JobState
 BY = "api"
-MAX_BATCH = 100
 DEFAULT_PAGE = 50
-
-JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, examples=["order-1042"])]
-
-
-# ---------------------------------------------------------------------------------------------
-# Models: what the API takes and answers (the OpenAPI document's schemas)
-
-
-class JobBatch(BaseModel):
-    """Up to 100 jobs in one request; refused whole if any of them is invalid."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    jobs: list[JobRequest] = Field(min_length=1, max_length=MAX_BATCH)
-
-
-class JobIds(BaseModel):
-    """The jobs to read at once (the batch retrieve)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ids: list[JobId] = Field(min_length=1, max_length=MAX_BATCH)
-
-
-class ItemProblem(BaseModel):
-    index: int
-    field: str | None = None
-    message: str
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
-    details: list[ItemProblem] | None = None
-
-
-class ErrorBody(BaseModel):
-    """Every answer that is not a success."""
-
-    error: ErrorDetail
-
-
-class HistoryItem(BaseModel):
-    state: JobState
-    at: str
-    by: str
-    note: str | None = None
-
-
-class JobView(BaseModel):
-    """A job as the API shows it: its request (without a task token), its life, and its result."""
-
-    job_id: str
-    state: JobState
-    kind: str
-    url: str
-    created_at: str
-    updated_at: str
-    request: dict[str, Any]
-    history: list[HistoryItem]
-    task_id: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    units_charged: str | None = Field(default=None, description="Kling's charge for the job's task, once known")
-    reserved_units: float | None = Field(
-        default=None, description="what the job holds of its day's budget (DailyBudgetUnits), an estimate"
-    )
-    held_for: str | None = Field(default=None, description="why a QUEUED job waits, such as 'daily budget reached'")
-    s3_uri: str | None = None
-    video_size: int | None = None
-    sha256: str | None = None
-    step: int = Field(default=1, description="an extend chain's step under way (1: the request's own video)")
-    steps: list[dict[str, Any]] = Field(
-        default_factory=list, description="an extend chain's stored steps: step, s3_uri, size, sha256, units_charged"
-    )
-    download_url: str | None = Field(default=None, description="a presigned GET of the video, short-lived")
-    download_url_expires_at: str | None = None
-
-
-Outcome = Literal["accepted", "existing", "conflict", "not_queued"]
-
-
-class Accepted(BaseModel):
-    """One job of a submission: `accepted` (queued now), `existing` (the same request was sent before;
-    its message is sent again while no submitter has claimed the job, in case that try never sent it),
-    `conflict` (the job id belongs to a different request) or `not_queued` (retry)."""
-
-    job_id: str
-    state: JobState | None = None
-    url: str
-    outcome: Outcome
-    error: ErrorDetail | None = None
-    warnings: list[str] | None = Field(
-        default=None, description="what was let through but a person should know (an unknown model, say)"
-    )
-
-
-class BatchAccepted(BaseModel):
-    jobs: list[Accepted]
-
-
-class QueryResult(BaseModel):
-    jobs: list[JobView]
-    unknown: list[str] = Field(description="ids of no job (never submitted, or expired after FinishedJobTtlDays)")
-
-
-class JobSummary(BaseModel):
-    job_id: str
-    state: JobState
-    kind: str | None = None
-    url: str
-    created_at: str | None = None
-    updated_at: str
-    error_code: str | None = None
-    error_message: str | None = None
-    s3_uri: str | None = None
-    units_charged: str | None = None
-
-
-class JobList(BaseModel):
-    jobs: list[JobSummary]
-    next_token: str | None = Field(default=None, description="pass it back for the next page; absent at the end")
-
 
 # ---------------------------------------------------------------------------------------------
 # Dependencies
@@ -302,12 +191,12 @@ def enqueue(requests: list[JobRequest], base_url: str, deps: JobsApiDependencies
             resent.append(request)
     if resent:
         # Best effort: a job whose message is lost again is sent by the poller.
-        with contextlib.suppress(ClientError, BotoCoreError):
+        with contextlib.suppress(QueueUnavailableError):
             deps.queue.send_many([request.as_message() for request in resent])
     if created:
         try:
             sent = deps.queue.send_many([request.as_message() for _, request in created])
-        except (ClientError, BotoCoreError):
+        except QueueUnavailableError:
             for job, _ in created:
                 deps.store.discard_unsent(job)
             logger.exception("could not queue jobs; their records are discarded")
@@ -375,7 +264,6 @@ def not_found(job_id: str) -> JobsApiError:
 
 
 def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
-    extra = job.model_extra or {}
     request = {k: v for k, v in job.request.items() if k != "task_token"}  # a token resumes its caller: not shown
     link: tuple[str | None, str | None] = (None, None)
     if job.state is S.COMPLETED and job.s3_uri:
@@ -396,8 +284,8 @@ def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
         reserved_units=job.reserved_units,
         held_for=job.held_for,
         s3_uri=job.s3_uri,
-        video_size=extra.get("video_size"),
-        sha256=extra.get("sha256"),
+        video_size=job.video_size,
+        sha256=job.sha256,
         step=job.step,
         steps=[public_step(step) for step in job.steps],
         download_url=link[0],
@@ -575,7 +463,7 @@ def kling_cost(job: Job) -> str:
     if job.units_charged:
         return f"{job.units_charged} units"
     request = job.request
-    model = (job.model_extra or {}).get("model_name") or request.get("model") or "the default model"
+    model = job.model_name or request.get("model") or "the default model"
     return (
         f"one {request.get('mode', 'std')} {request.get('duration', '5')} s video of {model}; "
         "the units are known when it ends"

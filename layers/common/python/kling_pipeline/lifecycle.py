@@ -24,7 +24,6 @@ from kling_pipeline.observability import Metric, logger, record
 
 if TYPE_CHECKING:  # annotations only: the download step, the API and webhooks never parse a Kling task
     from kling_pipeline.kling_task import KlingTask, KlingVideo
-    from kling_pipeline.requests import JobRequest
 
 
 class JobState(StrEnum):
@@ -108,6 +107,20 @@ class HistoryEntry(BaseModel):
     note: str | None = None
 
 
+# Record fields written by name and declared on Job (they were once read back through `model_extra`).
+RECORD_FIELDS = (
+    "prompt_hash",
+    "metadata_json",
+    "task_token",
+    "model_name",
+    "kling_finished_at",
+    "kling_video_id",
+    "video_duration",
+    "video_size",
+    "sha256",
+)
+
+
 class Job(BaseModel):
     """A job as stored in JobsTable (the record's shape is written by adapters.job_store)."""
 
@@ -150,14 +163,25 @@ class Job(BaseModel):
     step: int = 1
     steps: list[dict[str, Any]] = Field(default_factory=list)
     awaiting_message: bool = False
+    # Written by name (adapters.job_store at creation, the transitions' changes), read back here.
+    prompt_hash: str | None = None  # of the request's prompt: stored with the video (object metadata)
+    metadata_json: str | None = None  # the request's `metadata`, as JSON: given back with the job's end
+    task_token: str | None = None  # a waiting caller's Step Functions token (removed once announced)
+    model_name: str | None = None  # the model Kling was asked for (claims.record_submitted)
+    kling_finished_at: int | None = None  # epoch ms when Kling finished the step's task
+    kling_video_id: str | None = None  # the step's Kling video: the next step of a chain extends it
+    video_duration: str | None = None  # seconds, as Kling says them ("5.1")
+    video_size: int | None = None  # bytes of the stored video
+    sha256: str | None = None  # of the stored video
+    refused_since: int | None = None  # epoch s of a create's first 1201 with no task found (claims.REFUSED_SINCE)
 
     @property
-    def job_request(self) -> JobRequest:
-        # Imported here: the request model and the capability table are the submit path's; the
-        # callback, the download step and the poller read a job without them (a cold start's worth).
-        from kling_pipeline.requests import STORED_REQUEST, JobRequest
-
-        return JobRequest.model_validate(self.request, context=STORED_REQUEST)
+    def model_extra(self) -> dict[str, Any] | None:
+        """The undeclared attributes, plus RECORD_FIELDS that are set: a bridge for the readers under
+        local/ and bench/ that still ask `model_extra` for them (issue 22); remove with the last one."""
+        extra = dict(self.__pydantic_extra__ or {})
+        extra |= {name: value for name in RECORD_FIELDS if (value := getattr(self, name)) is not None}
+        return extra
 
     @property
     def is_terminal(self) -> bool:
@@ -167,8 +191,8 @@ class Job(BaseModel):
     def results_expire_at(self) -> int | None:
         """Epoch s when Kling deletes the step's video (KLING_KEEPS_RESULTS_S after its task finished,
         `kling_finished_at` in ms); None while that is not known."""
-        finished_ms = (self.model_extra or {}).get("kling_finished_at")
-        return int(finished_ms) // 1000 + KLING_KEEPS_RESULTS_S if finished_ms else None
+        finished_ms = self.kling_finished_at
+        return finished_ms // 1000 + KLING_KEEPS_RESULTS_S if finished_ms else None
 
     @property
     def total_steps(self) -> int:
@@ -438,7 +462,7 @@ def charged_units(decision: Transition) -> float | None:
 def model_and_mode(job: Job) -> tuple[str, str]:
     """The model and mode a job's task ran with, as costs are reported by."""
     request = job.request
-    model = str((job.model_extra or {}).get("model_name") or request.get("model") or "default")
+    model = str(job.model_name or request.get("model") or "default")
     return model, str(request.get("mode") or "std")
 
 

@@ -69,7 +69,7 @@ from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
-from kling_pipeline.requests import parked_message
+from kling_pipeline.requests import parked_message, stored_request
 from kling_pipeline.settings import PollerSettings
 
 S = JobState
@@ -464,7 +464,7 @@ def settle_claim(
     elif result.outcome is Outcome.PARKED:
         # What the submit path leaves for a parked job: the job's request, so a redrive is this job again.
         deps.queue.dead_letter(
-            parked_message(claimed.job_request),
+            parked_message(stored_request(claimed)),
             reason=result.detail,
             source_message_id=f"poller:{job.job_id}",
             job_id=job.job_id,

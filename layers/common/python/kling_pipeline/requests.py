@@ -4,17 +4,17 @@ Producers send these on JobsQueue (or from Step Functions with a task token); th
 file of them before sending. Validation mirrors Kling's own rules, so a bad request fails here with
 a message that names the field, instead of costing a round trip (or a paid task) at Kling. Kept
 apart from the submit use case so the CLI and the jobs API can import it alone.
+What DynamoDB can store is kling_pipeline.storable; the create bodies sent to Kling,
+kling_pipeline.kling_body.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
-from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -33,6 +33,10 @@ from kling_pipeline import capabilities
 from kling_pipeline.errors import ImageRefusedError, InvalidJobMessageError
 from kling_pipeline.images import check_base64_image, image_source
 from kling_pipeline.job_ids import JOB_ID_PATTERN, is_valid_job_id, job_reference
+from kling_pipeline.storable import MAX_NESTING, refuse_constant, unstorable
+
+if TYPE_CHECKING:
+    from kling_pipeline.lifecycle import Job
 
 # Kling's limit on prompt and negative_prompt (docs/kling-contract.md, create bodies).
 MAX_PROMPT_CHARS = 2500
@@ -43,12 +47,6 @@ MAX_WEBHOOK_URL_CHARS = 2048
 MAX_INLINE_IMAGE_CHARS = 200_000
 # A message must fit the job item with room for its history: well under DynamoDB's 400 KB.
 MAX_MESSAGE_BYTES = 256 * 1024
-# Levels of JSON nesting a message may have (DynamoDB allows 32 in an item, which nests it twice).
-MAX_NESTING = 16
-# DynamoDB numbers: up to 38 significant digits, magnitude from 1E-130 to 9.99...E+125.
-DYNAMO_MAX_DIGITS = 38
-DYNAMO_LARGEST = Decimal("9.9999999999999999999999999999999999999E+125")
-DYNAMO_SMALLEST = Decimal("1E-130")
 # kling_options travel in the job item and in every create: a few fields newer than the table.
 MAX_KLING_OPTIONS_BYTES = 16 * 1024
 # Rules that hold for every model (an unknown model is checked by these alone): a duration is a
@@ -420,75 +418,16 @@ class JobRequest(BaseModel):
         slots += [(f"dynamic_masks[{i}].mask", item.mask) for i, item in enumerate(self.dynamic_masks or [])]
         return [(name, value) for name, value in slots if value is not None]
 
-    def kling_body(
-        self,
-        *,
-        default_model: str,
-        callback_url: str,
-        external_task_id: str,
-        images: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """The create body for Kling: only the fields this kind takes, unset ones left to Kling's defaults.
-        `images` replaces image references by field (an S3 image by its presigned URL)."""
-        sent = dict(images or {})
-        body: dict[str, Any] = {"callback_url": callback_url, "external_task_id": external_task_id}
-        if self.kind == "video-extend":
-            body["video_id"] = self.video_id
-            if self.prompt:
-                body["prompt"] = self.prompt
-            if self.negative_prompt:
-                body["negative_prompt"] = self.negative_prompt
-            if self.cfg_scale is not None:
-                body["cfg_scale"] = self.cfg_scale
-            return body | (self.kling_options or {})
-        model = capabilities.effective_model(self.kind, self.model, default_model)
-        body |= {"model_name": model, "mode": self.mode, "duration": self.duration}
-        optional = {
-            "prompt": self.prompt or None,
-            "negative_prompt": self.negative_prompt,
-            "cfg_scale": self.cfg_scale,
-            "aspect_ratio": self.aspect_ratio,
-            "image": sent.get("image", self.image),
-            "image_tail": sent.get("image_tail", self.image_tail),
-            "static_mask": sent.get("static_mask", self.static_mask),
-            "sound": self._sound(model),
-            "watermark_info": None if self.watermark is None else {"enabled": self.watermark},
-        }
-        body |= {k: v for k, v in optional.items() if v is not None}
-        if self.camera_control is not None:
-            body["camera_control"] = self.camera_control.model_dump(exclude_none=True)
-        if self.image_list is not None:
-            body["image_list"] = [
-                self._list_item(sent.get(f"image_list[{i}]", item.image), item.type)
-                for i, item in enumerate(self.image_list)
-            ]
-        if self.dynamic_masks is not None:
-            body["dynamic_masks"] = [
-                {
-                    "mask": sent.get(f"dynamic_masks[{i}].mask", item.mask),
-                    "trajectories": [p.model_dump() for p in item.trajectories],
-                }
-                for i, item in enumerate(self.dynamic_masks)
-            ]
-        return body | (self.kling_options or {})
-
-    def _sound(self, model: str | None) -> str | None:
-        # "off" is not sent to a model the table knows makes no sound: it may not know the field.
-        spec = capabilities.MODELS.get(model or "")
-        if self.sound is None or (not self.sound and spec is not None and not spec.sound.value):
-            return None
-        return "on" if self.sound else "off"
-
-    def _list_item(self, image: str, image_type: str | None) -> dict[str, str]:
-        # multi-image2video items are {image}; omni-video items are {image_url[, type]}.
-        if self.kind == "omni-video":
-            return {"image_url": image} | ({"type": image_type} if image_type else {})
-        return {"image": image}
-
     def as_message(self) -> dict[str, Any]:
         """The request as a queue message, job id included: what a retry re-sends and what the job
         record keeps, which is how a redelivered message is recognised as the same request."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def stored_request(job: Job) -> JobRequest:
+    """A job's request read back from its record, as it was accepted (not against today's capability
+    table). Here, not on `Job`: the lifecycle does not import the request model."""
+    return JobRequest.model_validate(job.request, context=STORED_REQUEST)
 
 
 def parked_message(request: JobRequest) -> str:
@@ -517,7 +456,7 @@ def parse_job_message(
             f"message body is {size} bytes; the limit is {MAX_MESSAGE_BYTES} (send images as URLs)", fallback
         )
     try:
-        payload = json.loads(raw_body, parse_constant=_refuse_constant)
+        payload = json.loads(raw_body, parse_constant=refuse_constant)
     except json.JSONDecodeError as exc:
         raise InvalidJobMessageError(
             f"message body is not JSON ({exc.msg} at position {exc.pos}); send a JSON object such as "
@@ -544,58 +483,6 @@ def parse_job_message(
         )
     except ValidationError as exc:
         raise InvalidJobMessageError(describe_validation_error(exc), _valid_or_none(job_id)) from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number DynamoDB (or Kling) can store")
-
-
-def unstorable(value: Any, path: str = "", depth: int = 0) -> Iterator[str]:
-    """'field: why' for every value of a message that DynamoDB cannot store: numbers out of its range
-    or precision, strings that are not valid Unicode, nesting deeper than MAX_NESTING."""
-    where = path or "message"
-    if depth > MAX_NESTING:
-        yield f"{where}: nests deeper than {MAX_NESTING} levels"
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int | float):
-        yield from _unstorable_number(value, where)
-    elif isinstance(value, str):
-        if not _is_unicode(value):
-            yield f"{where}: is not valid Unicode text (it holds a lone surrogate)"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not _is_unicode(str(key)):
-                yield f"{where}: has a key that is not valid Unicode text"
-                continue
-            yield from unstorable(item, f"{path}.{key}" if path else str(key), depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from unstorable(item, f"{where}[{index}]", depth + 1)
-
-
-def _unstorable_number(value: float, where: str) -> Iterator[str]:
-    if isinstance(value, float) and not math.isfinite(value):
-        yield f"{where}: {value} is not a number DynamoDB can store"
-        return
-    number = Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-    if number != 0 and not DYNAMO_SMALLEST <= abs(number) <= DYNAMO_LARGEST:
-        yield f"{where}: {_short(number)} is outside the range DynamoDB can store (1E-130 to 9.9E+125)"
-    elif len("".join(map(str, number.as_tuple().digits)).strip("0")) > DYNAMO_MAX_DIGITS:
-        yield f"{where}: {_short(number)} has more than {DYNAMO_MAX_DIGITS} significant digits (send it as a string)"
-
-
-def _short(number: Decimal) -> str:
-    text = str(number)
-    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def describe_validation_error(exc: ValidationError) -> str:

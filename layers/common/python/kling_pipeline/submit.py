@@ -28,7 +28,6 @@ from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_call
 from kling_pipeline.claims import (
     BY,
     HELD_FOR,
-    REFUSED_SINCE,
     Outcome,
     SubmitResult,
     SubmitRules,
@@ -52,12 +51,12 @@ from kling_pipeline.errors import (
     LinkedWriteRefusedError,
     TransitionRejectedError,
 )
-from kling_pipeline.extend_chain import step_body
 from kling_pipeline.images import image_source
 from kling_pipeline.job_ids import job_reference, referenced_job
+from kling_pipeline.kling_body import create_body, step_body
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.requests import JobRequest, parked_message, parse_job_message
+from kling_pipeline.requests import JobRequest, parked_message, parse_job_message, stored_request
 from kling_pipeline.settings import SubmitSettings
 from kling_pipeline.unit_estimates import units_to_reserve
 
@@ -367,7 +366,7 @@ def submit_job(
     if isinstance(reserved, SubmitResult):
         return reserved
     try:
-        return submit_claimed_job(reserved, reserved.job_request, deps, time_left_s=time_left_s)
+        return submit_claimed_job(reserved, stored_request(reserved), deps, time_left_s=time_left_s)
     except KlingAccountError as exc:
         # Refused before anything was made: the reservation goes back while an operator acts.
         return park_job(reserved, deps, account_reason(exc), kling_code=exc.code, release=True)
@@ -464,7 +463,8 @@ def submit_claimed_job(
             images = resolve_images(request, deps)
         except ImageRefusedError as exc:
             return refuse_request(job, deps, f"invalid job request: {exc}")
-        body = request.kling_body(
+        body = create_body(
+            request,
             default_model=deps.settings.default_model,
             callback_url=callback,
             external_task_id=job.external_task_id,
@@ -524,7 +524,7 @@ def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: Kling
             f"{job.external_task_id} and refused the create ({exc.code}): {exc.message}",
         )
     now = int(deps.clock())
-    since = int((job.model_extra or {}).get(REFUSED_SINCE) or now)
+    since = job.refused_since or now
     if now - since >= deps.rules.reconcile_grace_s:
         return fail_job(job, deps, exc)
     return release_for_retry(

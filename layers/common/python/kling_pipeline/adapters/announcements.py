@@ -40,13 +40,12 @@ FAILED = "Video Failed"
 
 def event_detail(job: Job) -> dict[str, Any]:
     """What the event says about an ended job (the workflow's own events say the same)."""
-    extra = job.model_extra or {}
     detail: dict[str, Any] = {"job_id": job.job_id, "state": job.state.value}
     if job.state is JobState.COMPLETED:
-        detail |= {"s3_uri": job.s3_uri, "size": extra.get("video_size"), "sha256": extra.get("sha256")}
+        detail |= {"s3_uri": job.s3_uri, "size": job.video_size, "sha256": job.sha256}
     else:
         detail |= {"error_code": job.error_code, "error_message": job.error_message}
-    detail |= {"units_charged": job.total_units, "metadata": json.loads(extra.get("metadata_json") or "{}")}
+    detail |= {"units_charged": job.total_units, "metadata": json.loads(job.metadata_json or "{}")}
     if job.is_chain:
         detail["steps"] = [public_step(step) for step in job.steps]
     return detail
@@ -118,7 +117,7 @@ class Announcer:
     def _tell_caller(self, job: Job, detail: dict[str, Any]) -> bool:
         """Resume the caller waiting with the job's task token, if any. A caller found gone (timed out,
         or resumed already by an earlier announcement) has been told."""
-        token = (job.model_extra or {}).get("task_token")
+        token = job.task_token
         if not token:
             return True
         if job.state is JobState.COMPLETED:

@@ -5,7 +5,7 @@ can fetch.
   read with a ranged GET for its header and size, and replaced by a presigned GET URL that lives
   `InputUrlLifetimeSeconds`: users never make a bucket public, and Kling never holds a lasting key.
 - An https URL is asked for its first bytes (a ranged GET, which also proves it answers) under the
-  download's address rules (video_transfer.check_url: allowed hosts, no private addresses, port 443,
+  download's address rules (public_addresses.check_url: allowed hosts, no private addresses, port 443,
   the connection pinned to the checked address, redirects checked hop by hop); Kling gets the URL
   itself.
 - Raw base64 was checked when the message was parsed.
@@ -31,9 +31,9 @@ from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.adapters.deadlines import within
-from kling_pipeline.adapters.pinned_http import pinned_client
+from kling_pipeline.adapters.pinned_http import pinned_client, pinned_request
+from kling_pipeline.adapters.public_addresses import DownloadPolicy, check_url
 from kling_pipeline.adapters.video_links import presigned_get
-from kling_pipeline.adapters.video_transfer import DownloadPolicy, check_url
 from kling_pipeline.errors import DownloadRefusedError, ImageRefusedError, TransientDownloadError
 from kling_pipeline.images import HEADER_BYTES, MAX_IMAGE_BYTES, check_image, image_source, s3_location
 from kling_pipeline.redaction import redact, redact_url
@@ -152,7 +152,7 @@ class InputImages:
                 raise ImageRefusedError(
                     field, "image-url-answers", f"{redact(str(exc), current)}; Kling could not fetch it"
                 ) from None
-            request = target.request(self._http)
+            request = pinned_request(self._http, "GET", target)
             request.headers["Range"] = f"bytes=0-{HEADER_BYTES - 1}"
             try:
                 response = self._http.send(request, stream=True, follow_redirects=False)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from kling_pipeline.adapters import aws_clients, per_container
+from kling_pipeline.errors import QueueUnavailableError
 
 MAX_DELAY_S = 900  # SQS's limit for DelaySeconds
 MAX_BATCH_BYTES = 256 * 1024  # SendMessageBatch: the messages of one call together
@@ -31,7 +34,7 @@ class JobQueue:
 
     def send_many(self, bodies: list[dict[str, Any]]) -> list[bool]:
         """Send each body, in SendMessageBatch calls of at most ten messages and SQS's batch size; True
-        where SQS took it, in order."""
+        where SQS took it, in order. Raises QueueUnavailableError when a call fails whole."""
         texts = [json.dumps(b, separators=(",", ":")) for b in bodies]
         sent: list[bool] = []
         start = 0
@@ -40,10 +43,13 @@ class JobQueue:
             while end < len(texts) and end - start < 10 and (end == start or size + len(texts[end]) <= MAX_BATCH_BYTES):
                 size += len(texts[end].encode())
                 end += 1
-            response = self._sqs.send_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[{"Id": str(i), "MessageBody": texts[start + i]} for i in range(end - start)],
-            )
+            try:
+                response = self._sqs.send_message_batch(
+                    QueueUrl=self._queue_url,
+                    Entries=[{"Id": str(i), "MessageBody": texts[start + i]} for i in range(end - start)],
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise QueueUnavailableError(f"JobsQueue did not take the messages: {exc}") from exc
             taken = {int(entry["Id"]) for entry in response.get("Successful", [])}
             sent.extend(i in taken for i in range(end - start))
             start = end

@@ -23,6 +23,7 @@ import httpcore
 import httpx
 
 from kling_pipeline.adapters.deadlines import DeadlinePassedError, bounded
+from kling_pipeline.adapters.public_addresses import PinnedTarget
 from kling_pipeline.redaction import redact_http_library_logs
 
 redact_http_library_logs()  # httpx logs each request's full URL: tokens and signatures live in query strings
@@ -134,3 +135,9 @@ def _bounded(timeout: float | None, error: type[httpcore.TimeoutException], what
 def pinned_client(*, verify: Any = True, **client_options: Any) -> httpx.Client:
     """An `httpx.Client` whose connections are kept apart per host name (see the module's docstring)."""
     return httpx.Client(transport=PinnedTransport(verify=verify), **client_options)
+
+
+def pinned_request(client: httpx.Client, method: str, target: PinnedTarget, **options: Any) -> httpx.Request:
+    """A request to a checked target: its pinned address, with the host name for Host and TLS."""
+    headers = {**options.pop("headers", {}), **target.headers()}
+    return client.build_request(method, target.url, headers=headers, extensions=target.extensions(), **options)

@@ -13,134 +13,27 @@ drips the video fails the attempt in time to say so, never the Lambda's timeout.
 from __future__ import annotations
 
 import contextvars
-import fnmatch
 import hashlib
 import io
-import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import httpx
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
-from kling_pipeline.adapters.deadlines import getaddrinfo
-from kling_pipeline.adapters.pinned_http import pinned_client
+from kling_pipeline.adapters.pinned_http import pinned_client, pinned_request
+from kling_pipeline.adapters.public_addresses import DownloadPolicy as DownloadPolicy  # the download's policy, here too
+from kling_pipeline.adapters.public_addresses import check_url
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError, VideoLinkRefusedError
 from kling_pipeline.redaction import redact, redact_url
 
 MP4_BOX_TYPE = b"ftyp"
 MAX_REDIRECTS = 3
 PART_SIZE = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class DownloadPolicy:
-    """Where videos may come from. `local_http_hosts` is honoured only outside production."""
-
-    allowed_hosts: tuple[str, ...]
-    max_bytes: int
-    production: bool = True
-    local_http_hosts: tuple[str, ...] = ()
-    timeout_s: float = 30.0
-
-    @classmethod
-    def from_setting(cls, allowed: str, *, max_bytes: int, production: bool) -> DownloadPolicy:
-        """`*.klingai.com,http://127.0.0.1:8766`: patterns are https hosts; http:// entries are local-only
-        (`http://127.0.0.1:*`: any port of that host, for a simulator whose CDN port the stack does not know)."""
-        hosts: list[str] = []
-        http_hosts: list[str] = []
-        for entry in (e.strip().lower() for e in allowed.split(",")):
-            if not entry:
-                continue
-            if entry.startswith("http://"):
-                http_hosts.append(entry.removeprefix("http://").rstrip("/"))
-            else:
-                hosts.append(entry.removeprefix("https://").rstrip("/"))
-        return cls(tuple(hosts), max_bytes, production, tuple(http_hosts) if not production else (), timeout_s=30.0)
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where to connect for a checked URL. In production that is the address that passed the check,
-    with the host name kept for the Host header and for TLS (SNI and the certificate check), so a
-    second DNS answer (a rebinding to a private address) is never used."""
-
-    url: str
-    host: str | None = None
-
-    def request(self, client: httpx.Client) -> httpx.Request:
-        if self.host is None:
-            return client.build_request("GET", self.url)
-        return client.build_request(
-            "GET", self.url, headers={"Host": self.host}, extensions={"sni_hostname": self.host}
-        )
-
-
-def check_url(url: str, policy: DownloadPolicy, *, what: str = "video", hosts_parameter: str = "") -> Target:
-    """Refuse anything but an allowed host; in production also IP literals, ports other than 443 and
-    internal addresses. Returns where to connect. `what` and `hosts_parameter` word the refusals for
-    other fetches under the same rules (input images)."""
-    hint = (
-        f"add it to the {hosts_parameter} parameter"
-        if hosts_parameter
-        else "add it to the AllowedDownloadHosts parameter if Kling serves videos from it"
-    )
-    listing = "download" if what == "video" else f"{what} URL"
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise DownloadRefusedError("URL_NOT_ALLOWED", f"the {what} URL has no host: {_safe(url)}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise DownloadRefusedError("URL_NOT_ALLOWED", f"the {what} URL has an invalid port: {_safe(url)}") from None
-    netloc = f"{host}:{port}" if port else host
-    if parts.scheme == "http" and any(fnmatch.fnmatchcase(netloc, entry) for entry in policy.local_http_hosts):
-        return Target(url)  # the local stack's simulator, allowed explicitly by configuration
-    if parts.scheme != "https":
-        raise DownloadRefusedError("URL_NOT_ALLOWED", f"only https {what} URLs are fetched, not {parts.scheme}://")
-    if _is_ip_literal(host):
-        raise DownloadRefusedError("URL_NOT_ALLOWED", f"IP address hosts are not fetched ({host})")
-    if not any(fnmatch.fnmatchcase(host, pattern) for pattern in policy.allowed_hosts):
-        raise DownloadRefusedError(
-            "URL_NOT_ALLOWED",
-            f"host {host} is not in the {listing} allow-list ({', '.join(policy.allowed_hosts) or 'empty'}); {hint}",
-        )
-    if not policy.production:
-        return Target(url)
-    if port not in (None, 443):
-        raise DownloadRefusedError("URL_NOT_ALLOWED", f"only port 443 is fetched, not {port} ({host})")
-    addresses = _resolve(host, 443)
-    for address in addresses:
-        if not address.is_global:
-            raise DownloadRefusedError(
-                "URL_NOT_ALLOWED", f"host {host} resolves to a non-public address ({address}); refused"
-            )
-    pinned = str(addresses[0]) if addresses[0].version == 4 else f"[{addresses[0]}]"
-    return Target(urlunsplit(("https", pinned, parts.path, parts.query, "")), host=host)
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        infos = getaddrinfo(host, port)  # within the deadline: the resolver has no timeout of its own
-    except OSError as exc:
-        raise TransientDownloadError(f"cannot resolve {host}: {exc}") from exc
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-    if not addresses:
-        raise TransientDownloadError(f"{host} resolves to no address")
-    return addresses
 
 
 def _safe(url: str) -> str:
@@ -300,7 +193,9 @@ class _open_checked:
         url = self._url
         for _ in range(MAX_REDIRECTS + 1):
             target = check_url(url, self._policy)
-            response = self._client.send(target.request(self._client), stream=True, follow_redirects=False)
+            response = self._client.send(
+                pinned_request(self._client, "GET", target), stream=True, follow_redirects=False
+            )
             if response.is_redirect:
                 location = response.headers.get("location", "")
                 response.close()

@@ -12,13 +12,12 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from standardwebhooks import Webhook
 
 from kling_pipeline.adapters.deadlines import within
-from kling_pipeline.adapters.pinned_http import pinned_client
+from kling_pipeline.adapters.pinned_http import pinned_client, pinned_request
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy, webhook_target
 from kling_pipeline.errors import ConfigError
 from kling_pipeline.redaction import redact
@@ -73,13 +72,8 @@ class WebhookSender:
             target = webhook_target(url, self.policy)
         except OSError as exc:
             return Delivery(None, f"cannot resolve the webhook host: {exc}")
-        headers = self.signed_headers(message_id, body)
-        extensions: dict[str, Any] = {}
-        if target.host is not None:
-            headers["host"] = target.host
-            extensions["sni_hostname"] = target.host
-        request = self._http.build_request(
-            "POST", target.url, content=body.encode(), headers=headers, extensions=extensions
+        request = pinned_request(
+            self._http, "POST", target, content=body.encode(), headers=self.signed_headers(message_id, body)
         )
         try:
             response = self._http.send(request, stream=True)

@@ -1,8 +1,8 @@
 """Where job webhooks may point: the rules, checked when a job is accepted and again when it is sent.
 
-The rules are the downloads' (adapters/video_transfer.py): https on port 443 only, no IP literals, no
-private, loopback or link-local addresses, and the connection goes to the very address that passed
-the check (no second DNS answer), with the host name kept for TLS. An optional allow-list narrows
+The address rules are the downloads' (adapters/public_addresses.py): https on port 443 only, no IP
+literals, no private, loopback or link-local addresses, and the connection goes to the very address
+that passed the check (no second DNS answer), with the host name kept for TLS. An optional allow-list narrows
 it further. Only `PipelineMode: local` lets a webhook go to plain http on 127.0.0.1 (a test's
 receiver), never production. Apart from the sender (adapters/webhook_sender.py) so that the jobs
 API checks a job's webhook URL without importing an HTTP client.
@@ -10,12 +10,17 @@ API checks a job's webhook URL without importing an HTTP client.
 
 from __future__ import annotations
 
-import fnmatch
-import ipaddress
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from kling_pipeline.adapters.deadlines import getaddrinfo
+from kling_pipeline.adapters.public_addresses import (
+    NonPublicAddressError,
+    PinnedTarget,
+    host_allowed,
+    is_ip_literal,
+    pin_public,
+    resolve,
+)
 from kling_pipeline.errors import WebhookRefusedError
 
 LOCAL_HTTP_HOST = "127.0.0.1"  # the only plain-http webhook host, and only in local mode
@@ -33,14 +38,6 @@ class WebhookPolicy:
         return cls(hosts, production=pipeline_mode != "local", timeout_s=timeout_s)
 
 
-@dataclass(frozen=True)
-class WebhookTarget:
-    """Where to connect: the checked address (production), with the host name for Host and TLS."""
-
-    url: str
-    host: str | None = None
-
-
 def check_webhook_url(url: str, policy: WebhookPolicy) -> str:
     """What can be decided without DNS: scheme, host, port, the allow-list. Returns the host name;
     raises WebhookRefusedError saying why not."""
@@ -56,11 +53,11 @@ def check_webhook_url(url: str, policy: WebhookPolicy) -> str:
         return host  # a receiver on this machine, in local mode only
     if parts.scheme != "https":
         raise WebhookRefusedError(f"webhook_url must be https, not {parts.scheme}://")
-    if _is_ip_literal(host):
+    if is_ip_literal(host):
         raise WebhookRefusedError(f"webhook_url must name a host, not an IP address ({host})")
     if port not in (None, 443):
         raise WebhookRefusedError(f"webhook_url must use port 443, not {port}")
-    if policy.allowed_hosts and not any(fnmatch.fnmatchcase(host, p) for p in policy.allowed_hosts):
+    if policy.allowed_hosts and not host_allowed(host, policy.allowed_hosts):
         raise WebhookRefusedError(
             f"webhook host {host} is not in the allow-list ({', '.join(policy.allowed_hosts)}); "
             "see the WebhookAllowedHosts parameter"
@@ -68,27 +65,14 @@ def check_webhook_url(url: str, policy: WebhookPolicy) -> str:
     return host
 
 
-def webhook_target(url: str, policy: WebhookPolicy) -> WebhookTarget:
+def webhook_target(url: str, policy: WebhookPolicy) -> PinnedTarget:
     """The checked URL and, in production, the public address to connect to. Raises
     WebhookRefusedError for a URL that may not be called, OSError when its name does not resolve (in
     time: the look-up is bounded by the current deadline, adapters/deadlines.py)."""
     host = check_webhook_url(url, policy)
     if not policy.production:
-        return WebhookTarget(url)
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in getaddrinfo(host, 443)]
-    if not addresses:
-        raise OSError(f"{host} resolves to no address")
-    for address in addresses:
-        if not address.is_global:
-            raise WebhookRefusedError(f"webhook host {host} resolves to a non-public address ({address})")
-    parts = urlsplit(url)
-    pinned = str(addresses[0]) if addresses[0].version == 4 else f"[{addresses[0]}]"
-    return WebhookTarget(urlunsplit(("https", pinned, parts.path or "/", parts.query, "")), host=host)
-
-
-def _is_ip_literal(host: str) -> bool:
+        return PinnedTarget(url)
     try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+        return pin_public(url, host, resolve(host, 443))
+    except NonPublicAddressError as exc:
+        raise WebhookRefusedError(f"webhook host {host} resolves to a non-public address ({exc.address})") from None
