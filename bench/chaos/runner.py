@@ -502,7 +502,7 @@ class ChaosRun:
                 problems.append(f"{job_id}: holds the task of external id {carried!r}, not its own")
             if job.state.value == "COMPLETED":
                 expected = self.sim.video_sha256(job.task_id) if job.task_id else None
-                recorded = (job.model_extra or {}).get("sha256")
+                recorded = job.sha256
                 last = video_key(job)  # the job's video: a chain's last step
                 if (
                     len(keys) == job.total_steps

@@ -355,7 +355,7 @@ def summarize(
     notice: list[float] = []
     settle: list[float] = []
     for job in jobs.values():
-        finished_ms = (job.model_extra or {}).get("kling_finished_at")
+        finished_ms = job.kling_finished_at
         completed_at = next((h.at for h in job.history if h.state is S.COMPLETED), None)
         if job.state is S.COMPLETED and finished_ms and completed_at:
             stored = datetime.fromisoformat(completed_at.replace("Z", "+00:00")).timestamp()
@@ -448,7 +448,7 @@ def copy_out(s3: Any, jobs: list[Job], out_dir: Path, run_id: str | None) -> tup
                 "job_id": job.job_id,
                 "file": name,
                 "kind": job.kind,
-                "model": (job.model_extra or {}).get("model_name") or request.get("model"),
+                "model": job.model_name or request.get("model"),
                 "prompt": request.get("prompt", ""),
                 "sound": request.get("sound"),
                 "state": job.state.value,

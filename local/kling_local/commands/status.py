@@ -19,7 +19,6 @@ from kling_pipeline.lifecycle import Job, JobState, public_step
 
 
 def job_summary(job: Job) -> dict[str, Any]:
-    extra = job.model_extra or {}
     next_poll = (
         datetime.fromtimestamp(job.next_poll_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         if job.next_poll_at and not job.is_terminal
@@ -34,8 +33,8 @@ def job_summary(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "s3_uri": job.s3_uri,
-        "video_size": extra.get("video_size"),
-        "sha256": extra.get("sha256"),
+        "video_size": job.video_size,
+        "sha256": job.sha256,
         "units_charged": job.total_units,  # every step's, for an extend chain
         "step": f"{job.step} of {job.total_steps}" if job.is_chain else None,
         "steps": [public_step(step) for step in job.steps] if job.is_chain else None,

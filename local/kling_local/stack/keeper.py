@@ -272,10 +272,9 @@ def stored_in_event(detail: Mapping[str, Any]) -> list[tuple[str, int | None, st
 
 def stored_videos(job: Job) -> list[tuple[str, int | None, str | None]]:
     """Every video of `job` already in S3: a chain's stored steps, and a completed job's own."""
-    extra = job.model_extra or {}
     detail: dict[str, Any] = {"steps": [s for s in job.steps if s.get("s3_uri")]}
     if job.state is JobState.COMPLETED and job.s3_uri:
-        detail |= {"s3_uri": job.s3_uri, "size": extra.get("video_size"), "sha256": extra.get("sha256")}
+        detail |= {"s3_uri": job.s3_uri, "size": job.video_size, "sha256": job.sha256}
     return stored_in_event(detail)
 
 

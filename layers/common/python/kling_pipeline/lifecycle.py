@@ -107,20 +107,6 @@ class HistoryEntry(BaseModel):
     note: str | None = None
 
 
-# Record fields written by name and declared on Job (they were once read back through `model_extra`).
-RECORD_FIELDS = (
-    "prompt_hash",
-    "metadata_json",
-    "task_token",
-    "model_name",
-    "kling_finished_at",
-    "kling_video_id",
-    "video_duration",
-    "video_size",
-    "sha256",
-)
-
-
 class Job(BaseModel):
     """A job as stored in JobsTable (the record's shape is written by adapters.job_store)."""
 
@@ -174,14 +160,6 @@ class Job(BaseModel):
     video_size: int | None = None  # bytes of the stored video
     sha256: str | None = None  # of the stored video
     refused_since: int | None = None  # epoch s of a create's first 1201 with no task found (claims.REFUSED_SINCE)
-
-    @property
-    def model_extra(self) -> dict[str, Any] | None:
-        """The undeclared attributes, plus RECORD_FIELDS that are set: a bridge for the readers under
-        local/ and bench/ that still ask `model_extra` for them (issue 22); remove with the last one."""
-        extra = dict(self.__pydantic_extra__ or {})
-        extra |= {name: value for name in RECORD_FIELDS if (value := getattr(self, name)) is not None}
-        return extra
 
     @property
     def is_terminal(self) -> bool:
