@@ -24,12 +24,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# setuptools warns on every editable install of a package laid out in several folders ("Editable
+# installation ... folders with the same name"): nothing here to act on, so that one notice is filtered.
+EDITABLE_QUIET := PYTHONWARNINGS="ignore:Editable installation"
+
 $(STAMP_LOCAL): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local]'
+	$(EDITABLE_QUIET) $(BIN)/pip install --quiet -e '.[local]'
 	touch $(STAMP_LOCAL)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(EDITABLE_QUIET) $(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP) $(STAMP_LOCAL)
 
 ## The whole suite: template checks, unit, integration (moto + simulator) and end-to-end tests.
