@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import re
+import sys
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -317,7 +318,8 @@ def _drop_types_moto_cannot_create(cfn: dict[str, Any], dropped: dict[str, str])
             left_out[rtype] += 1
             del resources[lid]
     if left_out:
-        log.warning("%s", left_out_notice(left_out))
+        # A note, not a warning: nothing is wrong, and a newcomer's first screen should not say otherwise.
+        print(f"note: {left_out_notice(left_out)}", file=sys.stderr)
 
 
 # What each type moto cannot create does on AWS: why leaving it out changes nothing a job does locally.
