@@ -67,3 +67,8 @@ def _is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def storable_text(text: str) -> str:
+    """`text` as DynamoDB and SQS take it (valid UTF-8): a lone surrogate kept escaped, never lost."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -58,6 +58,7 @@ from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.requests import JobRequest, parked_message, parse_job_message, stored_request
 from kling_pipeline.settings import SubmitSettings
+from kling_pipeline.storable import storable_text
 from kling_pipeline.unit_estimates import units_to_reserve
 
 if TYPE_CHECKING:  # imported on first use: only requests with URL or S3 images need it (resolve_images)
@@ -308,10 +309,6 @@ def reject_message(
         deps.callers.failed(task_token, error="INVALID_REQUEST", cause=error.reason)
     deps.queue.dead_letter(kept, reason=error.reason, source_message_id=message_id, job_id=error.job_id)
     return SubmitResult(Outcome.REJECTED, error.job_id, error.reason)
-
-
-def storable_text(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def without_task_token(raw_body: str, job_id: str | None) -> tuple[str, str | None]:

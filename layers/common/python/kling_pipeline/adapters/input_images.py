@@ -166,7 +166,7 @@ class InputImages:
                     raise ImageRefusedError(
                         field,
                         "image-url-answers",
-                        f"{_safe(current)} answered HTTP {response.status_code}; Kling fetches the image from "
+                        f"{redact_url(current)} answered HTTP {response.status_code}; Kling fetches the image from "
                         "there, so it must be publicly readable",
                     )
                 total = _http_total(response)
@@ -175,7 +175,9 @@ class InputImages:
                 response.close()
             check_image(field, head, total)
             return
-        raise ImageRefusedError(field, "image-url-answers", f"more than {MAX_REDIRECTS} redirects from {_safe(url)}")
+        raise ImageRefusedError(
+            field, "image-url-answers", f"more than {MAX_REDIRECTS} redirects from {redact_url(url)}"
+        )
 
 
 def _first_bytes(response: httpx.Response, field: str, url: str, given_s: float) -> bytes:
@@ -193,7 +195,7 @@ def _first_bytes(response: httpx.Response, field: str, url: str, given_s: float)
 def _no_answer(url: str, exc: httpx.HTTPError, given_s: float) -> str:
     within_s = f" within {given_s:.3g} s" if isinstance(exc, httpx.TimeoutException) else ""
     return (
-        f"{_safe(url)} did not answer{within_s} ({type(exc).__name__}); Kling fetches the image from there. If "
+        f"{redact_url(url)} did not answer{within_s} ({type(exc).__name__}); Kling fetches the image from there. If "
         "the host was down for a moment, send the job again with a new job_id"
     )
 
@@ -212,11 +214,6 @@ def _http_total(response: httpx.Response) -> int | None:
         return int(match.group(1)) if match else None
     length = response.headers.get("content-length", "")
     return int(length) if length.isdigit() else None
-
-
-def _safe(url: str) -> str:
-    """A URL for messages: its query values hidden (signatures live there)."""
-    return redact_url(url)
 
 
 @per_container

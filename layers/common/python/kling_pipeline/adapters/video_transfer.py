@@ -36,11 +36,6 @@ MAX_REDIRECTS = 3
 PART_SIZE = 8 * 1024 * 1024
 
 
-def _safe(url: str) -> str:
-    """A URL for logs and messages: its query values hidden (CDN signatures live there)."""
-    return redact_url(url)
-
-
 @dataclass(frozen=True)
 class StoredVideo:
     bucket: str
@@ -158,7 +153,7 @@ def stream_to_s3(
             )
     except httpx.HTTPError as exc:
         raise TransientDownloadError(
-            f"fetching {_safe(url)} failed: {type(exc).__name__}: {redact(str(exc), url)}"
+            f"fetching {redact_url(url)} failed: {type(exc).__name__}: {redact(str(exc), url)}"
         ) from exc
     finally:
         if http is None:
@@ -205,14 +200,14 @@ class _open_checked:
                 response.close()
                 # Expired, or not at this edge yet: the caller tells them apart by the task's age.
                 raise VideoLinkRefusedError(
-                    response.status_code, f"the CDN answered {response.status_code} for {_safe(url)}"
+                    response.status_code, f"the CDN answered {response.status_code} for {redact_url(url)}"
                 )
             if response.status_code >= 400:
                 response.close()
-                raise TransientDownloadError(f"the CDN answered {response.status_code} for {_safe(url)}")
+                raise TransientDownloadError(f"the CDN answered {response.status_code} for {redact_url(url)}")
             self._response = response
             return response
-        raise DownloadRefusedError("TOO_MANY_REDIRECTS", f"more than {MAX_REDIRECTS} redirects from {_safe(url)}")
+        raise DownloadRefusedError("TOO_MANY_REDIRECTS", f"more than {MAX_REDIRECTS} redirects from {redact_url(url)}")
 
     def __exit__(self, *exc: object) -> None:
         if self._response is not None:
