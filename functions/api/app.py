@@ -1,4 +1,4 @@
-"""ApiFunction: the jobs API (kling_pipeline.api_routes over kling_pipeline.jobs_api).
+"""ApiFunction: the jobs API (kling_pipeline.api_routes over kling_pipeline.api).
 
 Several routes, so Powertools' REST resolver (with data validation, which also gives the OpenAPI
 document) routes the proxy event; the logic is the use case's.
@@ -15,9 +15,9 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kling_pipeline.api import jobs_api_dependencies
 from kling_pipeline.api_routes import build_app, handle
 from kling_pipeline.cold_start import init_done
-from kling_pipeline.jobs_api import jobs_api_dependencies
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import ApiSettings
 

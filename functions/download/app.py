@@ -1,4 +1,4 @@
-"""DownloadFunction: the state machine's Download task (kling_pipeline.download_step)."""
+"""DownloadFunction: the state machine's Download task (kling_pipeline.download)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kling_pipeline.adapters.deadlines import for_invocation
 from kling_pipeline.cold_start import init_done
-from kling_pipeline.download_step import download_dependencies, download_job
+from kling_pipeline.download import download_dependencies, download_job
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import DownloadSettings
 

@@ -1,4 +1,4 @@
-"""PollerFunction: on its schedule, settles every job that has gone quiet (kling_pipeline.poll)."""
+"""PollerFunction: on its schedule, settles every job that has gone quiet (kling_pipeline.poller)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
-from kling_pipeline.poll import scheduled_run
+from kling_pipeline.poller import scheduled_run
 from kling_pipeline.settings import PollerSettings
 
 settings = PollerSettings.from_environment()

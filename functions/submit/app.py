@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kling_pipeline.adapters.deadlines import for_invocation
-from kling_pipeline.claims import SubmitResult
+from kling_pipeline.claims import ClaimResult
 from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import SubmitSettings
@@ -25,7 +25,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @tracer.capture_method
-def submit_record(record: SQSRecord, lambda_context: LambdaContext) -> SubmitResult:
+def submit_record(record: SQSRecord, lambda_context: LambdaContext) -> ClaimResult:
     return handle_record(
         record.body,
         record.message_id,

@@ -1,5 +1,5 @@
 """WebhookFunction: ended jobs' events from WebhookQueue, POSTed signed to their webhooks
-(kling_pipeline.webhooks). A failed delivery is reported as a batch item failure after its backoff
+(kling_pipeline.webhook). A failed delivery is reported as a batch item failure after its backoff
 is set, so only that event comes back."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from kling_pipeline.adapters.deadlines import for_invocation
 from kling_pipeline.cold_start import init_done
 from kling_pipeline.observability import logger, metrics, tracer
 from kling_pipeline.settings import WebhookSettings
-from kling_pipeline.webhooks import Outcome, deliver, webhook_dependencies
+from kling_pipeline.webhook import Outcome, deliver, webhook_dependencies
 
 settings = WebhookSettings.from_environment()
 processor = BatchProcessor(event_type=EventType.SQS)

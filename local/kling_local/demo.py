@@ -40,7 +40,6 @@ from kling_local.terminal import UsageError
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.submit import HELD_FOR_BUDGET
 
-S = JobState
 # The bundled jobs' s3:// images, put into the local stack's input bucket before the batch is sent:
 # key -> (width, height, format).
 SAMPLE_INPUTS = {
@@ -321,7 +320,7 @@ def put_sample_inputs(stack: LocalStack) -> None:
 
 
 def held_for_budget(job: Job) -> bool:
-    return job.state is S.QUEUED and job.held_for == HELD_FOR_BUDGET
+    return job.state is JobState.QUEUED and job.held_for == HELD_FOR_BUDGET
 
 
 def kling_idle(stack: LocalStack) -> bool:
@@ -356,11 +355,11 @@ def summarize(
     settle: list[float] = []
     for job in jobs.values():
         finished_ms = job.kling_finished_at
-        completed_at = next((h.at for h in job.history if h.state is S.COMPLETED), None)
-        if job.state is S.COMPLETED and finished_ms and completed_at:
+        completed_at = next((h.at for h in job.history if h.state is JobState.COMPLETED), None)
+        if job.state is JobState.COMPLETED and finished_ms and completed_at:
             stored = datetime.fromisoformat(completed_at.replace("Z", "+00:00")).timestamp()
             notice.append(max(0.0, stored - float(finished_ms) / 1000))
-        noticed_at = next((h.at for h in job.history if h.state is S.DOWNLOADING), None)
+        noticed_at = next((h.at for h in job.history if h.state is JobState.DOWNLOADING), None)
         if finished_ms and noticed_at:
             noticed = datetime.fromisoformat(noticed_at.replace("Z", "+00:00")).timestamp()
             settle.append(max(0.0, noticed - float(finished_ms) / 1000))
@@ -390,9 +389,9 @@ def summarize(
     ] + [{"job_id": job_id, "state": "never recorded", "task_id": ""} for job_id in missing]
     return DemoSummary(
         jobs=len(job_ids),
-        completed=counts.get(S.COMPLETED, 0),
-        failed=counts.get(S.FAILED, 0),
-        timed_out=counts.get(S.TIMED_OUT, 0),
+        completed=counts.get(JobState.COMPLETED, 0),
+        failed=counts.get(JobState.FAILED, 0),
+        timed_out=counts.get(JobState.TIMED_OUT, 0),
         lost=len(lost),
         kling_creates=creates,
         double_charged=double,
@@ -416,7 +415,7 @@ def summarize(
         failures=[
             {"job_id": job.job_id, "error_code": job.error_code or "", "error_message": job.error_message or ""}
             for job in jobs.values()
-            if job.state in (S.FAILED, S.TIMED_OUT)
+            if job.state in (JobState.FAILED, JobState.TIMED_OUT)
         ],
         lost_jobs=lost,
         out_dir=str(out_dir) if out_dir else None,
@@ -437,7 +436,7 @@ def copy_out(s3: Any, jobs: list[Job], out_dir: Path, run_id: str | None) -> tup
     entries: list[dict[str, Any]] = []
     for job in jobs:
         name = None
-        if job.state is S.COMPLETED and job.s3_uri:
+        if job.state is JobState.COMPLETED and job.s3_uri:
             bucket, _, key = job.s3_uri.removeprefix("s3://").partition("/")
             name = f"{job.job_id}-{job.kind}.mp4"
             s3.download_file(bucket, key, str(out_dir / name))
@@ -465,7 +464,7 @@ def settled_by(job: Job) -> str | None:
     if any(h.by == "poller-repair" for h in job.history):
         return "repair"
     for entry in job.history:
-        if entry.state in (S.DOWNLOADING, S.FAILED) and entry.by in ("callback", "poller", "submit"):
+        if entry.state in (JobState.DOWNLOADING, JobState.FAILED) and entry.by in ("callback", "poller", "submit"):
             return {"callback": "callback", "poller": "poll", "submit": "reconciliation"}[entry.by]
     return None
 

@@ -21,12 +21,11 @@ from kling_local.sim import SimConfig
 from kling_local.sim.media import sample_image
 from kling_local.stack import LocalStack, StackOptions
 from kling_pipeline.lifecycle import JobState
-from kling_pipeline.polling import PollSchedule
+from kling_pipeline.poll_schedule import PollSchedule
 from kling_pipeline.requests import JobRequest
 from tests.support.template import ROOT
 from tests.support.waiting import wait_for
 
-S = JobState
 SAMPLES = ROOT / "local" / "kling_local" / "data"
 LONG_ID = "order-" + "7" * 58  # 64 characters, the longest job id there is
 
@@ -97,7 +96,7 @@ def test_an_image_file_is_uploaded_to_the_input_bucket_and_made_a_video(stack: L
     assert stored == (SAMPLES / "fox.png").read_bytes()
     # And the pipeline makes its video (the image passed the submit function's own checks)
     wait_for(lambda: ended(stack, job_id), 60, what="the job's end")
-    assert state_of(stack, job_id) is S.COMPLETED
+    assert state_of(stack, job_id) is JobState.COMPLETED
 
 
 def test_an_image_already_in_the_input_bucket_is_taken(stack: LocalStack, run: Any) -> None:
@@ -279,7 +278,7 @@ def test_redrive_sends_back_what_can_run_and_says_what_became_of_each(
         MessageBody=json.dumps({"job_id": "refused-" + "9" * 56, "prompt": "x", "duration": "7"}),
     )
     wait_for(lambda: "refused-" + "9" * 56 in dead_letter_ids(stack), 60, what="the refusal in the DLQ")
-    assert state_of(stack, "refused-" + "9" * 56) is S.FAILED
+    assert state_of(stack, "refused-" + "9" * 56) is JobState.FAILED
     # And a parked job: recorded QUEUED, its message dead-lettered until the cause is fixed
     request = JobRequest.model_validate({"job_id": "parked-1", "prompt": "a parked fox"})
     store = connection(stack).store()
@@ -305,7 +304,7 @@ def test_redrive_sends_back_what_can_run_and_says_what_became_of_each(
     assert "redriven 1 message(s) to the jobs queue; 1 left in the dead-letter queue" in " ".join(said.split())
     assert dead_letter_ids(stack) == ["refused-" + "9" * 56]
     wait_for(lambda: ended(stack, "parked-1"), 60, what="the parked job's end")
-    assert state_of(stack, "parked-1") is S.COMPLETED
+    assert state_of(stack, "parked-1") is JobState.COMPLETED
     # When it is asked to send the refused ones too, Then it does, and says so
     screen = narrow(monkeypatch, width)
     (refused_message,) = dead_letters(stack)

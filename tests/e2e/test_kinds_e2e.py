@@ -27,7 +27,6 @@ from kling_pipeline.lifecycle import Job, JobState
 from tests.e2e.test_pipeline_e2e import cli, wait_terminal
 from tests.support.template import ROOT
 
-S = JobState
 RATIOS = {"16:9": 16 / 9, "9:16": 9 / 16, "1:1": 1.0}
 
 
@@ -94,7 +93,7 @@ def test_each_kind_ends_as_a_playable_video_of_the_asked_length_and_shape(stack:
               "video_id": done["kind-v1-source"].kling_video_id}  # fmt: skip
     done |= wait_terminal(stack, send_jobs(connection_of(stack), [extend]))
     # Then every job completed with one Kling task, on its kind's endpoint
-    assert {job_id: job.state for job_id, job in done.items()} == dict.fromkeys(done, S.COMPLETED)
+    assert {job_id: job.state for job_id, job in done.items()} == dict.fromkeys(done, JobState.COMPLETED)
     assert stack.simulator is not None
     stats = stack.simulator.stats()
     assert all(stats["tasks_by_external_task_id"][job_id] == 1 for job_id in done)
@@ -131,7 +130,7 @@ def test_an_unknown_model_is_passed_to_kling_with_a_warning(stack: LocalStack) -
         send_jobs(connection_of(stack), [{"job_id": "kind-new-model", "prompt": "x", "model": "kling-v9-preview"}]),
     )
     # Then Kling made its video, and the submit function said the model was passed through unchecked
-    assert done["kind-new-model"].state is S.COMPLETED
+    assert done["kind-new-model"].state is JobState.COMPLETED
     log = Path(stack.endpoints["log_dir"], "SubmitFunction.log").read_text(encoding="utf-8")
     assert "model kling-v9-preview is not in the capability table" in log
 
@@ -163,7 +162,7 @@ def test_an_extend_chain_from_the_cli_ends_as_one_longer_playable_video(stack: L
     # When the stack has run it (each step a Kling task, stored, then the next queued)
     done = wait_terminal(stack, ["e2e-chain"])["e2e-chain"]
     # Then the job completed with the last step's video, every step stored, each longer than the last
-    assert done.state is S.COMPLETED, done.error_message
+    assert done.state is JobState.COMPLETED, done.error_message
     status = cli("status", "e2e-chain", "--json", "--project-root", root)
     assert status.returncode == 0, status.stderr
     shown = json.loads(status.stdout)

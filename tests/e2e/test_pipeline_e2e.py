@@ -19,7 +19,6 @@ from kling_local.stack import LocalStack
 from kling_pipeline.lifecycle import JobState
 from tests.support.template import ROOT
 
-S = JobState
 CLI = [sys.executable, "-m", "kling_local.cli"]
 
 
@@ -44,7 +43,7 @@ def test_a_batch_completes_with_videos_in_s3(stack: LocalStack) -> None:
     job_ids = send_jobs(connection, jobs)
     finished = wait_terminal(stack, job_ids)
     # Then every job completes with its video in S3 and exactly one Kling task
-    assert {job.state for job in finished.values()} == {S.COMPLETED}
+    assert {job.state for job in finished.values()} == {JobState.COMPLETED}
     s3 = connection.client("s3")
     for job_id in job_ids:
         head = s3.head_object(Bucket=connection.bucket, Key=f"videos/{job_id}.mp4")
@@ -81,7 +80,7 @@ def test_a_poison_message_lands_in_the_dlq_with_its_reason(stack: LocalStack) ->
     reason = found[0]["MessageAttributes"]["failure_reason"]["StringValue"]
     assert "duration" in reason and "5" in reason
     job = connection.store().get("e2e-poison")
-    assert job.state is S.FAILED and job.error_code == "INVALID_REQUEST"
+    assert job.state is JobState.FAILED and job.error_code == "INVALID_REQUEST"
 
 
 def test_a_forged_callback_over_http_is_refused(stack: LocalStack, sim_defaults: None) -> None:
@@ -110,7 +109,9 @@ def test_a_forged_callback_over_http_is_refused(stack: LocalStack, sim_defaults:
     # Then the job took nothing from them
     after = store.get("e2e-forged")
     assert after.video_url != "https://evil.example.com/v.mp4"
-    assert all(h.by != "callback" or h.state is not S.DOWNLOADING for h in after.history if h.at > before.updated_at)
+    assert all(
+        h.by != "callback" or h.state is not JobState.DOWNLOADING for h in after.history if h.at > before.updated_at
+    )
     # When a callback names an unknown job
     unknown = httpx.post(f"{stack.endpoints['api_base_url']}/callbacks/nobody", params={"token": "0"}, json=lie)
     # Then it is refused the same way
@@ -178,7 +179,7 @@ def test_throttling_with_a_small_account_limit_still_completes_the_batch(stack: 
     job_ids = send_jobs(connection_of(stack), [{"job_id": f"e2e-busy-{i}", "prompt": f"scene {i}"} for i in range(8)])
     finished = wait_terminal(stack, job_ids, timeout_s=240)
     # Then all complete, past 1303 refusals, with exactly one Kling task each
-    assert {job.state for job in finished.values()} == {S.COMPLETED}
+    assert {job.state for job in finished.values()} == {JobState.COMPLETED}
     stats = stack.simulator.stats()
     assert stats["creates"]["refused_by_code"].get("1303", 0) > refused_before
     assert all(stats["tasks_by_external_task_id"][j] == 1 for j in job_ids)
@@ -231,7 +232,7 @@ def test_cli_watch_until_done_shows_counts_by_state(stack: LocalStack) -> None:
     # Then it shows counts by state and returns only once the job has completed
     assert watched.returncode == 0, watched.stderr
     assert "jobs by state" in watched.stdout and "COMPLETED" in watched.stdout
-    assert connection_of(stack).store().get("e2e-watched").state is S.COMPLETED  # it waited for the job
+    assert connection_of(stack).store().get("e2e-watched").state is JobState.COMPLETED  # it waited for the job
 
 
 def test_cli_against_aws_without_credentials_says_how_to_fix_it(tmp_path: Path) -> None:

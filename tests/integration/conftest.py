@@ -13,7 +13,7 @@ from kling_local.moto_bridges import apply_all as apply_moto_bridges
 from kling_local.sim import KlingSimulator, SimConfig
 from kling_pipeline.adapters import reset_container_state as reset_caches
 from kling_pipeline.adapters.job_store import JobStore
-from kling_pipeline.polling import PollSchedule
+from kling_pipeline.poll_schedule import PollSchedule
 from tests.support.jobs_api import JobsApi
 from tests.support.lambda_runtime import load_function_module
 from tests.support.scenarios import ACCESS_KEY, DEAD_API, SECRET_KEY, SIGNING_SECRET, Completion, Pipeline

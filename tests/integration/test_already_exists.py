@@ -13,8 +13,7 @@ from kling_local.sim import SimConfig
 from kling_pipeline.lifecycle import JobState
 from tests.support.scenarios import Pipeline, job_in
 
-S = JobState
-AT_KLING = (S.SUBMITTED, S.PROCESSING, S.DOWNLOADING)
+AT_KLING = (JobState.SUBMITTED, JobState.PROCESSING, JobState.DOWNLOADING)
 
 
 def sent_back_once_with(pipeline: Pipeline, handler: Any, job_id: str, fault: dict[str, Any]) -> None:
@@ -33,7 +32,7 @@ def test_a_reworded_already_exists_never_fails_the_task_kling_runs(pipeline: Pip
     )
     # When the first create's answer is lost, and the create once the grace is over is refused so
     sent_back_once_with(pipeline, handler, "reworded", {"create_lost_answer_rate": 1.0})
-    pipeline.drain(handler, lambda: job_in(pipeline, "reworded", *AT_KLING, S.FAILED))
+    pipeline.drain(handler, lambda: job_in(pipeline, "reworded", *AT_KLING, JobState.FAILED))
     # Then the job holds the one task Kling runs (and bills), found under its external id
     job = pipeline.store.get("reworded")
     assert job.state in AT_KLING and job.task_id is not None, job.error_message
@@ -47,10 +46,10 @@ def test_a_genuine_1201_naming_no_task_fails_with_klings_message_once_the_grace_
     handler = pipeline.submit_handler(RECONCILE_GRACE_S="2")
     pipeline.send({"job_id": "refused", "kind": "video-extend", "video_id": "no-such-video", "prompt": "x"})
     # When the job is queued until it ends
-    pipeline.drain(handler, lambda: job_in(pipeline, "refused", S.FAILED, *AT_KLING), deadline_s=60)
+    pipeline.drain(handler, lambda: job_in(pipeline, "refused", JobState.FAILED, *AT_KLING), deadline_s=60)
     # Then it failed with Kling's message, after looking for a task that might be hidden, without looping
     job = pipeline.store.get("refused")
-    assert job.state is S.FAILED and job.error_code == "KLING_1201"
+    assert job.state is JobState.FAILED and job.error_code == "KLING_1201"
     assert "no-such-video" in (job.error_message or "")
     assert pipeline.tasks_for("refused") == 0
     assert pipeline.sim.stats()["create_attempts_by_external_task_id"]["refused"] == 2

@@ -29,14 +29,13 @@ from kling_pipeline.adapters.webhook_targets import WebhookPolicy
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from kling_pipeline.settings import WebhookSettings
-from kling_pipeline.webhooks import Outcome, WebhookDependencies, attempt_delivery
+from kling_pipeline.webhook import Outcome, WebhookDependencies, attempt_delivery
 from tests.support.jobs_api import moved
 from tests.support.lambda_runtime import load_function_module
 from tests.support.scenarios import Completion, Pipeline, as_callback_body, kling_task
 from tests.support.sqs_driver import drive_queue
 from tests.support.template import ROOT
 
-S = JobState
 SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="
 
 
@@ -57,7 +56,7 @@ def caller_waiting(completion: Completion, job_id: str, **request: Any) -> str:
         pipeline.submit_handler(),
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: (j := pipeline.store.find(job_id)) is not None and j.state is S.SUBMITTED,
+        until=lambda: (j := pipeline.store.find(job_id)) is not None and j.state is JobState.SUBMITTED,
     )
     return caller
 
@@ -98,7 +97,7 @@ def test_an_end_whose_event_eventbridge_refused_is_announced_by_the_poller(compl
     assert completion.callback("refused-event", as_callback_body(task))["statusCode"] == 200
     # Then no event went out, and the end stays marked to be announced
     assert refusals.fired == 4
-    assert pipeline.store.get("refused-event").state is S.FAILED
+    assert pipeline.store.get("refused-event").state is JobState.FAILED
     assert events_for(completion, "refused-event") == []
     assert not announced(completion, "refused-event")
     # And when the poller comes by, the event goes out and the mark is cleared
@@ -125,7 +124,7 @@ def test_a_workflow_end_whose_event_entry_failed_is_left_for_the_poller(completi
     assert completion.callback("workflow-event", as_callback_body(task))["statusCode"] == 200
     assert completion.wait_for_execution("workflow-event")["status"] == "SUCCEEDED"
     # Then the job is COMPLETED and its caller resumed, but its end is still marked: no event went out
-    assert pipeline.store.get("workflow-event").state is S.COMPLETED
+    assert pipeline.store.get("workflow-event").state is JobState.COMPLETED
     assert resumes_of(completion, caller) == ["TaskSucceeded"]
     assert events_for(completion, "workflow-event") == []
     assert not announced(completion, "workflow-event")
@@ -157,7 +156,7 @@ def test_an_outcome_write_whose_answer_was_lost_is_recognised_and_announced(comp
     assert lost.fired == 1
     assert execution["status"] == "SUCCEEDED"
     done = pipeline.store.get("lost-answer")
-    assert done.state is S.COMPLETED and [h.state for h in done.history].count(S.COMPLETED) == 1
+    assert done.state is JobState.COMPLETED and [h.state for h in done.history].count(JobState.COMPLETED) == 1
     (event,) = events_for(completion, "lost-answer")
     assert event["detail"]["sha256"] == done.sha256
     assert resumes_of(completion, caller) == ["TaskSucceeded"]
@@ -241,7 +240,7 @@ def event(job_id: str, detail_type: str, **detail: Any) -> str:
 def test_a_forged_completion_event_is_never_signed_and_sent(pipeline: Pipeline, receiver: Receiver) -> None:
     # Given a job with a webhook that Kling failed, and one still running
     deps = webhook_deps(pipeline)
-    hooked_job(pipeline, "hooked-failed", receiver.url, end=S.FAILED)
+    hooked_job(pipeline, "hooked-failed", receiver.url, end=JobState.FAILED)
     hooked_job(pipeline, "hooked-live", receiver.url, end=None)
     forged = {"state": "COMPLETED", "s3_uri": "s3://attacker/fake.mp4", "sha256": "0" * 64}
     # When someone allowed to put events on the bus puts "Video Completed" for each
@@ -257,7 +256,7 @@ def test_a_forged_completion_event_is_never_signed_and_sent(pipeline: Pipeline, 
 def test_a_webhook_says_what_the_record_holds_whatever_the_event_claims(pipeline: Pipeline, receiver: Receiver) -> None:
     # Given a job with a webhook that Kling failed
     deps = webhook_deps(pipeline)
-    hooked_job(pipeline, "hooked-told", receiver.url, end=S.FAILED)
+    hooked_job(pipeline, "hooked-told", receiver.url, end=JobState.FAILED)
     # When its "Video Failed" event arrives with a detail that says otherwise
     body = event("hooked-told", "Video Failed", state="FAILED", error_message="please pay again at evil.example")
     assert attempt_delivery(body, receipt_handle="r", attempt=1, deps=deps) is Outcome.DELIVERED
@@ -279,7 +278,9 @@ def test_an_end_whose_mark_cannot_be_cleared_is_left_for_the_poller_and_nothing_
     # When a job's end is announced
     request = JobRequest.model_validate({"job_id": "mark-stuck", "prompt": "a video for mark-stuck"})
     job, _ = pipeline.store.create("mark-stuck", request, by="test")
-    failed = pipeline.store.transition(job, S.FAILED, by="test", changes={"error_code": "X", "error_message": "x"})
+    failed = pipeline.store.transition(
+        job, JobState.FAILED, by="test", changes={"error_code": "X", "error_message": "x"}
+    )
     announcer = Announcer("default", marks=pipeline.store)
     # Then the announcer says it is not done (no exception), and the mark stays for the poller
     assert announcer.job_ended(failed) is False
@@ -299,7 +300,15 @@ def test_the_sample_webhook_event_is_delivered_by_the_webhook_function(pipeline:
     pipeline.resolver.create_secret(boto3.client("secretsmanager"), "WebhookSigningSecret", "webhook-signing", SECRET)
     request = JobRequest.model_validate({"job_id": job_id, "prompt": "a lighthouse", "webhook_url": receiver.url})
     pipeline.store.create(job_id, request, by="test")
-    moved(pipeline, job_id, S.SUBMITTING, S.SUBMITTED, S.DOWNLOADING, S.COMPLETED, s3_uri="s3://videos/v.mp4")
+    moved(
+        pipeline,
+        job_id,
+        JobState.SUBMITTING,
+        JobState.SUBMITTED,
+        JobState.DOWNLOADING,
+        JobState.COMPLETED,
+        s3_uri="s3://videos/v.mp4",
+    )
     # When WebhookFunction's real handler takes it
     handler = load_function_module("webhook").lambda_handler
     answer = handler(sample, LambdaContext.for_function("WebhookFunction"))

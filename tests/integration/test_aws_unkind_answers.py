@@ -20,8 +20,6 @@ from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.requests import JobRequest
 from tests.support.scenarios import Completion, Pipeline, finish, job_in, kling_task, submitted
 
-S = JobState
-
 
 @pytest.fixture(autouse=True)
 def no_faults_left_behind() -> Iterator[None]:
@@ -55,7 +53,7 @@ def test_a_charge_whose_transaction_meets_another_on_the_daily_aggregate_is_sent
     job, execution = finish(completion, "conflicted-charge")
     # Then the transaction was sent again until it went through: the job completed, charged once
     assert conflicts.fired == 2
-    assert execution["status"] == "SUCCEEDED" and job.state is S.COMPLETED
+    assert execution["status"] == "SUCCEEDED" and job.state is JobState.COMPLETED
     (row,) = ledger_of(pipeline).costs(*[time_today()] * 2)
     assert row.tasks == 1 and row.units == pipeline.sim.stats()["units_charged_total"]
 
@@ -69,7 +67,7 @@ def test_a_conflicted_move_sent_again_after_another_writer_moved_the_job_is_reje
     reserve = ledger.reserve_update(day_of(), 1, budget=10)
 
     def another_submitter_claims_it() -> None:
-        pipeline.store.transition(pipeline.store.get(job.job_id), S.SUBMITTING, by="other-submitter")
+        pipeline.store.transition(pipeline.store.get(job.job_id), JobState.SUBMITTING, by="other-submitter")
 
     # And DynamoDB cancels that transaction (a conflict on the budget counter) while another
     # submitter claims the job
@@ -82,7 +80,7 @@ def test_a_conflicted_move_sent_again_after_another_writer_moved_the_job_is_reje
     )
     # When this claim's transaction is sent again
     with pytest.raises(TransitionRejectedError):
-        pipeline.store.transition(job, S.SUBMITTING, by="this-submitter", linked=[reserve])
+        pipeline.store.transition(job, JobState.SUBMITTING, by="this-submitter", linked=[reserve])
     # Then it fails its condition on (state, version) as any late move does: the job was moved once,
     # by the other, and nothing was reserved by the cancelled claim
     moved = pipeline.store.get(job.job_id)
@@ -101,7 +99,7 @@ def time_today() -> Any:
 
 def ended_job(pipeline: Pipeline, job_id: str) -> Job:
     return pipeline.store.transition(
-        queued_job(pipeline, job_id), S.FAILED, by="test", changes={"error_code": "X", "error_message": "failed"}
+        queued_job(pipeline, job_id), JobState.FAILED, by="test", changes={"error_code": "X", "error_message": "failed"}
     )
 
 
@@ -150,7 +148,7 @@ def test_a_stranded_download_is_repaired_when_s3_answers_403_for_its_missing_vid
     job = submitted(completion, "stranded-403")
     done = kling_task(completion, job.kind, job.task_id, "succeed")
     assert done.first_video is not None
-    pipeline.store.transition(job, S.DOWNLOADING, by="test", changes={"video_url": done.first_video.url})
+    pipeline.store.transition(job, JobState.DOWNLOADING, by="test", changes={"video_url": done.first_video.url})
     AWS_FAULTS.inject(ACCESS_DENIED, "s3", method="HEAD", contains="stranded-403", times=None)
     time.sleep(2.2)  # past the DOWNLOADING check interval (2 s here)
     # When the poller comes by
@@ -158,7 +156,7 @@ def test_a_stranded_download_is_repaired_when_s3_answers_403_for_its_missing_vid
     # Then it starts the next download attempt, which stores the video
     assert report["restarted"] == 1 and report["errors"] == 0, report
     assert completion.wait_for_execution("stranded-403")["status"] == "SUCCEEDED"
-    assert job_in(pipeline, "stranded-403", S.COMPLETED)
+    assert job_in(pipeline, "stranded-403", JobState.COMPLETED)
 
 
 def test_one_jobs_error_in_a_poller_run_is_counted_and_the_others_are_settled(completion: Completion) -> None:
@@ -180,11 +178,11 @@ def test_one_jobs_error_in_a_poller_run_is_counted_and_the_others_are_settled(co
     assert refusal.fired >= 1
     for job_id in ("isolated-a", "isolated-b"):
         assert completion.wait_for_execution(job_id)["status"] == "SUCCEEDED"
-        assert job_in(pipeline, job_id, S.COMPLETED)
+        assert job_in(pipeline, job_id, JobState.COMPLETED)
     # And once Step Functions takes it again, a later run repairs the one left behind
     AWS_FAULTS.clear()
     deadline = time.monotonic() + 60
-    while not job_in(pipeline, "isolated-broken", S.COMPLETED):
+    while not job_in(pipeline, "isolated-broken", JobState.COMPLETED):
         assert time.monotonic() < deadline, pipeline.store.get("isolated-broken")
         completion.poll(completion.poller())
         time.sleep(0.5)

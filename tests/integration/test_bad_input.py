@@ -17,7 +17,6 @@ from kling_pipeline.settings import SubmitSettings
 from kling_pipeline.submit import handle_job_message, submit_dependencies
 from tests.support.scenarios import SIGNING_SECRET, Completion, Pipeline, as_callback_body, kling_task, submitted
 
-S = JobState
 ANY_TEXT = st.text(st.characters(codec=None, categories=None, exclude_categories=()), max_size=300)
 PROPERTY = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -97,7 +96,7 @@ def test_a_body_that_is_not_json_nor_valid_unicode_is_refused_and_kept_escaped(p
     # Then it is refused with the reason, recorded FAILED under its message id, its body kept escaped
     assert result.outcome is Outcome.REJECTED and "not JSON" in result.detail
     job = pipeline.store.get("m-surrogate")
-    assert job.state is S.FAILED and job.error_code == "INVALID_REQUEST"
+    assert job.state is JobState.FAILED and job.error_code == "INVALID_REQUEST"
     assert (job.model_extra or {})["raw_message"] == "\\ud800 half a character"
     (dead,) = pipeline.dead_letters()
     assert dead["Body"] == "\\ud800 half a character"

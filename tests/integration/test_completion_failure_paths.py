@@ -8,8 +8,6 @@ from kling_pipeline.adapters.download_workflow import DownloadWorkflow, executio
 from kling_pipeline.lifecycle import JobState
 from tests.support.scenarios import Completion, as_callback_body, kling_task, submitted
 
-S = JobState
-
 
 def test_an_execution_that_ended_without_finishing_the_job_is_not_taken_for_success(completion: Completion) -> None:
     # Given a job whose first download workflow failed (its function could not read the table)
@@ -19,13 +17,13 @@ def test_an_execution_that_ended_without_finishing_the_job_is_not_taken_for_succ
     assert completion.callback("second-attempt", as_callback_body(done))["statusCode"] == 200
     first = completion.wait_for_execution("second-attempt")
     assert first["status"] == "FAILED"
-    assert completion.pipeline.store.get("second-attempt").state is S.DOWNLOADING
+    assert completion.pipeline.store.get("second-attempt").state is JobState.DOWNLOADING
     # When the function works again and Kling calls back once more (or the message comes back)
     completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME=completion.pipeline.table_name)
     assert completion.callback("second-attempt", as_callback_body(done))["statusCode"] == 200
     # Then a second attempt (not "already exists, fine") stores the video
     assert completion.wait_for_execution(execution_name("second-attempt", 2))["status"] == "SUCCEEDED"
-    assert completion.pipeline.store.get("second-attempt").state is S.COMPLETED
+    assert completion.pipeline.store.get("second-attempt").state is JobState.COMPLETED
 
 
 def test_an_outcome_that_cannot_be_recorded_leaves_the_job_for_repair_with_the_object_checksummed(
@@ -42,7 +40,7 @@ def test_an_outcome_that_cannot_be_recorded_leaves_the_job_for_repair_with_the_o
     job = submitted(completion, "not-recorded")
     done = kling_task(completion, job.kind, job.task_id, "succeed")
     downloading = completion.pipeline.store.transition(
-        job, S.DOWNLOADING, by="test", changes={"video_url": done.first_video.url if done.first_video else None}
+        job, JobState.DOWNLOADING, by="test", changes={"video_url": done.first_video.url if done.first_video else None}
     )
     # When that workflow runs
     arn = broken["stateMachineArn"]
@@ -57,7 +55,7 @@ def test_an_outcome_that_cannot_be_recorded_leaves_the_job_for_repair_with_the_o
     assert execution["status"] == "FAILED" and execution.get("error") == "OutcomeNotRecorded"
     cause = execution.get("cause") or ""
     assert "job_id" not in cause and "send" not in cause.lower() and "repair" in cause
-    assert completion.pipeline.store.get("not-recorded").state is S.DOWNLOADING
+    assert completion.pipeline.store.get("not-recorded").state is JobState.DOWNLOADING
     key = "videos/not-recorded.mp4"
     tags = completion.s3.get_object_tagging(Bucket=completion.bucket, Key=key)["TagSet"]
     assert {t["Key"] for t in tags} == {"sha256"}

@@ -12,15 +12,13 @@ from kling_pipeline.lifecycle import Job, JobState
 from tests.support.scenarios import WATCHED_ATTRS, Completion, as_callback_body, finish, kling_task, submitted
 from tests.support.sqs_driver import drive_queue
 
-S = JobState
-
 
 def test_happy_path_stores_the_video_and_announces_it(completion: Completion) -> None:
     # When job done-1 is submitted, its Kling task finishes and the callback arrives
     job, execution = finish(completion, "done-1")
     # Then the MP4 is in S3 with its checksum and one event announces it
     assert execution["status"] == "SUCCEEDED", execution
-    assert job.state is S.COMPLETED
+    assert job.state is JobState.COMPLETED
     assert job.s3_uri == f"s3://{completion.bucket}/videos/done-1.mp4"
     body = completion.s3.get_object(Bucket=completion.bucket, Key="videos/done-1.mp4")
     data = body["Body"].read()
@@ -33,7 +31,7 @@ def test_happy_path_stores_the_video_and_announces_it(completion: Completion) ->
     # (its end announced, it has left the poller's index)
     assert not job.announce_pending
     assert not WATCHED_ATTRS & completion.pipeline.stored_attributes("done-1")
-    assert [h.state for h in job.history][-3:] == [S.SUBMITTED, S.DOWNLOADING, S.COMPLETED]
+    assert [h.state for h in job.history][-3:] == [JobState.SUBMITTED, JobState.DOWNLOADING, JobState.COMPLETED]
     events = completion.events()
     assert [e["detail-type"] for e in events] == ["Video Completed"]
     assert events[0]["detail"]["s3_uri"] == job.s3_uri
@@ -53,7 +51,7 @@ def test_duplicate_and_out_of_order_callbacks_change_nothing(completion: Complet
     answer = completion.callback("dup-cb", late)
     # Then the late one is acknowledged too, and the job completed once, through one execution
     assert answer["statusCode"] == 200
-    assert completion.pipeline.store.get("dup-cb").state is S.COMPLETED
+    assert completion.pipeline.store.get("dup-cb").state is JobState.COMPLETED
     assert len(completion.executions()) == 1
     # at most one Kling GET for this job on the callback path, however many callbacks came
     gets_after = completion.pipeline.sim.stats()["gets_per_task"].get(done.task_id, 0)
@@ -110,7 +108,7 @@ def test_a_lying_body_loses_to_the_get(completion: Completion) -> None:
     assert completion.callback("liar", lie)["statusCode"] == 200
     # Then nothing downloads: the job keeps waiting and no execution starts
     after = completion.pipeline.store.get("liar")
-    assert after.state in (S.SUBMITTED, S.PROCESSING)
+    assert after.state in (JobState.SUBMITTED, JobState.PROCESSING)
     assert after.video_url is None
     assert completion.executions() == []
 
@@ -126,7 +124,7 @@ def test_a_lying_url_is_replaced_by_klings(completion: Completion) -> None:
     completion.wait_for_execution("liar-url")
     # Then the job completes with Kling's own video
     done = completion.pipeline.store.get("liar-url")
-    assert done.state is S.COMPLETED
+    assert done.state is JobState.COMPLETED
     assert real.first_video is not None
     # The download used Kling's video (the lie's host is not even allowed), and the signed URL is gone.
     assert done.kling_video_id == real.first_video.id
@@ -136,7 +134,7 @@ def test_a_lying_url_is_replaced_by_klings(completion: Completion) -> None:
 def failed_download(completion: Completion, job_id: str) -> Job:
     job, execution = finish(completion, job_id)
     assert execution["status"] == "FAILED"
-    assert job.state is S.FAILED
+    assert job.state is JobState.FAILED
     assert completion.s3.list_objects_v2(Bucket=completion.bucket).get("KeyCount", 0) == 0
     assert [e["detail-type"] for e in completion.events()] == ["Video Failed"]
     return job
@@ -197,7 +195,7 @@ def test_a_stream_cut_mid_body_is_retried_to_success(completion: Completion) -> 
     execution = completion.wait_for_execution("flaky-cdn")
     # Then a retry stores the video and the job completes
     assert execution["status"] == "SUCCEEDED"
-    assert completion.pipeline.store.get("flaky-cdn").state is S.COMPLETED
+    assert completion.pipeline.store.get("flaky-cdn").state is JobState.COMPLETED
     downloads = [name for name, _ in completion.invocations if name == "DownloadFunction"]
     assert len(downloads) >= 2
 
@@ -237,7 +235,7 @@ def test_a_waiting_step_functions_caller_is_resumed(completion: Completion, outc
         handler,
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: (j := pipeline.store.find("waited")) is not None and j.state is S.SUBMITTED,
+        until=lambda: (j := pipeline.store.find("waited")) is not None and j.state is JobState.SUBMITTED,
     )
     job = pipeline.store.get("waited")
     assert job.request.get("task_token")
@@ -288,13 +286,13 @@ def test_a_reconciled_task_that_already_finished_is_downloaded(completion: Compl
         handler,
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: pipeline.store.get("found-done").state is not S.SUBMITTING,
+        until=lambda: pipeline.store.get("found-done").state is not JobState.SUBMITTING,
     )
     # Then the job goes on to the download and completes with that same task
     execution = completion.wait_for_execution("found-done")
     assert execution["status"] == "SUCCEEDED"
     done = pipeline.store.get("found-done")
-    assert done.state is S.COMPLETED
+    assert done.state is JobState.COMPLETED
     assert done.task_id == created.task_id
     assert done.video_url is None  # the signed CDN URL does not outlive the job
     assert int(pipeline.sim.stats()["tasks_by_external_task_id"]["found-done"]) == 1
@@ -309,7 +307,7 @@ def test_a_task_kling_fails_is_announced_once_by_the_callback_that_saw_it(comple
     # Then the job is FAILED with Kling's reason, announced once, and nothing was downloaded
     assert answers == [200, 200]
     ended = completion.pipeline.store.get("kling-fails")
-    assert ended.state is S.FAILED and ended.error_code == "KLING_TASK_FAILED"
+    assert ended.state is JobState.FAILED and ended.error_code == "KLING_TASK_FAILED"
     events = completion.events()
     assert [(e["detail-type"], e["detail"]["job_id"], e["detail"]["state"]) for e in events] == [
         ("Video Failed", "kling-fails", "FAILED")
@@ -322,7 +320,7 @@ def test_a_create_kling_refuses_for_good_is_announced(completion: Completion) ->
     # When Kling refuses a job's create for its content (1301: no task, nothing billed)
     refused = submitted(completion, "kling-refuses", prompt="a cat [[reject]]")
     # Then the job is FAILED naming Kling's code, and its end is announced like any other
-    assert refused.state is S.FAILED and refused.error_code == "KLING_1301"
+    assert refused.state is JobState.FAILED and refused.error_code == "KLING_1301"
     assert [(e["detail-type"], e["detail"]["job_id"]) for e in completion.events()] == [
         ("Video Failed", "kling-refuses")
     ]

@@ -44,7 +44,6 @@ from tests.support.scenarios import (
     submitted,
 )
 
-S = JobState
 HALF_UNIT = 0.5  # what the simulator charges a std 5 s video in these tests; the table reserves 1
 
 
@@ -185,7 +184,7 @@ def test_fifty_concurrent_submits_against_a_budget_for_ten_create_exactly_ten(co
     assert Counter(r.outcome for r in results) == {Outcome.SUBMITTED: 10, Outcome.HELD: 40}
     assert pipeline.sim.stats()["creates"]["accepted"] == 10
     jobs = [pipeline.store.get(j) for j in ids]
-    held = [j for j in jobs if j.state is S.QUEUED]
+    held = [j for j in jobs if j.state is JobState.QUEUED]
     assert len(held) == 40 and {j.held_for for j in held} == {HELD_FOR_BUDGET}
     assert all(j.reserved_units is None for j in held)
     assert all("daily budget reached" in r.detail for r in results if r.outcome is Outcome.HELD)
@@ -197,7 +196,7 @@ def test_fifty_concurrent_submits_against_a_budget_for_ten_create_exactly_ten(co
     ledger = ledger_of(pipeline)
     assert ledger.reserved(day_of()) == 10
     # When Kling's charges for the ten become known (half the estimate each)
-    confirm_concurrently(completion, [j.job_id for j in jobs if j.state is not S.QUEUED])
+    confirm_concurrently(completion, [j.job_id for j in jobs if j.state is not JobState.QUEUED])
     # Then the day's counter ends equal to the sum of what was charged
     charged = pipeline.sim.stats()["units_charged_total"]
     assert charged == 10 * HALF_UNIT
@@ -243,7 +242,7 @@ def test_a_job_larger_than_the_whole_budget_fails_naming_its_estimate_and_the_bu
     # Then it fails at once, saying why, instead of waiting for a budget it can never fit
     assert (result.outcome, result.error) == (Outcome.FAILED, BUDGET_TOO_SMALL)
     job = pipeline.store.get("too-big")
-    assert (job.state, job.error_code) == (S.FAILED, BUDGET_TOO_SMALL)
+    assert (job.state, job.error_code) == (JobState.FAILED, BUDGET_TOO_SMALL)
     assert "estimated at 2 units, more than the whole daily budget of 1 (DailyBudgetUnits)" in (job.error_message or "")
     # And nothing was created, reserved or dead-lettered
     assert pipeline.sim.stats()["creates"]["accepted"] == 0
@@ -262,7 +261,7 @@ def test_a_succeed_without_a_video_turns_its_reservation_into_the_charge(complet
     confirm(completion, "no-video")
     # Then the job failed for the missing video, and the day's budget holds the charge, not the estimate
     job = pipeline.store.get("no-video")
-    assert (job.state, job.error_code) == (S.FAILED, "KLING_NO_VIDEO")
+    assert (job.state, job.error_code) == (JobState.FAILED, "KLING_NO_VIDEO")
     assert ledger_of(pipeline).reserved(day_of()) == HALF_UNIT
 
 
@@ -276,7 +275,7 @@ def test_a_charge_kling_does_not_give_keeps_the_reservation(completion: Completi
     confirm(completion, "no-units")
     completion.wait_for_execution("no-units")
     # Then the reservation stays (unknown is not zero), and no charge of 0 was counted
-    assert pipeline.store.get("no-units").state in (S.DOWNLOADING, S.COMPLETED)
+    assert pipeline.store.get("no-units").state in (JobState.DOWNLOADING, JobState.COMPLETED)
     assert ledger_of(pipeline).reserved(day_of()) == 1.0
     assert ledger_of(pipeline).costs(today(), today()) == []
 
@@ -295,7 +294,7 @@ def test_an_account_error_while_reconciling_keeps_the_reservation_of_a_create_th
     # Then the job is parked, still holding its reservation: the task Kling made may be billed
     assert result.outcome is Outcome.PARKED
     job = pipeline.store.get("lost-answer")
-    assert job.state is S.QUEUED and job.needs_reconcile and job.reserved_units == 1.0
+    assert job.state is JobState.QUEUED and job.needs_reconcile and job.reserved_units == 1.0
     assert ledger_of(pipeline).reserved(day_of()) == 1.0
 
 
@@ -306,7 +305,7 @@ def test_a_refused_create_gives_its_reservation_back(pipeline: Pipeline) -> None
     result = handle_job_message(job_message("refused", prompt="a [[reject]] video"), "m", deps, owner="w")
     # Then the job failed with Kling's reason and the day's budget holds nothing for it
     assert result.outcome is Outcome.FAILED and result.kling_code == 1301
-    assert pipeline.store.get("refused").state is S.FAILED
+    assert pipeline.store.get("refused").state is JobState.FAILED
     assert ledger_of(pipeline).reserved(day_of()) == 0
 
 
@@ -320,7 +319,7 @@ def test_a_used_up_resource_pack_parks_the_job_and_releases_its_reservation(pipe
     # Then the job is parked, not failed: QUEUED, its message in the DLQ with the fix
     assert (result.outcome, result.kling_code) == (Outcome.PARKED, 1102)
     job = pipeline.store.get("pack-2")
-    assert job.state is S.QUEUED and job.reserved_units is None
+    assert job.state is JobState.QUEUED and job.reserved_units is None
     (letter,) = pipeline.dead_letters()
     reason = letter["MessageAttributes"]["failure_reason"]["StringValue"]
     assert "1102" in reason and "top up the Kling account" in reason and "dlq --redrive" in reason
@@ -363,7 +362,7 @@ def test_jobs_ended_for_the_budget_never_touch_the_queue_dlq(completion: Complet
     assert handle_job_message(job_message("q-1"), "m-1", deps, owner="w").outcome is Outcome.HELD
     for attempt in range(6):  # more than MaxReceiveCount
         assert handle_job_message(job_message("q-1"), f"m-{attempt}", deps, owner="w").outcome is Outcome.HELD
-    assert job_in(pipeline, "q-1", S.QUEUED)
+    assert job_in(pipeline, "q-1", JobState.QUEUED)
     assert pipeline.store.get("q-1").backpressure_count == 7
     assert pipeline.dead_letters() == []
 
@@ -380,7 +379,7 @@ def test_a_job_too_large_for_the_budget_whose_earlier_create_made_a_task_keeps_t
     handle_job_message(job_message("big-unsettled", mode="pro"), "m", deps, owner="w")
     # Then the task Kling holds (and bills) is found and recorded, not failed for the job's size
     job = pipeline.store.get("big-unsettled")
-    assert job.state in (S.SUBMITTED, S.PROCESSING) and job.task_id is not None, job.error_message
+    assert job.state in (JobState.SUBMITTED, JobState.PROCESSING) and job.task_id is not None, job.error_message
     assert pipeline.tasks_for("big-unsettled") == 1
 
 
@@ -394,5 +393,5 @@ def test_an_account_error_while_looking_up_a_1201_keeps_the_reservation(pipeline
     # Then the job is parked for the operator, and its reservation stays (Kling may bill a task of it)
     assert result.outcome is Outcome.PARKED, result.detail
     job = pipeline.store.get("lookup-arrears")
-    assert job.state is S.QUEUED
+    assert job.state is JobState.QUEUED
     assert ledger_of(pipeline).reserved(day_of()) == 1.0

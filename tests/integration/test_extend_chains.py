@@ -25,7 +25,6 @@ from tests.support.scenarios import (
     submitted,
 )
 
-S = JobState
 CHAIN = {"model": "kling-v1-6", "extend": [{"prompt": "the cat walks off the mat"}]}
 
 
@@ -41,7 +40,10 @@ def step_settled_by_callback(completion: Completion, job: Job, kind: str, status
 def next_step_submitted(completion: Completion, job_id: str) -> Job:
     """The submit function takes the next step's message (sent by the workflow, or the poller)."""
     pipeline = completion.pipeline
-    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, job_id, S.SUBMITTED, S.PROCESSING, S.FAILED))
+    pipeline.drain(
+        pipeline.submit_handler(),
+        lambda: job_in(pipeline, job_id, JobState.SUBMITTED, JobState.PROCESSING, JobState.FAILED),
+    )
     return pipeline.store.get(job_id)
 
 
@@ -64,7 +66,7 @@ def test_a_two_step_chain_stores_each_step_and_completes_with_the_extended_video
     # When step 1's task succeeds and its callback arrives
     queued = step_settled_by_callback(completion, job, "text2video")
     # Then step 1 is stored, and the job waits in QUEUED for step 2, whose message the workflow sent
-    assert (queued.state, queued.step, queued.awaiting_message) == (S.QUEUED, 2, True)
+    assert (queued.state, queued.step, queued.awaiting_message) == (JobState.QUEUED, 2, True)
     assert queued.task_id is None and [s["step"] for s in queued.steps] == [1]
     assert object_keys(completion, "videos/chain-2") == ["videos/chain-2/step-1.mp4"]
     assert completion.events() == []  # nothing is announced before the last step
@@ -72,8 +74,8 @@ def test_a_two_step_chain_stores_each_step_and_completes_with_the_extended_video
     second = next_step_submitted(completion, "chain-2")
     # Then Kling got one video-extend of step 1's video, under the step's own external id
     assert (second.state, second.step, second.task_kind) in {
-        (S.SUBMITTED, 2, "video-extend"),
-        (S.PROCESSING, 2, "video-extend"),
+        (JobState.SUBMITTED, 2, "video-extend"),
+        (JobState.PROCESSING, 2, "video-extend"),
     }
     assert (creates_for(pipeline, "chain-2"), creates_for(pipeline, second.external_task_id)) == (1, 1)
     extension = kling_task(completion, "video-extend", second.task_id, "succeed")
@@ -81,7 +83,7 @@ def test_a_two_step_chain_stores_each_step_and_completes_with_the_extended_video
     # When step 2's task succeeds and its callback arrives
     done = step_settled_by_callback(completion, second, "video-extend")
     # Then the job is COMPLETED with the extended video; both steps are stored, each with its units
-    assert done.state is S.COMPLETED
+    assert done.state is JobState.COMPLETED
     assert done.s3_uri == f"s3://{completion.bucket}/videos/chain-2/step-2.mp4"
     assert object_keys(completion, "videos/chain-2") == ["videos/chain-2/step-1.mp4", "videos/chain-2/step-2.mp4"]
     assert [s["step"] for s in done.steps] == [1, 2]
@@ -106,7 +108,7 @@ def test_a_failed_middle_step_fails_the_job_naming_it_and_keeps_the_stored_steps
     # When step 2's task fails and its callback says so
     failed = step_settled_by_callback(completion, second, "video-extend", status="failed")
     # Then the job is FAILED, its message names the step, and step 1's video stays stored
-    assert failed.state is S.FAILED
+    assert failed.state is JobState.FAILED
     assert failed.error_message and failed.error_message.startswith("step 2 of 3: ")
     assert object_keys(completion, "videos/chain-fails") == ["videos/chain-fails/step-1.mp4"]
     assert [s["step"] for s in failed.steps] == [1]
@@ -177,7 +179,7 @@ def test_a_chain_cancelled_between_steps_says_what_was_made_and_charged(
     # Given a chain whose step 1 is made, charged and stored, waiting in QUEUED for step 2
     job = submitted(completion, "chain-cancel", **CHAIN)
     queued = step_settled_by_callback(completion, job, "text2video")
-    assert (queued.state, queued.step) == (S.QUEUED, 2)
+    assert (queued.state, queued.step) == (JobState.QUEUED, 2)
     # When it is cancelled through the jobs API
     answer = jobs_api.call("POST", "/jobs/chain-cancel/cancel")
     # Then it is CANCELLED, and its message says step 1 was charged and stays stored (not "nothing was charged")

@@ -22,11 +22,10 @@ from kling_pipeline.adapters.webhook_targets import WebhookPolicy
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from kling_pipeline.settings import WebhookSettings
-from kling_pipeline.webhooks import Outcome, WebhookDependencies, attempt_delivery
+from kling_pipeline.webhook import Outcome, WebhookDependencies, attempt_delivery
 from tests.support.scenarios import Pipeline
 from tests.support.sqs_driver import drive_queue
 
-S = JobState
 SECRET = "SECRET-0123456789"
 WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -43,7 +42,7 @@ def test_an_image_url_that_drips_fails_its_job_in_time_and_its_batch_mates_go_on
 
         def settled() -> bool:
             jobs = [pipeline.store.find(job_id) for job_id in ids]
-            return all(job is not None and job.state not in (S.QUEUED, S.SUBMITTING) for job in jobs)
+            return all(job is not None and job.state not in (JobState.QUEUED, JobState.SUBMITTING) for job in jobs)
 
         # When the three arrive in one batch
         started = time.monotonic()
@@ -51,11 +50,11 @@ def test_an_image_url_that_drips_fails_its_job_in_time_and_its_batch_mates_go_on
         seconds = time.monotonic() - started
     # Then the hostile job is refused with the reason, within its limit, in the one invocation
     hostile = pipeline.store.get("hostile")
-    assert (hostile.state, hostile.error_code) == (S.FAILED, "INVALID_REQUEST")
+    assert (hostile.state, hostile.error_code) == (JobState.FAILED, "INVALID_REQUEST")
     assert "did not answer within 1 s" in (hostile.error_message or "")
     assert batches == 1 and seconds < 10
     # And its batch-mates were submitted, received once, never dead-lettered
-    assert {pipeline.store.get(j).state for j in ("mate-1", "mate-2")} <= {S.SUBMITTED, S.PROCESSING}
+    assert {pipeline.store.get(j).state for j in ("mate-1", "mate-2")} <= {JobState.SUBMITTED, JobState.PROCESSING}
     assert [json.loads(m["Body"])["job_id"] for m in pipeline.dead_letters()] == ["hostile"]
     assert pipeline.tasks_for("mate-1") == pipeline.tasks_for("mate-2") == 1
 
@@ -90,7 +89,9 @@ def webhook_attempt(pipeline: Pipeline, url: str, *, timeout_s: float = 10.0) ->
     pipeline.resolver.refs |= {"WebhookQueue": queue_url, "WebhookSigningSecret": "webhook-signing"}
     settings = WebhookSettings.from_environment(pipeline.resolver.function_environment("WebhookFunction"))
     request = JobRequest.model_validate({"job_id": "hooked", "prompt": "p", "webhook_url": url})
-    pipeline.store.create("hooked", request, by="test", state=S.FAILED, error_code="X", error_message="it failed")
+    pipeline.store.create(
+        "hooked", request, by="test", state=JobState.FAILED, error_code="X", error_message="it failed"
+    )
     event = {
         "id": "e-1",
         "source": "kling-pipeline",

@@ -21,7 +21,6 @@ from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from tests.support.scenarios import Completion, Pipeline
 
-S = JobState
 INPUTS = "user-inputs"
 
 
@@ -127,7 +126,7 @@ def test_a_refused_image_fails_the_job_and_dead_letters_its_message(pipeline: Pi
     pipeline.drain(handler, lambda: len(pipeline.dead_letters()) == 1)
     # Then the job is FAILED as an invalid request naming the field and the rule, before any Kling call
     job = pipeline.store.get("tiny-image")
-    assert job.state is S.FAILED and job.error_code == "INVALID_REQUEST"
+    assert job.state is JobState.FAILED and job.error_code == "INVALID_REQUEST"
     assert "image: is 320x200 px" in (job.error_message or "") and "rule image-min-side" in (job.error_message or "")
     (dead,) = pipeline.dead_letters()
     assert "rule image-min-side" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
@@ -151,5 +150,5 @@ def test_a_refused_image_is_announced_and_its_waiting_caller_told_once(completio
     # And the caller was resumed with the refusal, and the job keeps no token to tell it again
     assert sfn.describe_execution(executionArn=execution)["status"] == "FAILED"
     job = pipeline.store.get("tiny-announced")
-    assert job.state is S.FAILED and job.task_token is None
+    assert job.state is JobState.FAILED and job.task_token is None
     assert "task_token" not in pipeline.stored_attributes("tiny-announced")

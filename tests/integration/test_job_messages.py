@@ -23,7 +23,6 @@ from tests.support.scenarios import (
 )
 from tests.support.sqs_driver import drive_queue
 
-S = JobState
 SQS_LIMIT = 256 * 1024
 
 
@@ -74,7 +73,7 @@ def test_a_chain_near_the_message_limit_goes_step_by_step_by_reference(completio
         handler,
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: job_in(pipeline, "big-chain", S.SUBMITTED, S.PROCESSING),
+        until=lambda: job_in(pipeline, "big-chain", JobState.SUBMITTED, JobState.PROCESSING),
     )
     job = pipeline.store.get("big-chain")
     # When step 1 succeeds and its callback arrives
@@ -97,7 +96,7 @@ def test_a_chain_near_the_message_limit_goes_step_by_step_by_reference(completio
         handler,
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: job_in(pipeline, "big-chain", S.SUBMITTED, S.PROCESSING),
+        until=lambda: job_in(pipeline, "big-chain", JobState.SUBMITTED, JobState.PROCESSING),
     )
     second = pipeline.store.get("big-chain")
     assert (second.step, creates_for(pipeline, second.external_task_id)) == (2, 1)
@@ -128,7 +127,7 @@ def test_a_claim_parked_by_the_poller_leaves_its_request_and_a_redrive_finishes_
     job, _ = pipeline.store.create("parked", request, by="test")
     pipeline.store.transition(
         job,
-        S.SUBMITTING,
+        JobState.SUBMITTING,
         by="worker-that-dies",
         changes={"lease_owner": "dead", "lease_expires_at": 0, "claimed_at": 0},
     )
@@ -138,7 +137,7 @@ def test_a_claim_parked_by_the_poller_leaves_its_request_and_a_redrive_finishes_
     # When the poller reconciles it
     report = completion.poll(completion.poller())
     # Then the job waits in QUEUED, and the DLQ holds its request with its job id and the fix
-    assert pipeline.store.get("parked").state is S.QUEUED, report
+    assert pipeline.store.get("parked").state is JobState.QUEUED, report
     (dead,) = pipeline.dead_letters()
     assert dead["MessageAttributes"]["job_id"]["StringValue"] == "parked"
     assert "dlq --redrive" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
@@ -153,7 +152,7 @@ def test_a_claim_parked_by_the_poller_leaves_its_request_and_a_redrive_finishes_
         pipeline.submit_handler(),
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: job_in(pipeline, "parked", S.SUBMITTED, S.PROCESSING),
+        until=lambda: job_in(pipeline, "parked", JobState.SUBMITTED, JobState.PROCESSING),
     )
     # Then that job went on to Kling once, and no job was made of the redriven message
     assert pipeline.tasks_for("parked") == 1

@@ -19,7 +19,6 @@ from kling_pipeline.lifecycle import Job, JobState, observe_task
 from tests.support.scenarios import WATCHED_ATTRS, Completion, kling_task, submitted
 from tests.support.template import ROOT
 
-S = JobState
 BY = "download-workflow"  # what the state machine writes as `by`: the store is told the same
 
 
@@ -27,8 +26,8 @@ def downloading(completion: Completion, job_id: str) -> Job:
     """A job whose Kling task succeeded, moved to DOWNLOADING as the callback would, workflow not started."""
     job = submitted(completion, job_id)
     decision = observe_task(job, kling_task(completion, job.kind, job.task_id, "succeed"))
-    assert decision is not None and decision.to_state is S.DOWNLOADING
-    return completion.pipeline.store.transition(job, S.DOWNLOADING, by="callback", changes=decision.changes)
+    assert decision is not None and decision.to_state is JobState.DOWNLOADING
+    return completion.pipeline.store.transition(job, JobState.DOWNLOADING, by="callback", changes=decision.changes)
 
 
 def raw_item(completion: Completion, job_id: str) -> dict[str, Any]:
@@ -88,10 +87,10 @@ def test_recording_a_completion_writes_what_the_store_writes(completion: Complet
     # When the state machine completes the job, and the store completes the twin with the same result
     assert start_workflow(completion, job)["status"] == "SUCCEEDED"
     done = completion.pipeline.store.get(job.job_id)
-    assert done.state is S.COMPLETED
+    assert done.state is JobState.COMPLETED
     twin_done = completion.pipeline.store.transition(
         twin,
-        S.COMPLETED,
+        JobState.COMPLETED,
         by=BY,
         changes={
             "s3_uri": f"s3://{completion.bucket}/videos/{twin.job_id}.mp4",
@@ -117,9 +116,9 @@ def test_recording_a_refusal_writes_what_the_store_writes(completion: Completion
     # When the state machine fails the job, and the store fails the twin with the same error
     assert start_workflow(completion, job)["status"] == "FAILED"
     failed = completion.pipeline.store.get(job.job_id)
-    assert failed.state is S.FAILED and failed.error_code == "URL_NOT_ALLOWED"
+    assert failed.state is JobState.FAILED and failed.error_code == "URL_NOT_ALLOWED"
     twin_failed = completion.pipeline.store.transition(
-        twin, S.FAILED, by=BY, changes={"error_code": failed.error_code, "error_message": failed.error_message}
+        twin, JobState.FAILED, by=BY, changes={"error_code": failed.error_code, "error_message": failed.error_message}
     )
     assert completion.pipeline.store.mark_announced(twin_failed)
     # Then the two records are the same, and neither is left in the live index

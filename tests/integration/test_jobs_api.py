@@ -15,8 +15,6 @@ from tests.support.scenarios import WATCHED_ATTRS, Completion, creates_for, job_
 from tests.support.sqs_driver import drive_queue
 from tests.support.template import ROOT
 
-S = JobState
-
 
 def test_a_job_is_queued_once_and_its_id_is_its_idempotency_key(jobs_api: JobsApi) -> None:
     # When a job is submitted
@@ -57,7 +55,10 @@ def test_the_submit_path_takes_what_the_api_queued(jobs_api: JobsApi) -> None:
     # When the submit function drains the queue
     pipeline = jobs_api.pipeline
     drive_queue(
-        pipeline.submit_handler(), pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, job_id, S.SUBMITTED)
+        pipeline.submit_handler(),
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: job_in(pipeline, job_id, JobState.SUBMITTED),
     )
     # Then exactly one Kling task was made for it, and GET shows the job's life
     assert creates_for(pipeline, job_id) == 1
@@ -135,7 +136,7 @@ def test_cancel_before_submission_ends_the_job_and_its_message_is_dropped(jobs_a
     # Then it is CANCELLED (terminal, with a TTL), its end is announced and it is out of the live index
     assert answer.status == 200 and answer.body["state"] == "CANCELLED"
     job = jobs_api.job("cancel-early")
-    assert job.state is S.CANCELLED and job.error_code == "CANCELLED"
+    assert job.state is JobState.CANCELLED and job.error_code == "CANCELLED"
     extra = job.model_extra or {}
     assert extra["expires_at"] > time.time()
     assert not job.announce_pending
@@ -160,7 +161,7 @@ def test_cancel_after_submission_is_refused_with_what_it_will_cost(jobs_api: Job
         pipeline.submit_handler(),
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: job_in(pipeline, "cancel-late", S.SUBMITTED),
+        until=lambda: job_in(pipeline, "cancel-late", JobState.SUBMITTED),
     )
     # When it is cancelled
     answer = jobs_api.call("POST", "/jobs/cancel-late/cancel")
@@ -168,7 +169,7 @@ def test_cancel_after_submission_is_refused_with_what_it_will_cost(jobs_api: Job
     assert answer.status == 409
     assert answer.error["code"] == "KLING_CANNOT_CANCEL"
     assert "no cancel" in answer.error["message"] and "pro 10 s" in answer.error["message"]
-    assert jobs_api.job("cancel-late").state is S.SUBMITTED
+    assert jobs_api.job("cancel-late").state is JobState.SUBMITTED
     assert jobs_api.events() == []
 
 
@@ -176,10 +177,10 @@ def test_cancel_after_submission_is_refused_with_what_it_will_cost(jobs_api: Job
 def test_a_job_that_may_have_reached_kling_cannot_be_cancelled(jobs_api: JobsApi, stage: str) -> None:
     # Given a job being sent to Kling, or back in the queue after a create whose answer proved nothing
     jobs_api.call("POST", "/jobs", {"job_id": f"maybe-{stage}", "prompt": "maybe made"})
-    job = moved(jobs_api.pipeline, f"maybe-{stage}", S.SUBMITTING)
+    job = moved(jobs_api.pipeline, f"maybe-{stage}", JobState.SUBMITTING)
     if stage == "unsettled":
         job = jobs_api.pipeline.store.transition(
-            job, S.QUEUED, by="test", changes={"needs_reconcile": True, "unsettled_since": int(time.time())}
+            job, JobState.QUEUED, by="test", changes={"needs_reconcile": True, "unsettled_since": int(time.time())}
         )
     # When it is cancelled
     answer = jobs_api.call("POST", f"/jobs/maybe-{stage}/cancel")
@@ -191,7 +192,7 @@ def test_a_job_that_may_have_reached_kling_cannot_be_cancelled(jobs_api: JobsApi
 def test_a_finished_or_unknown_job_cannot_be_cancelled(jobs_api: JobsApi) -> None:
     assert jobs_api.call("POST", "/jobs/nobody/cancel").status == 404
     jobs_api.call("POST", "/jobs", {"job_id": "done-already", "prompt": "x"})
-    moved(jobs_api.pipeline, "done-already", S.FAILED, error_code="X", error_message="y")
+    moved(jobs_api.pipeline, "done-already", JobState.FAILED, error_code="X", error_message="y")
     answer = jobs_api.call("POST", "/jobs/done-already/cancel")
     assert answer.status == 409 and answer.error["code"] == "JOB_ENDED"
 
@@ -250,10 +251,10 @@ def test_get_and_query_show_jobs_with_a_download_link_once_completed(jobs_api: J
     moved(
         jobs_api.pipeline,
         "shown-1",
-        S.SUBMITTING,
-        S.SUBMITTED,
-        S.DOWNLOADING,
-        S.COMPLETED,
+        JobState.SUBMITTING,
+        JobState.SUBMITTED,
+        JobState.DOWNLOADING,
+        JobState.COMPLETED,
         s3_uri=s3_uri,
         units_charged="2",
         video_size=12,
@@ -363,7 +364,7 @@ def test_a_batch_that_fails_midway_is_queued_whole_by_its_retry(jobs_api: JobsAp
         AWS_FAULTS.clear()
     # Then the API asks for a retry, and the first job is recorded but was never queued
     assert failed.status == 503, failed.body
-    assert jobs_api.job("mid-0").state is S.QUEUED and jobs_api.queued() == []
+    assert jobs_api.job("mid-0").state is JobState.QUEUED and jobs_api.queued() == []
     # When the same batch is sent again
     retried = jobs_api.call("POST", "/jobs", batch)
     # Then every job is queued, the one recorded by the first try too
@@ -375,7 +376,7 @@ def test_a_batch_that_fails_midway_is_queued_whole_by_its_retry(jobs_api: JobsAp
         pipeline.submit_handler(),
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: all(job_in(pipeline, f"mid-{i}", S.SUBMITTED, S.PROCESSING) for i in range(3)),
+        until=lambda: all(job_in(pipeline, f"mid-{i}", JobState.SUBMITTED, JobState.PROCESSING) for i in range(3)),
     )
     assert [creates_for(pipeline, f"mid-{i}") for i in range(3)] == [1, 1, 1]
     assert not jobs_api.job("mid-0").awaiting_message
@@ -408,7 +409,7 @@ def test_the_poller_queues_an_api_job_whose_message_never_went(completion: Compl
         pipeline.submit_handler(),
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: job_in(pipeline, "no-message", S.SUBMITTED, S.PROCESSING),
+        until=lambda: job_in(pipeline, "no-message", JobState.SUBMITTED, JobState.PROCESSING),
     )
     assert creates_for(pipeline, "no-message") == 1
 

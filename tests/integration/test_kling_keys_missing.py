@@ -14,7 +14,6 @@ from kling_pipeline.lifecycle import JobState
 from tests.support.scenarios import ACCESS_KEY, SECRET_KEY, Completion, Pipeline, job_in
 from tests.support.sqs_driver import drive_queue, queue_messages
 
-S = JobState
 # What template.yaml's KlingCredentials holds after the first deploy: an empty access key and a
 # generated secret key (GenerateSecretString).
 AS_CREATED = json.dumps({"access_key": "", "secret_key": "Gk2v7QpX0aLw9nT4rBc8yZs1dEf6hJm3"})
@@ -79,6 +78,6 @@ def test_a_message_that_meets_no_kling_keys_is_parked_with_the_fix_and_completes
     boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=stored)
     handler = pipeline.submit_handler()
     pipeline.sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=dead["Body"])
-    pipeline.drain(handler, lambda: job_in(pipeline, "early", S.SUBMITTED, S.PROCESSING))
+    pipeline.drain(handler, lambda: job_in(pipeline, "early", JobState.SUBMITTED, JobState.PROCESSING))
     # Then the job is submitted with a single Kling task
     assert pipeline.tasks_for("early") == 1

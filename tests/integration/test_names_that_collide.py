@@ -16,7 +16,6 @@ from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.requests import JobRequest
 from tests.support.scenarios import Completion, as_callback_body, finish, job_in, kling_task, submitted
 
-S = JobState
 ROLE = "arn:aws:iam::123456789012:role/fn"
 
 
@@ -40,7 +39,7 @@ def first_download_fails(completion: Completion, job_id: str) -> None:
 def poll_until_ended(completion: Completion, job_id: str, timeout_s: float = 90.0) -> None:
     poller = completion.poller()
     deadline = time.monotonic() + timeout_s
-    while not job_in(completion.pipeline, job_id, S.COMPLETED, S.FAILED):
+    while not job_in(completion.pipeline, job_id, JobState.COMPLETED, JobState.FAILED):
         assert time.monotonic() < deadline, f"{job_id} not settled by the poller"
         completion.poll(poller)
         time.sleep(0.3)
@@ -49,14 +48,14 @@ def poll_until_ended(completion: Completion, job_id: str, timeout_s: float = 90.
 def test_other_jobs_downloads_are_never_counted_as_a_jobs_attempts(completion: Completion) -> None:
     # Given jobs v-a2 and v-a3, whose downloads have run
     for job_id in ("v-a2", "v-a3"):
-        assert finish(completion, job_id)[0].state is S.COMPLETED
+        assert finish(completion, job_id)[0].state is JobState.COMPLETED
     # And job v, whose first download failed
     first_download_fails(completion, "v")
     # When the poller comes by
     poll_until_ended(completion, "v")
     # Then v is not failed after one real attempt: its own second attempt stored its video
     job = completion.pipeline.store.get("v")
-    assert job.state is S.COMPLETED, job.error_message
+    assert job.state is JobState.COMPLETED, job.error_message
     second = execution_name("v", 2)
     assert completion.wait_for_execution(second)["status"] == "SUCCEEDED"
     assert execution_input(completion, second)["job_id"] == "v"
@@ -66,11 +65,11 @@ def test_a_jobs_first_download_never_finds_another_jobs_attempt_under_its_name(c
     # Given job v, whose first download failed and whose second attempt (started by the poller) stored it
     first_download_fails(completion, "v")
     poll_until_ended(completion, "v")
-    assert completion.pipeline.store.get("v").state is S.COMPLETED
+    assert completion.pipeline.store.get("v").state is JobState.COMPLETED
     # When job v-a2 finishes
     done, _ = finish(completion, "v-a2")
     # Then its first download was its own execution, under its own name
-    assert done.state is S.COMPLETED
+    assert done.state is JobState.COMPLETED
     assert execution_input(completion, "v-a2")["job_id"] == "v-a2"
     assert execution_input(completion, execution_name("v", 2))["job_id"] == "v"
 
@@ -101,7 +100,7 @@ def test_an_execution_of_another_job_under_a_jobs_name_is_not_taken_for_its_down
 # -- a chain step's external id and a producer's job id ---------------------------------------------
 
 CHAIN = {"model": "kling-v1-6", "extend": [{"prompt": "the cat walks off the mat"}]}
-AT_KLING = (S.SUBMITTED, S.PROCESSING, S.DOWNLOADING, S.COMPLETED, S.FAILED)
+AT_KLING = (JobState.SUBMITTED, JobState.PROCESSING, JobState.DOWNLOADING, JobState.COMPLETED, JobState.FAILED)
 
 
 def video_of(completion: Completion, job_id: str) -> str:
@@ -111,7 +110,7 @@ def video_of(completion: Completion, job_id: str) -> str:
     assert completion.callback(job_id, as_callback_body(task))["statusCode"] == 200
     assert completion.wait_for_execution(job_id)["status"] == "SUCCEEDED"
     done = completion.pipeline.store.get(job_id)
-    assert done.state is S.COMPLETED
+    assert done.state is JobState.COMPLETED
     return str(done.kling_video_id)
 
 
@@ -151,7 +150,7 @@ def test_a_job_named_like_a_chains_step_gets_its_own_task(completion: Completion
     # When a producer sends its own job `shot-s2`: an extension of the other video
     job = extension_sent(completion, "shot-s2", base)
     # Then it is a task of its own, extending its own video, not the chain's step
-    assert job.state is not S.FAILED, job.error_message
+    assert job.state is not JobState.FAILED, job.error_message
     assert job.task_id != chain.task_id
     assert parent_of(completion, job.task_id) == base
     assert completion.pipeline.tasks_for("shot-s2") == 1
@@ -162,11 +161,11 @@ def test_a_chains_step_never_takes_the_task_of_a_job_named_like_it(completion: C
     completion.pipeline.sim.configure(refuse_reused_external_id=True)
     base = video_of(completion, "base")
     job = extension_sent(completion, "shot-s2", base)
-    assert job.state is not S.FAILED
+    assert job.state is not JobState.FAILED
     # When chain `shot` reaches its step 2
     chain = chain_at_step_two(completion, "shot")
     # Then the step is a task of its own, extending the chain's step 1 video, not the producer's
-    assert chain.state is not S.FAILED, chain.error_message
+    assert chain.state is not JobState.FAILED, chain.error_message
     assert chain.task_id != job.task_id
     assert parent_of(completion, chain.task_id) == chain.steps[0]["video_id"]
 
@@ -185,5 +184,5 @@ def test_a_task_under_the_jobs_id_that_extends_another_video_is_never_adopted(co
     # Then the stranger's task is not taken for the job's: Kling will not take the id, so the job fails
     # saying so (no video of another request is delivered as this one)
     assert job.task_id != foreign.task_id
-    assert job.state is S.FAILED and job.error_code == "KLING_1201"
+    assert job.state is JobState.FAILED and job.error_code == "KLING_1201"
     assert foreign.task_id in (job.error_message or "") and "another task" in (job.error_message or "")

@@ -31,7 +31,6 @@ from tests.support.scenarios import (
     submitted,
 )
 
-S = JobState
 DAY_S = 86_400
 
 
@@ -50,7 +49,7 @@ def test_a_cdn_404_moments_after_succeed_is_retried_not_taken_for_an_expired_lin
     # Then the workflow retried the refused link and stored the video: nothing told the user to pay again
     assert completion.wait_for_execution(execution_name("edge-404"), timeout_s=90)["status"] == "SUCCEEDED"
     finished = pipeline.store.get("edge-404")
-    assert finished.state is S.COMPLETED and finished.s3_uri, (finished.error_code, finished.error_message)
+    assert finished.state is JobState.COMPLETED and finished.s3_uri, (finished.error_code, finished.error_message)
     assert pipeline.sim.stats()["cdn"].get("not_ready", 0) >= 1
 
 
@@ -66,12 +65,12 @@ def test_a_403_that_outlasts_the_workflows_retries_is_repaired_by_the_pollers_ne
     # When the first attempt has ended without the video (its retries spent)
     assert completion.wait_for_execution(execution_name("waf-403"), timeout_s=120)["status"] != "RUNNING"
     # Then the job is still DOWNLOADING (an attempt that failed, not an expired link)
-    assert pipeline.store.get("waf-403").state is S.DOWNLOADING
+    assert pipeline.store.get("waf-403").state is JobState.DOWNLOADING
     # When the CDN serves it again and the poller comes by
     pipeline.sim.configure(cdn_not_ready_s=0)
     poller = completion.poller()
     deadline = time.monotonic() + 60
-    while not job_in(pipeline, "waf-403", S.COMPLETED):
+    while not job_in(pipeline, "waf-403", JobState.COMPLETED):
         assert time.monotonic() < deadline, pipeline.store.get("waf-403")
         completion.poll(poller)
         time.sleep(0.3)
@@ -90,7 +89,7 @@ def test_a_refused_link_past_klings_thirty_days_is_expired(completion: Completio
     current = pipeline.store.get("old-link")
     downloading = pipeline.store.transition(
         current,
-        S.DOWNLOADING,
+        JobState.DOWNLOADING,
         by="test",
         changes={"video_url": video.url, "kling_finished_at": int((time.time() - 31 * DAY_S) * 1000)},
     )
@@ -137,11 +136,13 @@ def test_a_job_kling_cannot_be_asked_about_is_not_timed_out_at_the_job_timeout(c
         time.sleep(0.3)
     assert time.time() - (pipeline.store.get("unreachable").submitted_at or 0) > 3
     # Then the job was not timed out: nothing showed its task unfinished
-    assert job_in(pipeline, "unreachable", S.SUBMITTED, S.PROCESSING), pipeline.store.get("unreachable").state
+    assert job_in(pipeline, "unreachable", JobState.SUBMITTED, JobState.PROCESSING), pipeline.store.get(
+        "unreachable"
+    ).state
     # When Kling answers again
     while time.monotonic() < outage_ends + 0.2:
         time.sleep(0.1)
-    poll_until(completion, poller, lambda: job_in(pipeline, "unreachable", S.COMPLETED))
+    poll_until(completion, poller, lambda: job_in(pipeline, "unreachable", JobState.COMPLETED))
     # Then the video it paid for is stored
     assert pipeline.store.get("unreachable").s3_uri
 
@@ -155,7 +156,7 @@ def timed_out_by_the_poller(completion: Completion, job_id: str, **env: str) -> 
     job = submitted(completion, job_id)
     time.sleep(0.8)
     poller = completion.poller(JOB_TIMEOUT_MINUTES="0.01", **env)
-    poll_until(completion, poller, lambda: job_in(pipeline, job_id, S.TIMED_OUT))
+    poll_until(completion, poller, lambda: job_in(pipeline, job_id, JobState.TIMED_OUT))
     assert job.task_id is not None
     return pipeline.store.get(job_id)
 
@@ -172,9 +173,9 @@ def test_a_succeed_callback_after_the_timeout_collects_the_paid_video(completion
     # Then the job goes on to DOWNLOADING and COMPLETED with the video Kling charged for
     assert completion.wait_for_execution(execution_name("late-callback"))["status"] == "SUCCEEDED"
     job = pipeline.store.get("late-callback")
-    assert job.state is S.COMPLETED and job.s3_uri
+    assert job.state is JobState.COMPLETED and job.s3_uri
     assert job.error_code is None and job.error_message is None
-    assert [h.state for h in job.history][-3:] == [S.TIMED_OUT, S.DOWNLOADING, S.COMPLETED]
+    assert [h.state for h in job.history][-3:] == [JobState.TIMED_OUT, JobState.DOWNLOADING, JobState.COMPLETED]
     # and both ends were announced, the timeout first
     ends = [(e["detail-type"], e["detail"]["state"]) for e in completion.events()]
     assert ends == [("Video Failed", "TIMED_OUT"), ("Video Completed", "COMPLETED")]
@@ -195,10 +196,10 @@ def test_the_poller_still_looks_at_a_timed_out_job_and_collects_a_late_succeed(c
         UpdateExpression="SET next_poll_at = :now",
         ExpressionAttributeValues={":now": {"N": str(int(time.time()))}},
     )
-    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "late-poll", S.COMPLETED))
+    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "late-poll", JobState.COMPLETED))
     # Then the poller carried it to DOWNLOADING and the video was stored; the finished job has its TTL again
     job = pipeline.store.get("late-poll")
-    assert job.s3_uri and any(h.by == "poller" and h.state is S.DOWNLOADING for h in job.history)
+    assert job.s3_uri and any(h.by == "poller" and h.state is JobState.DOWNLOADING for h in job.history)
     raw = pipeline.dynamodb.get_item(TableName=pipeline.table_name, Key={"job_id": {"S": "late-poll"}})["Item"]
     assert "live_shard" not in raw and "expires_at" in raw
 
@@ -255,14 +256,16 @@ def test_a_timed_out_end_whose_announcement_failed_is_announced_once_and_the_job
     speed = pipeline.sim.config.speed
     pipeline.sim.configure(generation_min_s=7 * speed, generation_max_s=7 * speed)
     caller = pipeline.caller_waiting_for({"job_id": "late-told", "prompt": "a video for late-told"})
-    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "late-told", S.SUBMITTED, S.PROCESSING))
+    pipeline.drain(
+        pipeline.submit_handler(), lambda: job_in(pipeline, "late-told", JobState.SUBMITTED, JobState.PROCESSING)
+    )
     time.sleep(0.8)
     refusals = AWS_FAULTS.inject("FailedEntries", "events", operation="PutEvents", times=8)
     try:
         poll_until(
             completion,
             completion.poller(JOB_TIMEOUT_MINUTES="0.01"),
-            lambda: job_in(pipeline, "late-told", S.TIMED_OUT),
+            lambda: job_in(pipeline, "late-told", JobState.TIMED_OUT),
         )
         # Then the end stays marked, in the LiveJobs index, due soon (for its announcement), and the
         # watch cannot end while it is unannounced
@@ -293,7 +296,9 @@ def test_a_timed_out_end_whose_announcement_failed_is_announced_once_and_the_job
     # When Kling finishes the task, and the job's next look comes
     kling_task(completion, timed_out.kind, timed_out.task_id, "succeed")
     make_due_now(completion, "late-told")
-    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "late-told", S.DOWNLOADING, S.COMPLETED))
+    poll_until(
+        completion, completion.poller(), lambda: job_in(pipeline, "late-told", JobState.DOWNLOADING, JobState.COMPLETED)
+    )
     # Then it left the terminal state live again: its shard in both indexes, no TTL, no mark of the old end
     moved = raw_record(completion, "late-told")
     if moved["state"]["S"] == "DOWNLOADING":
@@ -346,7 +351,9 @@ def test_on_a_busy_account_an_unsettled_create_is_proven_absent_and_made_once(co
     pipeline.send({"job_id": "busy-account", "prompt": "a heron"})
     pipeline.drain(
         pipeline.submit_handler(),
-        lambda: job_in(pipeline, "busy-account", S.SUBMITTED, S.PROCESSING, S.DOWNLOADING, S.COMPLETED),
+        lambda: job_in(
+            pipeline, "busy-account", JobState.SUBMITTED, JobState.PROCESSING, JobState.DOWNLOADING, JobState.COMPLETED
+        ),
         deadline_s=90,
     )
     # Then the list scan reached back to the unsettled create (no page limit short of the invocation's
@@ -362,13 +369,13 @@ def unsettled_for_a_day(completion: Completion, job_id: str) -> Job:
     long_ago = int(time.time()) - 3 * DAY_S
     claimed = pipeline.store.transition(
         job,
-        S.SUBMITTING,
+        JobState.SUBMITTING,
         by="test",
         changes={"lease_owner": "gone", "lease_expires_at": 0, "claimed_at": long_ago, "first_claimed_at": long_ago},
     )
     return pipeline.store.transition(
         claimed,
-        S.QUEUED,
+        JobState.QUEUED,
         by="test",
         changes={"needs_reconcile": True, "unsettled_since": int(time.time()) - DAY_S - 120},
         remove=("lease_owner", "lease_expires_at"),
@@ -384,7 +391,7 @@ def test_a_job_that_cannot_be_proven_within_a_day_fails_with_what_to_check_and_a
     pipeline.sim.configure(outage_s=3_600 * pipeline.sim.config.speed)
     # When the submit path takes its message
     pipeline.send({"job_id": "never-proven", "prompt": "video for never-proven"})
-    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "never-proven", S.FAILED), deadline_s=60)
+    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "never-proven", JobState.FAILED), deadline_s=60)
     # Then it ends FAILED, saying what is known and how to check and settle it, and it is announced
     failed = pipeline.store.get("never-proven")
     assert failed.error_code == "KLING_UNSETTLED"
@@ -396,7 +403,9 @@ def test_a_job_that_cannot_be_proven_within_a_day_fails_with_what_to_check_and_a
     pipeline.sim.configure(outage_s=0)
     assert settle_cli(pipeline, "never-proven", "--no-task") == 0
     # Then it is created, once, by the submit path
-    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "never-proven", S.SUBMITTED, S.PROCESSING))
+    pipeline.drain(
+        pipeline.submit_handler(), lambda: job_in(pipeline, "never-proven", JobState.SUBMITTED, JobState.PROCESSING)
+    )
     assert pipeline.tasks_for("never-proven") == 1
 
 
@@ -406,7 +415,9 @@ def test_an_operator_records_the_task_of_an_unsettled_job_and_its_video_is_colle
     job = unsettled_for_a_day(completion, "made-after-all")
     pipeline.sim.configure(outage_s=3_600 * pipeline.sim.config.speed)
     pipeline.send({"job_id": "made-after-all", "prompt": "video for made-after-all"})
-    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "made-after-all", S.FAILED), deadline_s=60)
+    pipeline.drain(
+        pipeline.submit_handler(), lambda: job_in(pipeline, "made-after-all", JobState.FAILED), deadline_s=60
+    )
     pipeline.sim.configure(outage_s=0)
     body = create_body(
         stored_request(job), default_model="kling-v1", callback_url=DEAD_API, external_task_id=job.job_id
@@ -415,7 +426,7 @@ def test_an_operator_records_the_task_of_an_unsettled_job_and_its_video_is_colle
     # When the operator records it
     assert settle_cli(pipeline, "made-after-all", "--task-id", made.task_id) == 0
     # Then the poller collects its video, and no second task was made
-    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "made-after-all", S.COMPLETED))
+    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "made-after-all", JobState.COMPLETED))
     assert pipeline.store.get("made-after-all").task_id == made.task_id
     assert pipeline.tasks_for("made-after-all") == 1
 
@@ -429,7 +440,9 @@ def test_a_settled_job_is_live_again_and_queued_by_reference(completion: Complet
     AWS_FAULTS.inject("FailedEntries", "events", operation="PutEvents", times=4)
     try:
         pipeline.send({"job_id": "settled-live", "prompt": "video for settled-live"})
-        pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "settled-live", S.FAILED), deadline_s=60)
+        pipeline.drain(
+            pipeline.submit_handler(), lambda: job_in(pipeline, "settled-live", JobState.FAILED), deadline_s=60
+        )
     finally:
         AWS_FAULTS.clear()
     assert pipeline.store.get("settled-live").announce_pending
@@ -453,13 +466,13 @@ def test_settle_refuses_a_job_that_is_not_unsettled(completion: Completion) -> N
     request = JobRequest.model_validate({"job_id": "plain-failure", "prompt": "x"})
     job, _ = pipeline.store.create("plain-failure", request, by="test")
     failed = pipeline.store.transition(
-        job, S.FAILED, by="test", changes={"error_code": "KLING_TASK_FAILED", "error_message": "no"}
+        job, JobState.FAILED, by="test", changes={"error_code": "KLING_TASK_FAILED", "error_message": "no"}
     )
     # When an operator tries to settle it, the CLI refuses, and even a direct write is refused by the store
     assert settle_cli(pipeline, "plain-failure", "--no-task") == 2
     with pytest.raises(TransitionRejectedError):
-        pipeline.store.transition(failed, S.QUEUED, by="test", changes={"next_poll_at": 1})
-    assert pipeline.store.get("plain-failure").state is S.FAILED
+        pipeline.store.transition(failed, JobState.QUEUED, by="test", changes={"next_poll_at": 1})
+    assert pipeline.store.get("plain-failure").state is JobState.FAILED
 
 
 def settle_cli(pipeline: Any, job_id: str, *flags: str) -> int:

@@ -16,8 +16,6 @@ from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from tests.support.scenarios import Completion, job_in, kling_task, submitted
 
-S = JobState
-
 
 def poll_until(completion: Completion, handler: Any, done: Any, timeout_s: float = 90.0) -> list[dict[str, Any]]:
     """Run the poller as its schedule would, until `done()`; returns each run's report."""
@@ -41,11 +39,11 @@ def test_with_every_callback_lost_each_job_completes_through_the_poller(completi
     poller = completion.poller()
     # When the poller runs on its schedule
     ids = [job.job_id for job in jobs]
-    poll_until(completion, poller, lambda: all(job_in(completion.pipeline, j, S.COMPLETED) for j in ids))
+    poll_until(completion, poller, lambda: all(job_in(completion.pipeline, j, JobState.COMPLETED) for j in ids))
     # Then every video is in S3, each settled by a poll, with at most three Kling GETs per job
     for job in jobs:
         done = completion.pipeline.store.get(job.job_id)
-        assert done.s3_uri and any(h.by == "poller" and h.state is S.DOWNLOADING for h in done.history)
+        assert done.s3_uri and any(h.by == "poller" and h.state is JobState.DOWNLOADING for h in done.history)
         assert 1 <= gets_for(completion, job.task_id) <= 3
     assert completion.s3.list_objects_v2(Bucket=completion.bucket)["KeyCount"] == 4
 
@@ -56,11 +54,11 @@ def test_a_job_kling_never_finishes_times_out_and_its_caller_is_told(completion:
     pipeline.sim.configure(generation_min_s=600_000, generation_max_s=600_000)
     waiting = pipeline.caller_waiting_for({"job_id": "too-slow", "prompt": "x"}, name="waiter")
     handler = pipeline.submit_handler()
-    pipeline.drain(handler, lambda: job_in(pipeline, "too-slow", S.SUBMITTED, S.PROCESSING))
+    pipeline.drain(handler, lambda: job_in(pipeline, "too-slow", JobState.SUBMITTED, JobState.PROCESSING))
     # When the poller runs after the job timeout (here a second) has passed
     time.sleep(1.2)
     poller = completion.poller(JOB_TIMEOUT_MINUTES="0.01")
-    poll_until(completion, poller, lambda: job_in(pipeline, "too-slow", S.TIMED_OUT))
+    poll_until(completion, poller, lambda: job_in(pipeline, "too-slow", JobState.TIMED_OUT))
     # Then the job is TIMED_OUT with a reason, announced, and the waiting caller is resumed with the failure
     job = pipeline.store.get("too-slow")
     assert job.error_code == "JOB_TIMED_OUT" and "minutes" in (job.error_message or "")
@@ -77,12 +75,12 @@ def test_a_crashed_claim_is_reconciled_by_the_poller_without_a_second_create(com
     pipeline = completion.pipeline
     _, accepted = pipeline.crash_after_kling_accepted("crashed", "a red kite")
     # When the poller runs
-    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "crashed", S.COMPLETED))
+    poll_until(completion, completion.poller(), lambda: job_in(pipeline, "crashed", JobState.COMPLETED))
     # Then it found Kling's task and the job completed, and Kling made one task
     job = pipeline.store.get("crashed")
     assert job.task_id == accepted.task_id
     assert pipeline.tasks_for("crashed") == 1
-    assert any(h.by == "poller" and h.state is S.SUBMITTED for h in job.history)
+    assert any(h.by == "poller" and h.state is JobState.SUBMITTED for h in job.history)
 
 
 def test_an_abandoned_claim_with_no_task_goes_back_to_the_submit_path(completion: Completion) -> None:
@@ -92,17 +90,19 @@ def test_an_abandoned_claim_with_no_task_goes_back_to_the_submit_path(completion
     job, _ = pipeline.store.create("never-sent", request, by="test")
     pipeline.store.transition(
         job,
-        S.SUBMITTING,
+        JobState.SUBMITTING,
         by="worker-that-dies",
         changes={"lease_owner": "dead", "lease_expires_at": 0, "claimed_at": 0},
     )
     # When the poller runs
     completion.poll(completion.poller())
     # Then the job is QUEUED again and its request back on the queue, and nothing was created at Kling
-    assert pipeline.store.get("never-sent").state is S.QUEUED
+    assert pipeline.store.get("never-sent").state is JobState.QUEUED
     assert pipeline.tasks_for("never-sent") == 0
     # When the submit path takes the request it was sent
-    pipeline.drain(pipeline.submit_handler(), lambda: job_in(pipeline, "never-sent", S.SUBMITTED, S.PROCESSING))
+    pipeline.drain(
+        pipeline.submit_handler(), lambda: job_in(pipeline, "never-sent", JobState.SUBMITTED, JobState.PROCESSING)
+    )
     # Then exactly one task was made
     assert pipeline.tasks_for("never-sent") == 1
 
@@ -113,11 +113,11 @@ def test_a_failed_download_workflow_is_retried_as_attempt_two(completion: Comple
     done = kling_task(completion, job.kind, job.task_id, "succeed")
     poller = completion.poller()
     completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME="no-such-table")
-    poll_until(completion, poller, lambda: job_in(completion.pipeline, "retry-download", S.DOWNLOADING))
+    poll_until(completion, poller, lambda: job_in(completion.pipeline, "retry-download", JobState.DOWNLOADING))
     assert completion.wait_for_execution("retry-download")["status"] == "FAILED"
     # When the function works again and the poller comes by
     completion.reconfigure("DownloadFunction", JOBS_TABLE_NAME=completion.pipeline.table_name)
-    poll_until(completion, poller, lambda: job_in(completion.pipeline, "retry-download", S.COMPLETED))
+    poll_until(completion, poller, lambda: job_in(completion.pipeline, "retry-download", JobState.COMPLETED))
     # Then a second attempt stored the video
     assert completion.wait_for_execution(execution_name("retry-download", 2))["status"] == "SUCCEEDED"
     assert done.first_video is not None
@@ -139,7 +139,7 @@ def test_a_stored_video_whose_completion_was_not_recorded_is_completed_without_a
     done = kling_task(completion, job.kind, job.task_id, "succeed")
     assert done.first_video is not None
     downloading = completion.pipeline.store.transition(
-        job, S.DOWNLOADING, by="test", changes={"video_url": done.first_video.url}
+        job, JobState.DOWNLOADING, by="test", changes={"video_url": done.first_video.url}
     )
     completion.sfn.start_execution(
         stateMachineArn=broken,
@@ -150,7 +150,7 @@ def test_a_stored_video_whose_completion_was_not_recorded_is_completed_without_a
     downloads = completion.pipeline.sim.stats()["cdn"]["downloads_completed"]
     # When the poller comes by (after the DOWNLOADING check interval)
     poller = completion.poller()
-    poll_until(completion, poller, lambda: job_in(completion.pipeline, "stored-not-recorded", S.COMPLETED))
+    poll_until(completion, poller, lambda: job_in(completion.pipeline, "stored-not-recorded", JobState.COMPLETED))
     # Then the job is completed from the object, with its size and checksum, and nothing was downloaded again
     repaired = completion.pipeline.store.get("stored-not-recorded")
     assert repaired.history[-1].by == "poller-repair"
@@ -196,7 +196,7 @@ def test_a_run_short_of_time_leaves_what_it_claimed_to_the_next_run(completion: 
     short = completion.poll(poller, timeout_s=12)
     # Then it asks Kling nothing and settles nothing: the jobs it claimed are left for the next run
     assert (short["left_for_next_run"], short["kling_gets"], short["resolved_by_poll"]) == (3, 0, 0), short
-    assert all(job_in(completion.pipeline, job.job_id, S.SUBMITTED, S.PROCESSING) for job in jobs)
+    assert all(job_in(completion.pipeline, job.job_id, JobState.SUBMITTED, JobState.PROCESSING) for job in jobs)
     # And the next runs, with time, settle every one of them
     ids = [job.job_id for job in jobs]
-    poll_until(completion, poller, lambda: all(job_in(completion.pipeline, j, S.COMPLETED) for j in ids))
+    poll_until(completion, poller, lambda: all(job_in(completion.pipeline, j, JobState.COMPLETED) for j in ids))

@@ -17,8 +17,7 @@ from kling_local.sim import SimConfig
 from kling_pipeline.lifecycle import JobState
 from tests.support.scenarios import Completion, Pipeline, job_in
 
-S = JobState
-AT_KLING = (S.SUBMITTED, S.PROCESSING, S.DOWNLOADING)
+AT_KLING = (JobState.SUBMITTED, JobState.PROCESSING, JobState.DOWNLOADING)
 
 
 def submitted_after(pipeline: Pipeline, handler: Any, job_id: str, fault: dict[str, Any], *, prompt: str = "x") -> None:
@@ -119,7 +118,7 @@ def test_answers_in_an_unknown_shape_park_the_job_for_an_operator_and_a_redrive_
     # Then it is QUEUED (not SUBMITTING, not FAILED), still to be reconciled, its message in the DLQ with
     # the reason, and the one task Kling made is not repeated
     job = pipeline.store.get("drifted")
-    assert job.state is S.QUEUED and job.needs_reconcile
+    assert job.state is JobState.QUEUED and job.needs_reconcile
     (dead,) = pipeline.dead_letters()
     assert "cannot read" in dead["MessageAttributes"]["failure_reason"]["StringValue"]
     assert json.loads(dead["Body"])["job_id"] == "drifted"
@@ -186,7 +185,7 @@ def test_a_refused_request_tells_the_caller_waiting_with_a_task_token(pipeline: 
     # Then the caller is resumed with the refusal, and the token is kept neither on the job nor in the DLQ
     assert sfn.describe_execution(executionArn=execution)["status"] == "FAILED"
     job = pipeline.store.get("refused-caller")
-    assert job.state is S.FAILED and job.error_code == "INVALID_REQUEST"
+    assert job.state is JobState.FAILED and job.error_code == "INVALID_REQUEST"
     assert "task_token" not in json.loads((job.model_extra or {})["raw_message"])
     (dead,) = pipeline.dead_letters()
     assert "task_token" not in json.loads(dead["Body"]) and json.loads(dead["Body"])["job_id"] == "refused-caller"
@@ -202,11 +201,11 @@ def test_a_failed_workflow_start_after_the_downloading_write_is_retried_by_the_n
     # When the redelivered message finds it but the workflow cannot be started
     broken = pipeline.submit_handler(SUBMIT_LEASE_S="0", DOWNLOAD_STATE_MACHINE_ARN=completion.state_machine_arn + "x")
     pipeline.send(message)
-    pipeline.drain(broken, lambda: job_in(pipeline, "start-fails", S.DOWNLOADING))
+    pipeline.drain(broken, lambda: job_in(pipeline, "start-fails", JobState.DOWNLOADING))
     assert completion.executions() == []
     # Then the next delivery (the workflow reachable again) starts it, and the video is stored
     working = pipeline.submit_handler(SUBMIT_LEASE_S="0", DOWNLOAD_STATE_MACHINE_ARN=completion.state_machine_arn)
-    pipeline.drain(working, lambda: job_in(pipeline, "start-fails", S.COMPLETED))
+    pipeline.drain(working, lambda: job_in(pipeline, "start-fails", JobState.COMPLETED))
     assert pipeline.tasks_for("start-fails") == 1
     assert pipeline.store.get("start-fails").task_id == accepted.task_id
 

@@ -10,20 +10,20 @@ from kling_pipeline.lifecycle import Job, JobState
 from tests.support.scenarios import Pipeline, creates_for, job_in
 from tests.support.sqs_driver import drive_queue, queue_messages
 
-S = JobState
-
 
 def test_happy_path_records_the_kling_task(pipeline: Pipeline) -> None:
     # Given a queued request for job happy-1
     handler = pipeline.submit_handler()
     pipeline.send({"job_id": "happy-1", "prompt": "a red fox in fresh snow", "duration": 5})
     # When the queue is drained until the job is SUBMITTED
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "happy-1", S.SUBMITTED))
+    drive_queue(
+        handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "happy-1", JobState.SUBMITTED)
+    )
 
     # Then the job records its one Kling task and has released its claim
     job = pipeline.store.get("happy-1")
     assert job.task_id
-    assert [h.state for h in job.history] == [S.QUEUED, S.SUBMITTING, S.SUBMITTED]
+    assert [h.state for h in job.history] == [JobState.QUEUED, JobState.SUBMITTING, JobState.SUBMITTED]
     assert creates_for(pipeline, "happy-1") == 1
     task = pipeline.kling().find_by_external_id("text2video", "happy-1")
     assert task is not None and task.task_id == job.task_id
@@ -35,7 +35,9 @@ def test_message_without_job_id_uses_the_sqs_message_id(pipeline: Pipeline) -> N
     handler = pipeline.submit_handler()
     message_id = pipeline.send({"prompt": "a lighthouse at dusk"})
     # When the queue is drained until the job named by the message id is SUBMITTED
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, S.SUBMITTED))
+    drive_queue(
+        handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, JobState.SUBMITTED)
+    )
     # Then exactly one Kling task was created for it
     assert creates_for(pipeline, message_id) == 1
 
@@ -51,7 +53,7 @@ def test_duplicate_messages_create_one_task(pipeline: Pipeline) -> None:
     def all_handled() -> bool:
         attrs = pipeline.sqs.get_queue_attributes(QueueUrl=pipeline.queue_url, AttributeNames=["All"])["Attributes"]
         waiting = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-        return waiting == 0 and job_in(pipeline, "dup-1", S.SUBMITTED)
+        return waiting == 0 and job_in(pipeline, "dup-1", JobState.SUBMITTED)
 
     drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=all_handled, batch_size=1)
     # Then only one Kling task exists and nothing was dead-lettered
@@ -67,7 +69,10 @@ def test_crash_after_kling_accepted_is_reconciled_without_a_second_create(pipeli
     # When the message comes back and the queue is drained
     pipeline.send(message)  # SQS redelivers the message
     drive_queue(
-        handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "crash-1", S.SUBMITTED, S.PROCESSING)
+        handler,
+        pipeline.sqs,
+        pipeline.queue_url,
+        until=lambda: job_in(pipeline, "crash-1", JobState.SUBMITTED, JobState.PROCESSING),
     )
 
     # Then the job is reconciled to the accepted task without a second create
@@ -99,7 +104,7 @@ def test_create_without_an_answer_is_reconciled_on_retry(pipeline: Pipeline) -> 
         handler,
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: job_in(pipeline, "lost-answer", S.SUBMITTED, S.PROCESSING),
+        until=lambda: job_in(pipeline, "lost-answer", JobState.SUBMITTED, JobState.PROCESSING),
     )
     # Then the retry found the first task instead of creating another
     assert creates_for(pipeline, "lost-answer") == 1
@@ -125,7 +130,7 @@ def test_throttling_storm_finishes_every_job_without_failures(pipeline: Pipeline
     pending = set(job_ids)
 
     def all_submitted() -> bool:
-        pending.difference_update([j for j in list(pending)[:20] if job_in(pipeline, j, S.SUBMITTED)])
+        pending.difference_update([j for j in list(pending)[:20] if job_in(pipeline, j, JobState.SUBMITTED)])
         return not pending
 
     drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=all_submitted, batch_size=10, deadline_s=240)
@@ -136,7 +141,7 @@ def test_throttling_storm_finishes_every_job_without_failures(pipeline: Pipeline
     assert all(creates_for(pipeline, j) == 1 for j in job_ids)
     assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []
     throttled = [pipeline.store.get(j) for j in job_ids]
-    assert not [j for j in throttled if j.state is S.FAILED]
+    assert not [j for j in throttled if j.state is JobState.FAILED]
     assert sum(j.backpressure_count for j in throttled) > 0
 
 
@@ -145,7 +150,7 @@ def test_final_kling_error_fails_the_job_with_klings_message(pipeline: Pipeline)
     handler = pipeline.submit_handler()
     pipeline.send({"job_id": "policy-1", "prompt": "something [[reject]] here"})
     # When the queue is drained until the job fails
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "policy-1", S.FAILED))
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "policy-1", JobState.FAILED))
     # Then the job carries Kling's error and the message is not dead-lettered
     job = pipeline.store.get("policy-1")
     assert job.error_code == "KLING_1301"
@@ -158,7 +163,7 @@ def test_malformed_json_goes_to_the_dlq_with_its_reason(pipeline: Pipeline) -> N
     handler = pipeline.submit_handler()
     message_id = pipeline.send("{this is not json")
     # When the queue is drained until the job fails
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, S.FAILED))
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, JobState.FAILED))
     # Then the message is in the DLQ with its reason, and Kling was never called
     dead = queue_messages(pipeline.sqs, pipeline.dlq_url)
     assert len(dead) == 1
@@ -173,7 +178,9 @@ def test_invalid_field_fails_the_job_and_names_the_field(pipeline: Pipeline) -> 
     handler = pipeline.submit_handler()
     pipeline.send({"job_id": "bad-duration", "prompt": "a cat", "duration": "7"})
     # When the queue is drained until the job fails
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "bad-duration", S.FAILED))
+    drive_queue(
+        handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "bad-duration", JobState.FAILED)
+    )
     # Then the job and the dead letter name the field, and Kling was never called
     job = pipeline.store.get("bad-duration")
     assert job.error_code == "INVALID_REQUEST"
@@ -187,7 +194,9 @@ def test_invalid_duplicate_does_not_touch_a_running_job(pipeline: Pipeline) -> N
     # Given a job that is already SUBMITTED
     handler = pipeline.submit_handler()
     pipeline.send({"job_id": "keep-me", "prompt": "a calm lake"})
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "keep-me", S.SUBMITTED))
+    drive_queue(
+        handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "keep-me", JobState.SUBMITTED)
+    )
     # When an invalid request with the same job_id is queued and dead-lettered
     pipeline.send({"job_id": "keep-me", "prompt": "a calm lake", "mode": "ultra"})
     drive_queue(
@@ -197,7 +206,7 @@ def test_invalid_duplicate_does_not_touch_a_running_job(pipeline: Pipeline) -> N
         until=lambda: len(queue_messages(pipeline.sqs, pipeline.dlq_url)) == 1,
     )
     # Then the running job is untouched
-    assert pipeline.store.get("keep-me").state is S.SUBMITTED
+    assert pipeline.store.get("keep-me").state is JobState.SUBMITTED
 
 
 @pytest.mark.parametrize("code", [1303, 5001])
@@ -207,7 +216,9 @@ def test_retryable_refusal_returns_the_job_to_the_queue(pipeline: Pipeline, code
     if code == 1303:
         pipeline.sim.configure(concurrency_limit=1, generation_min_s=3000, generation_max_s=3000)
         pipeline.send({"job_id": "holder", "prompt": "first"})
-        drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "holder", S.SUBMITTED))
+        drive_queue(
+            handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "holder", JobState.SUBMITTED)
+        )
     else:
         pipeline.sim.configure(error_5xx_rate=1.0)
     # When another job is queued and drained until it is sent back to the queue
@@ -220,8 +231,8 @@ def test_retryable_refusal_returns_the_job_to_the_queue(pipeline: Pipeline, code
     )
     # Then the job is queued again, neither failed nor dead-lettered
     job = pipeline.store.get("waiting")
-    assert job.state in (S.QUEUED, S.SUBMITTING)
-    assert any(h.state is S.QUEUED and h.by == "submit" for h in job.history[1:])
+    assert job.state in (JobState.QUEUED, JobState.SUBMITTING)
+    assert any(h.state is JobState.QUEUED and h.by == "submit" for h in job.history[1:])
     assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []
 
 
@@ -236,7 +247,7 @@ def test_the_sample_sqs_event_is_what_the_submit_function_takes(pipeline: Pipeli
     # Then no record fails and the job is SUBMITTED with its metadata
     assert response == {"batchItemFailures": []}
     job = pipeline.store.get("sample-job-1")
-    assert job.state is S.SUBMITTED
+    assert job.state is JobState.SUBMITTED
     assert job.request["metadata"] == {"sku": "MUG-001"}
 
 
@@ -245,7 +256,9 @@ def test_a_null_job_id_means_use_the_message_id(pipeline: Pipeline) -> None:
     handler = pipeline.submit_handler()
     message_id = pipeline.send({"job_id": None, "prompt": "a null id is no id"})
     # When the queue is drained until the job named by the message id is SUBMITTED
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, S.SUBMITTED))
+    drive_queue(
+        handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, message_id, JobState.SUBMITTED)
+    )
     # Then nothing was dead-lettered
     assert queue_messages(pipeline.sqs, pipeline.dlq_url) == []
 
@@ -254,7 +267,7 @@ def test_a_reused_job_id_with_another_request_is_refused_with_a_reason(pipeline:
     # Given a job already submitted for one request
     handler = pipeline.submit_handler()
     pipeline.send({"job_id": "reused", "prompt": "the first request"})
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "reused", S.SUBMITTED))
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "reused", JobState.SUBMITTED))
     # When another request comes with the same job_id and is dead-lettered
     pipeline.send({"job_id": "reused", "prompt": "a different request"})
     drive_queue(
@@ -285,14 +298,16 @@ def test_an_account_error_parks_the_job_instead_of_failing_it(pipeline: Pipeline
     )
     # Then the job waits in QUEUED and the reason says how to fix the account
     job = pipeline.store.get("bad-keys")
-    assert job.state is S.QUEUED  # waiting for an operator, not FAILED
+    assert job.state is JobState.QUEUED  # waiting for an operator, not FAILED
     reason = queue_messages(pipeline.sqs, pipeline.dlq_url)[0]["MessageAttributes"]["failure_reason"]["StringValue"]
     assert "1000" in reason and "KlingCredentials" in reason and "redrive" in reason
     # Once the account is fixed, the redriven message completes the submission.
     # When the dead letter is redriven to the jobs queue and drained
     dead = queue_messages(pipeline.sqs, pipeline.dlq_url)[0]
     pipeline.sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=dead["Body"])
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "bad-keys", S.SUBMITTED))
+    drive_queue(
+        handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "bad-keys", JobState.SUBMITTED)
+    )
     # Then the job is submitted with a single Kling task
     assert creates_for(pipeline, "bad-keys") == 1
 
@@ -317,4 +332,4 @@ def test_a_record_is_sent_back_unprocessed_when_the_invocation_is_nearly_over(pi
     assert pipeline.sim.stats()["calls"].get("POST text2video", 0) == 0
     assert pipeline.store.find("late") is None
     # Then the copy it sent back to the queue is submitted on the next drain
-    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "late", S.SUBMITTED))
+    drive_queue(handler, pipeline.sqs, pipeline.queue_url, until=lambda: job_in(pipeline, "late", JobState.SUBMITTED))

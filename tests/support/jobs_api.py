@@ -21,7 +21,6 @@ from tests.support.scenarios import Pipeline
 from tests.support.sqs_driver import queue_messages
 from tests.support.template import load_template
 
-S = JobState
 HOST = "jobs.example.test"
 
 

@@ -29,8 +29,6 @@ from tests.support.lambda_runtime import load_function_module
 from tests.support.sqs_driver import drive_queue, queue_messages
 from tests.support.template import ROOT, TemplateResolver
 
-S = JobState
-
 ACCESS_KEY = "ak-integration"
 SECRET_KEY = "sk-integration-0123456789abcdef0123456789"
 SIGNING_SECRET = "k" * 64
@@ -223,7 +221,9 @@ def submitted(completion: Completion, job_id: str, **request: Any) -> Job:
         pipeline.sqs,
         pipeline.queue_url,
         until=lambda: (
-            (j := pipeline.store.find(job_id)) is not None and j.state is not S.QUEUED and j.state is not S.SUBMITTING
+            (j := pipeline.store.find(job_id)) is not None
+            and j.state is not JobState.QUEUED
+            and j.state is not JobState.SUBMITTING
         ),
     )
     return pipeline.store.get(job_id)

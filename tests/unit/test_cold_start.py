@@ -56,7 +56,7 @@ RARE_PATH_MODULES = {
     # a request with URL or S3 input images (submit.resolve_images)
     "SubmitFunction": ["kling_pipeline.adapters.input_images", "kling_pipeline.adapters.video_transfer"],
     # a DOWNLOADING job's repair (poll.settle_download)
-    "PollerFunction": ["kling_pipeline.adapters.video_transfer", "kling_pipeline.download_step"],
+    "PollerFunction": ["kling_pipeline.adapters.video_transfer", "kling_pipeline.download"],
 }
 
 

@@ -16,13 +16,11 @@ from kling_pipeline.adapters.ledger import Ledger, day_of
 from kling_pipeline.errors import KlingShapeError
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState, charged_units, observe_task
-from kling_pipeline.polling import Estimate
+from kling_pipeline.poll_schedule import Estimate
 from kling_pipeline.unit_estimates import DEFAULT_RATE, PRO_FACTOR, table_estimate, units_to_reserve
 
-S = JobState
 
-
-def job(state: JobState = S.PROCESSING, **fields: Any) -> Job:
+def job(state: JobState = JobState.PROCESSING, **fields: Any) -> Job:
     request = {"prompt": "p", "job_id": "j"} | fields.pop("request", {})
     return Job(
         job_id="j",
@@ -55,7 +53,7 @@ def test_a_finished_task_carries_klings_charge(status: str, units: str, expected
 
 
 def test_a_running_task_charges_nothing_yet() -> None:
-    decision = observe_task(job(S.SUBMITTED), task("processing", "9"))
+    decision = observe_task(job(JobState.SUBMITTED), task("processing", "9"))
     assert decision is not None and charged_units(decision) is None
 
 

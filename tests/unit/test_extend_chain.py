@@ -14,7 +14,6 @@ from kling_pipeline.kling_body import step_body
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.requests import JobRequest, describe_validation_error
 
-S = JobState
 STORED = {"s3_uri": "s3://b/k", "video_size": 10, "sha256": "ab" * 32, "video_url": None}
 
 
@@ -116,7 +115,7 @@ def test_a_stored_step_that_is_not_the_last_queues_the_next_one_fresh() -> None:
     # When step 1's video is stored
     to_state, changes = after_stored(chain_job(1), STORED, now=1000)
     # Then the job goes back to QUEUED for step 2, its message awaited, with nothing of step 1's task left
-    assert to_state is S.QUEUED
+    assert to_state is JobState.QUEUED
     assert (changes["step"], changes["awaiting_message"], changes["next_poll_at"]) == (
         2,
         True,
@@ -139,14 +138,14 @@ def test_a_stored_step_that_is_not_the_last_queues_the_next_one_fresh() -> None:
 def test_the_last_stored_step_completes_the_job_with_every_steps_units() -> None:
     earlier = [{"step": 1, "units_charged": "1"}, {"step": 2, "units_charged": "0.5"}]
     to_state, changes = after_stored(chain_job(3, steps=earlier, units_charged="2"), STORED)
-    assert to_state is S.COMPLETED
+    assert to_state is JobState.COMPLETED
     assert [s["step"] for s in changes["steps"]] == [1, 2, 3]
     assert changes["units_charged"] == "3.5" and changes["s3_uri"] == "s3://b/k"
 
 
 def test_a_single_video_completes_as_before() -> None:
     single = chain_job().model_copy(update={"request": {"job_id": "c1", "prompt": "a boat"}})
-    assert after_stored(single, STORED) == (S.COMPLETED, STORED)
+    assert after_stored(single, STORED) == (JobState.COMPLETED, STORED)
 
 
 def test_total_units_counts_stored_steps_and_the_step_under_way_once() -> None:

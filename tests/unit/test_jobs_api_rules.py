@@ -17,15 +17,14 @@ from kling_local.stack.sam_translation import localise_uris, sam_transform
 from kling_pipeline.adapters.announcements import event_detail
 from kling_pipeline.adapters.webhook_sender import WebhookSender
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy, check_webhook_url, webhook_target
+from kling_pipeline.api import decode_token, encode_token, record_time
 from kling_pipeline.api_routes import build_app, openapi_document
 from kling_pipeline.errors import JobsApiError, WebhookRefusedError
-from kling_pipeline.jobs_api import decode_token, encode_token, record_time
 from kling_pipeline.lifecycle import ALLOWED_TRANSITIONS, TERMINAL_STATES, Job, JobState
-from kling_pipeline.polling import SHARDS, shard_number
-from kling_pipeline.webhooks import event_job_id, retry_delay, webhook_body
+from kling_pipeline.poll_schedule import SHARDS, shard_number
+from kling_pipeline.webhook import event_job_id, retry_delay, webhook_body
 from tests.support.template import ROOT, load_template
 
-S = JobState
 JOBS_ROUTES = {
     ("/jobs", "POST"),
     ("/jobs", "GET"),
@@ -160,29 +159,29 @@ def forged(payload: object) -> str:
 def test_page_tokens_round_trip_and_refuse_anything_else() -> None:
     shard = shard_number("a-1")
     positions = {shard: ("2026-01-02T03:04:05.678Z", "a-1"), (shard + 1) % SHARDS: None}
-    token = encode_token(S.FAILED, positions)
-    assert decode_token(token, S.FAILED, None) == positions
-    assert decode_token(token, S.FAILED, "2026-01-01T00:00:00.000Z") == positions
+    token = encode_token(JobState.FAILED, positions)
+    assert decode_token(token, JobState.FAILED, None) == positions
+    assert decode_token(token, JobState.FAILED, "2026-01-01T00:00:00.000Z") == positions
     good = {"v": 2, "state": "FAILED", "s": {str(shard): ["2026-01-02T03:04:05.678Z", "a-1"]}}
     for bad, state, since in [
-        (token, S.COMPLETED, None),  # another listing's token
-        (token, S.FAILED, "2027-01-01T00:00:00.000Z"),  # before the window asked for
-        ("!!!", S.FAILED, None),
+        (token, JobState.COMPLETED, None),  # another listing's token
+        (token, JobState.FAILED, "2027-01-01T00:00:00.000Z"),  # before the window asked for
+        ("!!!", JobState.FAILED, None),
         (
             forged({"v": 1, "k": {"job_id": "a-1", "state": "FAILED", "updated_at": "2026-01-02T03:04:05.678Z"}}),
-            S.FAILED,
+            JobState.FAILED,
             None,
         ),
-        (forged(good | {"s": {}}), S.FAILED, None),
-        (forged(good | {"s": {"16": None}}), S.FAILED, None),  # no such shard
-        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z"]}}), S.FAILED, None),
-        (forged(good | {"s": {str((shard + 1) % SHARDS): ["2026-01-02T03:04:05.678Z", "a-1"]}}), S.FAILED, None),
+        (forged(good | {"s": {}}), JobState.FAILED, None),
+        (forged(good | {"s": {"16": None}}), JobState.FAILED, None),  # no such shard
+        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z"]}}), JobState.FAILED, None),
+        (forged(good | {"s": {str((shard + 1) % SHARDS): ["2026-01-02T03:04:05.678Z", "a-1"]}}), JobState.FAILED, None),
         # Key values DynamoDB refuses (ValidationException, a 500) or that no record holds.
-        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z", ""]}}), S.FAILED, None),
-        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z", "not/a job"]}}), S.FAILED, None),
-        (forged(good | {"s": {str(shard): ["", "a-1"]}}), S.FAILED, None),
-        (forged(good | {"s": {str(shard): ["yesterday", "a-1"]}}), S.FAILED, None),
-        (forged(good | {"s": {str(shard): [1, "a-1"]}}), S.FAILED, None),
+        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z", ""]}}), JobState.FAILED, None),
+        (forged(good | {"s": {str(shard): ["2026-01-02T03:04:05.678Z", "not/a job"]}}), JobState.FAILED, None),
+        (forged(good | {"s": {str(shard): ["", "a-1"]}}), JobState.FAILED, None),
+        (forged(good | {"s": {str(shard): ["yesterday", "a-1"]}}), JobState.FAILED, None),
+        (forged(good | {"s": {str(shard): [1, "a-1"]}}), JobState.FAILED, None),
     ]:
         with pytest.raises(JobsApiError) as info:
             decode_token(bad, state, since)
@@ -195,10 +194,10 @@ def test_since_is_compared_in_the_records_own_form() -> None:
 
 
 def test_cancelled_is_terminal_and_reached_only_from_queued() -> None:
-    assert S.CANCELLED in TERMINAL_STATES
-    into_cancelled = {source for source, target in ALLOWED_TRANSITIONS if target is S.CANCELLED}
-    assert into_cancelled == {S.QUEUED}
-    assert not any(source is S.CANCELLED for source, _ in ALLOWED_TRANSITIONS)
+    assert JobState.CANCELLED in TERMINAL_STATES
+    into_cancelled = {source for source, target in ALLOWED_TRANSITIONS if target is JobState.CANCELLED}
+    assert into_cancelled == {JobState.QUEUED}
+    assert not any(source is JobState.CANCELLED for source, _ in ALLOWED_TRANSITIONS)
 
 
 PRODUCTION = WebhookPolicy(allowed_hosts=(), production=True)

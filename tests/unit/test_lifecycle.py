@@ -6,8 +6,6 @@ from kling_pipeline.errors import InvalidTransitionError
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, JobState, check_transition, observe_task
 
-S = JobState
-
 
 def make_job(state: JobState, task_id: str | None = "t-1") -> Job:
     return Job(
@@ -35,16 +33,16 @@ SUCCEED = {
 @pytest.mark.parametrize(
     ("src", "dst"),
     [
-        (None, S.QUEUED),
-        (S.QUEUED, S.SUBMITTING),
-        (S.SUBMITTING, S.SUBMITTED),
-        (S.SUBMITTING, S.QUEUED),
-        (S.SUBMITTED, S.PROCESSING),
-        (S.PROCESSING, S.DOWNLOADING),
-        (S.DOWNLOADING, S.COMPLETED),
-        (S.QUEUED, S.FAILED),
-        (S.DOWNLOADING, S.FAILED),
-        (S.PROCESSING, S.TIMED_OUT),
+        (None, JobState.QUEUED),
+        (JobState.QUEUED, JobState.SUBMITTING),
+        (JobState.SUBMITTING, JobState.SUBMITTED),
+        (JobState.SUBMITTING, JobState.QUEUED),
+        (JobState.SUBMITTED, JobState.PROCESSING),
+        (JobState.PROCESSING, JobState.DOWNLOADING),
+        (JobState.DOWNLOADING, JobState.COMPLETED),
+        (JobState.QUEUED, JobState.FAILED),
+        (JobState.DOWNLOADING, JobState.FAILED),
+        (JobState.PROCESSING, JobState.TIMED_OUT),
     ],
 )
 def test_design_transitions_are_allowed(src: JobState | None, dst: JobState) -> None:
@@ -54,14 +52,14 @@ def test_design_transitions_are_allowed(src: JobState | None, dst: JobState) -> 
 @pytest.mark.parametrize(
     ("src", "dst"),
     [
-        (S.COMPLETED, S.FAILED),
-        (S.FAILED, S.PROCESSING),
-        (S.PROCESSING, S.SUBMITTED),
-        (S.QUEUED, S.SUBMITTED),
-        (S.DOWNLOADING, S.PROCESSING),
-        (S.QUEUED, S.TIMED_OUT),
-        (S.TIMED_OUT, S.COMPLETED),
-        (S.TIMED_OUT, S.PROCESSING),
+        (JobState.COMPLETED, JobState.FAILED),
+        (JobState.FAILED, JobState.PROCESSING),
+        (JobState.PROCESSING, JobState.SUBMITTED),
+        (JobState.QUEUED, JobState.SUBMITTED),
+        (JobState.DOWNLOADING, JobState.PROCESSING),
+        (JobState.QUEUED, JobState.TIMED_OUT),
+        (JobState.TIMED_OUT, JobState.COMPLETED),
+        (JobState.TIMED_OUT, JobState.PROCESSING),
     ],
 )
 def test_backwards_and_terminal_moves_are_refused(src: JobState, dst: JobState) -> None:
@@ -70,53 +68,53 @@ def test_backwards_and_terminal_moves_are_refused(src: JobState, dst: JobState) 
 
 
 def test_processing_moves_submitted_forward_once() -> None:
-    decision = observe_task(make_job(S.SUBMITTED), task("processing"))
+    decision = observe_task(make_job(JobState.SUBMITTED), task("processing"))
     assert decision is not None
-    assert (decision.from_state, decision.to_state) == (S.SUBMITTED, S.PROCESSING)
-    assert observe_task(make_job(S.PROCESSING), task("processing")) is None
+    assert (decision.from_state, decision.to_state) == (JobState.SUBMITTED, JobState.PROCESSING)
+    assert observe_task(make_job(JobState.PROCESSING), task("processing")) is None
 
 
 def test_succeed_starts_the_download_with_the_video_url() -> None:
-    for state in (S.SUBMITTED, S.PROCESSING):
+    for state in (JobState.SUBMITTED, JobState.PROCESSING):
         decision = observe_task(make_job(state), task("succeed", **SUCCEED))
         assert decision is not None
-        assert decision.to_state is S.DOWNLOADING
+        assert decision.to_state is JobState.DOWNLOADING
         assert decision.starts_download
         assert decision.changes["video_url"] == "https://cdn.klingai.com/v.mp4"
         assert decision.changes["units_charged"] == "1"
 
 
 def test_failed_records_klings_reason() -> None:
-    decision = observe_task(make_job(S.PROCESSING), task("failed", task_status_msg="nsfw content"))
+    decision = observe_task(make_job(JobState.PROCESSING), task("failed", task_status_msg="nsfw content"))
     assert decision is not None
-    assert decision.to_state is S.FAILED
+    assert decision.to_state is JobState.FAILED
     assert "nsfw content" in decision.changes["error_message"]
 
 
-@pytest.mark.parametrize("state", [S.DOWNLOADING, S.COMPLETED, S.FAILED, S.TIMED_OUT])
+@pytest.mark.parametrize("state", [JobState.DOWNLOADING, JobState.COMPLETED, JobState.FAILED, JobState.TIMED_OUT])
 def test_late_or_duplicate_observations_change_nothing(state: JobState) -> None:
     for status, extra in (("submitted", {}), ("processing", {}), ("succeed", SUCCEED), ("failed", {})):
-        if (state, status) == (S.TIMED_OUT, "succeed"):
+        if (state, status) == (JobState.TIMED_OUT, "succeed"):
             continue  # the one late observation that moves a job: Kling finished a task it charges for
         assert observe_task(make_job(state), task(status, **extra)) is None
 
 
 def test_a_succeed_after_the_timeout_collects_the_video_and_clears_the_timeout() -> None:
-    decision = observe_task(make_job(S.TIMED_OUT), task("succeed", **SUCCEED))
+    decision = observe_task(make_job(JobState.TIMED_OUT), task("succeed", **SUCCEED))
     assert decision is not None
-    assert (decision.from_state, decision.to_state) == (S.TIMED_OUT, S.DOWNLOADING)
+    assert (decision.from_state, decision.to_state) == (JobState.TIMED_OUT, JobState.DOWNLOADING)
     assert decision.starts_download and decision.changes["units_charged"] == "1"
     assert decision.changes["error_code"] is None and decision.changes["error_message"] is None
     # a succeed with no video leaves the timed-out job as it ended
-    assert observe_task(make_job(S.TIMED_OUT), task("succeed")) is None
+    assert observe_task(make_job(JobState.TIMED_OUT), task("succeed")) is None
 
 
 def test_observation_of_another_task_changes_nothing() -> None:
-    assert observe_task(make_job(S.PROCESSING), task("succeed", task_id="other", **SUCCEED)) is None
+    assert observe_task(make_job(JobState.PROCESSING), task("succeed", task_id="other", **SUCCEED)) is None
 
 
 def test_success_without_a_video_fails_with_an_actionable_message() -> None:
-    decision = observe_task(make_job(S.PROCESSING), task("succeed"))
+    decision = observe_task(make_job(JobState.PROCESSING), task("succeed"))
     assert decision is not None
-    assert decision.to_state is S.FAILED
+    assert decision.to_state is JobState.FAILED
     assert decision.changes["error_code"] == "KLING_NO_VIDEO"

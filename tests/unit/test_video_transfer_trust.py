@@ -115,5 +115,5 @@ def test_a_slow_down_from_s3_during_the_upload_is_a_transient_download_error() -
         with pytest.raises(Exception) as info:
             stream_to_s3("http://cdn.test/v.mp4", bucket="b", key="k", policy=policy, s3=s3, metadata={}, http=http)
     assert is_transient(info.value)
-    # download_step.download_job turns such an error into the TransientDownloadError the workflow retries.
+    # download.download_job turns such an error into the TransientDownloadError the workflow retries.
     assert not isinstance(info.value, TransientDownloadError)

@@ -12,7 +12,7 @@ The rules, which touch no AWS and no HTTP:
     kling_task    Kling's task object (queries and callbacks)
     errors        every error the pipeline raises, under PipelineError
     unit_estimates what a task will cost before Kling says (the budget's reservation)
-    polling       the stale-job poller's cadence, and the live index's shards
+    poll_schedule the stale-job poller's cadence, and the live index's shards
     settings      one settings model per function, validated at cold start
     observability logger, metrics (recorded with dimensions), tracer where tracing is on
     cold_start    the garbage collector off during a handler's init, what init made frozen after
@@ -22,10 +22,10 @@ The use cases, one per function, each building only the adapters it uses:
     claims        a job's claim on its task (claim, reconcile, record, back to QUEUED, park): the
                   submit path's and the poller's
     callback      CallbackFunction: Kling's webhook -> a confirmed transition
-    download_step DownloadFunction: the workflow's step, CDN -> S3
-    poll          PollerFunction: every job gone quiet, settled
-    jobs_api      ApiFunction: submit, read, query, list and cancel jobs over HTTPS (api_routes; its models: api_models)
-    webhooks      WebhookFunction: an ended job's event, signed, to its webhook_url
+    download      DownloadFunction: the workflow's step, CDN -> S3
+    poller        PollerFunction: every job gone quiet, settled
+    api           ApiFunction: submit, read, query, list and cancel jobs over HTTPS (api_routes; its models: api_models)
+    webhook       WebhookFunction: an ended job's event, signed, to its webhook_url
 
 The adapters (kling_pipeline.adapters), the only modules that talk to AWS or HTTP:
     job_store (DynamoDB, and what a transition writes), job_queue (SQS), download_workflow (Step

@@ -1,4 +1,4 @@
-"""The jobs API's routes: Powertools' REST resolver with data validation, over the jobs_api use case.
+"""The jobs API's routes: Powertools' REST resolver with data validation, over the api use case (api.py).
 
 Request and response models are validated by Powertools (pydantic), and the OpenAPI document is
 generated from the same routes and models (`openapi_document`; served at GET /openapi.json and
@@ -23,6 +23,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Discriminator, Tag
 
 from kling_pipeline.adapters.aws_errors import is_transient
+from kling_pipeline.api import (
+    DEFAULT_PAGE,
+    JobsApiDependencies,
+    cancel_job,
+    get_job,
+    list_jobs,
+    listing_since,
+    query_jobs,
+    submit_jobs,
+)
 from kling_pipeline.api_models import (
     MAX_BATCH,
     Accepted,
@@ -38,16 +48,6 @@ from kling_pipeline.api_models import (
 )
 from kling_pipeline.errors import JobsApiError
 from kling_pipeline.job_ids import JOB_ID_PATTERN
-from kling_pipeline.jobs_api import (
-    DEFAULT_PAGE,
-    JobsApiDependencies,
-    cancel_job,
-    get_job,
-    list_jobs,
-    listing_since,
-    query_jobs,
-    submit_jobs,
-)
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.requests import DEPLOYMENT_DEFAULT_MODEL, JobRequest, error_message
@@ -80,7 +80,7 @@ def _submission_kind(value: Any) -> str:
 
 # One job (the job message of the README) or {"jobs": [...]}: told apart by the `jobs` key, so that a
 # validation error speaks of the one the caller meant.
-Submission = Annotated[
+PostJobsBody = Annotated[
     Annotated[JobRequest, Tag("job")] | Annotated[JobBatch, Tag("batch")], Discriminator(_submission_kind)
 ]
 JobIdPath = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="the job's id (its idempotency key)")]
@@ -138,7 +138,7 @@ def build_app(dependencies: Callable[[], JobsApiDependencies]) -> APIGatewayRest
         }
         | _errors(400, 409, 415, 503),
     )
-    def post_jobs(body: Annotated[Submission, Body()]) -> Response[Accepted | BatchAccepted]:
+    def post_jobs(body: Annotated[PostJobsBody, Body()]) -> Response[Accepted | BatchAccepted]:
         require_json()
         answer = submit_jobs(body, base_url(), dependencies())
         headers = {"Location": answer.body.url} if isinstance(answer.body, Accepted) else None

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 MAX_CALLBACK_BYTES = 64 * 1024
 BY = "callback"
-S = JobState
 
 
 @dataclass
@@ -113,7 +112,7 @@ def answer_callback(
 
 
 def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> CallbackAnswer:
-    if job.state is S.DOWNLOADING:
+    if job.state is JobState.DOWNLOADING:
         # Repairs a crash between the DOWNLOADING write and the start; a started execution is a no-op.
         deps.workflow.start(job)
         return answered(job, "download already under way")

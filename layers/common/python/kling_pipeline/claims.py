@@ -30,10 +30,9 @@ from kling_pipeline.errors import KlingAccountError, KlingRetryableError, KlingS
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import KLING_UNSETTLED, Job, JobState, advance_job
 from kling_pipeline.observability import logger
-from kling_pipeline.polling import expected_generation_s, first_poll_after_s
+from kling_pipeline.poll_schedule import expected_generation_s, first_poll_after_s
 from kling_pipeline.settings import PollerSettings, SubmitSettings
 
-S = JobState
 BY = "submit"
 # Claim-and-backpressure cycles after this many are counted, not appended to the job's history.
 LOGGED_RETRY_CYCLES = 3
@@ -65,7 +64,7 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class SubmitResult:
+class ClaimResult:
     outcome: Outcome
     job_id: str | None
     detail: str = ""
@@ -75,7 +74,7 @@ class SubmitResult:
 
 
 @dataclass(frozen=True)
-class SubmitRules:
+class ClaimRules:
     """The numbers that claiming, reconciling and sending a job back follow (the submit path and the poller)."""
 
     lease_s: int
@@ -84,7 +83,7 @@ class SubmitRules:
     backpressure_max_s: int
 
     @classmethod
-    def of(cls, settings: SubmitSettings | PollerSettings) -> SubmitRules:
+    def of(cls, settings: SubmitSettings | PollerSettings) -> ClaimRules:
         return cls(
             lease_s=settings.submit_lease_s,
             reconcile_grace_s=settings.reconcile_grace_s,
@@ -104,18 +103,18 @@ class Reconciler(Protocol):
     estimates: GenerationEstimates
     ledger: Ledger
     announcer: Announcer
-    rules: SubmitRules
+    rules: ClaimRules
 
 
-def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | SubmitResult:
+def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | ClaimResult:
     """QUEUED -> SUBMITTING with a lease; an expired SUBMITTING lease is re-claimed (and reconciled)."""
-    if job.state is S.DOWNLOADING:
+    if job.state is JobState.DOWNLOADING:
         # A redelivery after the DOWNLOADING write whose workflow start failed: start it (a no-op when
         # it runs; the next attempt when it ended without finishing the job).
         started = deps.workflow.start(job)
-        return SubmitResult(Outcome.DUPLICATE, job.job_id, "download started" if started else "download under way")
-    if job.state not in (S.QUEUED, S.SUBMITTING):
-        return SubmitResult(Outcome.DUPLICATE, job.job_id, f"job is already {job.state}")
+        return ClaimResult(Outcome.DUPLICATE, job.job_id, "download started" if started else "download under way")
+    if job.state not in (JobState.QUEUED, JobState.SUBMITTING):
+        return ClaimResult(Outcome.DUPLICATE, job.job_id, f"job is already {job.state}")
     now = int(time.time())
     claim = {
         "awaiting_message": None,  # an extend chain's next step: its message has come
@@ -125,28 +124,30 @@ def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | SubmitResult:
         "first_claimed_at": job.first_claimed_at or now,
     }
     logged = job.backpressure_count < LOGGED_RETRY_CYCLES
-    if job.state is S.SUBMITTING:
+    if job.state is JobState.SUBMITTING:
         if (job.lease_expires_at or 0) > now:
             wait = (job.lease_expires_at or now) - now
-            return SubmitResult(Outcome.REQUEUED, job.job_id, "another worker holds the claim", delay_s=wait + 1)
+            return ClaimResult(Outcome.REQUEUED, job.job_id, "another worker holds the claim", delay_s=wait + 1)
         # The earlier claim may have created a task (and crashed before recording it) at any moment
         # since it was made: reconcile, and count the grace window from then.
         earlier = job.claimed_at or now
         return deps.store.transition(
             job,
-            S.SUBMITTING,
+            JobState.SUBMITTING,
             by=BY,
             changes=claim | {"needs_reconcile": True, "unsettled_since": min(earlier, job.unsettled_since or earlier)},
             add={"submit_attempts": 1},
             note=f"re-claimed after the lease of {job.lease_owner} expired",
             logged=logged,
         )
-    return deps.store.transition(job, S.SUBMITTING, by=BY, changes=claim, add={"submit_attempts": 1}, logged=logged)
+    return deps.store.transition(
+        job, JobState.SUBMITTING, by=BY, changes=claim, add={"submit_attempts": 1}, logged=logged
+    )
 
 
 def reconcile(
     job: Job, kind: str, deps: Reconciler, *, by: str = BY, time_left_s: Callable[[], float] | None = None
-) -> SubmitResult | None:
+) -> ClaimResult | None:
     """An earlier attempt may have made a task: look for it (by external id, then in the list of tasks
     created since that attempt, within `time_left_s`). None means "no task, and none can still appear:
     create". Past UNSETTLED_WINDOW_S without proof either way, the job ends FAILED (KLING_UNSETTLED)."""
@@ -192,7 +193,7 @@ def unsettled_from(job: Job, now: int) -> int:
     return job.unsettled_since or job.first_claimed_at or now
 
 
-def give_up_unsettled(job: Job, deps: Reconciler, since: int, exc: Exception, *, by: str) -> SubmitResult:
+def give_up_unsettled(job: Job, deps: Reconciler, since: int, exc: Exception, *, by: str) -> ClaimResult:
     """The window for proof has passed: the job ends with what is known and how to settle it. Its budget
     reservation is kept (a task may have been made and billed); its caller and subscribers are told."""
     started = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -205,14 +206,14 @@ def give_up_unsettled(job: Job, deps: Reconciler, since: int, exc: Exception, *,
     )
     failed = deps.store.transition(
         job,
-        S.FAILED,
+        JobState.FAILED,
         by=by,
         changes={"error_code": KLING_UNSETTLED, "error_message": reason},
         remove=("lease_owner", "lease_expires_at"),
     )
     deps.announcer.job_ended(failed)
     logger.error("job unsettled past the window for proof", extra={"job_id": job.job_id, "since": since})
-    return SubmitResult(Outcome.FAILED, job.job_id, reason)
+    return ClaimResult(Outcome.FAILED, job.job_id, reason)
 
 
 def record_submitted(
@@ -223,7 +224,7 @@ def record_submitted(
     model_name: str | None = None,
     note: str | None = None,
     by: str = BY,
-) -> SubmitResult:
+) -> ClaimResult:
     """SUBMITTED with the task id, due for a first poll when a job like it usually finishes; a task
     found by reconciliation may already be further along (its callbacks came while we did not know the
     task id), so apply what it says at once."""
@@ -236,7 +237,7 @@ def record_submitted(
     first_poll = int(started + first_poll_after_s(job, schedule, estimate))
     submitted = deps.store.transition(
         job,
-        S.SUBMITTED,
+        JobState.SUBMITTED,
         by=by,
         changes={
             "task_id": task.task_id,
@@ -255,7 +256,7 @@ def record_submitted(
         note=note,
     )
     _, action = advance_job(submitted, task, deps, by=by)
-    return SubmitResult(Outcome.SUBMITTED, job.job_id, f"{task.task_id} ({action})")
+    return ClaimResult(Outcome.SUBMITTED, job.job_id, f"{task.task_id} ({action})")
 
 
 def account_reason(exc: KlingAccountError) -> str:
@@ -271,21 +272,21 @@ def account_reason(exc: KlingAccountError) -> str:
 
 def park_job(
     job: Job, deps: Reconciler, reason: str, *, kling_code: int | None = None, release: bool = False
-) -> SubmitResult:
+) -> ClaimResult:
     """No job is at fault and retrying will not help until an operator acts (bad keys, clock, IP
     allow-list, a used-up resource pack, answers this version cannot read): the job waits in QUEUED
     (keeping what it knows, such as needing reconciliation) and its message goes to the DLQ with the
     fix, to be redriven. `release`: Kling proved it made no task, so the budget reservation goes back."""
     deps.store.transition(
         job,
-        S.QUEUED,
+        JobState.QUEUED,
         by=BY,
         changes={RESERVED_UNITS: None, RESERVED_DAY: None} if release else None,
         remove=("lease_owner", "lease_expires_at"),
         note=f"parked: {reason[:200]}",
         linked=deps.ledger.release_update(job) if release else None,
     )
-    return SubmitResult(Outcome.PARKED, job.job_id, reason, kling_code=kling_code)
+    return ClaimResult(Outcome.PARKED, job.job_id, reason, kling_code=kling_code)
 
 
 def release_for_retry(
@@ -300,7 +301,7 @@ def release_for_retry(
     held_for: str | None = None,
     refused_since: int | None = None,
     unsettled_since: int | None = None,
-) -> SubmitResult:
+) -> ClaimResult:
     """Backpressure, not failure: back to QUEUED, and the message returns after a growing, jittered delay.
     `unsettled`: a task may exist; reconcile before creating, and create nothing until the grace window
     since now is over. `unreadable`: count an answer this version could not read (park at the limit).
@@ -330,7 +331,7 @@ def release_for_retry(
         )
     deps.store.transition(
         job,
-        S.QUEUED,
+        JobState.QUEUED,
         by=BY,
         changes=changes,
         remove=("lease_owner", "lease_expires_at"),
@@ -338,7 +339,7 @@ def release_for_retry(
         note=reason[:300],
         logged=job.backpressure_count < LOGGED_RETRY_CYCLES,
     )
-    return SubmitResult(Outcome.REQUEUED, job.job_id, reason, delay_s=min(delay_s, 900), kling_code=kling_code)
+    return ClaimResult(Outcome.REQUEUED, job.job_id, reason, delay_s=min(delay_s, 900), kling_code=kling_code)
 
 
 def backpressure_delay(attempt: int, *, base_s: float, max_s: int, rng: random.Random | None = None) -> int:
@@ -356,7 +357,7 @@ def settle_unsettled(job: Job, store: JobStore, *, task_id: str | None, by: str 
     send one if none comes). Through the store's transitions, whose condition lets only a KLING_UNSETTLED
     job leave FAILED; leaving it restores the job's LiveJobs entry and drops the failure's announcement
     mark (adapters.job_store.transition_write)."""
-    if job.state is not S.FAILED or job.error_code != KLING_UNSETTLED:
+    if job.state is not JobState.FAILED or job.error_code != KLING_UNSETTLED:
         raise ValueError(f"job {job.job_id} is {job.state} ({job.error_code}), not FAILED with {KLING_UNSETTLED}")
     now = int(time.time())
     cleared: dict[str, object] = {
@@ -369,14 +370,14 @@ def settle_unsettled(job: Job, store: JobStore, *, task_id: str | None, by: str 
     if task_id:
         return store.transition(
             job,
-            S.SUBMITTED,
+            JobState.SUBMITTED,
             by=by,
             changes=cleared | {"task_id": task_id, "submitted_at": now, "next_poll_at": now},
             note=f"settled by an operator: Kling's task {task_id} is this job's",
         )
     return store.transition(
         job,
-        S.QUEUED,
+        JobState.QUEUED,
         by=by,
         changes=cleared | {"next_poll_at": now + 600, "awaiting_message": True},
         note="settled by an operator: Kling made no task for it; to be created",

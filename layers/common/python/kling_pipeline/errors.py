@@ -148,7 +148,7 @@ class DownloadRefusedError(PipelineError):
 class VideoLinkRefusedError(DownloadRefusedError):
     """The CDN refused a result link (401, 403, 404, 410). Moments after Kling's `succeed` that is an
     edge still propagating or a WAF, and worth retrying; only past Kling's 30-day retention is the
-    link expired (download_step decides, from the job's `kling_finished_at`)."""
+    link expired (download.py decides, from the job's `kling_finished_at`)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__("VIDEO_URL_REFUSED", message)

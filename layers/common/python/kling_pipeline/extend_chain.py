@@ -18,7 +18,6 @@ from typing import Any
 
 from kling_pipeline.lifecycle import Job, JobState
 
-S = JobState
 # A chain job waiting for its next step's message is looked at by the poller this long after the
 # step was stored; if the message never came (the workflow could not send it), the poller sends it.
 NEXT_STEP_RESEND_S = 300
@@ -71,14 +70,14 @@ def after_stored(job: Job, stored: dict[str, Any], *, now: float | None = None) 
     it (a single video, or a chain's last step), or QUEUED for the chain's next step. The changes are
     the transition's, for the store's one write (the workflow's RecordOutcome, or the poller's repair)."""
     if not job.is_chain:
-        return S.COMPLETED, dict(stored)
+        return JobState.COMPLETED, dict(stored)
     steps = [*job.steps, step_record(job, stored)]
     if job.step >= job.total_steps:
         done = job.model_copy(update={"steps": steps})
-        return S.COMPLETED, dict(stored) | {"steps": steps, "units_charged": done.total_units}
+        return JobState.COMPLETED, dict(stored) | {"steps": steps, "units_charged": done.total_units}
     due = int(time.time() if now is None else now) + NEXT_STEP_RESEND_S
     reset: dict[str, Any] = dict.fromkeys(STEP_FIELDS_RESET)
-    return S.QUEUED, reset | {
+    return JobState.QUEUED, reset | {
         "steps": steps,
         "step": job.step + 1,
         "awaiting_message": True,

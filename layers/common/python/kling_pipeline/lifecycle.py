@@ -44,41 +44,43 @@ class JobState(StrEnum):
         return self in TERMINAL_STATES
 
 
-S = JobState
 # Kinds whose task extends no earlier video: a task carrying a parent video is of another kind.
 KINDS_WITHOUT_PARENT = frozenset({"text2video", "image2video"})
-TERMINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.TIMED_OUT, S.CANCELLED})
+TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED})
 # States whose Kling task may still succeed: a TIMED_OUT job has ended for its caller, but Kling may
 # yet finish (and bill) the task it accepted, and that video is collected (docs/architecture.md).
-AWAITING_KLING = frozenset({S.SUBMITTED, S.PROCESSING, S.TIMED_OUT})
+AWAITING_KLING = frozenset({JobState.SUBMITTED, JobState.PROCESSING, JobState.TIMED_OUT})
 
 # (from, to): every move a job may make. None is "no job yet". SUBMITTING -> SUBMITTING re-claims an
 # expired lease; SUBMITTING -> QUEUED is backpressure (or parking), not failure.
 ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
     {
-        (None, S.QUEUED),
-        (None, S.FAILED),  # a message that fails validation, recorded under its job id
-        (S.QUEUED, S.SUBMITTING),
-        (S.SUBMITTING, S.SUBMITTING),
-        (S.SUBMITTING, S.SUBMITTED),
-        (S.SUBMITTING, S.QUEUED),
-        (S.SUBMITTED, S.PROCESSING),
-        (S.SUBMITTED, S.DOWNLOADING),
-        (S.PROCESSING, S.DOWNLOADING),
-        (S.DOWNLOADING, S.COMPLETED),
-        (S.DOWNLOADING, S.QUEUED),  # an extend chain: a step stored, the next one queued
-        (S.SUBMITTED, S.TIMED_OUT),
-        (S.PROCESSING, S.TIMED_OUT),
+        (None, JobState.QUEUED),
+        (None, JobState.FAILED),  # a message that fails validation, recorded under its job id
+        (JobState.QUEUED, JobState.SUBMITTING),
+        (JobState.SUBMITTING, JobState.SUBMITTING),
+        (JobState.SUBMITTING, JobState.SUBMITTED),
+        (JobState.SUBMITTING, JobState.QUEUED),
+        (JobState.SUBMITTED, JobState.PROCESSING),
+        (JobState.SUBMITTED, JobState.DOWNLOADING),
+        (JobState.PROCESSING, JobState.DOWNLOADING),
+        (JobState.DOWNLOADING, JobState.COMPLETED),
+        (JobState.DOWNLOADING, JobState.QUEUED),  # an extend chain: a step stored, the next one queued
+        (JobState.SUBMITTED, JobState.TIMED_OUT),
+        (JobState.PROCESSING, JobState.TIMED_OUT),
         # Kling finished a task after the job timeout: the video is paid for, so it is collected.
-        (S.TIMED_OUT, S.DOWNLOADING),
+        (JobState.TIMED_OUT, JobState.DOWNLOADING),
         # An operator settles a job whose create could not be proven either way (KLING_UNSETTLED, the only
         # FAILED job that may move: the job store's condition): the task found in Kling's console is
         # recorded, or the job is released to be created (`kling-pipeline settle`).
-        (S.FAILED, S.SUBMITTED),
-        (S.FAILED, S.QUEUED),
-        (S.QUEUED, S.CANCELLED),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
+        (JobState.FAILED, JobState.SUBMITTED),
+        (JobState.FAILED, JobState.QUEUED),
+        (
+            JobState.QUEUED,
+            JobState.CANCELLED,
+        ),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
     }
-    | {(state, S.FAILED) for state in JobState if state not in TERMINAL_STATES}
+    | {(state, JobState.FAILED) for state in JobState if state not in TERMINAL_STATES}
 )
 
 
@@ -132,7 +134,7 @@ class Job(BaseModel):
     unsettled_since: int | None = None  # epoch s from which a task may exist unseen (query lag)
     unreadable_answers: int = 0  # answers from Kling this version could not read, in a row
     submitted_at: int | None = None  # epoch s when Kling accepted the task: the job timeout counts from it
-    expected_finish_at: int | None = None  # epoch s when a job like it usually finishes (polling.py)
+    expected_finish_at: int | None = None  # epoch s when a job like it usually finishes (poll_schedule.py)
     next_poll_at: int | None = None  # epoch s when the stale-job poller looks at it next (live jobs only)
     poll_count: int = 0  # polls that found its task still running
     announce_pending: bool = False  # ended, and its end not yet announced in full (event, waiting caller)
@@ -305,7 +307,7 @@ class Transition:
 
     @property
     def starts_download(self) -> bool:
-        return self.to_state is S.DOWNLOADING
+        return self.to_state is JobState.DOWNLOADING
 
     @property
     def ends(self) -> bool:
@@ -322,27 +324,27 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
     if job.task_id is not None and task.task_id != job.task_id:
         return None  # not this job's task: a lying or misrouted observation changes nothing
     status = task.task_status
-    if status == "processing" and job.state is S.SUBMITTED:
-        return Transition(S.SUBMITTED, S.PROCESSING, {"kling_status": status})
-    if status == "succeed" and job.state is S.TIMED_OUT:
+    if status == "processing" and job.state is JobState.SUBMITTED:
+        return Transition(JobState.SUBMITTED, JobState.PROCESSING, {"kling_status": status})
+    if status == "succeed" and job.state is JobState.TIMED_OUT:
         video = task.first_video
         if video is None:
             return None  # nothing to collect: the job stays as it ended
         return Transition(
-            S.TIMED_OUT,
-            S.DOWNLOADING,
+            JobState.TIMED_OUT,
+            JobState.DOWNLOADING,
             succeeded(task, video)
             # The timeout's reason no longer holds. Its caller was told when the timeout was announced (the
             # token went then); a caller not yet told keeps its token, and is told how the job ends.
             | {"error_code": None, "error_message": None},
             note="Kling finished the task after the job timeout: collecting the video it charged for",
         )
-    if status == "succeed" and job.state in (S.SUBMITTED, S.PROCESSING):
+    if status == "succeed" and job.state in (JobState.SUBMITTED, JobState.PROCESSING):
         video = task.first_video
         if video is None:
             return Transition(
                 job.state,
-                S.FAILED,
+                JobState.FAILED,
                 {
                     "kling_status": status,
                     "kling_finished_at": task.updated_at,
@@ -355,11 +357,11 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                     ),
                 },
             )
-        return Transition(job.state, S.DOWNLOADING, succeeded(task, video))
-    if status == "failed" and job.state in (S.SUBMITTED, S.PROCESSING):
+        return Transition(job.state, JobState.DOWNLOADING, succeeded(task, video))
+    if status == "failed" and job.state in (JobState.SUBMITTED, JobState.PROCESSING):
         return Transition(
             job.state,
-            S.FAILED,
+            JobState.FAILED,
             {
                 "kling_status": status,
                 "kling_finished_at": task.updated_at,

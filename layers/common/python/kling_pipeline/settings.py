@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, field_validator
 
 from kling_pipeline.errors import ConfigError
-from kling_pipeline.polling import PollSchedule
+from kling_pipeline.poll_schedule import PollSchedule
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -84,7 +84,7 @@ class _DownloadStart(_Part):
 
 
 class _Scheduling(_Part):
-    """Functions that put jobs in live states set when each is next due (polling.py)."""
+    """Functions that put jobs in live states set when each is next due (poll_schedule.py)."""
 
     poll_schedule: Json[PollSchedule]
 
@@ -101,7 +101,7 @@ class _Announcing(_Part):
     event_bus_name: NonEmpty
 
 
-class _Polling(_Scheduling, _Counting, _Announcing):
+class _ObservingTasks(_Scheduling, _Counting, _Announcing):
     """...and those that see Kling finish a task learn how long it took (adapters.generation_estimates),
     count what it charged, and announce the job it ends (Kling failed the task)."""
 
@@ -117,7 +117,7 @@ class _Reconciling(_Part):
     reconcile_grace_s: int = Field(ge=0, le=900)
 
 
-class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _Polling, _Reconciling):
+class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Reconciling):
     """SubmitFunction: the queue it re-sends to, Kling, the callback URL it hands Kling, backpressure."""
 
     public_api_base_url: NonEmpty
@@ -140,14 +140,14 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
         return value
 
 
-class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _Polling):
+class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks):
     """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""
 
     callback_secret_grace_s: int = Field(ge=0)
 
 
-class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _Polling, _Reconciling):
-    """PollerFunction: settles every job that has gone quiet (poll.py)."""
+class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling):
+    """PollerFunction: settles every job that has gone quiet (poller.py)."""
 
     video_bucket: NonEmpty
     job_timeout_minutes: float = Field(gt=0)  # from submission to Kling: past it, TIMED_OUT

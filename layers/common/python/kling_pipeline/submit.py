@@ -28,9 +28,9 @@ from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_call
 from kling_pipeline.claims import (
     BY,
     HELD_FOR,
+    ClaimResult,
+    ClaimRules,
     Outcome,
-    SubmitResult,
-    SubmitRules,
     account_reason,
     claim_job,
     park_job,
@@ -64,7 +64,6 @@ from kling_pipeline.unit_estimates import units_to_reserve
 if TYPE_CHECKING:  # imported on first use: only requests with URL or S3 images need it (resolve_images)
     from kling_pipeline.adapters.input_images import InputImages
 
-S = JobState
 HELD_FOR_BUDGET = "daily budget reached"
 INVALID_PARAMETER = 1201
 BUDGET_TOO_SMALL = "BUDGET_TOO_SMALL"
@@ -76,7 +75,7 @@ class SubmitDependencies:
     """Everything the submit path talks to."""
 
     settings: SubmitSettings
-    rules: SubmitRules
+    rules: ClaimRules
     store: JobStore
     queue: JobQueue
     kling: KlingClient
@@ -97,7 +96,7 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
     store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
     return SubmitDependencies(
         settings=settings,
-        rules=SubmitRules.of(settings),
+        rules=ClaimRules.of(settings),
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name, store),
@@ -135,7 +134,7 @@ def resolve_images(request: JobRequest, deps: SubmitDependencies) -> dict[str, s
 
 def handle_record(
     raw_body: str, message_id: str, settings: SubmitSettings, *, owner: str, time_left_ms: int | None = None
-) -> SubmitResult:
+) -> ClaimResult:
     """One SQS record. Before the Kling keys are stored the message is parked in the DLQ at once with the
     fix (redrive it once they are), never left to burn its receives into the DLQ without a reason."""
     try:
@@ -145,7 +144,7 @@ def handle_record(
             raw_body, reason=str(exc), source_message_id=message_id, job_id=None
         )
         record(Metric.KLING_KEYS_MISSING)
-        result = SubmitResult(Outcome.PARKED, None, str(exc))
+        result = ClaimResult(Outcome.PARKED, None, str(exc))
         record_outcome(result)
         return result
     return handle_job_message(raw_body, message_id, deps, owner=owner, time_left_ms=time_left_ms)
@@ -153,7 +152,7 @@ def handle_record(
 
 def handle_job_message(
     raw_body: str, message_id: str, deps: SubmitDependencies, *, owner: str, time_left_ms: int | None = None
-) -> SubmitResult:
+) -> ClaimResult:
     """Everything the submit function does with one SQS record. Raises only for infrastructure errors
     (DynamoDB, SQS), which the batch processor reports so SQS redelivers the message.
 
@@ -182,7 +181,7 @@ def handle_job_message(
         if request.job_id == message_id:
             result, recorded = name_the_job(request, deps), True
         elif time_left_ms is not None and time_left_ms < needed_ms:
-            result = SubmitResult(Outcome.REQUEUED, request.job_id, "not enough time left in this invocation")
+            result = ClaimResult(Outcome.REQUEUED, request.job_id, "not enough time left in this invocation")
         else:
             time_left_s = scan_budget(time_left_ms, needed_ms)
             result, recorded = submit_job(request, deps, owner=owner, time_left_s=time_left_s), True
@@ -211,7 +210,7 @@ def handle_job_message(
     return result
 
 
-def name_the_job(request: JobRequest, deps: SubmitDependencies) -> SubmitResult:
+def name_the_job(request: JobRequest, deps: SubmitDependencies) -> ClaimResult:
     """A message without a job id is the job of its SQS message id. Claim that id for it now and send
     the request again with the id in its body: every later copy of it (a redelivery, the DLQ, a native
     DLQ redrive, which gives messages new ids) then names the same job, never a second paid one."""
@@ -219,11 +218,11 @@ def name_the_job(request: JobRequest, deps: SubmitDependencies) -> SubmitResult:
     assert job_id is not None
     job, created = deps.store.create(job_id, request, by=BY)
     if not created and job.request != request.as_message():
-        return SubmitResult(Outcome.REJECTED, job_id, reused_id_reason(job))
-    return SubmitResult(Outcome.NAMED, job_id, "sent again with its job id in the body")
+        return ClaimResult(Outcome.REJECTED, job_id, reused_id_reason(job))
+    return ClaimResult(Outcome.NAMED, job_id, "sent again with its job id in the body")
 
 
-def record_outcome(result: SubmitResult) -> None:
+def record_outcome(result: ClaimResult) -> None:
     """One log line and one metric per message; Kling's code as a dimension where Kling refused."""
     logger.info(
         "job message handled", extra={"job_id": result.job_id, "outcome": result.outcome, "detail": result.detail}
@@ -270,7 +269,7 @@ def recorded_request(job_id: str, deps: SubmitDependencies) -> JobRequest | None
         return None
 
 
-def reject_reference(raw_body: str, message_id: str, job_id: str, deps: SubmitDependencies) -> SubmitResult:
+def reject_reference(raw_body: str, message_id: str, job_id: str, deps: SubmitDependencies) -> ClaimResult:
     """A reference to a job with no (readable) record: there is no request to make, so no job is made
     of it (never a FAILED record under some id); the message is dead-lettered with why."""
     reason = (
@@ -279,7 +278,7 @@ def reject_reference(raw_body: str, message_id: str, job_id: str, deps: SubmitDe
     )
     logger.warning("resume of a job that is not recorded", extra={"job_id": job_id, "message_id": message_id})
     deps.queue.dead_letter(raw_body, reason=reason, source_message_id=message_id, job_id=job_id)
-    return SubmitResult(Outcome.REJECTED, job_id, reason)
+    return ClaimResult(Outcome.REJECTED, job_id, reason)
 
 
 def without_token(request: dict[str, Any]) -> dict[str, Any]:
@@ -288,7 +287,7 @@ def without_token(request: dict[str, Any]) -> dict[str, Any]:
 
 def reject_message(
     raw_body: str, message_id: str, error: InvalidJobMessageError, deps: SubmitDependencies
-) -> SubmitResult:
+) -> ClaimResult:
     """A message that can never succeed: record the job as FAILED (if it has an id and no job yet), tell
     a caller waiting with a task token, and park the message in the DLQ with the reason, on its first
     failure. The token is kept out of the record and the DLQ copy: it lets its holder resume a caller."""
@@ -300,7 +299,7 @@ def reject_message(
             error.job_id,
             placeholder,
             by=BY,
-            state=S.FAILED,
+            state=JobState.FAILED,
             error_code="INVALID_REQUEST",
             error_message=error.reason,
             raw_message=kept[:2000],
@@ -308,7 +307,7 @@ def reject_message(
     if task_token:
         deps.callers.failed(task_token, error="INVALID_REQUEST", cause=error.reason)
     deps.queue.dead_letter(kept, reason=error.reason, source_message_id=message_id, job_id=error.job_id)
-    return SubmitResult(Outcome.REJECTED, error.job_id, error.reason)
+    return ClaimResult(Outcome.REJECTED, error.job_id, error.reason)
 
 
 def without_task_token(raw_body: str, job_id: str | None) -> tuple[str, str | None]:
@@ -345,22 +344,22 @@ def scan_budget(time_left_ms: int | None, needed_ms: float) -> Callable[[], floa
 
 def submit_job(
     request: JobRequest, deps: SubmitDependencies, *, owner: str, time_left_s: Callable[[], float] | None = None
-) -> SubmitResult:
+) -> ClaimResult:
     job_id = request.job_id
     assert job_id is not None
     job, created = deps.store.create(job_id, request, by=BY)
     if not created and job.request != request.as_message():
         logger.warning("job id reused for a different request", extra={"state": job.state})
-        return SubmitResult(Outcome.REJECTED, job_id, reused_id_reason(job))
+        return ClaimResult(Outcome.REJECTED, job_id, reused_id_reason(job))
     try:
         claimed = claim_job(job, deps, owner=owner)
     except TransitionRejectedError as exc:
         # Another worker moved it between our read and our claim: look again on the next delivery.
-        return SubmitResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
-    if isinstance(claimed, SubmitResult):
+        return ClaimResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
+    if isinstance(claimed, ClaimResult):
         return claimed
     reserved = reserve_budget(claimed, deps)
-    if isinstance(reserved, SubmitResult):
+    if isinstance(reserved, ClaimResult):
         return reserved
     try:
         return submit_claimed_job(reserved, stored_request(reserved), deps, time_left_s=time_left_s)
@@ -369,7 +368,7 @@ def submit_job(
         return park_job(reserved, deps, account_reason(exc), kling_code=exc.code, release=True)
 
 
-def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | SubmitResult:
+def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | ClaimResult:
     """With a daily unit budget, hold what the job's task will cost (unit_estimates.py) before creating
     it: one transaction of the job's write and a conditional update of the day's counter, so any number
     of submitters at once never pass the budget and a job never holds without saying so. Without room,
@@ -396,7 +395,7 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | SubmitResult:
     try:
         return deps.store.transition(
             job,
-            S.SUBMITTING,
+            JobState.SUBMITTING,
             by=BY,
             changes={RESERVED_UNITS: units, RESERVED_DAY: day, HELD_FOR: None, "next_poll_at": job.next_poll_at},
             note=f"reserved {units:g} units of {day}'s budget",
@@ -413,10 +412,10 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | SubmitResult:
     released = release_for_retry(
         job, deps, reason, delay_s=min(until_next_day + random.randint(1, 60), 900), held_for=HELD_FOR_BUDGET
     )
-    return SubmitResult(Outcome.HELD, job.job_id, reason, delay_s=released.delay_s)
+    return ClaimResult(Outcome.HELD, job.job_id, reason, delay_s=released.delay_s)
 
 
-def budget_too_small(job: Job, deps: SubmitDependencies, units: float, budget: float) -> SubmitResult:
+def budget_too_small(job: Job, deps: SubmitDependencies, units: float, budget: float) -> ClaimResult:
     """A job whose estimate exceeds the whole daily budget would wait for ever: it fails now, saying
     why, before anything is reserved or created. Its end is announced and its waiting caller told."""
     reason = (
@@ -426,19 +425,19 @@ def budget_too_small(job: Job, deps: SubmitDependencies, units: float, budget: f
     )
     failed = deps.store.transition(
         job,
-        S.FAILED,
+        JobState.FAILED,
         by=BY,
         changes={"error_code": BUDGET_TOO_SMALL, "error_message": reason, HELD_FOR: None},
         remove=("lease_owner", "lease_expires_at"),
         note="estimate over the whole daily budget",
     )
     deps.announcer.job_ended(failed)
-    return SubmitResult(Outcome.FAILED, job.job_id, reason, error=BUDGET_TOO_SMALL)
+    return ClaimResult(Outcome.FAILED, job.job_id, reason, error=BUDGET_TOO_SMALL)
 
 
 def submit_claimed_job(
     job: Job, request: JobRequest, deps: SubmitDependencies, *, time_left_s: Callable[[], float] | None = None
-) -> SubmitResult:
+) -> ClaimResult:
     """We hold the claim: find an earlier task if one may exist, else create exactly one (the request's
     own video, or an extend chain's next step: extend_chain.py)."""
     kind = job.task_kind
@@ -488,7 +487,7 @@ def submit_claimed_job(
     return record_submitted(job, task, deps, model_name=body.get("model_name"))
 
 
-def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: KlingFinalError) -> SubmitResult:
+def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: KlingFinalError) -> ClaimResult:
     """1201 answers both a parameter Kling refuses and, in words of its own (reworded, translated), a
     create whose external_task_id it already holds: a task Kling runs and bills. Which it was is told by
     what can be checked, never by the message: the task under the step's external id. The job's own →
@@ -537,7 +536,7 @@ def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: Kling
     )
 
 
-def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> SubmitResult:
+def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> ClaimResult:
     """A request found invalid only now (an image that cannot be fetched or breaks Kling's rules):
     refused as a bad message is, before any money is spent: FAILED with INVALID_REQUEST, and its
     message dead-lettered with the reason (handle_job_message). Its budget reservation goes back. Its end
@@ -546,22 +545,22 @@ def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> SubmitRes
     poller's announcement (handle_job_message tells it too; Step Functions takes a token once)."""
     failed = deps.store.transition(
         job,
-        S.FAILED,
+        JobState.FAILED,
         by=BY,
         changes={"error_code": "INVALID_REQUEST", "error_message": reason},
         note="refused before any Kling call",
         linked=deps.ledger.release_update(job),
     )
     deps.announcer.job_ended(failed)
-    return SubmitResult(Outcome.REJECTED, job.job_id, reason, error="INVALID_REQUEST")
+    return ClaimResult(Outcome.REJECTED, job.job_id, reason, error="INVALID_REQUEST")
 
 
-def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError, *, detail: str | None = None) -> SubmitResult:
+def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError, *, detail: str | None = None) -> ClaimResult:
     """Kling refused the create for good: no task was made, so the budget reservation goes back. The job
     has ended: announced, and its waiting caller told."""
     failed = deps.store.transition(
         job,
-        S.FAILED,
+        JobState.FAILED,
         by=BY,
         changes={
             "error_code": f"KLING_{exc.code}",
@@ -571,4 +570,4 @@ def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError, *, detail
         linked=deps.ledger.release_update(job),
     )
     deps.announcer.job_ended(failed)
-    return SubmitResult(Outcome.FAILED, job.job_id, exc.message, kling_code=exc.code)
+    return ClaimResult(Outcome.FAILED, job.job_id, exc.message, kling_code=exc.code)

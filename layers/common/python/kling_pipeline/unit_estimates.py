@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kling_pipeline.lifecycle import Job, model_and_mode
-from kling_pipeline.polling import Estimate
+from kling_pipeline.poll_schedule import Estimate
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 download workflow (Step Functions), the Kling client, the video transfer (CDN -> S3), announcements
 (EventBridge), the ledger and generation estimates (StatsTable), webhooks, secrets and callback URL
 tokens, among others (docs/architecture.md, "Where each piece lives"). The six use cases (submit,
-callback, download_step, poll, jobs_api, webhooks) build them from their function's settings; the
+callback, download, poller, api, webhook) build them from their function's settings; the
 rules (lifecycle, requests, kling_task, ...) import none of them.
 
 Clients are built once per Lambda container and reused while it is warm (`per_container`);

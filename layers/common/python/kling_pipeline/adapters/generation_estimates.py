@@ -1,7 +1,7 @@
 """How long Kling takes, and what it charges, learned from finished jobs: one item per kind, model,
 mode and duration in StatsTable, a running mean and mean deviation of the generation time
 (exponentially weighted, so the estimate follows Kling when it gets faster or slower) and the units
-the latest such task was charged. The poller's first look at a job is set from it (polling.py); the
+the latest such task was charged. The poller's first look at a job is set from it (poll_schedule.py); the
 daily budget reserves its units (unit_estimates.py).
 """
 
@@ -19,7 +19,7 @@ from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import Job, model_and_mode
 from kling_pipeline.observability import logger
-from kling_pipeline.polling import Estimate
+from kling_pipeline.poll_schedule import Estimate
 
 WEIGHT = 0.2  # of a new sample in the running figures
 CACHE_S = 60.0  # a warm function reads an estimate at most this often

@@ -34,12 +34,12 @@ from kling_pipeline.lifecycle import (
     utc_now_iso,
 )
 from kling_pipeline.observability import Metric, record
-from kling_pipeline.polling import SHARDS, PollSchedule, live_shard, next_poll_at, state_shard, timed_out_look_s
+from kling_pipeline.poll_schedule import SHARDS, PollSchedule, live_shard, next_poll_at, state_shard, timed_out_look_s
 
 if TYPE_CHECKING:
     from kling_pipeline.requests import JobRequest
 
-# Non-terminal jobs carry LIVE_ATTR (their shard, polling.live_shard) and NEXT_POLL_ATTR: the sparse
+# Non-terminal jobs carry LIVE_ATTR (their shard, poll_schedule.live_shard) and NEXT_POLL_ATTR: the sparse
 # LiveJobs GSI holds exactly the live jobs, by shard, most overdue first; the poller reads it, never
 # a scan. It projects only what the poller reads.
 LIVE_ATTR = "live_shard"
@@ -57,7 +57,7 @@ ANNOUNCE_GRACE_S = 30
 ANNOUNCED_REMOVES = (ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR, "task_token")
 UNLOGGED_ATTR = "last_unlogged_move"
 # Every job by state, newest update first (the jobs API's listing); projects what a listing shows. Its
-# partition key is STATE_SHARD_ATTR (`QUEUED#7`: polling.state_shard), written with every state, so one
+# partition key is STATE_SHARD_ATTR (`QUEUED#7`: poll_schedule.state_shard), written with every state, so one
 # state's writes spread over SHARDS partitions; a listing reads every shard of its state.
 STATE_INDEX = "JobsByState"
 STATE_SHARD_ATTR = "state_shard"
@@ -567,7 +567,7 @@ class JobStore:
         self, state: JobState, shard: int, since: str | None, limit: int, after: tuple[str, str] | None
     ) -> tuple[list[dict[str, Any]], bool]:
         """Up to `limit` jobs of one shard of `state`, newest first, after `after`; and whether there may be more."""
-        partition = f"{state.value}#{shard}"  # polling.state_shard of any job of this shard
+        partition = f"{state.value}#{shard}"  # poll_schedule.state_shard of any job of this shard
         kwargs: dict[str, Any] = {
             "TableName": self._table.name,
             "IndexName": STATE_INDEX,

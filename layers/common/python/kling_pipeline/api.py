@@ -50,11 +50,10 @@ from kling_pipeline.errors import (
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.lifecycle import Job, JobState, public_step
 from kling_pipeline.observability import logger
-from kling_pipeline.polling import SHARDS, shard_number
+from kling_pipeline.poll_schedule import SHARDS, shard_number
 from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import ApiSettings
 
-S = JobState
 BY = "api"
 DEFAULT_PAGE = 50
 
@@ -100,14 +99,14 @@ def job_url(base_url: str, job_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class Submission:
+class PostJobsAnswer:
     """What POST /jobs answers: its status and its body."""
 
     status: int
     body: Accepted | BatchAccepted
 
 
-def submit_jobs(body: JobRequest | JobBatch, base_url: str, deps: JobsApiDependencies) -> Submission:
+def submit_jobs(body: JobRequest | JobBatch, base_url: str, deps: JobsApiDependencies) -> PostJobsAnswer:
     """One job or a batch. A batch with any invalid job is refused whole (400, every problem listed,
     nothing queued); otherwise each job is accepted, found to exist already, or in conflict."""
     batch = isinstance(body, JobBatch)
@@ -121,9 +120,9 @@ def submit_jobs(body: JobRequest | JobBatch, base_url: str, deps: JobsApiDepende
             raise JobsApiError(409, result.error.code, result.error.message, "job_id")
         if result.outcome == "not_queued":
             raise JobsApiError(503, "QUEUE_UNAVAILABLE", "the job could not be queued; send the same request again")
-        return Submission(202 if result.outcome == "accepted" else 200, result)
+        return PostJobsAnswer(202 if result.outcome == "accepted" else 200, result)
     accepted = any(r.outcome == "accepted" for r in results)
-    return Submission(202 if accepted else 200, BatchAccepted(jobs=results))
+    return PostJobsAnswer(202 if accepted else 200, BatchAccepted(jobs=results))
 
 
 def checked_requests(requests: list[JobRequest], batch: bool, deps: JobsApiDependencies) -> list[JobRequest]:
@@ -187,7 +186,7 @@ def enqueue(requests: list[JobRequest], base_url: str, deps: JobsApiDependencies
                 created.append((job, request))
                 continue
         results[job_id] = compared(job, request, base_url)
-        if results[job_id].outcome == "existing" and job.state is S.QUEUED and job.awaiting_message:
+        if results[job_id].outcome == "existing" and job.state is JobState.QUEUED and job.awaiting_message:
             resent.append(request)
     if resent:
         # Best effort: a job whose message is lost again is sent by the poller.
@@ -266,7 +265,7 @@ def not_found(job_id: str) -> JobsApiError:
 def view(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
     request = {k: v for k, v in job.request.items() if k != "task_token"}  # a token resumes its caller: not shown
     link: tuple[str | None, str | None] = (None, None)
-    if job.state is S.COMPLETED and job.s3_uri:
+    if job.state is JobState.COMPLETED and job.s3_uri:
         link = deps.links.download_url(job.s3_uri)
     return JobView(
         job_id=job.job_id,
@@ -398,7 +397,7 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
     if job is None:
         raise not_found(job_id)
     for _ in range(3):  # the job may move under us (a claim, a backpressure cycle): decide on what it is now
-        if job.state is S.CANCELLED:
+        if job.state is JobState.CANCELLED:
             return view(job, base_url, deps)  # cancelling twice is the same answer
         refusal = why_not_cancellable(job)
         if refusal is not None:
@@ -406,7 +405,7 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
         try:
             cancelled = deps.store.transition(
                 job,
-                S.CANCELLED,
+                JobState.CANCELLED,
                 by=BY,
                 changes={"error_code": "CANCELLED", "error_message": cancelled_message(job)},
                 note="cancelled",
@@ -434,18 +433,18 @@ def cancelled_message(job: Job) -> str:
 
 
 def why_not_cancellable(job: Job) -> JobsApiError | None:
-    if job.state is S.QUEUED and not job.needs_reconcile:
+    if job.state is JobState.QUEUED and not job.needs_reconcile:
         return None
     if job.is_terminal:
         return JobsApiError(409, "JOB_ENDED", f"job {job.job_id} has already ended ({job.state.value})", "job_id")
     cost = kling_cost(job)
-    if job.state is S.QUEUED:  # an earlier create's answer proved nothing: Kling may hold (and bill) a task
+    if job.state is JobState.QUEUED:  # an earlier create's answer proved nothing: Kling may hold (and bill) a task
         message = (
             f"job {job.job_id} cannot be cancelled: an earlier request to Kling may have created its task (the "
             f"answer proved nothing), and Kling has no cancel. The pipeline is finding out; if the task exists it "
             f"runs to its end and is billed ({cost})"
         )
-    elif job.state is S.SUBMITTING:
+    elif job.state is JobState.SUBMITTING:
         message = (
             f"job {job.job_id} cannot be cancelled: it is being sent to Kling right now, and Kling has no cancel. "
             f"If Kling accepts it, it runs to its end and is billed ({cost})"

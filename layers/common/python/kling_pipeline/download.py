@@ -31,7 +31,6 @@ from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import DownloadSettings
 
 BY = "download-workflow"
-S = JobState
 
 
 @dataclass
@@ -70,7 +69,7 @@ def download_job(job_id: str, version: int, deps: DownloadDependencies) -> dict[
 
 def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str, Any]:
     job = deps.store.get(job_id)
-    if job.state is not S.DOWNLOADING or job.version != version:
+    if job.state is not JobState.DOWNLOADING or job.version != version:
         logger.info("not the job this execution was started for; nothing to do", extra={"state": job.state})
         record(Metric.DOWNLOADS, outcome="skipped")
         return {"ok": True, "skipped": True, "state": job.state.value}
@@ -141,7 +140,7 @@ def refused(job: Job, code: str, message: str, deps: DownloadDependencies) -> di
     record(Metric.DOWNLOADS, outcome="refused")
     message = f"{job.step_label}{message}"
     changes = {"error_code": code, "error_message": message}
-    return outcome(job, S.FAILED, changes, changes, deps)
+    return outcome(job, JobState.FAILED, changes, changes, deps)
 
 
 def stored_outcome(job: Job, stored: StoredVideo, deps: DownloadDependencies) -> dict[str, Any]:
@@ -150,7 +149,7 @@ def stored_outcome(job: Job, stored: StoredVideo, deps: DownloadDependencies) ->
     to_state, changes = after_stored(job, stored_changes(stored))
     details = {"s3_uri": stored.s3_uri, "size": stored.size, "sha256": stored.sha256}
     answer = outcome(job, to_state, changes, details, deps)
-    if to_state is S.QUEUED:
+    if to_state is JobState.QUEUED:
         # The job by id only: its request (up to a message's size) stays in its record, out of the
         # workflow's state (256 KiB) and of the step's message.
         answer |= {"next_step": True, "next_message": json.dumps(job_reference(job.job_id))}
@@ -169,7 +168,7 @@ def outcome(
     write = deps.store.transition_write(job, to_state, by=BY, changes=changes)
     ended = job.model_copy(update={k: v for k, v in changes.items() if k in ("steps", "units_charged")})
     answer: dict[str, Any] = {
-        "ok": to_state is not S.FAILED,
+        "ok": to_state is not JobState.FAILED,
         "skipped": False,
         "next_step": False,
         "write": write.for_step_functions(),

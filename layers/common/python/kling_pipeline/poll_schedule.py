@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kling_pipeline.lifecycle import Job, JobState
 
-S = JobState
 SHARDS = 16
 GROWTH = 1.5
 MAX_INTERVAL_FACTOR = 10
@@ -114,15 +113,15 @@ def next_poll_at(
     lease_expires_at: int | None = None,
 ) -> int:
     """When a job entering `to_state` now is next due, if nothing (a callback, the workflow) settles it first."""
-    if to_state is S.QUEUED:
+    if to_state is JobState.QUEUED:
         return now + schedule.queued_report_s
-    if to_state is S.SUBMITTING:
+    if to_state is JobState.SUBMITTING:
         return (now if lease_expires_at is None else lease_expires_at) + 1
-    if to_state is S.SUBMITTED:
+    if to_state is JobState.SUBMITTED:
         return expected_finish_at or now + schedule.expected_std_s
-    if to_state is S.PROCESSING:
+    if to_state is JobState.PROCESSING:
         # Seen running (a callback, or a poll): wait for the callbacks until a while after it should end.
         return max(expected_finish_at or now, now) + schedule.callback_wait_s
-    if to_state is S.DOWNLOADING:
+    if to_state is JobState.DOWNLOADING:
         return now + schedule.download_check_s
     raise ValueError(f"{to_state} is not a live state")

@@ -46,9 +46,9 @@ from kling_pipeline.adapters.kling_client import KlingClient, shared_client
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import kling_credentials
 from kling_pipeline.claims import (
+    ClaimResult,
+    ClaimRules,
     Outcome,
-    SubmitResult,
-    SubmitRules,
     account_reason,
     claim_job,
     park_job,
@@ -68,11 +68,10 @@ from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, advance_job
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.polling import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
+from kling_pipeline.poll_schedule import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
 from kling_pipeline.requests import parked_message, stored_request
 from kling_pipeline.settings import PollerSettings
 
-S = JobState
 BY = "poller"
 REPAIR = "poller-repair"
 PER_SHARD = 25  # jobs read from each shard per round
@@ -85,7 +84,7 @@ ACCOUNT_LOOKBACK_MS = 400 * 86_400_000  # resource packs bought in the last 400 
 @dataclass
 class PollerDependencies:
     settings: PollerSettings
-    rules: SubmitRules
+    rules: ClaimRules
     store: JobStore
     queue: JobQueue
     kling: KlingClient
@@ -107,7 +106,7 @@ def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
     store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
     return PollerDependencies(
         settings=settings,
-        rules=SubmitRules.of(settings),
+        rules=ClaimRules.of(settings),
         store=store,
         queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
         kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
@@ -213,13 +212,13 @@ def settle(
     for item in due:
         if time_left_s() <= MARGIN_S:
             break
-        state = S(item["state"])
+        state = JobState(item["state"])
         report.looked_at += 1
         report.max_lag_s = max(report.max_lag_s, now - int(item["next_poll_at"]))
         # An ended job waits here only for its announcement, or (TIMED_OUT) to be watched for a late `succeed`.
         if not state.is_terminal:
             report.oldest_live_s = max(report.oldest_live_s, age_s(item.get("created_at"), now))
-        polled = state in (S.SUBMITTED, S.PROCESSING)
+        polled = state in (JobState.SUBMITTED, JobState.PROCESSING)
         next_due = look_again_at(state, item, now, schedule)
         try:
             won = deps.store.claim_poll(item["job_id"], due=int(item["next_poll_at"]), next_due=next_due, polled=polled)
@@ -230,7 +229,7 @@ def settle(
         if not won:
             report.claimed_elsewhere += 1
             continue
-        if job is not None and (not job.is_terminal or job.announce_pending or job.state is S.TIMED_OUT):
+        if job is not None and (not job.is_terminal or job.announce_pending or job.state is JobState.TIMED_OUT):
             claimed.append(job)
     running = [job for job in claimed if job.state in AWAITING_KLING and job.task_id]
     with ThreadPoolExecutor(max_workers=deps.settings.poll_parallelism) as pool:
@@ -272,14 +271,14 @@ def job_failed(job: Job | str, exc: Exception, report: PollReport) -> str:
 
 def look_again_at(state: JobState, item: dict[str, Any], now: int, schedule: PollSchedule) -> int:
     """When this job is next due if this run does nothing more with it (or dies on the way)."""
-    if state in (S.SUBMITTED, S.PROCESSING):
+    if state in (JobState.SUBMITTED, JobState.PROCESSING):
         return now + poll_interval_s(int(item.get("poll_count") or 0) + 1, schedule)
-    if state is S.SUBMITTING:
+    if state is JobState.SUBMITTING:
         lease = int(item.get("lease_expires_at") or 0)
         return lease + 1 if lease > now else now + schedule.poll_interval_s
-    if state is S.DOWNLOADING:
+    if state is JobState.DOWNLOADING:
         return now + schedule.download_check_s
-    if state is S.TIMED_OUT:
+    if state is JobState.TIMED_OUT:
         # Watched, rarely; if its end is still to be announced, settle_one brings its next look forward.
         return now + timed_out_look_s(schedule)
     if state.is_terminal:
@@ -308,7 +307,7 @@ def settle_one(
     now: int,
     time_left_s: Callable[[], float] | None = None,
 ) -> str:
-    if job.state is S.TIMED_OUT:
+    if job.state is JobState.TIMED_OUT:
         # Its end announced first (once), then watched for a late `succeed`: a later end is never
         # announced before this one.
         if not job.announce_pending:
@@ -324,20 +323,24 @@ def settle_one(
         if not announce_again(job, deps, report):
             return "announcement failed again; tried at its next look"
         return "announced (its first announcement had failed)"
-    if job.state in (S.SUBMITTED, S.PROCESSING):
+    if job.state in (JobState.SUBMITTED, JobState.PROCESSING):
         return settle_running(job, answer, deps, report, now)
-    if job.state is S.SUBMITTING:
+    if job.state is JobState.SUBMITTING:
         return settle_claim(job, deps, report, now, time_left_s)
-    if job.state is S.DOWNLOADING:
+    if job.state is JobState.DOWNLOADING:
         return settle_download(job, deps, report, now)
-    if job.state is S.QUEUED and job.awaiting_message:
+    if job.state is JobState.QUEUED and job.awaiting_message:
         # Recorded and never claimed: its message was lost (a chain's next step the workflow could not
         # send, a jobs-API job whose batch failed before its message went).
         send_next_step(job, deps, report)
         message = f"step {job.step}'s message" if job.is_chain else "its message"
         return f"{message} sent again (none had reached the submit path)"
     schedule = deps.store.schedule
-    if job.state is S.QUEUED and schedule is not None and now - age_from(job.updated_at) > schedule.queued_report_s:
+    if (
+        job.state is JobState.QUEUED
+        and schedule is not None
+        and now - age_from(job.updated_at) > schedule.queued_report_s
+    ):
         report.queued_too_long += 1
         record(Metric.POLLER_JOBS, action="queued_too_long")
         logger.warning(
@@ -370,12 +373,12 @@ def settle_running(
         record(Metric.KLING_GETS, by=BY)
         next_due = int(job.next_poll_at or now)  # the claim set it: keep it for a job still running
         current, action = advance_job(job, answer, deps, by=BY, next_poll_at=next_due)
-        if current.state in (S.DOWNLOADING, S.FAILED) and current is not job:
+        if current.state in (JobState.DOWNLOADING, JobState.FAILED) and current is not job:
             report.resolved_by_poll += 1
             record(Metric.POLLER_JOBS, action="resolved")
     elif answer is not None:
         action = f"could not ask Kling: {answer}"
-    if current.state not in (S.SUBMITTED, S.PROCESSING):
+    if current.state not in (JobState.SUBMITTED, JobState.PROCESSING):
         return action
     waited = now - (current.submitted_at or now)
     timeout = deps.settings.job_timeout_s
@@ -396,7 +399,7 @@ def settle_running(
     )
     timed_out = deps.store.transition(
         current,
-        S.TIMED_OUT,
+        JobState.TIMED_OUT,
         by=BY,
         changes={
             "error_code": "JOB_TIMED_OUT",
@@ -422,7 +425,7 @@ def settle_timed_out(
         report.kling_gets += 1
         record(Metric.KLING_GETS, by=BY)
         moved, action = advance_job(job, answer, deps, by=BY)
-        if moved.state is S.DOWNLOADING:
+        if moved.state is JobState.DOWNLOADING:
             report.resolved_by_poll += 1
             record(Metric.POLLER_JOBS, action="resolved")
             return f"Kling finished it after the job timeout: {action}"
@@ -448,7 +451,7 @@ def settle_claim(
     if (job.lease_expires_at or 0) > now:
         return "claim still held"
     claimed = claim_job(job, deps, owner=BY)
-    if isinstance(claimed, SubmitResult):
+    if isinstance(claimed, ClaimResult):
         return claimed.detail
     try:
         scan_time = None if time_left_s is None else (lambda: time_left_s() - MARGIN_S)
@@ -476,7 +479,7 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
     """A DOWNLOADING job whose workflow is not running: finish it from S3, or download it again."""
     # Imported here: a repair is rare, and these bring the video transfer's machinery into every cold start.
     from kling_pipeline.adapters.video_transfer import stored_video
-    from kling_pipeline.download_step import stored_changes
+    from kling_pipeline.download import stored_changes
 
     attempt = deps.workflow.last_attempt(job)
     if attempt is not None and attempt.working:
@@ -487,7 +490,7 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
         repaired = deps.store.transition(job, to_state, by=REPAIR, changes=changes)
         report.repaired += 1
         record(Metric.POLLER_JOBS, action="repaired")
-        if to_state is S.QUEUED:
+        if to_state is JobState.QUEUED:
             send_next_step(repaired, deps, report)
             return f"step {job.step} completed from the stored video; step {repaired.step} queued"
         deps.announcer.job_ended(repaired)
@@ -530,7 +533,9 @@ def send_next_step(job: Job, deps: PollerDependencies, report: PollReport) -> No
 
 
 def fail_download(job: Job, deps: PollerDependencies, report: PollReport, code: str, message: str) -> str:
-    failed = deps.store.transition(job, S.FAILED, by=REPAIR, changes={"error_code": code, "error_message": message})
+    failed = deps.store.transition(
+        job, JobState.FAILED, by=REPAIR, changes={"error_code": code, "error_message": message}
+    )
     deps.announcer.job_ended(failed)
     report.failed += 1
     record(Metric.POLLER_JOBS, action="failed")
