@@ -366,3 +366,19 @@ def apply_iam_bridges() -> None:
     apply_iam_denials_in_service_protocol()
     apply_iam_resource_unknown_judges_action()
     apply_s3_missing_key_forbidden_without_list()
+
+
+@cache
+def install_unknown_callers_are_the_account() -> None:
+    """A request signed with a key moto does not know (the stack itself, moto's own engine) is the
+    account's, not judged; a role session or an IAM user is judged by moto's IAM authorization."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+    def _authenticate_and_authorize_action(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+        if iam_enforced() and _signed_principal(self) is None:
+            return
+        original(self, iam_request_cls, resource)
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate_and_authorize_action  # type: ignore[method-assign]

@@ -13,32 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import cache
-from typing import Any
 
-from kling_local.moto_bridges import _signed_principal, iam_enforced
 from kling_local.stack.deploy import FunctionConfig
 from kling_local.stack.moto_server import AwsTarget
 
 log = logging.getLogger(__name__)
 
 SESSION_SECONDS = 12 * 3600  # moto does not expire sessions; the figure is what a Lambda session may last
-
-
-@cache
-def install_unknown_callers_are_the_account() -> None:
-    """A request signed with a key moto does not know (the stack itself, moto's own engine) is the
-    account's, not judged; a role session or an IAM user is judged by moto's IAM authorization."""
-    from moto.core.authorization import ActionAuthenticatorMixin
-
-    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
-
-    def _authenticate_and_authorize_action(self: Any, iam_request_cls: type, resource: str = "*") -> None:
-        if iam_enforced() and _signed_principal(self) is None:
-            return
-        original(self, iam_request_cls, resource)
-
-    ActionAuthenticatorMixin._authenticate_and_authorize_action = _authenticate_and_authorize_action  # type: ignore[method-assign]
 
 
 def role_sessions(aws: AwsTarget, functions: Mapping[str, FunctionConfig]) -> dict[str, dict[str, str]]:

@@ -140,7 +140,7 @@ class MotoServer:
         """moto's own switch: authorization from the first request on (`INITIAL_NO_AUTH_ACTION_COUNT`)."""
         from moto import settings
 
-        from kling_local.stack.iam import install_unknown_callers_are_the_account
+        from kling_local.moto_bridges import install_unknown_callers_are_the_account
 
         install_unknown_callers_are_the_account()
         self._saved_no_auth_count = settings.INITIAL_NO_AUTH_ACTION_COUNT
