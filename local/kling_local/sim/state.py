@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kling_local.sim.callbacks import CallbackDispatcher
+from kling_local.sim.callbacks import CallbackDispatcher, Message
 from kling_local.sim.cdn import Cdn, CdnObject, base_url
 from kling_local.sim.config import SimConfig
 from kling_local.sim.errors import SimApiError, invalid
@@ -470,9 +470,17 @@ class SimState:
             return
         data = new_design_dict(task, self._billing()) if task.new_design else task.to_dict()
         body = json.dumps(data, separators=(",", ":")).encode()
-        self.callbacks.submit(
-            task.task_id, task.spec.callback_url, body, final=task.terminal, config=self._config, rng=self._callback_rng
-        )
+        secrets_ = self._config.webhook_secrets()
+        if (
+            secrets_
+            and self._config.unsigned_callback_rate
+            and self._callback_rng.random() < (self._config.unsigned_callback_rate)
+        ):
+            secrets_ = ()  # a console without a secret: this event goes unsigned
+        # One id per event (this task reaching this status): every copy of it carries the same webhook-id.
+        event = hashlib.sha256(f"{self._config.seed}/{task.task_id}/{task.status}".encode()).hexdigest()
+        message = Message(task.spec.callback_url, body, str(int(event[:15], 16)), secrets_)
+        self.callbacks.submit(task.task_id, message, final=task.terminal, config=self._config, rng=self._callback_rng)
 
     def _billing(self) -> Billing:
         return Billing(self._config.billing_currency, self._config.cash_per_unit)
