@@ -154,3 +154,30 @@ def test_defaults_match_simconfig():
 def test_bad_cdn_body_choice_is_an_argparse_error():
     with pytest.raises(SystemExit):
         _parse("--cdn-body", "gif")
+
+
+def test_the_newer_designs_flags_become_config():
+    # Given the API key, a rotation window of webhook secrets and the /tasks knobs as flags
+    secret = "whsec_" + "c2ltdWxhdG9yLXdlYmhvb2stc2VjcmV0LTAxMjM0NTY="
+    old = "whsec_" + "dGhlLXByZXZpb3VzLXdlYmhvb2stc2VjcmV0LTQ1Njc="
+    args = _parse(
+        "--api-key",
+        "key-1",
+        "--webhook-secret",
+        secret,
+        "--webhook-secret-previous",
+        old,
+        "--unsigned-callback-rate",
+        "0.3",
+        "--tasks-max-ids",
+        "20",
+        "--tasks-include-legacy",
+        "--billing-currency",
+        "USD",
+    )
+    # Then they are the simulator's config
+    config = build_config(args)
+    assert config.api_keys() == {"key-1": config.access_key}
+    assert config.webhook_secrets() == (secret, old)
+    assert (config.unsigned_callback_rate, config.tasks_max_ids, config.tasks_include_legacy) == (0.3, 20, True)
+    assert config.billing_currency == "USD"
