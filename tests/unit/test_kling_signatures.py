@@ -18,10 +18,7 @@ from kling_pipeline.errors import ConfigError
 SECRET = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0MTI="
 WEBHOOK_ID = "9876543210"
 TIMESTAMP = 1781080794
-BODY = (
-    b'{"id":"1234567890","status":"succeeded","message":"",'
-    b'"create_time":1781080778802,"update_time":1781080794151}'
-)
+BODY = b'{"id":"1234567890","status":"succeeded","message":"","create_time":1781080778802,"update_time":1781080794151}'
 SIGNATURE = "v1,UsKlJP00XoQyOn410NM9xv34sP+Gl0jnOO9Lcpr7NJ4="
 SIGNED_AT = datetime.fromtimestamp(TIMESTAMP, UTC)
 OTHER_SECRET = "whsec_b3RoZXJzZWNyZXRvdGhlcnNlY3JldG90aGVyc2VjcmV0MTI="
@@ -88,7 +85,7 @@ def test_during_a_rotation_either_secret_verifies_the_two_signatures() -> None:
         {"webhook-timestamp": ""},
         {"webhook-timestamp": "1781080794.0"},
         {"webhook-timestamp": "-1781080794"},
-        {"webhook-timestamp": "９"},
+        {"webhook-timestamp": "\uff19"},  # a digit, not an ASCII one
         {"webhook-signature": "v1,"},
         {"webhook-id": "9" * 201},
     ],

@@ -65,7 +65,9 @@ def kling_webhook_secrets(secret_name: str, *, max_age_s: int) -> tuple[str, ...
     try:
         value = parameters.get_secret(secret_name, max_age=max_age_s)
     except parameters.exceptions.GetParameterError as exc:
-        raise ConfigError(f"cannot read the Kling webhook secret {secret_name}: {type(exc.__cause__).__name__}") from exc
+        raise ConfigError(
+            f"cannot read the Kling webhook secret {secret_name}: {type(exc.__cause__).__name__}"
+        ) from exc
     if not isinstance(value, str) or value.strip().lower() == "none" or _placeholder(value):
         return ()
     return tuple(value.split())
