@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
 from kling_pipeline.adapters.job_store import CALLBACK_IDS_ATTR
@@ -17,6 +19,7 @@ from tests.support.scenarios import Completion, as_callback_body, kling_task, su
 
 OLD_SECRET = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0MTI="  # Kling's test vector's
 NEW_SECRET = "whsec_b3RoZXJzZWNyZXRvdGhlcnNlY3JldG90aGVyc2VjcmV0MTI="
+ANY_TEXT = st.text(st.characters(codec=None, categories=None, exclude_categories=()), max_size=300)
 
 
 def hold_kling_secret(completion: Completion, value: str) -> None:
@@ -191,3 +194,25 @@ def test_a_signed_callback_still_needs_the_url_token(completion: Completion) -> 
     # Then it is 401 and changes nothing
     assert answer["statusCode"] == 401
     assert raw_item(completion, "no-token") == item
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    webhook_id=ANY_TEXT,
+    timestamp=ANY_TEXT | st.integers(-(10**13), 10**13).map(str) | st.just(str(int(time.time()))),
+    signature=ANY_TEXT | st.just("v1,") | st.text("v1, ,=+/abc", max_size=80),
+    body=ANY_TEXT,
+)
+def test_no_signed_looking_callback_gets_a_5xx_or_moves_the_job(
+    completion: Completion, webhook_id: str, timestamp: str, signature: str, body: str
+) -> None:
+    # Given Kling's secret stored and a live job, When anything with signature headers arrives with our token
+    if completion.pipeline.store.find("prop-target") is None:
+        hold_kling_secret(completion, OLD_SECRET)
+        submitted(completion, "prop-target")
+    before = completion.pipeline.store.get("prop-target")
+    headers = {"webhook-id": webhook_id, "webhook-timestamp": timestamp, "webhook-signature": signature}
+    answer = completion.callback("prop-target", body, headers=headers)
+    # Then it is refused below 500 and the job has not moved
+    assert answer["statusCode"] < 500, answer
+    assert completion.pipeline.store.get("prop-target").version == before.version

@@ -61,6 +61,12 @@ def test_a_timestamp_more_than_five_minutes_off_is_refused(skew_s: int) -> None:
         verify_kling_callback(kling_signers([SECRET]), BODY, headers(), now=now)
 
 
+@pytest.mark.parametrize("timestamp", [999_999_999_999, 0])
+def test_a_timestamp_centuries_away_is_refused_not_an_error(timestamp: int) -> None:
+    with pytest.raises(BadSignatureError, match="off"):
+        verify_kling_callback(kling_signers([SECRET]), BODY, headers(timestamp=timestamp), now=SIGNED_AT)
+
+
 @pytest.mark.parametrize("skew_s", [-300, 0, 300])
 def test_a_timestamp_within_five_minutes_verifies(skew_s: int) -> None:
     now = SIGNED_AT + timedelta(seconds=skew_s)

@@ -62,10 +62,11 @@ def verify_kling_callback(
         raise BadSignatureError(f"webhook-id longer than {MAX_WEBHOOK_ID_CHARS} characters")
     if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         raise BadSignatureError("webhook-timestamp is not whole seconds")
-    signed_at = datetime.fromtimestamp(int(timestamp), UTC)
-    skew_s = abs(((now or datetime.now(UTC)) - signed_at).total_seconds())
+    # Compared as numbers first: a timestamp centuries away is refused, not a datetime overflow.
+    skew_s = abs((now or datetime.now(UTC)).timestamp() - int(timestamp))
     if skew_s > TOLERANCE_S:
         raise BadSignatureError(f"webhook-timestamp {skew_s:.0f} s off (more than {TOLERANCE_S} s)")
+    signed_at = datetime.fromtimestamp(int(timestamp), UTC)
     given = [signature.encode() for signature in signatures]
     for signer in signers:
         expected = signer.sign(webhook_id, signed_at, body).encode()
