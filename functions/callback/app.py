@@ -32,7 +32,8 @@ settings = CallbackSettings.from_environment()
 def lambda_handler(event: APIGatewayProxyEvent, context: LambdaContext) -> dict[str, Any]:
     job_id = (event.path_parameters or {}).get("job_id", "")
     body = event.decoded_body if event.is_base64_encoded else event.body
-    answer = handle_callback(job_id, event.get_query_string_value("token"), body, callback_dependencies(settings))
+    token = event.get_query_string_value("token")
+    answer = handle_callback(job_id, token, body, callback_dependencies(settings), dict(event.headers or {}))
     headers = {"Content-Type": "application/json"}
     return {"statusCode": answer.status, "headers": headers, "body": json.dumps(answer.body)}
 

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,42 @@ def test_callback_route_reaches_the_callback_function(stack: LocalStack) -> None
     # Then the real callback function refused it
     assert response.status_code == 401  # a bad token is refused by the real function
     assert stack.function_stats()["CallbackFunction"]["invocations"] == before + 1
+
+
+def test_a_signed_callback_is_verified_by_the_callback_function_under_its_own_role(stack: LocalStack) -> None:
+    # Given job t1 SUBMITTED (above), and Kling's webhook secret stored in the stack's KlingWebhookSecret
+    from standardwebhooks import Webhook
+
+    from kling_local.stack.stack import generate_kling_webhook_secret
+    from kling_pipeline.adapters.callback_tokens import job_token
+
+    assert stack.deployment is not None
+    secretsmanager = stack.client("secretsmanager")
+    ours = secretsmanager.get_secret_value(SecretId=stack.deployment.secrets["CallbackSigningSecret"])["SecretString"]
+    kling_secret = generate_kling_webhook_secret()
+    stack.put_kling_webhook_secret(kling_secret)
+    table, ddb = stack.endpoints["jobs_table"], stack.client("dynamodb")
+    task_id = ddb.get_item(TableName=table, Key={"job_id": {"S": "t1"}})["Item"]["task_id"]["S"]
+    body = json.dumps({"task_id": task_id, "task_status": "processing"})
+    url, params = f"{stack.endpoints['api_base_url']}/callbacks/t1", {"token": job_token(ours, "t1")}
+
+    def post(secret: str, webhook_id: str) -> httpx.Response:
+        now = datetime.now(UTC)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(secret).sign(webhook_id, now, body),
+        }
+        return httpx.post(url, params=params, content=body, headers=headers, timeout=60)
+
+    # When a callback signed with another secret, then one signed with Kling's, reach the API
+    forged, genuine = post(generate_kling_webhook_secret(), "m-1"), post(kling_secret, "m-2")
+    # Then the real function, reading the secret with its own role (IAM enforced), refused the first and
+    # acted on the second
+    assert forged.status_code == 401, forged.text
+    assert genuine.status_code == 200, genuine.text
+    assert genuine.json()["action"] == "SUBMITTED -> PROCESSING"
 
 
 def test_state_file_lists_the_endpoints(stack: LocalStack, project_root: Path) -> None:

@@ -78,9 +78,15 @@ class InProcessFunctions:
         return request_id
 
 
-def api_gateway_event(job_id: str, token: str | None, body: str) -> dict[str, object]:
-    """events/api_callback_succeed.json with this job, token and body: what API Gateway hands the function."""
+def api_gateway_event(
+    job_id: str, token: str | None, body: str, headers: dict[str, str] | None = None
+) -> dict[str, object]:
+    """events/api_callback_succeed.json with this job, token, body (and more headers): what API Gateway
+    hands the function."""
     event: dict[str, object] = json.loads((ROOT / "events" / "api_callback_succeed.json").read_text())
+    if headers:
+        event["headers"] = {**event["headers"], **headers}  # type: ignore[dict-item]
+        event["multiValueHeaders"] = {**event["multiValueHeaders"], **{k: [v] for k, v in headers.items()}}  # type: ignore[dict-item]
     event["path"] = f"/callbacks/{job_id}"
     event["pathParameters"] = {"job_id": job_id}
     query = {"token": token} if token is not None else None

@@ -134,7 +134,13 @@ class Completion:
     events_queue_url: str
     invocations: list[tuple[str, dict[str, Any]]]
 
-    def callback(self, job_id: str, body: dict[str, Any] | str, token: str | None = "auto") -> dict[str, Any]:
+    def callback(
+        self,
+        job_id: str,
+        body: dict[str, Any] | str,
+        token: str | None = "auto",
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         from kling_local.stack.worker import LambdaContext
         from kling_pipeline.adapters.callback_tokens import job_token
         from tests.support.lambda_runtime import api_gateway_event
@@ -143,7 +149,7 @@ class Completion:
             token = job_token(SIGNING_SECRET, job_id)
         text = body if isinstance(body, str) else json.dumps(body)
         response: dict[str, Any] = self.handlers["CallbackFunction"](
-            api_gateway_event(job_id, token, text), LambdaContext.for_function("CallbackFunction")
+            api_gateway_event(job_id, token, text, headers), LambdaContext.for_function("CallbackFunction")
         )
         return response
 

@@ -119,3 +119,30 @@ def test_a_task_integration_removed_from_the_state_machine_role_is_reported(temp
     # Then its Task's action is not granted
     granted = granted_actions(changed, "DownloadStateMachine")
     assert "dynamodb:UpdateItem" in {a for a in task_actions(state_machine_definition()) if not is_granted(a, granted)}
+
+
+def _secret_reads(template: dict[str, Any], logical_id: str) -> tuple[set[str], set[str]]:
+    """(the secrets a function's environment names, the secrets its policy lets it read), by logical id."""
+    resources = template["Resources"]
+    secrets = {lid for lid, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"}
+    properties = resources[logical_id]["Properties"]
+    variables = properties.get("Environment", {}).get("Variables", {})
+    named = {v["Ref"] for v in variables.values() if isinstance(v, dict) and v.get("Ref") in secrets}
+    readable: set[str] = set()
+    for policy in properties.get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            actions = statement.get("Action")
+            if "secretsmanager:GetSecretValue" in (actions if isinstance(actions, list) else [actions]):
+                listed = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                readable |= {r["Ref"] for r in listed if isinstance(r, dict) and "Ref" in r}
+    return named, readable
+
+
+def test_each_function_reads_exactly_the_secrets_its_environment_names(template: dict[str, Any]) -> None:
+    # moto does not judge a secret's ARN against the policy's resources (resource scoping, above): checked here,
+    # both ways: a secret a function is told about is readable, and no other secret is.
+    for logical_id in functions_of(template):
+        named, readable = _secret_reads(template, logical_id)
+        assert named == readable, logical_id
+    # (the callback function reads Kling's webhook secret: signed callbacks, issue 23)
+    assert "KlingWebhookSecret" in _secret_reads(template, "CallbackFunction")[1]

@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='with --kling-url: a JSON file {"access_key": ..., "secret_key": ...} instead of the environment',
     )
     parser.add_argument(
+        "--kling-webhook-secret-file",
+        type=Path,
+        default=None,
+        help="a file holding Kling's webhook secret (whsec_..., two space-separated during a rotation): signed "
+        "callbacks are verified and acted on without a GET (a file, not a flag's value, which `ps` shows)",
+    )
+    parser.add_argument(
         "--sim-speed",
         type=float,
         default=None,
@@ -129,7 +136,27 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         stack_name=args.stack_name,
         max_concurrency=args.max_concurrency,
         aws_faults=aws_faults_from(args.aws_faults),
+        kling_webhook_secret=kling_webhook_secret(args.kling_webhook_secret_file),
     )
+
+
+def kling_webhook_secret(path: Path | None) -> str | None:
+    """The secret(s) in `path`, checked for Kling's form (the message never quotes them)."""
+    if path is None:
+        return None
+    from kling_pipeline.adapters.kling_signatures import kling_signers
+    from kling_pipeline.errors import ConfigError
+
+    try:
+        value = " ".join(path.read_text(encoding="utf-8").split())
+        kling_signers(value.split())
+    except (OSError, UnicodeError) as exc:
+        raise SystemExit(f"--kling-webhook-secret-file {path}: cannot read it ({type(exc).__name__})") from exc
+    except ConfigError as exc:
+        raise SystemExit(f"--kling-webhook-secret-file {path}: {exc}") from exc
+    if not value:
+        raise SystemExit(f"--kling-webhook-secret-file {path}: the file is empty")
+    return value
 
 
 def kling_keys(kling_url: str | None, keys_file: Path | None) -> tuple[str | None, str | None]:

@@ -8,6 +8,7 @@ and leaves no process behind. Nothing in the pipeline's code knows it runs local
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -58,6 +59,15 @@ _ENDPOINT_OUTPUTS = {
 LOCAL_INPUT_BUCKET = "kling-pipeline-inputs"
 
 
+KLING_WEBHOOK_SECRET = "KlingWebhookSecret"  # noqa: S105 - the template's logical id of Kling's webhook secret
+
+
+def generate_kling_webhook_secret() -> str:
+    """A fresh secret in Kling's form (`whsec_` + base64 of 32 random bytes), for the stack and a simulator
+    that signs its callbacks with it."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 class StackError(RuntimeError):
     """The local stack cannot start as configured; the message says what to change."""
 
@@ -85,6 +95,9 @@ class StackOptions:
     write_state_file: bool = True
     init_timeout_s: float = 60.0  # a cold start's import time on a loaded machine
     kling_credentials_secret: str = "KlingCredentials"  # noqa: S105 - logical id of the secret that gets the keys
+    # Kling's webhook secret(s) ("whsec_..."; two space-separated mid-rotation) for KlingWebhookSecret: signed
+    # callbacks are then verified and trusted. None: the template's "none" (callbacks are hints, confirmed by GETs).
+    kling_webhook_secret: str | None = None
     # AWS's unkind answers at a rate (throttling, 5xx, PutEvents' failed entries, transaction conflicts)
     # for the pipeline's own requests: kling_local.aws_faults. None: moto answers everything.
     aws_faults: AwsFaults | None = None
@@ -166,6 +179,8 @@ class LocalStack:
             local.parameters["PublicApiBaseUrl"] = f"{self._api.origin}/{stage}"
         self.deployment = deployment = deploy(local, self._aws, opts.stack_name)
         self._put_kling_credentials(access_key, secret_key)
+        if opts.kling_webhook_secret:
+            self.put_kling_webhook_secret(opts.kling_webhook_secret)
         self._input_bucket = str(local.parameters.get("InputBucketName") or "")
         self._create_input_bucket(self._input_bucket)
 
@@ -302,6 +317,15 @@ class LocalStack:
         self._aws.client("secretsmanager").put_secret_value(
             SecretId=arn, SecretString=json.dumps({"access_key": access_key, "secret_key": secret_key})
         )
+
+    def put_kling_webhook_secret(self, value: str) -> None:
+        """Store Kling's webhook secret(s) in KlingWebhookSecret, as the README's deploy step does on AWS; the
+        callback function reads it within SecretsMaxAgeSeconds. Never logged."""
+        assert self.deployment is not None and self._aws is not None
+        arn = self.deployment.secrets.get(KLING_WEBHOOK_SECRET)
+        if arn is None:
+            raise StackError(f"no {KLING_WEBHOOK_SECRET} secret in the template: signed callbacks cannot be verified")
+        self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=value)
 
     def _dispatch_schedule(self, config: ScheduleConfig, event: dict[str, Any]) -> None:
         assert self.runtime is not None and self._aws is not None

@@ -1,5 +1,7 @@
 """The callback use case: Kling's webhook, authenticated by our own URL token, its body a hint that a
-GET from Kling confirms before anything that costs money happens.
+GET from Kling confirms before anything that costs money happens; unless Kling signed it (Standard
+Webhooks, with the account's webhook secret, which we hold too): a verified body is Kling's word and is
+acted on as it stands, once per `webhook-id`, with no GET.
 
 Answers fast and changes nothing for forged, unknown, duplicate, stale or out-of-order callbacks.
 What an observed task means is lifecycle.advance_job, shared with every other observer
@@ -9,7 +11,7 @@ What an observed task means is lifecycle.advance_job, shared with every other ob
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +22,10 @@ from kling_pipeline.adapters.callback_tokens import verify_job_token
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
 from kling_pipeline.adapters.job_store import JobStore, job_store
+from kling_pipeline.adapters.kling_signatures import BadSignatureError, is_signed, kling_signers, verify_kling_callback
 from kling_pipeline.adapters.ledger import Ledger, ledger
-from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_credentials
-from kling_pipeline.errors import KlingApiError, KlingShapeError, KlingUnavailableError
+from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_credentials, kling_webhook_secrets
+from kling_pipeline.errors import ConfigError, KlingApiError, KlingShapeError, KlingUnavailableError
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, Job, JobState, advance_job
@@ -30,6 +33,8 @@ from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import CallbackSettings
 
 if TYPE_CHECKING:
+    from standardwebhooks import Webhook
+
     from kling_pipeline.adapters.kling_client import KlingClient
 
 MAX_CALLBACK_BYTES = 64 * 1024
@@ -45,6 +50,8 @@ class CallbackDependencies:
     ledger: Ledger
     announcer: Announcer
     signing_secrets: tuple[str, ...]  # the current secret, and the previous one for a while after a rotation
+    # Kling's webhook secrets, read on first use (only a signed callback needs them): none, one, or two mid-rotation.
+    kling_signers: Callable[[], tuple[Webhook, ...]] = tuple
 
 
 def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
@@ -57,6 +64,9 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
 
         ak, sk = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
         return shared_client(settings.kling_base_url, ak, sk, timeout_s=settings.kling_timeout_s)
+
+    def signers() -> tuple[Webhook, ...]:
+        return kling_signers(kling_webhook_secrets(settings.kling_webhook_secret, max_age_s=settings.secrets_max_age_s))
 
     store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
     return CallbackDependencies(
@@ -71,6 +81,7 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
             max_age_s=settings.secrets_max_age_s,
             previous_for_s=settings.callback_secret_grace_s,
         ),
+        kling_signers=signers,
     )
 
 
@@ -81,16 +92,24 @@ class CallbackAnswer:
 
 
 def handle_callback(
-    job_id: str, token: str | None, raw_body: str | bytes | None, deps: CallbackDependencies
+    job_id: str,
+    token: str | None,
+    raw_body: str | bytes | None,
+    deps: CallbackDependencies,
+    headers: Mapping[str, str] | None = None,
 ) -> CallbackAnswer:
     """Everything the callback endpoint does; never raises for anything a caller sent."""
-    answer = answer_callback(job_id, token, raw_body, deps)
+    answer = answer_callback(job_id, token, raw_body, deps, headers or {})
     record(Metric.CALLBACKS, status=str(answer.status))
     return answer
 
 
 def answer_callback(
-    job_id: str, token: str | None, raw_body: str | bytes | None, deps: CallbackDependencies
+    job_id: str,
+    token: str | None,
+    raw_body: str | bytes | None,
+    deps: CallbackDependencies,
+    headers: Mapping[str, str],
 ) -> CallbackAnswer:
     if not verify_job_token(deps.signing_secrets, job_id, token):
         logger.warning("callback refused: bad or missing token", extra={"job_id": job_id[:80]})
@@ -104,14 +123,49 @@ def answer_callback(
         logger.warning("callback body too large", extra={"bytes": len(body)})
         return CallbackAnswer(413, {"message": f"callback body over {MAX_CALLBACK_BYTES} bytes"})
     try:
-        hint = KlingTask.model_validate(json.loads(body))
+        webhook_id = verified_webhook_id(body, headers, deps)
+    except BadSignatureError as exc:
+        logger.warning("callback refused: bad signature", extra={"reason": str(exc)})
+        return CallbackAnswer(401, {"message": "invalid callback signature"})
+    try:
+        hint = task_from_callback(body)
     except (ValueError, ValidationError, RecursionError, UnicodeError) as exc:
         logger.warning("malformed callback body", extra={"error": str(exc)[:500]})
         return CallbackAnswer(400, {"message": "body is not a Kling task object"})
-    return apply_hint(job, hint, deps)
+    if webhook_id is None:
+        return apply_hint(job, hint, deps)
+    if not deps.store.remember_callback(job.job_id, webhook_id):
+        return answered(job, "duplicate callback (webhook-id seen before)")
+    try:
+        return apply_hint(job, hint, deps, verified=True)
+    except BaseException:
+        deps.store.forget_callback(job.job_id, webhook_id)  # not handled: Kling's redelivery will be
+        raise
 
 
-def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> CallbackAnswer:
+def task_from_callback(body: bytes) -> KlingTask:
+    """The task a callback's body describes (the legacy design's bare task object)."""
+    return KlingTask.model_validate(json.loads(body))
+
+
+def verified_webhook_id(body: bytes, headers: Mapping[str, str], deps: CallbackDependencies) -> str | None:
+    """The `webhook-id` of a callback Kling signed, verified with the secrets we hold; None for a callback
+    to treat as a hint: unsigned, or signed while we hold no secret (or one we cannot use: logged).
+    BadSignatureError for a signature that does not verify or a timestamp more than 5 minutes off."""
+    if not is_signed(headers):
+        return None
+    try:
+        signers = deps.kling_signers()
+    except ConfigError as exc:
+        logger.error("signed callback taken as a hint: the Kling webhook secret is unusable", extra={"error": str(exc)})
+        return None
+    if not signers:
+        return None
+    return verify_kling_callback(signers, body, headers)
+
+
+def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies, *, verified: bool = False) -> CallbackAnswer:
+    """`verified`: Kling signed the body, so it is the task as Kling has it, no GET needed."""
     if job.state is JobState.DOWNLOADING:
         # Repairs a crash between the DOWNLOADING write and the start; a started execution is a no-op.
         deps.workflow.start(job)
@@ -120,6 +174,9 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
         return answered(job, "nothing to do")
     if hint.task_status in ("submitted", "processing"):
         # Cheap states start nothing that costs: the body may move the job, if it is this job's task.
+        return move(job, hint, deps)
+    if verified:
+        # Kling's own word on its task (its signature verified): acted on with no GET, zero queries per video.
         return move(job, hint, deps)
     try:
         confirmed = deps.kling().get_task(job.task_kind, job.task_id)

@@ -317,8 +317,8 @@ class Transition:
 def observe_task(job: Job, task: KlingTask) -> Transition | None:
     """Decide what Kling's view of a task means for the job; None when it changes nothing.
 
-    `task` must be authoritative (a GET from Kling) for `succeed` and `failed`; a callback body may
-    be passed for `submitted` and `processing`, which start nothing that costs money.
+    `task` must be authoritative (a GET from Kling, or a callback Kling signed) for `succeed` and `failed`;
+    a callback body may be passed for `submitted` and `processing`, which start nothing that costs money.
     Duplicates, stale and out-of-order observations give None: a job never moves backwards.
     """
     if job.task_id is not None and task.task_id != job.task_id:

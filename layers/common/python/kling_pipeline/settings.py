@@ -144,6 +144,7 @@ class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Downlo
     """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""
 
     callback_secret_grace_s: int = Field(ge=0)
+    kling_webhook_secret: NonEmpty  # the secret's name: Kling's whsec_ secret(s) that sign callbacks, or none
 
 
 class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling):

@@ -1,7 +1,9 @@
-"""Callback URL tokens: Kling does not sign callbacks, so our callback URL carries an HMAC of the job id.
+"""Callback URL tokens: Kling signs callbacks only for an account with a webhook secret, so our callback
+URL carries an HMAC of the job id.
 
 The token proves that the URL came from us for this job; it does not make the body trustworthy,
-which is why a terminal callback is always confirmed with a GET (lifecycle.observe_task).
+which is why a terminal callback is confirmed with a GET (lifecycle.observe_task) unless Kling's
+signature verifies (adapters/kling_signatures.py).
 """
 
 from __future__ import annotations

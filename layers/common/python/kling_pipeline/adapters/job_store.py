@@ -56,6 +56,8 @@ ANNOUNCE_ATTR = "announce_pending"
 ANNOUNCE_GRACE_S = 30
 ANNOUNCED_REMOVES = (ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR, "task_token")
 UNLOGGED_ATTR = "last_unlogged_move"
+# The `webhook-id`s of the verified Kling callbacks a job has had (a string set): each is acted on once.
+CALLBACK_IDS_ATTR = "kling_webhook_ids"
 # Every job by state, newest update first (the jobs API's listing); projects what a listing shows. Its
 # partition key is STATE_SHARD_ATTR (`QUEUED#7`: poll_schedule.state_shard), written with every state, so one
 # state's writes spread over SHARDS partitions; a listing reads every shard of its state.
@@ -339,6 +341,38 @@ class JobStore:
                 return False
             raise
         return True
+
+    def remember_callback(self, job_id: str, webhook_id: str) -> bool:
+        """Note a verified Kling callback's `webhook-id` on its job: False when it was noted already (a
+        replay, or Kling delivering it again). Not a transition (the version is left alone); the ids
+        are a handful per task and go with the job's record (its TTL)."""
+        try:
+            self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="ADD #ids :ids",
+                ConditionExpression="attribute_exists(#key) AND NOT contains(#ids, :id)",
+                ExpressionAttributeNames={"#ids": CALLBACK_IDS_ATTR, "#key": "job_id"},
+                ExpressionAttributeValues={":ids": {webhook_id}, ":id": webhook_id},
+            )
+        except ClientError as exc:
+            if _is_condition_failure(exc):
+                return False
+            raise
+        return True
+
+    def forget_callback(self, job_id: str, webhook_id: str) -> None:
+        """Undo remember_callback for a callback that could not be handled, so its redelivery is."""
+        try:
+            self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="DELETE #ids :ids",
+                ConditionExpression="attribute_exists(#key)",  # else the update would make an item
+                ExpressionAttributeNames={"#ids": CALLBACK_IDS_ATTR, "#key": "job_id"},
+                ExpressionAttributeValues={":ids": {webhook_id}},
+            )
+        except ClientError as exc:
+            if not _is_condition_failure(exc):
+                raise
 
     # -- writes -------------------------------------------------------------------------------
 

@@ -58,6 +58,21 @@ def webhook_signing_secret(secret_name: str, *, max_age_s: int) -> str:
     return value
 
 
+def kling_webhook_secrets(secret_name: str, *, max_age_s: int) -> tuple[str, ...]:
+    """The `whsec_` secrets Kling signs callbacks with, as stored in the KlingWebhookSecret secret:
+    none (the stack's placeholder `none`: Kling's callbacks are unsigned), one, or, while Kling rotates
+    it, the old and the new separated by spaces. ConfigError when it cannot be read."""
+    try:
+        value = parameters.get_secret(secret_name, max_age=max_age_s)
+    except parameters.exceptions.GetParameterError as exc:
+        raise ConfigError(
+            f"cannot read the Kling webhook secret {secret_name}: {type(exc.__cause__).__name__}"
+        ) from exc
+    if not isinstance(value, str) or value.strip().lower() == "none" or _placeholder(value):
+        return ()
+    return tuple(value.split())
+
+
 _signing_lock = threading.Lock()
 _signing: dict[tuple[str, int], tuple[float, tuple[str, ...]]] = {}
 
