@@ -26,7 +26,7 @@ from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, 
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError, VideoLinkRefusedError
 from kling_pipeline.extend_chain import after_stored, video_key
 from kling_pipeline.job_ids import job_reference
-from kling_pipeline.lifecycle import Job, JobState, public_step
+from kling_pipeline.lifecycle import Job, JobState, Transition, public_step
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import DownloadSettings
 
@@ -165,7 +165,7 @@ def outcome(
     strings, as DynamoDB's typed answer holds them): a write whose first answer was lost and whose retry
     failed its condition is recognised as made, and the workflow carries on. `announced` is the write
     that clears the end's `announce_pending` once the event was taken and the caller resumed."""
-    write = deps.store.transition_write(job, to_state, by=BY, changes=changes)
+    write = deps.store.transition_write(job, Transition(job.state, to_state, changes, by=BY))
     ended = job.model_copy(update={k: v for k, v in changes.items() if k in ("steps", "units_charged")})
     answer: dict[str, Any] = {
         "ok": to_state is not JobState.FAILED,
