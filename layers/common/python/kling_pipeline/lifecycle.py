@@ -2,9 +2,10 @@
 task means for a job.
 
 Every observer of a Kling task (the callback, the submit path's reconciliation and the stale-job
-poller) calls `advance_job`, so they can never disagree about what a task means; every write of a
-transition goes through a `JobWriter` (adapters.job_store.JobStore), one conditional update on
-(state, version). The table of states and transitions is in
+poller) calls `advance_job`, so they can never disagree about what a task means. Every decision about
+a job's state, here and in the modules that make the others (claims, submit, poller, api, download), is
+one `Transition` value, and a `JobWriter` (adapters.job_store.JobStore) writes exactly it, one
+conditional update on (state, version). The table of states and transitions is in
 docs/architecture.md, "A job's life".
 """
 

@@ -2,8 +2,9 @@
 
 Every transition is one conditional update on (state, version), so a duplicate or late event can
 never move a job backwards or twice: the losing writer gets TransitionRejectedError and treats it
-as "already done". `transition_write` is the only place that decides what a transition sets (the
-history entry, `updated_at`, the live-index attribute, the TTL, the announcement mark); the download
+as "already done". `transition_write` writes a decision (lifecycle.Transition) as it is, and is the
+only place that decides what every transition sets besides (the history entry, `updated_at`, the
+live-index attribute, the TTL, the announcement mark); the download
 state machine's RecordOutcome sends the write this module builds (and ClearAnnouncement its
 `announced_write`), checked by a test (docs/architecture.md, "The job record").
 """
