@@ -63,7 +63,7 @@ from kling_pipeline.errors import (
     KlingUnavailableError,
     TransitionRejectedError,
 )
-from kling_pipeline.extend_chain import after_stored, video_key
+from kling_pipeline.extend_chain import stored_move, video_key
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, Transition, advance_job
@@ -489,11 +489,11 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
         return f"download attempt {attempt.number} running"
     stored = stored_video(deps.s3, deps.settings.video_bucket, video_key(job))
     if stored is not None:
-        to_state, changes = after_stored(job, stored_changes(stored))
-        repaired = deps.store.transition(job, Transition(job.state, to_state, changes, by=REPAIR))
+        move = stored_move(job, stored_changes(stored), by=REPAIR)
+        repaired = deps.store.transition(job, move)
         report.repaired += 1
         record(Metric.POLLER_JOBS, action="repaired")
-        if to_state is JobState.QUEUED:
+        if move.to_state is JobState.QUEUED:
             send_next_step(repaired, deps, report)
             return f"step {job.step} completed from the stored video; step {repaired.step} queued"
         deps.announcer.job_ended(repaired)
