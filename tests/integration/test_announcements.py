@@ -26,7 +26,7 @@ from kling_pipeline.adapters.announcements import Announcer
 from kling_pipeline.adapters.webhook_queue import WebhookQueue
 from kling_pipeline.adapters.webhook_sender import WebhookSender
 from kling_pipeline.adapters.webhook_targets import WebhookPolicy
-from kling_pipeline.lifecycle import JobState
+from kling_pipeline.lifecycle import JobState, Transition
 from kling_pipeline.requests import JobRequest
 from kling_pipeline.settings import WebhookSettings
 from kling_pipeline.webhook import Outcome, WebhookDependencies, attempt_delivery
@@ -221,7 +221,10 @@ def hooked_job(pipeline: Pipeline, job_id: str, url: str, *, end: JobState | Non
     job, _ = pipeline.store.create(job_id, request, by="test")
     if end is not None:
         pipeline.store.transition(
-            job, end, by="test", changes={"error_code": "KLING_TASK_FAILED", "error_message": "Kling failed it"}
+            job,
+            Transition(
+                job.state, end, {"error_code": "KLING_TASK_FAILED", "error_message": "Kling failed it"}, by="test"
+            ),
         )
 
 
@@ -279,7 +282,7 @@ def test_an_end_whose_mark_cannot_be_cleared_is_left_for_the_poller_and_nothing_
     request = JobRequest.model_validate({"job_id": "mark-stuck", "prompt": "a video for mark-stuck"})
     job, _ = pipeline.store.create("mark-stuck", request, by="test")
     failed = pipeline.store.transition(
-        job, JobState.FAILED, by="test", changes={"error_code": "X", "error_message": "x"}
+        job, Transition(job.state, JobState.FAILED, {"error_code": "X", "error_message": "x"}, by="test")
     )
     announcer = Announcer("default", marks=pipeline.store)
     # Then the announcer says it is not done (no exception), and the mark stays for the poller

@@ -16,7 +16,7 @@ from kling_pipeline.adapters.announcements import Announcer
 from kling_pipeline.adapters.ledger import Ledger, day_of
 from kling_pipeline.adapters.video_transfer import stored_video
 from kling_pipeline.errors import TransitionRejectedError
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import Job, JobState, Transition
 from kling_pipeline.requests import JobRequest
 from tests.support.scenarios import Completion, Pipeline, finish, job_in, kling_task, submitted
 
@@ -67,7 +67,8 @@ def test_a_conflicted_move_sent_again_after_another_writer_moved_the_job_is_reje
     reserve = ledger.reserve_update(day_of(), 1, budget=10)
 
     def another_submitter_claims_it() -> None:
-        pipeline.store.transition(pipeline.store.get(job.job_id), JobState.SUBMITTING, by="other-submitter")
+        current = pipeline.store.get(job.job_id)
+        pipeline.store.transition(current, Transition(current.state, JobState.SUBMITTING, by="other-submitter"))
 
     # And DynamoDB cancels that transaction (a conflict on the budget counter) while another
     # submitter claims the job
@@ -80,7 +81,9 @@ def test_a_conflicted_move_sent_again_after_another_writer_moved_the_job_is_reje
     )
     # When this claim's transaction is sent again
     with pytest.raises(TransitionRejectedError):
-        pipeline.store.transition(job, JobState.SUBMITTING, by="this-submitter", linked=[reserve])
+        pipeline.store.transition(
+            job, Transition(job.state, JobState.SUBMITTING, by="this-submitter", linked=(reserve,))
+        )
     # Then it fails its condition on (state, version) as any late move does: the job was moved once,
     # by the other, and nothing was reserved by the cancelled claim
     moved = pipeline.store.get(job.job_id)
@@ -98,8 +101,9 @@ def time_today() -> Any:
 
 
 def ended_job(pipeline: Pipeline, job_id: str) -> Job:
+    job = queued_job(pipeline, job_id)
     return pipeline.store.transition(
-        queued_job(pipeline, job_id), JobState.FAILED, by="test", changes={"error_code": "X", "error_message": "failed"}
+        job, Transition(job.state, JobState.FAILED, {"error_code": "X", "error_message": "failed"}, by="test")
     )
 
 
@@ -148,7 +152,9 @@ def test_a_stranded_download_is_repaired_when_s3_answers_403_for_its_missing_vid
     job = submitted(completion, "stranded-403")
     done = kling_task(completion, job.kind, job.task_id, "succeed")
     assert done.first_video is not None
-    pipeline.store.transition(job, JobState.DOWNLOADING, by="test", changes={"video_url": done.first_video.url})
+    pipeline.store.transition(
+        job, Transition(job.state, JobState.DOWNLOADING, {"video_url": done.first_video.url}, by="test")
+    )
     AWS_FAULTS.inject(ACCESS_DENIED, "s3", method="HEAD", contains="stranded-403", times=None)
     time.sleep(2.2)  # past the DOWNLOADING check interval (2 s here)
     # When the poller comes by

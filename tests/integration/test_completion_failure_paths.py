@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, execution_name
-from kling_pipeline.lifecycle import JobState
+from kling_pipeline.lifecycle import JobState, Transition
 from tests.support.scenarios import Completion, as_callback_body, kling_task, submitted
 
 
@@ -40,7 +40,13 @@ def test_an_outcome_that_cannot_be_recorded_leaves_the_job_for_repair_with_the_o
     job = submitted(completion, "not-recorded")
     done = kling_task(completion, job.kind, job.task_id, "succeed")
     downloading = completion.pipeline.store.transition(
-        job, JobState.DOWNLOADING, by="test", changes={"video_url": done.first_video.url if done.first_video else None}
+        job,
+        Transition(
+            job.state,
+            JobState.DOWNLOADING,
+            {"video_url": done.first_video.url if done.first_video else None},
+            by="test",
+        ),
     )
     # When that workflow runs
     arn = broken["stateMachineArn"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from kling_pipeline.lifecycle import JobState
+from kling_pipeline.lifecycle import JobState, Transition
 from kling_pipeline.requests import MAX_MESSAGE_BYTES, JobRequest
 from tests.support.scenarios import (
     ACCESS_KEY,
@@ -127,9 +127,12 @@ def test_a_claim_parked_by_the_poller_leaves_its_request_and_a_redrive_finishes_
     job, _ = pipeline.store.create("parked", request, by="test")
     pipeline.store.transition(
         job,
-        JobState.SUBMITTING,
-        by="worker-that-dies",
-        changes={"lease_owner": "dead", "lease_expires_at": 0, "claimed_at": 0},
+        Transition(
+            job.state,
+            JobState.SUBMITTING,
+            {"lease_owner": "dead", "lease_expires_at": 0, "claimed_at": 0},
+            by="worker-that-dies",
+        ),
     )
     secrets = boto3.client("secretsmanager")
     secret = pipeline.resolver.refs["KlingCredentials"]

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow
-from kling_pipeline.lifecycle import Job, JobState, observe_task
+from kling_pipeline.lifecycle import Job, JobState, Transition, observe_task
 from tests.support.scenarios import WATCHED_ATTRS, Completion, kling_task, submitted
 from tests.support.template import ROOT
 
@@ -27,7 +27,9 @@ def downloading(completion: Completion, job_id: str) -> Job:
     job = submitted(completion, job_id)
     decision = observe_task(job, kling_task(completion, job.kind, job.task_id, "succeed"))
     assert decision is not None and decision.to_state is JobState.DOWNLOADING
-    return completion.pipeline.store.transition(job, JobState.DOWNLOADING, by="callback", changes=decision.changes)
+    return completion.pipeline.store.transition(
+        job, Transition(job.state, JobState.DOWNLOADING, decision.changes, by="callback")
+    )
 
 
 def raw_item(completion: Completion, job_id: str) -> dict[str, Any]:
@@ -90,14 +92,17 @@ def test_recording_a_completion_writes_what_the_store_writes(completion: Complet
     assert done.state is JobState.COMPLETED
     twin_done = completion.pipeline.store.transition(
         twin,
-        JobState.COMPLETED,
-        by=BY,
-        changes={
-            "s3_uri": f"s3://{completion.bucket}/videos/{twin.job_id}.mp4",
-            "s3_key": f"videos/{twin.job_id}.mp4",
-            "video_size": done.video_size,
-            "sha256": done.sha256,
-        },
+        Transition(
+            twin.state,
+            JobState.COMPLETED,
+            {
+                "s3_uri": f"s3://{completion.bucket}/videos/{twin.job_id}.mp4",
+                "s3_key": f"videos/{twin.job_id}.mp4",
+                "video_size": done.video_size,
+                "sha256": done.sha256,
+            },
+            by=BY,
+        ),
     )
     # (and marks it announced, as the workflow does once its event is taken)
     assert completion.pipeline.store.mark_announced(twin_done)
@@ -118,7 +123,10 @@ def test_recording_a_refusal_writes_what_the_store_writes(completion: Completion
     failed = completion.pipeline.store.get(job.job_id)
     assert failed.state is JobState.FAILED and failed.error_code == "URL_NOT_ALLOWED"
     twin_failed = completion.pipeline.store.transition(
-        twin, JobState.FAILED, by=BY, changes={"error_code": failed.error_code, "error_message": failed.error_message}
+        twin,
+        Transition(
+            twin.state, JobState.FAILED, {"error_code": failed.error_code, "error_message": failed.error_message}, by=BY
+        ),
     )
     assert completion.pipeline.store.mark_announced(twin_failed)
     # Then the two records are the same, and neither is left in the live index

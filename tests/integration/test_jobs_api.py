@@ -9,7 +9,7 @@ import time
 import pytest
 
 from kling_local.stack.worker import LambdaContext
-from kling_pipeline.lifecycle import JobState
+from kling_pipeline.lifecycle import JobState, Transition
 from tests.support.jobs_api import JobsApi, moved
 from tests.support.scenarios import WATCHED_ATTRS, Completion, creates_for, job_in
 from tests.support.sqs_driver import drive_queue
@@ -180,7 +180,10 @@ def test_a_job_that_may_have_reached_kling_cannot_be_cancelled(jobs_api: JobsApi
     job = moved(jobs_api.pipeline, f"maybe-{stage}", JobState.SUBMITTING)
     if stage == "unsettled":
         job = jobs_api.pipeline.store.transition(
-            job, JobState.QUEUED, by="test", changes={"needs_reconcile": True, "unsettled_since": int(time.time())}
+            job,
+            Transition(
+                job.state, JobState.QUEUED, {"needs_reconcile": True, "unsettled_since": int(time.time())}, by="test"
+            ),
         )
     # When it is cancelled
     answer = jobs_api.call("POST", f"/jobs/maybe-{stage}/cancel")

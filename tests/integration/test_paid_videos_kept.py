@@ -18,7 +18,7 @@ from kling_pipeline.adapters.download_workflow import execution_name
 from kling_pipeline.errors import TransitionRejectedError
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_body import create_body
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import Job, JobState, Transition
 from kling_pipeline.requests import JobRequest, stored_request
 from tests.support.lambda_runtime import load_function_module
 from tests.support.scenarios import (
@@ -89,9 +89,12 @@ def test_a_refused_link_past_klings_thirty_days_is_expired(completion: Completio
     current = pipeline.store.get("old-link")
     downloading = pipeline.store.transition(
         current,
-        JobState.DOWNLOADING,
-        by="test",
-        changes={"video_url": video.url, "kling_finished_at": int((time.time() - 31 * DAY_S) * 1000)},
+        Transition(
+            current.state,
+            JobState.DOWNLOADING,
+            {"video_url": video.url, "kling_finished_at": int((time.time() - 31 * DAY_S) * 1000)},
+            by="test",
+        ),
     )
     # When the download step runs
     handler = load_function_module("download").lambda_handler
@@ -369,16 +372,22 @@ def unsettled_for_a_day(completion: Completion, job_id: str) -> Job:
     long_ago = int(time.time()) - 3 * DAY_S
     claimed = pipeline.store.transition(
         job,
-        JobState.SUBMITTING,
-        by="test",
-        changes={"lease_owner": "gone", "lease_expires_at": 0, "claimed_at": long_ago, "first_claimed_at": long_ago},
+        Transition(
+            job.state,
+            JobState.SUBMITTING,
+            {"lease_owner": "gone", "lease_expires_at": 0, "claimed_at": long_ago, "first_claimed_at": long_ago},
+            by="test",
+        ),
     )
     return pipeline.store.transition(
         claimed,
-        JobState.QUEUED,
-        by="test",
-        changes={"needs_reconcile": True, "unsettled_since": int(time.time()) - DAY_S - 120},
-        remove=("lease_owner", "lease_expires_at"),
+        Transition(
+            claimed.state,
+            JobState.QUEUED,
+            {"needs_reconcile": True, "unsettled_since": int(time.time()) - DAY_S - 120},
+            by="test",
+            remove=("lease_owner", "lease_expires_at"),
+        ),
     )
 
 
@@ -466,12 +475,13 @@ def test_settle_refuses_a_job_that_is_not_unsettled(completion: Completion) -> N
     request = JobRequest.model_validate({"job_id": "plain-failure", "prompt": "x"})
     job, _ = pipeline.store.create("plain-failure", request, by="test")
     failed = pipeline.store.transition(
-        job, JobState.FAILED, by="test", changes={"error_code": "KLING_TASK_FAILED", "error_message": "no"}
+        job,
+        Transition(job.state, JobState.FAILED, {"error_code": "KLING_TASK_FAILED", "error_message": "no"}, by="test"),
     )
     # When an operator tries to settle it, the CLI refuses, and even a direct write is refused by the store
     assert settle_cli(pipeline, "plain-failure", "--no-task") == 2
     with pytest.raises(TransitionRejectedError):
-        pipeline.store.transition(failed, JobState.QUEUED, by="test", changes={"next_poll_at": 1})
+        pipeline.store.transition(failed, Transition(failed.state, JobState.QUEUED, {"next_poll_at": 1}, by="test"))
     assert pipeline.store.get("plain-failure").state is JobState.FAILED
 
 

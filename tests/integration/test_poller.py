@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from kling_pipeline.adapters.download_workflow import execution_name
-from kling_pipeline.lifecycle import JobState
+from kling_pipeline.lifecycle import JobState, Transition
 from kling_pipeline.requests import JobRequest
 from tests.support.scenarios import Completion, job_in, kling_task, submitted
 
@@ -90,9 +90,12 @@ def test_an_abandoned_claim_with_no_task_goes_back_to_the_submit_path(completion
     job, _ = pipeline.store.create("never-sent", request, by="test")
     pipeline.store.transition(
         job,
-        JobState.SUBMITTING,
-        by="worker-that-dies",
-        changes={"lease_owner": "dead", "lease_expires_at": 0, "claimed_at": 0},
+        Transition(
+            job.state,
+            JobState.SUBMITTING,
+            {"lease_owner": "dead", "lease_expires_at": 0, "claimed_at": 0},
+            by="worker-that-dies",
+        ),
     )
     # When the poller runs
     completion.poll(completion.poller())
@@ -139,7 +142,7 @@ def test_a_stored_video_whose_completion_was_not_recorded_is_completed_without_a
     done = kling_task(completion, job.kind, job.task_id, "succeed")
     assert done.first_video is not None
     downloading = completion.pipeline.store.transition(
-        job, JobState.DOWNLOADING, by="test", changes={"video_url": done.first_video.url}
+        job, Transition(job.state, JobState.DOWNLOADING, {"video_url": done.first_video.url}, by="test")
     )
     completion.sfn.start_execution(
         stateMachineArn=broken,

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from kling_local.stack.api import Router, proxy_event
 from kling_local.stack.sam_translation import api_routes
 from kling_local.stack.worker import LambdaContext
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import Job, JobState, Transition
 from tests.support.scenarios import Pipeline
 from tests.support.sqs_driver import queue_messages
 from tests.support.template import load_template
@@ -86,5 +86,7 @@ def moved(pipeline: Pipeline, job_id: str, *states: JobState, **changes: Any) ->
     """Walk a job through `states` with the job store's own transitions (as the pipeline would)."""
     job = pipeline.store.get(job_id)
     for state in states:
-        job = pipeline.store.transition(job, state, by="test", changes=changes if state is states[-1] else None)
+        job = pipeline.store.transition(
+            job, Transition(job.state, state, changes if state is states[-1] else {}, by="test")
+        )
     return job

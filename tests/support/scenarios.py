@@ -23,7 +23,7 @@ from kling_pipeline.adapters.job_store import ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POL
 from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.kling_body import create_body
 from kling_pipeline.kling_task import KlingTask
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import Job, JobState, Transition
 from kling_pipeline.requests import JobRequest
 from tests.support.lambda_runtime import load_function_module
 from tests.support.sqs_driver import drive_queue, queue_messages
@@ -81,7 +81,10 @@ class Pipeline:
         request = JobRequest.model_validate({"job_id": job_id, "prompt": prompt})
         job, _ = self.store.create(job_id, request, by="test")
         self.store.transition(
-            job, JobState.SUBMITTING, by="worker-that-dies", changes={"lease_owner": "dead", "lease_expires_at": 0}
+            job,
+            Transition(
+                job.state, JobState.SUBMITTING, {"lease_owner": "dead", "lease_expires_at": 0}, by="worker-that-dies"
+            ),
         )
         body = create_body(request, default_model="kling-v1", callback_url=DEAD_API, external_task_id=job_id)
         return request.model_dump(mode="json", exclude_none=True), self.kling().create_task("text2video", body)

@@ -1,7 +1,7 @@
 """The pipeline's domain, shared by every Lambda function as a layer (docs/architecture.md).
 
 The rules, which touch no AWS and no HTTP:
-    lifecycle     job states, the allowed transitions, Job, observe_task / advance_job
+    lifecycle     job states, the allowed transitions, Job, Transition (every decision), observe_task / advance_job
     extend_chain  extend chains: each step's video's key, what a stored step means
     requests      JobRequest, its validation, parse_job_message, a job's stored request, the error wording
     kling_body    Kling's create bodies: a request's own (step 1) and an extend chain's next step

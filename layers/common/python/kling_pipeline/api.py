@@ -48,7 +48,7 @@ from kling_pipeline.errors import (
     WebhookRefusedError,
 )
 from kling_pipeline.job_ids import is_valid_job_id
-from kling_pipeline.lifecycle import Job, JobState, public_step
+from kling_pipeline.lifecycle import Job, JobState, Transition, public_step
 from kling_pipeline.observability import logger
 from kling_pipeline.poll_schedule import SHARDS, shard_number
 from kling_pipeline.requests import JobRequest, parse_job_message
@@ -405,11 +405,14 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
         try:
             cancelled = deps.store.transition(
                 job,
-                JobState.CANCELLED,
-                by=BY,
-                changes={"error_code": "CANCELLED", "error_message": cancelled_message(job)},
-                note="cancelled",
-                linked=deps.ledger.release_update(job),
+                Transition(
+                    job.state,
+                    JobState.CANCELLED,
+                    {"error_code": "CANCELLED", "error_message": cancelled_message(job)},
+                    "cancelled",
+                    by=BY,
+                    linked=tuple(deps.ledger.release_update(job)),
+                ),
             )
         except TransitionRejectedError:
             job = deps.store.get(job_id)

@@ -28,7 +28,7 @@ from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger
 from kling_pipeline.errors import KlingAccountError, KlingRetryableError, KlingShapeError, KlingUnavailableError
 from kling_pipeline.kling_task import KlingTask
-from kling_pipeline.lifecycle import KLING_UNSETTLED, Job, JobState, advance_job
+from kling_pipeline.lifecycle import KLING_UNSETTLED, LEASE, Job, JobState, Transition, advance_job
 from kling_pipeline.observability import logger
 from kling_pipeline.poll_schedule import expected_generation_s, first_poll_after_s
 from kling_pipeline.settings import PollerSettings, SubmitSettings
@@ -116,32 +116,36 @@ def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | ClaimResult:
     if job.state not in (JobState.QUEUED, JobState.SUBMITTING):
         return ClaimResult(Outcome.DUPLICATE, job.job_id, f"job is already {job.state}")
     now = int(time.time())
-    claim = {
+    if job.state is JobState.SUBMITTING and (job.lease_expires_at or 0) > now:
+        wait = (job.lease_expires_at or now) - now
+        return ClaimResult(Outcome.REQUEUED, job.job_id, "another worker holds the claim", delay_s=wait + 1)
+    return deps.store.transition(job, claim(job, owner=owner, lease_s=deps.rules.lease_s, now=now))
+
+
+def claim(job: Job, *, owner: str, lease_s: int, now: int) -> Transition:
+    """QUEUED (or SUBMITTING whose lease has expired) -> SUBMITTING, held by `owner` for `lease_s`."""
+    changes = {
         "awaiting_message": None,  # an extend chain's next step: its message has come
         "lease_owner": owner,
-        "lease_expires_at": now + deps.rules.lease_s,
+        "lease_expires_at": now + lease_s,
         "claimed_at": now,
         "first_claimed_at": job.first_claimed_at or now,
     }
-    logged = job.backpressure_count < LOGGED_RETRY_CYCLES
+    note = None
     if job.state is JobState.SUBMITTING:
-        if (job.lease_expires_at or 0) > now:
-            wait = (job.lease_expires_at or now) - now
-            return ClaimResult(Outcome.REQUEUED, job.job_id, "another worker holds the claim", delay_s=wait + 1)
         # The earlier claim may have created a task (and crashed before recording it) at any moment
         # since it was made: reconcile, and count the grace window from then.
         earlier = job.claimed_at or now
-        return deps.store.transition(
-            job,
-            JobState.SUBMITTING,
-            by=BY,
-            changes=claim | {"needs_reconcile": True, "unsettled_since": min(earlier, job.unsettled_since or earlier)},
-            add={"submit_attempts": 1},
-            note=f"re-claimed after the lease of {job.lease_owner} expired",
-            logged=logged,
-        )
-    return deps.store.transition(
-        job, JobState.SUBMITTING, by=BY, changes=claim, add={"submit_attempts": 1}, logged=logged
+        changes |= {"needs_reconcile": True, "unsettled_since": min(earlier, job.unsettled_since or earlier)}
+        note = f"re-claimed after the lease of {job.lease_owner} expired"
+    return Transition(
+        job.state,
+        JobState.SUBMITTING,
+        changes,
+        note,
+        by=BY,
+        add={"submit_attempts": 1},
+        logged=job.backpressure_count < LOGGED_RETRY_CYCLES,
     )
 
 
@@ -206,10 +210,9 @@ def give_up_unsettled(job: Job, deps: Reconciler, since: int, exc: Exception, *,
     )
     failed = deps.store.transition(
         job,
-        JobState.FAILED,
-        by=by,
-        changes={"error_code": KLING_UNSETTLED, "error_message": reason},
-        remove=("lease_owner", "lease_expires_at"),
+        Transition(
+            job.state, JobState.FAILED, {"error_code": KLING_UNSETTLED, "error_message": reason}, by=by, remove=LEASE
+        ),
     )
     deps.announcer.job_ended(failed)
     logger.error("job unsettled past the window for proof", extra={"job_id": job.job_id, "since": since})
@@ -235,25 +238,20 @@ def record_submitted(
     estimate = deps.estimates.expected(job)
     expected_finish = int(started + expected_generation_s(job, schedule, estimate))
     first_poll = int(started + first_poll_after_s(job, schedule, estimate))
+    changes = {
+        "task_id": task.task_id,
+        "kling_status": task.task_status,
+        "needs_reconcile": None,
+        "unsettled_since": None,
+        "unreadable_answers": None,
+        REFUSED_SINCE: None,
+        "submitted_at": now,
+        "expected_finish_at": expected_finish,
+        "next_poll_at": first_poll,
+        HELD_FOR: None,
+    } | ({"model_name": model_name} if model_name else {})
     submitted = deps.store.transition(
-        job,
-        JobState.SUBMITTED,
-        by=by,
-        changes={
-            "task_id": task.task_id,
-            "kling_status": task.task_status,
-            "needs_reconcile": None,
-            "unsettled_since": None,
-            "unreadable_answers": None,
-            REFUSED_SINCE: None,
-            "submitted_at": now,
-            "expected_finish_at": expected_finish,
-            "next_poll_at": first_poll,
-            HELD_FOR: None,
-        }
-        | ({"model_name": model_name} if model_name else {}),
-        remove=("lease_owner", "lease_expires_at"),
-        note=note,
+        job, Transition(job.state, JobState.SUBMITTED, changes, note, by=by, remove=LEASE)
     )
     _, action = advance_job(submitted, task, deps, by=by)
     return ClaimResult(Outcome.SUBMITTED, job.job_id, f"{task.task_id} ({action})")
@@ -279,12 +277,15 @@ def park_job(
     fix, to be redriven. `release`: Kling proved it made no task, so the budget reservation goes back."""
     deps.store.transition(
         job,
-        JobState.QUEUED,
-        by=BY,
-        changes={RESERVED_UNITS: None, RESERVED_DAY: None} if release else None,
-        remove=("lease_owner", "lease_expires_at"),
-        note=f"parked: {reason[:200]}",
-        linked=deps.ledger.release_update(job) if release else None,
+        Transition(
+            job.state,
+            JobState.QUEUED,
+            {RESERVED_UNITS: None, RESERVED_DAY: None} if release else {},
+            f"parked: {reason[:200]}",
+            by=BY,
+            remove=LEASE,
+            linked=tuple(deps.ledger.release_update(job)) if release else (),
+        ),
     )
     return ClaimResult(Outcome.PARKED, job.job_id, reason, kling_code=kling_code)
 
@@ -331,13 +332,16 @@ def release_for_retry(
         )
     deps.store.transition(
         job,
-        JobState.QUEUED,
-        by=BY,
-        changes=changes,
-        remove=("lease_owner", "lease_expires_at"),
-        add={"backpressure_count": 1},
-        note=reason[:300],
-        logged=job.backpressure_count < LOGGED_RETRY_CYCLES,
+        Transition(
+            job.state,
+            JobState.QUEUED,
+            changes,
+            reason[:300],
+            by=BY,
+            remove=LEASE,
+            add={"backpressure_count": 1},
+            logged=job.backpressure_count < LOGGED_RETRY_CYCLES,
+        ),
     )
     return ClaimResult(Outcome.REQUEUED, job.job_id, reason, delay_s=min(delay_s, 900), kling_code=kling_code)
 
@@ -370,15 +374,21 @@ def settle_unsettled(job: Job, store: JobStore, *, task_id: str | None, by: str 
     if task_id:
         return store.transition(
             job,
-            JobState.SUBMITTED,
-            by=by,
-            changes=cleared | {"task_id": task_id, "submitted_at": now, "next_poll_at": now},
-            note=f"settled by an operator: Kling's task {task_id} is this job's",
+            Transition(
+                job.state,
+                JobState.SUBMITTED,
+                cleared | {"task_id": task_id, "submitted_at": now, "next_poll_at": now},
+                f"settled by an operator: Kling's task {task_id} is this job's",
+                by=by,
+            ),
         )
     return store.transition(
         job,
-        JobState.QUEUED,
-        by=by,
-        changes=cleared | {"next_poll_at": now + 600, "awaiting_message": True},
-        note="settled by an operator: Kling made no task for it; to be created",
+        Transition(
+            job.state,
+            JobState.QUEUED,
+            cleared | {"next_poll_at": now + 600, "awaiting_message": True},
+            "settled by an operator: Kling made no task for it; to be created",
+            by=by,
+        ),
     )

@@ -24,9 +24,9 @@ from kling_pipeline.adapters.aws_errors import is_transient
 from kling_pipeline.adapters.job_store import JobStore, announced_write, job_store
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, s3_client, stream_to_s3
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError, VideoLinkRefusedError
-from kling_pipeline.extend_chain import after_stored, video_key
+from kling_pipeline.extend_chain import stored_move, video_key
 from kling_pipeline.job_ids import job_reference
-from kling_pipeline.lifecycle import Job, JobState, public_step
+from kling_pipeline.lifecycle import Job, JobState, Transition, public_step
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.settings import DownloadSettings
 
@@ -140,33 +140,32 @@ def refused(job: Job, code: str, message: str, deps: DownloadDependencies) -> di
     record(Metric.DOWNLOADS, outcome="refused")
     message = f"{job.step_label}{message}"
     changes = {"error_code": code, "error_message": message}
-    return outcome(job, JobState.FAILED, changes, changes, deps)
+    return outcome(job, Transition(job.state, JobState.FAILED, changes, by=BY), changes, deps)
 
 
 def stored_outcome(job: Job, stored: StoredVideo, deps: DownloadDependencies) -> dict[str, Any]:
     """The video is in S3: the job is COMPLETED with it, or (an extend chain) QUEUED for its next step,
     whose message the workflow sends once the write is made (extend_chain.py)."""
-    to_state, changes = after_stored(job, stored_changes(stored))
+    move = stored_move(job, stored_changes(stored), by=BY)
     details = {"s3_uri": stored.s3_uri, "size": stored.size, "sha256": stored.sha256}
-    answer = outcome(job, to_state, changes, details, deps)
-    if to_state is JobState.QUEUED:
+    answer = outcome(job, move, details, deps)
+    if move.to_state is JobState.QUEUED:
         # The job by id only: its request (up to a message's size) stays in its record, out of the
         # workflow's state (256 KiB) and of the step's message.
         answer |= {"next_step": True, "next_message": json.dumps(job_reference(job.job_id))}
     return answer
 
 
-def outcome(
-    job: Job, to_state: JobState, changes: dict[str, Any], details: dict[str, Any], deps: DownloadDependencies
-) -> dict[str, Any]:
+def outcome(job: Job, move: Transition, details: dict[str, Any], deps: DownloadDependencies) -> dict[str, Any]:
     """The step's answer: the store's write for the outcome, the event to announce, a waiting caller.
 
     `recorded` is what the job reads once this write is made (its state, version and `updated_at`, as
     strings, as DynamoDB's typed answer holds them): a write whose first answer was lost and whose retry
     failed its condition is recognised as made, and the workflow carries on. `announced` is the write
     that clears the end's `announce_pending` once the event was taken and the caller resumed."""
-    write = deps.store.transition_write(job, to_state, by=BY, changes=changes)
-    ended = job.model_copy(update={k: v for k, v in changes.items() if k in ("steps", "units_charged")})
+    write = deps.store.transition_write(job, move)
+    to_state = move.to_state
+    ended = job.model_copy(update={k: v for k, v in move.changes.items() if k in ("steps", "units_charged")})
     answer: dict[str, Any] = {
         "ok": to_state is not JobState.FAILED,
         "skipped": False,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import Job, JobState, Transition
 
 # A chain job waiting for its next step's message is looked at by the poller this long after the
 # step was stored; if the message never came (the workflow could not send it), the poller sends it.
@@ -63,6 +63,12 @@ def step_record(job: Job, stored: dict[str, Any]) -> dict[str, Any]:
         "sha256": stored.get("sha256"),
         "units_charged": job.units_charged,
     }
+
+
+def stored_move(job: Job, stored: dict[str, Any], *, by: str) -> Transition:
+    """The decision the step's video in S3 makes (after_stored), as the store writes it."""
+    to_state, changes = after_stored(job, stored)
+    return Transition(job.state, to_state, changes, by=by)
 
 
 def after_stored(job: Job, stored: dict[str, Any], *, now: float | None = None) -> tuple[JobState, dict[str, Any]]:

@@ -2,16 +2,18 @@
 task means for a job.
 
 Every observer of a Kling task (the callback, the submit path's reconciliation and the stale-job
-poller) calls `advance_job`, so they can never disagree about what a task means; every write of a
-transition goes through a `JobWriter` (adapters.job_store.JobStore), one conditional update on
-(state, version). The table of states and transitions is in
+poller) calls `advance_job`, so they can never disagree about what a task means. Every decision about
+a job's state, here and in the modules that make the others (claims, submit, poller, api, download), is
+one `Transition` value, and a `JobWriter` (adapters.job_store.JobStore) writes exactly it, one
+conditional update on (state, version). The table of states and transitions is in
 docs/architecture.md, "A job's life".
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -243,16 +245,9 @@ class Job(BaseModel):
 
 
 class JobWriter(Protocol):
-    def transition(
-        self,
-        job: Job,
-        to_state: JobState,
-        *,
-        by: str,
-        changes: dict[str, Any] | None = None,
-        note: str | None = None,
-        linked: list[dict[str, Any]] | None = None,
-    ) -> Job: ...
+    """Writes a decision (adapters.job_store.JobStore): exactly the `Transition`, or TransitionRejectedError."""
+
+    def transition(self, job: Job, move: Transition) -> Job: ...
 
 
 class GenerationLearner(Protocol):
@@ -296,14 +291,33 @@ class TaskObservers(Protocol):
 # What an observed task means
 
 
+# What a finished claim no longer holds: every move out of SUBMITTING but a re-claim removes them.
+LEASE = ("lease_owner", "lease_expires_at")
+
+
 @dataclass(frozen=True)
 class Transition:
-    """A decision: move the job from `from_state` to `to_state`, setting `changes`."""
+    """One decision about a job, as data: move it from `from_state` (the state it was read in) to
+    `to_state`, made `by` someone (its history entry), setting `changes` (a value of None removes the
+    attribute), removing `remove`, adding `add` to counters, with `note` in its history entry (or, not
+    `logged`, kept as its last unlogged move), and `linked` writes (TransactWriteItems entries: the
+    ledger's reservation, release or charge) made in the same transaction. Every decision in the
+    package returns one; the job store writes exactly it (adapters.job_store.JobStore.transition, and
+    `transition_write` for the download workflow's write), and what every transition writes besides
+    (history, version, the live index, the TTL) is the store's alone. Only allowed moves can be made."""
 
     from_state: JobState
     to_state: JobState
-    changes: dict[str, Any] = field(default_factory=dict)
+    changes: Mapping[str, Any] = field(default_factory=dict)
     note: str | None = None
+    by: str = ""  # an observed task's decision (observe_task) is given its observer by advance_job
+    remove: tuple[str, ...] = ()
+    add: Mapping[str, int] = field(default_factory=dict)
+    logged: bool = True
+    linked: tuple[Mapping[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_transition(self.from_state, self.to_state)
 
     @property
     def starts_download(self) -> bool:
@@ -401,11 +415,15 @@ def advance_job(
     decision = observe_task(job, task)
     if decision is None:
         return job, "nothing to do"
-    changes = decision.changes | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {})
     units = charged_units(decision)
-    linked = deps.ledger.charge_updates(job, units) if units is not None else None
+    move = replace(
+        decision,
+        by=by,
+        changes={**decision.changes} | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {}),
+        linked=tuple(deps.ledger.charge_updates(job, units)) if units is not None else (),
+    )
     try:
-        moved = deps.store.transition(job, decision.to_state, by=by, changes=changes, note=decision.note, linked=linked)
+        moved = deps.store.transition(job, move)
     except TransitionRejectedError:
         return job, "already handled"
     if units is not None:

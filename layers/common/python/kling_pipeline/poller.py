@@ -63,10 +63,10 @@ from kling_pipeline.errors import (
     KlingUnavailableError,
     TransitionRejectedError,
 )
-from kling_pipeline.extend_chain import after_stored, video_key
+from kling_pipeline.extend_chain import stored_move, video_key
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
-from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, advance_job
+from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, Transition, advance_job
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.poll_schedule import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
 from kling_pipeline.requests import parked_message, stored_request
@@ -399,16 +399,19 @@ def settle_running(
     )
     timed_out = deps.store.transition(
         current,
-        JobState.TIMED_OUT,
-        by=BY,
-        changes={
-            "error_code": "JOB_TIMED_OUT",
-            "error_message": (
-                f"{why}; the pipeline stopped waiting for it. Kling may still finish and charge it: the pipeline "
-                f"keeps asking until {watch_until}, and if Kling finishes it the video is stored and the job "
-                "completes."
-            ),
-        },
+        Transition(
+            current.state,
+            JobState.TIMED_OUT,
+            {
+                "error_code": "JOB_TIMED_OUT",
+                "error_message": (
+                    f"{why}; the pipeline stopped waiting for it. Kling may still finish and charge it: the "
+                    f"pipeline keeps asking until {watch_until}, and if Kling finishes it the video is stored and "
+                    "the job completes."
+                ),
+            },
+            by=BY,
+        ),
     )
     deps.announcer.job_ended(timed_out)
     report.timed_out += 1
@@ -486,11 +489,11 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
         return f"download attempt {attempt.number} running"
     stored = stored_video(deps.s3, deps.settings.video_bucket, video_key(job))
     if stored is not None:
-        to_state, changes = after_stored(job, stored_changes(stored))
-        repaired = deps.store.transition(job, to_state, by=REPAIR, changes=changes)
+        move = stored_move(job, stored_changes(stored), by=REPAIR)
+        repaired = deps.store.transition(job, move)
         report.repaired += 1
         record(Metric.POLLER_JOBS, action="repaired")
-        if to_state is JobState.QUEUED:
+        if move.to_state is JobState.QUEUED:
             send_next_step(repaired, deps, report)
             return f"step {job.step} completed from the stored video; step {repaired.step} queued"
         deps.announcer.job_ended(repaired)
@@ -534,7 +537,7 @@ def send_next_step(job: Job, deps: PollerDependencies, report: PollReport) -> No
 
 def fail_download(job: Job, deps: PollerDependencies, report: PollReport, code: str, message: str) -> str:
     failed = deps.store.transition(
-        job, JobState.FAILED, by=REPAIR, changes={"error_code": code, "error_message": message}
+        job, Transition(job.state, JobState.FAILED, {"error_code": code, "error_message": message}, by=REPAIR)
     )
     deps.announcer.job_ended(failed)
     report.failed += 1

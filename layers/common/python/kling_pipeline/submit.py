@@ -54,7 +54,7 @@ from kling_pipeline.errors import (
 from kling_pipeline.images import image_source
 from kling_pipeline.job_ids import job_reference, referenced_job
 from kling_pipeline.kling_body import create_body, step_body
-from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.lifecycle import LEASE, Job, JobState, Transition
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.requests import JobRequest, parked_message, parse_job_message, stored_request
 from kling_pipeline.settings import SubmitSettings
@@ -395,11 +395,14 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | ClaimResult:
     try:
         return deps.store.transition(
             job,
-            JobState.SUBMITTING,
-            by=BY,
-            changes={RESERVED_UNITS: units, RESERVED_DAY: day, HELD_FOR: None, "next_poll_at": job.next_poll_at},
-            note=f"reserved {units:g} units of {day}'s budget",
-            linked=[deps.ledger.reserve_update(day, units, budget=budget)],
+            Transition(
+                job.state,
+                JobState.SUBMITTING,
+                {RESERVED_UNITS: units, RESERVED_DAY: day, HELD_FOR: None, "next_poll_at": job.next_poll_at},
+                f"reserved {units:g} units of {day}'s budget",
+                by=BY,
+                linked=(deps.ledger.reserve_update(day, units, budget=budget),),
+            ),
         )
     except LinkedWriteRefusedError:
         pass
@@ -425,11 +428,14 @@ def budget_too_small(job: Job, deps: SubmitDependencies, units: float, budget: f
     )
     failed = deps.store.transition(
         job,
-        JobState.FAILED,
-        by=BY,
-        changes={"error_code": BUDGET_TOO_SMALL, "error_message": reason, HELD_FOR: None},
-        remove=("lease_owner", "lease_expires_at"),
-        note="estimate over the whole daily budget",
+        Transition(
+            job.state,
+            JobState.FAILED,
+            {"error_code": BUDGET_TOO_SMALL, "error_message": reason, HELD_FOR: None},
+            "estimate over the whole daily budget",
+            by=BY,
+            remove=LEASE,
+        ),
     )
     deps.announcer.job_ended(failed)
     return ClaimResult(Outcome.FAILED, job.job_id, reason, error=BUDGET_TOO_SMALL)
@@ -545,11 +551,14 @@ def refuse_request(job: Job, deps: SubmitDependencies, reason: str) -> ClaimResu
     poller's announcement (handle_job_message tells it too; Step Functions takes a token once)."""
     failed = deps.store.transition(
         job,
-        JobState.FAILED,
-        by=BY,
-        changes={"error_code": "INVALID_REQUEST", "error_message": reason},
-        note="refused before any Kling call",
-        linked=deps.ledger.release_update(job),
+        Transition(
+            job.state,
+            JobState.FAILED,
+            {"error_code": "INVALID_REQUEST", "error_message": reason},
+            "refused before any Kling call",
+            by=BY,
+            linked=tuple(deps.ledger.release_update(job)),
+        ),
     )
     deps.announcer.job_ended(failed)
     return ClaimResult(Outcome.REJECTED, job.job_id, reason, error="INVALID_REQUEST")
@@ -560,14 +569,17 @@ def fail_job(job: Job, deps: SubmitDependencies, exc: KlingFinalError, *, detail
     has ended: announced, and its waiting caller told."""
     failed = deps.store.transition(
         job,
-        JobState.FAILED,
-        by=BY,
-        changes={
-            "error_code": f"KLING_{exc.code}",
-            "error_message": f"{job.step_label}{detail or f'Kling refused the task ({exc.code}): {exc.message}'}",
-        },
-        note=f"Kling {exc.code}",
-        linked=deps.ledger.release_update(job),
+        Transition(
+            job.state,
+            JobState.FAILED,
+            {
+                "error_code": f"KLING_{exc.code}",
+                "error_message": f"{job.step_label}{detail or f'Kling refused the task ({exc.code}): {exc.message}'}",
+            },
+            f"Kling {exc.code}",
+            by=BY,
+            linked=tuple(deps.ledger.release_update(job)),
+        ),
     )
     deps.announcer.job_ended(failed)
     return ClaimResult(Outcome.FAILED, job.job_id, exc.message, kling_code=exc.code)

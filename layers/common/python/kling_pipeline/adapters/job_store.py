@@ -2,8 +2,9 @@
 
 Every transition is one conditional update on (state, version), so a duplicate or late event can
 never move a job backwards or twice: the losing writer gets TransitionRejectedError and treats it
-as "already done". `transition_write` is the only place that decides what a transition sets (the
-history entry, `updated_at`, the live-index attribute, the TTL, the announcement mark); the download
+as "already done". `transition_write` writes a decision (lifecycle.Transition) as it is, and is the
+only place that decides what every transition sets besides (the history entry, `updated_at`, the
+live-index attribute, the TTL, the announcement mark); the download
 state machine's RecordOutcome sends the write this module builds (and ClearAnnouncement its
 `announced_write`), checked by a test (docs/architecture.md, "The job record").
 """
@@ -23,13 +24,19 @@ from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
-from kling_pipeline.errors import JobNotFoundError, LinkedWriteRefusedError, TransitionRejectedError
+from kling_pipeline.errors import (
+    InvalidTransitionError,
+    JobNotFoundError,
+    LinkedWriteRefusedError,
+    TransitionRejectedError,
+)
 from kling_pipeline.lifecycle import (
     KLING_KEEPS_RESULTS_S,
     KLING_UNSETTLED,
     TERMINAL_STATES,
     Job,
     JobState,
+    Transition,
     check_transition,
     utc_now_iso,
 )
@@ -130,26 +137,26 @@ def announced_write(version: int, *, watched: bool = False, next_look_at: int | 
 
 def transition_write(
     job: Job,
-    to_state: JobState,
+    move: Transition,
     *,
-    by: str,
     now: str,
     expires_at: int,
-    changes: dict[str, Any] | None = None,
-    remove: tuple[str, ...] = (),
-    add: dict[str, int] | None = None,
-    note: str | None = None,
-    logged: bool = True,
     schedule: PollSchedule | None = None,
 ) -> TransitionWrite:
-    """What moving `job` (as last read) to `to_state` writes; `changes` values of None are removed.
+    """What making `move` on `job` (as last read) writes: the decision's own changes (values of None are
+    removed), and what every transition writes besides (its history entry, version, the live index, the TTL).
 
-    A job entering a live state gets its `next_poll_at` (from `changes`, or from `schedule`).
+    A job entering a live state gets its `next_poll_at` (from the changes, or from `schedule`).
 
-    With `logged=False` the move is not appended to `history` but kept as `last_unlogged_move`: the
-    submit path's repeated claim-and-backpressure cycles would otherwise grow the item without bound
+    A move not `logged` is not appended to `history` but kept as `last_unlogged_move`: the submit
+    path's repeated claim-and-backpressure cycles would otherwise grow the item without bound
     (DynamoDB's 400 KB); their number is in `backpressure_count`."""
-    check_transition(job.state, to_state)
+    if move.from_state is not job.state:
+        raise InvalidTransitionError(f"a move from {move.from_state} made on a job that is {job.state}")
+    if not move.by:
+        raise ValueError(f"{move.from_state} -> {move.to_state}: a transition says who made it (`by`)")
+    to_state, by, note = move.to_state, move.by, move.note
+    changes: dict[str, Any] = dict(move.changes)
     names: dict[str, str] = {"#state": "state", "#version": "version"}
     values: dict[str, Any] = {
         ":expected_state": job.state.value,
@@ -161,12 +168,12 @@ def transition_write(
         ":state_shard": state_shard(to_state.value, job.job_id),
     }
     sets = ["#state = :to", "#version = :next_version", "updated_at = :now", f"{STATE_SHARD_ATTR} = :state_shard"]
-    if logged:
+    if move.logged:
         sets.append("history = list_append(history, :entry)")
     else:
         values[":entry"] = values[":entry"][0]
         sets.append(f"{UNLOGGED_ATTR} = :entry")
-    removes: list[str] = list(remove)
+    removes: list[str] = list(move.remove)
     if to_state in TERMINAL_STATES:
         # Ended, not yet announced: kept in LiveJobs, due for the poller after the grace. (A TIMED_OUT job
         # stays there once announced too, watched for a late `succeed`: announced_write.)
@@ -182,7 +189,7 @@ def transition_write(
             ":due": int(time.time()) + ANNOUNCE_GRACE_S,
         }
         removes.extend(TERMINAL_REMOVES)
-        changes = {k: v for k, v in (changes or {}).items() if k not in (ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR)}
+        changes = {k: v for k, v in changes.items() if k not in (ANNOUNCE_ATTR, LIVE_ATTR, NEXT_POLL_ATTR)}
     elif job.state in TERMINAL_STATES:
         # Leaving a terminal state (TIMED_OUT -> DOWNLOADING, an operator's settling of a FAILED job): live
         # again, so back in the index, no TTL; the earlier end's announcement mark goes (the next end
@@ -190,25 +197,25 @@ def transition_write(
         sets.append(f"{LIVE_ATTR} = :shard")
         values[":shard"] = live_shard(job.job_id)
         removes += [TTL_ATTR, ANNOUNCE_ATTR]
-    if to_state not in TERMINAL_STATES and NEXT_POLL_ATTR not in (changes or {}):
+    if to_state not in TERMINAL_STATES and NEXT_POLL_ATTR not in changes:
         if schedule is None:
             raise ValueError(f"{to_state} is live: give next_poll_at, or a poll schedule to the store")
         due = next_poll_at(
             to_state,
             now=int(time.time()),
             schedule=schedule,
-            expected_finish_at=(changes or {}).get("expected_finish_at") or job.expected_finish_at,
-            lease_expires_at=(changes or {}).get("lease_expires_at"),
+            expected_finish_at=changes.get("expected_finish_at") or job.expected_finish_at,
+            lease_expires_at=changes.get("lease_expires_at"),
         )
-        changes = (changes or {}) | {NEXT_POLL_ATTR: due}
-    for i, (key, value) in enumerate((changes or {}).items()):
+        changes = changes | {NEXT_POLL_ATTR: due}
+    for i, (key, value) in enumerate(changes.items()):
         if value is None:
             removes.append(key)
             continue
         names[f"#c{i}"] = key
         values[f":c{i}"] = value
         sets.append(f"#c{i} = :c{i}")
-    for i, (key, amount) in enumerate((add or {}).items()):
+    for i, (key, amount) in enumerate(move.add.items()):
         names[f"#a{i}"] = key
         values[f":a{i}"] = amount
         values[":zero"] = 0
@@ -416,56 +423,26 @@ class JobStore:
             raise
         return Job.model_validate(item), True
 
-    def transition_write(
-        self,
-        job: Job,
-        to_state: JobState,
-        *,
-        by: str,
-        changes: dict[str, Any] | None = None,
-        remove: tuple[str, ...] = (),
-        add: dict[str, int] | None = None,
-        note: str | None = None,
-        logged: bool = True,
-    ) -> TransitionWrite:
-        """The write of a transition made now, for this table's TTL (also what the workflow sends)."""
+    def transition_write(self, job: Job, move: Transition) -> TransitionWrite:
+        """The write of a decision made now, for this table's TTL (also what the workflow sends)."""
         return transition_write(
             job,
-            to_state,
-            by=by,
+            move,
             now=utc_now_iso(),
             expires_at=finished_expiry(self.finished_ttl_days),
-            changes=changes,
-            remove=remove,
-            add=add,
-            note=note,
-            logged=logged,
             schedule=self.schedule,
         )
 
-    def transition(
-        self,
-        job: Job,
-        to_state: JobState,
-        *,
-        by: str,
-        changes: dict[str, Any] | None = None,
-        remove: tuple[str, ...] = (),
-        add: dict[str, int] | None = None,
-        note: str | None = None,
-        logged: bool = True,
-        linked: list[dict[str, Any]] | None = None,
-    ) -> Job:
-        """Move `job` (as last read) to `to_state`, if nobody moved it since. Returns the job as written.
+    def transition(self, job: Job, move: Transition) -> Job:
+        """Make the decision `move` on `job` (as last read), if nobody moved it since. Returns the job as written.
 
-        `linked`: TransactWriteItems entries (plain values) written in the same transaction, such as the
-        units a task was charged (adapters.ledger): all or none. A linked write refused by its own
-        condition raises LinkedWriteRefusedError, and the job is left as it was."""
-        write = self.transition_write(
-            job, to_state, by=by, changes=changes, remove=remove, add=add, note=note, logged=logged
-        )
-        if linked:
-            moved = self._transact(job, write, linked)
+        Its `linked` writes (TransactWriteItems entries, plain values, such as the units a task was
+        charged: adapters.ledger) go in the same transaction: all or none. A linked write refused by its
+        own condition raises LinkedWriteRefusedError, and the job is left as it was."""
+        write = self.transition_write(job, move)
+        to_state = move.to_state
+        if move.linked:
+            moved = self._transact(job, write, [dict(entry) for entry in move.linked])
             record(Metric.JOB_TRANSITIONS, to=to_state.value)
             return moved
         try:
