@@ -55,8 +55,8 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
         # client's HTTP and JWT libraries are a good part of a cold start.
         from kling_pipeline.adapters.kling_client import shared_client
 
-        ak, sk = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
-        return shared_client(settings.kling_base_url, ak, sk, timeout_s=settings.kling_timeout_s)
+        credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+        return shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s)
 
     store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
     return CallbackDependencies(
@@ -122,7 +122,7 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies) -> Callbac
         # Cheap states start nothing that costs: the body may move the job, if it is this job's task.
         return move(job, hint, deps)
     try:
-        confirmed = deps.kling().get_task(job.task_kind, job.task_id)
+        confirmed = deps.kling().get_task(job.task_kind, job.task_id, model=job.task_model)
     except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
         # A 5xx tells Kling this one did not land, so it may call again.
         logger.warning("could not confirm the callback with Kling", extra={"error": str(exc)})

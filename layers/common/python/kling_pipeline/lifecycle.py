@@ -194,6 +194,15 @@ class Job(BaseModel):
         return self.kind if self.step == 1 else "video-extend"
 
     @property
+    def task_model(self) -> str | None:
+        """The model of the step's task as the job knows it (the one recorded with its task, else the
+        request's), which says the design every call about the task takes (capabilities.design_of).
+        None: an extend step, or a request left to the deployment's default model."""
+        if self.step != 1:
+            return None
+        return self.model_name or self.request.get("model") or None
+
+    @property
     def external_task_id(self) -> str:
         """What the step's task carries as external_task_id: the job id, then `<job_id>-s<n>` padded to
         65 characters (job_ids.internal_name), so each step is created exactly once, found by
