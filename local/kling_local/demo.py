@@ -62,6 +62,7 @@ class DemoSummary:
     kling_gets: int | None
     kling_gets_per_job: float | None
     kling_gets_max: int | None  # the most GETs any one job's task had
+    kling_queries: int | None  # every query call, either design: single look-ups, batches, sweep and list pages
     kling_calls_per_job: float | None
     s3_objects: int
     notice_p50_s: float | None
@@ -367,7 +368,7 @@ def summarize(
             noticed = datetime.fromisoformat(noticed_at.replace("Z", "+00:00")).timestamp()
             settle.append(max(0.0, noticed - float(finished_ms) / 1000))
     stats = stack.simulator.stats() if stack.simulator else None
-    creates = gets = double = gets_max = None
+    creates = gets = double = gets_max = queries = None
     units = None
     if stats is not None:
         calls: dict[str, int] = stats["calls"]
@@ -376,6 +377,7 @@ def summarize(
         per_task: dict[str, int] = stats["gets_per_task"]
         gets_max = max((per_task.get(job.task_id, 0) for job in jobs.values() if job.task_id), default=0)
         gets = sum(n for name, n in calls.items() if name.startswith("GET") and "account/" not in name)
+        queries = int(stats["kling_queries"])
         units = float(stats["units_charged_total"])
     s3 = connection.client("s3")
     objects = s3.list_objects_v2(Bucket=connection.bucket, Prefix="videos/").get("KeyCount", 0)
@@ -401,6 +403,7 @@ def summarize(
         kling_gets=gets,
         kling_gets_per_job=round(gets / len(job_ids), 2) if gets is not None else None,
         kling_gets_max=gets_max,
+        kling_queries=queries,
         kling_calls_per_job=round((creates + gets) / len(job_ids), 2)
         if creates is not None and gets is not None
         else None,
@@ -491,7 +494,7 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
         table.add_row(
             "Kling calls",
             f"{summary.kling_creates} creates, {summary.kling_gets} gets ({summary.kling_gets_per_job} per job, "
-            f"at most {summary.kling_gets_max})",
+            f"at most {summary.kling_gets_max}); {summary.kling_queries} query calls",
         )
         table.add_row(
             "units charged",

@@ -98,6 +98,7 @@ class CallbackReceiver:
         self.received: list[dict[str, Any]] = []
         self.raw: list[bytes] = []
         self.paths: list[str] = []
+        self.headers: list[dict[str, str]] = []  # lower-cased names
         self.status = 200
         self.delay_s = 0.0
         self._lock = threading.Lock()
@@ -110,6 +111,7 @@ class CallbackReceiver:
                 with receiver._lock:
                     receiver.raw.append(body)
                     receiver.paths.append(self.path)
+                    receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                     receiver.received.append(json.loads(body))
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)

@@ -3,6 +3,9 @@
 Kling: `Authorization: Bearer <jwt>`, HS256 signed with the secret key, `iss` = access key,
 `nbf` / `exp` honoured. 1001 empty header, 1002 malformed header or token, 1000 bad signature or
 unknown issuer, 1003 not yet valid, 1004 expired. No message ever contains a key.
+
+An API key (`Authorization: Bearer <API_KEY>`) works on every path of both designs; the JWT on the
+legacy design's paths only (Kling's authentication page, see the contract's "The newer API design").
 """
 
 from __future__ import annotations
@@ -56,13 +59,31 @@ def make_token(
     return f"{header}.{payload}.{_b64url_encode(signature)}"
 
 
-def authenticate(header_value: str | None, accounts: Mapping[str, str], *, now: float | None = None) -> str:
-    """Check an Authorization header; return the account (access key) or raise AuthError."""
+def authenticate(
+    header_value: str | None,
+    accounts: Mapping[str, str],
+    *,
+    api_keys: Mapping[str, str] | None = None,
+    new_design: bool = False,
+    now: float | None = None,
+) -> str:
+    """Check an Authorization header; return the account (access key) or raise AuthError.
+
+    `api_keys`: API key -> account. On a newer-design path (`new_design`) only an API key passes."""
     if header_value is None or not header_value.strip():
         raise AuthError(1001, "Authorization is empty")
     if not header_value.startswith("Bearer "):
         raise AuthError(1002, "Authorization is invalid: expected 'Bearer <token>'")
     token = header_value[len("Bearer ") :].strip()
+    for key, account in (api_keys or {}).items():
+        if hmac.compare_digest(key.encode(), token.encode()):
+            return account
+    if new_design:
+        # The contract: "the access key + secret key JWT works for the legacy design only". Kling documents
+        # no code of its own for a JWT on a newer-design path; 1000 ("authentication failed", HTTP 401) is the
+        # code for a credential that is well-formed but not accepted, where 1002 would say the header is
+        # malformed (it is not). A valid JWT and an unknown key get the same answer.
+        raise AuthError(1000, "Authentication failed: this API takes an API key (Authorization: Bearer <API_KEY>)")
     parts = token.split(".")
     if len(parts) != 3 or not all(parts[:2]):
         raise AuthError(1002, "Authorization is invalid: the token is not a JWT")

@@ -4,6 +4,11 @@ reordering and delay knobs, and never let a slow or dead receiver touch the API 
 Each task's callbacks go to one worker (hash of the task id) and leave in due-time order, so with
 every knob at zero a receiver sees submitted, processing, then the final status. Reordering holds
 a non-final callback back until the task's next one has been queued.
+
+Signed callbacks (Kling, 2026: Standard Webhooks, when the account has a webhook secret): each event
+has one `webhook-id`, the same on every copy (a duplicate is a re-delivery of the same event); each
+delivery is signed when it leaves, with a fresh `webhook-timestamp`, by every secret given (the
+current and, in a rotation window, the previous: signatures space-separated).
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
+
+from standardwebhooks.webhooks import Webhook
 
 from kling_local.sim.config import SimConfig
 
@@ -26,12 +34,34 @@ log = logging.getLogger("kling_local.sim.callbacks")
 USER_AGENT = "Kling-Callback/1.0 (kling_local simulator)"
 
 
+@dataclass(frozen=True)
+class Message:
+    """One callback event: where it goes, its body, and how it is signed (no secrets: unsigned)."""
+
+    url: str
+    body: bytes
+    webhook_id: str = ""
+    secrets: tuple[str, ...] = ()
+
+
+def signature_headers(message: Message, now: float | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for one delivery of `message` (none when it has no secret)."""
+    if not message.secrets:
+        return {}
+    stamp = datetime.fromtimestamp(int(time.time() if now is None else now), tz=UTC)
+    signatures = " ".join(Webhook(secret).sign(message.webhook_id, stamp, message.body) for secret in message.secrets)
+    return {
+        "webhook-id": message.webhook_id,
+        "webhook-timestamp": str(int(stamp.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
 @dataclass(order=True)
 class _Delivery:
     due: float
     seq: int
-    url: str = field(compare=False)
-    body: bytes = field(compare=False)
+    message: Message = field(compare=False)
     task_id: str = field(compare=False)
 
 
@@ -46,7 +76,7 @@ class CallbackDispatcher:
         self._threads: list[threading.Thread] = []
         self._seq = 0
         self._last_due: dict[str, float] = {}
-        self._held: dict[str, list[tuple[str, bytes, int]]] = {}
+        self._held: dict[str, list[tuple[Message, int]]] = {}
         self._timeout_s = 5.0
         self._stopping = False
         self.counts: Counter[str] = Counter()
@@ -79,20 +109,30 @@ class CallbackDispatcher:
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            keys = ("events", "sent", "delivered", "failed", "dropped", "duplicated", "reordered", "delayed")
+            keys = (
+                "events",
+                "sent",
+                "delivered",
+                "failed",
+                "dropped",
+                "duplicated",
+                "reordered",
+                "delayed",
+                "signed",
+                "unsigned",
+            )
             data = {key: self.counts.get(key, 0) for key in keys}
             data["pending"] = sum(len(h) for h in self._heaps) + sum(len(v) for v in self._held.values())
             return data
 
     # -- queueing --------------------------------------------------------------------------------
 
-    def submit(
-        self, task_id: str, url: str, body: bytes, *, final: bool, config: SimConfig, rng: random.Random
-    ) -> None:
+    def submit(self, task_id: str, message: Message, *, final: bool, config: SimConfig, rng: random.Random) -> None:
         """Queue one status-change callback, applying the loss/dup/reorder/delay knobs."""
         with self._lock:
             self._timeout_s = config.callback_timeout_s
             self.counts["events"] += 1
+            self.counts["signed" if message.secrets else "unsigned"] += 1
             copies = 1
             if rng.random() < config.callback_dup_rate:
                 copies = 2
@@ -108,24 +148,24 @@ class CallbackDispatcher:
             hold = copies > 0 and not final and rng.random() < config.callback_reorder_rate
             if hold:
                 self.counts["reordered"] += 1
-                self._held.setdefault(task_id, []).append((url, body, copies))
+                self._held.setdefault(task_id, []).append((message, copies))
             else:
                 due = max(now + delay, self._last_due.get(task_id, 0.0))
                 for _ in range(copies):
-                    self._push(due, url, body, task_id)
+                    self._push(due, message, task_id)
                 if copies or final:
-                    for held_url, held_body, held_copies in self._held.pop(task_id, []):
+                    for held, held_copies in self._held.pop(task_id, []):
                         for _ in range(held_copies):
-                            self._push(due, held_url, held_body, task_id)
+                            self._push(due, held, task_id)
                 self._last_due[task_id] = due
             if final:
                 self._last_due.pop(task_id, None)
                 self._held.pop(task_id, None)
 
-    def _push(self, due: float, url: str, body: bytes, task_id: str) -> None:
+    def _push(self, due: float, message: Message, task_id: str) -> None:
         self._seq += 1
         index = zlib.crc32(task_id.encode()) % self._workers
-        heapq.heappush(self._heaps[index], _Delivery(due, self._seq, url, body, task_id))
+        heapq.heappush(self._heaps[index], _Delivery(due, self._seq, message, task_id))
         self._conds[index].notify()
 
     # -- delivery --------------------------------------------------------------------------------
@@ -152,7 +192,7 @@ class CallbackDispatcher:
     @staticmethod
     def _deliver(item: _Delivery, timeout_s: float) -> bool:
         """POST the body once; any failure is counted, logged at debug level and forgotten."""
-        parts = urlsplit(item.url)
+        parts = urlsplit(item.message.url)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
@@ -163,12 +203,9 @@ class CallbackDispatcher:
             else:
                 conn = http.client.HTTPConnection(parts.netloc, timeout=timeout_s)
             try:
-                conn.request(
-                    "POST",
-                    path,
-                    body=item.body,
-                    headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
-                )
+                headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+                headers.update(signature_headers(item.message))
+                conn.request("POST", path, body=item.message.body, headers=headers)
                 response = conn.getresponse()
                 response.read(65536)
                 ok = 200 <= response.status < 300

@@ -20,7 +20,7 @@ from kling_local.sim.config import SimConfig, SimConfigError
 from kling_local.sim.simulator import KlingSimulator
 
 # Given explicitly below (or not exposed as flags).
-_MANUAL = {"access_key", "secret_key", "extra_accounts"}
+_MANUAL = {"access_key", "secret_key", "extra_accounts", "api_key", "webhook_secret", "webhook_secret_previous"}
 
 
 def _flag(name: str) -> str:
@@ -55,6 +55,22 @@ def register(subparsers: Any) -> None:
         "--secret-key",
         default=os.environ.get("KLING_SIM_SECRET_KEY", SimConfig.model_fields["secret_key"].default),
         help="the secret key clients sign with (env KLING_SIM_SECRET_KEY; never logged)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("KLING_SIM_API_KEY", SimConfig.model_fields["api_key"].default),
+        help="the API key clients may send instead of a JWT, on both designs (env KLING_SIM_API_KEY; never logged)",
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("KLING_SIM_WEBHOOK_SECRET"),
+        help="whsec_...: sign every callback (Standard Webhooks) (env KLING_SIM_WEBHOOK_SECRET; default: unsigned)",
+    )
+    parser.add_argument(
+        "--webhook-secret-previous",
+        default=os.environ.get("KLING_SIM_WEBHOOK_SECRET_PREVIOUS"),
+        help="whsec_...: a rotation window, the old secret's signature sent too "
+        "(env KLING_SIM_WEBHOOK_SECRET_PREVIOUS)",
     )
     parser.add_argument(
         "--extra-account",
@@ -122,6 +138,10 @@ def build_config(args: argparse.Namespace) -> SimConfig:
             raise SimConfigError("--extra-account takes AK=SK")
         accounts[key] = secret
     values.update(access_key=args.access_key, secret_key=args.secret_key, extra_accounts=accounts)
+    values.update(api_key=args.api_key or None)
+    for name in ("webhook_secret", "webhook_secret_previous"):
+        if getattr(args, name):
+            values[name] = getattr(args, name)
     return SimConfig().updated(values)
 
 

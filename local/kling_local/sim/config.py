@@ -9,6 +9,8 @@ Time semantics (so a test can reason about them):
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,6 +28,16 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "kling-v3",
     "kling-v3-omni",
     "kling-video-o1",
+)
+
+# The newer design's create paths (the model is in the path). The contract lists the first, third, fourth and
+# fifth and ends with "...": text-to-video for kling-3.0 is served too, as Kling 3.0's model page covers both.
+DEFAULT_NEW_DESIGN_ROUTES: tuple[str, ...] = (
+    "text-to-video/kling-2.6",
+    "text-to-video/kling-3.0",
+    "image-to-video/kling-3.0",
+    "image-to-video/kling-3.0-turbo",
+    "omni-video/kling-3.0-omni",
 )
 
 DEFAULT_FAIL_MESSAGES: tuple[str, ...] = (
@@ -52,6 +64,55 @@ class SimConfig(BaseModel):
     extra_accounts: dict[str, str] = Field(
         default_factory=dict, repr=False, description="more accounts: access key -> secret key"
     )
+    api_key: str | None = Field(
+        default="sim-api-key",
+        min_length=1,
+        repr=False,
+        description="the first account's API key (`Authorization: Bearer <API_KEY>`, both designs; None = none)",
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        repr=False,
+        description="the account's webhook secret (whsec_<base64>): every callback is signed (Standard Webhooks); "
+        "None = unsigned callbacks, as from an account that never set one",
+    )
+    webhook_secret_previous: str | None = Field(
+        default=None,
+        repr=False,
+        description="a rotation window: the previous secret, whose signature is sent beside the current one "
+        "(space-separated), as Kling does for 7 days after a rotation",
+    )
+    unsigned_callback_rate: Probability = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of callback events sent without signature headers though a webhook secret is set "
+        "(a console without a secret, a misconfigured account)",
+    )
+
+    # -- the newer API design ------------------------------------------------------------------
+    new_design_routes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NEW_DESIGN_ROUTES),
+        min_length=1,
+        description="the newer design's create paths (<product>/<model>); models appear often, so configuration",
+    )
+    tasks_max_ids: int = Field(
+        default=50,
+        ge=1,
+        description="ids a GET /tasks?task_ids=|external_task_ids= may carry; more is refused with 1201 (Kling "
+        "documents no maximum)",
+    )
+    tasks_include_legacy: bool = Field(
+        default=False,
+        description="whether tasks created through /v1/videos/* appear in /tasks (not documented: off, the worst case)",
+    )
+    billing_currency: str | None = Field(
+        default=None,
+        min_length=1,
+        description="None: newer-design tasks are billed in units (billing[].charge_type unit); a currency "
+        "(e.g. USD): billed in cash, cash_per_unit a unit",
+    )
+    cash_per_unit: float = Field(default=0.14, ge=0, description="cash a unit costs when billing_currency is set")
 
     # -- timing ----------------------------------------------------------------------------------
     speed: float = Field(default=1.0, gt=0, description="simulated seconds per real second")
@@ -223,10 +284,26 @@ class SimConfig(BaseModel):
             raise ValueError("generation_max_s must be >= generation_min_s")
         if self.callback_max_delay_s and self.callback_max_delay_s < self.callback_min_delay_s:
             raise ValueError("callback_max_delay_s must be 0 or >= callback_min_delay_s")
+        for name in ("webhook_secret", "webhook_secret_previous"):
+            if getattr(self, name) is not None and not _is_webhook_secret(getattr(self, name)):
+                raise ValueError(f"{name} must be whsec_ followed by base64 (at least 16 bytes)")
+        for route in self.new_design_routes:
+            if route.count("/") != 1 or not all(route.split("/")):
+                raise ValueError("new_design_routes holds <product>/<model> paths, e.g. text-to-video/kling-2.6")
         for field in ("force_create_errors", "force_lookup_errors"):
             if 0 in getattr(self, field):
                 raise ValueError(f"{field} holds Kling error codes; 0 is success")
         return self
+
+    def api_keys(self) -> dict[str, str]:
+        """API key -> the account (access key) it belongs to; every key shares its account's limits."""
+        return {self.api_key: self.access_key} if self.api_key else {}
+
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The secrets callbacks are signed with: the current one, then the previous during a rotation."""
+        if self.webhook_secret is None:
+            return ()
+        return tuple(s for s in (self.webhook_secret, self.webhook_secret_previous) if s)
 
     def accounts(self) -> dict[str, str]:
         """Access key -> secret key for every account the simulator accepts."""
@@ -234,7 +311,11 @@ class SimConfig(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """The knobs as JSON-ready data, without any secret."""
-        data = self.model_dump(mode="json", exclude={"secret_key"})
+        data = self.model_dump(
+            mode="json", exclude={"secret_key", "api_key", "webhook_secret", "webhook_secret_previous"}
+        )
+        data["api_key_set"] = self.api_key is not None
+        data["webhook_secrets"] = sum(1 for s in (self.webhook_secret, self.webhook_secret_previous) if s)
         data["extra_accounts"] = sorted(self.extra_accounts)
         return data
 
@@ -262,6 +343,15 @@ WORST_CASE: dict[str, Any] = {
     "callback_reorder_rate": 0.2,
     "cdn_drop_rate": 0.1,
 }
+
+
+def _is_webhook_secret(value: str) -> bool:
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(value[len("whsec_") :], validate=True)) >= 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _describe(exc: ValidationError) -> str:

@@ -28,6 +28,9 @@ def image_urls(kind: str, body: Any) -> list[tuple[str, str]]:
     for i, item in enumerate(body.get("dynamic_masks") or [] if isinstance(body.get("dynamic_masks"), list) else []):
         if isinstance(item, dict):
             found.append((f"dynamic_masks[{i}].mask", item.get("mask")))
+    for i, item in enumerate(body.get("contents") or [] if isinstance(body.get("contents"), list) else []):
+        if isinstance(item, dict):  # the newer design's frames and elements
+            found.append((f"contents[{i}].image", item.get("image")))
     return [
         (field, value)
         for field, value in found

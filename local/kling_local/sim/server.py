@@ -7,12 +7,15 @@ concurrent connections on a small machine. Every failure is answered Kling's way
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import logging
 import re
 import socket
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -250,16 +253,22 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sim/"):
             self._admin(method, path, body)
             return
+        params = parse_qs(query, keep_blank_values=True)
+        route = self._new_design_route(path)
+        if route is not None:
+            self._new_design(method, route, params, body)
+            return
         match = _TASK_PATH.match(path)
         kind = match.group(1) if match else None
         task_id = match.group(2) if match else None
-        params = parse_qs(query, keep_blank_values=True)
         endpoint = (
             f"{method} account/costs"
             if path.rstrip("/") == ACCOUNT_COSTS_PATH
             else self._endpoint_name(method, kind, task_id, params)
         )
-        state.record_call(endpoint, task_id if kind in KINDS and method == "GET" else None)
+        state.record_call(
+            endpoint, task_id if kind in KINDS and method == "GET" else None, query=kind in KINDS and method == "GET"
+        )
         if state.down():
             state.record_fault("outage")
             raise SimApiError(5001)
@@ -268,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not path.startswith("/v1/"):
             raise SimApiError(1203, f"no such resource: {path[:100]}")
-        account = authenticate(self.headers.get("Authorization"), state.config.accounts())
+        account = self._authenticate(new_design=False)
         state.check_rate(account)
         if match is None or kind not in KINDS:
             raise SimApiError(1203, f"no such resource: {path[:100]}")
@@ -291,10 +300,98 @@ class _Handler(BaseHTTPRequestHandler):
             page_size = _int_param(params, "pageSize", 30, 1, 500)
             self._ok(state.list(account, kind, page_num, page_size))
 
+    def _authenticate(self, *, new_design: bool) -> str:
+        config = self.server.state.config
+        return authenticate(
+            self.headers.get("Authorization"), config.accounts(), api_keys=config.api_keys(), new_design=new_design
+        )
+
+    # -- the newer design ------------------------------------------------------------------------
+
+    def _new_design_route(self, path: str) -> str | None:
+        """`tasks` for /tasks, `<product>/<model>` for a configured create path, else None (legacy routing)."""
+        trimmed = path.strip("/")
+        if trimmed == "tasks" or trimmed in self.server.state.config.new_design_routes:
+            return trimmed
+        return None
+
+    def _new_design(self, method: str, route: str, params: dict[str, list[str]], body: bytes) -> None:
+        """The newer design: creates at /<product>/<model>, queries at /tasks; API keys only."""
+        state = self.server.state
+        if route == "tasks":
+            which = "task_ids" if "task_ids" in params else "external_task_ids"
+            endpoint = f"GET tasks?{which}" if method == "GET" else f"{method} tasks"
+        else:
+            endpoint = f"{method} {route}"
+        state.record_call(endpoint, query=route == "tasks" and method in ("GET", "POST"))
+        if state.down():
+            state.record_fault("outage")
+            raise SimApiError(5001)
+        account = self._authenticate(new_design=True)
+        state.check_rate(account)
+        if method not in ("GET", "POST") or (method == "GET" and route != "tasks"):
+            raise SimApiError(1202, f"method {method} is not allowed on /{route}")
+        query = route == "tasks"
+        self._faults(method, query=query)
+        if route != "tasks":
+            self._create(account, route.split("/", 1)[0], body, route=route)
+        elif method == "GET":
+            self._tasks_by_ids(account, params)
+        else:
+            self._tasks_sweep(account, body)
+
+    def _tasks_by_ids(self, account: str, params: dict[str, list[str]]) -> None:
+        """GET /tasks?task_ids=a,b | external_task_ids=x,y: one kind of id a call, at most `tasks_max_ids`."""
+        state = self.server.state
+        given = [name for name in ("task_ids", "external_task_ids") if name in params]
+        if len(given) != 1:
+            raise invalid("give exactly one of task_ids and external_task_ids (comma-separated)")
+        ids = list(dict.fromkeys(p.strip() for v in params[given[0]] for p in v.split(",") if p.strip()))
+        if not ids:
+            raise invalid(f"{given[0]} is empty")
+        limit = state.config.tasks_max_ids
+        if len(ids) > limit:
+            # Kling documents no maximum and no code for exceeding one; a parameter error (1201) naming the
+            # count is what an over-long parameter gets everywhere else in its API.
+            raise invalid(f"{given[0]}: too many ids ({len(ids)}); at most {limit} per call")
+        self._ok(state.tasks_by_ids(account, ids, external=given[0] == "external_task_ids"))
+
+    def _tasks_sweep(self, account: str, body: bytes) -> None:
+        """POST /tasks {start_time, end_time, cursor, limit, filters}: one page, `{result, count, next_cursor,
+        has_more}`, in no promised order; `count` is this page's."""
+        state = self.server.state
+        parsed = _parse_json(body) if body.strip() else {}
+        if not isinstance(parsed, dict):
+            raise bad_request("the request body must be a JSON object")
+        unknown = sorted(set(parsed) - {"start_time", "end_time", "cursor", "limit", "filters"})
+        if unknown:
+            raise invalid(f"unknown field(s): {', '.join(str(u)[:64] for u in unknown[:5])}")
+        limit = parsed.get("limit", 100)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 500:
+            raise invalid("limit must be an integer from 1 to 500")
+        statuses = _sweep_filters(parsed.get("filters"))
+        cursor = parsed.get("cursor")
+        if cursor not in (None, ""):
+            start_ms, end_ms, after = _read_cursor(cursor)
+        else:
+            now_ms = int(time.time() * 1000)
+            end_ms = _ms_field(parsed, "end_time", now_ms)
+            start_ms = _ms_field(parsed, "start_time", end_ms - SWEEP_DEFAULT_WINDOW_MS)
+            if start_ms > end_ms:
+                raise invalid("start_time is after end_time")
+            after = None
+        if statuses is not None and not statuses:
+            result: list[dict[str, Any]] = []
+            last = None
+        else:
+            result, last = state.sweep(account, start_ms, end_ms, after, limit, statuses)
+        next_cursor = _write_cursor(start_ms, end_ms, last) if last is not None else ""
+        self._ok({"result": result, "count": len(result), "next_cursor": next_cursor, "has_more": last is not None})
+
     def _account_costs(self, method: str, params: dict[str, list[str]]) -> None:
         """`GET /account/costs?start_time=&end_time=`: the account's resource packs (Kling: one call a second)."""
         state = self.server.state
-        account = authenticate(self.headers.get("Authorization"), state.config.accounts())
+        account = self._authenticate(new_design=False)
         state.check_rate(account)
         if method != "GET":
             raise SimApiError(1202, f"method {method} is not allowed on {ACCOUNT_COSTS_PATH}")
@@ -319,13 +416,14 @@ class _Handler(BaseHTTPRequestHandler):
             return f"GET {kind}?external_task_id" if "external_task_id" in params else f"GET {kind} list"
         return f"{method} {kind}"
 
-    def _faults(self, method: str) -> None:
+    def _faults(self, method: str, *, query: bool | None = None) -> None:
+        """5xxx and slow answers; `query` (default: a GET) decides whether `query_faults` spares it."""
         state = self.server.state
         config = state.config
         if state.in_error_burst():
             state.record_fault("error_burst")
             raise SimApiError(state.pick(FIVE_XX))
-        if method == "GET" and not config.query_faults:
+        if (method == "GET" if query is None else query) and not config.query_faults:
             return
         if state.chance(config.error_5xx_rate):
             state.record_fault("error_5xx")
@@ -334,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
             state.record_fault("slow")
             self._delay_s = config.slow_s
 
-    def _create(self, account: str, kind: str, body: bytes) -> None:
+    def _create(self, account: str, kind: str, body: bytes, route: str | None = None) -> None:
         state = self.server.state
         content_type = (self.headers.get("Content-Type") or "").lower()
         if "application/json" not in content_type:
@@ -348,7 +446,7 @@ class _Handler(BaseHTTPRequestHandler):
             except SimApiError as exc:
                 state.record_refused_create(exc.code)
                 raise
-        data = state.create(account, kind, parsed, fetched)
+        data = state.create(account, kind, parsed, fetched, route=route)
         state.run_create_hooks(data, (str(self.client_address[0]), int(self.client_address[1])))
         if state.chance(state.config.create_response_drop_rate):
             state.record_fault("create_response_dropped")
@@ -504,16 +602,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _drift(data: Any, how: int) -> Any:
-    """A task object (or the first of a list) in a shape clients may not know: 0 an unknown status,
-    1 no task_status, 2 no task_id."""
+    """A task object (or the first of a list, or of a sweep page) in a shape clients may not know: 0 an
+    unknown status, 1 no status, 2 no task id (either design's field names)."""
+    if isinstance(data, dict) and isinstance(data.get("result"), list):
+        return {**data, "result": _drift(data["result"], how)}
     target = data[0] if isinstance(data, list) and data else data
     if not isinstance(target, dict):
         return data
     drifted = dict(target)
+    status, ident = ("task_status", "task_id") if "task_id" in drifted else ("status", "id")
     if how == 0:
-        drifted["task_status"] = "queueing"
+        drifted[status] = "queueing"
     else:
-        drifted.pop("task_status" if how == 1 else "task_id", None)
+        drifted.pop(status if how == 1 else ident, None)
     return [drifted, *data[1:]] if isinstance(data, list) else drifted
 
 
@@ -522,6 +623,15 @@ def _quirks(data: Any, *, no_units: bool, no_videos: bool) -> Any:
     with no video."""
     if isinstance(data, list):
         return [_quirks(item, no_units=no_units, no_videos=no_videos) for item in data]
+    if isinstance(data, dict) and isinstance(data.get("result"), list):
+        return {**data, "result": _quirks(data["result"], no_units=no_units, no_videos=no_videos)}
+    if isinstance(data, dict) and "outputs" in data:  # the newer design: billing[] and outputs[]
+        changed = dict(data)
+        if no_units:
+            changed.pop("billing", None)
+        if no_videos and changed.get("status") == "succeeded":
+            changed["outputs"] = []
+        return changed
     if not isinstance(data, dict) or "task_status" not in data:
         return data
     changed = dict(data)
@@ -539,6 +649,63 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, RecursionError):
         raise bad_request("the request body is not valid JSON") from None
+
+
+SWEEP_DEFAULT_WINDOW_MS = 30 * 86_400_000
+SWEEP_STATUSES = ("submitted", "processing", "succeeded", "failed")
+
+
+def _ms_field(body: dict[str, Any], name: str, default: int) -> int:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise invalid(f"{name} must be epoch milliseconds (an integer)")
+    return value
+
+
+def _sweep_filters(filters: Any) -> set[str] | None:
+    """The statuses a sweep keeps (None: all); an empty set when product_type excludes video."""
+    if filters is None:
+        return None
+    if not isinstance(filters, list):
+        raise invalid('filters must be a list of {"key": ..., "values": [...]}')
+    statuses: set[str] | None = None
+    video = True
+    for i, item in enumerate(filters):
+        if not isinstance(item, dict) or not isinstance(item.get("values"), list):
+            raise invalid(f'filters[{i}] must be {{"key": ..., "values": [...]}}')
+        values = item["values"]
+        if not all(isinstance(v, str) for v in values):
+            raise invalid(f"filters[{i}].values must be strings")
+        if item.get("key") == "status":
+            bad = sorted(set(values) - set(SWEEP_STATUSES))
+            if bad:
+                raise invalid(f"filters[{i}]: status must be among {', '.join(SWEEP_STATUSES)}")
+            statuses = set(values) if statuses is None else statuses & set(values)
+        elif item.get("key") == "product_type":
+            video = video and "video" in values
+        else:
+            raise invalid(f"filters[{i}].key must be status or product_type")
+    return statuses if video else set()
+
+
+def _write_cursor(start_ms: int, end_ms: int, after: str) -> str:
+    raw = json.dumps([start_ms, end_ms, after], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_cursor(cursor: Any) -> tuple[int, int, str]:
+    """A cursor holds its sweep's window and the last key served (it overrides start_time/end_time)."""
+    try:
+        if not isinstance(cursor, str):
+            raise ValueError
+        start_ms, end_ms, after = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not (isinstance(start_ms, int) and isinstance(end_ms, int) and isinstance(after, str)):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error):
+        raise invalid("cursor is not one this API gave (use next_cursor as it was answered)") from None
+    return start_ms, end_ms, after
 
 
 def _int_param(params: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:

@@ -7,6 +7,7 @@ answers stay right even when the scheduler thread lags on a loaded machine.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import heapq
 import json
@@ -16,18 +17,33 @@ import string
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from kling_local.sim.callbacks import CallbackDispatcher
+from kling_local.sim.callbacks import CallbackDispatcher, Message
 from kling_local.sim.cdn import Cdn, CdnObject, base_url
 from kling_local.sim.config import SimConfig
 from kling_local.sim.errors import SimApiError, invalid
 from kling_local.sim.faults import FaultDice
 from kling_local.sim.fetch import describe_fetch
 from kling_local.sim.media import ClipSpec, clip_mp4, iter_video
-from kling_local.sim.tasks import Account, Task, Video, _ms
-from kling_local.sim.validation import EXTENDABLE_MODELS, FIVE_OR_TEN_MODELS, TaskSpec, validate_create
+from kling_local.sim.tasks import (
+    NEW_STATUS,
+    Account,
+    Billing,
+    Task,
+    Video,
+    _ms,
+    new_design_create_dict,
+    new_design_dict,
+)
+from kling_local.sim.validation import (
+    EXTENDABLE_MODELS,
+    FIVE_OR_TEN_MODELS,
+    TaskSpec,
+    validate_create,
+    validate_new_create,
+)
 
 MAX_EXTENDED_DURATION_S = 180.0
 EXTEND_ADDS_S = 4.6
@@ -40,6 +56,11 @@ CreateHook = Callable[[dict[str, Any], tuple[str, int]], None]
 
 # The pack an account without a unit_budget has: large enough never to run out in a run.
 UNLIMITED_PACK_UNITS = 1_000_000.0
+
+
+def _sweep_key(task_id: str) -> str:
+    """The order of POST /tasks pages: stable, and neither creation order nor status."""
+    return hashlib.sha256(f"sweep/{task_id}".encode()).hexdigest()[:16] + task_id
 
 
 class SimState:
@@ -68,6 +89,7 @@ class SimState:
         self._accounts: dict[str, Account] = {}
         self._events.clear()
         self._calls: Counter[str] = Counter()
+        self._queries = 0
         self._gets_per_task: Counter[str] = Counter()
         self._create_attempts_by_ext: Counter[str] = Counter()
         self._tasks_by_ext: Counter[str] = Counter()
@@ -159,9 +181,12 @@ class SimState:
 
     # -- accounting of requests ------------------------------------------------------------------
 
-    def record_call(self, endpoint: str, task_id: str | None = None) -> None:
+    def record_call(self, endpoint: str, task_id: str | None = None, *, query: bool = False) -> None:
+        """Count a request; `query`: it asks about tasks (a single look-up of either design, a batch, a sweep
+        page or a legacy list page), what `kling_queries` sums."""
         with self._lock:
             self._calls[endpoint] += 1
+            self._queries += int(query)
             if task_id is not None:
                 self._gets_per_task[task_id] += 1
 
@@ -243,16 +268,24 @@ class SimState:
     # -- creates ---------------------------------------------------------------------------------
 
     def create(
-        self, account: str, kind: str, body: Any, fetched: dict[str, tuple[int, int]] | None = None
+        self,
+        account: str,
+        kind: str,
+        body: Any,
+        fetched: dict[str, tuple[int, int]] | None = None,
+        *,
+        route: str | None = None,
     ) -> dict[str, Any]:
         """Validate and accept a create, or raise SimApiError; returns the answer's `data`. `fetched`:
-        the sizes of its image URLs, fetched before (sim.fetch)."""
+        the sizes of its image URLs, fetched before (sim.fetch). `route`: a newer-design create
+        (`<product>/<model>`), which one task engine serves beside the legacy kinds."""
         with self._cond:
-            external = body.get("external_task_id") if isinstance(body, dict) else None
+            holder = body.get("options") if route is not None and isinstance(body, dict) else body
+            external = holder.get("external_task_id") if isinstance(holder, dict) else None
             if isinstance(external, str) and external:
                 self._create_attempts_by_ext[external] += 1
             try:
-                task = self._create(account, kind, body, fetched)
+                task = self._create(account, kind, body, fetched, route)
             except SimApiError as exc:
                 self._creates_refused[str(exc.code)] += 1
                 raise
@@ -260,13 +293,18 @@ class SimState:
             if task.spec.external_task_id is not None:
                 self._tasks_by_ext[task.spec.external_task_id] += 1
             self._cond.notify_all()
-            return task.create_dict()
+            return new_design_create_dict(task) if task.new_design else task.create_dict()
 
-    def _create(self, account: str, kind: str, body: Any, fetched: dict[str, tuple[int, int]] | None) -> Task:
+    def _create(
+        self, account: str, kind: str, body: Any, fetched: dict[str, tuple[int, int]] | None, route: str | None
+    ) -> Task:
         config = self._config
         now = time.monotonic()
         self._advance(now)
-        spec = validate_create(kind, body, config, fetched)
+        if route is not None:
+            spec = validate_new_create(route, body, config, fetched)
+        else:
+            spec = validate_create(kind, body, config, fetched)
         if config.force_create_errors:
             code, *rest = config.force_create_errors
             self._config = config.updated({"force_create_errors": rest})
@@ -430,10 +468,22 @@ class SimState:
         if self._dice.down():
             self._dice.record("callback_lost_in_outage")
             return
-        body = json.dumps(task.to_dict(), separators=(",", ":")).encode()
-        self.callbacks.submit(
-            task.task_id, task.spec.callback_url, body, final=task.terminal, config=self._config, rng=self._callback_rng
-        )
+        data = new_design_dict(task, self._billing()) if task.new_design else task.to_dict()
+        body = json.dumps(data, separators=(",", ":")).encode()
+        secrets_ = self._config.webhook_secrets()
+        if (
+            secrets_
+            and self._config.unsigned_callback_rate
+            and self._callback_rng.random() < (self._config.unsigned_callback_rate)
+        ):
+            secrets_ = ()  # a console without a secret: this event goes unsigned
+        # One id per event (this task reaching this status): every copy of it carries the same webhook-id.
+        event = hashlib.sha256(f"{self._config.seed}/{task.task_id}/{task.status}".encode()).hexdigest()
+        message = Message(task.spec.callback_url, body, str(int(event[:15], 16)), secrets_)
+        self.callbacks.submit(task.task_id, message, final=task.terminal, config=self._config, rng=self._callback_rng)
+
+    def _billing(self) -> Billing:
+        return Billing(self._config.billing_currency, self._config.cash_per_unit)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -450,7 +500,13 @@ class SimState:
             now = time.monotonic()
             self._advance(now)
             task = self._tasks.get(task_id)
-            if task is None or task.account != account or task.kind != kind or not self._visible(task, now):
+            if (
+                task is None
+                or task.account != account
+                or task.kind != kind
+                or task.new_design  # the legacy paths know legacy tasks only (not documented: the worst case)
+                or not self._visible(task, now)
+            ):
                 raise SimApiError(1203, f"task {task_id[:64]!r} does not exist")
             return task.to_dict()
 
@@ -467,7 +523,7 @@ class SimState:
                 raise SimApiError(code)
             for task_id in self._account(account).by_external_id.get(external_task_id, []):
                 task = self._tasks[task_id]
-                if task.kind == kind and self._visible(task, now):
+                if task.kind == kind and not task.new_design and self._visible(task, now):
                     return task.to_dict()
             raise SimApiError(1203, f"no task with external_task_id {external_task_id[:64]!r}")
 
@@ -479,10 +535,76 @@ class SimState:
             ids = [
                 t
                 for t in reversed(self._account(account).tasks)
-                if self._tasks[t].kind == kind and self._visible(self._tasks[t], now)
+                if self._tasks[t].kind == kind and not self._tasks[t].new_design and self._visible(self._tasks[t], now)
             ]
             start = (page_num - 1) * page_size
             return [self._tasks[t].to_dict() for t in ids[start : start + page_size]]
+
+    def _in_tasks_api(self, task: Task, account: str, now: float) -> bool:
+        """Whether /tasks shows this task: the account's, visible yet, and newer-design unless
+        `tasks_include_legacy` (whether legacy tasks appear there is not documented)."""
+        return (
+            task.account == account
+            and (task.new_design or self._config.tasks_include_legacy)
+            and self._visible(task, now)
+        )
+
+    def tasks_by_ids(self, account: str, ids: Sequence[str], *, external: bool) -> builtins.list[dict[str, Any]]:
+        """GET /tasks?task_ids= | external_task_ids=: the tasks found, in the order asked; a missing id is
+        simply absent, and a reused external id answers every task made with it."""
+        with self._lock:
+            now = time.monotonic()
+            self._advance(now)
+            config = self._config
+            if external and config.force_lookup_errors:
+                code, *rest = config.force_lookup_errors
+                self._config = config.updated({"force_lookup_errors": rest})
+                self._dice.record("forced_lookup_error")
+                raise SimApiError(code)
+            acct = self._account(account)
+            found: builtins.list[Task] = []
+            for wanted in ids:
+                candidates = acct.by_external_id.get(wanted, []) if external else [wanted]
+                for task_id in candidates:
+                    task = self._tasks.get(task_id)
+                    if task is not None and self._in_tasks_api(task, account, now) and task not in found:
+                        found.append(task)
+            billing = self._billing()
+            return [new_design_dict(task, billing) for task in found]
+
+    def sweep(
+        self,
+        account: str,
+        start_ms: int,
+        end_ms: int,
+        after: str | None,
+        limit: int,
+        statuses: set[str] | None,
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """POST /tasks: tasks created in [start_ms, end_ms], `limit` a page, in an order Kling does not
+        promise (here: by a hash of the task id, so neither creation nor status order). `after`: the last
+        key of the previous page (the cursor's), so a task created mid-sweep never shifts a page.
+        Returns the page and the last key when more follow."""
+        with self._lock:
+            now = time.monotonic()
+            self._advance(now)
+            billing = self._billing()
+            keyed = []
+            for task_id in self._account(account).tasks:
+                task = self._tasks[task_id]
+                if not self._in_tasks_api(task, account, now):
+                    continue
+                if not start_ms <= _ms(task.created_wall) <= end_ms:
+                    continue
+                if statuses is not None and NEW_STATUS[task.status] not in statuses:
+                    continue
+                key = _sweep_key(task_id)
+                if after is None or key > after:
+                    keyed.append((key, task))
+            keyed.sort(key=lambda pair: pair[0])
+            page = keyed[:limit]
+            more = len(keyed) > limit
+            return [new_design_dict(task, billing) for _, task in page], page[-1][0] if more else None
 
     # -- the CDN ---------------------------------------------------------------------------------
 
@@ -536,6 +658,8 @@ class SimState:
             return {
                 "calls": dict(self._calls),
                 "calls_total": sum(self._calls.values()),
+                # Every query call, whatever its design or width: single look-ups, batches, sweep and list pages.
+                "kling_queries": self._queries,
                 "gets_per_task": dict(self._gets_per_task),
                 "create_attempts_by_external_task_id": dict(self._create_attempts_by_ext),
                 "tasks_by_external_task_id": dict(self._tasks_by_ext),

@@ -62,6 +62,10 @@ class Task:
         return self.spec.kind
 
     @property
+    def new_design(self) -> bool:
+        return self.spec.design == "new"
+
+    @property
     def terminal(self) -> bool:
         return self.status in ("succeed", "failed")
 
@@ -101,6 +105,65 @@ class Task:
         if self.status == "succeed":
             data["task_result"] = {"videos": [v.to_dict() for v in self.videos]}
         return data
+
+
+NEW_STATUS = {"submitted": "submitted", "processing": "processing", "succeed": "succeeded", "failed": "failed"}
+
+
+@dataclass(frozen=True)
+class Billing:
+    """How the newer design's billing[] shows a charge: units (currency None) or cash."""
+
+    currency: str | None = None
+    cash_per_unit: float = 0.0
+
+    def lines(self, units: float) -> list[dict[str, Any]]:
+        if self.currency is None:
+            return [
+                {"charge_type": "unit", "amount": units, "currency": "", "package_type": "video", "list_price": units}
+            ]
+        cash = round(units * self.cash_per_unit, 4)
+        return [
+            {"charge_type": "cash", "amount": cash, "currency": self.currency, "package_type": "", "list_price": cash}
+        ]
+
+
+def new_design_dict(task: Task, billing: Billing) -> dict[str, Any]:
+    """The task as the newer design answers it (GET /tasks, POST /tasks, its callbacks): `succeeded`, not
+    `succeed`; `outputs[]` and `billing[]` (a failed task is charged nothing)."""
+    data: dict[str, Any] = {
+        "id": task.task_id,
+        "status": NEW_STATUS[task.status],
+        "message": task.status_msg,
+        "create_time": _ms(task.created_wall),
+        "update_time": _ms(task.updated_wall),
+        "external_id": task.spec.external_task_id or "",
+        "outputs": [],
+        "billing": billing.lines(0.0 if task.status == "failed" else task.units),
+    }
+    if task.status == "succeed":
+        for video in task.videos:
+            output: dict[str, Any] = {
+                "type": "video",
+                "id": video.id,
+                "url": video.url,
+                "duration": float(video.duration),
+            }
+            if video.watermark_url:
+                output["watermark_url"] = video.watermark_url
+            data["outputs"].append(output)
+    return data
+
+
+def new_design_create_dict(task: Task) -> dict[str, Any]:
+    """The `data` of a newer-design create answer."""
+    return {
+        "id": task.task_id,
+        "status": "submitted",
+        "create_time": _ms(task.created_wall),
+        "update_time": _ms(task.created_wall),
+        "external_id": task.spec.external_task_id or "",
+    }
 
 
 @dataclass

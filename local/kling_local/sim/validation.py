@@ -59,6 +59,8 @@ class TaskSpec:
     source_video_id: str | None = None
     aspect_ratio: str = "16:9"  # what the result clip is shaped like
     sound: bool = False  # `sound: "on"`: the result clip has an audio track
+    design: str = "legacy"  # "legacy" (/v1/videos/<kind>) or "new" (/<product>/<model>)
+    resolution: str | None = None  # the newer design's settings.resolution
 
 
 @dataclass(frozen=True)
@@ -399,3 +401,146 @@ def _lip_sync(body: dict[str, Any], common: _Common) -> TaskSpec:
         raise invalid("input.audio_file or input.audio_url is required with mode audio2video")
     text = source.get("text") if isinstance(source.get("text"), str) else ""
     return common.spec("lip-sync", None, "std", "5", str(text), "", source_video_id=video_id or None)
+
+
+# -- the newer design ---------------------------------------------------------------------------
+
+NEW_MAX_PROMPT = 3072
+NEW_TOP_LEVEL = frozenset({"prompt", "contents", "settings", "options"})
+NEW_SETTINGS = frozenset({"resolution", "duration", "audio", "multi_shot", "aspect_ratio"})
+NEW_OPTIONS = frozenset({"callback_url", "external_task_id", "watermark_info"})
+NEW_CONTENT_TYPES = ("prompt", "first_frame", "last_frame", "element")
+RESOLUTIONS = ("720p", "1080p", "4k")
+# Kling 2.6: 5 or 10 seconds, native audio only at 1080p; the 3.0 family: 3 to 15 seconds.
+FIVE_OR_TEN_NEW_MODELS = frozenset({"kling-2.6"})
+
+
+def validate_new_create(
+    route: str, body: Any, config: SimConfig, fetched: dict[str, tuple[int, int]] | None = None
+) -> TaskSpec:
+    """Validate a newer-design create for `route` (`<product>/<model>`, one of `new_design_routes`).
+
+    Body: `prompt` or `contents[]` ({type: prompt, text} / {type: first_frame|last_frame|element, image}),
+    `settings`, `options`. Stricter than the legacy validation where the contract is silent: an unknown
+    field is refused (1201 naming it), so a misplaced `callback_url` is an error, not silently ignored."""
+    product, model = route.split("/", 1)
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    _no_unknown(body, NEW_TOP_LEVEL, "")
+    settings = _object(body, "settings")
+    options = _object(body, "options")
+    _no_unknown(settings, NEW_SETTINGS, "settings.")
+    _no_unknown(options, NEW_OPTIONS, "options.")
+    prompt = _new_prompt(body.get("prompt"), "prompt")
+    frames = _new_contents(body, config, fetched or {})
+    if "prompt" in frames:
+        if prompt:
+            raise invalid("give the prompt once: either prompt or a contents[] item of type prompt")
+        prompt = frames.pop("prompt")[0]
+    resolution = _enum(settings, "resolution", RESOLUTIONS, "720p")
+    duration = _new_duration(settings, model)
+    audio = _enum(settings, "audio", ("native", "off"), "off")
+    if model in FIVE_OR_TEN_NEW_MODELS and audio == "native" and resolution != "1080p":
+        raise invalid(f"settings.audio native needs settings.resolution 1080p for {model}")
+    multi_shot = settings.get("multi_shot", False)
+    if not isinstance(multi_shot, bool):
+        raise invalid("settings.multi_shot must be true or false")
+    aspect = _enum(settings, "aspect_ratio", ("16:9", "9:16", "1:1"), "16:9")
+    if product == "text-to-video":
+        if frames:
+            raise invalid(f"contents[] of type {', '.join(sorted(frames))} are not taken by text-to-video")
+        if not prompt:
+            raise invalid("a prompt is required for text-to-video (prompt or a contents[] item of type prompt)")
+    elif product == "image-to-video":
+        if "first_frame" not in frames:
+            raise invalid("a contents[] item of type first_frame is required for image-to-video")
+        if model.endswith("-turbo") and set(frames) != {"first_frame"}:
+            raise invalid(f"{model} takes a first frame only: no {', '.join(sorted(set(frames) - {'first_frame'}))}")
+        if len(frames["first_frame"]) > 1 or len(frames.get("last_frame", [])) > 1:
+            raise invalid("contents[] takes at most one first_frame and one last_frame")
+        aspect = frames["first_frame"][0]
+    elif not prompt and not multi_shot:  # omni-video
+        raise invalid("a prompt is required for omni-video unless settings.multi_shot is true")
+    if len(frames.get("element", [])) > OMNI_IMAGE_MAX:
+        raise invalid(f"contents[] takes at most {OMNI_IMAGE_MAX} elements")
+    return TaskSpec(
+        kind=product,
+        model_name=model,
+        mode="std" if resolution == "720p" else "pro",
+        duration=str(duration),
+        prompt=prompt,
+        negative_prompt="",
+        callback_url=_callback_url(options),
+        external_task_id=_external_task_id(options),
+        watermark=_watermark(options),
+        aspect_ratio=aspect,
+        sound=audio == "native",
+        design="new",
+        resolution=resolution,
+    )
+
+
+def _no_unknown(body: dict[str, Any], known: frozenset[str], prefix: str) -> None:
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise invalid(f"unknown field(s): {', '.join(prefix + str(name)[:64] for name in unknown[:5])}")
+
+
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"{name} must be an object")
+    return value
+
+
+def _new_prompt(value: Any, label: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise invalid(f"{label} must be a string")
+    if len(value) > NEW_MAX_PROMPT:
+        raise invalid(f"{label} is {len(value)} characters; at most {NEW_MAX_PROMPT} are allowed")
+    return value
+
+
+def _new_duration(settings: dict[str, Any], model: str) -> int:
+    value = settings.get("duration")
+    if value is None:
+        return 5
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid("settings.duration must be an integer number of seconds")
+    if model in FIVE_OR_TEN_NEW_MODELS:
+        if value not in (5, 10):
+            raise invalid(f"settings.duration must be 5 or 10 for {model}")
+    elif not 3 <= value <= 15:
+        raise invalid(f"settings.duration must be from 3 to 15 for {model}")
+    return value
+
+
+def _new_contents(body: dict[str, Any], config: SimConfig, fetched: dict[str, tuple[int, int]]) -> dict[str, list[str]]:
+    """contents[] by type: the prompt's text, or each image's aspect ratio (what a result from it is shaped like)."""
+    value = body.get("contents")
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise invalid("contents must be a list of {type, ...} objects")
+    found: dict[str, list[str]] = {}
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or item.get("type") not in NEW_CONTENT_TYPES:
+            raise invalid(f"contents[{i}].type must be one of {', '.join(NEW_CONTENT_TYPES)}")
+        kind = str(item["type"])
+        if kind == "prompt":
+            _no_unknown(item, frozenset({"type", "text"}), f"contents[{i}].")
+            text = _new_prompt(item.get("text"), f"contents[{i}].text")
+            if not text:
+                raise invalid(f"contents[{i}].text is required")
+            found.setdefault(kind, []).append(text)
+        else:
+            _no_unknown(item, frozenset({"type", "image"}), f"contents[{i}].")
+            info = _image(item, "image", config, label=f"contents[{i}].image")
+            found.setdefault(kind, []).append(_image_aspect(info, item.get("image"), fetched))
+    if len(found.get("prompt", [])) > 1:
+        raise invalid("contents[] takes one item of type prompt")
+    return found
