@@ -11,6 +11,7 @@ docs/architecture.md, "A job's life".
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -142,6 +143,8 @@ class Job(BaseModel):
     error_message: str | None = None
     video_url: str | None = None
     units_charged: str | None = None  # Kling's final_unit_deduction of the job's task
+    # What the task cost in cash, per currency ({"USD": "0.84"}): the newer design's billing[] (kling_task.py).
+    cash_charged: dict[str, str] | None = None
     reserved_units: float | None = None  # what the job holds of reserved_day's budget (adapters.ledger)
     reserved_day: str | None = None
     held_for: str | None = None  # why a QUEUED job waits, beyond backpressure ("daily budget reached")
@@ -282,7 +285,9 @@ class EndAnnouncer(Protocol):
 class ChargeLedger(Protocol):
     """Counts what Kling charged (adapters.ledger): the writes that go in the transition's transaction."""
 
-    def charge_updates(self, job: Job, units: float) -> list[dict[str, Any]]: ...
+    def charge_updates(
+        self, job: Job, units: float | None, cash: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]: ...
 
 
 class TaskObservers(Protocol):
@@ -359,6 +364,7 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                     "kling_finished_at": task.updated_at,
                     # Kling ended (and may have billed) the task: its charge corrects the reservation.
                     "units_charged": task.final_unit_deduction,
+                    "cash_charged": task.cash_charged,
                     "error_code": "KLING_NO_VIDEO",
                     "error_message": (
                         f"{job.step_label}Kling reported success but returned no video; "
@@ -379,6 +385,7 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                     f"{job.step_label}Kling could not generate the video: {task.task_status_msg or 'no reason given'}"
                 ),
                 "units_charged": task.final_unit_deduction,
+                "cash_charged": task.cash_charged,
             },
         )
     return None
@@ -393,6 +400,7 @@ def succeeded(task: KlingTask, video: KlingVideo) -> dict[str, Any]:
         "kling_video_id": video.id,
         "video_duration": video.duration,
         "units_charged": task.final_unit_deduction,
+        "cash_charged": task.cash_charged,
     }
 
 
@@ -412,7 +420,8 @@ def advance_job(
         return job, "nothing to do"
     changes = decision.changes | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {})
     units = charged_units(decision)
-    linked = deps.ledger.charge_updates(job, units) if units is not None else None
+    cash = decision.changes.get("cash_charged")
+    linked = deps.ledger.charge_updates(job, units, cash) if units is not None or cash else None
     try:
         moved = deps.store.transition(job, decision.to_state, by=by, changes=changes, note=decision.note, linked=linked)
     except TransitionRejectedError:
@@ -438,7 +447,8 @@ def charged_units(decision: Transition) -> float | None:
         return None
     raw = decision.changes["units_charged"]
     if raw is None:
-        logger.warning("Kling gave no final_unit_deduction; the reservation is kept, nothing counted")
+        if not decision.changes.get("cash_charged"):  # a cash charge has no units, and says so
+            logger.warning("Kling gave no final_unit_deduction; the reservation is kept, nothing counted")
         return None
     try:
         units = float(raw)
