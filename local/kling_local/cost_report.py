@@ -56,7 +56,7 @@ class CostReport:
             "until": self.until.isoformat(),
             "by": self.by,
             "rows": self.rows,
-            "total": {"units": self.units, "tasks": self.tasks, "cash": self.cash},
+            "total": {"units": self.units, "tasks": self.tasks} | ({"cash": self.cash} if self.cash else {}),
             "budget_reserved_today": self.budget_reserved_today,
         }
 
@@ -90,7 +90,11 @@ def grouped(rows: list[CostRow], by: str) -> list[dict[str, Any]]:
         units[key] += row.units
         tasks[key] += row.tasks
         cash[key] = summed([cash[key], row.cash])
-    return [{by: key, "units": round(units[key], 6), "tasks": tasks[key], "cash": cash[key]} for key in sorted(units)]
+    # "cash" only where some was charged: a deployment billed in units reads as it always has.
+    return [
+        {by: key, "units": round(units[key], 6), "tasks": tasks[key]} | ({"cash": cash[key]} if cash[key] else {})
+        for key in sorted(units)
+    ]
 
 
 def summed(amounts: list[dict[str, float]]) -> dict[str, float]:
@@ -138,7 +142,7 @@ def cmd_cost(args: argparse.Namespace, connection: PipelineConnection | None) ->
         table.add_column("cash", justify="right")
     for row in report.rows:
         cells = [str(row[args.by]), f"{row['units']:g}", str(row["tasks"])]
-        table.add_row(*cells, *([cash_text(row["cash"])] if with_cash else []))
+        table.add_row(*cells, *([cash_text(row.get("cash", {}))] if with_cash else []))
     table.add_section()
     totals = ["total", f"{report.units:g}", str(report.tasks)]
     table.add_row(*totals, *([cash_text(report.cash)] if with_cash else []), style="bold")

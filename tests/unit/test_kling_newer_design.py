@@ -265,3 +265,18 @@ def test_a_task_the_look_up_does_not_answer_is_not_found() -> None:
         client.get_task("text2video", "860000000000000009", model="kling-3.0")
     assert raised.value.code == 1203
     assert client.find_by_external_id("text2video", "job-7", model="kling-3.0") is None
+
+
+def test_the_cost_report_keeps_cash_per_currency_beside_units() -> None:
+    from kling_local.cost_report import grouped
+    from kling_pipeline.adapters.ledger import CostRow
+
+    rows = [
+        CostRow("2026-12-01", "kling-v2-6", "std", 1.0, 2),
+        CostRow("2026-12-01", "kling-3.0", "std", 0.0, 1, {"USD": 0.84}),
+        CostRow("2026-12-02", "kling-3.0", "std", 0.0, 2, {"USD": 1.0, "EUR": 0.5}),
+    ]
+    assert grouped(rows, "model") == [
+        {"model": "kling-3.0", "units": 0.0, "tasks": 3, "cash": {"EUR": 0.5, "USD": 1.84}},
+        {"model": "kling-v2-6", "units": 1.0, "tasks": 2},
+    ]

@@ -75,11 +75,10 @@ class Ledger:
         `units` (and `cash`, per currency) charged for `job`'s task today, and turn its reservation, if
         any, into the units charged (a charge in cash alone leaves the reservation as it is)."""
         model, mode = model_and_mode(job)
-        adds, values = ["tasks :one"], {":one": Decimal(1)}
+        adds, values = (["units :units"], {":units": Decimal(str(units))}) if units is not None else ([], {})
+        adds.append("tasks :one")
+        values[":one"] = Decimal(1)
         names: dict[str, str] = {}
-        if units is not None:
-            adds.append("units :units")
-            values[":units"] = Decimal(str(units))
         for i, (currency, amount) in enumerate(sorted((cash or {}).items())):
             if not CURRENCY.match(currency):
                 continue  # KlingTask.cash_charged lets only ISO-like codes through; never an attribute name
