@@ -22,6 +22,17 @@ class KlingKeysMissingError(ConfigError):
     KlingKeysMissing alarm, and the submit path parks its messages with the fix."""
 
 
+class KlingKeysInvalidError(KlingKeysMissingError):
+    """The Kling secret holds something other than an API key and/or an access + secret key pair (a
+    misspelt field, a number, half a pair): handled as missing keys are (the submit path parks with the
+    fix, the poller logs it and raises the alarm), its message naming the fields and the fix."""
+
+
+class KlingApiKeyNeededError(ConfigError):
+    """A model of Kling's newer design was asked for, and the deployment has no API key (the access/secret
+    key JWT signs the legacy design only): refused before anything is sent, so nothing is spent."""
+
+
 # -- the job's life ---------------------------------------------------------------------------
 
 
