@@ -25,6 +25,7 @@ def register_local(subparsers: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from kling_local import commands, cost_report, demo
+    from kling_local.fal_sim import cli as fal_sim_cli
     from kling_local.sim import cli as sim_cli
 
     parser = argparse.ArgumentParser(
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(subparsers)
     cost_report.register(subparsers)
     sim_cli.register(subparsers)
+    fal_sim_cli.register(subparsers)
     return parser
 
 
