@@ -4,6 +4,7 @@ FalSimConfig knob is an option (`--webhook-loss-rate 0.5`), generated from the c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -48,8 +49,6 @@ def command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with FalSimulator(config, host=args.host, port=args.port, media_port=media_port) as sim:
         print(json.dumps({"fal_sim": sim.base_url, "media": sim.media_base_url, "jwks": sim.jwks_url}), flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0

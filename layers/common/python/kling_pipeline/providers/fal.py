@@ -137,7 +137,9 @@ def endpoint_for(model: str, kind: str, mode: str) -> FalEndpoint:
 
 
 def fal_problems(request: JobRequest, endpoint: FalEndpoint) -> list[str]:
-    """'field: why and the fix' for each field of `request` fal's endpoint has no place for."""
+    """'field: why and the fix' for each field of `request` fal's endpoint has no place for. What Kling's own
+    table refuses (sound on a silent model, aspect_ratio on image to video, an end frame in std) the request
+    never gets past (requests.py); this adds only what fal's endpoints lack."""
     found: list[str] = []
     if request.duration not in endpoint.durations:
         takes = "3 to 15" if endpoint.durations == THREE_TO_FIFTEEN else "5 or 10"
@@ -156,8 +158,6 @@ def fal_problems(request: JobRequest, endpoint: FalEndpoint) -> list[str]:
     for name, present in unplaced.items():
         if present:
             found.append(f"{name}: fal's Kling endpoints take no {name}; remove it or use provider kling")
-    if request.kind == "image2video" and request.aspect_ratio is not None:
-        found.append("aspect_ratio: fal's image to video keeps the image's own ratio; remove aspect_ratio")
     if request.kind == "image2video" and not request.image:
         found.append(f"image: {endpoint.model_id} needs a first frame; set image")
     if request.image_tail and endpoint.end_field is None:
@@ -165,8 +165,6 @@ def fal_problems(request: JobRequest, endpoint: FalEndpoint) -> list[str]:
             f"image_tail: {endpoint.model_id} takes no end frame; remove image_tail, or use kling-v3 "
             "(or kling-v2-1 pro) on fal"
         )
-    if request.sound and not endpoint.audio:
-        found.append(f"sound: {endpoint.model_id} makes no sound; remove sound or use kling-v2-6 or kling-v3 on fal")
     if not request.prompt:
         found.append(f"prompt: {endpoint.model_id} needs a prompt")
     return found
