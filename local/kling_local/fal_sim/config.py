@@ -45,6 +45,7 @@ class FalSimConfig(BaseModel):
     model_ids: tuple[str, ...] = DEFAULT_MODEL_IDS
     # Faults.
     create_answer_loss_rate: float = Field(default=0.0, ge=0, le=1)  # the request is made; its answer is cut
+    create_5xx_rate: float = Field(default=0.0, ge=0, le=1)  # the request is made; the answer is a 500
     webhook_loss_rate: float = Field(default=0.0, ge=0, le=1)  # a webhook never sent
     webhook_duplicate_rate: float = Field(default=0.0, ge=0, le=1)  # a webhook sent twice
     webhook_delay_s: float = Field(default=0.0, ge=0)  # wall-clock, before each delivery

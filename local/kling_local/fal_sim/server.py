@@ -144,9 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(arguments, dict):
             return self._json(422, {"detail": [{"loc": ["body"], "msg": "an object is needed", "type": "dict"}]})
         webhook = parse_qs(url.query).get("fal_webhook", [None])[0]
-        request, lost = state.create(model_id, arguments, webhook, _retention(self.headers))
-        if lost:
+        request, fault = state.create(model_id, arguments, webhook, _retention(self.headers))
+        if fault == "lost":
             raise _Drop  # the request stands, and runs; its answer never arrives
+        if fault == "500":
+            return self._json(500, {"detail": "Internal Server Error"})  # ...or proves nothing
         with state.lock:
             handle = state.handle(request)
         return self._json(200, handle)

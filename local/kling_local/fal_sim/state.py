@@ -34,6 +34,7 @@ V3_DURATIONS = tuple(str(s) for s in range(3, 16))
 COUNTED = (
     "creates",
     "answers_lost",
+    "answers_500",
     "status_queries",
     "result_fetches",
     "results_504",
@@ -158,8 +159,9 @@ class FalState:
 
     def create(
         self, model_id: str, arguments: dict[str, Any], webhook_url: str | None, retention_s: int | None
-    ) -> tuple[FalRequest, bool]:
-        """A new request, and whether its answer is to be lost (the request stands either way)."""
+    ) -> tuple[FalRequest, str | None]:
+        """A new request, and how its answer goes wrong ("lost", "500"; None: it does not). The request
+        stands either way."""
         with self.lock:
             config = self.config
             low, high = sorted((config.generation_min_s, config.generation_max_s))
@@ -181,12 +183,16 @@ class FalState:
             self.counts["creates"] += 1
             if webhook_url:
                 self.creates_by_webhook[webhook_key(webhook_url)] += 1
-            lost = self.chance(config.create_answer_loss_rate)
-            if lost:
+            fault = None
+            if self.chance(config.create_answer_loss_rate):
+                fault = "lost"
                 self.counts["answers_lost"] += 1
+            elif self.chance(config.create_5xx_rate):
+                fault = "500"
+                self.counts["answers_500"] += 1
             self._promote()
             self._wake.notify_all()
-            return request, lost
+            return request, fault
 
     def handle(self, request: FalRequest) -> dict[str, Any]:
         base = f"{self.base_url}/{request.app}/requests/{request.request_id}"
