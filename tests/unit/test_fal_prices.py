@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from kling_pipeline.providers import Charge
 from kling_pipeline.providers.fal_prices import PRICES, PriceTable, PriceTableError
+from kling_pipeline.settings import FalAccess
 
 V3_PRO = "fal-ai/kling-video/v3/pro/text-to-video"
 
@@ -62,3 +64,18 @@ def test_an_unreadable_override_is_refused_naming_the_entry(setting: str, names:
 
 def test_no_override_is_the_table() -> None:
     assert PriceTable.from_setting("").price(V3_PRO) == PRICES[V3_PRO]
+
+
+def test_the_deployments_price_setting_is_checked_when_the_settings_are_read() -> None:
+    # Given fal's settings with a price that is not a number
+    fields = {
+        "fal_queue_base_url": "https://queue.fal.run",
+        "fal_credentials_secret": "fal",
+        "fal_timeout_s": 10,
+        "fal_jwks_url": "https://rest.alpha.fal.ai/.well-known/jwks.json",
+        "fal_result_retention_s": 2592000,
+    }
+    # Then reading them fails naming the entry; a readable one passes
+    with pytest.raises(ValidationError, match=r"FalPrices\['x'\]"):
+        FalAccess.model_validate(fields | {"fal_prices": '{"x": "cheap"}'})
+    assert FalAccess.model_validate(fields | {"fal_prices": '{"x": 0.1}'}).fal_prices == '{"x": 0.1}'

@@ -1,6 +1,6 @@
 """Every knob of the fal simulator, in one validated, immutable model.
 
-The defaults are fal's worst case wherever the contract (../shared/providers.md) promises nothing, except
+The defaults are fal's worst case wherever the contract (docs/fal-contract.md) promises nothing, except
 the fault rates, which are 0 so a test turns on the fault it is about. Simulated durations (the
 generation) are divided by `speed`; `webhook_delay_s` is wall-clock.
 """

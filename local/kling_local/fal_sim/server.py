@@ -1,6 +1,6 @@
 """The fal simulator's HTTP servers: the queue API (with its JWKS and `/_sim/*`) and the media host.
 
-Queue routes, as fal's (../shared/providers.md, "fal.ai (queue API)"):
+Queue routes, as fal's (docs/fal-contract.md, "Queue: create, status, result, cancel"):
 - `POST /<model id>?fal_webhook=<url>` -> `{request_id, status_url, response_url, cancel_url, queue_position}`
   (`X-Fal-Object-Lifecycle-Preference` sets the result's lifetime); an unknown model id is 404.
 - `GET /<owner>/<app>/requests/<id>/status` -> `{status: IN_QUEUE | IN_PROGRESS | COMPLETED, queue_position}`.

@@ -8,7 +8,7 @@ no retry we did not decide on. `fal-client` retries and polls on its own, which 
 idempotency key is how a lost answer becomes a second charge, and it would add its import to the
 cold start of every function that builds this client.
 
-Rules this module keeps (../shared/providers.md, "fal.ai (queue API)"):
+Rules this module keeps (docs/fal-contract.md, "Queue: create, status, result, cancel"):
 - **Create** `POST <queue base>/<model id>?fal_webhook=<url>`, `Authorization: Key <FAL_KEY>`, with the
   retention header `X-Fal-Object-Lifecycle-Preference` (results kept `result_retention_s`). Its answer's
   `request_id`, `status_url`, `response_url` and `cancel_url` are kept and reused as given, and only when

@@ -1,5 +1,5 @@
 """fal.ai's signed webhooks: ED25519 over `request_id \\n user_id \\n timestamp \\n hex(sha256(raw body))`,
-verified against the keys of fal's JWKS (../shared/providers.md, "Webhook signature").
+verified against the keys of fal's JWKS (docs/fal-contract.md, "Webhooks").
 
 - Headers `X-Fal-Webhook-Request-Id`, `X-Fal-Webhook-User-Id`, `X-Fal-Webhook-Timestamp` (seconds) and
   `X-Fal-Webhook-Signature` (hex). A timestamp more than 300 s from `now` is refused before any

@@ -11,7 +11,7 @@
   the result" (fal has no FAILED: a result fetch answering 422 is the refusal, a 5xx/504 is transient,
   adapters/fal_client.py), anything else -> unknown. The webhook body and the result are read here.
 
-Sources: ../shared/providers.md ("fal.ai (queue API)", gathered from docs.fal.ai and each model's
+Sources: docs/fal-contract.md ("Kling's models on fal", gathered from docs.fal.ai and each model's
 llms.txt page, 2026-12). Rows marked "id pattern" follow fal's documented `<version>/<tier>/<kind>`
 scheme for a tier the notes do not list by name: check the model page before relying on them.
 """
@@ -42,7 +42,7 @@ WEBHOOK_WINDOW_S = 3600
 
 
 def _notes(fact: str) -> Source:
-    return Source("2026-12-07", f"../shared/providers.md (fal.ai (queue API): {fact})")
+    return Source("2026-12-07", f"docs/fal-contract.md (Kling's models on fal: {fact})")
 
 
 MODEL_IDS = _notes("Kling model ids on fal: fal-ai/kling-video/<version>/<tier>/<kind>, the listed examples")

@@ -19,7 +19,9 @@ from dataclasses import dataclass, replace
 from kling_pipeline.capabilities import Source
 from kling_pipeline.providers import Charge
 
-NOTES = Source("2026-12-07", "../shared/providers.md (fal.ai: v3 pro about $0.11-0.17/s, v2.5-turbo std $0.042/s)")
+NOTES = Source(
+    "2026-12-07", "docs/fal-contract.md (Kling's models on fal: v3 pro about $0.11-0.17/s, v2.5-turbo std $0.042/s)"
+)
 MODEL_PAGE = Source("2026-12-07", "fal.ai model page pricing as last seen (UNCONFIRMED: override with FalPrices)")
 OVERRIDE = Source("", "this deployment's FalPrices setting")
 
