@@ -40,7 +40,9 @@ def test_the_fal_client_is_a_provider(client: FalClient) -> None:
     assert isinstance(client, Provider)
 
 
-def test_submit_status_result_the_video_and_its_charge(sim: FalSimulator, client: FalClient, receiver: Receiver) -> None:
+def test_submit_status_result_the_video_and_its_charge(
+    sim: FalSimulator, client: FalClient, receiver: Receiver
+) -> None:
     # Given the seed's example (v3 pro text to video, 10 s, 16:9) created once with a webhook naming job-1
     ref = client.create(V3_PRO_T2V, SEED_EXAMPLE | {"generate_audio": False}, webhook_url=receiver.url("job-1"))
     # Then fal's four handles are kept as given, on fal's queue
@@ -155,7 +157,9 @@ def test_cancel_outcomes(sim: FalSimulator, client: FalClient) -> None:
     assert outcome.result == "cancel_requested" and "bills nothing" in outcome.billed
     assert sim.state.requests[waiting.id].billed is False
     # A request fal does not know: not found
-    unknown = TaskRef("fal", "0" * 32, V3_PRO_T2V, {k: v.replace(running.id, "0" * 32) for k, v in running.urls.items()})
+    unknown = TaskRef(
+        "fal", "0" * 32, V3_PRO_T2V, {k: v.replace(running.id, "0" * 32) for k, v in running.urls.items()}
+    )
     assert client.cancel(unknown).result == "not_found"
     # A finished one: already completed, billed as made
     sim.configure(speed=1000.0)
@@ -165,7 +169,9 @@ def test_cancel_outcomes(sim: FalSimulator, client: FalClient) -> None:
     assert sim.stats()["cancels"] == 3
 
 
-def test_a_cancel_that_meets_the_completion_is_late_and_the_video_is_billed(sim: FalSimulator, client: FalClient) -> None:
+def test_a_cancel_that_meets_the_completion_is_late_and_the_video_is_billed(
+    sim: FalSimulator, client: FalClient
+) -> None:
     # Given a request waiting in fal's queue, and a cancel that arrives as it completes
     sim.configure(concurrency_limit=1, speed=1.0, cancel_race_rate=1.0)
     client.create(V3_PRO_T2V, SEED_EXAMPLE, webhook_url="https://h.example/c/a")
