@@ -18,7 +18,7 @@ from kling_pipeline.errors import (
     ProviderUnavailableError,
 )
 from kling_pipeline.providers import Provider, ProviderTask, TaskRef
-from tests.fal_sim.conftest import V3_PRO_T2V, Receiver, wait_until
+from tests.fal_sim.conftest import KEY, V3_PRO_T2V, Receiver, wait_until
 
 SEED_EXAMPLE = {"prompt": "a red fox running through snow", "duration": "10", "aspect_ratio": "16:9"}
 
@@ -199,21 +199,23 @@ def test_signed_webhooks_verify_against_the_simulators_jwks_and_duplicates_share
         client.read_callback(deliveries[0].body.replace(b"OK", b"ERROR"), deliveries[0].headers)
 
 
-def test_a_rotated_signing_key_is_picked_up_with_one_jwks_fetch(
-    sim: FalSimulator, client: FalClient, receiver: Receiver, verifier: FalWebhookVerifier
-) -> None:
-    # Given a verifier holding fal's current key
+def test_a_rotated_signing_key_is_picked_up_with_one_jwks_fetch(sim: FalSimulator, receiver: Receiver) -> None:
+    # Given a client whose verifier holds fal's current key (its clock ours to move)
+    now = [1000.0]
+    verifier = FalWebhookVerifier(sim.jwks_url, clock=lambda: now[0])
+    client = FalClient(KEY, queue_base_url=sim.base_url, verify=verifier)
     client.create(V3_PRO_T2V, SEED_EXAMPLE, webhook_url=receiver.url("job-6"))
     first = wait_until(lambda: receiver.deliveries, what="a webhook")[0]
     client.read_callback(first.body, first.headers)
-    # When fal signs with a new key (the refresh interval since the first fetch has passed)
+    # When fal signs with a new key, two minutes later
     sim.rotate_keys()
-    verifier._fetched_at = (verifier._fetched_at or 0) - 61
+    now[0] += 120
     client.create(V3_PRO_T2V, SEED_EXAMPLE, webhook_url=receiver.url("job-7"))
     second = wait_until(lambda: len(receiver.deliveries) == 2 and receiver.deliveries, what="a webhook")[1]
     # Then it verifies after exactly one more fetch
     assert client.read_callback(second.body, second.headers).task.status == "succeeded"
     assert verifier.fetches == 2
+    client.close()
 
 
 def test_lost_webhooks_are_counted_and_the_request_is_still_there_to_look_up(
