@@ -8,8 +8,9 @@ bill). Everything here is provider-neutral: statuses in our own words (`queued`,
 ledger and the API never read a provider's own vocabulary.
 
 This module holds only the value types and the protocol (no HTTP): the rules of each provider live
-next to it (`providers/fal.py`, `providers/fal_prices.py`), and the code that talks to a provider is an
-adapter (`adapters/fal_client.py`, `adapters/fal_signatures.py`), as every HTTP call in the pipeline is.
+next to it (`providers/fal.py`, `providers/replicate.py`, `providers/acedata.py` and their price tables), and
+the code that talks to a provider is an adapter (`adapters/fal_client.py`, `adapters/replicate_client.py`,
+`adapters/acedata_client.py`, and the signature checks), as every HTTP call in the pipeline is.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-ProviderName = Literal["kling", "fal"]
+ProviderName = Literal["kling", "fal", "replicate", "acedata"]
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "unknown"]
 ChargeUnit = Literal["kling_unit", "USD"]
-CancelResult = Literal["cancel_requested", "already_completed", "not_found"]
+CancelResult = Literal["cancel_requested", "already_completed", "not_found", "not_supported"]
+# A `failed` task whose video the provider made but no longer holds (Replicate deletes an API prediction's
+# output after an hour): the job ends FAILED with this code, and says so plainly.
+OUTPUT_EXPIRED = "PROVIDER_OUTPUT_EXPIRED"
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class ProviderTask:
     charge: Charge | None = None
     queue_position: int | None = None
     duration_s: float | None = None
+    error_code: str | None = None  # for `failed`: a code the job can end with (OUTPUT_EXPIRED), else None
 
     @property
     def ended(self) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from kling_pipeline.capabilities import Source
 from kling_pipeline.providers import Charge
@@ -58,16 +58,18 @@ class PriceTableError(ValueError):
     """The deployment's FalPrices setting cannot be read; the message names the entry and the fix."""
 
 
-def parse_overrides(text: str) -> dict[str, SecondPrice]:
-    """The FalPrices setting (JSON; "" or "{}" for none) as prices; PriceTableError naming the entry."""
+def parse_overrides(text: str, *, setting: str = "FalPrices") -> dict[str, SecondPrice]:
+    """The FalPrices setting (JSON; "" or "{}" for none) as prices; PriceTableError naming the entry. Other
+    per-second doors (providers/replicate_prices.py) read their own setting, named by `setting`, the same way."""
     if not text.strip():
         return {}
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PriceTableError(f"FalPrices is not JSON ({exc.msg} at {exc.pos})") from None
+        raise PriceTableError(f"{setting} is not JSON ({exc.msg} at {exc.pos})") from None
     if not isinstance(data, Mapping):
-        raise PriceTableError('FalPrices must be an object: {"<fal model id>": <USD per second>, ...}')
+        raise PriceTableError(f'{setting} must be an object: {{"<model id>": <USD per second>, ...}}')
+    source = OVERRIDE if setting == "FalPrices" else Source("", f"this deployment's {setting} setting")
     prices: dict[str, SecondPrice] = {}
     for model_id, value in data.items():
         if isinstance(value, Mapping):
@@ -76,11 +78,11 @@ def parse_overrides(text: str) -> dict[str, SecondPrice]:
             plain, audio = value, None
         if not _price(plain) or (audio is not None and not _price(audio)):
             raise PriceTableError(
-                f"FalPrices[{model_id!r}]: a price is a number of USD per second, at least 0 "
+                f"{setting}[{model_id!r}]: a price is a number of USD per second, at least 0 "
                 '(e.g. 0.112, or {"usd_per_s": 0.112, "usd_per_s_audio": 0.168})'
             )
         assert isinstance(plain, int | float)
-        prices[str(model_id)] = SecondPrice(float(plain), OVERRIDE, None if audio is None else float(audio))
+        prices[str(model_id)] = SecondPrice(float(plain), source, None if audio is None else float(audio))
     return prices
 
 
@@ -90,9 +92,10 @@ def _price(value: object) -> bool:
 
 @dataclass(frozen=True)
 class PriceTable:
-    """The dated table with this deployment's overrides on top."""
+    """The dated table (`base`: fal's unless given) with this deployment's overrides on top."""
 
     overrides: Mapping[str, SecondPrice]
+    base: Mapping[str, SecondPrice] = field(default_factory=lambda: PRICES)
 
     @classmethod
     def from_setting(cls, text: str) -> PriceTable:
@@ -100,7 +103,7 @@ class PriceTable:
 
     def price(self, model_id: str) -> SecondPrice | None:
         override = self.overrides.get(model_id)
-        base = PRICES.get(model_id)
+        base = self.base.get(model_id)
         if override is not None and override.usd_per_s_audio is None and base is not None:
             # One number overrides both prices: sound is then charged the same (the operator's word).
             return replace(override, usd_per_s_audio=None)
