@@ -33,8 +33,8 @@ def test_the_acedata_client_is_a_provider(client: AceDataClient) -> None:
 def test_create_always_sends_the_callback_url_and_the_callback_is_an_unsigned_hint(
     sim: AceDataSimulator, client: AceDataClient, receiver: Receiver
 ) -> None:
-    # Given a create for job-1, even with arguments asking for async
-    ref = client.create(MODEL, ARGUMENTS | {"async": True}, webhook_url=receiver.url("job-1"))
+    # Given a create for job-1
+    ref = client.create(MODEL, ARGUMENTS, webhook_url=receiver.url("job-1"))
     # Then AceData got the job's callback URL (no synchronous call), and answered at once with the task id
     assert sim.state.tasks[ref.id].callback_url == receiver.url("job-1")
     assert sim.stats()["sync_creates"] == 0 and sim.stats()["max_creates_per_callback"] == 1

@@ -46,7 +46,6 @@ from kling_pipeline.providers import CallbackEvent, CancelOutcome, Charge, Provi
 from kling_pipeline.providers.acedata import (
     ACCOUNT_CODES,
     API_BASE_URL,
-    BACKPRESSURE_CODES,
     DASHBOARD_URL,
     DEFAULT_BATCH_SIZE,
     PROVIDER,
@@ -106,7 +105,6 @@ class AceDataClient:
         if not webhook_url:
             raise ValueError("an AceData create needs the job's callback URL: without it AceData holds the call open")
         body = {**dict(arguments), "callback_url": webhook_url}
-        body.pop("async", None)
         at = self._clock()
         where = f"POST /kling/videos ({endpoint})"
         try:
@@ -199,9 +197,8 @@ class AceDataClient:
         code, message = error
         if code in ACCOUNT_CODES:
             return self._account(what, error, status)
-        if code in BACKPRESSURE_CODES:
-            return ProviderUnavailableError(PROVIDER, f"{what}: {code} (ask again later)", http_status=status)
-        return ProviderUnavailableError(PROVIDER, f"{what}: {code}: {message} (ask again)", http_status=status)
+        # too_many_requests and api_error (BACKPRESSURE_CODES), and any code this version does not know: ask again.
+        return ProviderUnavailableError(PROVIDER, f"{what}: {code}: {message} (ask again later)", http_status=status)
 
     @staticmethod
     def _account(what: str, error: tuple[str, str], status: int) -> ProviderAccountError:
