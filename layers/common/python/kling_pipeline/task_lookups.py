@@ -217,7 +217,7 @@ def batches(
                 batch_sizes.refused(len(batch))
                 continue  # the same ids, in smaller batches
             answered.append((batch, exc))
-        except ASK_ERRORS as exc:
+        except (*ASK_ERRORS, ValueError) as exc:  # ValueError: an id Kling's list form cannot carry
             answered.append((batch, exc))
         else:
             answered.append((batch, tasks))
