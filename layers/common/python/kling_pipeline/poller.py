@@ -187,7 +187,7 @@ def run_poller(
         due = [item for item in items if int(item["next_poll_at"]) <= now and item["job_id"] not in seen]
         if due:
             seen.update(item["job_id"] for item in due)
-            soon = [item for item in items if now < int(item["next_poll_at"]) <= now + interval]
+            soon = [item for item in items if int(item["next_poll_at"]) > now and item["job_id"] not in seen]
             seen.update(settle(due, deps, report, time_left_s, soon=soon))
             continue
         upcoming = [int(item["next_poll_at"]) for item in items if int(item["next_poll_at"]) > now]
@@ -307,10 +307,18 @@ def pull_forward(
     now: int,
     schedule: PollSchedule,
 ) -> list[Job]:
-    """The running jobs due within the next poll interval whose pool (task_lookups.pool_of) is being
-    asked about now: one call answers them too, so they are claimed and asked about with it."""
+    """The running jobs of the pools (task_lookups.pool_of) being asked about now that one call answers
+    too, claimed and asked about with it: those due within the next poll interval (a poll like any,
+    counted), and those already polled at least once, due later (riding along: their next look is put
+    off by their current interval, which does not grow, so a job's wait is never stretched by a ride)."""
     pools = {pool_of(job) for job in running}
-    candidates = [item for item in soon if JobState(item["state"]) in (JobState.SUBMITTED, JobState.PROCESSING)]
+    interval = schedule.poll_interval_s
+    candidates = [
+        item
+        for item in soon
+        if JobState(item["state"]) in (JobState.SUBMITTED, JobState.PROCESSING)
+        and (int(item["next_poll_at"]) <= now + interval or int(item.get("poll_count") or 0) >= 1)
+    ]
     if not pools or not candidates:
         return []
     try:
@@ -325,9 +333,11 @@ def pull_forward(
             continue
         if pool_of(job) not in pools:
             continue
-        next_due = look_again_at(job.state, item, now, schedule)
+        polls = int(item.get("poll_count") or 0)
+        polled = int(item["next_poll_at"]) <= now + interval
+        next_due = look_again_at(job.state, item, now, schedule) if polled else now + poll_interval_s(polls, schedule)
         try:
-            won = deps.store.claim_poll(job.job_id, due=int(item["next_poll_at"]), next_due=next_due, polled=True)
+            won = deps.store.claim_poll(job.job_id, due=int(item["next_poll_at"]), next_due=next_due, polled=polled)
         except Exception as exc:
             logger.warning("could not claim a job soon due", extra={"job_id": job.job_id, "error": repr(exc)[:300]})
             continue
