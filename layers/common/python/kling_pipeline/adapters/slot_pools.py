@@ -141,6 +141,10 @@ class SlotPools:
         ahead = self._count(wait_queue(job.waiting_pool), before=job.slot_order)
         return job.waiting_pool, ahead + 1
 
+    def line(self, pool: str, *, limit: int = 100) -> list[str]:
+        """The ids of the jobs waiting for a slot of `pool`, next first (up to `limit`)."""
+        return [str(item["job_id"]) for item in self._query(wait_queue(pool), limit=limit)]
+
     def holders(self, pool: str) -> int:
         return self._count(held_queue(pool))
 
@@ -245,10 +249,9 @@ class SlotPools:
             return sent
         # A few more than the room: the index is eventually consistent, and a job just taken off the
         # line by another releaser may still show there.
-        for item in self._query(wait_queue(pool), limit=room + 4):
+        for job_id in self.line(pool, limit=room + 4):
             if len(sent) >= room:
                 break
-            job_id = str(item["job_id"])
             if self.take_from_line(job_id, pool):
                 self.queue.send(job_reference(job_id))
                 sent.append(job_id)
