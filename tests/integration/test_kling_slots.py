@@ -129,8 +129,10 @@ def test_a_shared_accounts_1303_lowers_the_pools_limit_and_quiet_periods_restore
     submit_until(
         pipeline,
         handler,
-        lambda: sum(job_in(pipeline, j, JobState.SUBMITTED) for j in ("one", "two", "three")) == 2
-        and any(waiting(pipeline, j) for j in ("one", "two", "three")),
+        lambda: (
+            sum(job_in(pipeline, j, JobState.SUBMITTED) for j in ("one", "two", "three")) == 2
+            and any(waiting(pipeline, j) for j in ("one", "two", "three"))
+        ),
     )
     # Then Kling's one 1303 lowered the pool's limit to the two it holds, and the third job waits in line
     assert pipeline.sim.stats()["creates"]["refused_by_code"].get("1303", 0) == 1
@@ -159,7 +161,9 @@ def test_a_higher_priority_jumps_the_line_and_equal_priorities_keep_their_arriva
     pipeline.send({"job_id": "busy", "prompt": "a heron"})
     submit_until(pipeline, handler, lambda: job_in(pipeline, "busy", JobState.SUBMITTED, JobState.PROCESSING))
     for job_id, priority in (("early", None), ("later", 5), ("urgent", 9), ("whenever", 0)):
-        body = {"job_id": job_id, "prompt": f"{job_id} video"} | ({"priority": priority} if priority is not None else {})
+        body = {"job_id": job_id, "prompt": f"{job_id} video"} | (
+            {"priority": priority} if priority is not None else {}
+        )
         pipeline.send(body)
         submit_until(pipeline, handler, lambda j=job_id: waiting(pipeline, j))  # type: ignore[misc]
         time.sleep(0.01)
