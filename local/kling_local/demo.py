@@ -209,7 +209,9 @@ def run(args: argparse.Namespace) -> int:
         # of Kling (poll cadence, timeouts) follow, so the demo's minutes are Kling's hours.
         clock_speed=args.speed,
         time_scale=args.speed,
-        parameter_overrides={"DailyBudgetUnits": args.daily_budget_units} if args.daily_budget_units else {},
+        # The pipeline is told the account's concurrency the simulator enforces (its slots: slots.py).
+        parameter_overrides={"KlingConcurrency": args.concurrency}
+        | ({"DailyBudgetUnits": args.daily_budget_units} if args.daily_budget_units else {}),
         aws_faults=aws_faults_from(args.aws_faults, args.seed),
         # The demo's stack is its own: it never writes the state file (a `local up` running from the same
         # folder keeps it, and the commands keep finding that stack) and logs into a folder of its run.
