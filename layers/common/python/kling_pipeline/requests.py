@@ -232,7 +232,11 @@ class JobRequest(BaseModel):
     webhook_url: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_WEBHOOK_URL_CHARS)] = None
     # Which waiting job takes the next free Kling slot of its pool first (slots.py): 0 to 9, higher
     # first; absent is 5 (slots.DEFAULT_PRIORITY), kept absent so earlier requests read as they were.
-    priority: int | None = None
+    priority: int | None = Field(
+        default=None,
+        description="0 (lowest) to 9 (highest), 5 if absent: a waiting job of higher priority takes its pool's next free "
+        "Kling slot first; equal priorities keep their order of arrival",
+    )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
