@@ -199,7 +199,7 @@ def test_a_job_held_by_the_daily_budget_takes_no_slot(pipeline: Pipeline) -> Non
 def test_the_pollers_recount_fixes_a_pools_count_that_drifted(completion: Completion) -> None:
     # Given a pool whose counter says 3 slots are held while one job holds one
     pipeline = completion.pipeline
-    handler = pipeline.submit_handler()
+    handler = pipeline.submit_handler(KLING_CONCURRENCY="5")
     pipeline.sim.configure(generation_min_s=600_000, generation_max_s=600_000)
     pipeline.send({"job_id": "real", "prompt": "a heron"})
     submit_until(pipeline, handler, lambda: job_in(pipeline, "real", JobState.SUBMITTED, JobState.PROCESSING))
@@ -209,7 +209,7 @@ def test_the_pollers_recount_fixes_a_pools_count_that_drifted(completion: Comple
         UpdateExpression="SET held = :three",
         ExpressionAttributeValues={":three": {"N": "3"}},
     )
-    poller = completion.poller()
+    poller = completion.poller(KLING_CONCURRENCY="5")
     # When the poller runs once (a drift seen once may be the index's lag), then again
     first = completion.poll(poller)
     assert first["slot_counts_fixed"] == 0 and pool_item(pipeline)["held"] == 3

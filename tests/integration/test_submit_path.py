@@ -112,13 +112,13 @@ def test_create_without_an_answer_is_reconciled_on_retry(pipeline: Pipeline) -> 
 
 
 def test_throttling_storm_finishes_every_job_without_failures(completion: Completion) -> None:
-    """200 jobs against an account limit of 3 concurrent tasks while the pipeline is told 5 (KlingConcurrency's
-    default): 1303 is backpressure, never failure. Kling slots are given back when a task's end is seen (here
-    by the poller: the callbacks are lost), so the poller runs beside the submit path."""
+    """200 jobs against an account limit of 3 concurrent tasks while the pipeline is told 5: 1303 is
+    backpressure, never failure. Kling slots are given back when a task's end is seen (here by the poller:
+    the callbacks are lost), so the poller runs beside the submit path."""
     # Given an account limit of 3 concurrent tasks and 200 queued jobs
     pipeline = completion.pipeline
-    handler = pipeline.submit_handler()
-    poller = completion.poller(POOL_QUIET_S="1")
+    handler = pipeline.submit_handler(KLING_CONCURRENCY="5")
+    poller = completion.poller(POOL_QUIET_S="1", KLING_CONCURRENCY="5")
     # Tasks of 0.2-0.4 s real time: long enough that three slots are always full while 200 wait.
     pipeline.sim.configure(concurrency_limit=3, generation_min_s=120, generation_max_s=240)
     job_ids = [f"storm-{i:03d}" for i in range(200)]
