@@ -170,7 +170,7 @@ def test_a_higher_priority_jumps_the_line_and_equal_priorities_keep_their_arriva
     # When the line is read, and the busy slot frees
     slots = slots_of(pipeline, c=1)
     line = slots.line(POOL)
-    places = {j: slots.place_in_line(pipeline.store.get(j)) for j in line}
+    places = {j: pipeline.store.place_in_line(pipeline.store.get(j)) for j in line}
     completion.reconfigure("CallbackFunction", KLING_CONCURRENCY="1")
     busy = pipeline.store.get("busy")
     task = kling_task(completion, busy.kind, busy.task_id, "succeed")

@@ -234,8 +234,8 @@ class JobRequest(BaseModel):
     # first; absent is 5 (slots.DEFAULT_PRIORITY), kept absent so earlier requests read as they were.
     priority: int | None = Field(
         default=None,
-        description="0 (lowest) to 9 (highest), 5 if absent: a waiting job of higher priority takes its pool's next free "
-        "Kling slot first; equal priorities keep their order of arrival",
+        description="0 (lowest) to 9 (highest), 5 if absent: a waiting job of higher priority takes its pool's "
+        "next free Kling slot first; equal priorities keep their order of arrival",
     )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)

@@ -42,7 +42,15 @@ from kling_pipeline.lifecycle import (
 )
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.poll_schedule import SHARDS, PollSchedule, live_shard, next_poll_at, state_shard, timed_out_look_s
-from kling_pipeline.slots import HOLDING_STATES, ORDER_ATTR, QUEUE_ATTR, SLOT_POOL, WAITING_POOL, holding_changes
+from kling_pipeline.slots import (
+    HOLDING_STATES,
+    ORDER_ATTR,
+    QUEUE_ATTR,
+    SLOT_POOL,
+    WAITING_POOL,
+    holding_changes,
+    wait_queue,
+)
 
 if TYPE_CHECKING:
     from kling_pipeline.requests import JobRequest
@@ -79,7 +87,9 @@ ShardPositions = dict[int, tuple[str, str] | None]
 TRANSACTION_CONFLICT = "TransactionConflict"
 CONFLICT_ATTEMPTS = 5
 CONFLICT_BACKOFF_S = 0.05
-# Kling's slots (slots.py): what a job holding a slot, or waiting for one, carries.
+# Kling's slots (slots.py): what a job holding a slot, or waiting for one, carries, and the sparse index
+# of the jobs holding each pool's slots and waiting for one (adapters.slot_pools).
+SLOT_INDEX = "SlotQueues"
 SLOT_ATTRS = (SLOT_POOL, QUEUE_ATTR, ORDER_ATTR)
 WAITING_ATTRS = (WAITING_POOL, QUEUE_ATTR, ORDER_ATTR)
 
@@ -340,6 +350,28 @@ class JobStore:
             Limit=limit,
         )
         return [_plain(item) for item in response.get("Items", [])]
+
+    def place_in_line(self, job: Job) -> tuple[str, int] | None:
+        """The pool a waiting job (as read) waits for, and its place in that pool's line (1: the next
+        to be sent when a slot frees); None for a job that is not waiting. For `status` and the jobs API:
+        one count of the SlotQueues index (Query), never a scan."""
+        if not job.waiting_pool or not job.slot_order:
+            return None
+        kwargs: dict[str, Any] = {
+            "TableName": self._table.name,
+            "IndexName": SLOT_INDEX,
+            "KeyConditionExpression": "#q = :q AND #o < :before",
+            "ExpressionAttributeNames": {"#q": QUEUE_ATTR, "#o": ORDER_ATTR},
+            "ExpressionAttributeValues": {":q": wait_queue(job.waiting_pool), ":before": job.slot_order},
+            "Select": "COUNT",
+        }
+        ahead = 0
+        while True:
+            response = self._table.meta.client.query(**kwargs)
+            ahead += int(response.get("Count", 0))
+            if not response.get("LastEvaluatedKey"):
+                return job.waiting_pool, ahead + 1
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def claim_poll(self, job_id: str, *, due: int, next_due: int, polled: bool) -> bool:
         """Move a due job's next poll from `due` to `next_due`, if nobody did since: the one poller run

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, per_container
 from kling_pipeline.adapters.job_queue import JobQueue
-from kling_pipeline.adapters.job_store import pool_key
+from kling_pipeline.adapters.job_store import SLOT_INDEX, pool_key
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.lifecycle import Job, JobState
 from kling_pipeline.observability import logger
@@ -39,7 +39,6 @@ from kling_pipeline.slots import (
     waiting_changes,
 )
 
-SLOT_INDEX = "SlotQueues"
 POOLS = "pools"
 # A job sent to the submit path by a refill carries `awaiting_message` and is due for the poller this
 # much later: if its message is lost, the poller sends it again (poller.settle_one).
@@ -133,14 +132,6 @@ class SlotPools:
             drift=None if drift is None else int(drift),
         )
 
-    def place_in_line(self, job: Job) -> tuple[str, int] | None:
-        """The pool a waiting job waits for and its place in that pool's line (1: next to be sent); None
-        for a job that is not waiting. For status and the jobs API."""
-        if not job.waiting_pool or not job.slot_order:
-            return None
-        ahead = self._count(wait_queue(job.waiting_pool), before=job.slot_order)
-        return job.waiting_pool, ahead + 1
-
     def line(self, pool: str, *, limit: int = 100) -> list[str]:
         """The ids of the jobs waiting for a slot of `pool`, next first (up to `limit`)."""
         return [str(item["job_id"]) for item in self._query(wait_queue(pool), limit=limit)]
@@ -161,13 +152,13 @@ class SlotPools:
         response = self._table.meta.client.query(**kwargs)
         return list(response.get("Items", []))
 
-    def _count(self, queue: str, *, before: str | None = None) -> int:
+    def _count(self, queue: str) -> int:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
             "IndexName": SLOT_INDEX,
-            "KeyConditionExpression": "#q = :q" + (" AND #o < :before" if before else ""),
-            "ExpressionAttributeNames": {"#q": QUEUE_ATTR} | ({"#o": ORDER_ATTR} if before else {}),
-            "ExpressionAttributeValues": {":q": queue} | ({":before": before} if before else {}),
+            "KeyConditionExpression": "#q = :q",
+            "ExpressionAttributeNames": {"#q": QUEUE_ATTR},
+            "ExpressionAttributeValues": {":q": queue},
             "Select": "COUNT",
         }
         total = 0
