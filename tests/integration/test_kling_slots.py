@@ -216,3 +216,18 @@ def test_the_pollers_recount_fixes_a_pools_count_that_drifted(completion: Comple
     second = completion.poll(poller)
     # Then the second run corrected it to what the jobs really hold
     assert second["slot_counts_fixed"] == 1 and pool_item(pipeline)["held"] == 1
+
+
+def test_the_clis_listing_counts_jobs_not_the_pools_counters(pipeline: Pipeline) -> None:
+    from kling_local.commands.listing import scan_jobs, state_counts
+    from kling_local.connection import PipelineConnection
+
+    # Given a job at Kling holding a slot (so JobsTable holds its pool's counter too)
+    pipeline.send({"job_id": "counted", "prompt": "a heron"})
+    submit_until(pipeline, pipeline.submit_handler(), lambda: job_in(pipeline, "counted", JobState.SUBMITTED))
+    assert pool_item(pipeline)["held"] == 1
+    # When `kling-pipeline list` / `status` read the table
+    connection = PipelineConnection(pipeline.queue_url, pipeline.dlq_url, pipeline.table_name, "videos", "us-east-1")
+    # Then they see the job alone
+    assert [item["job_id"] for item in scan_jobs(connection)] == ["counted"]
+    assert state_counts(connection) == {"SUBMITTED": 1}
