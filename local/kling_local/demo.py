@@ -108,7 +108,9 @@ def register(subparsers: Any) -> None:
     )
     knobs = parser.add_argument_group("the Kling simulator's faults and limits")
     knobs.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
-    knobs.add_argument("--concurrency", type=int, default=5, help="Kling account concurrency limit (1303 past it)")
+    knobs.add_argument(
+        "--concurrency", type=int, default=5, help="Kling account concurrency limit per model version (1303 past it)"
+    )
     knobs.add_argument("--fail-rate", type=float, default=0.0, help="share of tasks Kling fails")
     knobs.add_argument("--callback-loss", type=float, default=0.0, help="share of callbacks never delivered")
     knobs.add_argument("--callback-dup", type=float, default=0.0, help="share of callbacks delivered twice")
