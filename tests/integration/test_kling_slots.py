@@ -17,6 +17,7 @@ from kling_pipeline.kling_body import create_body
 from kling_pipeline.lifecycle import JobState
 from kling_pipeline.requests import JobRequest
 from kling_pipeline.slots import PoolLimits
+from tests.support.jobs_api import JobsApi
 from tests.support.scenarios import DEAD_API, Completion, Pipeline, as_callback_body, job_in, kling_task
 from tests.support.sqs_driver import drive_queue, queue_messages
 
@@ -231,3 +232,13 @@ def test_the_clis_listing_counts_jobs_not_the_pools_counters(pipeline: Pipeline)
     # Then they see the job alone
     assert [item["job_id"] for item in scan_jobs(connection)] == ["counted"]
     assert state_counts(connection) == {"SUBMITTED": 1}
+
+
+def test_the_jobs_api_takes_a_priority_and_refuses_one_out_of_range_naming_the_field(jobs_api: JobsApi) -> None:
+    # When jobs are posted with a priority in range, and out of it
+    taken = jobs_api.call("POST", "/jobs", {"job_id": "urgent", "prompt": "x", "priority": 9})
+    refused = jobs_api.call("POST", "/jobs", {"job_id": "too-urgent", "prompt": "x", "priority": 12})
+    # Then the first is queued with it, and the second refused saying which field and what to send
+    assert taken.status == 202 and jobs_api.job("urgent").request["priority"] == 9
+    assert refused.status == 400 and refused.error["field"] == "priority", refused.body
+    assert "0 (lowest) to 9 (highest)" in refused.error["message"]
