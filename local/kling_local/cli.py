@@ -25,6 +25,9 @@ def register_local(subparsers: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from kling_local import commands, cost_report, demo
+    from kling_local.acedata_sim import cli as acedata_sim_cli
+    from kling_local.fal_sim import cli as fal_sim_cli
+    from kling_local.replicate_sim import cli as replicate_sim_cli
     from kling_local.sim import cli as sim_cli
 
     parser = argparse.ArgumentParser(
@@ -38,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(subparsers)
     cost_report.register(subparsers)
     sim_cli.register(subparsers)
+    fal_sim_cli.register(subparsers)
+    replicate_sim_cli.register(subparsers)
+    acedata_sim_cli.register(subparsers)
     return parser
 
 

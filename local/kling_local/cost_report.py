@@ -1,6 +1,8 @@
 """`kling-pipeline cost`: what Kling charged, per day, model or mode, from the pipeline's own ledger.
 
-The figures are the units Kling reported for each task (`final_unit_deduction`), counted when the
+The figures are the units Kling reported for each task (`final_unit_deduction`, or the newer design's
+`billing[]` in units), and the cash it reported in its currency (`billing[]` of charge_type cash: a
+figure per currency, never added across currencies), counted when the
 pipeline confirmed the task (adapters.ledger): a query per day of StatsTable, never a scan, the same
 locally and against a deployed stack.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -46,6 +48,7 @@ class CostReport:
     units: float
     tasks: int
     budget_reserved_today: float
+    cash: dict[str, float] = field(default_factory=dict)  # currency -> amount charged in cash
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,7 +56,7 @@ class CostReport:
             "until": self.until.isoformat(),
             "by": self.by,
             "rows": self.rows,
-            "total": {"units": self.units, "tasks": self.tasks},
+            "total": {"units": self.units, "tasks": self.tasks} | ({"cash": self.cash} if self.cash else {}),
             "budget_reserved_today": self.budget_reserved_today,
         }
 
@@ -78,14 +81,33 @@ def days_asked(args: argparse.Namespace, today: date) -> tuple[date, date]:
 
 
 def grouped(rows: list[CostRow], by: str) -> list[dict[str, Any]]:
-    """Units and tasks per day, model or mode, in that key's order."""
+    """Units, cash per currency and tasks per day, model or mode, in that key's order."""
     units: defaultdict[str, float] = defaultdict(float)
     tasks: defaultdict[str, int] = defaultdict(int)
+    cash: defaultdict[str, dict[str, float]] = defaultdict(dict)
     for row in rows:
         key = {"day": row.day, "model": row.model, "mode": row.mode}[by]
         units[key] += row.units
         tasks[key] += row.tasks
-    return [{by: key, "units": round(units[key], 6), "tasks": tasks[key]} for key in sorted(units)]
+        cash[key] = summed([cash[key], row.cash])
+    # "cash" only where some was charged: a deployment billed in units reads as it always has.
+    return [
+        {by: key, "units": round(units[key], 6), "tasks": tasks[key]} | ({"cash": cash[key]} if cash[key] else {})
+        for key in sorted(units)
+    ]
+
+
+def summed(amounts: list[dict[str, float]]) -> dict[str, float]:
+    """Amounts per currency, added within each currency only."""
+    total: defaultdict[str, float] = defaultdict(float)
+    for amount in amounts:
+        for currency, value in amount.items():
+            total[currency] += value
+    return {currency: round(value, 6) for currency, value in sorted(total.items())}
+
+
+def cash_text(cash: dict[str, float]) -> str:
+    return ", ".join(f"{value:g} {currency}" for currency, value in cash.items()) or "-"
 
 
 def cost_report(connection: PipelineConnection, since: date, until: date, by: str) -> CostReport:
@@ -100,6 +122,7 @@ def cost_report(connection: PipelineConnection, since: date, until: date, by: st
         units=round(sum(row.units for row in rows), 6),
         tasks=sum(row.tasks for row in rows),
         budget_reserved_today=ledger.reserved(today),
+        cash=summed([row.cash for row in rows]),
     )
 
 
@@ -114,10 +137,15 @@ def cmd_cost(args: argparse.Namespace, connection: PipelineConnection | None) ->
     table.add_column(args.by)
     table.add_column("units", justify="right")
     table.add_column("tasks", justify="right")
+    with_cash = bool(report.cash)  # a column only when some task was charged in cash
+    if with_cash:
+        table.add_column("cash", justify="right")
     for row in report.rows:
-        table.add_row(str(row[args.by]), f"{row['units']:g}", str(row["tasks"]))
+        cells = [str(row[args.by]), f"{row['units']:g}", str(row["tasks"])]
+        table.add_row(*cells, *([cash_text(row.get("cash", {}))] if with_cash else []))
     table.add_section()
-    table.add_row("total", f"{report.units:g}", str(report.tasks), style="bold")
+    totals = ["total", f"{report.units:g}", str(report.tasks)]
+    table.add_row(*totals, *([cash_text(report.cash)] if with_cash else []), style="bold")
     console.print(table)
     if report.budget_reserved_today:
         console.print(f"today's budget: {report.budget_reserved_today:g} units held (DailyBudgetUnits)")

@@ -225,7 +225,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.kling_url:
         options.kling_url = args.kling_url
-        options.kling_access_key, options.kling_secret_key = kling_keys(args.kling_url, args.kling_keys_file)
+        keys = kling_keys(args.kling_url, args.kling_keys_file)
+        assert keys is not None  # with a kling_url
+        options.kling_access_key, options.kling_secret_key = keys.access_key, keys.secret_key
+        options.kling_api_key = keys.api_key
     else:
         options.sim_config = sim_config_from(args)
     try:

@@ -28,6 +28,8 @@ from kling_local.aws_faults import AwsFaults
 from kling_local.stack.moto_server import DeployError
 from kling_local.stack.stack import LocalStack, StackError, StackOptions
 from kling_local.stack.template_loader import TemplateError
+from kling_pipeline.adapters.secrets import KlingCredentials, parse_kling_credentials
+from kling_pipeline.errors import KlingKeysMissingError
 
 if TYPE_CHECKING:
     from kling_local.stack.keeper import KeptSummary, VideoKeeper
@@ -60,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kling-keys-file",
         type=Path,
         default=None,
-        help='with --kling-url: a JSON file {"access_key": ..., "secret_key": ...} instead of the environment',
+        help='with --kling-url: a JSON file {"api_key": ...} or {"access_key": ..., "secret_key": ...} (or all '
+        "three) instead of the environment",
     )
     parser.add_argument(
         "--kling-webhook-secret-file",
@@ -125,8 +128,9 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         template_path=Path(args.template).resolve(),  # relative to where the command runs
         project_root=args.project_root,
         kling_url=args.kling_url,
-        kling_access_key=keys[0],
-        kling_secret_key=keys[1],
+        kling_access_key=keys.access_key if keys else None,
+        kling_secret_key=keys.secret_key if keys else None,
+        kling_api_key=keys.api_key if keys else None,
         sim_config=sim_config,
         clock_speed=args.clock_speed,
         time_scale=sim_config.speed if sim_config is not None else 1.0,
@@ -159,22 +163,28 @@ def kling_webhook_secret(path: Path | None) -> str | None:
     return value
 
 
-def kling_keys(kling_url: str | None, keys_file: Path | None) -> tuple[str | None, str | None]:
-    """Keys for a real Kling: from a JSON file, else KLING_ACCESS_KEY / KLING_SECRET_KEY (never from flags)."""
+def kling_keys(kling_url: str | None, keys_file: Path | None) -> KlingCredentials | None:
+    """Keys for a real Kling: from a JSON file, else KLING_API_KEY and/or KLING_ACCESS_KEY / KLING_SECRET_KEY
+    (never from flags). Either kind, or both, read by the rules the deployed functions read the secret by."""
     if not kling_url:
-        return None, None
+        return None
     if keys_file is not None:
         try:
             data = json.loads(keys_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise SystemExit(f"--kling-keys-file {keys_file}: cannot read a JSON object ({exc})") from exc
-        if not isinstance(data, dict) or not data.get("access_key") or not data.get("secret_key"):
-            raise SystemExit(f"--kling-keys-file {keys_file}: needs both access_key and secret_key")
-        return str(data["access_key"]), str(data["secret_key"])
-    access, secret = os.environ.get("KLING_ACCESS_KEY"), os.environ.get("KLING_SECRET_KEY")
-    if not access or not secret:
-        raise SystemExit("--kling-url needs keys: KLING_ACCESS_KEY and KLING_SECRET_KEY, or --kling-keys-file")
-    return access, secret
+        where, how = f"--kling-keys-file {keys_file}", f"in {keys_file}"
+    else:
+        names = {"api_key": "KLING_API_KEY", "access_key": "KLING_ACCESS_KEY", "secret_key": "KLING_SECRET_KEY"}
+        data = {field: os.environ[name] for field, name in names.items() if os.environ.get(name)}
+        where, how = (
+            "the environment",
+            "as KLING_API_KEY and/or KLING_ACCESS_KEY and KLING_SECRET_KEY, or --kling-keys-file",
+        )
+    try:
+        return parse_kling_credentials(data, where=where, how=how)
+    except KlingKeysMissingError as exc:
+        raise SystemExit(f"--kling-url needs keys: {exc}") from None
 
 
 def describe(endpoints: dict[str, str]) -> str:

@@ -81,6 +81,7 @@ class StackOptions:
     kling_url: str | None = None  # None: start the Kling simulator
     kling_access_key: str | None = None
     kling_secret_key: str | None = None
+    kling_api_key: str | None = None  # with kling_url: Kling's API key (both designs); either kind, or both
     sim_config: SimConfig | None = None  # the simulator's knobs (random keys when None)
     clock_speed: float = 1.0  # schedules run this many times faster than the wall clock
     # Kling's time runs this many times faster than the wall clock (the simulator's speed): the
@@ -162,7 +163,7 @@ class LocalStack:
             from kling_local.aws_faults import AWS_FAULTS
 
             AWS_FAULTS.configure(opts.aws_faults)
-        kling_url, cdn_url, access_key, secret_key = self._start_kling()
+        kling_url, cdn_url, credentials = self._start_kling()
         self._api = ApiServer(port=opts.api_port)
 
         parameters = self._parameters(kling_url, cdn_url)
@@ -178,7 +179,7 @@ class LocalStack:
         if "PublicApiBaseUrl" in parameters and "PublicApiBaseUrl" not in opts.parameter_overrides:
             local.parameters["PublicApiBaseUrl"] = f"{self._api.origin}/{stage}"
         self.deployment = deployment = deploy(local, self._aws, opts.stack_name)
-        self._put_kling_credentials(access_key, secret_key)
+        self._put_kling_credentials(credentials)
         if opts.kling_webhook_secret:
             self.put_kling_webhook_secret(opts.kling_webhook_secret)
         self._input_bucket = str(local.parameters.get("InputBucketName") or "")
@@ -244,12 +245,20 @@ class LocalStack:
 
     # -- pieces of start() -----------------------------------------------------------------------
 
-    def _start_kling(self) -> tuple[str, str, str, str]:
+    def _start_kling(self) -> tuple[str, str, dict[str, str]]:
+        """Kling's URL, its CDN's (the simulator's; "" for a real Kling), and the credentials to store."""
         opts = self.options
         if opts.kling_url:
-            if not opts.kling_access_key or not opts.kling_secret_key:
-                raise StackError("kling_url needs kling_access_key and kling_secret_key")
-            return opts.kling_url.rstrip("/"), "", opts.kling_access_key, opts.kling_secret_key
+            keys = {
+                "api_key": opts.kling_api_key,
+                "access_key": opts.kling_access_key,
+                "secret_key": opts.kling_secret_key,
+            }
+            if not opts.kling_api_key and not (opts.kling_access_key and opts.kling_secret_key):
+                raise StackError(
+                    "kling_url needs kling_api_key, or kling_access_key and kling_secret_key (or all three)"
+                )
+            return opts.kling_url.rstrip("/"), "", {k: v for k, v in keys.items() if v}
         from kling_local.sim import KlingSimulator, SimConfig
 
         # Image URLs here are the stack's own (presigned moto URLs, the simulator's samples): fetch them.
@@ -257,11 +266,13 @@ class LocalStack:
             access_key=f"local-{secrets.token_hex(8)}", secret_key=secrets.token_urlsafe(32), fetch_image_urls=True
         )
         self.simulator = KlingSimulator(config, host="127.0.0.1", port=0, cdn_port=0).start()
+        # The simulator's API key too, when it has one (it serves both designs, as Kling's does).
+        api_key = getattr(config, "api_key", None)
         return (
             self.simulator.base_url.rstrip("/"),
             self.simulator.cdn_base_url.rstrip("/"),
-            config.access_key,
-            config.secret_key,
+            {"access_key": config.access_key, "secret_key": config.secret_key}
+            | ({"api_key": api_key} if api_key else {}),
         )
 
     def _parameters(self, kling_url: str, cdn_url: str) -> dict[str, Any]:
@@ -308,15 +319,13 @@ class LocalStack:
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=name)
 
-    def _put_kling_credentials(self, access_key: str, secret_key: str) -> None:
+    def _put_kling_credentials(self, credentials: dict[str, str]) -> None:
         assert self.deployment is not None and self._aws is not None
         arn = self.deployment.secrets.get(self.options.kling_credentials_secret)
         if arn is None:
             log.warning("no %s secret in the template; Kling keys not stored", self.options.kling_credentials_secret)
             return
-        self._aws.client("secretsmanager").put_secret_value(
-            SecretId=arn, SecretString=json.dumps({"access_key": access_key, "secret_key": secret_key})
-        )
+        self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps(credentials))
 
     def put_kling_webhook_secret(self, value: str) -> None:
         """Store Kling's webhook secret(s) in KlingWebhookSecret, as the README's deploy step does on AWS; the

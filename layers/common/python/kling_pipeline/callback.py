@@ -64,8 +64,8 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
         # client's HTTP and JWT libraries are a good part of a cold start.
         from kling_pipeline.adapters.kling_client import shared_client
 
-        ak, sk = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
-        return shared_client(settings.kling_base_url, ak, sk, timeout_s=settings.kling_timeout_s)
+        credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+        return shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s)
 
     def signers() -> tuple[Webhook, ...]:
         return kling_signers(kling_webhook_secrets(settings.kling_webhook_secret, max_age_s=settings.secrets_max_age_s))
@@ -184,7 +184,7 @@ def apply_hint(job: Job, hint: KlingTask, deps: CallbackDependencies, *, verifie
         # Kling's own word on its task (its signature verified): acted on with no GET, zero queries per video.
         return move(job, hint, deps)
     try:
-        confirmed = deps.kling().get_task(job.task_kind, job.task_id)
+        confirmed = deps.kling().get_task(job.task_kind, job.task_id, model=job.task_model)
     except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
         # A 5xx tells Kling this one did not land, so it may call again.
         logger.warning("could not confirm the callback with Kling", extra={"error": str(exc)})

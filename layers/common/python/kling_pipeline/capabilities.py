@@ -11,13 +11,18 @@ what this table does not know yet, and a refusal by Kling costs nothing (1201 ma
 
 Kinds map to Kling's endpoint paths here too (`endpoint_path`), so every call about a job (create,
 the callback's confirmation, reconciliation, the poller) uses its kind's path.
+
+Kling runs two API designs side by side (docs/kling-contract.md, "The newer API design"). Each model
+says which serves it: the legacy one (`/v1/videos/<kind>`, the model in the body's `model_name`) or the
+newer one (`/<product>/<model>`, the model in the path, a body of `prompt`/`contents[]`, `settings` and
+`options`, reachable only with an API key). `design_of` and `new_design_path` read it.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -47,6 +52,23 @@ END_FRAME = _notes("mode: pro is needed for end frames (image_tail)")
 MULTI_IMAGE = _notes("multi-image2video body: model_name kling-v1-6 and later")
 OMNI = _notes("endpoints: omni video (v3-omni, o1); omni-video image_list up to 7 with first_frame/end_frame")
 EXTEND = _notes("video-extend body: only videos made by V1.0/1.5/1.6 can be extended")
+LEGACY_PROMPT = _notes("create bodies: prompt and negative_prompt up to 2,500 characters")
+LEGACY_DESIGN = _notes("kinds and endpoints: model_name in the body, paths under /v1/videos/")
+
+
+def _newer(fact: str) -> Source:
+    return Source("2026-12-01", f"docs/kling-contract.md (the newer API design: {fact})")
+
+
+NEW_PATHS = _newer("the model in the path; kling-3.0 on text-to-video too, its model page covering both")
+NEW_AUTH = _newer("an API key works for both designs, the access/secret key JWT for the legacy design only")
+NEW_RESOLUTIONS = _newer("settings.resolution 720p, 1080p or 4k")
+NEW_DURATIONS_3_0 = _newer("Kling 3.0: integer durations of 3 to 15 s")
+NEW_DURATIONS_2_6 = _newer("Kling 2.6: 5 or 10 s")
+NEW_AUDIO_1080P = _newer("Kling 2.6: native audio only at 1080p")
+NEW_FIRST_FRAME_ONLY = _newer("image-to-video/kling-3.0-turbo takes a first frame only")
+NEW_PROMPT = _newer("prompt up to 3,072 characters (2,500 recommended)")
+NEW_BODY = _newer("body fields: prompt/contents[], settings, options; no negative_prompt, cfg_scale, camera_control")
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,10 @@ class Kind:
     path: str
     default_model: str | None  # None: the kind takes no model_name (video-extend)
 
+
+Design = Literal["legacy", "new"]
+# The newer design's product names in its paths, by our kind (docs/kling-contract.md, the newer API design).
+NEW_PRODUCTS = {"text2video": "text-to-video", "image2video": "image-to-video", "omni-video": "omni-video"}
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
@@ -108,6 +134,15 @@ class ModelSpec:
     camera_control: Fact[bool]
     end_frame_needs_pro: Fact[bool]
     extendable: Fact[bool]  # its videos can be extended with video-extend
+    design: Fact[Design] = field(default_factory=lambda: Fact("legacy", LEGACY_DESIGN))
+    max_prompt_chars: Fact[int] = field(default_factory=lambda: Fact(2500, LEGACY_PROMPT))
+    # The newer design's rules (empty / False for a legacy model, which has none of them).
+    resolutions: Fact[tuple[str, ...]] = field(default_factory=lambda: Fact((), NEW_RESOLUTIONS))
+    audio_needs_1080p: Fact[bool] = field(default_factory=lambda: Fact(False, NEW_AUDIO_1080P))
+    first_frame_only: Fact[bool] = field(default_factory=lambda: Fact(False, NEW_FIRST_FRAME_ONLY))
+    # Fields of our request the design has no place for (the newer design: negative_prompt and the like).
+    takes_negative_prompt: Fact[bool] = field(default_factory=lambda: Fact(True, LEGACY_DESIGN))
+    takes_masks: Fact[bool] = field(default_factory=lambda: Fact(True, LEGACY_DESIGN))
 
 
 FIVE_OR_TEN = ("5", "10")
@@ -171,6 +206,40 @@ def _omni(name: str) -> ModelSpec:
     )
 
 
+def _new_design(
+    name: str,
+    kinds: tuple[str, ...],
+    *,
+    durations: Fact[tuple[str, ...]],
+    audio_needs_1080p: bool = False,
+    first_frame_only: bool = False,
+) -> ModelSpec:
+    """A model of the newer design: the model in the path, resolution instead of mode, reachable with an API
+    key only. Sound is its `settings.audio` (native|off)."""
+    return ModelSpec(
+        name=name,
+        kinds=Fact(kinds, NEW_PATHS),
+        durations=durations,
+        modes=Fact(ALL_MODES, MODES),  # not sent: the newer design has no mode (resolution says the quality)
+        aspect_ratios=Fact(ALL_RATIOS, NEW_BODY),
+        sound=Fact(True, NEW_BODY),
+        cfg_scale=Fact(False, NEW_BODY),
+        camera_control=Fact(False, NEW_BODY),
+        end_frame_needs_pro=Fact(False, NEW_BODY),
+        extendable=Fact(False, EXTEND),
+        design=Fact("new", NEW_AUTH),
+        max_prompt_chars=Fact(3072, NEW_PROMPT),
+        resolutions=Fact(RESOLUTIONS, NEW_RESOLUTIONS),
+        audio_needs_1080p=Fact(audio_needs_1080p, NEW_AUDIO_1080P),
+        first_frame_only=Fact(first_frame_only, NEW_FIRST_FRAME_ONLY),
+        takes_negative_prompt=Fact(False, NEW_BODY),
+        takes_masks=Fact(False, NEW_BODY),
+    )
+
+
+RESOLUTIONS = ("720p", "1080p", "4k")
+NEW_THREE_TO_FIFTEEN = Fact(THREE_TO_FIFTEEN, NEW_DURATIONS_3_0)
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -194,8 +263,33 @@ MODELS: dict[str, ModelSpec] = {
         ),
         _omni("kling-v3-omni"),
         _omni("kling-video-o1"),
+        # The newer design (docs/kling-contract.md, "The newer API design").
+        _new_design(
+            "kling-2.6", ("text2video",), durations=Fact(FIVE_OR_TEN, NEW_DURATIONS_2_6), audio_needs_1080p=True
+        ),
+        _new_design("kling-3.0", CLASSIC_KINDS, durations=NEW_THREE_TO_FIFTEEN),
+        _new_design("kling-3.0-turbo", ("image2video",), durations=NEW_THREE_TO_FIFTEEN, first_frame_only=True),
+        _new_design("kling-3.0-omni", ("omni-video",), durations=NEW_THREE_TO_FIFTEEN),
     )
 }
+
+
+def design_of(model: str | None) -> Design:
+    """Which design serves a model: the newer one for the models the table says so; legacy otherwise
+    (an unknown model goes, as always, to the kind's legacy path with its name in model_name)."""
+    spec = MODELS.get(model or "")
+    return spec.design.value if spec is not None else "legacy"
+
+
+def new_design_path(kind: str, model: str) -> str:
+    """The newer design's create path for a kind and model (`/text-to-video/kling-2.6`)."""
+    spec = MODELS.get(model)
+    if spec is None or spec.design.value != "new" or kind not in spec.kinds.value or kind not in NEW_PRODUCTS:
+        raise ValueError(f"{model} is not served by Kling's newer design for {kind}")
+    return f"/{NEW_PRODUCTS[kind]}/{model}"
+
+
+NEW_DESIGN_TASKS_PATH = "/tasks"  # look-ups of newer-design tasks, by ids (docs/kling-contract.md)
 
 
 def effective_model(kind: str, requested: str | None, default_model: str) -> str | None:
@@ -225,6 +319,10 @@ class Asks:
     camera_control: bool
     image_tail: bool
     extend_steps: int = 0
+    prompt_chars: int = 0
+    negative_prompt: bool = False
+    masks: bool = False
+    resolution: str | None = None
 
 
 def violations(model: str, asks: Asks) -> list[str]:
@@ -263,10 +361,46 @@ def violations(model: str, asks: Asks) -> list[str]:
             f"extend: videos made by {model} cannot be extended; use one of {', '.join(models_for('extendable'))} "
             f"for an extend chain ({spec.extendable.cite('extendable')})"
         )
+    found += _design_violations(model, spec, asks)
     if asks.image_tail and asks.mode != "pro" and spec.end_frame_needs_pro.value:
         found.append(
             f"image_tail: an end frame needs mode 'pro' on {model} "
             f"({spec.end_frame_needs_pro.cite('end-frame-needs-pro')})"
+        )
+    return found
+
+
+def _design_violations(model: str, spec: ModelSpec, asks: Asks) -> list[str]:
+    """The rules that differ by design: the prompt's length, resolution, audio, frames, unplaced fields."""
+    found: list[str] = []
+    if asks.prompt_chars > spec.max_prompt_chars.value:
+        found.append(
+            f"prompt: {model} takes at most {spec.max_prompt_chars.value} characters, not {asks.prompt_chars} "
+            f"({spec.max_prompt_chars.cite('prompt-length')})"
+        )
+    if asks.resolution is not None and asks.resolution not in spec.resolutions.value:
+        takes = f"takes {', '.join(spec.resolutions.value)}" if spec.resolutions.value else "takes no resolution"
+        use = "" if spec.resolutions.value else f"; use mode, or one of {', '.join(models_for('resolutions'))}"
+        found.append(f"resolution: {model} {takes}{use} ({spec.resolutions.cite('resolutions')})")
+    if asks.sound and spec.audio_needs_1080p.value and asks.resolution != "1080p":
+        found.append(
+            f"sound: {model} makes native audio only at 1080p; set resolution '1080p' or sound false "
+            f"({spec.audio_needs_1080p.cite('audio-needs-1080p')})"
+        )
+    if asks.image_tail and spec.first_frame_only.value:
+        found.append(
+            f"image_tail: {model} takes a first frame only; remove image_tail or use kling-3.0 "
+            f"({spec.first_frame_only.cite('first-frame-only')})"
+        )
+    if asks.negative_prompt and not spec.takes_negative_prompt.value:
+        found.append(
+            f"negative_prompt: {model} (Kling's newer design) takes no negative_prompt; say what to avoid in the "
+            f"prompt ({spec.takes_negative_prompt.cite('newer-design-body')})"
+        )
+    if asks.masks and not spec.takes_masks.value:
+        found.append(
+            f"static_mask: {model} (Kling's newer design) takes no motion brush (static_mask/dynamic_masks); "
+            f"use a legacy model such as kling-v1-6 ({spec.takes_masks.cite('newer-design-body')})"
         )
     return found
 
@@ -288,7 +422,7 @@ def unknown_model_warning(model: str) -> str:
 
 def models_for(predicate: str) -> list[str]:
     """Models with a feature or a kind, for docs and error messages: a kind name, or 'sound',
-    'camera_control', 'cfg_scale', 'extendable'."""
+    'camera_control', 'cfg_scale', 'extendable', 'resolutions'."""
     if predicate in KINDS:
         return [name for name, spec in MODELS.items() if predicate in spec.kinds.value]
     return [name for name, spec in MODELS.items() if getattr(spec, predicate).value]

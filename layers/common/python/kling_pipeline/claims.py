@@ -188,6 +188,7 @@ def reconcile(
             created_since_ms=(since - 60) * 1000,
             accept=job.owns_task,
             time_left_s=time_left_s,
+            model=job.task_model,
         )
     except (KlingRetryableError, KlingUnavailableError, KlingShapeError) as exc:
         if now - since > UNSETTLED_WINDOW_S:

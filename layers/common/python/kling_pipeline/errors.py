@@ -22,6 +22,17 @@ class KlingKeysMissingError(ConfigError):
     KlingKeysMissing alarm, and the submit path parks its messages with the fix."""
 
 
+class KlingKeysInvalidError(KlingKeysMissingError):
+    """The Kling secret holds something other than an API key and/or an access + secret key pair (a
+    misspelt field, a number, half a pair): handled as missing keys are (the submit path parks with the
+    fix, the poller logs it and raises the alarm), its message naming the fields and the fix."""
+
+
+class KlingApiKeyNeededError(ConfigError):
+    """A model of Kling's newer design was asked for, and the deployment has no API key (the access/secret
+    key JWT signs the legacy design only): refused before anything is sent, so nothing is spent."""
+
+
 # -- the job's life ---------------------------------------------------------------------------
 
 
@@ -201,3 +212,75 @@ class JobsApiError(PipelineError):
         self.message = message
         self.field = field
         self.details = details
+
+
+# -- other providers (fal.ai, ...) --------------------------------------------------------------
+
+
+class ProviderError(PipelineError):
+    """A provider other than Kling's own API (providers/) answered in a way the job must act on."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.message = message
+
+
+class ProviderCapabilityError(ProviderError, ValueError):
+    """The request asks what the provider cannot do: refused before anything is sent, so nothing is spent.
+    The message names the field and the fix."""
+
+    def __init__(self, provider: str, problems: list[str]) -> None:
+        super().__init__(provider, "; ".join(problems))
+        self.problems = problems
+
+
+class ProviderRefusedError(ProviderError):
+    """The provider refused the request (400, 404, 422 on a create): final for the request, and the answer
+    proves nothing was made, so nothing was spent. `detail` is the provider's own explanation."""
+
+    def __init__(self, provider: str, message: str, *, http_status: int, detail: object = None) -> None:
+        super().__init__(provider, message)
+        self.http_status = http_status
+        self.detail = detail
+
+
+class ProviderAccountError(ProviderError):
+    """Our account's fault (401, 403: the key): nothing was made, no job is at fault; jobs wait for an operator."""
+
+    def __init__(self, provider: str, message: str, *, http_status: int) -> None:
+        super().__init__(provider, message)
+        self.http_status = http_status
+
+
+class ProviderUnavailableError(ProviderError):
+    """No usable answer, worth asking again later: a timeout, a cut connection, 429, a 5xx (a 504 on a
+    result fetch after COMPLETED included: transient, never a failure). `request_sent` is False only
+    when no connection was made, so the request cannot have landed."""
+
+    def __init__(
+        self, provider: str, message: str, *, request_sent: bool = True, http_status: int | None = None
+    ) -> None:
+        super().__init__(provider, message)
+        self.request_sent = request_sent
+        self.http_status = http_status
+
+
+class ProviderCreateUnsettledError(ProviderError):
+    """A create whose answer does not prove whether the provider made the request: a timeout or a cut
+    connection after sending, a 5xx, an answer we cannot read. For a provider with no idempotency key
+    and no look-up by our id (fal.ai) it is NEVER retried automatically: the job waits for the
+    provider's webhook (its URL names the job) or for the window in which one would have come, then
+    ends FAILED with PROVIDER_UNSETTLED. `at` (epoch seconds) and `endpoint` say what an operator
+    looks for in the provider's dashboard."""
+
+    def __init__(self, provider: str, message: str, *, at: float, endpoint: str, dashboard: str = "") -> None:
+        super().__init__(provider, message)
+        self.at = at
+        self.endpoint = endpoint
+        self.dashboard = dashboard
+
+
+class ProviderSignatureError(ProviderError):
+    """A provider's webhook whose signature does not verify (or is stale, or unsigned): 401, changes nothing.
+    The message says why, never a key."""

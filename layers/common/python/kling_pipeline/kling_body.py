@@ -1,6 +1,10 @@
 """Kling's create bodies: a request's own create (step 1) and an extend chain's next step (a
 video-extend of the previous step's video). Only the fields a kind takes are sent; unset ones are
 left to Kling's defaults (docs/kling-contract.md, create bodies).
+
+A model of Kling's newer design (capabilities.design_of) gets that design's body: `prompt` or
+`contents[]`, `settings` and `options`, from the same request (docs/kling-contract.md, "The newer API
+design"); the job's request is the same whichever design serves it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ def create_body(
             body["cfg_scale"] = request.cfg_scale
         return body | (request.kling_options or {})
     model = capabilities.effective_model(request.kind, request.model, default_model)
+    if model is not None and capabilities.design_of(model) == "new":
+        return new_design_body(request, callback_url=callback_url, external_task_id=external_task_id, images=sent)
     body |= {"model_name": model, "mode": request.mode, "duration": request.duration}
     optional = {
         "prompt": request.prompt or None,
@@ -66,6 +72,39 @@ def create_body(
             for i, item in enumerate(request.dynamic_masks)
         ]
     return body | (request.kling_options or {})
+
+
+def new_design_body(
+    request: JobRequest, *, callback_url: str, external_task_id: str, images: Mapping[str, str]
+) -> dict[str, Any]:
+    """The newer design's create body (the model is in the path, not here): the prompt, or `contents[]`
+    when there are frames or elements; `settings` from the request's own fields, with kling_options
+    (the model's settings the request has no field for, such as multi_shot) beside them; `options`
+    with what the pipeline owns (the callback, exactly-once's external id)."""
+    contents: list[dict[str, str]] = []
+    if request.kind == "image2video":
+        contents.append({"type": "first_frame", "image": images.get("image", request.image or "")})
+        if request.image_tail is not None:
+            contents.append({"type": "last_frame", "image": images.get("image_tail", request.image_tail)})
+    for i, item in enumerate(request.image_list or []):
+        frame = {"first_frame": "first_frame", "end_frame": "last_frame"}.get(item.type or "", "element")
+        contents.append({"type": frame, "image": images.get(f"image_list[{i}]", item.image)})
+    body: dict[str, Any] = {}
+    if contents:
+        body["contents"] = ([{"type": "prompt", "text": request.prompt}] if request.prompt else []) + contents
+    elif request.prompt:
+        body["prompt"] = request.prompt
+    settings = {
+        "resolution": request.resolution,
+        "duration": int(request.duration),
+        "audio": None if request.sound is None else ("native" if request.sound else "off"),
+        "aspect_ratio": request.aspect_ratio,
+    }
+    body["settings"] = {k: v for k, v in settings.items() if v is not None} | (request.kling_options or {})
+    body["options"] = {"callback_url": callback_url, "external_task_id": external_task_id} | (
+        {} if request.watermark is None else {"watermark_info": {"enabled": request.watermark}}
+    )
+    return body
 
 
 def _sound(request: JobRequest, model: str | None) -> str | None:

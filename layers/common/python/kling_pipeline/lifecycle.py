@@ -144,6 +144,8 @@ class Job(BaseModel):
     error_message: str | None = None
     video_url: str | None = None
     units_charged: str | None = None  # Kling's final_unit_deduction of the job's task
+    # What the task cost in cash, per currency ({"USD": "0.84"}): the newer design's billing[] (kling_task.py).
+    cash_charged: dict[str, str] | None = None
     reserved_units: float | None = None  # what the job holds of reserved_day's budget (adapters.ledger)
     reserved_day: str | None = None
     held_for: str | None = None  # why a QUEUED job waits, beyond backpressure ("daily budget reached")
@@ -199,6 +201,15 @@ class Job(BaseModel):
     def task_kind(self) -> str:
         """The kind of the step's Kling task, whose endpoint every call about it uses."""
         return self.kind if self.step == 1 else "video-extend"
+
+    @property
+    def task_model(self) -> str | None:
+        """The model of the step's task as the job knows it (the one recorded with its task, else the
+        request's), which says the design every call about the task takes (capabilities.design_of).
+        None: an extend step, or a request left to the deployment's default model."""
+        if self.step != 1:
+            return None
+        return self.model_name or self.request.get("model") or None
 
     @property
     def external_task_id(self) -> str:
@@ -273,7 +284,9 @@ class EndAnnouncer(Protocol):
 class ChargeLedger(Protocol):
     """Counts what Kling charged (adapters.ledger): the writes that go in the transition's transaction."""
 
-    def charge_updates(self, job: Job, units: float) -> list[dict[str, Any]]: ...
+    def charge_updates(
+        self, job: Job, units: float | None, cash: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]: ...
 
 
 class TaskObservers(Protocol):
@@ -369,6 +382,7 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                     "kling_finished_at": task.updated_at,
                     # Kling ended (and may have billed) the task: its charge corrects the reservation.
                     "units_charged": task.final_unit_deduction,
+                    "cash_charged": task.cash_charged,
                     "error_code": "KLING_NO_VIDEO",
                     "error_message": (
                         f"{job.step_label}Kling reported success but returned no video; "
@@ -389,6 +403,7 @@ def observe_task(job: Job, task: KlingTask) -> Transition | None:
                     f"{job.step_label}Kling could not generate the video: {task.task_status_msg or 'no reason given'}"
                 ),
                 "units_charged": task.final_unit_deduction,
+                "cash_charged": task.cash_charged,
             },
         )
     return None
@@ -403,6 +418,7 @@ def succeeded(task: KlingTask, video: KlingVideo) -> dict[str, Any]:
         "kling_video_id": video.id,
         "video_duration": video.duration,
         "units_charged": task.final_unit_deduction,
+        "cash_charged": task.cash_charged,
     }
 
 
@@ -421,11 +437,12 @@ def advance_job(
     if decision is None:
         return job, "nothing to do"
     units = charged_units(decision)
+    cash = decision.changes.get("cash_charged")
     move = replace(
         decision,
         by=by,
         changes={**decision.changes} | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {}),
-        linked=tuple(deps.ledger.charge_updates(job, units)) if units is not None else (),
+        linked=tuple(deps.ledger.charge_updates(job, units, cash)) if units is not None or cash else (),
     )
     try:
         moved = deps.store.transition(job, move)
@@ -452,7 +469,8 @@ def charged_units(decision: Transition) -> float | None:
         return None
     raw = decision.changes["units_charged"]
     if raw is None:
-        logger.warning("Kling gave no final_unit_deduction; the reservation is kept, nothing counted")
+        if not decision.changes.get("cash_charged"):  # a cash charge has no units, and says so
+            logger.warning("Kling gave no final_unit_deduction; the reservation is kept, nothing counted")
         return None
     try:
         units = float(raw)

@@ -105,7 +105,7 @@ class PollerDependencies:
 
 
 def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
-    access_key, secret_key = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+    credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
     queue = job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url)
     slots = slot_pools(settings.jobs_table_name, settings.pool_limits, queue)
     store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule, slots)
@@ -114,7 +114,7 @@ def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
         rules=ClaimRules.of(settings),
         store=store,
         queue=queue,
-        kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
+        kling=shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s),
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
@@ -324,7 +324,7 @@ def fetch_in_time(deps: PollerDependencies, job: Job, time_left_s: Callable[[], 
 def fetch(kling: KlingClient, job: Job) -> KlingTask | Exception:
     assert job.task_id is not None
     try:
-        return kling.get_task(job.task_kind, job.task_id)
+        return kling.get_task(job.task_kind, job.task_id, model=job.task_model)
     except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
         return exc
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 # Kling's limit on prompt and negative_prompt (docs/kling-contract.md, create bodies).
 MAX_PROMPT_CHARS = 2500
+# The newer design's models take longer prompts; the capability table holds each model to its own limit.
+MAX_ANY_MODEL_PROMPT_CHARS = 3072
 MAX_METADATA_BYTES = 2048
 MAX_TASK_TOKEN_CHARS = 2048
 MAX_WEBHOOK_URL_CHARS = 2048
@@ -87,6 +89,9 @@ FIRST_CLASS_KLING_FIELDS = {
     "video_id": "video_id",
     "sound": "sound",
     "watermark_info": "watermark",
+    "resolution": "resolution",
+    "audio": "sound",
+    "contents": "prompt, image, image_tail or image_list",
 }
 
 
@@ -209,12 +214,14 @@ class JobRequest(BaseModel):
 
     job_id: Annotated[str | None, Field(default=None, pattern=JOB_ID_PATTERN)] = None
     kind: JobKind = "text2video"
-    prompt: Annotated[str, Field(default="", max_length=MAX_PROMPT_CHARS)] = ""
+    prompt: Annotated[str, Field(default="", max_length=MAX_ANY_MODEL_PROMPT_CHARS)] = ""
     negative_prompt: Annotated[str | None, Field(default=None, max_length=MAX_PROMPT_CHARS)] = None
     model: Annotated[str | None, Field(default=None, min_length=1, max_length=64)] = None
     mode: Literal["std", "pro"] = "std"
     duration: Annotated[str, Field(default="5", pattern=DURATION_PATTERN)] = "5"
     aspect_ratio: Literal["16:9", "9:16", "1:1"] | None = None
+    # The newer design's quality setting (its models take no mode); refused for a legacy model.
+    resolution: Literal["720p", "1080p", "4k"] | None = None
     cfg_scale: Annotated[float | None, Field(default=None, ge=0, le=1)] = None
     camera_control: CameraControl | None = None
     image: str | None = None
@@ -421,6 +428,10 @@ class JobRequest(BaseModel):
             camera_control=self.camera_control is not None,
             image_tail=self.image_tail is not None,
             extend_steps=len(self.extend or []),
+            prompt_chars=len(self.prompt),
+            negative_prompt=bool(self.negative_prompt),
+            masks=self.static_mask is not None or self.dynamic_masks is not None,
+            resolution=self.resolution,
         )
 
     @property

@@ -214,3 +214,60 @@ class WebhookSettings(FunctionSettings, _WebhookTargets):
     webhook_max_attempts: int = Field(ge=1, le=1000)
     webhook_retry_base_s: int = Field(ge=1, le=43200)
     webhook_retry_max_s: int = Field(ge=1, le=42600)  # SQS's 12 hours from the receive (adapters.webhook_queue)
+
+
+class FalAccess(_Part):
+    """Talking to fal.ai (providers/fal.py, adapters/fal_client.py, adapters/fal_signatures.py): where, with
+    which key (a secret's name), how patiently, whose keys sign its webhooks, how long it keeps results,
+    and this deployment's prices. Not yet part of any function's settings: the wiring step mixes it into
+    the functions that talk to fal, and template.yaml sets each variable there."""
+
+    fal_queue_base_url: NonEmpty  # https://queue.fal.run
+    fal_credentials_secret: NonEmpty
+    fal_timeout_s: float = Field(gt=0, le=60)
+    fal_jwks_url: NonEmpty  # https://rest.alpha.fal.ai/.well-known/jwks.json (docs/fal-contract.md, "Webhooks")
+    fal_result_retention_s: int = Field(ge=3600, le=365 * 24 * 3600)
+    fal_prices: str  # JSON overrides of providers/fal_prices.py's table; "{}" for none
+
+    @field_validator("fal_prices")
+    @classmethod
+    def _prices_readable(cls, value: str) -> str:
+        from kling_pipeline.providers.fal_prices import parse_overrides  # only a fal deployment pays for it
+
+        parse_overrides(value)  # PriceTableError is a ValueError: the message names the entry
+        return value
+
+
+class ReplicateAccess(_Part):
+    """Talking to Replicate (providers/replicate.py, adapters/replicate_client.py, adapters/replicate_signatures.py):
+    where, with which token and webhook secret (one secret's name: the token for the functions that call
+    Replicate, the `whsec_` webhook secret for the callback, read once from Replicate at set-up), how
+    patiently, how many list pages a reconciliation may walk, and this deployment's prices. Not yet part of
+    any function's settings: the wiring step mixes it in, as for FalAccess."""
+
+    replicate_base_url: NonEmpty  # https://api.replicate.com
+    replicate_credentials_secret: NonEmpty
+    replicate_timeout_s: float = Field(gt=0, le=60)
+    replicate_max_list_pages: int = Field(ge=1, le=1000)  # 100 predictions a page
+    replicate_prices: str  # JSON overrides of providers/replicate_prices.py's table; "{}" for none
+
+    @field_validator("replicate_prices")
+    @classmethod
+    def _prices_readable(cls, value: str) -> str:
+        from kling_pipeline.providers.replicate_prices import table
+
+        table(value)  # PriceTableError is a ValueError: the message names the entry
+        return value
+
+
+class AceDataAccess(_Part):
+    """Talking to AceData Cloud (providers/acedata.py, adapters/acedata_client.py): where, with which token (a
+    secret's name), how patiently, how many ids per retrieve_batch (AceData documents no maximum), and what a
+    call costs in USD if the deployment knows (AceData's per-call price is UNCONFIRMED: "" for none, and
+    charges are then not counted). Not yet part of any function's settings (the wiring step mixes it in)."""
+
+    acedata_base_url: NonEmpty  # https://api.acedata.cloud
+    acedata_credentials_secret: NonEmpty
+    acedata_timeout_s: float = Field(gt=0, le=60)
+    acedata_batch_size: int = Field(ge=1, le=500)
+    acedata_price_per_call: float | None = Field(default=None, ge=0, lt=100)  # USD; None: not counted

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kling_pipeline import capabilities
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.callback_tokens import callback_url
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
@@ -44,6 +45,7 @@ from kling_pipeline.errors import (
     ImageRefusedError,
     InvalidJobMessageError,
     KlingAccountError,
+    KlingApiKeyNeededError,
     KlingCreateUnsettledError,
     KlingFinalError,
     KlingKeysMissingError,
@@ -97,7 +99,7 @@ class SubmitDependencies:
 def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
     """Assembled per invocation from clients built once per container; the secrets' cache decides when
     a rotated key or signing secret is read again."""
-    access_key, secret_key = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+    credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
     queue = job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url)
     slots = slot_pools(settings.jobs_table_name, settings.pool_limits, queue, settings.default_model)
     store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule, slots)
@@ -109,7 +111,7 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         announcer=announcer(settings.event_bus_name, store),
         store=store,
         queue=queue,
-        kling=shared_client(settings.kling_base_url, access_key, secret_key, timeout_s=settings.kling_timeout_s),
+        kling=shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s),
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         callers=waiting_callers(),
@@ -464,6 +466,12 @@ def submit_claimed_job(
             return park_job(job, deps, account_reason(exc), kling_code=exc.code)
         if settled is not None:
             return settled
+    model = job.task_model or capabilities.effective_model(kind, None, deps.settings.default_model)
+    try:
+        deps.kling.require_new_design(model or "")
+    except KlingApiKeyNeededError as exc:
+        # Before the create: nothing was made, so the reservation goes back; redriven once the key is stored.
+        return park_job(job, deps, f"{exc}, then `kling-pipeline dlq --redrive`", release=True)
     callback = callback_url(deps.settings.public_api_base_url, job.job_id, deps.callback_signing_secret)
     if job.step > 1:
         body = step_body(job, callback_url=callback)
@@ -483,7 +491,7 @@ def submit_claimed_job(
     if body.get("model_name") and body["model_name"] not in deps.settings.known_models:
         logger.warning("model not in KNOWN_MODELS; passing it to Kling as is", extra={"model": body["model_name"]})
     try:
-        task = deps.kling.create_task(kind, body)
+        task = deps.kling.create_task(kind, body, model=model)
     except KlingCreateUnsettledError as exc:
         # Kling may have made (and billed) the task: no new create until it has had time to show up.
         return release_for_retry(
@@ -500,7 +508,7 @@ def submit_claimed_job(
         if exc.code == INVALID_PARAMETER:
             return refused_as_invalid(job, kind, deps, exc)
         return fail_job(job, deps, exc)
-    return record_submitted(job, task, deps, model_name=body.get("model_name"))
+    return record_submitted(job, task, deps, model_name=body.get("model_name") or model)
 
 
 def wait_after_1303(job: Job, deps: SubmitDependencies, exc: KlingRetryableError) -> ClaimResult:
@@ -538,7 +546,7 @@ def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: Kling
     the first such answer is over; a 1201 whose task never showed by then is a refusal: FAILED with
     Kling's message."""
     try:
-        found = deps.kling.find_by_external_id(kind, job.external_task_id)
+        found = deps.kling.find_by_external_id(kind, job.external_task_id, model=job.task_model)
     except KlingAccountError as account:
         # Kling may already hold (and bill) our task under this id: park, keeping the reservation.
         return park_job(job, deps, account_reason(account), kling_code=account.code)

@@ -1,4 +1,12 @@
-"""Kling API client: JWT auth, typed errors by business code, one pooled httpx connection per container.
+"""Kling API client: API-key or JWT auth, both API designs, typed errors by business code, one pooled
+httpx connection per container.
+
+Kling's two designs (docs/kling-contract.md, "The newer API design") differ in paths, bodies and answers;
+a task's model says which design serves it (capabilities.design_of), and the calls about a task take
+that model (`model=`). Answers of both designs are read into the one KlingTask (kling_task.py). An API
+key, when the deployment has one, signs every call; without it the JWT of the access and secret keys
+signs the legacy design's calls, and a newer-design call is refused here, before it is sent
+(KlingApiKeyNeededError: nothing was created, nothing spent).
 
 A create is the one call that costs money, so its outcome is classified by what the answer proves:
 only answers that prove no task was made (throttling, validation, policy, billing, auth, a request
@@ -16,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -26,10 +34,12 @@ from pydantic import ValidationError
 from kling_pipeline.adapters import on_reset
 from kling_pipeline.adapters.deadlines import within
 from kling_pipeline.adapters.pinned_http import deadline_transport
-from kling_pipeline.capabilities import endpoint_path
+from kling_pipeline.adapters.secrets import KlingCredentials
+from kling_pipeline.capabilities import NEW_DESIGN_TASKS_PATH, NEW_PRODUCTS, design_of, endpoint_path, new_design_path
 from kling_pipeline.errors import (
     KlingAccountError,
     KlingApiError,
+    KlingApiKeyNeededError,
     KlingCreateUnsettledError,
     KlingFinalError,
     KlingRetryableError,
@@ -56,6 +66,8 @@ TASK_NOT_FOUND = 1203
 LIST_PAGE_SIZE = 500
 LIST_MAX_PAGES = 10  # without a time budget; with one, the scan goes on while the invocation has time
 TOKEN_LIFETIME_S = 1800
+# Kinds some newer-design model serves: a job of one whose model is not known may have a task in /tasks.
+NEW_DESIGN_KINDS = frozenset(NEW_PRODUCTS)
 TOKEN_REFRESH_MARGIN_S = 300
 
 
@@ -105,12 +117,17 @@ class KlingClient:
     def __init__(
         self,
         base_url: str,
-        access_key: str,
-        secret_key: str,
+        access_key: str | None = None,
+        secret_key: str | None = None,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        *,
+        api_key: str | None = None,
     ) -> None:
-        self._signer = KlingTokenSigner(access_key, secret_key)
+        if not api_key and not (access_key and secret_key):
+            raise ValueError("Kling needs an API key, or an access key and a secret key (see KlingCredentials secret)")
+        self._api_key = api_key or None
+        self._signer = KlingTokenSigner(access_key, secret_key) if access_key and secret_key else None
         self.timeout_s = timeout_s
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -119,12 +136,50 @@ class KlingClient:
             transport=transport or deadline_transport(),
         )
 
+    @classmethod
+    def of(
+        cls,
+        base_url: str,
+        credentials: KlingCredentials,
+        *,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> KlingClient:
+        return cls(
+            base_url,
+            credentials.access_key,
+            credentials.secret_key,
+            timeout_s,
+            transport,
+            api_key=credentials.api_key,
+        )
+
+    @property
+    def serves_new_design(self) -> bool:
+        """Whether calls of Kling's newer design can be made: only an API key signs them."""
+        return self._api_key is not None
+
+    def require_new_design(self, model: str) -> None:
+        """Raise KlingApiKeyNeededError (nothing sent, nothing spent) when `model` needs an API key we lack."""
+        if design_of(model) == "new" and not self.serves_new_design:
+            raise KlingApiKeyNeededError(
+                f"{model} is served by Kling's newer API design, which takes an API key only, and this deployment "
+                """has access and secret keys alone: add "api_key" beside them in the Kling credentials secret """
+                "(README, 'Deploy'), or use a legacy model such as kling-v2-6"
+            )
+
     # -- the calls ----------------------------------------------------------------------------
 
-    def create_task(self, kind: str, body: dict[str, Any]) -> KlingTask:
-        """Create a task. Raises KlingCreateUnsettledError unless the answer proves what happened."""
+    def create_task(self, kind: str, body: dict[str, Any], *, model: str | None = None) -> KlingTask:
+        """Create a task (on the newer design's path when `model` is one of its models). Raises
+        KlingCreateUnsettledError unless the answer proves what happened."""
+        if model is not None and design_of(model) == "new":
+            self.require_new_design(model)
+            path = new_design_path(kind, model)
+        else:
+            path = endpoint_path(kind)
         try:
-            data = self._request("POST", endpoint_path(kind), json=body)
+            data = self._request("POST", path, json=body)
         except KlingApiError as exc:
             if exc.code in NO_TASK_CODES:
                 raise
@@ -145,12 +200,49 @@ class KlingClient:
                 f"Kling answered the create in a shape we do not know ({_fields(exc)})", transient=False
             ) from exc
 
-    def get_task(self, kind: str, task_id: str) -> KlingTask:
+    def get_task(self, kind: str, task_id: str, *, model: str | None = None) -> KlingTask:
+        """One task; a newer-design task (by its model) through `GET /tasks?task_ids=`, where one that is
+        not found is Kling's "task not found" (KlingFinalError 1203), as the legacy look-up answers."""
+        if model is not None and design_of(model) == "new":
+            self.require_new_design(model)
+            for task in self.tasks_by_ids([task_id]):
+                if task.task_id == task_id:
+                    return task
+            raise KlingFinalError(TASK_NOT_FOUND, f"task {task_id} is not among the tasks Kling answered", 200)
         return _task(self._request("GET", f"{endpoint_path(kind)}/{task_id}"))
 
-    def find_by_external_id(self, kind: str, external_task_id: str) -> KlingTask | None:
-        """Look a task up by our own id; None only when Kling says "task not found" (1203). A bare 404
-        (a gateway, a route Kling does not serve) proves nothing and raises KlingUnavailableError."""
+    def tasks_by_ids(self, task_ids: Sequence[str]) -> list[KlingTask]:
+        """The newer-design tasks of these ids that Kling knows (`GET /tasks?task_ids=a,b`): one call for
+        all of them (the caller keeps a batch within what Kling takes); an id Kling does not know is
+        simply absent from the answer."""
+        return self._tasks("task_ids", task_ids)
+
+    def tasks_by_external_ids(self, external_task_ids: Sequence[str]) -> list[KlingTask]:
+        """The newer-design tasks under these external ids (`GET /tasks?external_task_ids=x,y`)."""
+        return self._tasks("external_task_ids", external_task_ids)
+
+    def _tasks(self, by: str, ids: Sequence[str]) -> list[KlingTask]:
+        if not ids:
+            return []
+        if not self.serves_new_design:
+            raise KlingApiKeyNeededError("Kling's /tasks look-ups take an API key: add api_key to the Kling secret")
+        if any("," in i for i in ids):
+            raise ValueError(f"{by}: an id with a comma cannot be asked for in a comma-separated list")
+        data = self._request("GET", NEW_DESIGN_TASKS_PATH, params={by: ",".join(ids)})
+        # `data` is the list (documented); a sweep-like {result: [...]} is read too.
+        items = data.get("result", data.get("tasks")) if isinstance(data, dict) else data
+        if not isinstance(items, list | type(None)):
+            raise KlingShapeError(f"Kling's /tasks answer is a {type(items).__name__}, not a list")
+        return [_task(item) for item in (items or [])]
+
+    def find_by_external_id(self, kind: str, external_task_id: str, *, model: str | None = None) -> KlingTask | None:
+        """Look a task up by our own id; None only when Kling says "task not found" (1203) or, for a
+        newer-design model, `/tasks` answers without it. A bare 404 (a gateway, a route Kling does not
+        serve) proves nothing and raises KlingUnavailableError."""
+        if model is not None and design_of(model) == "new":
+            self.require_new_design(model)
+            found = self.tasks_by_external_ids([external_task_id])
+            return next((t for t in found if t.task_info.external_task_id == external_task_id), None)
         try:
             data = self._request("GET", endpoint_path(kind), params={"external_task_id": external_task_id})
         except KlingFinalError as exc:
@@ -204,11 +296,29 @@ class KlingClient:
         created_since_ms: int,
         accept: Callable[[KlingTask], bool] | None = None,
         time_left_s: Callable[[], float] | None = None,
+        model: str | None = None,
     ) -> KlingTask | None:
         """A task of ours by external id, asked directly and then through the list (Kling's look-up by
         external id is not documented firmly, and a lag may hide a new task from it); None only when the
         list scan, which is the proof, reaches back to `created_since_ms` without finding it. A look-up
-        answer `accept` refuses (not the job's task: lifecycle.Job.owns_task) is no answer."""
+        answer `accept` refuses (not the job's task: lifecycle.Job.owns_task) is no answer.
+
+        A newer-design model's task is looked for in `/tasks` by external id, its one documented look-up,
+        whose None is the answer. A job whose model is not known here (the deployment's default) is looked
+        for there first when we have an API key, then the legacy way."""
+        if model is not None and design_of(model) == "new":
+            found = self.find_by_external_id(kind, external_task_id, model=model)
+            return found if found is None or accept is None or accept(found) else None
+        if model is None and self.serves_new_design and kind in NEW_DESIGN_KINDS:
+            try:
+                found = next(
+                    (t for t in self.tasks_by_external_ids([external_task_id]) if accept is None or accept(t)), None
+                )
+            except (KlingUnavailableError, KlingFinalError, KlingShapeError) as exc:
+                logger.info("look-up in /tasks gave no answer", extra={"reason": str(exc)})
+                found = None
+            if found is not None and found.task_info.external_task_id == external_task_id:
+                return found
         try:
             found = self.find_by_external_id(kind, external_task_id)
         except (KlingUnavailableError, KlingFinalError, KlingShapeError) as exc:
@@ -250,7 +360,7 @@ class KlingClient:
             try:
                 with within(self.timeout_s):
                     response = self._http.request(
-                        method, path, headers={"Authorization": f"Bearer {self._signer.token()}"}, **kwargs
+                        method, path, headers={"Authorization": self._authorization()}, **kwargs
                     )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # No connection was made: the request never left, so it cannot have landed.
@@ -267,11 +377,18 @@ class KlingClient:
             error = classify_error(
                 code, str(envelope.get("message", "")), response.status_code, envelope.get("request_id")
             )
-            if code in TOKEN_TIME_CODES and attempt == 1:
+            if code in TOKEN_TIME_CODES and attempt == 1 and self._api_key is None and self._signer is not None:
                 self._signer.invalidate()
                 continue
             raise error
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _authorization(self) -> str:
+        """The API key when there is one (it serves both designs); else the JWT (legacy design only)."""
+        if self._api_key is not None:
+            return f"Bearer {self._api_key}"
+        assert self._signer is not None, "a client without an API key has a signer (__init__)"
+        return f"Bearer {self._signer.token()}"
 
 
 def unseen(pages: int) -> str:
@@ -305,20 +422,20 @@ def _parse_envelope(response: httpx.Response, method: str, path: str) -> dict[st
 
 
 _shared_lock = threading.Lock()
-_shared: dict[tuple[str, str, str, float], KlingClient] = {}
+_shared: dict[tuple[str, KlingCredentials, float], KlingClient] = {}
 
 
-def shared_client(base_url: str, access_key: str, secret_key: str, *, timeout_s: float) -> KlingClient:
+def shared_client(base_url: str, credentials: KlingCredentials, *, timeout_s: float) -> KlingClient:
     """One client per container, reused while warm (its connection pool too); rebuilt, and the old one
     closed, when the keys change (a rotated secret is picked up without a redeploy)."""
-    key = (base_url, access_key, secret_key, timeout_s)
+    key = (base_url, credentials, timeout_s)
     with _shared_lock:
         client = _shared.get(key)
         if client is None:
             for old in _shared.values():
                 old.close()
             _shared.clear()
-            client = _shared[key] = KlingClient(base_url, access_key, secret_key, timeout_s=timeout_s)
+            client = _shared[key] = KlingClient.of(base_url, credentials, timeout_s=timeout_s)
         return client
 
 

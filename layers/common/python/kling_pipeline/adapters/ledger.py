@@ -1,19 +1,24 @@
 """What Kling charges, counted as it becomes known, and the daily budget's counter, in StatsTable.
 
-- `cost#DAY` / `MODEL#MODE`: units charged and tasks, added in the same DynamoDB transaction as the
-  transition that records a task's units (lifecycle.advance_job), so a task is counted exactly once
-  and never without its job saying so. A report queries a day's partition; nothing scans.
+- `cost#DAY` / `MODEL#MODE`: units charged, cash charged (`cash_<CURRENCY>`, an attribute per currency:
+  Kling's newer design bills a task in units or in cash, kling_task.KlingCharge) and tasks, added in
+  the same DynamoDB transaction as the transition that records a task's charge (lifecycle.advance_job),
+  so a task is counted exactly once and never without its job saying so. A report queries a day's
+  partition; nothing scans.
 - `budget#DAY` / `units`: what today's jobs have reserved (an estimate per task, taken with one
   conditional update before the create) and, once Kling's charge is known, what they were charged
-  instead. It ends each day equal to the units charged for that day's reservations.
+  instead. It ends each day equal to the units charged for that day's reservations; a task charged in
+  cash keeps its reservation (its units are not known, and unknown is not zero: lifecycle.charged_units).
 
 Days are UTC dates. docs/architecture.md, "What Kling costs".
 """
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,6 +35,8 @@ ACCOUNT = "account"
 ACCOUNT_CHECK_SK = "check"
 # The job's fields that say what it holds of a day's budget (removed when its charge is counted).
 RESERVED_UNITS = "reserved_units"
+CASH = "cash_"  # + the currency: a cost row's cash charged in it
+CURRENCY = re.compile(r"^[A-Z]{3}$")
 RESERVED_DAY = "reserved_day"
 
 
@@ -51,6 +58,7 @@ class CostRow:
     mode: str
     units: float
     tasks: int
+    cash: dict[str, float] = field(default_factory=dict)  # currency -> amount charged in cash
 
 
 class Ledger:
@@ -60,24 +68,35 @@ class Ledger:
 
     # -- charges, written with the transition that learns them --------------------------------------
 
-    def charge_updates(self, job: Job, units: float, *, now: float | None = None) -> list[dict[str, Any]]:
+    def charge_updates(
+        self, job: Job, units: float | None, cash: Mapping[str, str] | None = None, *, now: float | None = None
+    ) -> list[dict[str, Any]]:
         """TransactWriteItems entries (plain values: the store's client serializes them) that count
-        `units` charged for `job`'s task today, and turn its reservation, if any, into the charge."""
+        `units` (and `cash`, per currency) charged for `job`'s task today, and turn its reservation, if
+        any, into the units charged (a charge in cash alone leaves the reservation as it is)."""
         model, mode = model_and_mode(job)
-        amount = Decimal(str(units))
-        updates: list[dict[str, Any]] = [
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": {"pk": COST + day_of(now), "sk": f"{model}#{mode}"},
-                    "UpdateExpression": "ADD units :units, tasks :one",
-                    "ExpressionAttributeValues": {":units": amount, ":one": 1},
-                }
-            }
-        ]
+        adds, values = (["units :units"], {":units": Decimal(str(units))}) if units is not None else ([], {})
+        adds.append("tasks :one")
+        values[":one"] = Decimal(1)
+        names: dict[str, str] = {}
+        for i, (currency, amount) in enumerate(sorted((cash or {}).items())):
+            if not CURRENCY.match(currency):
+                continue  # KlingTask.cash_charged lets only ISO-like codes through; never an attribute name
+            adds.append(f"#cash{i} :cash{i}")
+            names[f"#cash{i}"] = CASH + currency
+            values[f":cash{i}"] = Decimal(amount)
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {"pk": COST + day_of(now), "sk": f"{model}#{mode}"},
+            "UpdateExpression": "ADD " + ", ".join(adds),
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        updates: list[dict[str, Any]] = [{"Update": update}]
         reserved, day = reservation(job)
-        if reserved is not None and day is not None:
-            updates.append(self.budget_update(day, amount - reserved))
+        if units is not None and reserved is not None and day is not None:
+            updates.append(self.budget_update(day, Decimal(str(units)) - reserved))
         return updates
 
     def budget_update(self, day: str, delta: Decimal) -> dict[str, Any]:
@@ -150,7 +169,9 @@ class Ledger:
             )
             for item in response.get("Items", []):
                 model, _, mode = str(item["sk"]).rpartition("#")
-                rows.append(CostRow(day.isoformat(), model, mode, float(item["units"]), int(item["tasks"])))
+                cash = {str(k).removeprefix(CASH): float(v) for k, v in item.items() if str(k).startswith(CASH)}
+                units = float(item.get("units", 0))  # a row of tasks charged in cash alone has none
+                rows.append(CostRow(day.isoformat(), model, mode, units, int(item["tasks"]), cash))
             day += timedelta(days=1)
         return rows
 

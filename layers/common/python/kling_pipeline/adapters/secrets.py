@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,23 +19,77 @@ from aws_lambda_powertools.utilities import parameters
 from botocore.exceptions import ClientError
 
 from kling_pipeline.adapters import aws_clients, on_reset
-from kling_pipeline.errors import ConfigError, KlingKeysMissingError
+from kling_pipeline.errors import ConfigError, KlingKeysInvalidError, KlingKeysMissingError
 
 MIN_SIGNING_SECRET_CHARS = 32
 
 
-def kling_credentials(secret_name: str, *, max_age_s: int) -> tuple[str, str]:
-    """(access key, secret key) from the KlingCredentials secret."""
-    secret = _secret_json(secret_name, max_age_s)
-    access_key, secret_key = str(secret.get("access_key", "")), str(secret.get("secret_key", ""))
-    if _placeholder(access_key) or _placeholder(secret_key):
-        # The stack creates the secret with an empty access key (template.yaml, KlingCredentials).
-        raise KlingKeysMissingError(
-            f"the Kling keys are not stored yet in secret {secret_name}: store them with aws secretsmanager "
-            f"put-secret-value --secret-id {secret_name} --secret-string "
-            """'{"access_key": "...", "secret_key": "..."}' (README, 'Deploy')"""
+def kling_credentials(secret_name: str, *, max_age_s: int) -> KlingCredentials:
+    """The Kling credentials in the KlingCredentials secret: an API key, access + secret keys, or both."""
+    return parse_kling_credentials(
+        parameters.get_secret(secret_name, transform="json", max_age=max_age_s),
+        where=f"secret {secret_name}",
+        how=f"with aws secretsmanager put-secret-value --secret-id {secret_name} --secret-string '...' "
+        "(README, 'Deploy')",
+    )
+
+
+def parse_kling_credentials(secret: Any, *, where: str, how: str) -> KlingCredentials:
+    """Read `{"api_key"}`, `{"access_key", "secret_key"}` or all three; anything else is one error that
+    names the fields and the fix. The stack creates the secret with empty keys (template.yaml,
+    KlingCredentials): that, or the README's "..." pasted as it stands, is KlingKeysMissingError. `how`:
+    how the operator stores them where they are read from."""
+    fix = f"{_SHAPES}, {how}"
+    if not isinstance(secret, dict):
+        raise KlingKeysInvalidError(f"the Kling credentials in {where} are not a JSON object: {fix}")
+    problems = [f"{k} must be a string" for k in KLING_SECRET_FIELDS if k in secret and not isinstance(secret[k], str)]
+    unknown = sorted(set(secret) - set(KLING_SECRET_FIELDS))
+    if unknown:
+        # A misspelt field ("apikey", "secret") would otherwise leave the deployment without the key meant.
+        problems.append(f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
+    if problems:
+        raise KlingKeysInvalidError(f"the Kling credentials in {where} are not usable: {'; '.join(problems)}. {fix}")
+    api_key, access_key, secret_key = (_value(secret.get(k)) for k in KLING_SECRET_FIELDS)
+    if access_key is None and api_key is None:
+        # The stack's own first value is an empty access key beside a generated secret key.
+        raise KlingKeysMissingError(f"the Kling keys are not stored yet in {where}: {fix}")
+    if access_key is not None and secret_key is None:
+        raise KlingKeysInvalidError(
+            f"the Kling credentials in {where} have access_key without secret_key: set both. {fix}"
         )
-    return access_key, secret_key
+    # Without an access key a secret key alone signs nothing (the stack's generated one, say): not used.
+    credentials = KlingCredentials(api_key, access_key, secret_key if access_key else None)
+    return credentials
+
+
+KLING_SECRET_FIELDS = ("api_key", "access_key", "secret_key")
+_SHAPES = (
+    """store '{"api_key": "..."}' (Kling's API key: every model, both API designs), or """
+    """'{"access_key": "...", "secret_key": "..."}' (the legacy design only), or all three"""
+)
+
+
+@dataclass(frozen=True)
+class KlingCredentials:
+    """What the client signs with: the API key when there is one (it works for both designs), else a JWT
+    from the access and secret keys (the legacy design only)."""
+
+    api_key: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+
+    @property
+    def serves_new_design(self) -> bool:
+        return self.api_key is not None
+
+    def __repr__(self) -> str:  # never print a key
+        held = [k for k in KLING_SECRET_FIELDS if getattr(self, k)]
+        return f"KlingCredentials({', '.join(held)})"
+
+
+def _value(value: object) -> str | None:
+    """A key as stored, or None for a missing key or a placeholder."""
+    return None if value is None or _placeholder(str(value)) else str(value).strip()
 
 
 def _placeholder(value: str) -> bool:
@@ -120,13 +175,6 @@ def _secrets_client() -> Any:
         if "secretsmanager" not in _clients:
             _clients["secretsmanager"] = aws_clients.client("secretsmanager")
         return _clients["secretsmanager"]
-
-
-def _secret_json(name: str, max_age_s: int) -> dict[str, Any]:
-    value = parameters.get_secret(name, transform="json", max_age=max_age_s)
-    if not isinstance(value, dict):
-        raise ConfigError(f"secret {name} must hold a JSON object")
-    return value
 
 
 def _forget_secrets() -> None:
