@@ -21,7 +21,7 @@ from tests.support.jobs_api import JobsApi
 from tests.support.scenarios import DEAD_API, Completion, Pipeline, as_callback_body, job_in, kling_task
 from tests.support.sqs_driver import drive_queue, queue_messages
 
-POOL = "kling-v2-6"  # DefaultModel's: the pool of every job here that names no model
+POOL = "kling-2.6"  # DefaultModel's (kling-v2-6) version: the pool of every job here that names no model
 
 
 def slots_of(pipeline: Pipeline, *, c: int = 5, queue: bool = True) -> SlotPools:
@@ -121,7 +121,9 @@ def test_a_shared_accounts_1303_lowers_the_pools_limit_and_quiet_periods_restore
     # Given an account of 3 slots where another client runs a task, and the pipeline told C = 3
     pipeline = completion.pipeline
     pipeline.sim.configure(concurrency_limit=3, generation_min_s=600_000, generation_max_s=600_000)
-    other = create_body(JobRequest(prompt="not ours"), default_model=POOL, callback_url=DEAD_API, external_task_id="x")
+    other = create_body(
+        JobRequest(prompt="not ours"), default_model="kling-v2-6", callback_url=DEAD_API, external_task_id="x"
+    )
     pipeline.kling().create_task("text2video", other)
     handler = pipeline.submit_handler(KLING_CONCURRENCY="3")
     for name in ("one", "two", "three"):

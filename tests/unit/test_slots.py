@@ -11,7 +11,7 @@ from kling_pipeline.lifecycle import Job, JobState, Transition
 from kling_pipeline.poll_schedule import PollSchedule
 from kling_pipeline.requests import parse_job_message
 from kling_pipeline.settings import PollerSettings
-from kling_pipeline.slots import Pool, PoolLimits, limit_after_quiet, pool_of, waiting_order
+from kling_pipeline.slots import Pool, PoolLimits, limit_after_quiet, model_version, pool_of, waiting_order
 from tests.support.template import placeholder_resolver
 
 SCHEDULE = PollSchedule(
@@ -56,14 +56,21 @@ def test_the_line_is_by_priority_then_arrival_then_job_id() -> None:
     assert [j.job_id for j in line] == ["late-urgent", "first-default", "second-five", "early-low"]
 
 
-def test_a_job_counts_in_its_models_pool() -> None:
-    assert pool_of(job(request={"model": "kling-v3"}), "kling-v2-6") == "kling-v3"
-    assert pool_of(job(), "kling-v2-6") == "kling-v2-6"
-    assert pool_of(job(model_name="kling-v1"), "kling-v2-6") == "kling-v1"  # the model its task ran with
+def test_a_job_counts_in_its_model_versions_pool_whichever_design_names_it() -> None:
+    assert pool_of(job(request={"model": "kling-v3"}), "kling-v2-6") == "kling-3.0"
+    assert pool_of(job(request={"model": "kling-3.0"}), "kling-v2-6") == "kling-3.0"
+    assert pool_of(job(), "kling-v2-6") == "kling-2.6"
+    assert pool_of(job(model_name="kling-v1"), "kling-v2-6") == "kling-1.0"  # the model its task ran with
     extend = job(request={"video_id": "v"}).model_copy(update={"kind": "video-extend"})
-    assert pool_of(extend, "kling-v2-6") == "kling-v2-6"
-    assert PoolLimits.of_table(5, {"kling-v3": 2}).of("kling-v3") == 2
-    assert PoolLimits.of_table(5, {"kling-v3": 2}).of("kling-v1") == 5
+    assert pool_of(extend, "kling-v2-6") == "kling-2.6"
+    assert [model_version(m) for m in ("kling-v3-omni", "kling-3.0-omni", "kling-video-o1", "kling-v2-5-turbo")] == [
+        "kling-3.0-omni",
+        "kling-3.0-omni",
+        "kling-video-o1",
+        "kling-2.5-turbo",
+    ]
+    limits = PoolLimits.of_table(5, {"kling-v3": 2})
+    assert (limits.of("kling-3.0"), limits.of("kling-v3"), limits.of("kling-1.0")) == (2, 2, 5)
 
 
 @pytest.mark.parametrize(

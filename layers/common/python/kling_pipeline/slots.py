@@ -10,6 +10,7 @@ rules; no AWS here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,13 +36,27 @@ VIDEO_PACK = "video"
 
 
 def pool_of(job: Job, default_model: str) -> str:
-    """The pool a job's task counts in: the model version Kling runs it with (`model_name` once a task
-    was made, else the request's effective model; an extend, whose model is the source video's, counts
-    in the deployment default's pool), and the pack type when it is not the video pack."""
+    """The pool a job's task counts in: the version of the model Kling runs it with (`model_name` once a
+    task was made, else the request's effective model; an extend, whose model is the source video's,
+    counts in the deployment default's pool). Kling documents one resource-pack type for video tasks,
+    so the pack type adds nothing to the key."""
     from kling_pipeline import capabilities  # here: the callback's cold start never needs the table
 
     model = job.model_name or capabilities.effective_model(job.kind, job.request.get("model"), default_model)
-    return str(model or default_model)
+    return model_version(str(model or default_model))
+
+
+def model_version(model: str) -> str:
+    """The pool of a model name: Kling counts concurrency per model version, which the two API designs
+    name differently (`kling-v2-6` legacy, `kling-2.6` newer): both are `kling-2.6`; `kling-v3` and
+    `kling-3.0` are `kling-3.0`, `kling-v3-omni` and `kling-3.0-omni` are `kling-3.0-omni`. A name of
+    another shape is its own pool."""
+    rest = re.sub(r"^kling-(v(?=\d))?", "", model.strip().lower())
+    found = re.fullmatch(r"(\d+)(?:[.-](\d+)(?![a-z]))?(.*)", rest)
+    if found is None:
+        return model.strip().lower()
+    major, minor, suffix = found.groups()
+    return f"kling-{major}.{minor or 0}{suffix}"
 
 
 def priority_of(job: Job) -> int:
@@ -65,11 +80,12 @@ class PoolLimits:
     named: tuple[tuple[str, int], ...] = ()
 
     def of(self, pool: str) -> int:
-        return dict(self.named).get(pool, self.default)
+        return dict(self.named).get(model_version(pool), self.default)
 
     @classmethod
     def of_table(cls, default: int, named: Mapping[str, int]) -> PoolLimits:
-        return cls(default=default, named=tuple(sorted(named.items())))
+        """From KlingPoolConcurrency, whose pools may be named by either design's model names."""
+        return cls(default=default, named=tuple(sorted((model_version(k), v) for k, v in named.items())))
 
 
 @dataclass(frozen=True)
