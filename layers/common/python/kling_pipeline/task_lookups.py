@@ -1,7 +1,7 @@
 """Asking Kling about many jobs at once: which calls answer a set of jobs' tasks, and what each job got.
 
-A query costs one call however many tasks it answers, so the poller plans its questions by pool
-(docs/architecture.md, "The poller"):
+A query costs one call however many tasks it answers, so the poller plans its questions by query group
+(not a slot pool: slots.py; docs/architecture.md, "The poller"):
 
 - newer-design tasks: `GET /tasks?task_ids=` (the task ids we recorded), or `?external_task_ids=` for a
   claim whose task may exist unrecorded; `batch_size` ids a call. Kling does not document the most ids
@@ -92,7 +92,7 @@ def is_new_design(job: Job) -> bool:
     return design_of(job.task_model) == "new"
 
 
-def pool_of(job: Job) -> str:
+def query_group_of(job: Job) -> str:
     """The jobs one call can answer together: every newer-design task (`/tasks`), or the legacy tasks of
     one kind (its task list)."""
     return "new" if is_new_design(job) else f"legacy:{job.task_kind}"
