@@ -108,7 +108,9 @@ def register(subparsers: Any) -> None:
     )
     knobs = parser.add_argument_group("the Kling simulator's faults and limits")
     knobs.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
-    knobs.add_argument("--concurrency", type=int, default=5, help="Kling account concurrency limit (1303 past it)")
+    knobs.add_argument(
+        "--concurrency", type=int, default=5, help="Kling account concurrency limit per model version (1303 past it)"
+    )
     knobs.add_argument("--fail-rate", type=float, default=0.0, help="share of tasks Kling fails")
     knobs.add_argument("--callback-loss", type=float, default=0.0, help="share of callbacks never delivered")
     knobs.add_argument("--callback-dup", type=float, default=0.0, help="share of callbacks delivered twice")
@@ -209,7 +211,9 @@ def run(args: argparse.Namespace) -> int:
         # of Kling (poll cadence, timeouts) follow, so the demo's minutes are Kling's hours.
         clock_speed=args.speed,
         time_scale=args.speed,
-        parameter_overrides={"DailyBudgetUnits": args.daily_budget_units} if args.daily_budget_units else {},
+        # The pipeline is told the account's concurrency the simulator enforces (its slots: slots.py).
+        parameter_overrides={"KlingConcurrency": args.concurrency}
+        | ({"DailyBudgetUnits": args.daily_budget_units} if args.daily_budget_units else {}),
         aws_faults=aws_faults_from(args.aws_faults, args.seed),
         # The demo's stack is its own: it never writes the state file (a `local up` running from the same
         # folder keeps it, and the commands keep finding that stack) and logs into a folder of its run.

@@ -59,3 +59,10 @@ def test_options_are_kling_fields_as_json_or_text() -> None:
 def test_bad_flags_are_refused_before_anything_is_sent(argv: list[str], says: str) -> None:
     with pytest.raises(UsageError, match=says):
         job_of(*argv)
+
+
+def test_priority_is_sent_as_given_and_refused_outside_zero_to_nine() -> None:
+    assert job_of("--prompt", "p", "--priority", "8") == {"prompt": "p", "priority": 8}
+    assert "priority" not in job_of("--prompt", "p")  # absent: 5, the job's default
+    with pytest.raises(UsageError, match="priority: 12 is not a priority; use a whole number from 0"):
+        job_of("--prompt", "p", "--priority", "12")

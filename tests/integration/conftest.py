@@ -60,6 +60,10 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
                 "DownloadCheckSeconds": "2",
                 "QueuedReportSeconds": "60",
                 "PipelineMode": "local",
+                # Most tests here never let the pipeline see a task end (the callbacks are lost), so a slot
+                # taken is held to the test's end: room for every job they send. The slots' own tests
+                # (test_kling_slots.py) set KLING_CONCURRENCY.
+                "KlingConcurrency": "100",
             },
         )
         sqs = boto3.client("sqs")

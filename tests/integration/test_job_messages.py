@@ -106,10 +106,11 @@ def test_a_chain_near_the_message_limit_goes_step_by_step_by_reference(completio
 
 def test_a_backpressured_job_near_the_message_limit_comes_back_by_reference(completion: Completion) -> None:
     pipeline = completion.pipeline
-    # Given Kling answering the next create 1303 (its concurrency limit), and a request just under the limit
-    pipeline.sim.configure(force_create_errors=[1303])
+    # Given Kling answering the next create 1302 (too many requests), and a request just under the limit (a
+    # 1303 puts the job in its pool's line instead; a refill sends it the same reference: adapters.slot_pools)
+    pipeline.sim.configure(force_create_errors=[1302])
     pipeline.sqs.send_message(QueueUrl=pipeline.queue_url, MessageBody=near_limit_chain("big-wait"))
-    # When the submit path takes it and Kling answers 1303
+    # When the submit path takes it and Kling answers 1302
     drive_queue(
         pipeline.submit_handler(), pipeline.sqs, pipeline.queue_url, until=lambda: pipeline.backpressured("big-wait")
     )

@@ -160,9 +160,10 @@ def test_a_message_without_a_job_id_is_sent_again_naming_its_job(pipeline: Pipel
 
 
 def test_backpressure_for_days_keeps_the_job_record_small(pipeline: Pipeline) -> None:
-    # Given Kling answers 1303 (over the pack's concurrency) to forty creates in a row
+    # Given Kling answers 1302 (too many requests) to forty creates in a row (a 1303 makes the job wait in
+    # its pool's line instead, for a slot: test_kling_slots.py)
     handler = pipeline.submit_handler(BACKPRESSURE_BASE_DELAY_S="0")
-    pipeline.sim.configure(force_create_errors=[1303] * 40)
+    pipeline.sim.configure(force_create_errors=[1302] * 40)
     # When the job is queued until Kling takes it
     pipeline.send({"job_id": "storm", "prompt": "x"})
     pipeline.drain(handler, lambda: job_in(pipeline, "storm", *AT_KLING))

@@ -129,3 +129,17 @@ def test_a_used_up_pack_shows_run_out(make_sim, make_api):
         "resource_pack_subscribe_infos"
     ]
     assert (pack["remaining_quantity"], pack["status"]) == (0.0, "runOut")
+
+
+def test_concurrency_is_counted_per_model_version_as_kling_counts_it(make_sim, make_api):
+    # Given an account limit of one task at once, and a kling-v2-6 task running
+    sim = make_sim(concurrency_limit=1, generation_min_s=60000, generation_max_s=60000)
+    api = make_api(sim)
+    api.create_ok(model_name="kling-v2-6")
+    # When a task of another model version comes, and then another of the same version (its newer name)
+    other = api.create(model_name="kling-v3")
+    same = api.create(model_name="kling-v2-6")
+    # Then the other version has a slot of its own, and the same version is over its limit (1303)
+    assert other.status_code == 200
+    assert (same.status_code, same.json()["code"]) == (429, 1303)
+    assert sim.stats()["concurrency"]["current"] == 2 and sim.stats()["concurrency"]["high_water"] == 1

@@ -188,9 +188,15 @@ def test_newer_design_accepts_what_the_rules_allow(new_sim):
 
 
 def test_the_newer_design_shares_the_slots_of_the_legacy_one(make_sim):
-    # Given an account with one slot, held by a legacy task made with the API key
+    # Given an account with one slot per model version, held by a legacy task of kling-v2-6 (the model
+    # version the newer design calls kling-2.6) made with the API key
     sim = make_sim(api_key=API_KEY, concurrency_limit=1, speed=1.0)
-    legacy = httpx.post(f"{sim.base_url}/v1/videos/text2video", json={"prompt": "a"}, headers=_headers(), timeout=10)
+    legacy = httpx.post(
+        f"{sim.base_url}/v1/videos/text2video",
+        json={"prompt": "a", "model_name": "kling-v2-6"},
+        headers=_headers(),
+        timeout=10,
+    )
     assert legacy.status_code == 200
     # When a newer-design create comes
     response = _create(sim, "text-to-video/kling-2.6", {"prompt": "b"})

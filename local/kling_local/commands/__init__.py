@@ -65,6 +65,11 @@ def register(subparsers: Any) -> None:
         "repeatable, one step each; only videos of kling-v1/v1-5/v1-6 extend",
     )
     submit.add_argument("--metadata", help="a JSON object stored with the job and its video")
+    submit.add_argument(
+        "--priority",
+        type=int,
+        help="0 (lowest) to 9 (highest), default 5: a waiting job of higher priority takes the next free Kling slot",
+    )
     submit.set_defaults(handler=guarded(cmd_submit))
 
     status = subparsers.add_parser("status", help="a job's state, history, and video or error")

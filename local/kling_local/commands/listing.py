@@ -31,6 +31,8 @@ def scan_jobs(connection: PipelineConnection, states: list[str] | None = None, l
         "backpressure_count, expected_finish_at",
         "ExpressionAttributeNames": {"#s": "state"},
     }
+    # Jobs only: JobsTable also holds the pools' counters of Kling slots (`pool#...`, no state).
+    kwargs["FilterExpression"] = "attribute_exists(#s)"
     if states:
         kwargs["FilterExpression"] = "#s IN (" + ", ".join(f":s{i}" for i in range(len(states))) + ")"
         kwargs["ExpressionAttributeValues"] = {f":s{i}": {"S": s} for i, s in enumerate(states)}

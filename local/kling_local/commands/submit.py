@@ -64,6 +64,7 @@ def job_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         "video_id": args.video_id,
         "kling_options": parse_options(args.option),
         "extend": [{"prompt": prompt} for prompt in args.extend] if args.extend else None,
+        "priority": args.priority,
     } | images_of(args.kind, args.image or [])
     if args.metadata:
         try:

@@ -123,7 +123,11 @@ class SimConfig(BaseModel):
     )
 
     # -- limits ----------------------------------------------------------------------------------
-    concurrency_limit: int = Field(default=5, ge=0, description="tasks in flight per account (0 = no limit)")
+    concurrency_limit: int = Field(
+        default=5,
+        ge=0,
+        description="tasks in flight per account and model version, as Kling counts them (0 = no limit)",
+    )
     rate_limit_per_s: float = Field(
         default=0.0, ge=0, description="API requests per second per account, else 1302 (0 = no limit)"
     )

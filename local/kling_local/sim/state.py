@@ -12,6 +12,7 @@ import hashlib
 import heapq
 import json
 import random
+import re
 import secrets
 import string
 import threading
@@ -322,7 +323,10 @@ class SimState:
                 )
             self._dice.record("external_task_id_reused")  # Kling's contract allows a second, billed task
         parent = self._source_video(account, spec, now)
-        if config.concurrency_limit and acct.active >= config.concurrency_limit:
+        # Per account and model version (an extend's is its source video's), as Kling counts them.
+        source = self._tasks[self._videos[parent["id"]]] if parent is not None else None
+        pool = model_version(spec.model_name) if spec.model_name else (source.pool if source else "default")
+        if config.concurrency_limit and acct.active_by_model.get(pool, 0) >= config.concurrency_limit:
             raise SimApiError(1303)
         units = self._units(spec, config)
         if config.unit_budget is not None and acct.units_committed + units > config.unit_budget + 1e-9:
@@ -354,8 +358,10 @@ class SimState:
         acct.tasks.append(task.task_id)
         if spec.external_task_id is not None:
             acct.by_external_id.setdefault(spec.external_task_id, []).append(task.task_id)
+        task.pool = pool
         acct.active += 1
-        acct.high_water = max(acct.high_water, acct.active)
+        acct.active_by_model[pool] = acct.active_by_model.get(pool, 0) + 1
+        acct.high_water = max(acct.high_water, acct.active_by_model[pool])
         acct.units_committed += units
         self._schedule(task.processing_at, task.task_id)
         self._callback(task)
@@ -434,6 +440,7 @@ class SimState:
         config = self._config
         acct = self._account(task.account)
         acct.active -= 1
+        acct.active_by_model[task.pool] -= 1
         task.updated_wall = task.ended_wall = task.wall_at(due)
         if task.will_fail:
             task.status = "failed"
@@ -697,3 +704,11 @@ class SimState:
                 "tasks_by_status": {s: by_status.get(s, 0) for s in ("submitted", "processing", "succeed", "failed")},
                 "cdn": self._cdn.counts(),
             }
+
+
+def model_version(model: str) -> str:
+    """The model version a model name counts concurrency in, the same for both API designs' names:
+    `kling-v2-6` and `kling-2.6` are 2.6, `kling-v3` and `kling-3.0` are 3, `kling-3.0-omni` is 3-omni."""
+    version = re.sub(r"^kling-(v(?=\d))?", "", model.lower())
+    version = re.sub(r"(?<=\d)-(?=\d)", ".", version)
+    return re.sub(r"\.0(?=$|-)", "", version)

@@ -55,6 +55,7 @@ class Task:
     parent_video: dict[str, str] | None = None
     clip: ClipSpec | None = None  # the playable result (None: a synthetic body of video_size bytes)
     source_model: str | None = None  # video-extend: the model that made the source video
+    pool: str = ""  # the model version whose concurrency the task counts in (Account.active_by_model)
     source_aspect: str | None = None
 
     @property
@@ -169,6 +170,9 @@ def new_design_create_dict(task: Task) -> dict[str, Any]:
 @dataclass
 class Account:
     active: int = 0
+    # Kling counts concurrency per account, per model version (and resource-pack type): tasks running
+    # per model, the most at once in any one of them (what `concurrency_limit` bounds).
+    active_by_model: dict[str, int] = field(default_factory=dict)
     high_water: int = 0
     units_committed: float = 0.0
     tokens: float = 0.0

@@ -481,6 +481,7 @@ KLING_TIME_PARAMETERS = {
     "QueuedReportSeconds": 60,
     "JobTimeoutMinutes": 0.05,
     "AccountCheckSeconds": 2,  # Kling allows one account call a second
+    "PoolQuietSeconds": 2,  # a pool lowered by a 1303 climbs back after quiet periods of Kling time
 }
 
 

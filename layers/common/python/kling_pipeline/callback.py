@@ -21,10 +21,12 @@ from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.callback_tokens import verify_job_token
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
+from kling_pipeline.adapters.job_queue import job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_signatures import BadSignatureError, is_signed, kling_signers, verify_kling_callback
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_credentials, kling_webhook_secrets
+from kling_pipeline.adapters.slot_pools import slot_pools
 from kling_pipeline.errors import ConfigError, KlingApiError, KlingShapeError, KlingUnavailableError
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.kling_task import KlingTask
@@ -68,7 +70,10 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
     def signers() -> tuple[Webhook, ...]:
         return kling_signers(kling_webhook_secrets(settings.kling_webhook_secret, max_age_s=settings.secrets_max_age_s))
 
-    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
+    # A task's end gives its Kling slot back (adapters.job_store): the pool's next waiting job is sent
+    # from here at once, to the submit path's queue (never dead-lettered from here: no DLQ).
+    slots = slot_pools(settings.jobs_table_name, settings.pool_limits, job_queue(settings.jobs_queue_url, ""))
+    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule, slots)
     return CallbackDependencies(
         store=store,
         kling=kling,

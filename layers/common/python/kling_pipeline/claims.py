@@ -26,7 +26,14 @@ from kling_pipeline.adapters.job_queue import JobQueue
 from kling_pipeline.adapters.job_store import JobStore
 from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger
-from kling_pipeline.errors import KlingAccountError, KlingRetryableError, KlingShapeError, KlingUnavailableError
+from kling_pipeline.adapters.slot_pools import SlotPools
+from kling_pipeline.errors import (
+    KlingAccountError,
+    KlingRetryableError,
+    KlingShapeError,
+    KlingUnavailableError,
+    LinkedWriteRefusedError,
+)
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import KLING_UNSETTLED, LEASE, Job, JobState, Transition, advance_job
 from kling_pipeline.observability import logger
@@ -61,6 +68,7 @@ class Outcome(StrEnum):
     PARKED = "parked"  # an operator is needed (keys, IP list, answers we cannot read): job QUEUED, message in the DLQ
     HELD = "held"  # the day's unit budget has no room: job QUEUED, its message back later (never the DLQ)
     NAMED = "named"  # the message named no job: sent again with its job id (the SQS message id) in the body
+    WAITING = "waiting"  # no free Kling slot in its pool: job QUEUED in the pool's line, its message done with
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ class Reconciler(Protocol):
     ledger: Ledger
     announcer: Announcer
     rules: ClaimRules
+    slots: SlotPools  # Kling's slots (the store takes and gives them back with the job's moves)
 
 
 def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | ClaimResult:
@@ -119,7 +128,22 @@ def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | ClaimResult:
     if job.state is JobState.SUBMITTING and (job.lease_expires_at or 0) > now:
         wait = (job.lease_expires_at or now) - now
         return ClaimResult(Outcome.REQUEUED, job.job_id, "another worker holds the claim", delay_s=wait + 1)
-    return deps.store.transition(job, claim(job, owner=owner, lease_s=deps.rules.lease_s, now=now))
+    move = claim(job, owner=owner, lease_s=deps.rules.lease_s, now=now)
+    try:
+        return deps.store.transition(job, move)
+    except LinkedWriteRefusedError:
+        pass  # the claim of a QUEUED job takes a Kling slot of its pool (job_store): none is free
+    slots = deps.slots
+    pool = slots.pool_for(job)
+    marked = slots.mark_waiting(job, pool)
+    if marked is None:
+        return ClaimResult(Outcome.REQUEUED, job.job_id, "moved by another worker meanwhile", delay_s=1)
+    try:
+        # A slot freed between the refused claim and the mark was handed to a line we were not yet in:
+        # one more try closes that gap (a claim out of the line takes the job off it).
+        return deps.store.transition(marked, move)
+    except LinkedWriteRefusedError:
+        return ClaimResult(Outcome.WAITING, job.job_id, f"waiting for a free Kling slot in pool {pool}")
 
 
 def claim(job: Job, *, owner: str, lease_s: int, now: int) -> Transition:

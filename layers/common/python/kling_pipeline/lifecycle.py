@@ -166,6 +166,11 @@ class Job(BaseModel):
     video_size: int | None = None  # bytes of the stored video
     sha256: str | None = None  # of the stored video
     refused_since: int | None = None  # epoch s of a create's first 1201 with no task found (claims.REFUSED_SINCE)
+    # Kling's slots (slots.py, adapters.slot_pools): the pool whose slot the job holds, or (QUEUED) waits
+    # for, and its entry in the SlotQueues index (its place in the pool's line while it waits).
+    slot_pool: str | None = None
+    waiting_pool: str | None = None
+    slot_order: str | None = None
 
     @property
     def is_terminal(self) -> bool:

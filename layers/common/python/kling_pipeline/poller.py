@@ -45,6 +45,7 @@ from kling_pipeline.adapters.job_store import ANNOUNCE_GRACE_S, JobStore, job_st
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import kling_credentials
+from kling_pipeline.adapters.slot_pools import SlotPools, slot_pools
 from kling_pipeline.claims import (
     ClaimResult,
     ClaimRules,
@@ -71,6 +72,7 @@ from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.poll_schedule import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
 from kling_pipeline.requests import parked_message, stored_request
 from kling_pipeline.settings import PollerSettings
+from kling_pipeline.slots import limit_after_quiet
 
 BY = "poller"
 REPAIR = "poller-repair"
@@ -92,6 +94,7 @@ class PollerDependencies:
     estimates: GenerationEstimates
     ledger: Ledger
     announcer: Announcer
+    slots: SlotPools
 
     @cached_property
     def s3(self) -> Any:
@@ -103,17 +106,20 @@ class PollerDependencies:
 
 def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
     credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
-    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
+    queue = job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url)
+    slots = slot_pools(settings.jobs_table_name, settings.pool_limits, queue)
+    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule, slots)
     return PollerDependencies(
         settings=settings,
         rules=ClaimRules.of(settings),
         store=store,
-        queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
+        queue=queue,
         kling=shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s),
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name, store),
+        slots=slots,
     )
 
 
@@ -138,6 +144,9 @@ class PollReport:
     max_lag_s: int = 0
     oldest_live_s: int = 0
     remaining_units: float | None = None  # in the account's usable resource packs (None: not read)
+    slots_refilled: int = 0  # waiting jobs sent to fill free Kling slots (the backstop of the releasers' own)
+    slot_limits_raised: int = 0  # pools whose limit, lowered by a 1303, climbed back a slot
+    slot_counts_fixed: int = 0  # pools whose count of held slots the recount corrected
     actions: dict[str, str] = field(default_factory=dict)  # job id -> what happened
 
     def as_dict(self) -> dict[str, Any]:
@@ -167,10 +176,31 @@ def run_poller(deps: PollerDependencies, *, time_left_s: Callable[[], float]) ->
             break
         seen.update(item["job_id"] for item in due)
         settle(due, deps, report, time_left_s)
+    if time_left_s() > MARGIN_S:
+        keep_slots(deps, report)
     if time_left_s() > MARGIN_S + deps.settings.kling_timeout_s:
         check_account(deps, report)
     record_run(report)
     return report
+
+
+def keep_slots(deps: PollerDependencies, report: PollReport) -> None:
+    """Each run, for every pool: a limit lowered by a 1303 climbs back one slot after a quiet period
+    (PoolQuietSeconds), the count of held slots is checked against the jobs that hold them (a drift
+    seen twice is corrected), and free slots go to the pool's waiting jobs: the backstop of the hand-on
+    every release makes at once (docs/architecture.md, "Kling's slots")."""
+    slots = deps.slots
+    now = int(time.time())
+    for pool in slots.pools():
+        try:
+            raised = limit_after_quiet(pool, now=now, quiet_s=deps.settings.pool_quiet_s)
+            if raised is not None and slots.set_limit(pool, raised, now=now):
+                report.slot_limits_raised += int(raised > pool.limit)
+            report.slot_counts_fixed += int(slots.recount(pool) != 0)
+            report.slots_refilled += len(slots.refill(pool.name))
+        except Exception:
+            report.errors += 1
+            logger.exception("could not keep a pool's slots", extra={"pool": pool.name})
 
 
 def check_account(deps: PollerDependencies, report: PollReport) -> None:
@@ -335,6 +365,8 @@ def settle_one(
         send_next_step(job, deps, report)
         message = f"step {job.step}'s message" if job.is_chain else "its message"
         return f"{message} sent again (none had reached the submit path)"
+    if job.state is JobState.QUEUED and job.waiting_pool:
+        return f"waiting for a free Kling slot in pool {job.waiting_pool}"
     schedule = deps.store.schedule
     if (
         job.state is JobState.QUEUED

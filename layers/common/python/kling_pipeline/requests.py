@@ -237,6 +237,13 @@ class JobRequest(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     task_token: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_TASK_TOKEN_CHARS)] = None
     webhook_url: Annotated[str | None, Field(default=None, min_length=1, max_length=MAX_WEBHOOK_URL_CHARS)] = None
+    # Which waiting job takes the next free Kling slot of its pool first (slots.py): 0 to 9, higher
+    # first; absent is 5 (slots.DEFAULT_PRIORITY), kept absent so earlier requests read as they were.
+    priority: int | None = Field(
+        default=None,
+        description="0 (lowest) to 9 (highest), 5 if absent: a waiting job of higher priority takes its pool's "
+        "next free Kling slot first; equal priorities keep their order of arrival",
+    )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
@@ -254,6 +261,16 @@ class JobRequest(BaseModel):
         if int(value) > MAX_DURATION_S:
             raise ValueError(f"at most {MAX_DURATION_S} seconds (no Kling video is longer than 3 minutes)")
         return value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_in_range(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9):
+            return value
+        raise ValueError(
+            f"{repr(value)[:40]} is not a priority; use a whole number from 0 (lowest) to 9 (highest), "
+            "or leave it out for 5"
+        )
 
     @field_validator("sound", mode="before")
     @classmethod

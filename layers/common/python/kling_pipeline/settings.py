@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, field_
 
 from kling_pipeline.errors import ConfigError
 from kling_pipeline.poll_schedule import PollSchedule
+from kling_pipeline.slots import PoolLimits
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -117,7 +118,22 @@ class _Reconciling(_Part):
     reconcile_grace_s: int = Field(ge=0, le=900)
 
 
-class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Reconciling):
+class _Slots(_Part):
+    """Functions that give Kling slots back hand them on to the next waiting job (adapters.slot_pools):
+    C per pool (KlingConcurrency, KlingPoolConcurrency), and the queue the waiting job is sent to."""
+
+    jobs_queue_url: NonEmpty
+    kling_concurrency: int = Field(ge=1, le=1000)
+    kling_pool_concurrency: Json[dict[str, Annotated[int, Field(ge=1, le=1000)]]]
+
+    @property
+    def pool_limits(self) -> PoolLimits:
+        return PoolLimits.of_table(self.kling_concurrency, self.kling_pool_concurrency)
+
+
+class SubmitSettings(
+    FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Reconciling, _Slots
+):
     """SubmitFunction: the queue it re-sends to, Kling, the callback URL it hands Kling, backpressure."""
 
     public_api_base_url: NonEmpty
@@ -140,15 +156,17 @@ class SubmitSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _Download
         return value
 
 
-class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks):
+class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Slots):
     """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""
 
     callback_secret_grace_s: int = Field(ge=0)
     kling_webhook_secret: NonEmpty  # the secret's name: Kling's whsec_ secret(s) that sign callbacks, or none
 
 
-class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling):
-    """PollerFunction: settles every job that has gone quiet (poller.py)."""
+class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling, _Slots):
+    """PollerFunction: settles every job that has gone quiet (poller.py), and keeps Kling's slots busy."""
+
+    pool_quiet_s: int = Field(ge=1)  # a limit lowered by a 1303 climbs one slot after this long without one
 
     video_bucket: NonEmpty
     job_timeout_minutes: float = Field(gt=0)  # from submission to Kling: past it, TIMED_OUT

@@ -25,10 +25,12 @@ from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
 from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger, day_of, ledger, reservation
 from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
+from kling_pipeline.adapters.slot_pools import SlotPools, slot_pools
 from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
 from kling_pipeline.claims import (
     BY,
     HELD_FOR,
+    LOGGED_RETRY_CYCLES,
     ClaimResult,
     ClaimRules,
     Outcome,
@@ -60,6 +62,7 @@ from kling_pipeline.lifecycle import LEASE, Job, JobState, Transition
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.requests import JobRequest, parked_message, parse_job_message, stored_request
 from kling_pipeline.settings import SubmitSettings
+from kling_pipeline.slots import waiting_changes
 from kling_pipeline.storable import storable_text
 from kling_pipeline.unit_estimates import units_to_reserve
 
@@ -68,6 +71,7 @@ if TYPE_CHECKING:  # imported on first use: only requests with URL or S3 images 
 
 HELD_FOR_BUDGET = "daily budget reached"
 INVALID_PARAMETER = 1201
+OVER_CONCURRENCY = 1303  # Kling: "parallel task over resource pack limit"
 BUDGET_TOO_SMALL = "BUDGET_TOO_SMALL"
 SECONDS_PER_DAY = 86_400
 
@@ -88,6 +92,7 @@ class SubmitDependencies:
     estimates: GenerationEstimates
     ledger: Ledger
     announcer: Announcer
+    slots: SlotPools
     clock: Callable[[], float] = time.time  # the budget's day is the UTC date of clock()
 
 
@@ -95,7 +100,9 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
     """Assembled per invocation from clients built once per container; the secrets' cache decides when
     a rotated key or signing secret is read again."""
     credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
-    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule)
+    queue = job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url)
+    slots = slot_pools(settings.jobs_table_name, settings.pool_limits, queue, settings.default_model)
+    store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule, slots)
     return SubmitDependencies(
         settings=settings,
         rules=ClaimRules.of(settings),
@@ -103,11 +110,12 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name, store),
         store=store,
-        queue=job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url),
+        queue=queue,
         kling=shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s),
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         callers=waiting_callers(),
+        slots=slots,
         images=lambda: settings_input_images(settings),
     )
 
@@ -493,12 +501,40 @@ def submit_claimed_job(
         # The request never left (no connection): a plain retry is safe.
         return release_for_retry(job, deps, f"could not reach Kling: {exc}")
     except KlingRetryableError as exc:
+        if exc.code == OVER_CONCURRENCY and job.slot_pool:
+            return wait_after_1303(job, deps, exc)
         return release_for_retry(job, deps, f"Kling said {exc.code}: {exc.message}", kling_code=exc.code)
     except KlingFinalError as exc:
         if exc.code == INVALID_PARAMETER:
             return refused_as_invalid(job, kind, deps, exc)
         return fail_job(job, deps, exc)
     return record_submitted(job, task, deps, model_name=body.get("model_name") or model)
+
+
+def wait_after_1303(job: Job, deps: SubmitDependencies, exc: KlingRetryableError) -> ClaimResult:
+    """Kling has no slot for a job that holds one of the pipeline's: the account runs tasks the pipeline
+    does not hold (another client, another key). The pool's limit drops to what the pipeline holds
+    besides this job (adapters.slot_pools.shared_account; the poller restores it after quiet periods),
+    and the job gives its slot back and waits at its place in the pool's line: sent again when a slot
+    frees, never bounced through SQS delays. Kling made no task (1303 refuses the create)."""
+    assert job.slot_pool is not None
+    pool = job.slot_pool
+    deps.slots.shared_account(pool)
+    reason = f"Kling said {exc.code} ({exc.message}): the account is shared; waiting for a free slot in pool {pool}"
+    deps.store.transition(
+        job,
+        Transition(
+            job.state,
+            JobState.QUEUED,
+            waiting_changes(job, pool) | {HELD_FOR: None},
+            reason[:300],
+            by=BY,
+            remove=LEASE,
+            add={"backpressure_count": 1},
+            logged=job.backpressure_count < LOGGED_RETRY_CYCLES,
+        ),
+    )
+    return ClaimResult(Outcome.WAITING, job.job_id, reason, kling_code=exc.code)
 
 
 def refused_as_invalid(job: Job, kind: str, deps: SubmitDependencies, exc: KlingFinalError) -> ClaimResult:

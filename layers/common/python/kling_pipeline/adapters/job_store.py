@@ -16,9 +16,9 @@ import json
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
@@ -40,8 +40,17 @@ from kling_pipeline.lifecycle import (
     check_transition,
     utc_now_iso,
 )
-from kling_pipeline.observability import Metric, record
+from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.poll_schedule import SHARDS, PollSchedule, live_shard, next_poll_at, state_shard, timed_out_look_s
+from kling_pipeline.slots import (
+    HOLDING_STATES,
+    ORDER_ATTR,
+    QUEUE_ATTR,
+    SLOT_POOL,
+    WAITING_POOL,
+    holding_changes,
+    wait_queue,
+)
 
 if TYPE_CHECKING:
     from kling_pipeline.requests import JobRequest
@@ -78,6 +87,38 @@ ShardPositions = dict[int, tuple[str, str] | None]
 TRANSACTION_CONFLICT = "TransactionConflict"
 CONFLICT_ATTEMPTS = 5
 CONFLICT_BACKOFF_S = 0.05
+# Kling's slots (slots.py): what a job holding a slot, or waiting for one, carries, and the sparse index
+# of the jobs holding each pool's slots and waiting for one (adapters.slot_pools).
+SLOT_INDEX = "SlotQueues"
+SLOT_ATTRS = (SLOT_POOL, QUEUE_ATTR, ORDER_ATTR)
+WAITING_ATTRS = (WAITING_POOL, QUEUE_ATTR, ORDER_ATTR)
+
+
+class SlotKeeper(Protocol):
+    """Kling's slots as the store needs them (adapters.slot_pools.SlotPools)."""
+
+    def pool_for(self, job: Job) -> str: ...
+    def take_update(self, pool: str) -> dict[str, Any]: ...
+    def refill(self, pool: str, *, room: int | None = None) -> list[str]: ...
+
+
+def pool_key(pool: str) -> dict[str, str]:
+    """A pool's counter of Kling slots is an item of JobsTable: a `#` no job id may hold keeps it apart."""
+    return {"job_id": f"pool#{pool}"}
+
+
+def release_update(table_name: str, pool: str) -> dict[str, Any]:
+    """The TransactWriteItems entry that gives one slot of `pool` back. Unconditional: the transition it
+    goes with is conditional on the job's (state, version), which makes it once; a counter that drifted
+    is the poller's recount to fix, never a reason to refuse a job's move."""
+    return {
+        "Update": {
+            "TableName": table_name,
+            "Key": pool_key(pool),
+            "UpdateExpression": "ADD held :minus",
+            "ExpressionAttributeValues": {":minus": -1},
+        }
+    }
 
 
 def prompt_hash(request: JobRequest) -> str:
@@ -174,6 +215,12 @@ def transition_write(
         values[":entry"] = values[":entry"][0]
         sets.append(f"{UNLOGGED_ATTR} = :entry")
     removes: list[str] = list(move.remove)
+    # Kling's slots: a job leaving QUEUED leaves its pool's line; one moving to a state that occupies no
+    # slot no longer holds one (JobStore.transition gives the slot back in the same transaction).
+    if job.state is JobState.QUEUED and to_state is not JobState.QUEUED and job.waiting_pool:
+        removes += [key for key in WAITING_ATTRS if key not in changes]
+    if job.slot_pool and to_state not in HOLDING_STATES:
+        removes += [key for key in SLOT_ATTRS if key not in changes]
     if to_state in TERMINAL_STATES:
         # Ended, not yet announced: kept in LiveJobs, due for the poller after the grace. (A TIMED_OUT job
         # stays there once announced too, watched for a late `succeed`: announced_write.)
@@ -251,11 +298,13 @@ class JobStore:
         finished_ttl_days: int = 90,
         dynamodb: Any = None,
         schedule: PollSchedule | None = None,
+        slots: SlotKeeper | None = None,
     ) -> None:
         resource = dynamodb or aws_clients.resource("dynamodb")
         self._table = resource.Table(table_name)
         self.finished_ttl_days = finished_ttl_days
         self.schedule = schedule
+        self.slots = slots
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -301,6 +350,28 @@ class JobStore:
             Limit=limit,
         )
         return [_plain(item) for item in response.get("Items", [])]
+
+    def place_in_line(self, job: Job) -> tuple[str, int] | None:
+        """The pool a waiting job (as read) waits for, and its place in that pool's line (1: the next
+        to be sent when a slot frees); None for a job that is not waiting. For `status` and the jobs API:
+        one count of the SlotQueues index (Query), never a scan."""
+        if not job.waiting_pool or not job.slot_order:
+            return None
+        kwargs: dict[str, Any] = {
+            "TableName": self._table.name,
+            "IndexName": SLOT_INDEX,
+            "KeyConditionExpression": "#q = :q AND #o < :before",
+            "ExpressionAttributeNames": {"#q": QUEUE_ATTR, "#o": ORDER_ATTR},
+            "ExpressionAttributeValues": {":q": wait_queue(job.waiting_pool), ":before": job.slot_order},
+            "Select": "COUNT",
+        }
+        ahead = 0
+        while True:
+            response = self._table.meta.client.query(**kwargs)
+            ahead += int(response.get("Count", 0))
+            if not response.get("LastEvaluatedKey"):
+                return job.waiting_pool, ahead + 1
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def claim_poll(self, job_id: str, *, due: int, next_due: int, polled: bool) -> bool:
         """Move a due job's next poll from `due` to `next_due`, if nobody did since: the one poller run
@@ -438,12 +509,20 @@ class JobStore:
 
         Its `linked` writes (TransactWriteItems entries, plain values, such as the units a task was
         charged: adapters.ledger) go in the same transaction: all or none. A linked write refused by its
-        own condition raises LinkedWriteRefusedError, and the job is left as it was."""
+        own condition raises LinkedWriteRefusedError, and the job is left as it was.
+
+        Kling's slots are kept here, for every decision alike (docs/architecture.md, "Kling's slots"): a
+        claim of a QUEUED job takes a slot of its pool (first linked write; refused when the pool is
+        full), and any move of a job holding a slot to a state that occupies none gives it back, in the
+        same transaction, and hands it on to the pool's next waiting job at once (`slots.refill`)."""
+        move, released = self._with_slots(job, move)
         write = self.transition_write(job, move)
         to_state = move.to_state
         if move.linked:
             moved = self._transact(job, write, [dict(entry) for entry in move.linked])
             record(Metric.JOB_TRANSITIONS, to=to_state.value)
+            if released:
+                self._hand_on(released)
             return moved
         try:
             result = self._table.update_item(
@@ -463,6 +542,29 @@ class JobStore:
             raise
         record(Metric.JOB_TRANSITIONS, to=to_state.value)
         return Job.model_validate(_plain(result["Attributes"]))
+
+    def _with_slots(self, job: Job, move: Transition) -> tuple[Transition, str | None]:
+        """`move` with the slot it takes or gives back, and the pool of a slot it gives back."""
+        if job.slot_pool and move.to_state not in HOLDING_STATES:
+            release = release_update(self._table.name, job.slot_pool)
+            return replace(move, linked=(*move.linked, release)), job.slot_pool
+        if self.slots is not None and move.from_state is JobState.QUEUED and move.to_state is JobState.SUBMITTING:
+            pool = self.slots.pool_for(job)
+            take = self.slots.take_update(pool)
+            return replace(
+                move, changes={**move.changes, **holding_changes(job, pool)}, linked=(take, *move.linked)
+            ), None
+        return move, None
+
+    def _hand_on(self, pool: str) -> None:
+        """A slot was given back: the pool's next waiting job is sent at once. Best effort after the
+        move is written: if it fails, the poller's refill (each run) sends the job."""
+        if self.slots is None:
+            return
+        try:
+            self.slots.refill(pool)
+        except Exception:
+            logger.exception("could not hand a freed slot on; the poller will", extra={"pool": pool})
 
     def _transact(self, job: Job, write: TransitionWrite, linked: list[dict[str, Any]]) -> Job:
         """The transition and its linked writes in one transaction. DynamoDB cancels a transaction that
@@ -617,8 +719,10 @@ class JobStore:
 
 
 @per_container
-def job_store(table_name: str, finished_ttl_days: int, schedule: PollSchedule | None = None) -> JobStore:
-    return JobStore(table_name, finished_ttl_days=finished_ttl_days, schedule=schedule)
+def job_store(
+    table_name: str, finished_ttl_days: int, schedule: PollSchedule | None = None, slots: SlotKeeper | None = None
+) -> JobStore:
+    return JobStore(table_name, finished_ttl_days=finished_ttl_days, schedule=schedule, slots=slots)
 
 
 def _is_conflict(exc: ClientError) -> bool:
