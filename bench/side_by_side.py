@@ -168,6 +168,8 @@ class SystemRun:
     succeed_to_stored_s: list[float]
     speed: float
     duration_s: float
+    queries: int = 0  # every query call Kling counted: single look-ups, batches, list pages (the sim's kling_queries)
+    signed: bool = False  # Kling signed its callbacks (the stack holds the webhook secret)
     slot_busy_share: float | None = None
     throughput_per_kling_hour: float | None = None
     aws: dict[str, Any] = field(default_factory=dict)
@@ -182,6 +184,9 @@ class SystemRun:
             "completed": self.completed,
             "creates_per_completed": round(self.creates / per, 2),
             "gets_per_completed": round(self.gets / per, 2),
+            "kling_queries": self.queries,
+            "queries_per_completed": round(self.queries / per, 2),
+            "signed_callbacks": self.signed,
             "succeed_to_stored_real_s": real,
             "succeed_to_stored_kling_s": {
                 k: (round(v * self.speed, 1) if isinstance(v, float) and k != "n" else v) for k, v in real.items()
@@ -194,12 +199,13 @@ class SystemRun:
         }
 
 
-def sim_config(speed: float, concurrency: int, loss: float, seed: int) -> Any:
+def sim_config(speed: float, concurrency: int, loss: float, seed: int, webhook_secret: str | None = None) -> Any:
     import secrets
 
     from kling_local.sim import SimConfig
 
     return SimConfig(
+        webhook_secret=webhook_secret,
         access_key=f"bench-{secrets.token_hex(4)}",
         secret_key=secrets.token_urlsafe(32),
         speed=speed,
@@ -230,17 +236,28 @@ def bench_client(connection_or_target: Any, service: str) -> Any:
 
 
 def run_pipeline(
-    jobs: int, loss: float, *, speed: float, concurrency: int, seed: int, slots: bool = False
+    jobs: int,
+    loss: float,
+    *,
+    speed: float,
+    concurrency: int,
+    seed: int,
+    slots: bool = False,
+    signed: bool = False,
 ) -> SystemRun:
-    """One batch through the local stack; the stack's clock and the pipeline's Kling durations follow `speed`."""
+    """One batch through the local stack; the stack's clock and the pipeline's Kling durations follow `speed`.
+    `signed`: Kling signs its callbacks, and the stack holds the secret (acted on without a query)."""
     from kling_local.stack import LocalStack, StackOptions
+    from kling_local.stack.stack import generate_kling_webhook_secret
     from kling_pipeline.lifecycle import Job
     from tests.support.template import ROOT
 
+    secret = generate_kling_webhook_secret() if signed else None
     options = StackOptions(
+        kling_webhook_secret=secret,
         template_path=ROOT / "template.yaml",
         project_root=ROOT,
-        sim_config=sim_config(speed, concurrency, loss, seed),
+        sim_config=sim_config(speed, concurrency, loss, seed, secret),
         clock_speed=speed,
         time_scale=speed,
         max_concurrency=2,
@@ -258,6 +275,7 @@ def run_pipeline(
         run_tag = f"{int(time.time())}-{int(loss * 100)}"
         job_ids = [f"bench-{run_tag}-{i:03d}" for i in range(jobs)]
         callbacks_before = int(sim.stats()["callbacks"]["delivered"])
+        queries_before = int(sim.stats()["kling_queries"])
         counter.reset()
         sampler = SlotSampler(sim).start() if slots else None
         started = time.monotonic()
@@ -310,6 +328,8 @@ def run_pipeline(
             speed=speed,
             duration_s=duration,
             aws=aws,
+            queries=int(stats["kling_queries"]) - queries_before,
+            signed=signed,
         )
         if sampler is not None:
             run.slot_busy_share = sampler.busy_share(concurrency)
@@ -382,6 +402,7 @@ def run_baseline_system(
                 completed=result.completed,
                 creates=int(stats["creates"]["accepted"]),
                 gets=result.gets,
+                queries=int(stats["kling_queries"]),
                 succeed_to_stored_s=result.succeed_to_stored_s,
                 speed=speed,
                 duration_s=duration,

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -34,10 +35,11 @@ from kling_local.sim.media import sample_image
 from kling_local.stack import LocalStack, StackOptions
 from kling_local.stack.moto_server import DeployError
 from kling_local.stack.serve import add_aws_faults_argument, aws_faults_from, kling_keys
-from kling_local.stack.stack import STATE_DIR, StackError
+from kling_local.stack.stack import STATE_DIR, StackError, generate_kling_webhook_secret
 from kling_local.stack.template_loader import TemplateError
 from kling_local.terminal import UsageError
 from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.requests import JobRequest
 from kling_pipeline.submit import HELD_FOR_BUDGET
 
 # The bundled jobs' s3:// images, put into the local stack's input bucket before the batch is sent:
@@ -48,6 +50,12 @@ SAMPLE_INPUTS = {
     "samples/window-800x800.png": (800, 800, "png"),
     "samples/peaks-1280x720.jpg": (1280, 720, "jpg"),
 }
+
+# `--kling-api`: the newer design's model for a bundled job's legacy one, where the job fits its rules.
+# `mixed` moves the jobs that name one of these models and every second job of these kinds left to the
+# default model; `new` every job that fits.
+NEWER_MODELS = {"kling-v3": "kling-3.0", "kling-v2-6": "kling-2.6", "kling-v3-omni": "kling-3.0-omni"}
+NEWER_DEFAULTS = {"text2video": "kling-2.6", "image2video": "kling-3.0"}
 
 
 @dataclass
@@ -127,6 +135,19 @@ def register(subparsers: Any) -> None:
     knobs.add_argument("--cdn-drop-rate", type=float, default=0.0, help="share of downloads cut mid-body")
     knobs.add_argument("--seed", type=int, default=None, help="make the simulator's randomness repeatable")
     knobs.add_argument(
+        "--kling-api",
+        choices=("legacy", "new", "mixed"),
+        default="mixed",
+        help="Kling's API designs the bundled batch uses: legacy (access and secret keys), new (an API key; every "
+        "job a newer-design model serves), or both (default); with an API key either way but legacy",
+    )
+    knobs.add_argument(
+        "--signed-callbacks",
+        action="store_true",
+        help="Kling signs its callbacks with a webhook secret the stack holds too: the pipeline acts on them "
+        "without asking Kling again",
+    )
+    knobs.add_argument(
         "--worst-case",
         action="store_true",
         help="everything Kling's contract does not promise, at once: creates that succeed but answer 5000 or "
@@ -161,6 +182,8 @@ def _knobs_config(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         access_key=f"demo-{secrets.token_hex(6)}",
         secret_key=secrets.token_urlsafe(32),
+        api_key=None if getattr(args, "kling_api", "legacy") == "legacy" else f"demo-key-{secrets.token_hex(12)}",
+        webhook_secret=getattr(args, "webhook_secret", None),
         speed=args.speed,
         concurrency_limit=args.concurrency,
         fail_rate=args.fail_rate,
@@ -176,10 +199,13 @@ def _knobs_config(args: argparse.Namespace) -> SimConfig:
     )
 
 
-def load_jobs(jobs_file: Path | None, count: int | None, run_id: str) -> list[dict[str, Any]]:
+def load_jobs(
+    jobs_file: Path | None, count: int | None, run_id: str, kling_api: str = "legacy"
+) -> list[dict[str, Any]]:
     if jobs_file is None:
         bundled = resources.files("kling_local") / "data" / "demo_jobs.jsonl"
         jobs = [json.loads(line) for line in bundled.read_text(encoding="utf-8").splitlines() if line.strip()]
+        jobs = [in_design(job, kling_api, number) for number, job in enumerate(jobs)]
         source = "bundled jobs"
     else:
         jobs = read_jobs_file(jobs_file)
@@ -195,11 +221,40 @@ def load_jobs(jobs_file: Path | None, count: int | None, run_id: str) -> list[di
     return validate_jobs(jobs, source)
 
 
+def in_design(job: dict[str, Any], kling_api: str, number: int = 0) -> dict[str, Any]:
+    """A bundled job on the models `--kling-api` asks for: legacy as written; mixed, the jobs naming a model
+    the newer design serves too, and every second job of its kinds left to the default model; new, every
+    job of its kinds. A job the newer rules refuse (camera control, a chain) stays as it is."""
+    if kling_api == "legacy" or job.get("extend"):
+        return job
+    kind = job.get("kind", "text2video")
+    default = "model" not in job and (kling_api == "new" or number % 2 == 1)
+    model = NEWER_MODELS.get(job.get("model", "")) or (NEWER_DEFAULTS.get(kind) if default else None)
+    if model is None:
+        return job
+    moved = job | {"model": model}
+    if model == "kling-2.6":
+        moved |= {"duration": "10" if str(job.get("duration")) == "10" else "5"}
+        if job.get("sound"):
+            moved["resolution"] = "1080p"  # the newer rules: native audio only at 1080p
+    try:
+        JobRequest.model_validate(moved)
+    except ValidationError:
+        return job
+    return moved
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=args.json)
     run_id = datetime.now().strftime("%H%M%S") + uuid.uuid4().hex[:4]
+    if args.signed_callbacks and args.kling_url:
+        console.print(
+            "[red]error:[/red] --signed-callbacks is the simulator's: a real Kling's secret is set in its console"
+        )
+        return 2
+    args.webhook_secret = generate_kling_webhook_secret() if args.signed_callbacks else None
     try:
-        jobs = load_jobs(args.jobs_file, args.count, run_id)
+        jobs = load_jobs(args.jobs_file, args.count, run_id, args.kling_api)
     except UsageError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
@@ -219,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
         # folder keeps it, and the commands keep finding that stack) and logs into a folder of its run.
         write_state_file=False,
         log_dir=demo_log_dir(args.project_root, run_id),
+        # The simulator signs its callbacks with it, and the stack's KlingWebhookSecret holds it.
+        kling_webhook_secret=args.webhook_secret,
     )
     if args.daily_budget_units < 0:
         console.print("[red]error:[/red] --daily-budget-units must be 0 (no budget) or more")

@@ -59,6 +59,8 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
                 "CallbackWaitSeconds": "2",
                 "DownloadCheckSeconds": "2",
                 "QueuedReportSeconds": "60",
+                # One pass a poller run, as a test drives it (tests/integration/test_poll_batches.py loops).
+                "PollerRunSeconds": "0",
                 "PipelineMode": "local",
                 # Most tests here never let the pipeline see a task end (the callbacks are lost), so a slot
                 # taken is held to the test's end: room for every job they send. The slots' own tests

@@ -308,6 +308,9 @@ class LocalStack:
         values = dict(defaults)
         values.update({k: v for k, v in local.items() if k in defaults})
         values.update(scaled_durations(values, self.options.time_scale))
+        if values.get("PollerRunSeconds") is not None and self.options.clock_speed != 1.0:
+            # A poller run looks until the next one starts: the schedules run at the clock's speed.
+            values["PollerRunSeconds"] = round(float(values["PollerRunSeconds"]) / self.options.clock_speed)
         values.update(self.options.parameter_overrides)
         return values
 

@@ -174,21 +174,32 @@ def claim(job: Job, *, owner: str, lease_s: int, now: int) -> Transition:
 
 
 def reconcile(
-    job: Job, kind: str, deps: Reconciler, *, by: str = BY, time_left_s: Callable[[], float] | None = None
+    job: Job,
+    kind: str,
+    deps: Reconciler,
+    *,
+    by: str = BY,
+    time_left_s: Callable[[], float] | None = None,
+    located: Callable[[], KlingTask | None] | None = None,
 ) -> ClaimResult | None:
     """An earlier attempt may have made a task: look for it (by external id, then in the list of tasks
     created since that attempt, within `time_left_s`). None means "no task, and none can still appear:
-    create". Past UNSETTLED_WINDOW_S without proof either way, the job ends FAILED (KLING_UNSETTLED)."""
+    create". Past UNSETTLED_WINDOW_S without proof either way, the job ends FAILED (KLING_UNSETTLED).
+    `located`: what a batch of look-ups already answered for this job (the poller's, task_lookups.py)."""
     now = int(time.time())
     since = unsettled_from(job, now)
     try:
-        existing = deps.kling.locate(
-            kind,
-            job.external_task_id,
-            created_since_ms=(since - 60) * 1000,
-            accept=job.owns_task,
-            time_left_s=time_left_s,
-            model=job.task_model,
+        existing = (
+            located()
+            if located is not None
+            else deps.kling.locate(
+                kind,
+                job.external_task_id,
+                created_since_ms=reconcile_since_ms(since),
+                accept=job.owns_task,
+                time_left_s=time_left_s,
+                model=job.task_model,
+            )
         )
     except (KlingRetryableError, KlingUnavailableError, KlingShapeError) as exc:
         if now - since > UNSETTLED_WINDOW_S:
@@ -213,6 +224,11 @@ def reconcile(
             job, deps, f"no task found yet; an earlier create may still appear (waiting {wait} s)", delay_s=wait + 1
         )
     return None
+
+
+def reconcile_since_ms(since: int) -> int:
+    """Back to when (ms) a list scan must reach to prove an attempt made no task (a minute of clock slack)."""
+    return (since - 60) * 1000
 
 
 def unsettled_from(job: Job, now: int) -> int:

@@ -94,8 +94,8 @@ def poll_interval_s(polls_so_far: int, schedule: PollSchedule) -> int:
 
 
 # A TIMED_OUT job's task may still succeed at Kling (and be billed): the poller asks about it again this
-# many poll intervals apart (an hour at the template's 20 s), until Kling's 30 days from its submission.
-TIMED_OUT_LOOK_INTERVALS = 180
+# many poll intervals apart (an hour at the template's 15 s), until Kling's 30 days from its submission.
+TIMED_OUT_LOOK_INTERVALS = 240
 
 
 def timed_out_look_s(schedule: PollSchedule) -> int:

@@ -2,17 +2,22 @@
 
 Each run reads the live jobs whose next poll has come from the sharded LiveJobs index (never a
 scan), most overdue first, a page at a time, until its time budget is spent; what is left is the next
-run's. A job is looked at only by the run that wins its poll claim (adapters.job_store.claim_poll), so
-overlapping runs never poll a job twice. By state:
+run's. While live jobs are due before its run time (PollerRunSeconds) ends, the run looks again every
+poll interval (sooner when a job is due sooner); with nothing live due it returns at once. A job is
+looked at only by the run that wins its poll claim (adapters.job_store.claim_poll), so overlapping
+runs never poll a job twice. By state:
 
-- SUBMITTED / PROCESSING: the task is fetched from Kling (GETs in parallel, bounded) and applied
-  through lifecycle.advance_job, the callback's own path; a job older than the job timeout (from its
-  submission) that Kling answers is still unfinished is TIMED_OUT and announced (one Kling could not
-  be asked about, only after twice the timeout).
+- SUBMITTED / PROCESSING: the tasks are asked about in batches (task_lookups.py: `/tasks` for the newer
+  design, a kind's task list for several legacy jobs, else one look-up each), and since a batch costs one
+  call whatever its size, each call also takes the jobs of its pool due within the next poll interval
+  (pulled forward); each answer is applied through lifecycle.advance_job, the callback's own path; a
+  job older than the job timeout (from its submission) that Kling answers is still unfinished is
+  TIMED_OUT and announced (one Kling could not be asked about, only after twice the timeout).
 - TIMED_OUT, still watched: asked about rarely, until Kling's 30 days; a `succeed` carries it to
   DOWNLOADING (the video is paid for).
 - SUBMITTING with an expired lease: reconciled exactly as the submit path does (claims.reconcile):
-  the task is recorded if Kling has it, else the job goes back to QUEUED and its request to the queue.
+  the task is recorded if Kling has it, else the job goes back to QUEUED and its request to the queue;
+  several such claims are looked up together first (task_lookups.claims_of).
   The poller never creates a Kling task.
 - DOWNLOADING with no running workflow: completed from the stored object when it is there with its
   checksum (no second download), else the next download attempt, up to a limit, then FAILED with
@@ -42,7 +47,7 @@ from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import ANNOUNCE_GRACE_S, JobStore, job_store
-from kling_pipeline.adapters.kling_client import KlingClient, shared_client
+from kling_pipeline.adapters.kling_client import TASK_NOT_FOUND, KlingClient, shared_client
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import kling_credentials
 from kling_pipeline.adapters.slot_pools import SlotPools, slot_pools
@@ -54,11 +59,14 @@ from kling_pipeline.claims import (
     claim_job,
     park_job,
     reconcile,
+    reconcile_since_ms,
     release_for_retry,
+    unsettled_from,
 )
 from kling_pipeline.errors import (
     KlingAccountError,
     KlingApiError,
+    KlingFinalError,
     KlingKeysMissingError,
     KlingShapeError,
     KlingUnavailableError,
@@ -73,6 +81,7 @@ from kling_pipeline.poll_schedule import PollSchedule, all_shards, poll_interval
 from kling_pipeline.requests import parked_message, stored_request
 from kling_pipeline.settings import PollerSettings
 from kling_pipeline.slots import limit_after_quiet
+from kling_pipeline.task_lookups import NOT_FOUND, Answer, NotFound, claims_of, pool_of, tasks_of
 
 BY = "poller"
 REPAIR = "poller-repair"
@@ -128,7 +137,10 @@ class PollReport:
     """What one run did, for its log line and metrics (and the tests)."""
 
     looked_at: int = 0
-    kling_gets: int = 0
+    kling_gets: int = 0  # jobs Kling's answer was applied to
+    kling_queries: int = 0  # query calls this run made (a batch or a list page is one)
+    pulled_forward: int = 0  # jobs not yet due, asked about in a call made for their pool anyway
+    rounds: int = 0  # looks at the due jobs (one, plus one each poll interval while live jobs were due)
     resolved_by_poll: int = 0  # Kling had finished (or failed) it and no callback had said so
     reconciled: int = 0
     repaired: int = 0  # a DOWNLOADING job completed from its stored object
@@ -166,16 +178,36 @@ def scheduled_run(settings: PollerSettings, *, time_left_s: Callable[[], float])
     return run_poller(deps, time_left_s=time_left_s).as_dict()
 
 
-def run_poller(deps: PollerDependencies, *, time_left_s: Callable[[], float]) -> PollReport:
-    """Settle due jobs, most overdue first, until none is due or the time budget is spent."""
-    report = PollReport()
+def run_poller(
+    deps: PollerDependencies, *, time_left_s: Callable[[], float], sleep: Callable[[float], None] = time.sleep
+) -> PollReport:
+    """Settle due jobs, most overdue first, until none is due or the time budget is spent; then, while a
+    live job is due before the run's time (PollerRunSeconds) is up, wait for it (a poll interval at
+    most) and look again. Nothing live due in that time: the run ends at once."""
+    report = PollReport(rounds=1)
+    schedule = deps.store.schedule
+    interval = schedule.poll_interval_s if schedule is not None else 0
+    started_with = time_left_s()
     seen: set[str] = set()
     while time_left_s() > MARGIN_S:
-        due = [item for item in due_jobs(deps.store) if item["job_id"] not in seen]
-        if not due:
+        now = int(time.time())
+        run_left = deps.settings.poller_run_s - (started_with - time_left_s())
+        items = due_jobs(deps.store, due_by=now + max(interval, int(run_left)))
+        due = [item for item in items if int(item["next_poll_at"]) <= now and item["job_id"] not in seen]
+        if due:
+            seen.update(item["job_id"] for item in due)
+            soon = [item for item in items if int(item["next_poll_at"]) > now and item["job_id"] not in seen]
+            seen.update(settle(due, deps, report, time_left_s, soon=soon))
+            continue
+        upcoming = [int(item["next_poll_at"]) for item in items if int(item["next_poll_at"]) > now]
+        if not upcoming:
+            break  # nothing live is due in this run's time: the next run looks
+        wait = min(max(min(upcoming) - time.time(), 1.0), float(interval))
+        if wait > run_left or time_left_s() - wait <= MARGIN_S + deps.settings.kling_timeout_s:
             break
-        seen.update(item["job_id"] for item in due)
-        settle(due, deps, report, time_left_s)
+        sleep(wait)
+        report.rounds += 1
+        seen.clear()  # a new look: a job looked at before may be due again
     if time_left_s() > MARGIN_S:
         keep_slots(deps, report)
     if time_left_s() > MARGIN_S + deps.settings.kling_timeout_s:
@@ -224,17 +256,24 @@ def check_account(deps: PollerDependencies, report: PollReport) -> None:
     record(Metric.REMAINING_UNITS, report.remaining_units)
 
 
-def due_jobs(store: JobStore) -> list[dict[str, Any]]:
-    """The most overdue jobs of every shard, read in parallel (the index is sharded to spread writes)."""
-    now = int(time.time())
+def due_jobs(store: JobStore, *, due_by: int | None = None) -> list[dict[str, Any]]:
+    """The most overdue jobs of every shard (due by `due_by`, default now), read in parallel (the index
+    is sharded to spread writes)."""
+    due_by = int(time.time()) if due_by is None else due_by
     with ThreadPoolExecutor(max_workers=8) as pool:
-        pages = list(pool.map(lambda shard: store.due_jobs(shard, due_by=now, limit=PER_SHARD), all_shards()))
+        pages = list(pool.map(lambda shard: store.due_jobs(shard, due_by=due_by, limit=PER_SHARD), all_shards()))
     return sorted((item for page in pages for item in page), key=lambda item: int(item["next_poll_at"]))
 
 
 def settle(
-    due: list[dict[str, Any]], deps: PollerDependencies, report: PollReport, time_left_s: Callable[[], float]
-) -> None:
+    due: list[dict[str, Any]],
+    deps: PollerDependencies,
+    report: PollReport,
+    time_left_s: Callable[[], float],
+    soon: list[dict[str, Any]] | None = None,
+) -> set[str]:
+    """Claim and settle the due jobs; of the `soon` due, those a call for their pool takes anyway (pulled
+    forward). Returns the ids of the jobs pulled forward."""
     schedule = deps.store.schedule
     assert schedule is not None, "the poller's store schedules live jobs"
     now = int(time.time())
@@ -262,22 +301,22 @@ def settle(
         if job is not None and (not job.is_terminal or job.announce_pending or job.state is JobState.TIMED_OUT):
             claimed.append(job)
     running = [job for job in claimed if job.state in AWAITING_KLING and job.task_id]
-    with ThreadPoolExecutor(max_workers=deps.settings.poll_parallelism) as pool:
-        answers = dict(
-            zip(
-                (j.job_id for j in running),
-                pool.map(lambda j: fetch_in_time(deps, j, time_left_s), running),
-                strict=True,
-            )
-        )
+    pulled = pull_forward(running, soon or [], deps, report, now, schedule)
+    claimed += pulled
+    asked = {job.job_id for job in running + pulled}
+    answers = fetch(deps, running + pulled, report, time_left_s)
+    claims = claims_found(claimed, deps, report, now, time_left_s)
     for job in claimed:
-        if time_left_s() <= MARGIN_S or (job.job_id in answers and answers[job.job_id] is None):
+        if time_left_s() <= MARGIN_S or (job.job_id in asked and job.job_id not in answers):
             # Claimed, so due again at its next look (look_again_at): the next run takes it.
             report.left_for_next_run += 1
             report.actions[job.job_id] = "left for the next run (this one is out of time)"
             continue
         try:
-            action = settle_one(job, answers.get(job.job_id), deps, report, now, time_left_s)
+            if job.job_id in claims:
+                action = settle_claim(job, deps, report, now, time_left_s, claims[job.job_id])
+            else:
+                action = settle_one(job, answers.get(job.job_id), deps, report, now, time_left_s)
         except TransitionRejectedError:
             action = "moved by someone else meanwhile"
         except KlingAccountError as exc:
@@ -287,6 +326,119 @@ def settle(
             action = job_failed(job, exc, report)
         report.actions[job.job_id] = action
         logger.info("poller looked at a job", extra={"job_id": job.job_id, "state": job.state, "action": action})
+    return {job.job_id for job in pulled}
+
+
+def pull_forward(
+    running: list[Job],
+    soon: list[dict[str, Any]],
+    deps: PollerDependencies,
+    report: PollReport,
+    now: int,
+    schedule: PollSchedule,
+) -> list[Job]:
+    """The running jobs of the pools (task_lookups.pool_of) being asked about now that one call answers
+    too, claimed and asked about with it: those due within the next poll interval (a poll like any,
+    counted), and those already polled at least once, due later (riding along: their next look is put
+    off by their current interval, which does not grow, so a job's wait is never stretched by a ride)."""
+    pools = {pool_of(job) for job in running}
+    interval = schedule.poll_interval_s
+    candidates = [
+        item
+        for item in soon
+        if JobState(item["state"]) in (JobState.SUBMITTED, JobState.PROCESSING)
+        and (int(item["next_poll_at"]) <= now + interval or int(item.get("poll_count") or 0) >= 1)
+    ]
+    if not pools or not candidates:
+        return []
+    try:
+        jobs = deps.store.get_many([item["job_id"] for item in candidates])
+    except Exception as exc:
+        logger.warning("could not read the jobs soon due; none pulled forward", extra={"error": repr(exc)[:300]})
+        return []
+    pulled: list[Job] = []
+    for item in candidates:
+        job = jobs.get(item["job_id"])
+        if job is None or job.state not in (JobState.SUBMITTED, JobState.PROCESSING) or not job.task_id:
+            continue
+        if pool_of(job) not in pools:
+            continue
+        polls = int(item.get("poll_count") or 0)
+        polled = int(item["next_poll_at"]) <= now + interval
+        next_due = look_again_at(job.state, item, now, schedule) if polled else now + poll_interval_s(polls, schedule)
+        try:
+            won = deps.store.claim_poll(job.job_id, due=int(item["next_poll_at"]), next_due=next_due, polled=polled)
+        except Exception as exc:
+            logger.warning("could not claim a job soon due", extra={"job_id": job.job_id, "error": repr(exc)[:300]})
+            continue
+        if won:
+            report.looked_at += 1
+            report.pulled_forward += 1
+            pulled.append(job.model_copy(update={"next_poll_at": next_due}))
+    return pulled
+
+
+def fetch(
+    deps: PollerDependencies, jobs: list[Job], report: PollReport, time_left_s: Callable[[], float]
+) -> dict[str, KlingTask | Exception]:
+    """Kling's answers for these jobs' tasks, asked in batches (task_lookups.tasks_of); a job left out for
+    want of time has none (it is left for the next run). A task `/tasks` did not show is Kling's "task not
+    found", as a single look-up answers it."""
+    settings = deps.settings
+    found = tasks_of(
+        deps.kling,
+        jobs,
+        batch_size=settings.kling_batch_size,
+        page_budget=settings.kling_list_pages,
+        parallelism=settings.poll_parallelism,
+        time_left_s=lambda: time_left_s() - MARGIN_S,
+    )
+    report.kling_queries += found.calls
+    missing = KlingFinalError(TASK_NOT_FOUND, "the task is not among the tasks Kling answered", 200)
+    return {job_id: missing if isinstance(a, NotFound) else a for job_id, a in found.answers.items()}
+
+
+def claims_found(
+    claimed: list[Job], deps: PollerDependencies, report: PollReport, now: int, time_left_s: Callable[[], float]
+) -> dict[str, Job | ClaimResult | tuple[Job, Callable[[], KlingTask | None]]]:
+    """Where several abandoned claims are due: each claimed again (claims.claim_job) and their tasks
+    looked up together (task_lookups.claims_of). Per job: the claim's result, or the claimed job and what
+    the batch found for it (to reconcile with); a job with no entry is settled alone (settle_claim)."""
+    stale = [job for job in claimed if job.state is JobState.SUBMITTING and (job.lease_expires_at or 0) <= now]
+    if len(stale) < 2:
+        return {}
+    results: dict[str, Job | ClaimResult | tuple[Job, Callable[[], KlingTask | None]]] = {}
+    for job in stale:
+        try:
+            results[job.job_id] = claim_job(job, deps, owner=BY)
+        except Exception as exc:
+            logger.warning("could not claim an abandoned claim", extra={"job_id": job.job_id, "error": repr(exc)[:300]})
+    mine = [r for r in results.values() if isinstance(r, Job)]
+    settings = deps.settings
+    found = claims_of(
+        deps.kling,
+        mine,
+        since_ms=lambda job: reconcile_since_ms(unsettled_from(job, now)),
+        batch_size=settings.kling_batch_size,
+        page_budget=settings.kling_list_pages,
+        time_left_s=lambda: time_left_s() - MARGIN_S,
+    )
+    report.kling_queries += found.calls
+    for job in mine:
+        if job.job_id in found.answers:
+            results[job.job_id] = (job, answered(found.answers[job.job_id]))
+    return results
+
+
+def answered(answer: Answer) -> Callable[[], KlingTask | None]:
+    """A batch's answer as claims.reconcile's look-up: the task, None (no task), or the call's error raised."""
+
+    def located() -> KlingTask | None:
+        if isinstance(answer, Exception):
+            raise answer
+        return None if answer is NOT_FOUND else answer  # type: ignore[return-value]
+
+    return located
 
 
 def job_failed(job: Job | str, exc: Exception, report: PollReport) -> str:
@@ -314,19 +466,6 @@ def look_again_at(state: JobState, item: dict[str, Any], now: int, schedule: Pol
     if state.is_terminal:
         return now + ANNOUNCE_GRACE_S
     return now + schedule.queued_report_s
-
-
-def fetch_in_time(deps: PollerDependencies, job: Job, time_left_s: Callable[[], float]) -> KlingTask | Exception | None:
-    """Kling's task, unless this run is out of time (None: the job is left for the next run)."""
-    return fetch(deps.kling, job) if time_left_s() > MARGIN_S + deps.settings.kling_timeout_s else None
-
-
-def fetch(kling: KlingClient, job: Job) -> KlingTask | Exception:
-    assert job.task_id is not None
-    try:
-        return kling.get_task(job.task_kind, job.task_id, model=job.task_model)
-    except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
-        return exc
 
 
 def settle_one(
@@ -480,17 +619,30 @@ def watched_until(job: Job) -> int:
 
 
 def settle_claim(
-    job: Job, deps: PollerDependencies, report: PollReport, now: int, time_left_s: Callable[[], float] | None = None
+    job: Job,
+    deps: PollerDependencies,
+    report: PollReport,
+    now: int,
+    time_left_s: Callable[[], float] | None = None,
+    batched: Job | ClaimResult | tuple[Job, Callable[[], KlingTask | None]] | None = None,
 ) -> str:
-    """An abandoned claim: find its task, or give the job back to the submit path. Never a create."""
-    if (job.lease_expires_at or 0) > now:
+    """An abandoned claim: find its task, or give the job back to the submit path. Never a create.
+    `batched`: its claim and look-up, already made with others' (claims_found)."""
+    if batched is None and (job.lease_expires_at or 0) > now:
         return "claim still held"
-    claimed = claim_job(job, deps, owner=BY)
+    located = None
+    claimed: Job | ClaimResult
+    if isinstance(batched, tuple):
+        claimed, located = batched
+    else:
+        claimed = batched if batched is not None else claim_job(job, deps, owner=BY)
     if isinstance(claimed, ClaimResult):
         return claimed.detail
     try:
         scan_time = None if time_left_s is None else (lambda: time_left_s() - MARGIN_S)
-        result = reconcile(claimed, claimed.task_kind, deps, by=BY, time_left_s=scan_time) or release_for_retry(
+        result = reconcile(
+            claimed, claimed.task_kind, deps, by=BY, time_left_s=scan_time, located=located
+        ) or release_for_retry(
             claimed, deps, "the claim was abandoned and Kling has no task for it: sent back to the queue"
         )
     except KlingAccountError as exc:

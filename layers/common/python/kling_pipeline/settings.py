@@ -171,6 +171,10 @@ class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingT
     video_bucket: NonEmpty
     job_timeout_minutes: float = Field(gt=0)  # from submission to Kling: past it, TIMED_OUT
     poll_parallelism: int = Field(ge=1, le=64)  # Kling GETs at once
+    # How long one run keeps looking (every poll interval) while live jobs are due; 0: one pass.
+    poller_run_s: int = Field(ge=0, le=840)
+    kling_batch_size: int = Field(ge=1, le=500)  # ids a GET /tasks carries (halved on Kling's refusal)
+    kling_list_pages: int = Field(ge=0, le=20)  # task-list pages read for several legacy jobs of a kind
     account_check_s: int = Field(ge=1)  # how often the account's resource packs are read (RemainingUnits)
 
     @property
