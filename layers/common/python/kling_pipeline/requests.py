@@ -245,6 +245,12 @@ class JobRequest(BaseModel):
         "next free Kling slot first; equal priorities keep their order of arrival",
     )
 
+    provider: Literal["kling", "fal"] | None = Field(
+        default=None,
+        description="the door to Kling's models: kling (Kling's own API) or fal (fal.ai's queue, enabled by its "
+        "secret); absent is the deployment's DefaultProvider",
+    )
+
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("duration", mode="before")
@@ -334,6 +340,7 @@ class JobRequest(BaseModel):
                 or capabilities.DEFAULT_MODEL
             )
             problems += self._check_capabilities(str(default_model))
+            problems += self._check_provider(info.context or {})
         if problems:
             # Each rule is reported at the field it names, so callers (the jobs API, the CLI) can say which.
             raise ValidationError.from_exception_data(
@@ -416,6 +423,29 @@ class JobRequest(BaseModel):
             self._warnings.append(capabilities.unknown_model_warning(model))
             return []
         return capabilities.violations(model, self.asks())
+
+    def _check_provider(self, context: Mapping[str, Any]) -> list[str]:
+        """A provider the deployment has not enabled, or (fal) what fal's endpoints cannot do: refused at
+        accept, before any money is spent. `context["providers"]`: the enabled doors, when the caller knows
+        them (the jobs API); `context["default_provider"]`: the door of a request naming none."""
+        provider = self.provider or context.get("default_provider") or "kling"
+        enabled = context.get("providers")
+        if enabled is not None and provider not in enabled:
+            return [
+                f"provider: {provider} is not enabled in this deployment; store its key in the FalCredentials "
+                'secret ({"api_key": "..."}) or send provider kling'
+            ]
+        if provider != "fal":
+            return []
+        from kling_pipeline.errors import ProviderCapabilityError
+        from kling_pipeline.providers import fal
+
+        default_model = context.get("default_model") or DEPLOYMENT_DEFAULT_MODEL.get() or capabilities.DEFAULT_MODEL
+        try:
+            endpoint = fal.endpoint_for(self.model or str(default_model), self.kind, self.mode)
+        except ProviderCapabilityError as exc:
+            return [f"{problem} (provider fal)" for problem in exc.problems]
+        return [f"{problem} (provider fal)" for problem in fal.fal_problems(self, endpoint)]
 
     def asks(self) -> capabilities.Asks:
         return capabilities.Asks(
