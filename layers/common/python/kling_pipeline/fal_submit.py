@@ -37,6 +37,7 @@ from kling_pipeline.providers.fal import build_arguments
 from kling_pipeline.requests import JobRequest
 
 if TYPE_CHECKING:
+    from kling_pipeline.poller import PollerDependencies
     from kling_pipeline.submit import SubmitDependencies
 
 
@@ -103,7 +104,9 @@ def record_fal_submitted(job: Job, ref: TaskRef, deps: SubmitDependencies, *, mo
     return ClaimResult(Outcome.SUBMITTED, job.job_id, f"fal {ref.id}")
 
 
-def wait_unsettled(job: Job, deps: SubmitDependencies, since: int, endpoint: str, why: str) -> ClaimResult:
+def wait_unsettled(
+    job: Job, deps: SubmitDependencies | PollerDependencies, since: int, endpoint: str, why: str
+) -> ClaimResult:
     """SUBMITTED without a request id: fal's webhook (naming the job) settles it; the poller ends it
     PROVIDER_UNSETTLED once the window has passed without one. Its budget is not given back."""
     window = deps.settings.fal_webhook_window_s

@@ -157,7 +157,6 @@ class FalAccess(_Part):
         return value
 
 
-
 class SubmitSettings(
     FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Reconciling, _Slots, FalAccess
 ):
@@ -193,9 +192,7 @@ class CallbackSettings(
     kling_webhook_secret: NonEmpty  # the secret's name: Kling's whsec_ secret(s) that sign callbacks, or none
 
 
-class PollerSettings(
-    FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling, _Slots, FalAccess
-):
+class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling, _Slots, FalAccess):
     """PollerFunction: settles every job that has gone quiet (poller.py), and keeps Kling's slots busy."""
 
     pool_quiet_s: int = Field(ge=1)  # a limit lowered by a 1303 climbs one slot after this long without one
