@@ -40,7 +40,7 @@ class FalDoor:
         """The job sent on the queue and driven through the submit path until it leaves QUEUED/SUBMITTING."""
         pipeline = self.completion.pipeline
         handler = pipeline.submit_handler(**self.env)
-        pipeline.send({"job_id": job_id, "prompt": f"video for {job_id}", "provider": "fal", **request})
+        pipeline.send({"job_id": job_id, "prompt": f"video for {job_id}", "provider": "fal", "mode": "pro", **request})
         drive_queue(
             handler,
             pipeline.sqs,
@@ -230,7 +230,7 @@ def test_an_unsettled_create_is_never_sent_again_and_its_webhook_completes_it(fa
     assert job.model_extra.get("provider_unsettled_at")
     # When the same message is delivered again, and the poller looks
     pipeline = fal.completion.pipeline
-    pipeline.send({"job_id": "fal-unsettled", "prompt": "video for fal-unsettled", "provider": "fal"})
+    pipeline.send({"job_id": "fal-unsettled", "prompt": "video for fal-unsettled", "provider": "fal", "mode": "pro"})
     drive_queue(
         pipeline.submit_handler(**fal.env),
         pipeline.sqs,
