@@ -45,8 +45,9 @@ class FalDoor:
             handler,
             pipeline.sqs,
             pipeline.queue_url,
-            until=lambda: (j := self.store.find(job_id)) is not None
-            and j.state not in (JobState.QUEUED, JobState.SUBMITTING),
+            until=lambda: (
+                (j := self.store.find(job_id)) is not None and j.state not in (JobState.QUEUED, JobState.SUBMITTING)
+            ),
         )
         return self.store.get(job_id)
 
@@ -235,10 +236,12 @@ def test_an_unsettled_create_is_never_sent_again_and_its_webhook_completes_it(fa
         pipeline.submit_handler(**fal.env),
         pipeline.sqs,
         pipeline.queue_url,
-        until=lambda: pipeline.sqs.get_queue_attributes(
-            QueueUrl=pipeline.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]["ApproximateNumberOfMessages"]
-        == "0",
+        until=lambda: (
+            pipeline.sqs.get_queue_attributes(
+                QueueUrl=pipeline.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]["ApproximateNumberOfMessages"]
+            == "0"
+        ),
     )
     # Then nothing is created again
     assert fal.stats()["creates"] == 1

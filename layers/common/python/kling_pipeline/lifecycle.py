@@ -81,6 +81,10 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
             JobState.QUEUED,
             JobState.CANCELLED,
         ),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
+        # A fal job still in fal's queue, cancelled there (fal's PUT cancel_url answered 202): Kling's own
+        # door has no cancel, so only a fal job makes these moves (api.cancel_at_fal).
+        (JobState.SUBMITTED, JobState.CANCELLED),
+        (JobState.PROCESSING, JobState.CANCELLED),
     }
     | {(state, JobState.FAILED) for state in JobState if state not in TERMINAL_STATES}
 )

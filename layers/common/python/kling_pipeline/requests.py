@@ -499,11 +499,19 @@ def parked_message(request: JobRequest) -> str:
 
 
 def parse_job_message(
-    raw_body: str, message_id: str, *, default_model: str | None = None, stored: bool = False
+    raw_body: str,
+    message_id: str,
+    *,
+    default_model: str | None = None,
+    stored: bool = False,
+    default_provider: str | None = None,
+    providers: frozenset[str] | None = None,
 ) -> JobRequest:
     """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries).
     `default_model` is the deployment's, used for a request that names no model. `stored`: the message
     of a job already accepted, read as its record is (not against today's capability table).
+    `default_provider`, `providers`: the deployment's door for a request naming none, and the doors enabled
+    (None: not checked here; the submit path parks a job whose door is closed).
 
     Whatever the body, this returns a request that DynamoDB and Kling can take, or raises
     InvalidJobMessageError naming what is wrong: never an error from deeper down."""
@@ -537,7 +545,10 @@ def parse_job_message(
         payload["job_id"] = message_id  # absent or null: the message id is the job's idempotency key
     try:
         return JobRequest.model_validate(
-            payload, context=STORED_REQUEST if stored else {"default_model": default_model}
+            payload,
+            context=STORED_REQUEST
+            if stored
+            else {"default_model": default_model, "default_provider": default_provider, "providers": providers},
         )
     except ValidationError as exc:
         raise InvalidJobMessageError(describe_validation_error(exc), _valid_or_none(job_id)) from exc
