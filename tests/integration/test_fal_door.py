@@ -17,6 +17,7 @@ from kling_local.fal_sim import FalSimConfig, FalSimulator
 from kling_local.stack.worker import LambdaContext
 from kling_pipeline.lifecycle import Job, JobState
 from tests.fal_sim.conftest import Receiver
+from tests.support.jobs_api import JobsApi
 from tests.support.lambda_runtime import api_gateway_event, load_function_module
 from tests.support.scenarios import Completion
 from tests.support.sqs_driver import drive_queue
@@ -291,3 +292,49 @@ def test_a_forged_webhook_is_401_and_changes_nothing(fal: FalDoor) -> None:
     assert answer["statusCode"] == 401
     after = fal.store.get("fal-forged")
     assert after.state is JobState.SUBMITTED and after.version == job.version
+
+
+def jobs_api_for(fal: FalDoor) -> JobsApi:
+    """ApiFunction's handler with the fal door's settings."""
+    pipeline = fal.completion.pipeline
+    pipeline.use_function_env("ApiFunction", **fal.env, VIDEO_BUCKET=fal.completion.bucket)
+    events = pipeline.sqs.create_queue(QueueName="fal-api-events")["QueueUrl"]
+    handler = load_function_module("api").lambda_handler
+    return JobsApi(pipeline, handler, fal.completion.s3, fal.completion.bucket, events)
+
+
+def test_the_jobs_api_refuses_fal_until_it_is_enabled_and_what_fal_cannot_do(fal: FalDoor) -> None:
+    # Given fal's secret holds no key (as the stack creates it)
+    secrets = boto3.client("secretsmanager")
+    secret = fal.completion.pipeline.resolver.refs["FalCredentials"]
+    secrets.put_secret_value(SecretId=secret, SecretString=json.dumps({"api_key": ""}))
+    api = jobs_api_for(fal)
+    # When a job naming provider fal is posted
+    closed = api.call("POST", "/jobs", {"prompt": "a cat", "provider": "fal", "mode": "pro"})
+    # Then it is refused before anything is queued, naming the field and the fix
+    assert closed.status == 400
+    assert "provider: fal is not enabled" in closed.error["message"] and "FalCredentials" in closed.error["message"]
+    # When fal is enabled, a job asking a mode fal does not serve for the model is refused naming it
+    secrets.put_secret_value(SecretId=secret, SecretString=json.dumps({"api_key": KEY}))
+    api = jobs_api_for(fal)
+    refused = api.call("POST", "/jobs", {"prompt": "a cat", "provider": "fal", "mode": "std", "model": "kling-v2-6"})
+    assert refused.status == 400 and "mode: fal serves kling-v2-6" in refused.error["message"], refused.body
+    # and one it can do is accepted
+    assert api.call("POST", "/jobs", {"prompt": "a cat", "provider": "fal", "mode": "pro"}).status == 202
+    assert fal.stats()["creates"] == 0  # nothing sent to fal by the API
+
+
+def test_a_fal_job_still_in_fals_queue_is_cancelled_there(fal: FalDoor) -> None:
+    # Given fal runs one request at a time and a long one runs: the next job waits in fal's queue
+    fal.sim.configure(concurrency_limit=1, generation_min_s=100_000.0, generation_max_s=100_000.0)
+    fal.submit("fal-busy")
+    waiting = fal.submit("fal-cancel")
+    assert waiting.state is JobState.SUBMITTED
+    # When it is cancelled through the jobs API
+    answer = jobs_api_for(fal).call("POST", "/jobs/fal-cancel/cancel")
+    # Then fal was asked (PUT cancel_url), the job is CANCELLED, and the answer says what fal bills
+    assert answer.status == 200, answer.body
+    job = fal.store.get("fal-cancel")
+    assert job.state is JobState.CANCELLED
+    assert "bills nothing" in (job.error_message or "")
+    assert fal.stats()["cancels_accepted"] == 1
