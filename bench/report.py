@@ -445,7 +445,7 @@ def targets_section(results: dict[str, Any], chaos: dict[str, Any] | None) -> li
 QUERY_TARGETS = (
     ("signed callbacks delivered", 0.0, True, 0.0, None),
     ("every callback lost", 1.0, False, 0.5, 30.0),
-    ("30 % of callbacks lost", 0.3, False, 0.4, 30.0),
+    ("30 % of signed callbacks lost", 0.3, True, 0.4, 30.0),
 )
 
 

@@ -131,7 +131,10 @@ def test_every_queue_table_bucket_secret_and_state_machine_exists(stack: LocalSt
 def test_kling_keys_are_in_the_credentials_secret(stack: LocalStack) -> None:
     arn = stack.outputs["KlingCredentialsSecretArn"]
     stored = json.loads(stack.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-    assert stored == {"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+    # Given the simulator's API key (it serves both designs) and the access/secret key pair (legacy)
+    assert stack.simulator is not None and stack.simulator.config.api_key
+    # Then both kinds of credentials are stored, as the README's deploy step stores them
+    assert stored == {"api_key": stack.simulator.config.api_key, "access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
 
 
 def test_submit_message_creates_a_kling_task_and_the_job_is_submitted(stack: LocalStack) -> None:
