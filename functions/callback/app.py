@@ -1,4 +1,5 @@
-"""CallbackFunction: POST /callbacks/{job_id}?token=... from Kling (kling_pipeline.callback).
+"""CallbackFunction: POST /callbacks/{job_id}?token=... from Kling (kling_pipeline.callback), and
+POST /callbacks/{job_id}/fal?token=... from fal.ai (kling_pipeline.fal_callback).
 
 One route, which API Gateway alone routes here, so the proxy event is read with Powertools' event
 data class rather than its REST resolver (whose package imports every resolver at cold start).
@@ -33,7 +34,12 @@ def lambda_handler(event: APIGatewayProxyEvent, context: LambdaContext) -> dict[
     job_id = (event.path_parameters or {}).get("job_id", "")
     body = event.decoded_body if event.is_base64_encoded else event.body
     token = event.get_query_string_value("token")
-    answer = handle_callback(job_id, token, body, callback_dependencies(settings), dict(event.headers or {}))
+    if event.resource.endswith("/fal"):  # fal's webhook: POST /callbacks/{job_id}/fal (kling_pipeline.fal_callback)
+        from kling_pipeline.fal_callback import handle_fal_callback
+
+        answer = handle_fal_callback(job_id, token, body, callback_dependencies(settings), dict(event.headers or {}))
+    else:
+        answer = handle_callback(job_id, token, body, callback_dependencies(settings), dict(event.headers or {}))
     headers = {"Content-Type": "application/json"}
     return {"statusCode": answer.status, "headers": headers, "body": json.dumps(answer.body)}
 

@@ -74,6 +74,7 @@ def test_the_deployments_price_setting_is_checked_when_the_settings_are_read() -
         "fal_timeout_s": 10,
         "fal_jwks_url": "https://rest.alpha.fal.ai/.well-known/jwks.json",
         "fal_result_retention_s": 2592000,
+        "fal_webhook_window_s": 3600,
     }
     # Then reading them fails naming the entry; a readable one passes
     with pytest.raises(ValidationError, match=r"FalPrices\['x'\]"):

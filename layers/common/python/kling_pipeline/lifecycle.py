@@ -81,6 +81,10 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
             JobState.QUEUED,
             JobState.CANCELLED,
         ),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
+        # A fal job still in fal's queue, cancelled there (fal's PUT cancel_url answered 202): Kling's own
+        # door has no cancel, so only a fal job makes these moves (api.cancel_at_fal).
+        (JobState.SUBMITTED, JobState.CANCELLED),
+        (JobState.PROCESSING, JobState.CANCELLED),
     }
     | {(state, JobState.FAILED) for state in JobState if state not in TERMINAL_STATES}
 )
@@ -423,7 +427,13 @@ def succeeded(task: KlingTask, video: KlingVideo) -> dict[str, Any]:
 
 
 def advance_job(
-    job: Job, task: KlingTask, deps: TaskObservers, *, by: str, next_poll_at: int | None = None
+    job: Job,
+    task: KlingTask,
+    deps: TaskObservers,
+    *,
+    by: str,
+    next_poll_at: int | None = None,
+    record_also: Mapping[str, Any] | None = None,
 ) -> tuple[Job, str]:
     """Apply what Kling says about a task: the one path every observer takes, so a task seen by any of
     them moves the job the same way, starts the download exactly once, and counts the units Kling
@@ -432,7 +442,8 @@ def advance_job(
     failed the task) is announced here, whoever saw it.
 
     `deps.estimates` learns how long the task took once Kling has finished it (the poller's cadence
-    learns from it); `next_poll_at` overrides when a job still running is next due (the poller sets its own)."""
+    learns from it); `next_poll_at` overrides when a job still running is next due (the poller sets its own).
+    `record_also`: written by the same move (a fal request adopted from its webhook: its id and reference)."""
     decision = observe_task(job, task)
     if decision is None:
         return job, "nothing to do"
@@ -441,7 +452,9 @@ def advance_job(
     move = replace(
         decision,
         by=by,
-        changes={**decision.changes} | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {}),
+        changes={**decision.changes}
+        | ({"next_poll_at": next_poll_at} if next_poll_at and not decision.ends else {})
+        | dict(record_also or {}),
         linked=tuple(deps.ledger.charge_updates(job, units, cash)) if units is not None or cash else (),
     )
     try:

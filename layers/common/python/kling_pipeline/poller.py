@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -70,9 +70,22 @@ from kling_pipeline.errors import (
     KlingKeysMissingError,
     KlingShapeError,
     KlingUnavailableError,
+    ProviderUnavailableError,
     TransitionRejectedError,
 )
 from kling_pipeline.extend_chain import stored_move, video_key
+from kling_pipeline.fal_door import (
+    PROVIDER_UNSETTLED,
+    FalNotEnabledError,
+    as_kling_task,
+    charge_arguments,
+    fal_client,
+    is_fal,
+    task_ref,
+    unsettled_reason,
+    unsettled_since,
+)
+from kling_pipeline.fal_submit import wait_unsettled
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, Transition, advance_job
@@ -82,6 +95,9 @@ from kling_pipeline.requests import parked_message, stored_request
 from kling_pipeline.settings import PollerSettings
 from kling_pipeline.slots import limit_after_quiet
 from kling_pipeline.task_lookups import NOT_FOUND, Answer, NotFound, claims_of, query_group_of, tasks_of
+
+if TYPE_CHECKING:
+    from kling_pipeline.adapters.fal_client import FalClient
 
 BY = "poller"
 REPAIR = "poller-repair"
@@ -104,6 +120,8 @@ class PollerDependencies:
     ledger: Ledger
     announcer: Announcer
     slots: SlotPools
+    # fal's door (fal_door.fal_client), built on first use: only fal jobs need it.
+    fal: Callable[[], FalClient] = field(default=lambda: _no_fal())
 
     @cached_property
     def s3(self) -> Any:
@@ -111,6 +129,10 @@ class PollerDependencies:
         from kling_pipeline.adapters.video_transfer import s3_client
 
         return s3_client()
+
+
+def _no_fal() -> FalClient:
+    raise FalNotEnabledError("fal is not configured for this poller")
 
 
 def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
@@ -129,6 +151,7 @@ def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
         ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name, store),
         slots=slots,
+        fal=lambda: fal_client(settings, settings.secrets_max_age_s),
     )
 
 
@@ -139,6 +162,7 @@ class PollReport:
     looked_at: int = 0
     kling_gets: int = 0  # jobs Kling's answer was applied to
     kling_queries: int = 0  # query calls this run made (a batch or a list page is one)
+    fal_queries: int = 0  # fal look-ups (one request each: fal has no look-up-many)
     pulled_forward: int = 0  # jobs not yet due, asked about in a call made for their pool anyway
     rounds: int = 0  # looks at the due jobs (one, plus one each poll interval while live jobs were due)
     resolved_by_poll: int = 0  # Kling had finished (or failed) it and no callback had said so
@@ -300,12 +324,12 @@ def settle(
             continue
         if job is not None and (not job.is_terminal or job.announce_pending or job.state is JobState.TIMED_OUT):
             claimed.append(job)
-    running = [job for job in claimed if job.state in AWAITING_KLING and job.task_id]
+    running = [job for job in claimed if job.state in AWAITING_KLING and job.task_id and not is_fal(job)]
     pulled = pull_forward(running, soon or [], deps, report, now, schedule)
     claimed += pulled
     asked = {job.job_id for job in running + pulled}
     answers = fetch(deps, running + pulled, report, time_left_s)
-    claims = claims_found(claimed, deps, report, now, time_left_s)
+    claims = claims_found([job for job in claimed if not is_fal(job)], deps, report, now, time_left_s)
     for job in claimed:
         if time_left_s() <= MARGIN_S or (job.job_id in asked and job.job_id not in answers):
             # Claimed, so due again at its next look (look_again_at): the next run takes it.
@@ -492,6 +516,8 @@ def settle_one(
         if not announce_again(job, deps, report):
             return "announcement failed again; tried at its next look"
         return "announced (its first announcement had failed)"
+    if is_fal(job) and job.state in (JobState.SUBMITTED, JobState.PROCESSING, JobState.SUBMITTING):
+        return settle_fal(job, deps, report, now)
     if job.state in (JobState.SUBMITTED, JobState.PROCESSING):
         return settle_running(job, answer, deps, report, now)
     if job.state is JobState.SUBMITTING:
@@ -520,6 +546,55 @@ def settle_one(
         )
         return "reported: queued too long"
     return "nothing to do"
+
+
+def settle_fal(job: Job, deps: PollerDependencies, report: PollReport, now: int) -> str:
+    """A fal job gone quiet (its webhook lost, or its result not readable yet): fal's word on its request,
+    one look-up (fal has no look-up-many), through the one lifecycle. A job whose create is unsettled is
+    never created again: it waits for fal's webhook, and past the window ends PROVIDER_UNSETTLED."""
+    if job.state is JobState.SUBMITTING:
+        if (job.lease_expires_at or 0) > now:
+            return "claim still held"
+        since = int(job.claimed_at or now)
+        claimed = claim_job(job, deps, owner=BY)
+        if isinstance(claimed, ClaimResult):
+            return claimed.detail
+        # The lost claim may have sent the create: it is never sent again.
+        return wait_unsettled(claimed, deps, since, "", "a claim expired and may have sent the create to fal").detail
+    window = deps.settings.fal_webhook_window_s
+    ref = task_ref(job)
+    if ref is None:
+        since = unsettled_since(job) or now
+        if now - since < window:
+            return f"unsettled: waiting for fal's webhook ({window - (now - since)} s left)"
+        failed = deps.store.transition(
+            job,
+            Transition(
+                job.state,
+                JobState.FAILED,
+                {"error_code": PROVIDER_UNSETTLED, "error_message": unsettled_reason(job, window)},
+                "no webhook from fal within the window",
+                by=BY,
+            ),
+        )
+        deps.announcer.job_ended(failed)
+        report.failed += 1
+        return "failed: PROVIDER_UNSETTLED"
+    fal = deps.fal()
+    report.fal_queries += 1
+    record(Metric.POLLER_JOBS, action="polled")
+    try:
+        task = fal.look_up(ref)
+    except ProviderUnavailableError as exc:
+        return f"could not read fal's answer (asked again at its next look): {exc.message}"
+    observed = as_kling_task(task, fal.charge(ref, charge_arguments(job), task))
+    if observed is None:
+        return f"fal's answer proves nothing yet ({task.error or task.status})"
+    report.kling_gets += 1
+    moved, action = advance_job(job, observed, deps, by=BY, next_poll_at=int(job.next_poll_at or now))
+    if moved.state in (JobState.DOWNLOADING, JobState.FAILED) and moved is not job:
+        report.resolved_by_poll += 1
+    return action
 
 
 def announce_again(job: Job, deps: PollerDependencies, report: PollReport) -> bool:

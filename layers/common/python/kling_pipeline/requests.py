@@ -245,6 +245,12 @@ class JobRequest(BaseModel):
         "next free Kling slot first; equal priorities keep their order of arrival",
     )
 
+    provider: Literal["kling", "fal"] | None = Field(
+        default=None,
+        description="the door to Kling's models: kling (Kling's own API) or fal (fal.ai's queue, enabled by its "
+        "secret); absent is the deployment's DefaultProvider",
+    )
+
     _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @field_validator("duration", mode="before")
@@ -334,6 +340,7 @@ class JobRequest(BaseModel):
                 or capabilities.DEFAULT_MODEL
             )
             problems += self._check_capabilities(str(default_model))
+            problems += self._check_provider(info.context or {})
         if problems:
             # Each rule is reported at the field it names, so callers (the jobs API, the CLI) can say which.
             raise ValidationError.from_exception_data(
@@ -417,6 +424,29 @@ class JobRequest(BaseModel):
             return []
         return capabilities.violations(model, self.asks())
 
+    def _check_provider(self, context: Mapping[str, Any]) -> list[str]:
+        """A provider the deployment has not enabled, or (fal) what fal's endpoints cannot do: refused at
+        accept, before any money is spent. `context["providers"]`: the enabled doors, when the caller knows
+        them (the jobs API); `context["default_provider"]`: the door of a request naming none."""
+        provider = self.provider or context.get("default_provider") or "kling"
+        enabled = context.get("providers")
+        if enabled is not None and provider not in enabled:
+            return [
+                f"provider: {provider} is not enabled in this deployment; store its key in the FalCredentials "
+                'secret ({"api_key": "..."}) or send provider kling'
+            ]
+        if provider != "fal":
+            return []
+        from kling_pipeline.errors import ProviderCapabilityError
+        from kling_pipeline.providers import fal
+
+        default_model = context.get("default_model") or DEPLOYMENT_DEFAULT_MODEL.get() or capabilities.DEFAULT_MODEL
+        try:
+            endpoint = fal.endpoint_for(self.model or str(default_model), self.kind, self.mode)
+        except ProviderCapabilityError as exc:
+            return [f"{problem} (provider fal)" for problem in exc.problems]
+        return [f"{problem} (provider fal)" for problem in fal.fal_problems(self, endpoint)]
+
     def asks(self) -> capabilities.Asks:
         return capabilities.Asks(
             kind=self.kind,
@@ -469,11 +499,19 @@ def parked_message(request: JobRequest) -> str:
 
 
 def parse_job_message(
-    raw_body: str, message_id: str, *, default_model: str | None = None, stored: bool = False
+    raw_body: str,
+    message_id: str,
+    *,
+    default_model: str | None = None,
+    stored: bool = False,
+    default_provider: str | None = None,
+    providers: frozenset[str] | None = None,
 ) -> JobRequest:
     """Validate a queue message; its job id defaults to the SQS message id (stable across redeliveries).
     `default_model` is the deployment's, used for a request that names no model. `stored`: the message
     of a job already accepted, read as its record is (not against today's capability table).
+    `default_provider`, `providers`: the deployment's door for a request naming none, and the doors enabled
+    (None: not checked here; the submit path parks a job whose door is closed).
 
     Whatever the body, this returns a request that DynamoDB and Kling can take, or raises
     InvalidJobMessageError naming what is wrong: never an error from deeper down."""
@@ -507,7 +545,10 @@ def parse_job_message(
         payload["job_id"] = message_id  # absent or null: the message id is the job's idempotency key
     try:
         return JobRequest.model_validate(
-            payload, context=STORED_REQUEST if stored else {"default_model": default_model}
+            payload,
+            context=STORED_REQUEST
+            if stored
+            else {"default_model": default_model, "default_provider": default_provider, "providers": providers},
         )
     except ValidationError as exc:
         raise InvalidJobMessageError(describe_validation_error(exc), _valid_or_none(job_id)) from exc

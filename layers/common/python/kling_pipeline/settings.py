@@ -131,13 +131,40 @@ class _Slots(_Part):
         return PoolLimits.of_table(self.kling_concurrency, self.kling_pool_concurrency)
 
 
+class FalAccess(_Part):
+    """Talking to fal.ai (providers/fal.py, adapters/fal_client.py, adapters/fal_signatures.py): where, with
+    which key (a secret's name), how patiently, whose keys sign its webhooks, how long it keeps results,
+    and this deployment's prices. Mixed into the functions that talk to fal (submit, callback, poller, API
+    for cancel); template.yaml sets each variable (Globals). A fal job's door is open only once the
+    FalCredentials secret holds {"api_key": ...}."""
+
+    fal_queue_base_url: NonEmpty  # https://queue.fal.run
+    fal_credentials_secret: NonEmpty
+    fal_timeout_s: float = Field(gt=0, le=60)
+    fal_jwks_url: NonEmpty  # https://rest.alpha.fal.ai/.well-known/jwks.json (docs/fal-contract.md, "Webhooks")
+    fal_result_retention_s: int = Field(ge=3600, le=365 * 24 * 3600)
+    # An unsettled create waits this long for fal's webhook (which names the job) before it ends
+    # PROVIDER_UNSETTLED (providers/fal.py WEBHOOK_WINDOW_S; FalWebhookWindowSeconds).
+    fal_webhook_window_s: int = Field(ge=1, le=7 * 24 * 3600)
+    fal_prices: str  # JSON overrides of providers/fal_prices.py's table; "{}" for none
+
+    @field_validator("fal_prices")
+    @classmethod
+    def _prices_readable(cls, value: str) -> str:
+        from kling_pipeline.providers.fal_prices import parse_overrides  # only a fal deployment pays for it
+
+        parse_overrides(value)  # PriceTableError is a ValueError: the message names the entry
+        return value
+
+
 class SubmitSettings(
-    FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Reconciling, _Slots
+    FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Reconciling, _Slots, FalAccess
 ):
     """SubmitFunction: the queue it re-sends to, Kling, the callback URL it hands Kling, backpressure."""
 
     public_api_base_url: NonEmpty
     default_model: NonEmpty
+    default_provider: Literal["kling", "fal"]  # a job naming no provider goes through this door
     known_models: tuple[str, ...]
     daily_budget_units: float = Field(ge=0)  # 0: no budget; else the units a UTC day's jobs may reserve
     # Input images: s3:// only from this bucket (empty: none), handed to Kling presigned for this long;
@@ -156,14 +183,16 @@ class SubmitSettings(
         return value
 
 
-class CallbackSettings(FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Slots):
+class CallbackSettings(
+    FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Slots, FalAccess
+):
     """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""
 
     callback_secret_grace_s: int = Field(ge=0)
     kling_webhook_secret: NonEmpty  # the secret's name: Kling's whsec_ secret(s) that sign callbacks, or none
 
 
-class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling, _Slots):
+class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling, _Slots, FalAccess):
     """PollerFunction: settles every job that has gone quiet (poller.py), and keeps Kling's slots busy."""
 
     pool_quiet_s: int = Field(ge=1)  # a limit lowered by a 1303 climbs one slot after this long without one
@@ -198,7 +227,7 @@ class _WebhookTargets(_Part):
     pipeline_mode: Literal["production", "local"]
 
 
-class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting, _Announcing):
+class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting, _Announcing, FalAccess):
     """ApiFunction: the jobs API sends to JobsQueue, reads JobsTable, presigns videos, announces cancels
     (and gives a cancelled job's budget reservation back)."""
 
@@ -206,6 +235,8 @@ class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting, _An
     video_bucket: NonEmpty
     download_url_ttl_s: int = Field(ge=1, le=43200)
     default_model: NonEmpty  # a job naming no model is checked as the submit path will check it
+    default_provider: Literal["kling", "fal"]  # a job naming no provider is checked against this door
+    secrets_max_age_s: int = Field(ge=0)
 
 
 class WebhookSettings(FunctionSettings, _WebhookTargets):
@@ -218,28 +249,6 @@ class WebhookSettings(FunctionSettings, _WebhookTargets):
     webhook_max_attempts: int = Field(ge=1, le=1000)
     webhook_retry_base_s: int = Field(ge=1, le=43200)
     webhook_retry_max_s: int = Field(ge=1, le=42600)  # SQS's 12 hours from the receive (adapters.webhook_queue)
-
-
-class FalAccess(_Part):
-    """Talking to fal.ai (providers/fal.py, adapters/fal_client.py, adapters/fal_signatures.py): where, with
-    which key (a secret's name), how patiently, whose keys sign its webhooks, how long it keeps results,
-    and this deployment's prices. Not yet part of any function's settings: the wiring step mixes it into
-    the functions that talk to fal, and template.yaml sets each variable there."""
-
-    fal_queue_base_url: NonEmpty  # https://queue.fal.run
-    fal_credentials_secret: NonEmpty
-    fal_timeout_s: float = Field(gt=0, le=60)
-    fal_jwks_url: NonEmpty  # https://rest.alpha.fal.ai/.well-known/jwks.json (docs/fal-contract.md, "Webhooks")
-    fal_result_retention_s: int = Field(ge=3600, le=365 * 24 * 3600)
-    fal_prices: str  # JSON overrides of providers/fal_prices.py's table; "{}" for none
-
-    @field_validator("fal_prices")
-    @classmethod
-    def _prices_readable(cls, value: str) -> str:
-        from kling_pipeline.providers.fal_prices import parse_overrides  # only a fal deployment pays for it
-
-        parse_overrides(value)  # PriceTableError is a ValueError: the message names the entry
-        return value
 
 
 class ReplicateAccess(_Part):

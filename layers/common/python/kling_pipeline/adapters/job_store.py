@@ -548,7 +548,12 @@ class JobStore:
         if job.slot_pool and move.to_state not in HOLDING_STATES:
             release = release_update(self._table.name, job.slot_pool)
             return replace(move, linked=(*move.linked, release)), job.slot_pool
-        if self.slots is not None and move.from_state is JobState.QUEUED and move.to_state is JobState.SUBMITTING:
+        if (
+            self.slots is not None
+            and move.from_state is JobState.QUEUED
+            and move.to_state is JobState.SUBMITTING
+            and job.request.get("provider", "kling") == "kling"  # fal queues, never refuses: no Kling slot
+        ):
             pool = self.slots.pool_for(job)
             take = self.slots.take_update(pool)
             return replace(

@@ -98,6 +98,13 @@ def _placeholder(value: str) -> bool:
     return not value or value == "..." or (value.startswith("<") and value.endswith(">"))
 
 
+def fal_api_key(secret_name: str, *, max_age_s: int) -> str:
+    """fal's key from the FalCredentials secret ({"api_key": "..."}); "" when it holds none (fal not enabled)."""
+    value = parameters.get_secret(secret_name, transform="json", max_age=max_age_s)
+    key = value.get("api_key") if isinstance(value, dict) else None
+    return key.strip() if isinstance(key, str) and not _placeholder(key.strip()) else ""
+
+
 def callback_signing_secret(secret_name: str, *, max_age_s: int) -> str:
     """The secret new callback URLs are signed with (the current version)."""
     return callback_signing_secrets(secret_name, max_age_s=max_age_s, previous_for_s=0)[0]
