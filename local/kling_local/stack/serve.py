@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -73,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "callbacks are verified and acted on without a GET (a file, not a flag's value, which `ps` shows)",
     )
     parser.add_argument(
+        "--fal-url",
+        default=None,
+        help="use this fal queue instead of the fal simulator (a `kling-pipeline fal-sim`, or fal's own; key from "
+        "FAL_KEY); its JWKS is its own on this machine, fal's otherwise (--param FalJwksUrl=... to change it)",
+    )
+    parser.add_argument(
         "--sim-speed",
         type=float,
         default=None,
@@ -116,14 +123,19 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         overrides[name] = value
     sim_config = None
     if args.sim_speed is not None and not args.kling_url:
-        import secrets
-
         from kling_local.sim import SimConfig
 
         sim_config = SimConfig(
             access_key=f"local-{secrets.token_hex(8)}", secret_key=secrets.token_urlsafe(32), speed=args.sim_speed
         )
     keys = kling_keys(args.kling_url, args.kling_keys_file)
+    fal_url = getattr(args, "fal_url", None)
+    fal_key = fal_api_key(fal_url)
+    fal_sim_config = None
+    if args.sim_speed is not None and not fal_url:
+        from kling_local.fal_sim import FalSimConfig
+
+        fal_sim_config = FalSimConfig(api_key=f"local-fal-{secrets.token_hex(8)}", speed=args.sim_speed)
     return StackOptions(
         template_path=Path(args.template).resolve(),  # relative to where the command runs
         project_root=args.project_root,
@@ -141,7 +153,20 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         max_concurrency=args.max_concurrency,
         aws_faults=aws_faults_from(args.aws_faults),
         kling_webhook_secret=kling_webhook_secret(args.kling_webhook_secret_file),
+        fal_url=fal_url,
+        fal_api_key=fal_key,
+        fal_sim_config=fal_sim_config,
     )
+
+
+def fal_api_key(fal_url: str | None) -> str | None:
+    """fal's key for a given fal queue, from FAL_KEY (never from a flag: `ps` shows those)."""
+    if not fal_url:
+        return None
+    key = os.environ.get("FAL_KEY", "").strip()
+    if not key:
+        raise SystemExit("--fal-url needs fal's key in FAL_KEY (a `kling-pipeline fal-sim`'s is its --api-key)")
+    return key
 
 
 def kling_webhook_secret(path: Path | None) -> str | None:

@@ -1,9 +1,9 @@
 """`LocalStack`: template.yaml running on this machine, no AWS account and no Docker needed.
 
-start(): moto in-process -> the Kling simulator (or a given Kling) -> the API server's port ->
-template translated and deployed into moto -> Kling keys into the credentials secret -> the
-function runtime, SQS pollers, API server and schedule clock. stop() undoes all of it, in reverse,
-and leaves no process behind. Nothing in the pipeline's code knows it runs locally.
+start(): moto in-process -> the Kling simulator (or a given Kling) and the fal simulator (or a given
+fal) -> the API server's port -> template translated and deployed into moto -> Kling's and fal's keys
+into their credentials secrets -> the function runtime, SQS pollers, API server and schedule clock.
+stop() undoes all of it, in reverse, and leaves no process behind. Nothing in the pipeline's code knows it runs locally.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from kling_local.stack.template_loader import load_template, parameter_defaults
 
 if TYPE_CHECKING:
     from kling_local.aws_faults import AwsFaults
+    from kling_local.fal_sim import FalSimConfig, FalSimulator
     from kling_local.sim import KlingSimulator, SimConfig
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ LOCAL_INPUT_BUCKET = "kling-pipeline-inputs"
 
 
 KLING_WEBHOOK_SECRET = "KlingWebhookSecret"  # noqa: S105 - the template's logical id of Kling's webhook secret
+FAL_CREDENTIALS = "FalCredentials"  # the template's logical id of fal's key secret
 
 
 def generate_kling_webhook_secret() -> str:
@@ -104,6 +106,12 @@ class StackOptions:
     aws_faults: AwsFaults | None = None
     # Each function signs with its execution role's session and moto's IAM judges it (off: the stack's keys).
     enforce_iam: bool = True
+    # fal.ai's door: None starts the fal simulator beside Kling's (fal_sim_config its knobs); a URL uses that
+    # fal queue with fal_api_key (a `kling-pipeline fal-sim` on this machine, or fal's own).
+    fal_url: str | None = None
+    fal_api_key: str | None = None
+    fal_jwks_url: str | None = None  # with fal_url: its JWKS (default: a loopback fal-sim's own, else fal's)
+    fal_sim_config: FalSimConfig | None = None
 
 
 class LocalStack:
@@ -115,6 +123,7 @@ class LocalStack:
         template = self.options.template_path
         self.template_path = (template if template.is_absolute() else self.project_root / template).resolve()
         self.simulator: KlingSimulator | None = None
+        self.fal_simulator: FalSimulator | None = None
         self.deployment: Deployment | None = None
         self.runtime: FunctionRuntime | None = None
         self.sources: list[SqsEventSource] = []
@@ -164,9 +173,10 @@ class LocalStack:
 
             AWS_FAULTS.configure(opts.aws_faults)
         kling_url, cdn_url, credentials = self._start_kling()
+        fal = self._start_fal()
         self._api = ApiServer(port=opts.api_port)
 
-        parameters = self._parameters(kling_url, cdn_url)
+        parameters = self._parameters(kling_url, cdn_url, fal)
         local = prepare(
             self.template_path,
             parameters,
@@ -180,6 +190,7 @@ class LocalStack:
             local.parameters["PublicApiBaseUrl"] = f"{self._api.origin}/{stage}"
         self.deployment = deployment = deploy(local, self._aws, opts.stack_name)
         self._put_kling_credentials(credentials)
+        self._put_fal_credentials(fal.api_key)
         if opts.kling_webhook_secret:
             self.put_kling_webhook_secret(opts.kling_webhook_secret)
         self._input_bucket = str(local.parameters.get("InputBucketName") or "")
@@ -210,7 +221,7 @@ class LocalStack:
         self.clock.start()
 
         self.outputs = dict(deployment.outputs)
-        self.endpoints = self._endpoints(kling_url, cdn_url, stage, str(log_dir))
+        self.endpoints = self._endpoints(kling_url, cdn_url, stage, str(log_dir)) | fal.endpoints()
         if opts.write_state_file:
             self._write_state_file()
         self._started = True
@@ -241,6 +252,8 @@ class LocalStack:
             self._moto = None
         if self.simulator is not None:
             self.simulator.stop()
+        if self.fal_simulator is not None:
+            self.fal_simulator.stop()
         self._started = False
 
     # -- pieces of start() -----------------------------------------------------------------------
@@ -275,7 +288,25 @@ class LocalStack:
             | ({"api_key": api_key} if api_key else {}),
         )
 
-    def _parameters(self, kling_url: str, cdn_url: str) -> dict[str, Any]:
+    def _start_fal(self) -> FalDoor:
+        """fal's queue, JWKS and media host, and its key: the simulator's, or those of a given fal."""
+        opts = self.options
+        if opts.fal_url:
+            if not opts.fal_api_key:
+                raise StackError("fal_url needs fal_api_key (local up: FAL_KEY in the environment)")
+            url = opts.fal_url.rstrip("/")
+            local = loopback_http_hosts(url)
+            from kling_local.fal_sim.server import JWKS_PATH
+
+            jwks = opts.fal_jwks_url or (f"{url}{JWKS_PATH}" if local else "")
+            return FalDoor(url, jwks, local, opts.fal_api_key)
+        from kling_local.fal_sim import FalSimConfig, FalSimulator
+
+        config = opts.fal_sim_config or FalSimConfig(api_key=f"local-fal-{secrets.token_hex(8)}")
+        self.fal_simulator = sim = FalSimulator(config).start()
+        return FalDoor(sim.base_url.rstrip("/"), sim.jwks_url, sim.media_base_url.rstrip("/"), config.api_key)
+
+    def _parameters(self, kling_url: str, cdn_url: str, fal: FalDoor | None = None) -> dict[str, Any]:
         """Template defaults < the stack's local defaults < the caller's overrides."""
         defaults = parameter_defaults(load_template(self.template_path))
         unknown = sorted(set(self.options.parameter_overrides) - set(defaults))
@@ -289,10 +320,11 @@ class LocalStack:
         # simulator's CDN, or, for a Kling on this machine given by URL (`kling-pipeline sim`), any port of
         # its loopback host (its CDN listens on a port of its own).
         cdn_host = cdn_url.rstrip("/") or loopback_http_hosts(kling_url)
+        fal_media = fal.media_hosts if fal is not None else ""
         local = {
             "KlingBaseUrl": kling_url,
             "PipelineMode": "local",
-            "AllowedDownloadHosts": ",".join(h for h in (hosts, cdn_host) if h),
+            "AllowedDownloadHosts": ",".join(h for h in dict.fromkeys((hosts, cdn_host, fal_media)) if h),
             "BackpressureBaseDelaySeconds": 1,
             "BackpressureMaxDelaySeconds": 10,
             # Longer than the simulator's query lag in its worst case (sim.config.WORST_CASE), short
@@ -305,6 +337,10 @@ class LocalStack:
             # Images may also come from the simulator's CDN (it serves sample images, over plain HTTP).
             "ImageUrlHosts": ",".join(h for h in (str(defaults.get("ImageUrlHosts") or ""), cdn_host) if h),
         }
+        if fal is not None:
+            local["FalQueueBaseUrl"] = fal.queue_url
+            if fal.jwks_url:
+                local["FalJwksUrl"] = fal.jwks_url
         values = dict(defaults)
         values.update({k: v for k, v in local.items() if k in defaults})
         values.update(scaled_durations(values, self.options.time_scale))
@@ -329,6 +365,15 @@ class LocalStack:
             log.warning("no %s secret in the template; Kling keys not stored", self.options.kling_credentials_secret)
             return
         self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps(credentials))
+
+    def _put_fal_credentials(self, api_key: str) -> None:
+        """fal's key into FalCredentials: what enables the fal door (a job naming provider fal is accepted)."""
+        assert self.deployment is not None and self._aws is not None
+        arn = self.deployment.secrets.get(FAL_CREDENTIALS)
+        if arn is None:
+            log.warning("no %s secret in the template; fal's key not stored", FAL_CREDENTIALS)
+            return
+        self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps({"api_key": api_key}))
 
     def put_kling_webhook_secret(self, value: str) -> None:
         """Store Kling's webhook secret(s) in KlingWebhookSecret, as the README's deploy step does on AWS; the
@@ -445,6 +490,10 @@ class LocalStack:
         return self._clients[service]
 
     def _kling_busy(self) -> bool:
+        if self.fal_simulator is not None:
+            fal = self.fal_simulator.stats()
+            if fal["queued"] or fal["running"] or fal["pending_webhooks"]:
+                return True
         if self.simulator is None:
             return False
         stats = self.simulator.stats()
@@ -472,6 +521,19 @@ class LocalStack:
             if sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING", maxResults=1).get("executions"):
                 return True
         return False
+
+
+@dataclass(frozen=True)
+class FalDoor:
+    """Where the stack's fal is: its queue, JWKS ("": the template's) and media host(s), and its key."""
+
+    queue_url: str
+    jwks_url: str
+    media_hosts: str
+    api_key: str = field(repr=False)
+
+    def endpoints(self) -> dict[str, str]:
+        return {"fal_base_url": self.queue_url, "fal_media_url": self.media_hosts}
 
 
 # Template parameters that are durations of Kling's time (scaled with the simulator's speed), and the
