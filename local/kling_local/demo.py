@@ -1,6 +1,6 @@
 """`kling-pipeline demo`: the project's main job on one machine.
 
-Starts the local stack (template.yaml in moto, the functions, the Kling simulator), sends a batch of
+Starts the local stack (template.yaml in moto, the functions, the Kling and fal simulators), sends a batch of
 video requests, shows live progress, and ends with an honest summary: what completed, what failed
 and why, what is still live (lost), how each job was settled (callback, poll, reconciliation, repair),
 what Kling was asked and charged, and how long a finished video waited before it was in S3.
@@ -28,6 +28,7 @@ from rich.table import Table
 
 from kling_local.connection import PipelineConnection
 from kling_local.cost_report import cost_report
+from kling_local.fal_sim import FalSimConfig
 from kling_local.jobs_files import read_jobs_file, send_jobs, validate_jobs
 from kling_local.sim import SimConfig
 from kling_local.sim.config import WORST_CASE
@@ -56,6 +57,11 @@ SAMPLE_INPUTS = {
 # default model; `new` every job that fits.
 NEWER_MODELS = {"kling-v3": "kling-3.0", "kling-v2-6": "kling-2.6", "kling-v3-omni": "kling-3.0-omni"}
 NEWER_DEFAULTS = {"text2video": "kling-2.6", "image2video": "kling-3.0"}
+
+# `--provider fal`: a bundled job's fal variant goes through fal's queue on a model fal serves
+# (providers/fal.py ENDPOINTS, pro mode): kling-v3 where the job asks for it or for a duration only v3
+# takes, else kling-v2-6; what fal's endpoints cannot take (camera control, image lists, chains) is dropped.
+FAL_MODE = "pro"
 
 
 @dataclass
@@ -95,6 +101,11 @@ class DemoSummary:
     settled_by: dict[str, int] = field(default_factory=dict)
     # AWS faults moto answered the pipeline with (--aws-faults), by kind.
     aws_faults_injected: dict[str, int] = field(default_factory=dict)
+    # fal's door (--provider fal|mixed): the jobs sent through it, and the creates fal's simulator counted
+    # (total, and the most for any one job: above 1 is a job fal made, and billed, twice).
+    fal_jobs: int = 0
+    fal_creates: int | None = None
+    fal_creates_max: int | None = None
 
 
 def register(subparsers: Any) -> None:
@@ -120,8 +131,12 @@ def register(subparsers: Any) -> None:
         "--concurrency", type=int, default=5, help="Kling account concurrency limit per model version (1303 past it)"
     )
     knobs.add_argument("--fail-rate", type=float, default=0.0, help="share of tasks Kling fails")
-    knobs.add_argument("--callback-loss", type=float, default=0.0, help="share of callbacks never delivered")
-    knobs.add_argument("--callback-dup", type=float, default=0.0, help="share of callbacks delivered twice")
+    knobs.add_argument(
+        "--callback-loss", type=float, default=0.0, help="share of callbacks (and fal's webhooks) never delivered"
+    )
+    knobs.add_argument(
+        "--callback-dup", type=float, default=0.0, help="share of callbacks (and fal's webhooks) delivered twice"
+    )
     knobs.add_argument("--callback-reorder", type=float, default=0.0, help="share of callbacks delivered late")
     knobs.add_argument("--error-rate", type=float, default=0.0, help="share of API calls answered 5000-5002")
     knobs.add_argument("--rate-limit", type=float, default=0.0, help="requests per second before 1302 (0 = none)")
@@ -154,6 +169,13 @@ def register(subparsers: Any) -> None:
         "a bare 502, answers cut off, query lag, drifting answer shapes, 5xx, lost/duplicated/reordered "
         "callbacks, cut downloads (a reused external_task_id is a second task in any case)",
     )
+    parser.add_argument(
+        "--provider",
+        choices=("kling", "fal", "mixed"),
+        default="kling",
+        help="the door the jobs go through: kling (Kling's own API), fal (fal.ai's queue, the fal simulator; each "
+        "job on a model fal serves) or mixed (every second job through fal)",
+    )
     add_aws_faults_argument(parser.add_argument_group("AWS's faults (moto plays them)"))
     parser.add_argument(
         "--kling-url",
@@ -178,6 +200,20 @@ def sim_config_from(args: argparse.Namespace) -> SimConfig:
     return config.updated(WORST_CASE) if args.worst_case else config
 
 
+def fal_sim_config_from(args: argparse.Namespace) -> FalSimConfig:
+    """The fal simulator's knobs from the demo's: its speed, seed, concurrency and webhook faults are the
+    Kling simulator's flags (--callback-loss drops fal's webhooks too)."""
+    return FalSimConfig(
+        api_key=f"demo-fal-{secrets.token_hex(12)}",
+        speed=args.speed,
+        seed=args.seed,
+        concurrency_limit=args.concurrency,
+        webhook_loss_rate=args.callback_loss,
+        webhook_duplicate_rate=args.callback_dup,
+        video_size_bytes=args.video_size or FalSimConfig().video_size_bytes,
+    )
+
+
 def _knobs_config(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         access_key=f"demo-{secrets.token_hex(6)}",
@@ -200,7 +236,7 @@ def _knobs_config(args: argparse.Namespace) -> SimConfig:
 
 
 def load_jobs(
-    jobs_file: Path | None, count: int | None, run_id: str, kling_api: str = "legacy"
+    jobs_file: Path | None, count: int | None, run_id: str, kling_api: str = "legacy", provider: str = "kling"
 ) -> list[dict[str, Any]]:
     if jobs_file is None:
         bundled = resources.files("kling_local") / "data" / "demo_jobs.jsonl"
@@ -210,6 +246,9 @@ def load_jobs(
     else:
         jobs = read_jobs_file(jobs_file)
         source = str(jobs_file)
+    if provider != "kling":
+        # After cycling (below) each copy keeps its original's door; a file's jobs naming a provider keep it.
+        jobs = [through_door(job, provider, number) for number, job in enumerate(jobs)]
     if not jobs:
         raise UsageError(f"{source}: no jobs")
     if count is not None:
@@ -219,6 +258,42 @@ def load_jobs(
     for number, job in enumerate(jobs, start=1):
         job.setdefault("job_id", f"demo-{run_id}-{number:03d}")
     return validate_jobs(jobs, source)
+
+
+def through_door(job: dict[str, Any], provider: str, number: int) -> dict[str, Any]:
+    """The job as `--provider` sends it: fal, every job through fal; mixed, every second one (the others as
+    they are). A job already naming its provider keeps it."""
+    if job.get("provider") or (provider == "mixed" and number % 2 == 1):
+        return job
+    return fal_variant(job)
+
+
+def fal_variant(job: dict[str, Any]) -> dict[str, Any]:
+    """The job on a model and mode fal serves (providers/fal.py ENDPOINTS), with what fal's endpoints have no
+    place for left out; a job that still does not fit becomes a plain 5 s text to video of its prompt."""
+    kind = "image2video" if job.get("kind") == "image2video" and isinstance(job.get("image"), str) else "text2video"
+    duration = str(job.get("duration", "5"))
+    v3 = job.get("model") in ("kling-v3", "kling-3.0") or duration not in ("5", "10") or kind == "image2video"
+    variant: dict[str, Any] = {
+        "prompt": job["prompt"],
+        "provider": "fal",
+        "model": "kling-v3" if v3 else "kling-v2-6",
+        "mode": FAL_MODE,
+        "duration": duration,
+        "kind": kind,
+    }
+    keep = ("job_id", "metadata", "negative_prompt", "cfg_scale", "sound", "priority")
+    variant |= {key: job[key] for key in keep if key in job}
+    if kind == "image2video":
+        variant["image"] = job["image"]
+    elif "aspect_ratio" in job:
+        variant["aspect_ratio"] = job["aspect_ratio"]
+    try:
+        JobRequest.model_validate(variant)
+    except ValidationError:
+        plain = {"prompt": job["prompt"], "provider": "fal", "model": "kling-v3", "mode": FAL_MODE, "duration": "5"}
+        return plain | {key: job[key] for key in ("job_id", "metadata") if key in job}
+    return variant
 
 
 def in_design(job: dict[str, Any], kling_api: str, number: int = 0) -> dict[str, Any]:
@@ -254,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     args.webhook_secret = generate_kling_webhook_secret() if args.signed_callbacks else None
     try:
-        jobs = load_jobs(args.jobs_file, args.count, run_id, args.kling_api)
+        jobs = load_jobs(args.jobs_file, args.count, run_id, args.kling_api, args.provider)
     except UsageError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
@@ -288,6 +363,7 @@ def run(args: argparse.Namespace) -> int:
         options.kling_api_key = keys.api_key
     else:
         options.sim_config = sim_config_from(args)
+    options.fal_sim_config = fal_sim_config_from(args)
     try:
         with console.status("starting the local stack: template.yaml into moto, functions, Kling simulator..."):
             stack = LocalStack(options).start()
@@ -307,7 +383,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(summary.copied)} video(s) of this run copied to {Path(summary.out_dir).resolve()} "
                 f"(open them with any player; {summary.index_file} says which job, kind and prompt each is)"
             )
-    return 0 if summary.lost == 0 and not summary.double_charged else 1
+    return 0 if summary.lost == 0 and not summary.double_charged and (summary.fal_creates_max or 0) <= 1 else 1
 
 
 def demo_log_dir(project_root: Path, run_id: str) -> Path:
@@ -389,10 +465,14 @@ def held_for_budget(job: Job) -> bool:
 
 
 def kling_idle(stack: LocalStack) -> bool:
+    """Neither simulator has anything generating (fal: queued or running either) and the stack is idle."""
     if stack.simulator is None:
         return False
     by_status = stack.simulator.stats()["tasks_by_status"]
     running = int(by_status.get("submitted", 0)) + int(by_status.get("processing", 0))
+    if stack.fal_simulator is not None:
+        fal = stack.fal_simulator.stats()
+        running += int(fal["queued"]) + int(fal["running"])
     return running == 0 and stack.wait_idle(timeout_s=1.0, settle_s=0.3)
 
 
@@ -440,6 +520,13 @@ def summarize(
         gets = sum(n for name, n in calls.items() if name.startswith("GET") and "account/" not in name)
         queries = int(stats["kling_queries"])
         units = float(stats["units_charged_total"])
+    fal_jobs = [job_id for job_id, job in jobs.items() if job.request.get("provider") == "fal"]
+    fal_creates = fal_max = None
+    if stack.fal_simulator is not None:
+        fal_stats = stack.fal_simulator.stats()
+        fal_creates = int(fal_stats["creates"])
+        # fal's webhook URL names our job (…/callbacks/<job_id>/fal): its creates are counted per job.
+        fal_max = int(fal_stats["max_creates_per_webhook"])
     s3 = connection.client("s3")
     objects = s3.list_objects_v2(Bucket=connection.bucket, Prefix="videos/").get("KeyCount", 0)
     copied: list[str] = []
@@ -492,6 +579,9 @@ def summarize(
         function_cold_starts={name: s.get("cold_starts", 0) for name, s in stack.function_stats().items()},
         settled_by=dict(Counter(how for how in map(settled_by, jobs.values()) if how is not None)),
         aws_faults_injected=stack.aws_fault_stats(),
+        fal_jobs=len(fal_jobs),
+        fal_creates=fal_creates,
+        fal_creates_max=fal_max,
     )
 
 
@@ -561,6 +651,12 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
             "units charged",
             f"{summary.units_charged:g} by Kling's count, {summary.units_counted:g} in the pipeline's ledger"
             + (f" (daily budget {summary.daily_budget_units:g})" if summary.daily_budget_units else ""),
+        )
+    if summary.fal_jobs or summary.fal_creates:
+        table.add_row(
+            "fal calls",
+            f"{summary.fal_creates} creates for {summary.fal_jobs} fal job(s), at most {summary.fal_creates_max} "
+            "for any one job",
         )
     if summary.daily_budget_units:
         table.add_row("held for the budget", f"{summary.held_for_budget} (QUEUED until the next day's budget)")
