@@ -81,3 +81,16 @@ def test_a_daily_budget_holds_jobs_and_the_charges_never_pass_it(tmp_path: Path)
     assert 0 < summary["units_charged"] <= 5
     assert summary["units_counted"] == summary["units_charged"]
     assert summary["exit_code"] == 0
+
+
+def test_through_fal_every_job_completes_once_created_even_with_every_webhook_lost(tmp_path: Path) -> None:
+    # When the demo sends its jobs through fal's door, the fal simulator dropping every webhook
+    summary = demo(tmp_path, "--provider", "fal", "--count", "4", "--speed", "20", "--callback-loss", "1.0")
+    # Then every job completed (the poller looked each one up), none lost
+    assert summary["fal_jobs"] == 4 and summary["completed"] == 4, summary["failures"]
+    assert summary["lost"] == 0, summary["lost_jobs"]
+    assert summary["settled_by"] == {"poll": 4}
+    # and fal was asked to create each exactly once (never twice: fal has no idempotency key)
+    assert summary["fal_creates"] == 4 and summary["fal_creates_max"] == 1
+    assert summary["kling_creates"] == 0
+    assert summary["exit_code"] == 0

@@ -137,6 +137,25 @@ def test_kling_keys_are_in_the_credentials_secret(stack: LocalStack) -> None:
     assert stored == {"api_key": stack.simulator.config.api_key, "access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
 
 
+def test_the_fal_simulator_runs_beside_klings_with_its_key_stored_and_the_functions_pointed_at_it(
+    stack: LocalStack,
+) -> None:
+    # Given the stack started with no fal URL: the fal simulator runs beside Kling's
+    fal = stack.fal_simulator
+    assert fal is not None
+    assert stack.deployment is not None
+    # Then its key is in FalCredentials (what enables the fal door)
+    arn = stack.deployment.secrets["FalCredentials"]
+    stored = json.loads(stack.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+    assert stored == {"api_key": fal.config.api_key}
+    # and the functions reach its queue and JWKS, and may download from its media host
+    functions = stack.deployment.functions
+    submit = functions["SubmitFunction"].environment
+    assert (submit["FAL_QUEUE_BASE_URL"], submit["FAL_JWKS_URL"]) == (fal.base_url, fal.jwks_url)
+    assert fal.media_base_url in functions["DownloadFunction"].environment["ALLOWED_DOWNLOAD_HOSTS"].split(",")
+    assert stack.endpoints["fal_base_url"] == fal.base_url
+
+
 def test_submit_message_creates_a_kling_task_and_the_job_is_submitted(stack: LocalStack) -> None:
     # Given the real stack with the Kling simulator
     assert stack.simulator is not None
