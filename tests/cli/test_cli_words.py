@@ -57,7 +57,8 @@ def test_a_near_miss_model_is_sent_with_a_did_you_mean(capsys: pytest.CaptureFix
     # Then it is sent (Kling may know a model the table does not), with the likely model named
     assert code == 0 and out.strip()
     assert (
-        "warning: command line job 1: model kling-v2.6 is not in the capability table (did you mean kling-v2-6?)" in err
+        "warning: command line job 1: model kling-v2.6 is not in the capability table "
+        "(did you mean kling-2.6 or kling-v2-6?)" in err
     )
 
 

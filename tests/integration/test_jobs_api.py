@@ -456,8 +456,8 @@ def test_an_unknown_model_is_accepted_with_the_warning_the_cli_gives(jobs_api: J
     # Then it is queued (Kling may know it) and the answer says so, with the likely model
     assert answer.status == 202
     assert answer.body["warnings"] == [
-        "model kling-v2.6 is not in the capability table (did you mean kling-v2-6?); it is passed to Kling as is "
-        "and checked only by the rules that hold for every model"
+        "model kling-v2.6 is not in the capability table (did you mean kling-2.6 or kling-v2-6?); "
+        "it is passed to Kling as is and checked only by the rules that hold for every model"
     ]
     # And a batch says it of its job only
     batch = jobs_api.call("POST", "/jobs", {"jobs": [{"prompt": "ok"}, {"prompt": "x", "model": "kling-v9-preview"}]})

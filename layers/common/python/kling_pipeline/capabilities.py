@@ -411,9 +411,10 @@ def is_known(model: str) -> bool:
 
 def unknown_model_warning(model: str) -> str:
     """A model the table does not know passes (Kling may know it), but a near miss is named: "kling-v2.6"
-    is most likely a typo of "kling-v2-6", and Kling would refuse it only after the round trip."""
-    close = difflib.get_close_matches(model, list(MODELS), n=1, cutoff=0.8)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    is most likely a typo of "kling-v2-6" (or of "kling-2.6", its newer design's name: both are named), and
+    Kling would refuse it only after the round trip."""
+    close = difflib.get_close_matches(model, list(MODELS), n=2, cutoff=0.8)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
     return (
         f"model {model} is not in the capability table{hint}; it is passed to Kling as is and checked only by "
         "the rules that hold for every model"
