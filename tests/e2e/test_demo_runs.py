@@ -50,8 +50,9 @@ def test_with_every_callback_lost_the_poller_settles_every_job(tmp_path: Path) -
     assert summary["lost"] == 0 and summary["completed"] == 8, summary["lost_jobs"]
     assert summary["settled_by"] == {"poll": 8}
     assert summary["kling_gets_max"] <= 3
-    # and the summary counts the query calls that took (every one, whatever its design)
-    assert 8 <= summary["kling_queries"] <= 3 * 8
+    # and the summary counts the query calls that took (every one, whatever its design): batched, fewer
+    # calls than videos (one call answers a whole query group)
+    assert 1 <= summary["kling_queries"] < 8
     assert summary["exit_code"] == 0
 
 

@@ -18,6 +18,7 @@ from kling_local.api_client import JobsApiClient
 from kling_local.commands.tables import epoch, print_records
 from kling_local.connection import PipelineConnection
 from kling_pipeline.lifecycle import JobState
+from kling_pipeline.slots import WAITING_POOL
 
 STUCK_AFTER_S = 900.0
 
@@ -28,7 +29,7 @@ def scan_jobs(connection: PipelineConnection, states: list[str] | None = None, l
     kwargs: dict[str, Any] = {
         "TableName": connection.table,
         "ProjectionExpression": "job_id, #s, updated_at, error_code, s3_uri, next_poll_at, held_for, "
-        "backpressure_count, expected_finish_at",
+        "backpressure_count, expected_finish_at, waiting_pool",
         "ExpressionAttributeNames": {"#s": "state"},
     }
     # Jobs only: JobsTable also holds the pools' counters of Kling slots (`pool#...`, no state).
@@ -124,6 +125,8 @@ def waiting_for(item: dict[str, Any], now: float) -> str:
     if state is JobState.QUEUED:
         if item.get("held_for"):
             return f"queued: {item['held_for']}"
+        if item.get(WAITING_POOL):
+            return f"waiting for a Kling slot (in {item[WAITING_POOL]}'s line)"
         tries = int(item.get("backpressure_count") or 0)
         if tries:
             return f"waiting for a Kling slot (backpressure, {tries} tries)"
