@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -131,12 +132,22 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=200, help="the slot benchmark's backlog")
     parser.add_argument("--concurrency", type=int, default=10, help="the account's limit C")
     parser.add_argument(
+        "--print-only",
+        action="store_true",
+        help="print the figures, leave bench/results.json, docs/benchmarks.md and the README as they are",
+    )
+    parser.add_argument(
         "--no-signed-row", dest="signed_row", action="store_false", help="calls: leave out the signed-callbacks rows"
     )
     args = parser.parse_args()
     from bench import report, side_by_side
 
     results = report.load()
+
+    def save(results: dict[str, Any]) -> None:
+        if not args.print_only:
+            report.save(results)
+
     if args.part in ("calls", "all"):
         print(
             "== Kling calls per completed job and succeed -> stored, both systems, callback loss 0, 30 %, 100 %; "
@@ -160,9 +171,13 @@ def main() -> int:
             print(json.dumps({k: v for k, v in figures.items() if k != "aws"}))
             runs.append(figures | {"succeed_to_stored_samples_s": sorted(round(x, 3) for x in run.succeed_to_stored_s)})
         results["calls"] = runs
-        report.save(results)
+        save(results)
     if args.part in ("slots", "all"):
-        print(f"== slot utilisation: {args.backlog} jobs against an account limit of {args.concurrency}")
+        print(
+            f"== slot utilisation: {args.backlog} jobs against an account limit of {args.concurrency} "
+            f"(the pipeline's KlingConcurrency too), Kling's {side_by_side.SLOT_GENERATION[0]:g}-"
+            f"{side_by_side.SLOT_GENERATION[1]:g} s generations at {side_by_side.SLOT_SPEED:g}x"
+        )
         slots = []
         for system in (side_by_side.run_baseline_system, side_by_side.run_pipeline):
             run = system(
@@ -172,14 +187,14 @@ def main() -> int:
             print(json.dumps({k: v for k, v in figures.items() if k != "aws"}))
             slots.append(figures)
         results["slots"] = slots
-        report.save(results)
+        save(results)
     if args.part in ("download", "all"):
         print(f"== download of a {args.size_mb} MiB video: streamed (pipeline) vs whole body (naive) vs raw copy")
         rows = bench_download(args.size_mb)
         for row in rows:
             print(json.dumps(row))
         results["download"] = rows
-        report.save(results)
+        save(results)
     if args.part in ("coldstart", "all"):
         from bench.cold_start import TARGET_RATIO, TARGET_RATIO_TO_FLOOR, bench_cold_start
 
@@ -197,7 +212,9 @@ def main() -> int:
                 f"(target <= {TARGET_RATIO_TO_FLOOR}x), {row['ratio_to_boto3']}x `import boto3`"
             )
         results["coldstart"] = cold
-        report.save(results)
+        save(results)
+    if args.print_only:
+        return 0
     report.write(results)
     print(f"wrote {report.RESULTS.relative_to(ROOT)}, {report.DOC.relative_to(ROOT)}, {report.PLOT.relative_to(ROOT)}")
     return 0

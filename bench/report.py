@@ -201,7 +201,7 @@ def headline(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
 
 
 def document(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
-    from bench.side_by_side import GENERATION, ROOT_SPEED, SLOT_SPEED
+    from bench.side_by_side import GENERATION, ROOT_SPEED, SLOT_GENERATION, SLOT_SPEED
 
     m = results.get("machine", {})
     out = [
@@ -221,9 +221,11 @@ def document(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
         "- **Baseline**: a naive 10-second polling worker (`bench/baseline.py`): submits up to its concurrency (the",
         "  account limit), GETs every active task every 10 s, downloads a finished video whole (`.content`) and puts",
         "  it in S3 (moto). **Pipeline**: this project on the local stack.",
-        f"- Same simulator settings for both: generation {GENERATION[0]:g}-{GENERATION[1]:g} s, account limit C, 2 MiB",
-        f"  videos. The simulator's `speed` compresses Kling's time ({ROOT_SPEED:g}x for calls and latency, "
-        f"{SLOT_SPEED:g}x for the backlog);",
+        f"- Same simulator settings for both: generation {GENERATION[0]:g}-{GENERATION[1]:g} s "
+        f"({SLOT_GENERATION[0]:g}-{SLOT_GENERATION[1]:g} s for the backlog), account limit C (the pipeline's",
+        f"  KlingConcurrency), 2 MiB videos. The simulator's `speed` compresses Kling's time ({ROOT_SPEED:g}x for "
+        f"calls and latency, {SLOT_SPEED:g}x for the backlog, so the local stack's own time per job is a small share "
+        "of a generation);",
         "  the baseline's 10 s sleep and the pipeline's schedules and expectations of Kling are compressed alike.",
         "- Kling calls are the simulator's own counts. \"Succeed → stored\" runs from the task's `updated_at` as Kling",
         "  reports it to the moment the video is in S3 (the baseline: its `put_object` returned; the pipeline: the",
@@ -259,14 +261,21 @@ def document(results: dict[str, Any], chaos: dict[str, Any] | None) -> str:
             "## Slot utilisation",
             "",
             "A backlog of jobs against an account limit of C tasks: the share of slot-time Kling is generating, from the",
-            "first create to the last task's end (the physical limit is throughput = C / generation time).",
+            "first create to the last task's end (the physical limit is throughput = C / generation time); the same while",
+            "the backlog lasts (to the last create); the idle gap from a task's end at Kling to the next create in its",
+            "pool (real seconds); Kling's 1303 answers per video. All from the simulator's own create and end times.",
+            f"Kling's time at {'/'.join(f'{s:g}x' for s in sorted({run['speed'] for run in slots}))}.",
             "",
-            "| system | jobs | completed | slots busy | videos per Kling hour | run (real s) |",
-            "|---|---|---|---|---|---|",
+            "| system | jobs | completed | slots busy | busy while the backlog lasts | idle gap p50 / p95 (real s) "
+            "| 1303 / video | videos per Kling hour | run (real s) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for run in slots:
+            gap = run.get("idle_gap_real_s") or {}
             out.append(
                 f"| {run['system']} | {run['jobs']} | {run['completed']} | {_fmt(run['slot_busy_share'])} | "
+                f"{_fmt(run.get('slot_busy_share_backlog'))} | {_fmt(gap.get('p50'))} / {_fmt(gap.get('p95'))} | "
+                f"{_fmt(run.get('kling_1303_per_completed'), 3)} | "
                 f"{_fmt(run['throughput_per_kling_hour'], 1)} | {_fmt(run['duration_s'], 1)} |"
             )
         out.append("")

@@ -4,7 +4,8 @@ Every figure is counted, not estimated: Kling calls from the simulator's own cou
 stored" from Kling's own `updated_at` of the succeeded task to the moment the video was in S3 (the
 baseline: after its put_object returned; the pipeline: the download workflow's RecordOutcome, entered
 only once the object is stored), both on this machine's wall clock; slot use from the simulator's
-count of running tasks, sampled; AWS requests from a counting layer in front of moto (requests made by
+own create and end of every task (kling_local.sim.slot_use: busy share, idle gap after each end);
+AWS requests from a counting layer in front of moto (requests made by
 the functions, told apart by the `exec-env/AWS_Lambda_*` user agent Lambda's boto3 sends, and the SQS
 event source's own receives and deletes), Lambda GB-seconds from the local runtime's invocation times
 and the template's memory sizes.
@@ -23,8 +24,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 ROOT_SPEED = 5.0  # calls and latency runs: Kling's 30-120 s generations take 6-24 s
-SLOT_SPEED = 20.0  # the 200-job backlog
 GENERATION = (30.0, 120.0)
+# The backlog (issue 24): the local stack's own time per job (SQS, worker processes, moto; well under a
+# second real) must be a small share of a generation, or it passes for idle slots: Kling's 60-120 s at 5x
+# are 12-24 s real. The naive worker's 10 s sleep is 2 s real.
+SLOT_SPEED = 5.0
+SLOT_GENERATION = (60.0, 120.0)
 
 
 # ------------------------------------------------------------------------------------ counting AWS
@@ -112,40 +117,6 @@ class Durations:
             pool.invoke = timed
 
 
-class SlotSampler:
-    """Samples the simulator's running-task count (Kling's slots in use) every `every_s`."""
-
-    def __init__(self, sim: Any, every_s: float = 0.2) -> None:
-        self.sim = sim
-        self.every_s = every_s
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> SlotSampler:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.time(), int(self.sim.stats()["concurrency"]["current"])))
-            self._stop.wait(self.every_s)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def busy_share(self, limit: int) -> float | None:
-        """Share of slot-time busy from the first create until the last task ended."""
-        busy = [(t, n) for t, n in self.samples]
-        first = next((i for i, (_, n) in enumerate(busy) if n > 0), None)
-        last = max((i for i, (_, n) in enumerate(busy) if n > 0), default=None)
-        if first is None or last is None or last <= first:
-            return None
-        window = busy[first : last + 1]
-        return round(statistics.fmean(n for _, n in window) / limit, 3)
-
-
 # ------------------------------------------------------------------------------------ the two systems
 
 
@@ -172,6 +143,9 @@ class SystemRun:
     signed: bool = False  # Kling signed its callbacks (the stack holds the webhook secret)
     slot_busy_share: float | None = None
     throughput_per_kling_hour: float | None = None
+    slot_busy_share_backlog: float | None = None  # first create to last create (slot_use.py)
+    idle_gap_real_s: dict[str, Any] | None = None  # a task's end to the create that took its slot
+    kling_1303: int | None = None  # creates Kling refused for the account's concurrency
     aws: dict[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
@@ -195,11 +169,22 @@ class SystemRun:
             "duration_s": round(self.duration_s, 1),
             "slot_busy_share": self.slot_busy_share,
             "throughput_per_kling_hour": self.throughput_per_kling_hour,
+            "slot_busy_share_backlog": self.slot_busy_share_backlog,
+            "idle_gap_real_s": self.idle_gap_real_s,
+            "kling_1303": self.kling_1303,
+            "kling_1303_per_completed": None if self.kling_1303 is None else round(self.kling_1303 / per, 3),
             "aws": self.aws,
         }
 
 
-def sim_config(speed: float, concurrency: int, loss: float, seed: int, webhook_secret: str | None = None) -> Any:
+def sim_config(
+    speed: float,
+    concurrency: int,
+    loss: float,
+    seed: int,
+    webhook_secret: str | None = None,
+    generation: tuple[float, float] = GENERATION,
+) -> Any:
     import secrets
 
     from kling_local.sim import SimConfig
@@ -211,8 +196,8 @@ def sim_config(speed: float, concurrency: int, loss: float, seed: int, webhook_s
         speed=speed,
         concurrency_limit=concurrency,
         callback_loss_rate=loss,
-        generation_min_s=GENERATION[0],
-        generation_max_s=GENERATION[1],
+        generation_min_s=generation[0],
+        generation_max_s=generation[1],
         video_size_bytes=2 * 1024 * 1024,
         seed=seed,
         fetch_image_urls=True,
@@ -257,7 +242,9 @@ def run_pipeline(
         kling_webhook_secret=secret,
         template_path=ROOT / "template.yaml",
         project_root=ROOT,
-        sim_config=sim_config(speed, concurrency, loss, seed, secret),
+        sim_config=sim_config(speed, concurrency, loss, seed, secret, SLOT_GENERATION if slots else GENERATION),
+        # The pipeline knows the account's C (issue 24): it takes a slot before each create.
+        parameter_overrides={"KlingConcurrency": concurrency},
         clock_speed=speed,
         time_scale=speed,
         max_concurrency=2,
@@ -277,7 +264,6 @@ def run_pipeline(
         callbacks_before = int(sim.stats()["callbacks"]["delivered"])
         queries_before = int(sim.stats()["kling_queries"])
         counter.reset()
-        sampler = SlotSampler(sim).start() if slots else None
         started = time.monotonic()
         for start in range(0, jobs, 10):
             sqs.send_message_batch(
@@ -298,8 +284,6 @@ def run_pipeline(
                 break
             time.sleep(1.0)
         duration = time.monotonic() - started
-        if sampler is not None:
-            sampler.stop()
         time.sleep(2.0)  # the last workflows' Announce and the counters settle
         stats = sim.stats()
         per_task: dict[str, int] = stats["gets_per_task"]
@@ -331,12 +315,21 @@ def run_pipeline(
             queries=int(stats["kling_queries"]) - queries_before,
             signed=signed,
         )
-        if sampler is not None:
-            run.slot_busy_share = sampler.busy_share(concurrency)
+        if slots:
+            slot_figures(run, stats)
             run.throughput_per_kling_hour = round(completed / (duration * speed) * 3600, 1)
         return run
     finally:
         stack.stop()
+
+
+def slot_figures(run: SystemRun, stats: dict[str, Any]) -> None:
+    """The slots' use as the simulator counted it (kling_local.sim.slot_use), the same for both systems."""
+    use = stats["slots"]
+    run.slot_busy_share = use["busy_share"]
+    run.slot_busy_share_backlog = use["busy_share_backlog"]
+    run.idle_gap_real_s = use["idle_gap_s"]
+    run.kling_1303 = int(stats["creates"]["refused_by_code"].get("1303", 0))
 
 
 def read_jobs(dynamodb: Any, table: str, job_ids: list[str]) -> dict[str, Any]:
@@ -373,7 +366,7 @@ def run_baseline_system(
     from kling_local.stack.moto_server import MotoServer
     from kling_pipeline.adapters.kling_client import KlingClient
 
-    config = sim_config(speed, concurrency, loss, seed)
+    config = sim_config(speed, concurrency, loss, seed, generation=SLOT_GENERATION if slots else GENERATION)
     moto = MotoServer(port=0)
     endpoint = moto.start()
     try:
@@ -381,7 +374,6 @@ def run_baseline_system(
             s3 = bench_client({"moto_endpoint": endpoint, "region": "us-east-1"}, "s3")
             s3.create_bucket(Bucket="baseline-videos")
             kling = KlingClient(sim.base_url, config.access_key, config.secret_key)
-            sampler = SlotSampler(sim).start() if slots else None
             started = time.monotonic()
             result = run_baseline(
                 kling,
@@ -392,8 +384,6 @@ def run_baseline_system(
                 speed=speed,
             )
             duration = time.monotonic() - started
-            if sampler is not None:
-                sampler.stop()
             stats = sim.stats()
             run = SystemRun(
                 system="baseline",
@@ -407,8 +397,8 @@ def run_baseline_system(
                 speed=speed,
                 duration_s=duration,
             )
-            if sampler is not None:
-                run.slot_busy_share = sampler.busy_share(concurrency)
+            if slots:
+                slot_figures(run, stats)
                 run.throughput_per_kling_hour = round(result.completed / (duration * speed) * 3600, 1)
             return run
     finally:

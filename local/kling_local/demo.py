@@ -106,6 +106,13 @@ class DemoSummary:
     fal_jobs: int = 0
     fal_creates: int | None = None
     fal_creates_max: int | None = None
+    # Kling's slots, as the simulator counted them (issue 24): the share of slot-time busy from the first
+    # create to the last end, creates refused for the account's concurrency, and the real seconds from a
+    # task's end to the next create in its pool.
+    slot_busy_share: float | None = None
+    kling_1303: int | None = None
+    idle_gap_p50_s: float | None = None
+    idle_gap_p95_s: float | None = None
 
 
 def register(subparsers: Any) -> None:
@@ -484,6 +491,19 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 3)
 
 
+def slot_figures(stats: dict[str, Any] | None) -> dict[str, Any]:
+    """The summary's slot figures from the simulator's stats (kling_local.sim.slot_use)."""
+    if stats is None:
+        return {}
+    gaps = stats["slots"]["idle_gap_s"]
+    return {
+        "slot_busy_share": stats["slots"]["busy_share"],
+        "kling_1303": int(stats["creates"]["refused_by_code"].get("1303", 0)),
+        "idle_gap_p50_s": gaps["p50"],
+        "idle_gap_p95_s": gaps["p95"],
+    }
+
+
 def summarize(
     stack: LocalStack,
     connection: PipelineConnection,
@@ -582,6 +602,7 @@ def summarize(
         fal_jobs=len(fal_jobs),
         fal_creates=fal_creates,
         fal_creates_max=fal_max,
+        **slot_figures(stats),
     )
 
 
@@ -663,6 +684,14 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
     if summary.double_charged is not None:
         double = summary.double_charged
         table.add_row("paid twice", f"[red]{double} task(s)[/red]" if double else "0")
+    if summary.slot_busy_share is not None or summary.kling_1303 is not None:
+        gap = (
+            f"idle gap after a task's end p50 {summary.idle_gap_p50_s:.2f} s, p95 {summary.idle_gap_p95_s:.2f} s"
+            if summary.idle_gap_p50_s is not None and summary.idle_gap_p95_s is not None
+            else "no slot refilled after a task's end"
+        )
+        busy = "unknown" if summary.slot_busy_share is None else f"{summary.slot_busy_share:.2f}"
+        table.add_row("Kling's slots", f"busy {busy} of the time; {summary.kling_1303} answers 1303; {gap}")
     if summary.notice_p50_s is not None:
         table.add_row("Kling 'succeed' -> in S3", f"p50 {summary.notice_p50_s:.2f} s, p95 {summary.notice_p95_s:.2f} s")
     table.add_row("videos", f"{summary.s3_objects} objects in s3://{summary.bucket}/videos/ (local moto, gone on exit)")

@@ -264,3 +264,27 @@ def test_a_second_stack_in_the_same_process_is_refused(stack: LocalStack, tmp_pa
     assert os.environ["MOTO_PORT"] == stack.endpoints["moto_endpoint"].rsplit(":", 1)[1]
     assert stack.client("sqs").get_queue_url(QueueName=stack.endpoints["jobs_queue_url"].rsplit("/", 1)[1])
     assert read_state_file(stack.project_root) is not None
+
+
+def test_the_jobs_api_shows_a_waiting_jobs_place_in_line_under_its_own_role(stack: LocalStack) -> None:
+    # Given more jobs than the account's slots (KlingConcurrency 5; generations of 10+ minutes)
+    ids = [f"line-{n}" for n in range(6)]
+    sqs = stack.client("sqs")
+    for job_id in ids:
+        sqs.send_message(
+            QueueUrl=stack.endpoints["jobs_queue_url"], MessageBody=json.dumps({"job_id": job_id, "prompt": "a heron"})
+        )
+    table, ddb = stack.endpoints["jobs_table"], stack.client("dynamodb")
+
+    def waiting() -> list[str]:
+        items = [ddb.get_item(TableName=table, Key={"job_id": {"S": j}}).get("Item") or {} for j in ids]
+        settled = [i for i in items if i.get("state", {}).get("S") == "SUBMITTED" or "waiting_pool" in i]
+        return [i["job_id"]["S"] for i in items if "waiting_pool" in i] if len(settled) == len(ids) else []
+
+    line = wait_for(waiting, 90, interval_s=0.5, what="the jobs past the account's slots to wait")
+    # When GET /jobs/{job_id} asks about one of them (ApiFunction counts the line in SlotQueues, as its role)
+    answer = httpx.get(f"{stack.endpoints['jobs_api_url']}/jobs/{line[0]}", timeout=60)
+    # Then it says which pool it waits for and its place
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["waiting_pool"] == "kling-2.6"
+    assert 1 <= answer.json()["place_in_line"] <= len(line)

@@ -146,5 +146,5 @@ def test_the_dashboard_is_json_and_shows_only_metrics_the_pipeline_records() -> 
                 shown.update(re.findall(r'MetricName="(\w+)"', line[0]["expression"]))
             elif line[0] == "KlingPipeline":
                 shown.add(line[1])
-    assert {"UnitsCharged", "RemainingUnits", "JobTransitions"} <= shown
+    assert {"UnitsCharged", "RemainingUnits", "JobTransitions", "SlotsHeld", "SlotsLimit", "JobsWaiting"} <= shown
     assert shown <= {metric.value for metric in Metric}

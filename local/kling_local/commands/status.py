@@ -41,6 +41,8 @@ def job_summary(job: Job) -> dict[str, Any]:
         "reserved_units": job.reserved_units,  # held of its day's budget (DailyBudgetUnits)
         "reserved_day": job.reserved_day,
         "held_for": job.held_for,  # why a QUEUED job waits, such as "daily budget reached"
+        "waiting_pool": None,  # a QUEUED job waiting for a free slot: its pool and place in line (cmd_status)
+        "place_in_line": None,
         "error_code": job.error_code,
         "error_message": job.error_message,
         "next_poll_at": next_poll,  # when the stale-job poller looks at it next (live jobs)
@@ -72,6 +74,8 @@ def summary_of_view(view: dict[str, Any]) -> dict[str, Any]:
         "reserved_units": view.get("reserved_units"),
         "reserved_day": None,
         "held_for": view.get("held_for"),
+        "waiting_pool": view.get("waiting_pool"),
+        "place_in_line": view.get("place_in_line"),
         "error_code": view.get("error_code"),
         "error_message": view.get("error_message"),
         "next_poll_at": None,
@@ -95,6 +99,9 @@ def cmd_status(args: argparse.Namespace, connection: PipelineConnection | None) 
         if job is None:
             raise UsageError(f"no job {args.job_id} in {connection.table} ({connection.where})")
         summary = job_summary(job)
+        line = connection.store().place_in_line(job)
+        if line is not None:
+            summary["waiting_pool"], summary["place_in_line"] = line
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
@@ -129,6 +136,11 @@ def print_status(summary: dict[str, Any]) -> None:
         terminal.console.print(f"units held of {day} budget: {summary['reserved_units']:g} (an estimate)")
     if summary["held_for"] and state is JobState.QUEUED:
         terminal.console.print(f"[yellow]waiting:[/yellow] {summary['held_for']}")
+    if summary.get("waiting_pool") and state is JobState.QUEUED:
+        terminal.console.print(
+            f"[yellow]waiting for a free Kling slot:[/yellow] pool {summary['waiting_pool']}, "
+            f"place {summary['place_in_line']} in line"
+        )
     if summary["next_poll_at"]:
         wait = int(epoch(summary["next_poll_at"]) - time.time())
         when = f"in {wait} s" if wait > 0 else f"{-wait} s overdue"

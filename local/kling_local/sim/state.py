@@ -28,6 +28,7 @@ from kling_local.sim.errors import SimApiError, invalid
 from kling_local.sim.faults import FaultDice
 from kling_local.sim.fetch import describe_fetch
 from kling_local.sim.media import ClipSpec, clip_mp4, iter_video
+from kling_local.sim.slot_use import Span, slot_use
 from kling_local.sim.tasks import (
     NEW_STATUS,
     Account,
@@ -691,6 +692,8 @@ class SimState:
                     "current": sum(a.active for a in self._accounts.values()),
                     "high_water": max((a.high_water for a in self._accounts.values()), default=0),
                 },
+                # How busy the client kept the slots (busy share, idle gap after each end: slot_use.py).
+                "slots": self._slot_use(limit),
                 "accounts": {
                     key: {
                         "active": a.active,
@@ -704,6 +707,18 @@ class SimState:
                 "tasks_by_status": {s: by_status.get(s, 0) for s in ("submitted", "processing", "succeed", "failed")},
                 "cdn": self._cdn.counts(),
             }
+
+    def _slot_use(self, limit: int | None) -> dict[str, Any]:
+        """Every task's create and end per account and pool (called with the lock held)."""
+        pools: dict[tuple[str, str], list[Span]] = {}
+        for task in self._tasks.values():
+            pools.setdefault((task.account, task.pool), []).append((task.created_wall, task.ended_wall))
+        use = slot_use({f"{a}/{p}": spans for (a, p), spans in pools.items()}, limit, now=time.time())
+        return {
+            "busy_share": use.busy_share,
+            "busy_share_backlog": use.busy_share_backlog,
+            "idle_gap_s": use.gap_percentiles(),
+        }
 
 
 def model_version(model: str) -> str:

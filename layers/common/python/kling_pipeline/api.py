@@ -273,7 +273,12 @@ def get_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView:
     job = deps.store.find(job_id)
     if job is None:
         raise not_found(job_id)
-    return view(job, base_url, deps)
+    shown = view(job, base_url, deps)
+    # One job's place in line is one count of the SlotQueues index (not done for POST /jobs/query's 100).
+    line = deps.store.place_in_line(job)
+    if line is not None:
+        shown.waiting_pool, shown.place_in_line = line
+    return shown
 
 
 def query_jobs(ids: list[str], base_url: str, deps: JobsApiDependencies) -> QueryResult:

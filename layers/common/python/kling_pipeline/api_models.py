@@ -78,6 +78,12 @@ class JobView(BaseModel):
         default=None, description="what the job holds of its day's budget (DailyBudgetUnits), an estimate"
     )
     held_for: str | None = Field(default=None, description="why a QUEUED job waits, such as 'daily budget reached'")
+    waiting_pool: str | None = Field(
+        default=None, description="the pool (Kling's model version) whose free slot a QUEUED job waits for"
+    )
+    place_in_line: int | None = Field(
+        default=None, description="a waiting job's place in its pool's line (1: the next to take a free slot)"
+    )
     s3_uri: str | None = None
     video_size: int | None = None
     sha256: str | None = None

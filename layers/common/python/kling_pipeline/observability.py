@@ -48,6 +48,11 @@ class Metric(StrEnum):
     KLING_KEYS_MISSING = "KlingKeysMissing"  # no dimension: a run or message that met no Kling keys (the alarm's)
     ANNOUNCEMENTS = "Announcements"  # outcome: delivered | retried | undelivered (PutEvents' failed entries)
     TRANSACTION_CONFLICTS = "TransactionConflicts"  # outcome: retried | gave_up (DynamoDB's TransactionConflict)
+    # pool: Kling's slots per pool, each poller run (issue 24): held, the limit (C, or lower after a
+    # shared account's 1303), and the jobs waiting in the pool's line
+    SLOTS_HELD = "SlotsHeld"
+    SLOTS_LIMIT = "SlotsLimit"
+    JOBS_WAITING = "JobsWaiting"
 
 
 def record(metric: Metric, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:

@@ -254,9 +254,20 @@ def keep_slots(deps: PollerDependencies, report: PollReport) -> None:
                 report.slot_limits_raised += int(raised > pool.limit)
             report.slot_counts_fixed += int(slots.recount(pool) != 0)
             report.slots_refilled += len(slots.refill(pool.name))
+            publish_slots(slots, pool.name)
         except Exception:
             report.errors += 1
             logger.exception("could not keep a pool's slots", extra={"pool": pool.name})
+
+
+def publish_slots(slots: SlotPools, name: str) -> None:
+    """The dashboard's slots widget: a pool's held slots against its limit, and its line, as this run left them."""
+    pool = slots.pool(name)
+    if pool is None:
+        return
+    record(Metric.SLOTS_HELD, pool.held, pool=name)
+    record(Metric.SLOTS_LIMIT, pool.limit, pool=name)
+    record(Metric.JOBS_WAITING, slots.waiting(name), pool=name)
 
 
 def check_account(deps: PollerDependencies, report: PollReport) -> None:

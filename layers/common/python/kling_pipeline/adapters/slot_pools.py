@@ -139,6 +139,10 @@ class SlotPools:
     def holders(self, pool: str) -> int:
         return self._count(held_queue(pool))
 
+    def waiting(self, pool: str) -> int:
+        """How many jobs wait in `pool`'s line (a count of the index, never a scan)."""
+        return self._count(wait_queue(pool))
+
     def _query(self, queue: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
