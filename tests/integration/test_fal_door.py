@@ -137,7 +137,7 @@ def test_a_fal_job_completes_through_its_webhook_with_no_status_query(fal: FalDo
     job = fal.submit("fal-happy", model="kling-v3", mode="pro", duration="10", aspect_ratio="16:9")
     # Then it was queued at fal once, its reference stored by the SUBMITTED transition
     assert job.state is JobState.SUBMITTED
-    stored = job.model_extra["provider_task"]
+    stored = job.provider_task or {}
     assert stored["id"] == job.task_id
     assert set(stored["urls"]) == {"status_url", "response_url", "cancel_url"}
     assert stored["endpoint"] == "fal-ai/kling-video/v3/pro/text-to-video"
@@ -229,7 +229,7 @@ def test_an_unsettled_create_is_never_sent_again_and_its_webhook_completes_it(fa
     job = fal.submit("fal-unsettled")
     # Then the job waits unsettled (SUBMITTED, no request id), and fal holds one request
     assert job.state is JobState.SUBMITTED and job.task_id is None
-    assert job.model_extra.get("provider_unsettled_at")
+    assert job.provider_unsettled_at
     # When the same message is delivered again, and the poller looks
     pipeline = fal.completion.pipeline
     pipeline.send({"job_id": "fal-unsettled", "prompt": "video for fal-unsettled", "provider": "fal", "mode": "pro"})
@@ -253,7 +253,7 @@ def test_an_unsettled_create_is_never_sent_again_and_its_webhook_completes_it(fa
     # Then the job adopts fal's request and completes, one create in all
     done = fal.store.get("fal-unsettled")
     assert done.state is JobState.COMPLETED
-    assert done.task_id and done.model_extra["provider_task"]["id"] == done.task_id
+    assert done.task_id and (done.provider_task or {})["id"] == done.task_id
     assert fal.stats()["creates"] == 1
 
 

@@ -61,20 +61,19 @@ def fal_callback_url(api_base_url: str, job_id: str, signing_secret: str) -> str
 
 
 def task_ref(job: Job) -> TaskRef | None:
-    record = (job.model_extra or {}).get(PROVIDER_TASK)
+    record = job.provider_task
     return TaskRef.from_record(record) if isinstance(record, Mapping) and record.get("id") else None
 
 
 def unsettled_since(job: Job) -> int | None:
-    value = (job.model_extra or {}).get(UNSETTLED_AT)
-    return None if value is None else int(value)
+    return job.provider_unsettled_at
 
 
 def adopted_ref(job: Job, request_id: str, queue_base_url: str) -> TaskRef:
     """The reference of a request an unsettled create made, from fal's webhook naming it: fal's queue URLs
     follow `<queue>/<owner>/<app>/requests/<id>` (docs/fal-contract.md), so they are rebuilt, on fal's
     own origin only."""
-    endpoint = str((job.model_extra or {}).get(ENDPOINT) or "")
+    endpoint = job.provider_endpoint or ""
     app = "/".join(endpoint.split("/")[:2])
     base = f"{queue_base_url.rstrip('/')}/{app}/requests/{request_id}"
     urls = {"status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"}
@@ -106,7 +105,7 @@ def unsettled_reason(job: Job, window_s: int) -> str:
     """PROVIDER_UNSETTLED: what is known and how to check it."""
     since = unsettled_since(job) or 0
     when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    endpoint = (job.model_extra or {}).get(ENDPOINT) or "fal"
+    endpoint = job.provider_endpoint or "fal"
     return (
         f"a create for this job on fal ({endpoint}, sent {when}) got no answer proving whether fal queued it, and "
         f"no webhook from fal named the job within {window_s} s. It was not sent again (fal has no idempotency "

@@ -112,7 +112,7 @@ def wait_unsettled(
     window = deps.settings.fal_webhook_window_s
     changes = {
         UNSETTLED_AT: since,
-        ENDPOINT: endpoint or (job.model_extra or {}).get(ENDPOINT) or "fal",
+        ENDPOINT: endpoint or job.provider_endpoint or "fal",
         "needs_reconcile": None,
         "submitted_at": since,
         "next_poll_at": since + window,

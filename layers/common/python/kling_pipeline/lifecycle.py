@@ -166,6 +166,11 @@ class Job(BaseModel):
     model_name: str | None = None  # the model Kling was asked for (claims.record_submitted)
     kling_finished_at: int | None = None  # epoch ms when Kling finished the step's task
     kling_video_id: str | None = None  # the step's Kling video: the next step of a chain extends it
+    # Another provider's door (providers/, fal_door.py): its task's reference as stored (TaskRef.as_record),
+    # the endpoint asked, and when a create that proved nothing was sent (never sent again).
+    provider_task: dict[str, Any] | None = None
+    provider_endpoint: str | None = None
+    provider_unsettled_at: int | None = None
     video_duration: str | None = None  # seconds, as Kling says them ("5.1")
     video_size: int | None = None  # bytes of the stored video
     sha256: str | None = None  # of the stored video
