@@ -1,8 +1,7 @@
 """The HTTP plumbing the Replicate and AceData simulators share (replicate_sim/, acedata_sim/): a threading
 server that can cut its open connections, a handler base with JSON answers, a dropped answer, the media
-host's ranged video, and starting/stopping an API server and a media server in threads.
-
-(The fal simulator, fal_sim/, has its own copy of the same pieces; it predates this module.)"""
+host's ranged video, and starting/stopping an API server and a media server in threads. The fal
+simulator's servers (fal_sim/server.py) stand on the same server and handler."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from kling_local.sim.cdn import base_url
 from kling_local.sim.media import iter_video
 
 log = logging.getLogger("kling_local.sim_http")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 MAX_BODY = 1024 * 1024
 
 
@@ -132,7 +131,7 @@ class SimHandler(BaseHTTPRequestHandler):
     def video(self, method: str, seed: str, total: int) -> None:
         """A synthetic MP4 of `total` bytes for `seed`, with HEAD and Range (as the Kling simulator's CDN)."""
         start, end, status = 0, total, 200
-        ranged = _RANGE.match(self.headers.get("Range", ""))
+        ranged = RANGE.match(self.headers.get("Range", ""))
         if ranged and (ranged.group(1) or ranged.group(2)):
             if ranged.group(1):
                 start = int(ranged.group(1))

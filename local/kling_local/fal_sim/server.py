@@ -14,144 +14,71 @@ Every queue route takes `Authorization: Key <api_key>` (401 otherwise). The medi
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kling_local.fal_sim.config import FalSimConfigError
 from kling_local.fal_sim.state import FalRequest, FalState
 from kling_local.sim.media import ClipSpec, clip_mp4, iter_video
+from kling_local.sim_http import RANGE, Drop, SimHandler, SimHTTPServer
 
 log = logging.getLogger("kling_local.fal_sim.server")
 _REQUEST = re.compile(r"^/([^/]+/[^/]+)/requests/([0-9a-fA-F-]{8,64})(/status|/cancel)?/?$")
 _MEDIA = re.compile(r"^/files/([0-9a-fA-F-]{8,64})/output\.mp4$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 JWKS_PATH = "/.well-known/jwks.json"
-MAX_BODY = 1024 * 1024
 
 
-class _Drop(Exception):
-    """Cut the connection without an answer."""
-
-
-class FalHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
+class FalHTTPServer(SimHTTPServer):
     def __init__(self, address: tuple[str, int], role: str, state: FalState) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.role = role
-        self.state = state
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            conns = list(self._open)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection error from %s", client_address, exc_info=True)
+        super().__init__(address, role, state, _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(SimHandler):
     server_version = "fal-sim"
-    sys_version = ""
     timeout = 60
-    disable_nagle_algorithm = True
     server: FalHTTPServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def _dispatch(self, method: str) -> None:
-        try:
-            if self.server.role == "media":
-                self._media(method)
-            else:
-                self._api(method)
-        except _Drop:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True
-        except Exception:
-            log.exception("unexpected error handling %s %s", method, self.path.split("?")[0])
-            self._json(500, {"detail": "Internal Server Error"})
 
     # -- the queue API ----------------------------------------------------------------------------
 
-    def _api(self, method: str) -> None:
+    def api(self, method: str) -> None:
         state = self.server.state
         url = urlsplit(self.path)
         path = url.path
-        body = self._body()
+        body = self.body()
         if path == JWKS_PATH and method == "GET":
-            return self._raw(200, state.jwks(), "application/json")
+            return self.raw(200, state.jwks(), "application/json")
         if path.startswith("/_sim/"):
             return self._sim(method, path, body)
         if self.headers.get("Authorization", "") != f"Key {state.config.api_key}":
             with state.lock:
                 state.counts["unauthorized"] += 1
-            return self._json(401, {"detail": "Invalid API key"})
+            return self.json(401, {"detail": "Invalid API key"})
         match = _REQUEST.match(path)
         if match is not None:
             return self._request(method, match.group(1), match.group(2), match.group(3) or "")
         if method != "POST":
-            return self._json(405, {"detail": "Method Not Allowed"})
+            return self.json(405, {"detail": "Method Not Allowed"})
         model_id = path.strip("/")
         if model_id not in state.config.model_ids:
-            return self._json(404, {"detail": f"Application '{model_id}' not found"})
+            return self.json(404, {"detail": f"Application '{model_id}' not found"})
         try:
             arguments = json.loads(body or b"{}")
         except ValueError:
-            return self._json(422, {"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "json_invalid"}]})
+            return self.json(422, {"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "json_invalid"}]})
         if not isinstance(arguments, dict):
-            return self._json(422, {"detail": [{"loc": ["body"], "msg": "an object is needed", "type": "dict"}]})
+            return self.json(422, {"detail": [{"loc": ["body"], "msg": "an object is needed", "type": "dict"}]})
         webhook = parse_qs(url.query).get("fal_webhook", [None])[0]
         request, fault = state.create(model_id, arguments, webhook, _retention(self.headers))
         if fault == "lost":
-            raise _Drop  # the request stands, and runs; its answer never arrives
+            raise Drop  # the request stands, and runs; its answer never arrives
         if fault == "500":
-            return self._json(500, {"detail": "Internal Server Error"})  # ...or proves nothing
+            return self.json(500, {"detail": "Internal Server Error"})  # ...or proves nothing
         with state.lock:
             handle = state.handle(request)
-        return self._json(200, handle)
+        return self.json(200, handle)
 
     def _request(self, method: str, app: str, request_id: str, action: str) -> None:
         state = self.server.state
@@ -160,39 +87,39 @@ class _Handler(BaseHTTPRequestHandler):
             if action == "/cancel" and method == "PUT":
                 with state.lock:
                     state.counts["cancels"] += 1
-            return self._json(404, {"status": "NOT_FOUND", "detail": "Request not found"})
+            return self.json(404, {"status": "NOT_FOUND", "detail": "Request not found"})
         if action == "/status" and method == "GET":
-            return self._json(200, state.status(request))
+            return self.json(200, state.status(request))
         if action == "/cancel" and method == "PUT":
-            return self._json(*state.cancel(request))
+            return self.json(*state.cancel(request))
         if action == "" and method == "GET":
-            return self._json(*state.result(request))
-        return self._json(405, {"detail": "Method Not Allowed"})
+            return self.json(*state.result(request))
+        return self.json(405, {"detail": "Method Not Allowed"})
 
     def _sim(self, method: str, path: str, body: bytes) -> None:
         state = self.server.state
         if path == "/_sim/stats" and method == "GET":
-            return self._json(200, state.stats())
+            return self.json(200, state.stats())
         if path == "/_sim/reset" and method == "POST":
             state.reset()
-            return self._json(200, {"reset": True})
+            return self.json(200, {"reset": True})
         if path == "/_sim/config" and method == "POST":
             try:
                 config = state.configure(json.loads(body or b"{}"))
             except (FalSimConfigError, ValueError, TypeError) as exc:
-                return self._json(400, {"detail": str(exc)})
-            return self._json(200, config.model_dump(exclude={"api_key"}))
+                return self.json(400, {"detail": str(exc)})
+            return self.json(200, config.model_dump(exclude={"api_key"}))
         if path == "/_sim/rotate-keys" and method == "POST":
-            return self._json(200, {"kid": state.rotate_keys().kid})
-        return self._json(404, {"detail": "Not Found"})
+            return self.json(200, {"kid": state.rotate_keys().kid})
+        return self.json(404, {"detail": "Not Found"})
 
     # -- the media host ---------------------------------------------------------------------------
 
-    def _media(self, method: str) -> None:
+    def media(self, method: str) -> None:
         match = _MEDIA.match(urlsplit(self.path).path)
         request = self.server.state.media(match.group(1)) if match and method in ("GET", "HEAD") else None
         if request is None:
-            return self._json(404, {"detail": "Not Found"})
+            return self.json(404, {"detail": "Not Found"})
         size = self.server.state.config.video_size_bytes
         if size == 0:
             data = clip_mp4(_clip(request))
@@ -202,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
             data, total = b"", size
         start, end = 0, total
         status = 200
-        ranged = _RANGE.match(self.headers.get("Range", ""))
+        ranged = RANGE.match(self.headers.get("Range", ""))
         if ranged and (ranged.group(1) or ranged.group(2)):
             if ranged.group(1):
                 start = int(ranged.group(1))
@@ -222,26 +149,6 @@ class _Handler(BaseHTTPRequestHandler):
         chunks = [data[start:end]] if size == 0 else iter_video(request.request_id, total, start, end)
         for chunk in chunks:
             self.wfile.write(chunk)
-
-    # -- plumbing ---------------------------------------------------------------------------------
-
-    def _body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.close_connection = True
-            raise _Drop
-        return self.rfile.read(length) if length else b""
-
-    def _json(self, status: int, payload: Any) -> None:
-        self._raw(status, json.dumps(payload, separators=(",", ":")).encode(), "application/json")
-
-    def _raw(self, status: int, data: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
 
 
 def _retention(headers: Any) -> int | None:
