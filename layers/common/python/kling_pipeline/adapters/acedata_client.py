@@ -34,6 +34,7 @@ import httpx
 
 from kling_pipeline.adapters.deadlines import within
 from kling_pipeline.adapters.pinned_http import deadline_transport
+from kling_pipeline.adapters.provider_http import json_or_text
 from kling_pipeline.errors import (
     ProviderAccountError,
     ProviderCreateUnsettledError,
@@ -114,7 +115,7 @@ class AceDataClient:
             raise ProviderUnavailableError(PROVIDER, f"{where}: {type(exc).__name__}", request_sent=False) from exc
         except httpx.HTTPError as exc:
             raise self._unsettled(f"no answer to the create ({type(exc).__name__})", at, endpoint) from exc
-        answer = _json_or_text(response)
+        answer = json_or_text(response)
         error = error_of(answer)
         if error is not None and error[0] in ACCOUNT_CODES:
             raise self._account(where, error, response.status_code)
@@ -183,7 +184,7 @@ class AceDataClient:
             raise ProviderUnavailableError(PROVIDER, f"{what}: {type(exc).__name__}", request_sent=False) from exc
         except httpx.HTTPError as exc:
             raise ProviderUnavailableError(PROVIDER, redact(f"{what}: {type(exc).__name__}")) from exc
-        answer = _json_or_text(response)
+        answer = json_or_text(response)
         error = error_of(answer)
         if error is not None:
             raise self._error(what, error, response.status_code)
@@ -236,10 +237,3 @@ class AceDataClient:
 
     def close(self) -> None:
         self._http.close()
-
-
-def _json_or_text(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:500]

@@ -32,12 +32,12 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from kling_pipeline.adapters.deadlines import within
 from kling_pipeline.adapters.pinned_http import deadline_transport
+from kling_pipeline.adapters.provider_http import ACCOUNT, REFUSED, THROTTLED, json_or_text, origin
 from kling_pipeline.errors import (
     ProviderAccountError,
     ProviderCreateUnsettledError,
@@ -64,10 +64,6 @@ from kling_pipeline.redaction import redact
 RETENTION_HEADER = "X-Fal-Object-Lifecycle-Preference"
 NO_RETRY_HEADER = "x-fal-no-retry"
 HANDLE_URLS = ("status_url", "response_url", "cancel_url")
-# Statuses that answer a create and prove fal made no request (nothing billed), by what they mean.
-REFUSED = frozenset({400, 404, 405, 413, 422})
-ACCOUNT = frozenset({401, 402, 403})
-THROTTLED = 429
 
 Verify = Callable[[bytes, Mapping[str, str], float | None], str]
 
@@ -93,7 +89,7 @@ class FalClient:
         if not key:
             raise ValueError("fal needs its API key (FAL_KEY, in the fal credentials secret)")
         self._base = queue_base_url.rstrip("/")
-        self._origin = _origin(self._base)
+        self._origin = origin(self._base)
         self.timeout_s = timeout_s
         self.result_retention_s = result_retention_s
         self._fal_retries = fal_retries
@@ -133,7 +129,7 @@ class FalClient:
             raise self._unsettled(f"no answer to the create ({type(exc).__name__})", at, endpoint) from exc
         status = response.status_code
         if status in REFUSED:
-            detail = _json_or_text(response)
+            detail = json_or_text(response)
             raise ProviderRefusedError(
                 PROVIDER, f"{where} refused ({status}): {detail_text(detail)}", http_status=status, detail=detail
             )
@@ -158,7 +154,7 @@ class FalClient:
         urls = {}
         for name in HANDLE_URLS:
             url = answer.get(name)
-            if not isinstance(url, str) or _origin(url) != self._origin:
+            if not isinstance(url, str) or origin(url) != self._origin:
                 # Our key goes to these URLs: only to fal's queue itself.
                 raise ValueError(f"{name} missing or not on {self._origin}")
             urls[name] = url
@@ -196,13 +192,13 @@ class FalClient:
         ProviderUnavailableError (5xx, 504, 429, no answer: transient, ask again)."""
         response = self._send("GET", ref.urls["response_url"], "result")
         if response.status_code == 422:
-            return refusal_of(_json_or_text(response), ref.id)
+            return refusal_of(json_or_text(response), ref.id)
         if response.status_code != 200:
             raise ProviderUnavailableError(
                 PROVIDER, f"result of {ref.id}: {response.status_code} (ask again)", http_status=response.status_code
             )
         expires = None if ref.created_at is None else ref.created_at + self.result_retention_s
-        return result_of(_json_or_text(response), ref.id, expires_at=expires)
+        return result_of(json_or_text(response), ref.id, expires_at=expires)
 
     def look_up(self, ref: TaskRef) -> ProviderTask:
         """The request now: its status, and its result once fal says COMPLETED."""
@@ -265,13 +261,13 @@ class FalClient:
             raise ProviderUnavailableError(
                 PROVIDER, f"{what}: {response.status_code} (ask again)", http_status=response.status_code
             )
-        answer = _json_or_text(response)
+        answer = json_or_text(response)
         if not isinstance(answer, Mapping):
             raise ProviderUnavailableError(PROVIDER, f"{what}: an answer that is not a JSON object")
         return answer
 
     def _send(self, method: str, url: str, what: str) -> httpx.Response:
-        if _origin(url) != self._origin:
+        if origin(url) != self._origin:
             raise ProviderUnavailableError(
                 PROVIDER, f"{what}: the stored URL is not on {self._origin}", request_sent=False
             )
@@ -282,15 +278,3 @@ class FalClient:
             raise ProviderUnavailableError(PROVIDER, f"{what}: {type(exc).__name__}", request_sent=False) from exc
         except httpx.HTTPError as exc:
             raise ProviderUnavailableError(PROVIDER, redact(f"{what}: {type(exc).__name__}: {exc}", url)) from exc
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower()
-
-
-def _json_or_text(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:500]

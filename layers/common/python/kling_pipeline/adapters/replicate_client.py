@@ -29,12 +29,12 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from kling_pipeline.adapters.deadlines import within
 from kling_pipeline.adapters.pinned_http import deadline_transport
+from kling_pipeline.adapters.provider_http import ACCOUNT, REFUSED, THROTTLED, json_or_text, origin
 from kling_pipeline.errors import (
     ProviderAccountError,
     ProviderCreateUnsettledError,
@@ -57,9 +57,6 @@ from kling_pipeline.providers.replicate_prices import charge as price_charge
 from kling_pipeline.providers.replicate_prices import table
 from kling_pipeline.redaction import redact
 
-REFUSED = frozenset({400, 404, 405, 413, 422})
-ACCOUNT = frozenset({401, 402, 403})
-THROTTLED = 429
 # How far before the create's own clock the listing looks (our clock and Replicate's may differ).
 LIST_SKEW_S = 300.0
 MAX_LIST_PAGES = 50  # 5,000 predictions: a walk longer than this is asked again, never "not found"
@@ -89,7 +86,7 @@ class ReplicateClient:
         if not token:
             raise ValueError("Replicate needs its API token (in the Replicate credentials secret)")
         self._base = base_url.rstrip("/")
-        self._origin = _origin(self._base)
+        self._origin = origin(self._base)
         self.timeout_s = timeout_s
         self.cancel_after_s = cancel_after_s
         self.max_list_pages = max_list_pages
@@ -136,7 +133,7 @@ class ReplicateClient:
             raise self._unsettled(f"no answer to the create ({type(exc).__name__})", at, endpoint) from exc
         status = response.status_code
         if status in REFUSED:
-            detail = _json_or_text(response)
+            detail = json_or_text(response)
             raise ProviderRefusedError(
                 PROVIDER, f"{where} refused ({status}): {_detail(detail)}", http_status=status, detail=detail
             )
@@ -216,7 +213,7 @@ class ReplicateClient:
             following = page.get("next")
             if not following:
                 return None
-            if not isinstance(following, str) or _origin(following) != self._origin:
+            if not isinstance(following, str) or origin(following) != self._origin:
                 # Our token goes to the cursor's URL: only to Replicate's API itself.
                 raise ProviderUnavailableError(PROVIDER, f"the prediction list: a next page not on {self._origin}")
             url = following
@@ -246,7 +243,7 @@ class ReplicateClient:
             raise ProviderUnavailableError(
                 PROVIDER, f"cancel of {ref.id}: {response.status_code} (ask again)", http_status=response.status_code
             )
-        answer = _json_or_text(response)
+        answer = json_or_text(response)
         status = answer.get("status") if isinstance(answer, Mapping) else None
         if status in ("succeeded", "failed", "aborted"):
             return CancelOutcome("already_completed", f"Replicate had already ended the prediction ({status})")
@@ -294,7 +291,7 @@ class ReplicateClient:
             raise ProviderUnavailableError(
                 PROVIDER, f"{what}: {response.status_code} (ask again)", http_status=response.status_code
             )
-        answer = _json_or_text(response)
+        answer = json_or_text(response)
         if not isinstance(answer, dict):
             raise ProviderUnavailableError(PROVIDER, f"{what}: an answer that is not a JSON object")
         return answer
@@ -312,18 +309,6 @@ class ReplicateClient:
 def _endpoint_of(prediction: Mapping[str, Any]) -> str:
     model = prediction.get("model")
     return model if isinstance(model, str) else ""
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}".lower()
-
-
-def _json_or_text(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:500]
 
 
 def _detail(answer: Any, limit: int = 500) -> str:
