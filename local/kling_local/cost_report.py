@@ -21,7 +21,7 @@ from rich.table import Table
 
 from kling_local.connection import PipelineConnection, add_connection_arguments
 from kling_local.terminal import UsageError, guarded
-from kling_pipeline.adapters.ledger import CostRow
+from kling_pipeline.adapters.ledger import BUDGET_SK_USD, CostRow
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 400  # a query per day: a longer report is a job for an export
@@ -49,6 +49,7 @@ class CostReport:
     tasks: int
     budget_reserved_today: float
     cash: dict[str, float] = field(default_factory=dict)  # currency -> amount charged in cash
+    budget_reserved_today_usd: float = 0.0  # held of today's USD budget (DailyBudgetUsd): never added to units
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,7 +59,7 @@ class CostReport:
             "rows": self.rows,
             "total": {"units": self.units, "tasks": self.tasks} | ({"cash": self.cash} if self.cash else {}),
             "budget_reserved_today": self.budget_reserved_today,
-        }
+        } | ({"budget_reserved_today_usd": self.budget_reserved_today_usd} if self.budget_reserved_today_usd else {})
 
 
 def parse_day(value: str | None, flag: str, default: date) -> date:
@@ -123,6 +124,7 @@ def cost_report(connection: PipelineConnection, since: date, until: date, by: st
         tasks=sum(row.tasks for row in rows),
         budget_reserved_today=ledger.reserved(today),
         cash=summed([row.cash for row in rows]),
+        budget_reserved_today_usd=ledger.reserved(today, BUDGET_SK_USD),
     )
 
 
@@ -149,4 +151,6 @@ def cmd_cost(args: argparse.Namespace, connection: PipelineConnection | None) ->
     console.print(table)
     if report.budget_reserved_today:
         console.print(f"today's budget: {report.budget_reserved_today:g} units held (DailyBudgetUnits)")
+    if report.budget_reserved_today_usd:
+        console.print(f"today's USD budget: {report.budget_reserved_today_usd:g} USD held (DailyBudgetUsd)")
     return 0

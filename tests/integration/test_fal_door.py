@@ -3,9 +3,11 @@ fal's webhooks caught where our API would be and handed to CallbackFunction as A
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -13,9 +15,14 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
+from kling_local import cli
 from kling_local.fal_sim import FalSimConfig, FalSimulator
 from kling_local.stack.worker import LambdaContext
+from kling_pipeline.adapters.ledger import BUDGET_SK_USD, Ledger, day_of
+from kling_pipeline.claims import ClaimResult, Outcome
 from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.settings import SubmitSettings
+from kling_pipeline.submit import HELD_FOR_BUDGET, SubmitDependencies, handle_job_message, submit_dependencies
 from tests.fal_sim.conftest import Receiver
 from tests.support.jobs_api import JobsApi
 from tests.support.lambda_runtime import api_gateway_event, load_function_module
@@ -338,3 +345,58 @@ def test_a_fal_job_still_in_fals_queue_is_cancelled_there(fal: FalDoor) -> None:
     assert job.state is JobState.CANCELLED
     assert "bills nothing" in (job.error_message or "")
     assert fal.stats()["cancels_accepted"] == 1
+
+
+def test_a_fal_job_is_held_by_the_usd_budget_while_kling_jobs_still_go(fal: FalDoor) -> None:
+    # Given a daily budget of $1 and one of 5 units: a fal kling-v3 pro 5 s video is estimated at $0.56
+    # (0.112 USD/s, fal's price table), a Kling std 5 s video at 1 unit (unit_estimates.py)
+    pipeline = fal.completion.pipeline
+    pipeline.use_function_env("SubmitFunction", **fal.env, DAILY_BUDGET_USD="1", DAILY_BUDGET_UNITS="5")
+    deps = submit_dependencies(SubmitSettings.from_environment())
+
+    def send(job_id: str, deps: SubmitDependencies = deps, **fields: Any) -> ClaimResult:
+        body = json.dumps({"job_id": job_id, "prompt": f"video for {job_id}", **fields})
+        return handle_job_message(body, f"m-{job_id}-{time.monotonic()}", deps, owner="w")
+
+    on_fal = {"provider": "fal", "model": "kling-v3", "mode": "pro", "duration": "5"}
+    # When two fal jobs are submitted
+    assert send("usd-1", **on_fal).outcome is Outcome.SUBMITTED
+    held = send("usd-2", **on_fal)
+    # Then the second waits in QUEUED for the USD budget, naming it, and fal saw one create
+    assert held.outcome is Outcome.HELD, held.detail
+    assert "needs 0.56 USD and 0.56 of 1 are held" in held.detail and "DailyBudgetUsd" in held.detail
+    job = fal.store.get("usd-2")
+    assert (job.state, job.held_for, job.reserved_usd) == (JobState.QUEUED, HELD_FOR_BUDGET, None)
+    assert fal.stats()["creates"] == 1
+    # When Kling jobs are submitted meanwhile, Then they go, counted in units against their own budget
+    assert [send(f"units-{i}").outcome for i in range(3)] == [Outcome.SUBMITTED] * 3
+    ledger = Ledger(pipeline.resolver.refs["StatsTable"])
+    today = day_of()
+    assert (ledger.reserved(today), ledger.reserved(today, BUDGET_SK_USD)) == (3.0, 0.56)
+    assert fal.store.get("usd-1").reserved_usd == 0.56 and fal.store.get("usd-1").reserved_units is None
+    # When the operator raises DailyBudgetUsd (a cold start) and the held message comes back
+    pipeline.use_function_env("SubmitFunction", **fal.env, DAILY_BUDGET_USD="2", DAILY_BUDGET_UNITS="5")
+    raised = submit_dependencies(SubmitSettings.from_environment())
+    # Then it is released as a Kling job held by its budget is: sent the same day
+    assert send("usd-2", raised, **on_fal).outcome is Outcome.SUBMITTED
+    assert fal.stats()["creates"] == 2
+    # When the first fal video completes through its webhook
+    fal.forward_webhooks("usd-1")
+    fal.completion.wait_for_execution("usd-1")
+    done = fal.store.get("usd-1")
+    assert done.state is JobState.COMPLETED and done.cash_charged
+    charged = float(done.cash_charged["USD"])
+    # Then its reservation became its charge in USD, and the units' counter did not move
+    assert ledger.reserved(today, BUDGET_SK_USD) == pytest.approx(charged + 0.56)
+    assert ledger.reserved(today) == 3.0
+    # and the cost report keeps the two apart: USD as cash, never added to units
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(["cost", "--json", "--stats-table", pipeline.resolver.refs["StatsTable"]]) == 0
+    report = json.loads(out.getvalue())
+    assert report["total"] == {"units": 0.0, "tasks": 1, "cash": {"USD": pytest.approx(charged)}}
+    assert report["budget_reserved_today"] == 3.0
+    assert report["budget_reserved_today_usd"] == pytest.approx(charged + 0.56)
+    # and the jobs API shows the amount with its unit
+    shown = jobs_api_for(fal).call("GET", "/jobs/usd-1").body
+    assert shown["cash_charged"] == done.cash_charged and shown["units_charged"] is None

@@ -74,8 +74,15 @@ class JobView(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     units_charged: str | None = Field(default=None, description="Kling's charge for the job's task, once known")
+    cash_charged: dict[str, str] | None = Field(
+        default=None,
+        description="the charge in money, per currency ({'USD': '1.12'}: a fal job's), never added to units",
+    )
     reserved_units: float | None = Field(
         default=None, description="what the job holds of its day's budget (DailyBudgetUnits), an estimate"
+    )
+    reserved_usd: float | None = Field(
+        default=None, description="what a job billed in USD (fal) holds of its day's USD budget (DailyBudgetUsd)"
     )
     held_for: str | None = Field(default=None, description="why a QUEUED job waits, such as 'daily budget reached'")
     waiting_pool: str | None = Field(

@@ -25,7 +25,7 @@ from kling_pipeline.adapters.generation_estimates import GenerationEstimates
 from kling_pipeline.adapters.job_queue import JobQueue
 from kling_pipeline.adapters.job_store import JobStore
 from kling_pipeline.adapters.kling_client import KlingClient
-from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger
+from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, RESERVED_USD, Ledger
 from kling_pipeline.adapters.slot_pools import SlotPools
 from kling_pipeline.errors import (
     KlingAccountError,
@@ -321,7 +321,7 @@ def park_job(
         Transition(
             job.state,
             JobState.QUEUED,
-            {RESERVED_UNITS: None, RESERVED_DAY: None} if release else {},
+            {RESERVED_UNITS: None, RESERVED_USD: None, RESERVED_DAY: None} if release else {},
             f"parked: {reason[:200]}",
             by=BY,
             remove=LEASE,

@@ -38,6 +38,7 @@ from kling_pipeline.requests import JobRequest
 
 if TYPE_CHECKING:
     from kling_pipeline.poller import PollerDependencies
+    from kling_pipeline.settings import SubmitSettings
     from kling_pipeline.submit import SubmitDependencies
 
 
@@ -72,6 +73,23 @@ def submit_fal(job: Job, request: JobRequest, deps: SubmitDependencies) -> Claim
     except ProviderRefusedError as exc:
         return refuse_request(job, deps, f"fal refused the request: {exc.message}")
     return record_fal_submitted(job, ref, deps, model=endpoint.model)
+
+
+def usd_to_reserve(request: JobRequest, settings: SubmitSettings) -> float | None:
+    """What a fal job's video will cost in USD by the price table (and FalPrices), for the daily USD budget;
+    None when fal does not serve it (refused at its create, before any money is spent) or no price is known."""
+    from kling_pipeline.providers.fal import endpoint_for
+    from kling_pipeline.providers.fal_prices import PriceTable
+
+    try:
+        endpoint = endpoint_for(request.model or settings.default_model, request.kind, request.mode)
+        seconds = float(request.duration)
+    except (ProviderCapabilityError, TypeError, ValueError):
+        return None
+    charge = PriceTable.from_setting(settings.fal_prices).charge(endpoint.model_id, seconds, audio=bool(request.sound))
+    if charge is None:
+        logger.warning("no fal price for the daily USD budget's estimate", extra={"endpoint": endpoint.model_id})
+    return None if charge is None else charge.amount
 
 
 def record_fal_submitted(job: Job, ref: TaskRef, deps: SubmitDependencies, *, model: str) -> ClaimResult:

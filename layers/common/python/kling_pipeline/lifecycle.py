@@ -151,6 +151,7 @@ class Job(BaseModel):
     # What the task cost in cash, per currency ({"USD": "0.84"}): the newer design's billing[] (kling_task.py).
     cash_charged: dict[str, str] | None = None
     reserved_units: float | None = None  # what the job holds of reserved_day's budget (adapters.ledger)
+    reserved_usd: float | None = None  # a job billed in USD (fal): what it holds of reserved_day's USD budget
     reserved_day: str | None = None
     held_for: str | None = None  # why a QUEUED job waits, beyond backpressure ("daily budget reached")
     s3_uri: str | None = None

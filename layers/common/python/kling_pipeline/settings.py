@@ -167,6 +167,7 @@ class SubmitSettings(
     default_provider: Literal["kling", "fal"]  # a job naming no provider goes through this door
     known_models: tuple[str, ...]
     daily_budget_units: float = Field(ge=0)  # 0: no budget; else the units a UTC day's jobs may reserve
+    daily_budget_usd: float = Field(ge=0)  # the same in USD, for the doors that bill USD (fal); 0: no budget
     # Input images: s3:// only from this bucket (empty: none), handed to Kling presigned for this long;
     # https URLs only from these hosts, under the download's address rules (relaxed in local mode).
     input_bucket: str

@@ -23,7 +23,16 @@ from kling_pipeline.adapters.generation_estimates import GenerationEstimates, ge
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
 from kling_pipeline.adapters.kling_client import KlingClient, shared_client
-from kling_pipeline.adapters.ledger import RESERVED_DAY, RESERVED_UNITS, Ledger, day_of, ledger, reservation
+from kling_pipeline.adapters.ledger import (
+    RESERVED_DAY,
+    DailyBudget,
+    Ledger,
+    day_of,
+    ledger,
+    reservation,
+    units_budget,
+    usd_budget,
+)
 from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
 from kling_pipeline.adapters.slot_pools import SlotPools, slot_pools
 from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
@@ -382,8 +391,7 @@ def submit_job(
         return ClaimResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
     if isinstance(claimed, ClaimResult):
         return claimed
-    # The daily unit budget counts Kling's units: a fal job (USD) is not held to it (its charge is counted).
-    reserved = claimed if provider_of(claimed.request) == FAL else reserve_budget(claimed, deps)
+    reserved = reserve_budget(claimed, deps)  # in the unit its door bills: Kling's units, or fal's USD
     if isinstance(reserved, ClaimResult):
         return reserved
     try:
@@ -393,19 +401,41 @@ def submit_job(
         return park_job(reserved, deps, account_reason(exc), kling_code=exc.code, release=True)
 
 
+def daily_budget(job: Job, deps: SubmitDependencies) -> tuple[DailyBudget, float] | None:
+    """The daily budget `job` is held to, in the unit its door bills, and what it would reserve of it: Kling's
+    units (DailyBudgetUnits), or USD for fal (DailyBudgetUsd), never one counted in the other. None: no
+    budget in its unit, or no estimate (a fal job fal does not serve is refused at its create)."""
+    settings = deps.settings
+    provider = provider_of(job.request)
+    if provider == FAL:
+        from kling_pipeline.fal_submit import usd_to_reserve
+
+        budget = usd_budget(settings.daily_budget_usd)
+        # An earlier claim may have sent its create: it waits unsettled (fal_submit), never held or failed here.
+        ask = budget.limit > 0 and not job.needs_reconcile
+        usd = usd_to_reserve(stored_request(job), settings) if ask else None
+        return None if usd is None else (budget, usd)
+    if provider != "kling":
+        return None  # a door not yet given a budget of its unit
+    budget = units_budget(settings.daily_budget_units)
+    return None if budget.limit <= 0 else (budget, units_to_reserve(job, deps.estimates.expected(job)))
+
+
 def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | ClaimResult:
-    """With a daily unit budget, hold what the job's task will cost (unit_estimates.py) before creating
-    it: one transaction of the job's write and a conditional update of the day's counter, so any number
-    of submitters at once never pass the budget and a job never holds without saying so. Without room,
-    the job waits in QUEUED and its message comes back when the budget may have room (next UTC day, or
-    sooner if DailyBudgetUnits is raised). A job that already holds a reservation keeps it; one whose
-    estimate exceeds the whole budget fails (BUDGET_TOO_SMALL) instead of waiting for ever."""
-    budget = deps.settings.daily_budget_units
-    if budget <= 0 or reservation(job)[0] is not None:
+    """With a daily budget in the unit the job's door bills, hold what the job's task will cost
+    (unit_estimates.py; fal's price table) before creating it: one transaction of the job's write and a
+    conditional update of the day's counter of that unit, so any number of submitters at once never pass
+    the budget and a job never holds without saying so. Without room, the job waits in QUEUED and its
+    message comes back when the budget may have room (next UTC day, or sooner if the budget is raised). A
+    job that already holds a reservation keeps it; one whose estimate exceeds the whole budget fails
+    (BUDGET_TOO_SMALL) instead of waiting for ever."""
+    found = daily_budget(job, deps)
+    if found is None or reservation(job, found[0].field)[0] is not None:
         return job
+    daily, units = found
+    budget, unit = daily.limit, daily.unit
     now = deps.clock()
     day = day_of(now)
-    units = units_to_reserve(job, deps.estimates.expected(job))
     if units > budget:
         if job.needs_reconcile:
             # An earlier create's answer proved nothing: Kling may hold (and bill) its task. Find it first;
@@ -416,25 +446,25 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | ClaimResult:
                 return park_job(job, deps, account_reason(exc), kling_code=exc.code)
             if settled is not None:
                 return settled
-        return budget_too_small(job, deps, units, budget)
+        return budget_too_small(job, deps, units, daily)
     try:
         return deps.store.transition(
             job,
             Transition(
                 job.state,
                 JobState.SUBMITTING,
-                {RESERVED_UNITS: units, RESERVED_DAY: day, HELD_FOR: None, "next_poll_at": job.next_poll_at},
-                f"reserved {units:g} units of {day}'s budget",
+                {daily.field: units, RESERVED_DAY: day, HELD_FOR: None, "next_poll_at": job.next_poll_at},
+                f"reserved {units:g} {unit} of {day}'s budget",
                 by=BY,
-                linked=(deps.ledger.reserve_update(day, units, budget=budget),),
+                linked=(deps.ledger.reserve_update(day, units, budget=budget, counter=daily.counter),),
             ),
         )
     except LinkedWriteRefusedError:
         pass
-    held = deps.ledger.reserved(day)
+    held = deps.ledger.reserved(day, daily.counter)
     reason = (
-        f"daily budget reached: this job needs {units:g} units and {held:g} of {budget:g} are held for {day} (UTC); "
-        "it is sent when the budget has room: tomorrow, or as soon as DailyBudgetUnits is raised"
+        f"daily budget reached: this job needs {units:g} {unit} and {held:g} of {budget:g} are held for {day} (UTC); "
+        f"it is sent when the budget has room: tomorrow, or as soon as {daily.parameter} is raised"
     )
     until_next_day = SECONDS_PER_DAY - int(now) % SECONDS_PER_DAY
     released = release_for_retry(
@@ -443,13 +473,13 @@ def reserve_budget(job: Job, deps: SubmitDependencies) -> Job | ClaimResult:
     return ClaimResult(Outcome.HELD, job.job_id, reason, delay_s=released.delay_s)
 
 
-def budget_too_small(job: Job, deps: SubmitDependencies, units: float, budget: float) -> ClaimResult:
+def budget_too_small(job: Job, deps: SubmitDependencies, units: float, daily: DailyBudget) -> ClaimResult:
     """A job whose estimate exceeds the whole daily budget would wait for ever: it fails now, saying
     why, before anything is reserved or created. Its end is announced and its waiting caller told."""
     reason = (
-        f"{job.step_label}this job is estimated at {units:g} units, more than the whole daily budget of "
-        f"{budget:g} (DailyBudgetUnits): it could never be sent. Raise DailyBudgetUnits, then send it again "
-        "with a new job_id"
+        f"{job.step_label}this job is estimated at {units:g} {daily.unit}, more than the whole daily budget of "
+        f"{daily.limit:g} ({daily.parameter}): it could never be sent. Raise {daily.parameter}, then send it "
+        "again with a new job_id"
     )
     failed = deps.store.transition(
         job,

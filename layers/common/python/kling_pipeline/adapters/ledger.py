@@ -9,6 +9,8 @@
   conditional update before the create) and, once Kling's charge is known, what they were charged
   instead. It ends each day equal to the units charged for that day's reservations; a task charged in
   cash keeps its reservation (its units are not known, and unknown is not zero: lifecycle.charged_units).
+- `budget#DAY` / `usd`: the same for the doors that bill USD (fal), against its own budget
+  (DailyBudgetUsd): an amount is counted in its own unit only, never added to units.
 
 Days are UTC dates. docs/architecture.md, "What Kling costs".
 """
@@ -31,6 +33,7 @@ from kling_pipeline.lifecycle import Job, model_and_mode
 COST = "cost#"
 BUDGET = "budget#"
 BUDGET_SK = "units"
+BUDGET_SK_USD = "usd"
 ACCOUNT = "account"
 ACCOUNT_CHECK_SK = "check"
 # The job's fields that say what it holds of a day's budget (removed when its charge is counted).
@@ -38,17 +41,40 @@ RESERVED_UNITS = "reserved_units"
 CASH = "cash_"  # + the currency: a cost row's cash charged in it
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 RESERVED_DAY = "reserved_day"
+RESERVED_USD = "reserved_usd"  # what a job of a door billing USD holds of its day's USD budget
+
+
+@dataclass(frozen=True)
+class DailyBudget:
+    """One unit's daily budget: Kling's units (DailyBudgetUnits) or USD (DailyBudgetUsd), each with its own
+    counter and its own field on the job, so a job is held only by the budget of the unit it is billed in."""
+
+    limit: float  # 0: no budget
+    unit: str  # the amount's unit as a person reads it ("units", "USD")
+    parameter: str  # the template parameter that sets it
+    field: str  # the job's field holding its reservation
+    counter: str  # the sort key of the day's counter
+
+
+def units_budget(limit: float) -> DailyBudget:
+    return DailyBudget(limit, "units", "DailyBudgetUnits", RESERVED_UNITS, BUDGET_SK)
+
+
+def usd_budget(limit: float) -> DailyBudget:
+    return DailyBudget(limit, "USD", "DailyBudgetUsd", RESERVED_USD, BUDGET_SK_USD)
 
 
 def day_of(epoch_s: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if epoch_s is None else epoch_s, UTC).date().isoformat()
 
 
-def reservation(job: Job) -> tuple[Decimal | None, str | None]:
-    """The units `job` holds of a day's budget, and that day (None, None when it holds none)."""
-    if job.reserved_units is None or not job.reserved_day:
+def reservation(job: Job, field: str = RESERVED_UNITS) -> tuple[Decimal | None, str | None]:
+    """What `job` holds of a day's budget (its units, or with `field` RESERVED_USD its USD), and that day
+    (None, None when it holds none)."""
+    held = getattr(job, field)
+    if held is None or not job.reserved_day:
         return None, None
-    return Decimal(str(job.reserved_units)), job.reserved_day
+    return Decimal(str(held)), job.reserved_day
 
 
 @dataclass(frozen=True)
@@ -97,14 +123,18 @@ class Ledger:
         reserved, day = reservation(job)
         if units is not None and reserved is not None and day is not None:
             updates.append(self.budget_update(day, Decimal(str(units)) - reserved))
+        usd = (cash or {}).get("USD")
+        reserved, day = reservation(job, RESERVED_USD)
+        if usd is not None and reserved is not None and day is not None:
+            updates.append(self.budget_update(day, Decimal(usd) - reserved, counter=BUDGET_SK_USD))
         return updates
 
-    def budget_update(self, day: str, delta: Decimal) -> dict[str, Any]:
-        """A TransactWriteItems entry that moves a day's budget counter by `delta`."""
+    def budget_update(self, day: str, delta: Decimal, *, counter: str = BUDGET_SK) -> dict[str, Any]:
+        """A TransactWriteItems entry that moves a day's budget counter (units, or `counter`) by `delta`."""
         return {
             "Update": {
                 "TableName": self.table_name,
-                "Key": {"pk": BUDGET + day, "sk": BUDGET_SK},
+                "Key": {"pk": BUDGET + day, "sk": counter},
                 "UpdateExpression": "ADD reserved :delta",
                 "ExpressionAttributeValues": {":delta": delta},
             }
@@ -112,17 +142,17 @@ class Ledger:
 
     # -- the budget, reserved and released with the job's own transitions -------------------------
 
-    def reserve_update(self, day: str, units: float, *, budget: float) -> dict[str, Any]:
-        """A TransactWriteItems entry that takes `units` (no more than `budget`) from `day`'s budget only
-        if it has room for them: one conditional update, so any number of submitters at once never
-        reserve past it."""
+    def reserve_update(self, day: str, units: float, *, budget: float, counter: str = BUDGET_SK) -> dict[str, Any]:
+        """A TransactWriteItems entry that takes `units` (no more than `budget`) from `day`'s budget (of
+        units, or `counter`'s unit) only if it has room for them: one conditional update, so any number of
+        submitters at once never reserve past it."""
         if units > budget:
             raise ValueError(f"{units} units can never fit a budget of {budget}")
         amount = Decimal(str(units))
         return {
             "Update": {
                 "TableName": self.table_name,
-                "Key": {"pk": BUDGET + day, "sk": BUDGET_SK},
+                "Key": {"pk": BUDGET + day, "sk": counter},
                 "UpdateExpression": "ADD reserved :units",
                 "ConditionExpression": "attribute_not_exists(reserved) OR reserved <= :room",
                 "ExpressionAttributeValues": {":units": amount, ":room": Decimal(str(budget)) - amount},
@@ -130,13 +160,19 @@ class Ledger:
         }
 
     def release_update(self, job: Job) -> list[dict[str, Any]]:
-        """The entry that gives back `job`'s reservation (its create made no task); none if it has none."""
-        reserved, day = reservation(job)
-        return [] if reserved is None or day is None else [self.budget_update(day, -reserved)]
+        """The entries that give back `job`'s reservation, in its unit (its create made no task); none if it
+        has none."""
+        updates = []
+        for held, counter in ((RESERVED_UNITS, BUDGET_SK), (RESERVED_USD, BUDGET_SK_USD)):
+            reserved, day = reservation(job, held)
+            if reserved is not None and day is not None:
+                updates.append(self.budget_update(day, -reserved, counter=counter))
+        return updates
 
-    def reserved(self, day: str) -> float:
-        """What `day`'s jobs hold of its budget: estimates until their charge is known, then the charge."""
-        item = self._table.get_item(Key={"pk": BUDGET + day, "sk": BUDGET_SK}, ConsistentRead=True).get("Item")
+    def reserved(self, day: str, counter: str = BUDGET_SK) -> float:
+        """What `day`'s jobs hold of its budget (of units, or `counter`'s unit): estimates until their
+        charge is known, then the charge."""
+        item = self._table.get_item(Key={"pk": BUDGET + day, "sk": counter}, ConsistentRead=True).get("Item")
         return float(item["reserved"]) if item else 0.0
 
     # -- the account check ---------------------------------------------------------------------------
