@@ -193,6 +193,35 @@ def test_cancel_finds_the_local_jobs_api_without_api_url(stack: LocalStack, run:
     assert err.startswith("error: the jobs API said 409: ") and "already ended" in err
 
 
+def test_cancel_a_fal_job_in_fals_queue_and_one_fal_is_running(stack: LocalStack, run: Any, tmp_path: Path) -> None:
+    # Given fal runs one request at a time, for long: a first fal job runs, a second waits in fal's queue
+    fal = stack.fal_simulator
+    assert fal is not None
+    before = fal.config
+    fal.configure(concurrency_limit=1, generation_min_s=100_000.0, generation_max_s=100_000.0)
+    try:
+        for job_id in ("fal-cli-running", "fal-cli-queued"):
+            jobs = tmp_path / f"{job_id}.jsonl"
+            jobs.write_text(json.dumps({"job_id": job_id, "prompt": "a fox", "provider": "fal", "mode": "pro"}))
+            assert run("submit", "--file", str(jobs))[0] == 0
+            wait_for(lambda j=job_id: state_of(stack, j) is JobState.SUBMITTED, 60, what=f"{job_id} at fal")
+        # When the queued one is cancelled, Then fal is asked (PUT cancel_url) and the answer says what fal bills
+        code, out, err = run("cancel", "fal-cli-queued")
+        assert code == 0, err
+        assert out.startswith("fal-cli-queued CANCELLED: cancelled at fal") and "bills nothing" in out
+        assert fal.stats()["cancels_accepted"] == 1
+        # When the running one is cancelled, Then it is refused: it runs to its end and is billed, saying how much
+        code, out, err = run("cancel", "fal-cli-running")
+        assert code == 2 and "fal is running request" in err and "billed ($" in err
+        assert state_of(stack, "fal-cli-running") is JobState.SUBMITTED
+    finally:
+        fal.configure(
+            concurrency_limit=before.concurrency_limit,
+            generation_min_s=before.generation_min_s,
+            generation_max_s=before.generation_max_s,
+        )
+
+
 def test_an_unreachable_jobs_api_is_said_so_once(run: Any) -> None:
     code, _, err = run("status", "some-job", "--api-url", "http://127.0.0.1:9/v1")
     assert code == 2

@@ -347,6 +347,42 @@ def test_a_fal_job_still_in_fals_queue_is_cancelled_there(fal: FalDoor) -> None:
     assert fal.stats()["cancels_accepted"] == 1
 
 
+def test_a_fal_job_running_or_finished_at_fal_is_not_cancelled_and_the_answer_says_what_fal_bills(
+    fal: FalDoor,
+) -> None:
+    # Given fal runs one request for a long time (its webhook not yet due: the job is still SUBMITTED here)
+    fal.sim.configure(concurrency_limit=1, generation_min_s=100_000.0, generation_max_s=100_000.0)
+    running = fal.submit("fal-running", model="kling-v3", duration="10")
+    assert running.state is JobState.SUBMITTED
+    api = jobs_api_for(fal)
+    # When it is cancelled
+    answer = api.call("POST", "/jobs/fal-running/cancel")
+    # Then it is refused (fal does not stop a running request), saying what fal bills, and fal was not asked
+    assert (answer.status, answer.error["code"]) == (409, "PROVIDER_CANNOT_CANCEL"), answer.body
+    assert "fal is running request" in answer.error["message"] and "$1.12" in answer.error["message"]
+    assert fal.stats()["cancels"] == 0
+    assert fal.store.get("fal-running").state is JobState.SUBMITTED
+    # Given a job fal has finished whose webhook was lost (the job still SUBMITTED)
+    fal.sim.configure(concurrency_limit=0, generation_min_s=30.0, generation_max_s=60.0, webhook_loss_rate=1.0)
+    fal.submit("fal-done", model="kling-v3")
+    time.sleep(0.5)  # 60 s of fal's time at the simulator's speed
+    # When it is cancelled, Then it is refused as finished and billed; the poller still collects its video
+    done = api.call("POST", "/jobs/fal-done/cancel")
+    assert done.status == 409 and "fal has finished request" in done.error["message"], done.body
+    assert "billed as made ($0.56" in done.error["message"]
+    assert fal.poll_until("fal-done", JobState.DOWNLOADING, JobState.COMPLETED).state is not JobState.CANCELLED
+
+
+def test_a_fal_job_whose_create_is_unsettled_is_not_cancelled_and_says_why(fal: FalDoor) -> None:
+    # Given a fal job whose create's answer was lost (no request id to cancel)
+    fal.sim.configure(create_answer_loss_rate=1.0, webhook_loss_rate=1.0)
+    fal.submit("fal-unknown")
+    # When it is cancelled, Then it is refused naming fal, the wait and the dashboard
+    answer = jobs_api_for(fal).call("POST", "/jobs/fal-unknown/cancel")
+    assert (answer.status, answer.error["code"]) == (409, "PROVIDER_CANNOT_CANCEL"), answer.body
+    assert "no fal request id" in answer.error["message"] and "fal.ai/dashboard" in answer.error["message"]
+
+
 def test_a_fal_job_is_held_by_the_usd_budget_while_kling_jobs_still_go(fal: FalDoor) -> None:
     # Given a daily budget of $1 and one of 5 units: a fal kling-v3 pro 5 s video is estimated at $0.56
     # (0.112 USD/s, fal's price table), a Kling std 5 s video at 1 unit (unit_estimates.py)

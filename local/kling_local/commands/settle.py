@@ -21,7 +21,8 @@ def cmd_cancel(args: argparse.Namespace, connection: PipelineConnection | None) 
     if not url:
         raise UsageError("no jobs API known for this pipeline: give --api-url (the stack's JobsApiUrl output)")
     job = JobsApiClient(url).call("POST", f"/jobs/{args.job_id}/cancel")
-    print(f"{job['job_id']} {job['state']}")
+    said = job.get("error_message")  # what the cancel ended and what it costs (fal: what fal bills)
+    print(f"{job['job_id']} {job['state']}" + (f": {said}" if said else ""))
     return 0
 
 

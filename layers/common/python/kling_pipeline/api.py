@@ -49,11 +49,13 @@ from kling_pipeline.errors import (
     TransitionRejectedError,
     WebhookRefusedError,
 )
-from kling_pipeline.fal_door import FalNotEnabledError, fal_client, fal_key, is_fal, task_ref
+from kling_pipeline.fal_door import FalNotEnabledError, charge_arguments, fal_client, fal_key, is_fal, task_ref
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.lifecycle import Job, JobState, Transition, public_step
 from kling_pipeline.observability import logger
 from kling_pipeline.poll_schedule import SHARDS, shard_number
+from kling_pipeline.providers import ProviderTask, TaskRef
+from kling_pipeline.providers.fal import DASHBOARD_URL
 from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import ApiSettings
 
@@ -431,7 +433,7 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
     job = deps.store.find(job_id)
     if job is None:
         raise not_found(job_id)
-    if is_fal(job) and job.state in (JobState.SUBMITTED, JobState.PROCESSING) and task_ref(job) is not None:
+    if is_fal(job) and not job.is_terminal and (job.state is not JobState.QUEUED or job.needs_reconcile):
         return cancel_at_fal(job, base_url, deps)
     for _ in range(3):  # the job may move under us (a claim, a backpressure cycle): decide on what it is now
         if job.state is JobState.CANCELLED:
@@ -462,11 +464,18 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
 
 def cancel_at_fal(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
     """A fal job still in fal's queue is cancelled there (PUT cancel_url) and ends CANCELLED, saying what fal
-    will bill; one fal has finished is refused (409) with the same. Kling's own door has no cancel."""
+    will bill. One fal is running or has finished, or whose create is unsettled or under way, is refused
+    (409) saying what fal bills: fal does not stop a running request, and the pipeline still collects the
+    video it pays for. Kling's own door has no cancel."""
     ref = task_ref(job)
-    assert ref is not None
     try:
-        outcome = deps.fal().cancel(ref)
+        client = deps.fal()
+        if ref is None or job.state not in (JobState.SUBMITTED, JobState.PROCESSING):
+            raise fal_cannot_cancel(job, "", client, ref)
+        now = client.status(ref)  # None: COMPLETED
+        if now is None or now.status in ("running", "succeeded", "failed"):
+            raise fal_cannot_cancel(job, "finished" if now is None else now.status, client, ref)
+        outcome = client.cancel(ref)
     except (ProviderUnavailableError, FalNotEnabledError) as exc:
         raise JobsApiError(503, "PROVIDER_UNAVAILABLE", f"fal could not be asked to cancel: {exc}", "job_id") from exc
     if outcome.result != "cancel_requested":
@@ -487,6 +496,30 @@ def cancel_at_fal(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView
         raise JobsApiError(409, "JOB_BUSY", f"job {job.job_id} moved meanwhile; look at it again", "job_id") from None
     deps.announcer().job_ended(cancelled)
     return view(cancelled, base_url, deps)
+
+
+def fal_cannot_cancel(job: Job, status: str, client: FalClient, ref: TaskRef | None) -> JobsApiError:
+    """Why a fal job cannot be cancelled now, and what fal bills for it (its price table's figure)."""
+    if ref is None:
+        why = (
+            "it is being sent to fal, or a create's answer proved nothing, so there is no fal request id to "
+            "cancel. The pipeline waits for fal's webhook (FalWebhookWindowSeconds); if fal made the request it "
+            f"runs to its end and is billed at fal's price per second of video; see {DASHBOARD_URL}"
+        )
+        return JobsApiError(409, "PROVIDER_CANNOT_CANCEL", f"job {job.job_id} cannot be cancelled: {why}", "job_id")
+    charge = client.charge(ref, charge_arguments(job), ProviderTask(provider="fal", id=ref.id, status="succeeded"))
+    cost = f"${charge.amount:g}: {charge.basis}" if charge is not None else "at fal's price per second of video"
+    if status == "running" and job.state is not JobState.DOWNLOADING:
+        why = (
+            f"fal is running request {ref.id}, and a running request is not stopped by fal's cancel: it runs to its "
+            f"end and is billed ({cost}); the video will still be stored"
+        )
+    else:
+        why = (
+            f"fal has finished request {ref.id}: it is billed as made ({cost}); the pipeline collects its result "
+            "and stores the video"
+        )
+    return JobsApiError(409, "PROVIDER_CANNOT_CANCEL", f"job {job.job_id} cannot be cancelled: {why}", "job_id")
 
 
 def cancelled_message(job: Job) -> str:
