@@ -17,6 +17,7 @@ import pytest
 
 from kling_local import cli
 from kling_local.fal_sim import FalSimConfig, FalSimulator
+from kling_local.stack.template_loader import load_template, parameter_defaults
 from kling_local.stack.worker import LambdaContext
 from kling_pipeline.adapters.ledger import BUDGET_SK_USD, Ledger, day_of
 from kling_pipeline.claims import ClaimResult, Outcome
@@ -28,6 +29,7 @@ from tests.support.jobs_api import JobsApi
 from tests.support.lambda_runtime import api_gateway_event, load_function_module
 from tests.support.scenarios import Completion
 from tests.support.sqs_driver import drive_queue
+from tests.support.template import ROOT
 
 KEY = "fal-integration-key"
 
@@ -228,6 +230,21 @@ def test_a_504_result_is_asked_again_later(fal: FalDoor) -> None:
     assert fal.store.get("fal-504").state is JobState.COMPLETED
     stats = fal.stats()
     assert stats["results_504"] == 1 and stats["result_fetches"] == 2
+
+
+def test_a_fal_result_on_a_host_not_allowed_is_refused_as_klings_are(fal: FalDoor) -> None:
+    # Given downloads allowed from fal's real media hosts only (the template's default), not the simulator's
+    hosts = parameter_defaults(load_template(ROOT / "template.yaml"))["AllowedDownloadHosts"]
+    fal.completion.reconfigure("DownloadFunction", **fal.env, ALLOWED_DOWNLOAD_HOSTS=str(hosts))
+    fal.submit("fal-foreign")
+    # When fal's webhook names a video on the simulator's host
+    fal.forward_webhooks("fal-foreign")
+    fal.completion.wait_for_execution("fal-foreign")
+    # Then the download is refused, the job says why, and nothing was stored
+    job = fal.store.get("fal-foreign")
+    assert (job.state, job.error_code) == (JobState.FAILED, "URL_NOT_ALLOWED"), job.error_message
+    assert "https" in (job.error_message or "")  # the simulator's media host is plain http: never in production
+    assert fal.completion.s3.list_objects_v2(Bucket=fal.completion.bucket).get("KeyCount", 0) == 0
 
 
 def test_an_unsettled_create_is_never_sent_again_and_its_webhook_completes_it(fal: FalDoor) -> None:

@@ -2,8 +2,10 @@
 
 import pytest
 
+from kling_local.stack.template_loader import load_template, parameter_defaults
 from kling_pipeline.adapters.public_addresses import DownloadPolicy, check_url
 from kling_pipeline.errors import DownloadRefusedError
+from tests.support.template import ROOT
 
 PRODUCTION = DownloadPolicy.from_setting("*.klingai.com,*.kechuangai.com", max_bytes=10**9, production=True)
 
@@ -20,6 +22,34 @@ def test_kling_cdn_hosts_pass_the_host_check(url: str, monkeypatch: pytest.Monke
     # No network here: make the name resolve to a public address, as it does on AWS.
     monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: [(2, 1, 6, "", ("13.32.0.1", 443))])
     check_url(url, PRODUCTION)
+
+
+def template_default() -> DownloadPolicy:
+    hosts = parameter_defaults(load_template(ROOT / "template.yaml"))["AllowedDownloadHosts"]
+    return DownloadPolicy.from_setting(str(hosts), max_bytes=10**9, production=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://v3.fal.media/files/rabbit/YYbm6L.mp4",  # fal's CDN (docs.fal.ai, "fal CDN")
+        "https://v3b.fal.media/files/b/0aad8e98/output.mp4",
+        "https://fal.media/files/elephant/output.mp4",
+        "https://cdn.klingai.com/bs2/a.mp4",
+    ],
+)
+def test_the_templates_default_takes_fals_media_cdn(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("socket.getaddrinfo", lambda *a, **k: [(2, 1, 6, "", ("13.32.0.1", 443))])
+    check_url(url, template_default())
+
+
+@pytest.mark.parametrize(
+    "url", ["https://fal.media.evil.example/a.mp4", "https://evilfal.media/a.mp4", "https://queue.fal.run/a.mp4"]
+)
+def test_look_alikes_of_fals_media_hosts_are_refused_by_the_templates_default(url: str) -> None:
+    with pytest.raises(DownloadRefusedError) as info:
+        check_url(url, template_default())
+    assert info.value.code == "URL_NOT_ALLOWED" and "AllowedDownloadHosts" in info.value.message
 
 
 @pytest.mark.parametrize(

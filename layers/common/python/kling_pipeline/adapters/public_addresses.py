@@ -114,7 +114,7 @@ def check_url(url: str, policy: DownloadPolicy, *, what: str = "video", hosts_pa
     hint = (
         f"add it to the {hosts_parameter} parameter"
         if hosts_parameter
-        else "add it to the AllowedDownloadHosts parameter if Kling serves videos from it"
+        else "add it to the AllowedDownloadHosts parameter if Kling (or fal) serves videos from it"
     )
     listing = "download" if what == "video" else f"{what} URL"
     parts = urlsplit(url)
