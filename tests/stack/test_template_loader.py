@@ -12,6 +12,7 @@ import pytest
 
 from kling_local.stack.deploy import deploy
 from kling_local.stack.moto_server import ACCOUNT_ID, AwsTarget, MotoServer
+from kling_local.stack.stack import scaled_durations
 from kling_local.stack.template import prepare
 from kling_local.stack.template_loader import (
     IntrinsicEvaluator,
@@ -242,3 +243,12 @@ def test_a_template_with_conditions_deploys_into_moto(template_path: Path, moto_
         assert deployment.outputs["JobsName"] == "none"
         assert deployment.outputs["TokenName"] == "dev-token (${literal})"
         assert secret["Name"] == "dev-token"
+
+
+def test_the_stacks_speed_shortens_fals_webhook_window_as_it_does_klings_times() -> None:
+    # Given the template's defaults (fal's window 3600 s) and a stack at speed 5 (demo --speed 5)
+    defaults = parameter_defaults(load_template(ROOT / "template.yaml"))
+    scaled = scaled_durations(defaults, 5.0)
+    # Then an unsettled fal create waits a fifth of the window, as Kling's times are a fifth
+    assert scaled["FalWebhookWindowSeconds"] == round(float(defaults["FalWebhookWindowSeconds"]) / 5) == 720
+    assert scaled["ExpectedStdSeconds"] == round(float(defaults["ExpectedStdSeconds"]) / 5)

@@ -547,6 +547,7 @@ KLING_TIME_PARAMETERS = {
     "JobTimeoutMinutes": 0.05,
     "AccountCheckSeconds": 2,  # Kling allows one account call a second
     "PoolQuietSeconds": 2,  # a pool lowered by a 1303 climbs back after quiet periods of Kling time
+    "FalWebhookWindowSeconds": 1,  # an unsettled fal create waits this long in fal's time for its webhook
 }
 
 
