@@ -19,9 +19,9 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.job_queue import JobQueue
@@ -41,24 +41,22 @@ from kling_pipeline.api_models import (
     JobView,
     QueryResult,
 )
+from kling_pipeline.doors import Door, clients, door_of, enabled, no_clients, task_ref
 from kling_pipeline.errors import (
     InvalidJobMessageError,
     JobsApiError,
+    ProviderNotEnabledError,
     ProviderUnavailableError,
     QueueUnavailableError,
     TransitionRejectedError,
     WebhookRefusedError,
 )
-from kling_pipeline.fal_door import FalNotEnabledError, fal_client, fal_key, is_fal, task_ref
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.lifecycle import Job, JobState, Transition, public_step
 from kling_pipeline.observability import logger
 from kling_pipeline.poll_schedule import SHARDS, shard_number
 from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import ApiSettings
-
-if TYPE_CHECKING:
-    from kling_pipeline.adapters.fal_client import FalClient
 
 BY = "api"
 DEFAULT_PAGE = 50
@@ -76,22 +74,15 @@ class JobsApiDependencies:
     announcer: Callable[[], Announcer]  # built on first use: only a cancel announces
     webhook_policy: WebhookPolicy
     ledger: Ledger  # a cancelled job's budget reservation goes back
-    # The doors enabled (kling always; fal once its secret holds a key), read on first use.
+    # The doors enabled (kling always; another once its secret holds a key), read on first use.
     providers: Callable[[], frozenset[str]] = lambda: frozenset({"kling"})
-    fal: Callable[[], FalClient] = field(default=lambda: _no_fal())
-
-
-def _no_fal() -> FalClient:
-    raise FalNotEnabledError("fal is not configured for this API")
+    # The other providers' doors (doors.py): a client by name, built on first use (only a cancel needs one).
+    door: Callable[[str], Any] = no_clients
 
 
 def enabled_providers(settings: ApiSettings) -> frozenset[str]:
-    """kling, and fal when its secret holds a key (cached as every secret is, SecretsMaxAgeSeconds)."""
-    try:
-        fal_key(settings, settings.secrets_max_age_s)
-    except FalNotEnabledError:
-        return frozenset({"kling"})
-    return frozenset({"kling", "fal"})
+    """kling, and each door whose secret holds a key (cached as every secret is, SecretsMaxAgeSeconds)."""
+    return enabled(settings)
 
 
 def jobs_api_dependencies(settings: ApiSettings) -> JobsApiDependencies:
@@ -110,7 +101,7 @@ def jobs_api_dependencies(settings: ApiSettings) -> JobsApiDependencies:
         ),
         ledger=ledger(settings.stats_table_name),
         providers=lambda: enabled_providers(settings),
-        fal=lambda: fal_client(settings, settings.secrets_max_age_s),
+        door=clients(settings),
     )
 
 
@@ -429,8 +420,9 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
     job = deps.store.find(job_id)
     if job is None:
         raise not_found(job_id)
-    if is_fal(job) and job.state in (JobState.SUBMITTED, JobState.PROCESSING) and task_ref(job) is not None:
-        return cancel_at_fal(job, base_url, deps)
+    door = door_of(job)
+    if door is not None and job.state in (JobState.SUBMITTED, JobState.PROCESSING) and task_ref(job) is not None:
+        return cancel_at_provider(job, base_url, deps, door)
     for _ in range(3):  # the job may move under us (a claim, a backpressure cycle): decide on what it is now
         if job.state is JobState.CANCELLED:
             return view(job, base_url, deps)  # cancelling twice is the same answer
@@ -458,25 +450,28 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
     raise JobsApiError(409, "JOB_BUSY", f"job {job_id} keeps changing; try again", "job_id")
 
 
-def cancel_at_fal(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
-    """A fal job still in fal's queue is cancelled there (PUT cancel_url) and ends CANCELLED, saying what fal
-    will bill; one fal has finished is refused (409) with the same. Kling's own door has no cancel."""
+def cancel_at_provider(job: Job, base_url: str, deps: JobsApiDependencies, door: Door) -> JobView:
+    """A job still in its provider's queue is cancelled there (fal: PUT cancel_url; Replicate: POST .../cancel)
+    and ends CANCELLED, saying what the provider will bill; one the provider has finished, or a door with no
+    cancel (AceData), is refused (409) with the same. Kling's own door has no cancel."""
     ref = task_ref(job)
     assert ref is not None
+    name = door.label
     try:
-        outcome = deps.fal().cancel(ref)
-    except (ProviderUnavailableError, FalNotEnabledError) as exc:
-        raise JobsApiError(503, "PROVIDER_UNAVAILABLE", f"fal could not be asked to cancel: {exc}", "job_id") from exc
+        outcome = deps.door(door.name).cancel(ref)
+    except (ProviderUnavailableError, ProviderNotEnabledError) as exc:
+        why = f"{name} could not be asked to cancel: {exc}"
+        raise JobsApiError(503, "PROVIDER_UNAVAILABLE", why, "job_id") from exc
     if outcome.result != "cancel_requested":
-        raise JobsApiError(409, "PROVIDER_CANNOT_CANCEL", f"fal: {outcome.result}: {outcome.billed}", "job_id")
+        raise JobsApiError(409, "PROVIDER_CANNOT_CANCEL", f"{name}: {outcome.result}: {outcome.billed}", "job_id")
     try:
         cancelled = deps.store.transition(
             job,
             Transition(
                 job.state,
                 JobState.CANCELLED,
-                {"error_code": "CANCELLED", "error_message": f"cancelled at fal ({ref.id}): {outcome.billed}"},
-                "cancelled at fal",
+                {"error_code": "CANCELLED", "error_message": f"cancelled at {name} ({ref.id}): {outcome.billed}"},
+                f"cancelled at {name}",
                 by=BY,
                 linked=tuple(deps.ledger.release_update(job)),
             ),

@@ -12,7 +12,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kling_pipeline import capabilities
@@ -41,6 +41,7 @@ from kling_pipeline.claims import (
     record_submitted,
     release_for_retry,
 )
+from kling_pipeline.doors import DOORS, KLING, clients, no_clients, provider_of
 from kling_pipeline.errors import (
     ImageRefusedError,
     InvalidJobMessageError,
@@ -55,7 +56,6 @@ from kling_pipeline.errors import (
     LinkedWriteRefusedError,
     TransitionRejectedError,
 )
-from kling_pipeline.fal_door import FAL, fal_client, provider_of
 from kling_pipeline.images import image_source
 from kling_pipeline.job_ids import job_reference, referenced_job
 from kling_pipeline.kling_body import create_body, step_body
@@ -68,7 +68,6 @@ from kling_pipeline.storable import storable_text
 from kling_pipeline.unit_estimates import units_to_reserve
 
 if TYPE_CHECKING:  # imported on first use: only requests with URL or S3 images need it (resolve_images)
-    from kling_pipeline.adapters.fal_client import FalClient
     from kling_pipeline.adapters.input_images import InputImages
 
 HELD_FOR_BUDGET = "daily budget reached"
@@ -96,14 +95,9 @@ class SubmitDependencies:
     announcer: Announcer
     slots: SlotPools
     clock: Callable[[], float] = time.time  # the budget's day is the UTC date of clock()
-    # fal's door (fal_door.fal_client), built on first use: FalNotEnabledError while its secret is empty.
-    fal: Callable[[], FalClient] = field(default=lambda: _no_fal())
-
-
-def _no_fal() -> FalClient:
-    from kling_pipeline.fal_door import FalNotEnabledError
-
-    raise FalNotEnabledError("fal is not configured for this submit path")
+    # The other providers' doors (doors.py): a client by name, built on first use; ProviderNotEnabledError
+    # while its secret is empty.
+    door: Callable[[str], Any] = no_clients
 
 
 def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
@@ -127,7 +121,7 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         callers=waiting_callers(),
         slots=slots,
         images=lambda: settings_input_images(settings),
-        fal=lambda: fal_client(settings, settings.secrets_max_age_s),
+        door=clients(settings),
     )
 
 
@@ -382,8 +376,8 @@ def submit_job(
         return ClaimResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
     if isinstance(claimed, ClaimResult):
         return claimed
-    # The daily unit budget counts Kling's units: a fal job (USD) is not held to it (its charge is counted).
-    reserved = claimed if provider_of(claimed.request) == FAL else reserve_budget(claimed, deps)
+    # The daily unit budget counts Kling's units: another door's job (USD) is not held to it (its charge is counted).
+    reserved = claimed if provider_of(claimed.request) != KLING else reserve_budget(claimed, deps)
     if isinstance(reserved, ClaimResult):
         return reserved
     try:
@@ -471,10 +465,11 @@ def submit_claimed_job(
 ) -> ClaimResult:
     """We hold the claim: find an earlier task if one may exist, else create exactly one (the request's
     own video, or an extend chain's next step: extend_chain.py)."""
-    if provider_of(job.request) == FAL:
-        from kling_pipeline.fal_submit import submit_fal
+    door = DOORS.get(provider_of(job.request))
+    if door is not None:
+        from kling_pipeline.door_submit import submit_at_door
 
-        return submit_fal(job, request, deps)
+        return submit_at_door(job, request, deps, door)
     kind = job.task_kind
     if job.needs_reconcile:
         try:
