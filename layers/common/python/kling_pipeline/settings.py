@@ -197,7 +197,7 @@ class AceDataAccess(_Part):
     acedata_credentials_secret: NonEmpty
     acedata_timeout_s: float = Field(gt=0, le=60)
     acedata_batch_size: int = Field(ge=1, le=500)
-    acedata_price_per_call: float | None = Field(default=None, ge=0, lt=100)  # USD; None: not counted
+    acedata_price_per_call: float | None = Field(ge=0, lt=100)  # USD; "" (None): not counted
     # An unsettled create waits this long for AceData's callback (which names the job) before it ends
     # PROVIDER_UNSETTLED (AceDataCallbackWindowSeconds).
     acedata_callback_window_s: int = Field(ge=1, le=7 * 24 * 3600)
