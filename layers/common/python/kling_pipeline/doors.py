@@ -71,6 +71,8 @@ class Door:
     looks_up_many: bool = False
     window_setting: str = ""  # the settings' field: how long an unsettled create waits for its callback
     poll_within_setting: str = ""  # the settings' field: the longest wait between look-ups of a live job
+    # https hosts its videos come from, allowed (beside AllowedDownloadHosts) for its jobs' downloads only.
+    media_hosts: tuple[str, ...] = ()
 
     def window_s(self, settings: Any) -> int:
         return int(getattr(settings, self.window_setting)) if self.window_setting else 3600
@@ -305,6 +307,13 @@ def _acedata_adopt(job: Job, said: ProviderTask, deps: Any) -> TaskRef:
     )
 
 
+# Replicate serves outputs from replicate.delivery (https://replicate.delivery/<bucket>/<id>/<file>, and
+# older <bucket>.replicate.delivery): replicate.com's model pages and its client libraries' examples, 2026-12.
+REPLICATE_MEDIA_HOSTS = ("replicate.delivery", "*.replicate.delivery")
+# AceData hands back Kling's own CDN URL (cdn.klingai.com in seed 002's answers; providers.md "AceData"),
+# already in AllowedDownloadHosts' default: named here so its jobs keep it whatever a deployment sets.
+ACEDATA_MEDIA_HOSTS = ("*.klingai.com",)
+
 FAL_DOOR = Door(
     name=FAL,
     label="fal",
@@ -331,6 +340,7 @@ REPLICATE_DOOR = Door(
     dashboard="https://replicate.com/predictions",
     finds_lost_creates=True,
     poll_within_setting="replicate_poll_within_s",
+    media_hosts=REPLICATE_MEDIA_HOSTS,
 )
 ACEDATA_DOOR = Door(
     name=ACEDATA,
@@ -345,6 +355,7 @@ ACEDATA_DOOR = Door(
     dashboard="https://platform.acedata.cloud",
     looks_up_many=True,
     window_setting="acedata_callback_window_s",
+    media_hosts=ACEDATA_MEDIA_HOSTS,
 )
 DOORS: dict[str, Door] = {d.name: d for d in (FAL_DOOR, REPLICATE_DOOR, ACEDATA_DOOR)}
 

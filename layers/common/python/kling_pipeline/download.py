@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from kling_pipeline.adapters.aws_errors import is_transient
 from kling_pipeline.adapters.job_store import JobStore, announced_write, job_store
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, s3_client, stream_to_s3
+from kling_pipeline.doors import door_of
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError, VideoLinkRefusedError
 from kling_pipeline.extend_chain import stored_move, video_key
 from kling_pipeline.job_ids import job_reference
@@ -55,6 +56,16 @@ def download_dependencies(settings: DownloadSettings) -> DownloadDependencies:
     )
 
 
+def policy_for(job: Job, policy: DownloadPolicy) -> DownloadPolicy:
+    """The download's rules for this job: AllowedDownloadHosts, and the hosts its provider's videos come
+    from (doors.py: Replicate's replicate.delivery) for its own jobs only, streamed and checked as every
+    download is."""
+    door = door_of(job)
+    if door is None or not door.media_hosts:
+        return policy
+    return replace(policy, allowed_hosts=tuple(dict.fromkeys(policy.allowed_hosts + door.media_hosts)))
+
+
 def download_job(job_id: str, version: int, deps: DownloadDependencies) -> dict[str, Any]:
     """Copy the video of job `job_id` (at `version`, as the workflow was started) into S3."""
     logger.set_correlation_id(job_id)
@@ -83,7 +94,7 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
             job.video_url,
             bucket=deps.bucket,
             key=video_key(job),
-            policy=deps.policy,
+            policy=policy_for(job, deps.policy),
             s3=deps.s3,
             metadata=object_metadata(job),
         )
