@@ -1,5 +1,5 @@
 """CallbackFunction: POST /callbacks/{job_id}?token=... from Kling (kling_pipeline.callback), and
-POST /callbacks/{job_id}/fal?token=... from fal.ai (kling_pipeline.fal_callback).
+POST /callbacks/{job_id}/{fal,replicate,acedata}?token=... from another provider's door (kling_pipeline.door_callback).
 
 One route, which API Gateway alone routes here, so the proxy event is read with Powertools' event
 data class rather than its REST resolver (whose package imports every resolver at cold start).
@@ -34,10 +34,12 @@ def lambda_handler(event: APIGatewayProxyEvent, context: LambdaContext) -> dict[
     job_id = (event.path_parameters or {}).get("job_id", "")
     body = event.decoded_body if event.is_base64_encoded else event.body
     token = event.get_query_string_value("token")
-    if event.resource.endswith("/fal"):  # fal's webhook: POST /callbacks/{job_id}/fal (kling_pipeline.fal_callback)
-        from kling_pipeline.fal_callback import handle_fal_callback
+    door = event.resource.rsplit("/", 1)[-1]
+    if door in ("fal", "replicate", "acedata"):  # POST /callbacks/{job_id}/<provider> (kling_pipeline.door_callback)
+        from kling_pipeline.door_callback import handle_door_callback
 
-        answer = handle_fal_callback(job_id, token, body, callback_dependencies(settings), dict(event.headers or {}))
+        deps = callback_dependencies(settings)
+        answer = handle_door_callback(door, job_id, token, body, deps, dict(event.headers or {}))
     else:
         answer = handle_callback(job_id, token, body, callback_dependencies(settings), dict(event.headers or {}))
     headers = {"Content-Type": "application/json"}

@@ -15,6 +15,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -26,10 +27,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kling_local.acedata_sim import AceDataSimConfig
 from kling_local.connection import PipelineConnection
 from kling_local.cost_report import cost_report
 from kling_local.fal_sim import FalSimConfig
 from kling_local.jobs_files import read_jobs_file, send_jobs, validate_jobs
+from kling_local.replicate_sim import ReplicateSimConfig
 from kling_local.sim import SimConfig
 from kling_local.sim.config import WORST_CASE
 from kling_local.sim.media import sample_image
@@ -39,7 +42,9 @@ from kling_local.stack.serve import add_aws_faults_argument, aws_faults_from, kl
 from kling_local.stack.stack import STATE_DIR, StackError, generate_kling_webhook_secret
 from kling_local.stack.template_loader import TemplateError
 from kling_local.terminal import UsageError
+from kling_pipeline.doors import DOORS as PROVIDER_DOORS
 from kling_pipeline.lifecycle import Job, JobState
+from kling_pipeline.providers.acedata import MODELS as acedata_models
 from kling_pipeline.requests import JobRequest
 from kling_pipeline.submit import HELD_FOR_BUDGET
 
@@ -62,6 +67,8 @@ NEWER_DEFAULTS = {"text2video": "kling-2.6", "image2video": "kling-3.0"}
 # (providers/fal.py ENDPOINTS, pro mode): kling-v3 where the job asks for it or for a duration only v3
 # takes, else kling-v2-6; what fal's endpoints cannot take (camera control, image lists, chains) is dropped.
 FAL_MODE = "pro"
+DOORS = PROVIDER_DOORS  # fal, replicate, acedata
+ACEDATA_MODELS = frozenset(acedata_models)
 
 
 @dataclass
@@ -106,6 +113,13 @@ class DemoSummary:
     fal_jobs: int = 0
     fal_creates: int | None = None
     fal_creates_max: int | None = None
+    # Replicate's and AceData's doors (--provider replicate|acedata|mixed), counted the same way.
+    replicate_jobs: int = 0
+    replicate_creates: int | None = None
+    replicate_creates_max: int | None = None
+    acedata_jobs: int = 0
+    acedata_creates: int | None = None
+    acedata_creates_max: int | None = None
     # Kling's slots, as the simulator counted them (issue 24): the share of slot-time busy from the first
     # create to the last end, creates refused for the account's concurrency, and the real seconds from a
     # task's end to the next create in its pool.
@@ -178,10 +192,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--provider",
-        choices=("kling", "fal", "mixed"),
+        choices=("kling", *DOORS, "mixed"),
         default="kling",
-        help="the door the jobs go through: kling (Kling's own API), fal (fal.ai's queue, the fal simulator; each "
-        "job on a model fal serves) or mixed (every second job through fal)",
+        help="the door the jobs go through: kling (Kling's own API), fal (fal.ai's queue), replicate (Replicate's "
+        "kwaivgi models), acedata (AceData Cloud's Kling API), each through its simulator and each job on a model "
+        "that door serves, or mixed (the jobs in turn through every door the stack enables)",
     )
     add_aws_faults_argument(parser.add_argument_group("AWS's faults (moto plays them)"))
     parser.add_argument(
@@ -205,6 +220,30 @@ def register(subparsers: Any) -> None:
 def sim_config_from(args: argparse.Namespace) -> SimConfig:
     config = _knobs_config(args)
     return config.updated(WORST_CASE) if args.worst_case else config
+
+
+def replicate_sim_config_from(args: argparse.Namespace) -> ReplicateSimConfig:
+    """The Replicate simulator's knobs from the demo's (its webhooks lost and repeated as Kling's callbacks)."""
+    return ReplicateSimConfig(
+        api_token=f"r8_demo_{secrets.token_hex(12)}",
+        speed=args.speed,
+        seed=args.seed,
+        webhook_loss_rate=args.callback_loss,
+        webhook_duplicate_rate=args.callback_dup,
+        video_size_bytes=args.video_size or ReplicateSimConfig().video_size_bytes,
+    )
+
+
+def acedata_sim_config_from(args: argparse.Namespace) -> AceDataSimConfig:
+    """The AceData simulator's knobs from the demo's (its callbacks lost and repeated as Kling's callbacks)."""
+    return AceDataSimConfig(
+        api_token=f"demo-acedata-{secrets.token_hex(12)}",
+        speed=args.speed,
+        seed=args.seed,
+        callback_loss_rate=args.callback_loss,
+        callback_duplicate_rate=args.callback_dup,
+        video_size_bytes=args.video_size or AceDataSimConfig().video_size_bytes,
+    )
 
 
 def fal_sim_config_from(args: argparse.Namespace) -> FalSimConfig:
@@ -268,11 +307,55 @@ def load_jobs(
 
 
 def through_door(job: dict[str, Any], provider: str, number: int) -> dict[str, Any]:
-    """The job as `--provider` sends it: fal, every job through fal; mixed, every second one (the others as
-    they are). A job already naming its provider keeps it."""
-    if job.get("provider") or (provider == "mixed" and number % 2 == 1):
+    """The job as `--provider` sends it: fal, replicate or acedata, every job through that door; mixed, the
+    jobs in turn through Kling's own API and every other door (all enabled in the local stack). A job
+    already naming its provider keeps it."""
+    if job.get("provider"):
         return job
-    return fal_variant(job)
+    if provider == "mixed":
+        provider = ("kling", *DOORS)[number % (1 + len(DOORS))]
+    if provider == "kling":
+        return job
+    return fal_variant(job) if provider == "fal" else door_variant(job, provider)
+
+
+def door_variant(job: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The job on a model Replicate or AceData serves (Kling 2.5 turbo pro on Replicate; the job's own model
+    on AceData when it serves it, else kling-v2-6), with what the door has no place for left out; a job that
+    still does not fit becomes a plain 5 s text to video of its prompt."""
+    kind = "image2video" if job.get("kind") == "image2video" and isinstance(job.get("image"), str) else "text2video"
+    duration = str(job.get("duration", "5"))
+    duration = duration if duration in ("5", "10") else "5"
+    keep: tuple[str, ...]
+    if provider == "replicate":
+        model, keep = "kling-v2-5-turbo", ("job_id", "metadata", "negative_prompt", "priority")
+    else:
+        model = job["model"] if job.get("model") in ACEDATA_MODELS else "kling-v2-6"
+        keep = ("job_id", "metadata", "negative_prompt", "cfg_scale", "sound", "priority")
+    variant: dict[str, Any] = {
+        "prompt": job["prompt"],
+        "provider": provider,
+        "model": model,
+        "mode": "pro",
+        "duration": duration,
+        "kind": kind,
+    }
+    variant |= {key: job[key] for key in keep if key in job}
+    if kind == "image2video":
+        variant["image"] = job["image"]
+    elif "aspect_ratio" in job:
+        variant["aspect_ratio"] = job["aspect_ratio"]
+    try:
+        request = JobRequest.model_validate(variant)
+        fits = not DOORS[provider].problems(request, model)
+    except ValidationError:
+        fits = False
+    if not fits:
+        plain = {"prompt": job["prompt"], "provider": provider, "model": "kling-v2-5-turbo", "mode": "pro"}
+        if provider == "acedata":
+            plain["model"] = "kling-v2-6"
+        return plain | {"duration": "5"} | {key: job[key] for key in ("job_id", "metadata") if key in job}
+    return variant
 
 
 def fal_variant(job: dict[str, Any]) -> dict[str, Any]:
@@ -371,6 +454,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         options.sim_config = sim_config_from(args)
     options.fal_sim_config = fal_sim_config_from(args)
+    options.replicate_sim_config = replicate_sim_config_from(args)
+    options.acedata_sim_config = acedata_sim_config_from(args)
     try:
         with console.status("starting the local stack: template.yaml into moto, functions, Kling simulator..."):
             stack = LocalStack(options).start()
@@ -390,7 +475,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(summary.copied)} video(s) of this run copied to {Path(summary.out_dir).resolve()} "
                 f"(open them with any player; {summary.index_file} says which job, kind and prompt each is)"
             )
-    return 0 if summary.lost == 0 and not summary.double_charged and (summary.fal_creates_max or 0) <= 1 else 1
+    most = max(summary.fal_creates_max or 0, summary.replicate_creates_max or 0, summary.acedata_creates_max or 0)
+    return 0 if summary.lost == 0 and not summary.double_charged and most <= 1 else 1
 
 
 def demo_log_dir(project_root: Path, run_id: str) -> Path:
@@ -480,6 +566,11 @@ def kling_idle(stack: LocalStack) -> bool:
     if stack.fal_simulator is not None:
         fal = stack.fal_simulator.stats()
         running += int(fal["queued"]) + int(fal["running"])
+    if stack.replicate_simulator is not None:
+        replicate = stack.replicate_simulator.stats()
+        running += int(replicate["starting"]) + int(replicate["processing"])
+    if stack.acedata_simulator is not None:
+        running += int(stack.acedata_simulator.stats()["processing"])
     return running == 0 and stack.wait_idle(timeout_s=1.0, settle_s=0.3)
 
 
@@ -547,6 +638,7 @@ def summarize(
         fal_creates = int(fal_stats["creates"])
         # fal's webhook URL names our job (…/callbacks/<job_id>/fal): its creates are counted per job.
         fal_max = int(fal_stats["max_creates_per_webhook"])
+    doors = door_figures(stack, jobs)
     s3 = connection.client("s3")
     objects = s3.list_objects_v2(Bucket=connection.bucket, Prefix="videos/").get("KeyCount", 0)
     copied: list[str] = []
@@ -602,8 +694,24 @@ def summarize(
         fal_jobs=len(fal_jobs),
         fal_creates=fal_creates,
         fal_creates_max=fal_max,
+        **doors,
         **slot_figures(stats),
     )
+
+
+def door_figures(stack: LocalStack, jobs: Mapping[str, Job]) -> dict[str, Any]:
+    """Replicate's and AceData's jobs and the creates their simulators counted (total, and the most for any
+    one job: their webhook URLs name our jobs, so above 1 is a job made, and billed, twice)."""
+    figures: dict[str, Any] = {}
+    for name, simulator, most in (
+        ("replicate", stack.replicate_simulator, "max_creates_per_webhook"),
+        ("acedata", stack.acedata_simulator, "max_creates_per_callback"),
+    ):
+        figures[f"{name}_jobs"] = sum(1 for job in jobs.values() if job.request.get("provider") == name)
+        stats = simulator.stats() if simulator is not None else None
+        figures[f"{name}_creates"] = int(stats["creates"]) if stats is not None else None
+        figures[f"{name}_creates_max"] = int(stats[most]) if stats is not None else None
+    return figures
 
 
 def copy_out(s3: Any, jobs: list[Job], out_dir: Path, run_id: str | None) -> tuple[list[str], str]:
@@ -679,6 +787,12 @@ def print_summary(summary: DemoSummary, console: Console) -> None:
             f"{summary.fal_creates} creates for {summary.fal_jobs} fal job(s), at most {summary.fal_creates_max} "
             "for any one job",
         )
+    for name, jobs, creates, most in (
+        ("Replicate", summary.replicate_jobs, summary.replicate_creates, summary.replicate_creates_max),
+        ("AceData", summary.acedata_jobs, summary.acedata_creates, summary.acedata_creates_max),
+    ):
+        if jobs or creates:
+            table.add_row(f"{name} calls", f"{creates} creates for {jobs} job(s), at most {most} for any one job")
     if summary.daily_budget_units:
         table.add_row("held for the budget", f"{summary.held_for_budget} (QUEUED until the next day's budget)")
     if summary.double_charged is not None:

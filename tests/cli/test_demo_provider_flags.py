@@ -10,6 +10,7 @@ import pytest
 
 from kling_local import demo
 from kling_local.stack.serve import add_arguments, options_from_args
+from kling_pipeline.doors import DOORS
 from kling_pipeline.providers import fal
 from kling_pipeline.requests import JobRequest
 
@@ -50,9 +51,22 @@ def test_fal_sends_every_job_through_fal_on_an_endpoint_fal_serves() -> None:
 
 
 def test_mixed_splits_the_batch_between_the_doors() -> None:
-    # Given --provider mixed, When the bundled batch of 30 is loaded, Then about half goes through each door
+    # Given --provider mixed, When the bundled batch of 30 is loaded, Then every door the stack enables takes
+    # its turn: about a quarter of the jobs each
     mixed = doors(demo_args("--provider", "mixed").provider)
-    assert mixed["fal"] >= 10 and mixed["kling"] >= 10 and mixed.total() == 30
+    assert set(mixed) == {"kling", "fal", "replicate", "acedata"} and mixed.total() == 30
+    assert min(mixed.values()) >= 6
+
+
+@pytest.mark.parametrize("provider", ["replicate", "acedata"])
+def test_replicate_and_acedata_send_every_job_through_their_door_on_a_model_it_serves(provider: str) -> None:
+    # Given --provider replicate (or acedata), When the bundled batch is loaded
+    jobs = demo.load_jobs(None, 30, "t", "mixed", demo_args("--provider", provider).provider)
+    # Then every job names that door, and each is one its door accepts (nothing it cannot do)
+    assert {job["provider"] for job in jobs} == {provider}
+    for job in jobs:
+        request = JobRequest.model_validate(job)
+        assert DOORS[provider].problems(request, "kling-v2-6") == [], job
 
 
 def test_callback_loss_and_dup_drive_the_fal_simulators_webhooks_too() -> None:

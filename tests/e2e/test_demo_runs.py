@@ -95,3 +95,23 @@ def test_through_fal_every_job_completes_once_created_even_with_every_webhook_lo
     assert summary["fal_creates"] == 4 and summary["fal_creates_max"] == 1
     assert summary["kling_creates"] == 0
     assert summary["exit_code"] == 0
+
+
+def test_through_replicate_every_job_completes_once_created_even_with_every_webhook_lost(tmp_path: Path) -> None:
+    # When the demo sends its jobs through Replicate's door, the simulator dropping every webhook
+    summary = demo(tmp_path, "--provider", "replicate", "--count", "4", "--speed", "20", "--callback-loss", "1.0")
+    # Then every job completed through a look-up, none lost, each made once
+    assert summary["replicate_jobs"] == 4 and summary["completed"] == 4, summary["failures"]
+    assert summary["lost"] == 0 and summary["settled_by"] == {"poll": 4}, summary["lost_jobs"]
+    assert summary["replicate_creates"] == 4 and summary["replicate_creates_max"] == 1
+    assert summary["exit_code"] == 0
+
+
+def test_through_acedata_every_job_completes_once_created_even_with_every_callback_lost(tmp_path: Path) -> None:
+    # When the demo sends its jobs through AceData's door, the simulator dropping every callback
+    summary = demo(tmp_path, "--provider", "acedata", "--count", "4", "--speed", "20", "--callback-loss", "1.0")
+    # Then every job completed through the poller's batch look-ups, none lost, each made once
+    assert summary["acedata_jobs"] == 4 and summary["completed"] == 4, summary["failures"]
+    assert summary["lost"] == 0 and summary["settled_by"] == {"poll": 4}, summary["lost_jobs"]
+    assert summary["acedata_creates"] == 4 and summary["acedata_creates_max"] == 1
+    assert summary["exit_code"] == 0

@@ -81,6 +81,8 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
         resolver.create_secret(secrets, "CallbackSigningSecret", "callback-signing", SIGNING_SECRET)
         resolver.create_secret(secrets, "KlingWebhookSecret", "kling-webhook", "none")  # as the stack creates it
         resolver.create_secret(secrets, "FalCredentials", "fal", '{"api_key": ""}')  # fal not enabled, as created
+        resolver.create_secret(secrets, "ReplicateCredentials", "replicate", '{"api_token": "", "webhook_secret": ""}')
+        resolver.create_secret(secrets, "AceDataCredentials", "acedata", '{"api_token": ""}')
         resolver.refs["CallbackApi"] = "localapi"
         resolver.refs["DownloadStateMachine"] = "arn:aws:states:us-east-1:123456789012:stateMachine:download"
         schedule = PollSchedule.model_validate_json(resolver.function_environment("SubmitFunction")["POLL_SCHEDULE"])

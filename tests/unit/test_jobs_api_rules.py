@@ -196,7 +196,7 @@ def test_since_is_compared_in_the_records_own_form() -> None:
 def test_cancelled_is_terminal_and_reached_only_from_queued_or_a_request_fal_can_still_cancel() -> None:
     assert JobState.CANCELLED in TERMINAL_STATES
     into_cancelled = {source for source, target in ALLOWED_TRANSITIONS if target is JobState.CANCELLED}
-    # SUBMITTED/PROCESSING -> CANCELLED only for a fal job fal answered 202 (api.cancel_at_fal)
+    # SUBMITTED/PROCESSING -> CANCELLED only for a fal job fal answered 202 (api.cancel_at_provider)
     assert into_cancelled == {JobState.QUEUED, JobState.SUBMITTED, JobState.PROCESSING}
     assert not any(source is JobState.CANCELLED for source, _ in ALLOWED_TRANSITIONS)
 

@@ -163,6 +163,8 @@ def test_the_replicate_settings_part_refuses_unreadable_prices() -> None:
         "replicate_credentials_secret": "replicate",
         "replicate_timeout_s": 10,
         "replicate_max_list_pages": 50,
+        "replicate_poll_within_s": 600,
+        "job_timeout_minutes": 60,
     }
     with pytest.raises(ValidationError, match="ReplicatePrices"):
         ReplicateAccess.model_validate(fields | {"replicate_prices": '{"x": "cheap"}'})

@@ -35,8 +35,10 @@ from kling_local.stack.template import prepare
 from kling_local.stack.template_loader import load_template, parameter_defaults
 
 if TYPE_CHECKING:
+    from kling_local.acedata_sim import AceDataSimConfig, AceDataSimulator
     from kling_local.aws_faults import AwsFaults
     from kling_local.fal_sim import FalSimConfig, FalSimulator
+    from kling_local.replicate_sim import ReplicateSimConfig, ReplicateSimulator
     from kling_local.sim import KlingSimulator, SimConfig
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ LOCAL_INPUT_BUCKET = "kling-pipeline-inputs"
 
 KLING_WEBHOOK_SECRET = "KlingWebhookSecret"  # noqa: S105 - the template's logical id of Kling's webhook secret
 FAL_CREDENTIALS = "FalCredentials"  # the template's logical id of fal's key secret
+REPLICATE_CREDENTIALS = "ReplicateCredentials"  # Replicate's token and webhook secret
+ACEDATA_CREDENTIALS = "AceDataCredentials"  # AceData's token
 
 
 def generate_kling_webhook_secret() -> str:
@@ -112,6 +116,10 @@ class StackOptions:
     fal_api_key: str | None = None
     fal_jwks_url: str | None = None  # with fal_url: its JWKS (default: a loopback fal-sim's own, else fal's)
     fal_sim_config: FalSimConfig | None = None
+    # Replicate's and AceData's doors: their simulators beside Kling's, with these knobs (None: defaults at
+    # the clock's speed). Each is enabled by its secret, which the stack fills with the simulator's keys.
+    replicate_sim_config: ReplicateSimConfig | None = None
+    acedata_sim_config: AceDataSimConfig | None = None
 
 
 class LocalStack:
@@ -124,6 +132,8 @@ class LocalStack:
         self.template_path = (template if template.is_absolute() else self.project_root / template).resolve()
         self.simulator: KlingSimulator | None = None
         self.fal_simulator: FalSimulator | None = None
+        self.replicate_simulator: ReplicateSimulator | None = None
+        self.acedata_simulator: AceDataSimulator | None = None
         self.deployment: Deployment | None = None
         self.runtime: FunctionRuntime | None = None
         self.sources: list[SqsEventSource] = []
@@ -174,9 +184,10 @@ class LocalStack:
             AWS_FAULTS.configure(opts.aws_faults)
         kling_url, cdn_url, credentials = self._start_kling()
         fal = self._start_fal()
+        doors = self._start_doors()
         self._api = ApiServer(port=opts.api_port)
 
-        parameters = self._parameters(kling_url, cdn_url, fal)
+        parameters = self._parameters(kling_url, cdn_url, fal, doors)
         local = prepare(
             self.template_path,
             parameters,
@@ -191,6 +202,8 @@ class LocalStack:
         self.deployment = deployment = deploy(local, self._aws, opts.stack_name)
         self._put_kling_credentials(credentials)
         self._put_fal_credentials(fal.api_key)
+        for door in doors:
+            self._put_secret(door.secret, door.credentials)
         if opts.kling_webhook_secret:
             self.put_kling_webhook_secret(opts.kling_webhook_secret)
         self._input_bucket = str(local.parameters.get("InputBucketName") or "")
@@ -222,6 +235,8 @@ class LocalStack:
 
         self.outputs = dict(deployment.outputs)
         self.endpoints = self._endpoints(kling_url, cdn_url, stage, str(log_dir)) | fal.endpoints()
+        for door in doors:
+            self.endpoints |= {f"{door.name}_base_url": door.base_url, f"{door.name}_media_url": door.media_hosts}
         if opts.write_state_file:
             self._write_state_file()
         self._started = True
@@ -254,6 +269,9 @@ class LocalStack:
             self.simulator.stop()
         if self.fal_simulator is not None:
             self.fal_simulator.stop()
+        for simulator in (self.replicate_simulator, self.acedata_simulator):
+            if simulator is not None:
+                simulator.stop()
         self._started = False
 
     # -- pieces of start() -----------------------------------------------------------------------
@@ -306,7 +324,45 @@ class LocalStack:
         self.fal_simulator = sim = FalSimulator(config).start()
         return FalDoor(sim.base_url.rstrip("/"), sim.jwks_url, sim.media_base_url.rstrip("/"), config.api_key)
 
-    def _parameters(self, kling_url: str, cdn_url: str, fal: FalDoor | None = None) -> dict[str, Any]:
+    def _start_doors(self) -> list[SimDoor]:
+        """Replicate's and AceData's simulators (their knobs, or defaults at the clock's speed), and the
+        credentials that open their doors: the Replicate one's webhook secret stored beside its token, as the
+        README's deploy step stores Replicate's."""
+        from kling_local.acedata_sim import AceDataSimConfig, AceDataSimulator
+        from kling_local.replicate_sim import ReplicateSimConfig, ReplicateSimulator
+
+        opts = self.options
+        speed = {"speed": opts.clock_speed}
+        replicate_config = opts.replicate_sim_config or ReplicateSimConfig(
+            api_token=f"r8_local_{secrets.token_hex(8)}", **speed
+        )
+        self.replicate_simulator = replicate = ReplicateSimulator(replicate_config).start()
+        acedata_config = opts.acedata_sim_config or AceDataSimConfig(
+            api_token=f"local-acedata-{secrets.token_hex(8)}", **speed
+        )
+        self.acedata_simulator = acedata = AceDataSimulator(acedata_config).start()
+        return [
+            SimDoor(
+                "replicate",
+                "ReplicateBaseUrl",
+                replicate.base_url.rstrip("/"),
+                replicate.media_base_url.rstrip("/"),
+                REPLICATE_CREDENTIALS,
+                {"api_token": replicate_config.api_token, "webhook_secret": replicate.webhook_secret},
+            ),
+            SimDoor(
+                "acedata",
+                "AceDataBaseUrl",
+                acedata.base_url.rstrip("/"),
+                acedata.media_base_url.rstrip("/"),
+                ACEDATA_CREDENTIALS,
+                {"api_token": acedata_config.api_token},
+            ),
+        ]
+
+    def _parameters(
+        self, kling_url: str, cdn_url: str, fal: FalDoor | None = None, doors: list[SimDoor] | None = None
+    ) -> dict[str, Any]:
         """Template defaults < the stack's local defaults < the caller's overrides."""
         defaults = parameter_defaults(load_template(self.template_path))
         unknown = sorted(set(self.options.parameter_overrides) - set(defaults))
@@ -321,10 +377,11 @@ class LocalStack:
         # its loopback host (its CDN listens on a port of its own).
         cdn_host = cdn_url.rstrip("/") or loopback_http_hosts(kling_url)
         fal_media = fal.media_hosts if fal is not None else ""
+        door_media = tuple(door.media_hosts for door in doors or ())
         local = {
             "KlingBaseUrl": kling_url,
             "PipelineMode": "local",
-            "AllowedDownloadHosts": ",".join(h for h in dict.fromkeys((hosts, cdn_host, fal_media)) if h),
+            "AllowedDownloadHosts": ",".join(h for h in dict.fromkeys((hosts, cdn_host, fal_media, *door_media)) if h),
             "BackpressureBaseDelaySeconds": 1,
             "BackpressureMaxDelaySeconds": 10,
             # Longer than the simulator's query lag in its worst case (sim.config.WORST_CASE), short
@@ -337,6 +394,8 @@ class LocalStack:
             # Images may also come from the simulator's CDN (it serves sample images, over plain HTTP).
             "ImageUrlHosts": ",".join(h for h in (str(defaults.get("ImageUrlHosts") or ""), cdn_host) if h),
         }
+        for door in doors or ():
+            local[door.url_parameter] = door.base_url
         if fal is not None:
             local["FalQueueBaseUrl"] = fal.queue_url
             if fal.jwks_url:
@@ -374,6 +433,15 @@ class LocalStack:
             log.warning("no %s secret in the template; fal's key not stored", FAL_CREDENTIALS)
             return
         self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps({"api_key": api_key}))
+
+    def _put_secret(self, logical_id: str, value: dict[str, str]) -> None:
+        """A door's credentials into its secret: what enables it (a job naming its provider is accepted)."""
+        assert self.deployment is not None and self._aws is not None
+        arn = self.deployment.secrets.get(logical_id)
+        if arn is None:
+            log.warning("no %s secret in the template; not stored", logical_id)
+            return
+        self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps(value))
 
     def put_kling_webhook_secret(self, value: str) -> None:
         """Store Kling's webhook secret(s) in KlingWebhookSecret, as the README's deploy step does on AWS; the
@@ -494,6 +562,14 @@ class LocalStack:
             fal = self.fal_simulator.stats()
             if fal["queued"] or fal["running"] or fal["pending_webhooks"]:
                 return True
+        if self.replicate_simulator is not None:
+            replicate = self.replicate_simulator.stats()
+            if replicate["starting"] or replicate["processing"] or replicate["pending_webhooks"]:
+                return True
+        if self.acedata_simulator is not None:
+            acedata = self.acedata_simulator.stats()
+            if acedata["processing"] or acedata["pending_callbacks"]:
+                return True
         if self.simulator is None:
             return False
         stats = self.simulator.stats()
@@ -536,6 +612,18 @@ class FalDoor:
         return {"fal_base_url": self.queue_url, "fal_media_url": self.media_hosts}
 
 
+@dataclass(frozen=True)
+class SimDoor:
+    """Where one of the stack's provider simulators is (its API and media host) and what opens its door."""
+
+    name: str
+    url_parameter: str  # the template parameter naming its API
+    base_url: str
+    media_hosts: str
+    secret: str  # the template's logical id of its credentials secret
+    credentials: dict[str, str] = field(repr=False)
+
+
 # Template parameters that are durations of Kling's time (scaled with the simulator's speed), and the
 # least value each takes.
 KLING_TIME_PARAMETERS = {
@@ -548,6 +636,8 @@ KLING_TIME_PARAMETERS = {
     "AccountCheckSeconds": 2,  # Kling allows one account call a second
     "PoolQuietSeconds": 2,  # a pool lowered by a 1303 climbs back after quiet periods of Kling time
     "FalWebhookWindowSeconds": 1,  # an unsettled fal create waits this long in fal's time for its webhook
+    "ReplicatePollWithinSeconds": 1,  # well inside the simulated hour an output lives (divided by its speed)
+    "AceDataCallbackWindowSeconds": 1,
 }
 
 

@@ -19,9 +19,9 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.job_queue import JobQueue
@@ -41,26 +41,23 @@ from kling_pipeline.api_models import (
     JobView,
     QueryResult,
 )
+from kling_pipeline.doors import Door, clients, door_of, enabled, no_clients, task_ref
 from kling_pipeline.errors import (
     InvalidJobMessageError,
     JobsApiError,
+    ProviderNotEnabledError,
     ProviderUnavailableError,
     QueueUnavailableError,
     TransitionRejectedError,
     WebhookRefusedError,
 )
-from kling_pipeline.fal_door import FalNotEnabledError, charge_arguments, fal_client, fal_key, is_fal, task_ref
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.lifecycle import Job, JobState, Transition, public_step
 from kling_pipeline.observability import logger
 from kling_pipeline.poll_schedule import SHARDS, shard_number
 from kling_pipeline.providers import ProviderTask, TaskRef
-from kling_pipeline.providers.fal import DASHBOARD_URL
 from kling_pipeline.requests import JobRequest, parse_job_message
 from kling_pipeline.settings import ApiSettings
-
-if TYPE_CHECKING:
-    from kling_pipeline.adapters.fal_client import FalClient
 
 BY = "api"
 DEFAULT_PAGE = 50
@@ -78,22 +75,15 @@ class JobsApiDependencies:
     announcer: Callable[[], Announcer]  # built on first use: only a cancel announces
     webhook_policy: WebhookPolicy
     ledger: Ledger  # a cancelled job's budget reservation goes back
-    # The doors enabled (kling always; fal once its secret holds a key), read on first use.
+    # The doors enabled (kling always; another once its secret holds a key), read on first use.
     providers: Callable[[], frozenset[str]] = lambda: frozenset({"kling"})
-    fal: Callable[[], FalClient] = field(default=lambda: _no_fal())
-
-
-def _no_fal() -> FalClient:
-    raise FalNotEnabledError("fal is not configured for this API")
+    # The other providers' doors (doors.py): a client by name, built on first use (only a cancel needs one).
+    door: Callable[[str], Any] = no_clients
 
 
 def enabled_providers(settings: ApiSettings) -> frozenset[str]:
-    """kling, and fal when its secret holds a key (cached as every secret is, SecretsMaxAgeSeconds)."""
-    try:
-        fal_key(settings, settings.secrets_max_age_s)
-    except FalNotEnabledError:
-        return frozenset({"kling"})
-    return frozenset({"kling", "fal"})
+    """kling, and each door whose secret holds a key (cached as every secret is, SecretsMaxAgeSeconds)."""
+    return enabled(settings)
 
 
 def jobs_api_dependencies(settings: ApiSettings) -> JobsApiDependencies:
@@ -112,7 +102,7 @@ def jobs_api_dependencies(settings: ApiSettings) -> JobsApiDependencies:
         ),
         ledger=ledger(settings.stats_table_name),
         providers=lambda: enabled_providers(settings),
-        fal=lambda: fal_client(settings, settings.secrets_max_age_s),
+        door=clients(settings),
     )
 
 
@@ -433,8 +423,9 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
     job = deps.store.find(job_id)
     if job is None:
         raise not_found(job_id)
-    if is_fal(job) and not job.is_terminal and (job.state is not JobState.QUEUED or job.needs_reconcile):
-        return cancel_at_fal(job, base_url, deps)
+    door = door_of(job)
+    if door is not None and not job.is_terminal and (job.state is not JobState.QUEUED or job.needs_reconcile):
+        return cancel_at_provider(job, base_url, deps, door)
     for _ in range(3):  # the job may move under us (a claim, a backpressure cycle): decide on what it is now
         if job.state is JobState.CANCELLED:
             return view(job, base_url, deps)  # cancelling twice is the same answer
@@ -462,32 +453,36 @@ def cancel_job(job_id: str, base_url: str, deps: JobsApiDependencies) -> JobView
     raise JobsApiError(409, "JOB_BUSY", f"job {job_id} keeps changing; try again", "job_id")
 
 
-def cancel_at_fal(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView:
-    """A fal job still in fal's queue is cancelled there (PUT cancel_url) and ends CANCELLED, saying what fal
-    will bill. One fal is running or has finished, or whose create is unsettled or under way, is refused
-    (409) saying what fal bills: fal does not stop a running request, and the pipeline still collects the
-    video it pays for. Kling's own door has no cancel."""
+def cancel_at_provider(job: Job, base_url: str, deps: JobsApiDependencies, door: Door) -> JobView:
+    """A job still in its provider's queue is cancelled there (fal: PUT cancel_url; Replicate: POST .../cancel)
+    and ends CANCELLED, saying what the provider will bill; one the provider has finished, or a door with no
+    cancel (AceData), is refused (409) with the same. So is one whose create is unsettled or under way (no
+    request id to cancel), and a fal request already running: fal does not stop it, and the pipeline still
+    collects the video it pays for. Kling's own door has no cancel."""
     ref = task_ref(job)
+    name = door.label
     try:
-        client = deps.fal()
+        client = deps.door(door.name)
         if ref is None or job.state not in (JobState.SUBMITTED, JobState.PROCESSING):
-            raise fal_cannot_cancel(job, "", client, ref)
-        now = client.status(ref)  # None: COMPLETED
-        if now is None or now.status in ("running", "succeeded", "failed"):
-            raise fal_cannot_cancel(job, "finished" if now is None else now.status, client, ref)
+            raise cannot_cancel(job, door, client, ref, "")
+        if not door.cancels_running:
+            now = client.status(ref)  # None: finished
+            if now is None or now.status in ("running", "succeeded", "failed"):
+                raise cannot_cancel(job, door, client, ref, "finished" if now is None else now.status)
         outcome = client.cancel(ref)
-    except (ProviderUnavailableError, FalNotEnabledError) as exc:
-        raise JobsApiError(503, "PROVIDER_UNAVAILABLE", f"fal could not be asked to cancel: {exc}", "job_id") from exc
+    except (ProviderUnavailableError, ProviderNotEnabledError) as exc:
+        why = f"{name} could not be asked to cancel: {exc}"
+        raise JobsApiError(503, "PROVIDER_UNAVAILABLE", why, "job_id") from exc
     if outcome.result != "cancel_requested":
-        raise JobsApiError(409, "PROVIDER_CANNOT_CANCEL", f"fal: {outcome.result}: {outcome.billed}", "job_id")
+        raise JobsApiError(409, "PROVIDER_CANNOT_CANCEL", f"{name}: {outcome.result}: {outcome.billed}", "job_id")
     try:
         cancelled = deps.store.transition(
             job,
             Transition(
                 job.state,
                 JobState.CANCELLED,
-                {"error_code": "CANCELLED", "error_message": f"cancelled at fal ({ref.id}): {outcome.billed}"},
-                "cancelled at fal",
+                {"error_code": "CANCELLED", "error_message": f"cancelled at {name} ({ref.id}): {outcome.billed}"},
+                f"cancelled at {name}",
                 by=BY,
                 linked=tuple(deps.ledger.release_update(job)),
             ),
@@ -498,25 +493,27 @@ def cancel_at_fal(job: Job, base_url: str, deps: JobsApiDependencies) -> JobView
     return view(cancelled, base_url, deps)
 
 
-def fal_cannot_cancel(job: Job, status: str, client: FalClient, ref: TaskRef | None) -> JobsApiError:
-    """Why a fal job cannot be cancelled now, and what fal bills for it (its price table's figure)."""
+def cannot_cancel(job: Job, door: Door, client: Any, ref: TaskRef | None, status: str) -> JobsApiError:
+    """Why a provider's job cannot be cancelled now, and what the provider bills for it (its price table's figure)."""
+    name = door.label
     if ref is None:
         why = (
-            "it is being sent to fal, or a create's answer proved nothing, so there is no fal request id to "
-            "cancel. The pipeline waits for fal's webhook (FalWebhookWindowSeconds); if fal made the request it "
-            f"runs to its end and is billed at fal's price per second of video; see {DASHBOARD_URL}"
+            f"it is being sent to {name}, or a create's answer proved nothing, so there is no {name} request id to "
+            f"cancel. The pipeline waits for {name}'s callback; if {name} made the request it runs to its end and "
+            f"is billed at {name}'s price; see {door.dashboard}"
         )
         return JobsApiError(409, "PROVIDER_CANNOT_CANCEL", f"job {job.job_id} cannot be cancelled: {why}", "job_id")
-    charge = client.charge(ref, charge_arguments(job), ProviderTask(provider="fal", id=ref.id, status="succeeded"))
-    cost = f"${charge.amount:g}: {charge.basis}" if charge is not None else "at fal's price per second of video"
-    if status == "running" and job.state is not JobState.DOWNLOADING:
+    finished = ProviderTask(provider=ref.provider, id=ref.id, status="succeeded")
+    charge = client.charge(ref, door.charge_arguments(job), finished)
+    cost = f"${charge.amount:g}: {charge.basis}" if charge is not None else f"at {name}'s price per second of video"
+    if status == "running":
         why = (
-            f"fal is running request {ref.id}, and a running request is not stopped by fal's cancel: it runs to its "
-            f"end and is billed ({cost}); the video will still be stored"
+            f"{name} is running request {ref.id}, and a running request is not stopped by {name}'s cancel: it runs "
+            f"to its end and is billed ({cost}); the video will still be stored"
         )
     else:
         why = (
-            f"fal has finished request {ref.id}: it is billed as made ({cost}); the pipeline collects its result "
+            f"{name} has finished request {ref.id}: it is billed as made ({cost}); the pipeline collects its result "
             "and stores the video"
         )
     return JobsApiError(409, "PROVIDER_CANNOT_CANCEL", f"job {job.job_id} cannot be cancelled: {why}", "job_id")

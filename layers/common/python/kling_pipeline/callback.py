@@ -27,8 +27,8 @@ from kling_pipeline.adapters.kling_signatures import BadSignatureError, is_signe
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_credentials, kling_webhook_secrets
 from kling_pipeline.adapters.slot_pools import slot_pools
+from kling_pipeline.doors import clients, no_clients
 from kling_pipeline.errors import ConfigError, KlingApiError, KlingShapeError, KlingUnavailableError
-from kling_pipeline.fal_door import FalNotEnabledError, fal_client
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, Job, JobState, advance_job
@@ -38,7 +38,6 @@ from kling_pipeline.settings import CallbackSettings
 if TYPE_CHECKING:
     from standardwebhooks import Webhook
 
-    from kling_pipeline.adapters.fal_client import FalClient
     from kling_pipeline.adapters.kling_client import KlingClient
 
 MAX_CALLBACK_BYTES = 64 * 1024
@@ -56,13 +55,9 @@ class CallbackDependencies:
     signing_secrets: tuple[str, ...]  # the current secret, and the previous one for a while after a rotation
     # Kling's webhook secrets, read on first use (only a signed callback needs them): none, one, or two mid-rotation.
     kling_signers: Callable[[], tuple[Webhook, ...]] = tuple
-    # fal's door (fal_door.fal_client), built on first use: only fal webhooks need it.
-    fal: Callable[[], FalClient] = field(default=lambda: _no_fal())
+    # The other providers' doors (doors.py): a client by name, built on first use (only their callbacks).
+    door: Callable[[str], Any] = no_clients
     fal_queue_base_url: str = ""
-
-
-def _no_fal() -> FalClient:
-    raise FalNotEnabledError("fal is not configured for this callback")
 
 
 def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
@@ -96,7 +91,7 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
             previous_for_s=settings.callback_secret_grace_s,
         ),
         kling_signers=signers,
-        fal=lambda: fal_client(settings, settings.secrets_max_age_s),
+        door=clients(settings),
         fal_queue_base_url=settings.fal_queue_base_url,
     )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,11 +23,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from kling_pipeline.adapters.aws_errors import is_transient
 from kling_pipeline.adapters.job_store import JobStore, announced_write, job_store
 from kling_pipeline.adapters.video_transfer import DownloadPolicy, StoredVideo, s3_client, stream_to_s3
+from kling_pipeline.doors import door_of
 from kling_pipeline.errors import DownloadRefusedError, TransientDownloadError, VideoLinkRefusedError
 from kling_pipeline.extend_chain import stored_move, video_key
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.lifecycle import Job, JobState, Transition, public_step
 from kling_pipeline.observability import Metric, logger, record
+from kling_pipeline.providers import OUTPUT_EXPIRED
 from kling_pipeline.settings import DownloadSettings
 
 BY = "download-workflow"
@@ -52,6 +54,16 @@ def download_dependencies(settings: DownloadSettings) -> DownloadDependencies:
             production=settings.pipeline_mode == "production",
         ),
     )
+
+
+def policy_for(job: Job, policy: DownloadPolicy) -> DownloadPolicy:
+    """The download's rules for this job: AllowedDownloadHosts, and the hosts its provider's videos come
+    from (doors.py: Replicate's replicate.delivery) for its own jobs only, streamed and checked as every
+    download is."""
+    door = door_of(job)
+    if door is None or not door.media_hosts:
+        return policy
+    return replace(policy, allowed_hosts=tuple(dict.fromkeys(policy.allowed_hosts + door.media_hosts)))
 
 
 def download_job(job_id: str, version: int, deps: DownloadDependencies) -> dict[str, Any]:
@@ -82,7 +94,7 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
             job.video_url,
             bucket=deps.bucket,
             key=video_key(job),
-            policy=deps.policy,
+            policy=policy_for(job, deps.policy),
             s3=deps.s3,
             metadata=object_metadata(job),
         )
@@ -99,11 +111,24 @@ def _download(job_id: str, version: int, deps: DownloadDependencies) -> dict[str
     return stored_outcome(job, stored, deps)
 
 
+def output_expired_message(job: Job, what: str) -> str:
+    """PROVIDER_OUTPUT_EXPIRED, said plainly: the video was made (and billed) but the provider deleted it
+    before it could be copied (Replicate keeps an API prediction's output one hour)."""
+    provider = str(job.request.get("provider") or "the provider")
+    return (
+        f"{what}: {provider} made the video but deleted it before it could be copied (its output is kept only "
+        "a short while: Replicate keeps an API prediction's output one hour), so it can no longer be fetched; "
+        "making it again is a new job, and a new charge"
+    )
+
+
 def link_refused(job: Job, exc: VideoLinkRefusedError, deps: DownloadDependencies) -> dict[str, Any]:
     """A 401/403/404/410 from the CDN. Within Kling's 30 days of the task's end the link is good (an edge
     still propagating, a WAF): an attempt that failed, retried by the workflow and then repaired by the
     poller's next attempt, up to DownloadAttempts. Only past the 30 days is it expired."""
     expires_at = job.results_expire_at
+    if job.video_expires_at is not None and time.time() >= job.video_expires_at:
+        return refused(job, OUTPUT_EXPIRED, output_expired_message(job, exc.message), deps)
     if expires_at is not None and time.time() >= expires_at:
         expired_on = datetime.fromtimestamp(expires_at, UTC).date()
         return refused(

@@ -226,6 +226,11 @@ class ProviderError(PipelineError):
         self.message = message
 
 
+class ProviderNotEnabledError(PipelineError):
+    """A provider's door is closed in this deployment: its credentials secret holds no key (doors.py). The
+    message names the secret and the fix."""
+
+
 class ProviderCapabilityError(ProviderError, ValueError):
     """The request asks what the provider cannot do: refused before anything is sent, so nothing is spent.
     The message names the field and the fix."""

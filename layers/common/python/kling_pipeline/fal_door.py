@@ -1,72 +1,28 @@
-"""fal.ai's door wired into the one lifecycle: what a fal job records, and how fal's words reach it.
-
-A fal job lives the same life as a Kling job (QUEUED -> SUBMITTING -> SUBMITTED -> ... -> COMPLETED):
-the same claims, store, workflow, events and API. What differs is said here, once:
-- its reference (providers.TaskRef: request_id and fal's status/response/cancel URLs) is stored by the
-  SUBMITTED transition itself (`provider_task`), before anything else is done with it;
-- what fal says (providers.ProviderTask) is read as the task observation the lifecycle already decides on
-  (`as_kling_task`: queued -> submitted, running -> processing, succeeded -> succeed with the video and
-  its USD charge as a cash billing line, failed -> failed with fal's detail; unknown moves nothing);
-- an unsettled create (its answer proves nothing) is never sent again: the job waits SUBMITTED without a
-  request id (`provider_unsettled_at`) for fal's webhook, whose URL names the job, or for the window
-  (FalWebhookWindowSeconds), after which it ends FAILED with PROVIDER_UNSETTLED.
+"""fal.ai's door: what only fal needs (its client, built once per key; how a request an unsettled create
+made is adopted from fal's webhook; what fal's price depends on). Everything every door shares (the
+reference stored before anything else, the unsettled path, the callback, the look-ups) is doors.py,
+door_submit.py and door_callback.py.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
-from kling_pipeline.kling_task import KlingTask
+from kling_pipeline.doors import FAL
+from kling_pipeline.errors import ProviderNotEnabledError
 from kling_pipeline.lifecycle import Job
-from kling_pipeline.providers import Charge, ProviderTask, TaskRef
-from kling_pipeline.providers.fal import DASHBOARD_URL
+from kling_pipeline.providers import TaskRef
+from kling_pipeline.requests import JobRequest
 from kling_pipeline.settings import FalAccess
 
 if TYPE_CHECKING:  # imported on first use (fal_client): Kling-only functions never load it
     from kling_pipeline.adapters.fal_client import FalClient
-
-FAL: Final = "fal"
-PROVIDER_UNSETTLED: Final = "PROVIDER_UNSETTLED"
-# What a fal job records (besides task_id = fal's request_id): its reference, and while unsettled, when
-# the create was sent and to which endpoint.
-PROVIDER_TASK = "provider_task"
-UNSETTLED_AT = "provider_unsettled_at"
-ENDPOINT = "provider_endpoint"
-STATUSES = {"queued": "submitted", "running": "processing", "succeeded": "succeed", "failed": "failed"}
+    from kling_pipeline.settings import SubmitSettings
 
 
-class FalNotEnabledError(Exception):
+class FalNotEnabledError(ProviderNotEnabledError):
     """The FalCredentials secret holds no api_key: fal's door is closed in this deployment."""
-
-
-def provider_of(request: Mapping[str, Any], default: str = "kling") -> str:
-    """The door a request goes through: its own `provider`, else the deployment's."""
-    return str(request.get("provider") or default)
-
-
-def is_fal(job: Job) -> bool:
-    return provider_of(job.request) == FAL
-
-
-def fal_callback_url(api_base_url: str, job_id: str, signing_secret: str) -> str:
-    """The webhook URL handed to fal: the Kling callback URL's scheme (our token in it), on its own path."""
-    from kling_pipeline.adapters.callback_tokens import job_token
-
-    base = api_base_url.rstrip("/")
-    return f"{base}/callbacks/{quote(job_id, safe='')}/fal?token={job_token(signing_secret, job_id)}"
-
-
-def task_ref(job: Job) -> TaskRef | None:
-    record = job.provider_task
-    return TaskRef.from_record(record) if isinstance(record, Mapping) and record.get("id") else None
-
-
-def unsettled_since(job: Job) -> int | None:
-    return job.provider_unsettled_at
 
 
 def adopted_ref(job: Job, request_id: str, queue_base_url: str) -> TaskRef:
@@ -77,7 +33,7 @@ def adopted_ref(job: Job, request_id: str, queue_base_url: str) -> TaskRef:
     app = "/".join(endpoint.split("/")[:2])
     base = f"{queue_base_url.rstrip('/')}/{app}/requests/{request_id}"
     urls = {"status_url": f"{base}/status", "response_url": base, "cancel_url": f"{base}/cancel"}
-    return TaskRef(provider=FAL, id=request_id, endpoint=endpoint, urls=urls, created_at=unsettled_since(job))
+    return TaskRef(provider=FAL, id=request_id, endpoint=endpoint, urls=urls, created_at=job.provider_unsettled_at)
 
 
 def charge_arguments(job: Job) -> dict[str, Any]:
@@ -85,33 +41,23 @@ def charge_arguments(job: Job) -> dict[str, Any]:
     return {"duration": job.request.get("duration", "5"), "generate_audio": bool(job.request.get("sound"))}
 
 
-def as_kling_task(task: ProviderTask, charge: Charge | None = None) -> KlingTask | None:
-    """fal's view of a request as the observation the lifecycle decides on; None for `unknown`."""
-    status = STATUSES.get(task.status)
-    if status is None:
+def usd_to_reserve(request: JobRequest, settings: SubmitSettings) -> float | None:
+    """What a fal job's video will cost in USD by the price table (and FalPrices), for the daily USD budget;
+    None when fal does not serve it (refused at its create, before any money is spent) or no price is known."""
+    from kling_pipeline.errors import ProviderCapabilityError
+    from kling_pipeline.observability import logger
+    from kling_pipeline.providers.fal import endpoint_for
+    from kling_pipeline.providers.fal_prices import PriceTable
+
+    try:
+        endpoint = endpoint_for(request.model or settings.default_model, request.kind, request.mode)
+        seconds = float(request.duration)
+    except (ProviderCapabilityError, TypeError, ValueError):
         return None
-    body: dict[str, Any] = {"task_id": task.id, "task_status": status, "task_status_msg": task.error}
-    if task.status == "succeeded" and task.video_url:
-        video: dict[str, Any] = {"id": task.id, "url": task.video_url}
-        if task.duration_s is not None:
-            video["duration"] = f"{task.duration_s:g}"
-        body["task_result"] = {"videos": [video]}
-    if charge is not None and charge.unit == "USD":
-        body["billing"] = [{"charge_type": "cash", "amount": f"{charge.amount:.4f}", "currency": "USD"}]
-    return KlingTask.model_validate(body)
-
-
-def unsettled_reason(job: Job, window_s: int) -> str:
-    """PROVIDER_UNSETTLED: what is known and how to check it."""
-    since = unsettled_since(job) or 0
-    when = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    endpoint = job.provider_endpoint or "fal"
-    return (
-        f"a create for this job on fal ({endpoint}, sent {when}) got no answer proving whether fal queued it, and "
-        f"no webhook from fal named the job within {window_s} s. It was not sent again (fal has no idempotency "
-        f"key: a second create could be a second charge). fal may have made and billed it: look for a request to "
-        f"{endpoint} at {when} in {DASHBOARD_URL}; send the request again with a new job_id if fal has none"
-    )
+    charge = PriceTable.from_setting(settings.fal_prices).charge(endpoint.model_id, seconds, audio=bool(request.sound))
+    if charge is None:
+        logger.warning("no fal price for the daily USD budget's estimate", extra={"endpoint": endpoint.model_id})
+    return None if charge is None else charge.amount
 
 
 _clients: dict[tuple[str, str], FalClient] = {}

@@ -82,7 +82,7 @@ ALLOWED_TRANSITIONS: frozenset[tuple[JobState | None, JobState]] = frozenset(
             JobState.CANCELLED,
         ),  # never from SUBMITTING: a create may be in flight, and Kling cannot cancel
         # A fal job still in fal's queue, cancelled there (fal's PUT cancel_url answered 202): Kling's own
-        # door has no cancel, so only a fal job makes these moves (api.cancel_at_fal).
+        # door has no cancel, so only a job of another door makes these moves (api.cancel_at_provider).
         (JobState.SUBMITTED, JobState.CANCELLED),
         (JobState.PROCESSING, JobState.CANCELLED),
     }
@@ -167,11 +167,14 @@ class Job(BaseModel):
     model_name: str | None = None  # the model Kling was asked for (claims.record_submitted)
     kling_finished_at: int | None = None  # epoch ms when Kling finished the step's task
     kling_video_id: str | None = None  # the step's Kling video: the next step of a chain extends it
-    # Another provider's door (providers/, fal_door.py): its task's reference as stored (TaskRef.as_record),
+    # Another provider's door (providers/, doors.py): its task's reference as stored (TaskRef.as_record),
     # the endpoint asked, and when a create that proved nothing was sent (never sent again).
     provider_task: dict[str, Any] | None = None
     provider_endpoint: str | None = None
     provider_unsettled_at: int | None = None
+    # Epoch s when the provider deletes the video its task made, when that is sooner than Kling's 30 days
+    # (Replicate: an hour after the prediction ended): past it the video can no longer be copied.
+    video_expires_at: int | None = None
     video_duration: str | None = None  # seconds, as Kling says them ("5.1")
     video_size: int | None = None  # bytes of the stored video
     sha256: str | None = None  # of the stored video
@@ -189,7 +192,10 @@ class Job(BaseModel):
     @property
     def results_expire_at(self) -> int | None:
         """Epoch s when Kling deletes the step's video (KLING_KEEPS_RESULTS_S after its task finished,
-        `kling_finished_at` in ms); None while that is not known."""
+        `kling_finished_at` in ms), or sooner the provider that made it (`video_expires_at`); None while
+        that is not known."""
+        if self.video_expires_at is not None:
+            return self.video_expires_at
         finished_ms = self.kling_finished_at
         return finished_ms // 1000 + KLING_KEEPS_RESULTS_S if finished_ms else None
 

@@ -33,12 +33,12 @@ docs/architecture.md, "The poller".
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -63,6 +63,8 @@ from kling_pipeline.claims import (
     release_for_retry,
     unsettled_from,
 )
+from kling_pipeline.door_submit import as_kling_task, fail_unsettled, observed_changes, wait_unsettled
+from kling_pipeline.doors import FAL, Door, clients, door_of, no_clients, task_ref
 from kling_pipeline.errors import (
     KlingAccountError,
     KlingApiError,
@@ -70,34 +72,22 @@ from kling_pipeline.errors import (
     KlingKeysMissingError,
     KlingShapeError,
     KlingUnavailableError,
+    ProviderAccountError,
+    ProviderNotEnabledError,
     ProviderUnavailableError,
     TransitionRejectedError,
 )
 from kling_pipeline.extend_chain import stored_move, video_key
-from kling_pipeline.fal_door import (
-    PROVIDER_UNSETTLED,
-    FalNotEnabledError,
-    as_kling_task,
-    charge_arguments,
-    fal_client,
-    is_fal,
-    task_ref,
-    unsettled_reason,
-    unsettled_since,
-)
-from kling_pipeline.fal_submit import wait_unsettled
 from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, Transition, advance_job
 from kling_pipeline.observability import Metric, logger, record
 from kling_pipeline.poll_schedule import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
+from kling_pipeline.providers import OUTPUT_EXPIRED, ProviderTask
 from kling_pipeline.requests import parked_message, stored_request
 from kling_pipeline.settings import PollerSettings
 from kling_pipeline.slots import limit_after_quiet
 from kling_pipeline.task_lookups import NOT_FOUND, Answer, NotFound, claims_of, query_group_of, tasks_of
-
-if TYPE_CHECKING:
-    from kling_pipeline.adapters.fal_client import FalClient
 
 BY = "poller"
 REPAIR = "poller-repair"
@@ -120,8 +110,8 @@ class PollerDependencies:
     ledger: Ledger
     announcer: Announcer
     slots: SlotPools
-    # fal's door (fal_door.fal_client), built on first use: only fal jobs need it.
-    fal: Callable[[], FalClient] = field(default=lambda: _no_fal())
+    # The other providers' doors (doors.py): a client by name, built on first use (only their jobs need one).
+    door: Callable[[str], Any] = no_clients
 
     @cached_property
     def s3(self) -> Any:
@@ -129,10 +119,6 @@ class PollerDependencies:
         from kling_pipeline.adapters.video_transfer import s3_client
 
         return s3_client()
-
-
-def _no_fal() -> FalClient:
-    raise FalNotEnabledError("fal is not configured for this poller")
 
 
 def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
@@ -151,7 +137,7 @@ def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
         ledger=ledger(settings.stats_table_name),
         announcer=announcer(settings.event_bus_name, store),
         slots=slots,
-        fal=lambda: fal_client(settings, settings.secrets_max_age_s),
+        door=clients(settings),
     )
 
 
@@ -163,6 +149,7 @@ class PollReport:
     kling_gets: int = 0  # jobs Kling's answer was applied to
     kling_queries: int = 0  # query calls this run made (a batch or a list page is one)
     fal_queries: int = 0  # fal look-ups (one request each: fal has no look-up-many)
+    door_queries: int = 0  # look-up calls to other providers' doors (fal's included; a batch is one)
     pulled_forward: int = 0  # jobs not yet due, asked about in a call made for their pool anyway
     rounds: int = 0  # looks at the due jobs (one, plus one each poll interval while live jobs were due)
     resolved_by_poll: int = 0  # Kling had finished (or failed) it and no callback had said so
@@ -335,12 +322,13 @@ def settle(
             continue
         if job is not None and (not job.is_terminal or job.announce_pending or job.state is JobState.TIMED_OUT):
             claimed.append(job)
-    running = [job for job in claimed if job.state in AWAITING_KLING and job.task_id and not is_fal(job)]
+    running = [job for job in claimed if job.state in AWAITING_KLING and job.task_id and door_of(job) is None]
     pulled = pull_forward(running, soon or [], deps, report, now, schedule)
     claimed += pulled
     asked = {job.job_id for job in running + pulled}
     answers = fetch(deps, running + pulled, report, time_left_s)
-    claims = claims_found([job for job in claimed if not is_fal(job)], deps, report, now, time_left_s)
+    claims = claims_found([job for job in claimed if door_of(job) is None], deps, report, now, time_left_s)
+    batched = door_batches(claimed, deps, report)
     for job in claimed:
         if time_left_s() <= MARGIN_S or (job.job_id in asked and job.job_id not in answers):
             # Claimed, so due again at its next look (look_again_at): the next run takes it.
@@ -351,7 +339,7 @@ def settle(
             if job.job_id in claims:
                 action = settle_claim(job, deps, report, now, time_left_s, claims[job.job_id])
             else:
-                action = settle_one(job, answers.get(job.job_id), deps, report, now, time_left_s)
+                action = settle_one(job, answers.get(job.job_id), deps, report, now, time_left_s, batched)
         except TransitionRejectedError:
             action = "moved by someone else meanwhile"
         except KlingAccountError as exc:
@@ -510,6 +498,7 @@ def settle_one(
     report: PollReport,
     now: int,
     time_left_s: Callable[[], float] | None = None,
+    batched: Mapping[str, ProviderTask | Exception] | None = None,
 ) -> str:
     if job.state is JobState.TIMED_OUT:
         # Its end announced first (once), then watched for a late `succeed`: a later end is never
@@ -527,8 +516,9 @@ def settle_one(
         if not announce_again(job, deps, report):
             return "announcement failed again; tried at its next look"
         return "announced (its first announcement had failed)"
-    if is_fal(job) and job.state in (JobState.SUBMITTED, JobState.PROCESSING, JobState.SUBMITTING):
-        return settle_fal(job, deps, report, now)
+    door = door_of(job)
+    if door is not None and job.state in (JobState.SUBMITTED, JobState.PROCESSING, JobState.SUBMITTING):
+        return settle_door(job, door, deps, report, now, batched or {})
     if job.state in (JobState.SUBMITTED, JobState.PROCESSING):
         return settle_running(job, answer, deps, report, now)
     if job.state is JobState.SUBMITTING:
@@ -559,10 +549,47 @@ def settle_one(
     return "nothing to do"
 
 
-def settle_fal(job: Job, deps: PollerDependencies, report: PollReport, now: int) -> str:
-    """A fal job gone quiet (its webhook lost, or its result not readable yet): fal's word on its request,
-    one look-up (fal has no look-up-many), through the one lifecycle. A job whose create is unsettled is
-    never created again: it waits for fal's webhook, and past the window ends PROVIDER_UNSETTLED."""
+def door_batches(
+    claimed: list[Job], deps: PollerDependencies, report: PollReport
+) -> dict[str, ProviderTask | Exception]:
+    """For a door that looks up many tasks in one call (AceData's retrieve_batch, its ids per call a
+    setting): the answers for every claimed live job of it, by job id. A task the answers did not hold is
+    absent (asked again at its next look: never a failure); a call that failed is its error for each."""
+    found: dict[str, ProviderTask | Exception] = {}
+    by_door: dict[str, list[Job]] = {}
+    for job in claimed:
+        door = door_of(job)
+        if door is not None and door.looks_up_many and job.state in AWAITING_KLING and task_ref(job) is not None:
+            by_door.setdefault(door.name, []).append(job)
+    for name, jobs in by_door.items():
+        refs = {job.job_id: task_ref(job) for job in jobs}
+        try:
+            client = deps.door(name)
+            report.door_queries += -(-len(jobs) // max(1, int(getattr(client, "batch_size", 1))))
+            answer = client.look_up_many(ref for ref in refs.values() if ref is not None)
+        except (ProviderUnavailableError, ProviderNotEnabledError, ProviderAccountError) as exc:
+            found |= {job.job_id: exc for job in jobs}
+            continue
+        for job_id, ref in refs.items():
+            if ref is not None and ref.id in answer.found:
+                found[job_id] = answer.found[ref.id]
+    return found
+
+
+def settle_door(
+    job: Job,
+    door: Door,
+    deps: PollerDependencies,
+    report: PollReport,
+    now: int,
+    batched: Mapping[str, ProviderTask | Exception],
+) -> str:
+    """A job of another provider's door gone quiet (its callback lost, or its result not readable yet): the
+    provider's word on its task (one look-up, or its batch's answer), through the one lifecycle. An
+    abandoned claim is never created again from here: a door that finds lost creates by listing (Replicate)
+    sends it back to the submit path, which searches the list first; the others wait for the callback,
+    and past the door's window end PROVIDER_UNSETTLED."""
+    settings = deps.settings
     if job.state is JobState.SUBMITTING:
         if (job.lease_expires_at or 0) > now:
             return "claim still held"
@@ -570,39 +597,56 @@ def settle_fal(job: Job, deps: PollerDependencies, report: PollReport, now: int)
         claimed = claim_job(job, deps, owner=BY)
         if isinstance(claimed, ClaimResult):
             return claimed.detail
-        # The lost claim may have sent the create: it is never sent again.
-        return wait_unsettled(claimed, deps, since, "", "a claim expired and may have sent the create to fal").detail
-    window = deps.settings.fal_webhook_window_s
+        if door.finds_lost_creates:
+            result = release_for_retry(
+                claimed,
+                deps,
+                f"the claim was abandoned: back to the queue, where {door.label}'s list is searched before any create",
+                unsettled=True,
+                unsettled_since=since,
+            )
+            deps.queue.send(job_reference(job.job_id), delay_s=result.delay_s)
+            report.reconciled += 1
+            return result.detail
+        why = f"a claim expired and may have sent the create to {door.label}"
+        return wait_unsettled(claimed, deps, door, since, "", why).detail
     ref = task_ref(job)
     if ref is None:
-        since = unsettled_since(job) or now
+        window = door.window_s(settings)
+        since = job.provider_unsettled_at or now
         if now - since < window:
-            return f"unsettled: waiting for fal's webhook ({window - (now - since)} s left)"
-        failed = deps.store.transition(
-            job,
-            Transition(
-                job.state,
-                JobState.FAILED,
-                {"error_code": PROVIDER_UNSETTLED, "error_message": unsettled_reason(job, window)},
-                "no webhook from fal within the window",
-                by=BY,
-            ),
-        )
-        deps.announcer.job_ended(failed)
+            return f"unsettled: waiting for {door.label}'s callback ({window - (now - since)} s left)"
+        fail_unsettled(job, deps, door, since, f"no callback from {door.label} named the job within {window} s", by=BY)
         report.failed += 1
         return "failed: PROVIDER_UNSETTLED"
-    fal = deps.fal()
-    report.fal_queries += 1
+    client = deps.door(door.name)
     record(Metric.POLLER_JOBS, action="polled")
-    try:
-        task = fal.look_up(ref)
-    except ProviderUnavailableError as exc:
-        return f"could not read fal's answer (asked again at its next look): {exc.message}"
-    observed = as_kling_task(task, fal.charge(ref, charge_arguments(job), task))
+    if door.looks_up_many:
+        answer = batched.get(job.job_id)
+        if answer is None:
+            return f"{door.label}'s batch answer did not hold the task (asked again at its next look)"
+        if isinstance(answer, Exception):
+            return f"could not read {door.label}'s answer (asked again at its next look): {answer}"
+        task = answer
+    else:
+        report.door_queries += 1
+        if door.name == FAL:
+            report.fal_queries += 1
+        try:
+            task = client.look_up(ref)
+        except ProviderUnavailableError as exc:
+            return f"could not read {door.label}'s answer (asked again at its next look): {exc.message}"
+    next_due = int(job.next_poll_at or now)
+    within = door.poll_within_s(settings)
+    if within is not None and next_due > now + within:
+        # Its result may not outlive a longer wait (Replicate: an hour): looked at again well inside it.
+        deps.store.claim_poll(job.job_id, due=next_due, next_due=now + within, polled=False)
+        next_due = now + within
+    observed = as_kling_task(task, client.charge(ref, door.charge_arguments(job), task))
     if observed is None:
-        return f"fal's answer proves nothing yet ({task.error or task.status})"
+        return f"{door.label}'s answer proves nothing yet ({task.error or task.status})"
     report.kling_gets += 1
-    moved, action = advance_job(job, observed, deps, by=BY, next_poll_at=int(job.next_poll_at or now))
+    moved, action = advance_job(job, observed, deps, by=BY, next_poll_at=next_due, record_also=observed_changes(task))
     if moved.state in (JobState.DOWNLOADING, JobState.FAILED) and moved is not job:
         report.resolved_by_poll += 1
     return action
@@ -770,6 +814,11 @@ def settle_download(job: Job, deps: PollerDependencies, report: PollReport, now:
         return "completed from the stored video (no second download)"
     tried = attempt.number if attempt is not None else 0
     expires_at = job.results_expire_at
+    if job.video_expires_at is not None and now > job.video_expires_at:
+        from kling_pipeline.download import output_expired_message
+
+        message = output_expired_message(job, f"not copied in {tried} download attempt(s)")
+        return fail_download(job, deps, report, OUTPUT_EXPIRED, message)
     if expires_at is not None and now > expires_at:
         expired_on = datetime.fromtimestamp(expires_at, UTC).date()
         return fail_download(

@@ -245,10 +245,11 @@ class JobRequest(BaseModel):
         "next free Kling slot first; equal priorities keep their order of arrival",
     )
 
-    provider: Literal["kling", "fal"] | None = Field(
+    provider: Literal["kling", "fal", "replicate", "acedata"] | None = Field(
         default=None,
-        description="the door to Kling's models: kling (Kling's own API) or fal (fal.ai's queue, enabled by its "
-        "secret); absent is the deployment's DefaultProvider",
+        description="the door to Kling's models: kling (Kling's own API), fal (fal.ai's queue), replicate "
+        "(Replicate's kwaivgi models) or acedata (AceData Cloud's Kling API), each but kling enabled by its "
+        "secret; absent is the deployment's DefaultProvider",
     )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
@@ -425,27 +426,21 @@ class JobRequest(BaseModel):
         return capabilities.violations(model, self.asks())
 
     def _check_provider(self, context: Mapping[str, Any]) -> list[str]:
-        """A provider the deployment has not enabled, or (fal) what fal's endpoints cannot do: refused at
+        """A provider the deployment has not enabled, or what its door cannot do (doors.py): refused at
         accept, before any money is spent. `context["providers"]`: the enabled doors, when the caller knows
         them (the jobs API); `context["default_provider"]`: the door of a request naming none."""
         provider = self.provider or context.get("default_provider") or "kling"
         enabled = context.get("providers")
-        if enabled is not None and provider not in enabled:
-            return [
-                f"provider: {provider} is not enabled in this deployment; store its key in the FalCredentials "
-                'secret ({"api_key": "..."}) or send provider kling'
-            ]
-        if provider != "fal":
-            return []
-        from kling_pipeline.errors import ProviderCapabilityError
-        from kling_pipeline.providers import fal
+        from kling_pipeline.doors import DOORS
 
+        door = DOORS.get(provider)
+        if enabled is not None and provider not in enabled:
+            where = f"store its key in the {door.secret} secret ({door.secret_hint})" if door else "enable it"
+            return [f"provider: {provider} is not enabled in this deployment; {where} or send provider kling"]
+        if door is None:
+            return []
         default_model = context.get("default_model") or DEPLOYMENT_DEFAULT_MODEL.get() or capabilities.DEFAULT_MODEL
-        try:
-            endpoint = fal.endpoint_for(self.model or str(default_model), self.kind, self.mode)
-        except ProviderCapabilityError as exc:
-            return [f"{problem} (provider fal)" for problem in exc.problems]
-        return [f"{problem} (provider fal)" for problem in fal.fal_problems(self, endpoint)]
+        return [f"{problem} (provider {provider})" for problem in door.problems(self, str(default_model))]
 
     def asks(self) -> capabilities.Asks:
         return capabilities.Asks(

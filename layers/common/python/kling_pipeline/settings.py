@@ -21,6 +21,7 @@ from kling_pipeline.poll_schedule import PollSchedule
 from kling_pipeline.slots import PoolLimits
 
 NonEmpty = Annotated[str, Field(min_length=1)]
+Provider = Literal["kling", "fal", "replicate", "acedata"]
 
 
 class _Part(BaseModel):
@@ -157,14 +158,73 @@ class FalAccess(_Part):
         return value
 
 
+class ReplicateAccess(_Part):
+    """Talking to Replicate (providers/replicate.py, adapters/replicate_client.py, adapters/replicate_signatures.py):
+    where, with which token and webhook secret (one secret's name: the token for the functions that call
+    Replicate, the `whsec_` webhook secret for the callback, read once from Replicate at set-up), how
+    patiently, how many list pages a reconciliation may walk, how often a live job is looked up, the
+    job timeout (its `Cancel-After`) and this deployment's prices. Mixed into the functions that talk to
+    Replicate (submit, callback, poller, API for cancel); its door is open once ReplicateCredentials holds
+    {"api_token": ..., "webhook_secret": "whsec_..."}."""
+
+    replicate_base_url: NonEmpty  # https://api.replicate.com
+    replicate_credentials_secret: NonEmpty
+    replicate_timeout_s: float = Field(gt=0, le=60)
+    replicate_max_list_pages: int = Field(ge=1, le=1000)  # 100 predictions a page
+    replicate_prices: str  # JSON overrides of providers/replicate_prices.py's table; "{}" for none
+    # A live Replicate job is looked up at least this often (its output is deleted an hour after the
+    # prediction ends: a lost webhook is noticed well inside that hour); ReplicatePollWithinSeconds.
+    replicate_poll_within_s: int = Field(ge=1, le=3000)
+    job_timeout_minutes: float = Field(gt=0)  # Cancel-After: a prediction not started by then is aborted
+
+    @field_validator("replicate_prices")
+    @classmethod
+    def _prices_readable(cls, value: str) -> str:
+        from kling_pipeline.providers.replicate_prices import table
+
+        table(value)  # PriceTableError is a ValueError: the message names the entry
+        return value
+
+
+class AceDataAccess(_Part):
+    """Talking to AceData Cloud (providers/acedata.py, adapters/acedata_client.py): where, with which token (a
+    secret's name), how patiently, how many ids per retrieve_batch (AceData documents no maximum), and what a
+    call costs in USD if the deployment knows (AceData's per-call price is UNCONFIRMED: "" for none, and
+    charges are then not counted), and how long an unsettled create waits for its callback. Mixed into the
+    functions that talk to AceData; its door is open once AceDataCredentials holds {"api_token": ...}."""
+
+    acedata_base_url: NonEmpty  # https://api.acedata.cloud
+    acedata_credentials_secret: NonEmpty
+    acedata_timeout_s: float = Field(gt=0, le=60)
+    acedata_batch_size: int = Field(ge=1, le=500)
+    acedata_price_per_call: float | None = Field(ge=0, lt=100)  # USD; "" (None): not counted
+    # An unsettled create waits this long for AceData's callback (which names the job) before it ends
+    # PROVIDER_UNSETTLED (AceDataCallbackWindowSeconds).
+    acedata_callback_window_s: int = Field(ge=1, le=7 * 24 * 3600)
+
+    @field_validator("acedata_price_per_call", mode="before")
+    @classmethod
+    def _no_price(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class SubmitSettings(
-    FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Reconciling, _Slots, FalAccess
+    FunctionSettings,
+    _KlingAccess,
+    _CallbackSigning,
+    _DownloadStart,
+    _ObservingTasks,
+    _Reconciling,
+    _Slots,
+    FalAccess,
+    ReplicateAccess,
+    AceDataAccess,
 ):
     """SubmitFunction: the queue it re-sends to, Kling, the callback URL it hands Kling, backpressure."""
 
     public_api_base_url: NonEmpty
     default_model: NonEmpty
-    default_provider: Literal["kling", "fal"]  # a job naming no provider goes through this door
+    default_provider: Provider  # a job naming no provider goes through this door
     known_models: tuple[str, ...]
     daily_budget_units: float = Field(ge=0)  # 0: no budget; else the units a UTC day's jobs may reserve
     daily_budget_usd: float = Field(ge=0)  # the same in USD, for the doors that bill USD (fal); 0: no budget
@@ -185,7 +245,15 @@ class SubmitSettings(
 
 
 class CallbackSettings(
-    FunctionSettings, _KlingAccess, _CallbackSigning, _DownloadStart, _ObservingTasks, _Slots, FalAccess
+    FunctionSettings,
+    _KlingAccess,
+    _CallbackSigning,
+    _DownloadStart,
+    _ObservingTasks,
+    _Slots,
+    FalAccess,
+    ReplicateAccess,
+    AceDataAccess,
 ):
     """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""
 
@@ -193,7 +261,17 @@ class CallbackSettings(
     kling_webhook_secret: NonEmpty  # the secret's name: Kling's whsec_ secret(s) that sign callbacks, or none
 
 
-class PollerSettings(FunctionSettings, _KlingAccess, _DownloadStart, _ObservingTasks, _Reconciling, _Slots, FalAccess):
+class PollerSettings(
+    FunctionSettings,
+    _KlingAccess,
+    _DownloadStart,
+    _ObservingTasks,
+    _Reconciling,
+    _Slots,
+    FalAccess,
+    ReplicateAccess,
+    AceDataAccess,
+):
     """PollerFunction: settles every job that has gone quiet (poller.py), and keeps Kling's slots busy."""
 
     pool_quiet_s: int = Field(ge=1)  # a limit lowered by a 1303 climbs one slot after this long without one
@@ -228,7 +306,9 @@ class _WebhookTargets(_Part):
     pipeline_mode: Literal["production", "local"]
 
 
-class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting, _Announcing, FalAccess):
+class ApiSettings(
+    FunctionSettings, _WebhookTargets, _Scheduling, _Counting, _Announcing, FalAccess, ReplicateAccess, AceDataAccess
+):
     """ApiFunction: the jobs API sends to JobsQueue, reads JobsTable, presigns videos, announces cancels
     (and gives a cancelled job's budget reservation back)."""
 
@@ -236,7 +316,7 @@ class ApiSettings(FunctionSettings, _WebhookTargets, _Scheduling, _Counting, _An
     video_bucket: NonEmpty
     download_url_ttl_s: int = Field(ge=1, le=43200)
     default_model: NonEmpty  # a job naming no model is checked as the submit path will check it
-    default_provider: Literal["kling", "fal"]  # a job naming no provider is checked against this door
+    default_provider: Provider  # a job naming no provider is checked against this door
     secrets_max_age_s: int = Field(ge=0)
 
 
@@ -250,38 +330,3 @@ class WebhookSettings(FunctionSettings, _WebhookTargets):
     webhook_max_attempts: int = Field(ge=1, le=1000)
     webhook_retry_base_s: int = Field(ge=1, le=43200)
     webhook_retry_max_s: int = Field(ge=1, le=42600)  # SQS's 12 hours from the receive (adapters.webhook_queue)
-
-
-class ReplicateAccess(_Part):
-    """Talking to Replicate (providers/replicate.py, adapters/replicate_client.py, adapters/replicate_signatures.py):
-    where, with which token and webhook secret (one secret's name: the token for the functions that call
-    Replicate, the `whsec_` webhook secret for the callback, read once from Replicate at set-up), how
-    patiently, how many list pages a reconciliation may walk, and this deployment's prices. Not yet part of
-    any function's settings: the wiring step mixes it in, as for FalAccess."""
-
-    replicate_base_url: NonEmpty  # https://api.replicate.com
-    replicate_credentials_secret: NonEmpty
-    replicate_timeout_s: float = Field(gt=0, le=60)
-    replicate_max_list_pages: int = Field(ge=1, le=1000)  # 100 predictions a page
-    replicate_prices: str  # JSON overrides of providers/replicate_prices.py's table; "{}" for none
-
-    @field_validator("replicate_prices")
-    @classmethod
-    def _prices_readable(cls, value: str) -> str:
-        from kling_pipeline.providers.replicate_prices import table
-
-        table(value)  # PriceTableError is a ValueError: the message names the entry
-        return value
-
-
-class AceDataAccess(_Part):
-    """Talking to AceData Cloud (providers/acedata.py, adapters/acedata_client.py): where, with which token (a
-    secret's name), how patiently, how many ids per retrieve_batch (AceData documents no maximum), and what a
-    call costs in USD if the deployment knows (AceData's per-call price is UNCONFIRMED: "" for none, and
-    charges are then not counted). Not yet part of any function's settings (the wiring step mixes it in)."""
-
-    acedata_base_url: NonEmpty  # https://api.acedata.cloud
-    acedata_credentials_secret: NonEmpty
-    acedata_timeout_s: float = Field(gt=0, le=60)
-    acedata_batch_size: int = Field(ge=1, le=500)
-    acedata_price_per_call: float | None = Field(default=None, ge=0, lt=100)  # USD; None: not counted

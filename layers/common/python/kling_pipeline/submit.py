@@ -12,7 +12,7 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kling_pipeline import capabilities
@@ -50,6 +50,7 @@ from kling_pipeline.claims import (
     record_submitted,
     release_for_retry,
 )
+from kling_pipeline.doors import DOORS, clients, door_of, no_clients, provider_of
 from kling_pipeline.errors import (
     ImageRefusedError,
     InvalidJobMessageError,
@@ -64,7 +65,6 @@ from kling_pipeline.errors import (
     LinkedWriteRefusedError,
     TransitionRejectedError,
 )
-from kling_pipeline.fal_door import FAL, fal_client, provider_of
 from kling_pipeline.images import image_source
 from kling_pipeline.job_ids import job_reference, referenced_job
 from kling_pipeline.kling_body import create_body, step_body
@@ -77,7 +77,6 @@ from kling_pipeline.storable import storable_text
 from kling_pipeline.unit_estimates import units_to_reserve
 
 if TYPE_CHECKING:  # imported on first use: only requests with URL or S3 images need it (resolve_images)
-    from kling_pipeline.adapters.fal_client import FalClient
     from kling_pipeline.adapters.input_images import InputImages
 
 HELD_FOR_BUDGET = "daily budget reached"
@@ -105,14 +104,9 @@ class SubmitDependencies:
     announcer: Announcer
     slots: SlotPools
     clock: Callable[[], float] = time.time  # the budget's day is the UTC date of clock()
-    # fal's door (fal_door.fal_client), built on first use: FalNotEnabledError while its secret is empty.
-    fal: Callable[[], FalClient] = field(default=lambda: _no_fal())
-
-
-def _no_fal() -> FalClient:
-    from kling_pipeline.fal_door import FalNotEnabledError
-
-    raise FalNotEnabledError("fal is not configured for this submit path")
+    # The other providers' doors (doors.py): a client by name, built on first use; ProviderNotEnabledError
+    # while its secret is empty.
+    door: Callable[[str], Any] = no_clients
 
 
 def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
@@ -136,7 +130,7 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         callers=waiting_callers(),
         slots=slots,
         images=lambda: settings_input_images(settings),
-        fal=lambda: fal_client(settings, settings.secrets_max_age_s),
+        door=clients(settings),
     )
 
 
@@ -391,7 +385,7 @@ def submit_job(
         return ClaimResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
     if isinstance(claimed, ClaimResult):
         return claimed
-    reserved = reserve_budget(claimed, deps)  # in the unit its door bills: Kling's units, or fal's USD
+    reserved = reserve_budget(claimed, deps)  # in the unit its door bills: Kling's units, or USD
     if isinstance(reserved, ClaimResult):
         return reserved
     try:
@@ -403,20 +397,18 @@ def submit_job(
 
 def daily_budget(job: Job, deps: SubmitDependencies) -> tuple[DailyBudget, float] | None:
     """The daily budget `job` is held to, in the unit its door bills, and what it would reserve of it: Kling's
-    units (DailyBudgetUnits), or USD for fal (DailyBudgetUsd), never one counted in the other. None: no
-    budget in its unit, or no estimate (a fal job fal does not serve is refused at its create)."""
+    units (DailyBudgetUnits), or USD for fal and Replicate (DailyBudgetUsd), never one counted in the other.
+    None: no budget in its unit, or no estimate (a job its door does not serve is refused at its create)."""
     settings = deps.settings
-    provider = provider_of(job.request)
-    if provider == FAL:
-        from kling_pipeline.fal_submit import usd_to_reserve
-
+    door = door_of(job)
+    if door is not None:
+        if door.usd_estimate is None:
+            return None  # a door whose price is not known (AceData): its charges are counted, not budgeted
         budget = usd_budget(settings.daily_budget_usd)
-        # An earlier claim may have sent its create: it waits unsettled (fal_submit), never held or failed here.
+        # An earlier claim may have sent its create: it waits unsettled (door_submit), never held or failed here.
         ask = budget.limit > 0 and not job.needs_reconcile
-        usd = usd_to_reserve(stored_request(job), settings) if ask else None
+        usd = door.usd_estimate(stored_request(job), settings) if ask else None
         return None if usd is None else (budget, usd)
-    if provider != "kling":
-        return None  # a door not yet given a budget of its unit
     budget = units_budget(settings.daily_budget_units)
     return None if budget.limit <= 0 else (budget, units_to_reserve(job, deps.estimates.expected(job)))
 
@@ -501,10 +493,11 @@ def submit_claimed_job(
 ) -> ClaimResult:
     """We hold the claim: find an earlier task if one may exist, else create exactly one (the request's
     own video, or an extend chain's next step: extend_chain.py)."""
-    if provider_of(job.request) == FAL:
-        from kling_pipeline.fal_submit import submit_fal
+    door = DOORS.get(provider_of(job.request))
+    if door is not None:
+        from kling_pipeline.door_submit import submit_at_door
 
-        return submit_fal(job, request, deps)
+        return submit_at_door(job, request, deps, door)
     kind = job.task_kind
     if job.needs_reconcile:
         try:

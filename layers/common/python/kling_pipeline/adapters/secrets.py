@@ -105,6 +105,14 @@ def fal_api_key(secret_name: str, *, max_age_s: int) -> str:
     return key.strip() if isinstance(key, str) and not _placeholder(key.strip()) else ""
 
 
+def provider_secret_field(secret_name: str, field: str, *, max_age_s: int) -> str:
+    """One field of a provider's credentials secret (ReplicateCredentials {"api_token", "webhook_secret"},
+    AceDataCredentials {"api_token"}); "" when it holds none or a placeholder (that door not enabled)."""
+    value = parameters.get_secret(secret_name, transform="json", max_age=max_age_s)
+    found = value.get(field) if isinstance(value, dict) else None
+    return found.strip() if isinstance(found, str) and not _placeholder(found.strip()) else ""
+
+
 def callback_signing_secret(secret_name: str, *, max_age_s: int) -> str:
     """The secret new callback URLs are signed with (the current version)."""
     return callback_signing_secrets(secret_name, max_age_s=max_age_s, previous_for_s=0)[0]
