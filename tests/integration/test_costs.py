@@ -289,7 +289,8 @@ def test_an_account_error_while_reconciling_keeps_the_reservation_of_a_create_th
     assert handle_job_message(job_message("lost-answer"), "m-1", deps, owner="w").outcome is Outcome.REQUEUED
     assert pipeline.tasks_for("lost-answer") == 1 and pipeline.store.get("lost-answer").needs_reconcile
     # When the message comes back and Kling refuses our account while the job looks for its task
-    refused = replace(deps, kling=KlingClient(pipeline.sim.base_url, ACCESS_KEY, "not-the-secret-key-" * 3))
+    refusing = KlingClient(pipeline.sim.base_url, ACCESS_KEY, "not-the-secret-key-" * 3)
+    refused = replace(deps, kling_client=lambda: refusing)
     result = handle_job_message(job_message("lost-answer"), "m-2", refused, owner="w")
     # Then the job is parked, still holding its reservation: the task Kling made may be billed
     assert result.outcome is Outcome.PARKED

@@ -106,13 +106,16 @@ class Reconciler(Protocol):
 
     store: JobStore
     queue: JobQueue
-    kling: KlingClient
     workflow: DownloadWorkflow
     estimates: GenerationEstimates
     ledger: Ledger
     announcer: Announcer
     rules: ClaimRules
     slots: SlotPools  # Kling's slots (the store takes and gives them back with the job's moves)
+
+    @property
+    def kling(self) -> KlingClient:
+        """Built on first use (doors.kling_on_first_use): KlingKeysMissingError where Kling has no keys."""
 
 
 def claim_job(job: Job, deps: Reconciler, *, owner: str) -> Job | ClaimResult:

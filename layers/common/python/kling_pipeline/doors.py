@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-from kling_pipeline.errors import ProviderNotEnabledError
+from kling_pipeline.errors import KlingKeysInvalidError, KlingKeysMissingError, ProviderNotEnabledError
 from kling_pipeline.lifecycle import Job
 from kling_pipeline.providers import ProviderTask, TaskRef
 
 if TYPE_CHECKING:
+    from kling_pipeline.adapters.kling_client import KlingClient
     from kling_pipeline.requests import JobRequest
 
 KLING: Final = "kling"
@@ -140,6 +141,40 @@ def clients(settings: Any) -> Callable[[str], Any]:
 
 def no_clients(name: str) -> Any:
     raise ProviderNotEnabledError(f"{name} is not configured here")
+
+
+def kling_on_first_use(settings: Any) -> Callable[[], KlingClient]:
+    """`deps.kling_client`: Kling's own client, built on first use, as the doors' are. The KlingCredentials
+    secret is read now all the same: a secret holding something malformed is one error at cold start
+    (KlingKeysInvalidError), and so is an empty one in a deployment with no other door enabled
+    (KlingKeysMissingError: nothing could be sent). With another door enabled (a team reaching Kling only
+    through fal, Replicate or AceData) an empty Kling secret is allowed: only a Kling job meets it, on first use."""
+    from kling_pipeline.adapters.kling_client import shared_client
+    from kling_pipeline.adapters.secrets import kling_credentials
+
+    def build() -> KlingClient:
+        credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+        return shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s)
+
+    try:
+        build()
+    except KlingKeysInvalidError:
+        raise
+    except KlingKeysMissingError:
+        if enabled(settings) == {KLING}:
+            raise
+    return build
+
+
+def kling_keys_refusal(exc: KlingKeysMissingError, settings: Any) -> str:
+    """Why a Kling job is parked in a deployment without Kling keys, and the two fixes."""
+    others = sorted(enabled(settings) - {KLING})
+    doors = "/".join(others) or "fal/replicate/acedata"
+    return (
+        f"this job goes through Kling's own API (provider kling) and this deployment has no Kling keys: {exc}. "
+        f"Fix: store the keys in the KlingCredentials secret (README, 'Deploy'), then `kling-pipeline dlq "
+        f"--redrive`; or send the request again with a new job_id and provider {doors}"
+    )
 
 
 # -- fal.ai --------------------------------------------------------------------------------------

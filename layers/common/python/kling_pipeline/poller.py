@@ -47,9 +47,8 @@ from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import ANNOUNCE_GRACE_S, JobStore, job_store
-from kling_pipeline.adapters.kling_client import TASK_NOT_FOUND, KlingClient, shared_client
+from kling_pipeline.adapters.kling_client import TASK_NOT_FOUND, KlingClient
 from kling_pipeline.adapters.ledger import Ledger, ledger
-from kling_pipeline.adapters.secrets import kling_credentials
 from kling_pipeline.adapters.slot_pools import SlotPools, slot_pools
 from kling_pipeline.claims import (
     ClaimResult,
@@ -64,7 +63,7 @@ from kling_pipeline.claims import (
     unsettled_from,
 )
 from kling_pipeline.door_submit import as_kling_task, fail_unsettled, observed_changes, wait_unsettled
-from kling_pipeline.doors import FAL, Door, clients, door_of, no_clients, task_ref
+from kling_pipeline.doors import FAL, Door, clients, door_of, kling_on_first_use, no_clients, task_ref
 from kling_pipeline.errors import (
     KlingAccountError,
     KlingApiError,
@@ -104,7 +103,9 @@ class PollerDependencies:
     rules: ClaimRules
     store: JobStore
     queue: JobQueue
-    kling: KlingClient
+    # Kling's own client, built on first use (doors.kling_on_first_use): KlingKeysMissingError in a deployment
+    # that reaches Kling only through another door.
+    kling_client: Callable[[], KlingClient]
     workflow: DownloadWorkflow
     estimates: GenerationEstimates
     ledger: Ledger
@@ -112,6 +113,10 @@ class PollerDependencies:
     slots: SlotPools
     # The other providers' doors (doors.py): a client by name, built on first use (only their jobs need one).
     door: Callable[[str], Any] = no_clients
+
+    @cached_property
+    def kling(self) -> KlingClient:
+        return self.kling_client()
 
     @cached_property
     def s3(self) -> Any:
@@ -122,7 +127,7 @@ class PollerDependencies:
 
 
 def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
-    credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+    kling = kling_on_first_use(settings)
     queue = job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url)
     slots = slot_pools(settings.jobs_table_name, settings.pool_limits, queue)
     store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule, slots)
@@ -131,7 +136,7 @@ def poller_dependencies(settings: PollerSettings) -> PollerDependencies:
         rules=ClaimRules.of(settings),
         store=store,
         queue=queue,
-        kling=shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s),
+        kling_client=kling,
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         estimates=generation_estimates(settings.stats_table_name),
         ledger=ledger(settings.stats_table_name),
@@ -177,9 +182,9 @@ class PollReport:
 
 
 def scheduled_run(settings: PollerSettings, *, time_left_s: Callable[[], float]) -> dict[str, Any]:
-    """One scheduled run. Before the Kling keys are stored there is nothing to poll (no job can reach
-    Kling): the run says so in one line, counts it for the KlingKeysMissing alarm and ends normally,
-    so neither Lambda nor EventBridge retries it; the next run looks again."""
+    """One scheduled run. Before the Kling keys are stored, in a deployment with no other door enabled, there
+    is nothing to poll (no job can reach Kling): the run says so in one line, counts it for the KlingKeysMissing
+    alarm and ends normally, so neither Lambda nor EventBridge retries it; the next run looks again."""
     try:
         deps = poller_dependencies(settings)
     except KlingKeysMissingError as exc:
@@ -267,7 +272,11 @@ def check_account(deps: PollerDependencies, report: PollReport) -> None:
         return  # another run read it this period
     now_ms = int(now * 1000)
     try:
-        packs = deps.kling.resource_packs(since_ms=now_ms - ACCOUNT_LOOKBACK_MS, until_ms=now_ms)
+        kling = deps.kling
+    except KlingKeysMissingError:
+        return  # a deployment that reaches Kling only through other doors: no Kling account to read
+    try:
+        packs = kling.resource_packs(since_ms=now_ms - ACCOUNT_LOOKBACK_MS, until_ms=now_ms)
     except (KlingApiError, KlingUnavailableError, KlingShapeError) as exc:
         logger.warning("could not read the account's resource packs", extra={"error": str(exc)[:300]})
         return
@@ -408,6 +417,8 @@ def fetch(
     want of time has none (it is left for the next run). A task `/tasks` did not show is Kling's "task not
     found", as a single look-up answers it."""
     settings = deps.settings
+    if not jobs:
+        return {}  # no Kling client needed (a deployment may reach Kling only through other doors)
     found = tasks_of(
         deps.kling,
         jobs,

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from kling_pipeline import capabilities
@@ -22,7 +23,7 @@ from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
 from kling_pipeline.adapters.job_queue import JobQueue, job_queue
 from kling_pipeline.adapters.job_store import JobStore, job_store
-from kling_pipeline.adapters.kling_client import KlingClient, shared_client
+from kling_pipeline.adapters.kling_client import KlingClient
 from kling_pipeline.adapters.ledger import (
     RESERVED_DAY,
     DailyBudget,
@@ -33,7 +34,7 @@ from kling_pipeline.adapters.ledger import (
     units_budget,
     usd_budget,
 )
-from kling_pipeline.adapters.secrets import callback_signing_secret, kling_credentials
+from kling_pipeline.adapters.secrets import callback_signing_secret
 from kling_pipeline.adapters.slot_pools import SlotPools, slot_pools
 from kling_pipeline.adapters.waiting_callers import WaitingCallers, waiting_callers
 from kling_pipeline.claims import (
@@ -50,7 +51,15 @@ from kling_pipeline.claims import (
     record_submitted,
     release_for_retry,
 )
-from kling_pipeline.doors import DOORS, clients, door_of, no_clients, provider_of
+from kling_pipeline.doors import (
+    DOORS,
+    clients,
+    door_of,
+    kling_keys_refusal,
+    kling_on_first_use,
+    no_clients,
+    provider_of,
+)
 from kling_pipeline.errors import (
     ImageRefusedError,
     InvalidJobMessageError,
@@ -94,7 +103,9 @@ class SubmitDependencies:
     rules: ClaimRules
     store: JobStore
     queue: JobQueue
-    kling: KlingClient
+    # Kling's own client, built on first use (doors.kling_on_first_use): KlingKeysMissingError in a deployment
+    # that reaches Kling only through another door.
+    kling_client: Callable[[], KlingClient]
     callback_signing_secret: str
     workflow: DownloadWorkflow
     callers: WaitingCallers
@@ -108,11 +119,15 @@ class SubmitDependencies:
     # while its secret is empty.
     door: Callable[[str], Any] = no_clients
 
+    @cached_property
+    def kling(self) -> KlingClient:
+        return self.kling_client()
+
 
 def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
     """Assembled per invocation from clients built once per container; the secrets' cache decides when
     a rotated key or signing secret is read again."""
-    credentials = kling_credentials(settings.kling_credentials_secret, max_age_s=settings.secrets_max_age_s)
+    kling = kling_on_first_use(settings)
     queue = job_queue(settings.jobs_queue_url, settings.dead_letter_queue_url)
     slots = slot_pools(settings.jobs_table_name, settings.pool_limits, queue, settings.default_model)
     store = job_store(settings.jobs_table_name, settings.finished_job_ttl_days, settings.poll_schedule, slots)
@@ -124,7 +139,7 @@ def submit_dependencies(settings: SubmitSettings) -> SubmitDependencies:
         announcer=announcer(settings.event_bus_name, store),
         store=store,
         queue=queue,
-        kling=shared_client(settings.kling_base_url, credentials, timeout_s=settings.kling_timeout_s),
+        kling_client=kling,
         callback_signing_secret=callback_signing_secret(settings.callback_secret, max_age_s=settings.secrets_max_age_s),
         workflow=download_workflow(settings.download_state_machine_arn, settings.download_attempts),
         callers=waiting_callers(),
@@ -159,8 +174,9 @@ def resolve_images(request: JobRequest, deps: SubmitDependencies) -> dict[str, s
 def handle_record(
     raw_body: str, message_id: str, settings: SubmitSettings, *, owner: str, time_left_ms: int | None = None
 ) -> ClaimResult:
-    """One SQS record. Before the Kling keys are stored the message is parked in the DLQ at once with the
-    fix (redrive it once they are), never left to burn its receives into the DLQ without a reason."""
+    """One SQS record. Before the Kling keys are stored (and no other door is enabled) the message is parked
+    in the DLQ at once with the fix (redrive it once they are), never left to burn its receives into the DLQ
+    without a reason."""
     try:
         deps = submit_dependencies(settings)
     except KlingKeysMissingError as exc:
@@ -385,6 +401,12 @@ def submit_job(
         return ClaimResult(Outcome.REQUEUED, job_id, f"claim lost to another worker ({exc.current})", delay_s=1)
     if isinstance(claimed, ClaimResult):
         return claimed
+    if door_of(claimed) is None:
+        try:
+            deps.kling  # noqa: B018 - built on first use: a deployment may reach Kling only through other doors
+        except KlingKeysMissingError as exc:
+            # Nothing reserved or sent yet: the job waits for the keys (or a resend through a door).
+            return park_job(claimed, deps, kling_keys_refusal(exc, deps.settings))
     reserved = reserve_budget(claimed, deps)  # in the unit its door bills: Kling's units, or USD
     if isinstance(reserved, ClaimResult):
         return reserved
