@@ -81,7 +81,10 @@ def pipeline(kling_sim: KlingSimulator, monkeypatch: pytest.MonkeyPatch) -> Iter
         resolver.create_secret(secrets, "CallbackSigningSecret", "callback-signing", SIGNING_SECRET)
         resolver.create_secret(secrets, "KlingWebhookSecret", "kling-webhook", "none")  # as the stack creates it
         resolver.create_secret(secrets, "FalCredentials", "fal", '{"api_key": ""}')  # fal not enabled, as created
-        resolver.create_secret(secrets, "ReplicateCredentials", "replicate", '{"api_token": "", "webhook_secret": ""}')
+        resolver.create_secret(secrets, "ReplicateCredentials", "replicate", '{"api_token": ""}')
+        resolver.create_secret(
+            secrets, "ReplicateWebhookSecret", "replicate-webhook", "none"
+        )  # as the stack creates it
         resolver.create_secret(secrets, "AceDataCredentials", "acedata", '{"api_token": ""}')
         resolver.refs["CallbackApi"] = "localapi"
         resolver.refs["DownloadStateMachine"] = "arn:aws:states:us-east-1:123456789012:stateMachine:download"

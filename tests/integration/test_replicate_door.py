@@ -27,13 +27,18 @@ def replicate(completion: Completion) -> Iterator[DoorHarness]:
     )
     with ReplicateSimulator(config) as sim:
         pipeline = completion.pipeline
-        credentials = {"api_token": TOKEN, "webhook_secret": sim.webhook_secret}
-        boto3.client("secretsmanager").put_secret_value(
-            SecretId=pipeline.resolver.refs["ReplicateCredentials"], SecretString=json.dumps(credentials)
+        # The API token for the functions that call Replicate; the webhook secret, in its own secret, for the callback.
+        secrets = boto3.client("secretsmanager")
+        secrets.put_secret_value(
+            SecretId=pipeline.resolver.refs["ReplicateCredentials"], SecretString=json.dumps({"api_token": TOKEN})
+        )
+        secrets.put_secret_value(
+            SecretId=pipeline.resolver.refs["ReplicateWebhookSecret"], SecretString=sim.webhook_secret
         )
         env = {
             "REPLICATE_BASE_URL": sim.base_url,
             "REPLICATE_CREDENTIALS_SECRET": pipeline.resolver.refs["ReplicateCredentials"],
+            "REPLICATE_WEBHOOK_SECRET": pipeline.resolver.refs["ReplicateWebhookSecret"],
             "PUBLIC_API_BASE_URL": f"http://127.0.0.1:{receiver.server.server_address[1]}",
         }
         yield harness("replicate", completion, sim, receiver, env, model="kling-v2-5-turbo", mode="pro")
@@ -58,6 +63,24 @@ def test_a_replicate_job_completes_through_its_signed_webhook_with_no_look_up(re
     assert done.video_expires_at is not None  # Replicate deletes the output an hour after the prediction ended
     stats = replicate.stats()
     assert stats["creates"] == 1 and stats["gets"] == 0 and stats["list_pages"] == 0
+
+
+def test_the_callback_verifies_with_replicate_webhook_secret_and_needs_no_api_token(replicate: DoorHarness) -> None:
+    # Given a job made at Replicate, and then no API token left in ReplicateCredentials (what the callback
+    # would hold if its role could read that secret: it cannot, template.yaml)
+    job = replicate.submit("rep-no-token", duration="5")
+    assert job.state is JobState.SUBMITTED
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=replicate.completion.pipeline.resolver.refs["ReplicateCredentials"],
+        SecretString=json.dumps({"api_token": ""}),
+    )
+    replicate.completion.handlers["CallbackFunction"] = replicate.callback_handler()  # a cold start
+    # When Replicate's signed webhook arrives
+    answers = replicate.forward_callbacks("rep-no-token")
+    # Then the callback verified it with ReplicateWebhookSecret alone and the job completes
+    assert [a["statusCode"] for a in answers] == [200], answers
+    replicate.completion.wait_for_execution("rep-no-token")
+    assert replicate.store.get("rep-no-token").state is JobState.COMPLETED
 
 
 def test_a_duplicate_webhook_changes_nothing(replicate: DoorHarness) -> None:

@@ -146,3 +146,17 @@ def test_each_function_reads_exactly_the_secrets_its_environment_names(template:
         assert named == readable, logical_id
     # (the callback function reads Kling's webhook secret: signed callbacks, issue 23)
     assert "KlingWebhookSecret" in _secret_reads(template, "CallbackFunction")[1]
+
+
+def test_the_callback_reads_replicates_webhook_secret_and_never_its_api_token(template: dict[str, Any]) -> None:
+    # Given the template, When the secrets each function may read are listed
+    readable = {lid: _secret_reads(template, lid)[1] for lid in functions_of(template)}
+    # Then the one function the internet calls verifies Replicate's webhooks with ReplicateWebhookSecret and
+    # cannot read ReplicateCredentials (an API token that spends money)
+    assert "ReplicateWebhookSecret" in readable["CallbackFunction"]
+    assert "ReplicateCredentials" not in readable["CallbackFunction"]
+    # and no other function reads the webhook secret; those that call Replicate read the token
+    assert {lid for lid, secrets in readable.items() if "ReplicateWebhookSecret" in secrets} == {"CallbackFunction"}
+    assert {"SubmitFunction", "PollerFunction", "ApiFunction"} <= {
+        lid for lid, secrets in readable.items() if "ReplicateCredentials" in secrets
+    }

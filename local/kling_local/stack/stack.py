@@ -64,7 +64,8 @@ LOCAL_INPUT_BUCKET = "kling-pipeline-inputs"
 
 KLING_WEBHOOK_SECRET = "KlingWebhookSecret"  # noqa: S105 - the template's logical id of Kling's webhook secret
 FAL_CREDENTIALS = "FalCredentials"  # the template's logical id of fal's key secret
-REPLICATE_CREDENTIALS = "ReplicateCredentials"  # Replicate's token and webhook secret
+REPLICATE_CREDENTIALS = "ReplicateCredentials"  # Replicate's API token
+REPLICATE_WEBHOOK_SECRET = "ReplicateWebhookSecret"  # noqa: S105 - its webhook secret, the callback's alone
 ACEDATA_CREDENTIALS = "AceDataCredentials"  # AceData's token
 
 
@@ -204,6 +205,8 @@ class LocalStack:
         self._put_fal_credentials(fal.api_key)
         for door in doors:
             self._put_secret(door.secret, door.credentials)
+            for logical_id, value in door.plain_secrets.items():
+                self._put_secret(logical_id, value)
         if opts.kling_webhook_secret:
             self.put_kling_webhook_secret(opts.kling_webhook_secret)
         self._input_bucket = str(local.parameters.get("InputBucketName") or "")
@@ -326,8 +329,8 @@ class LocalStack:
 
     def _start_doors(self) -> list[SimDoor]:
         """Replicate's and AceData's simulators (their knobs, or defaults at the clock's speed), and the
-        credentials that open their doors: the Replicate one's webhook secret stored beside its token, as the
-        README's deploy step stores Replicate's."""
+        credentials that open their doors: Replicate's token in ReplicateCredentials and its webhook secret in
+        ReplicateWebhookSecret (the callback's alone), as the README's deploy step stores them."""
         from kling_local.acedata_sim import AceDataSimConfig, AceDataSimulator
         from kling_local.replicate_sim import ReplicateSimConfig, ReplicateSimulator
 
@@ -348,7 +351,8 @@ class LocalStack:
                 replicate.base_url.rstrip("/"),
                 replicate.media_base_url.rstrip("/"),
                 REPLICATE_CREDENTIALS,
-                {"api_token": replicate_config.api_token, "webhook_secret": replicate.webhook_secret},
+                {"api_token": replicate_config.api_token},
+                {REPLICATE_WEBHOOK_SECRET: replicate.webhook_secret},
             ),
             SimDoor(
                 "acedata",
@@ -434,14 +438,16 @@ class LocalStack:
             return
         self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps({"api_key": api_key}))
 
-    def _put_secret(self, logical_id: str, value: dict[str, str]) -> None:
-        """A door's credentials into its secret: what enables it (a job naming its provider is accepted)."""
+    def _put_secret(self, logical_id: str, value: dict[str, str] | str) -> None:
+        """A door's credentials into its secret: what enables it (a job naming its provider is accepted); a
+        string (a webhook secret) as it stands."""
         assert self.deployment is not None and self._aws is not None
         arn = self.deployment.secrets.get(logical_id)
         if arn is None:
             log.warning("no %s secret in the template; not stored", logical_id)
             return
-        self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=json.dumps(value))
+        text = value if isinstance(value, str) else json.dumps(value)
+        self._aws.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=text)
 
     def put_kling_webhook_secret(self, value: str) -> None:
         """Store Kling's webhook secret(s) in KlingWebhookSecret, as the README's deploy step does on AWS; the
@@ -622,6 +628,8 @@ class SimDoor:
     media_hosts: str
     secret: str  # the template's logical id of its credentials secret
     credentials: dict[str, str] = field(repr=False)
+    # Other secrets of the door, stored as they stand (Replicate's webhook secret): logical id -> value.
+    plain_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 # Template parameters that are durations of Kling's time (scaled with the simulator's speed), and the

@@ -27,7 +27,7 @@ from kling_pipeline.adapters.kling_signatures import BadSignatureError, is_signe
 from kling_pipeline.adapters.ledger import Ledger, ledger
 from kling_pipeline.adapters.secrets import callback_signing_secrets, kling_credentials, kling_webhook_secrets
 from kling_pipeline.adapters.slot_pools import slot_pools
-from kling_pipeline.doors import clients, no_clients
+from kling_pipeline.doors import callback_clients, no_clients
 from kling_pipeline.errors import ConfigError, KlingApiError, KlingShapeError, KlingUnavailableError
 from kling_pipeline.job_ids import is_valid_job_id
 from kling_pipeline.kling_task import KlingTask
@@ -91,7 +91,7 @@ def callback_dependencies(settings: CallbackSettings) -> CallbackDependencies:
             previous_for_s=settings.callback_secret_grace_s,
         ),
         kling_signers=signers,
-        door=clients(settings),
+        door=callback_clients(settings),
         fal_queue_base_url=settings.fal_queue_base_url,
     )
 

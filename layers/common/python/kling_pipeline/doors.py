@@ -4,6 +4,7 @@ submit path, the callback, the poller and the API dispatch on a job's provider o
 What differs per provider is said here, once, as one `Door` each:
 - its client, built from the deployment's settings; a door is open once its credentials secret holds a
   key (FalCredentials, ReplicateCredentials, AceDataCredentials), else ProviderNotEnabledError naming the fix;
+  what the callback function holds of it when that is less (`webhooks`: Replicate's webhook secret, no token);
 - how a request becomes its create (`build`: endpoint, model, arguments) and what it refuses at accept;
 - what its charge depends on (`charge_arguments`), in its own unit (USD for all three);
 - how an ambiguous create is settled: Replicate *by listing* (`finds_lost_creates`: its prediction list
@@ -77,6 +78,9 @@ class Door:
     cancels_running: bool = True  # False: its cancel does not stop a running request (fal), so it is not asked
     # What a job's video will cost in USD by the door's price table (DailyBudgetUsd); None: not known.
     usd_estimate: Callable[[JobRequest, Any], float | None] | None = None
+    # What the callback function holds of the door, when it is not `client` (Replicate: its webhook secret and
+    # prices, no API token: adapters/replicate_signatures.py); settings -> it (ProviderNotEnabledError).
+    webhooks: Callable[[Any], Any] | None = None
 
     def window_s(self, settings: Any) -> int:
         return int(getattr(settings, self.window_setting)) if self.window_setting else 3600
@@ -137,6 +141,16 @@ def enabled(settings: Any) -> frozenset[str]:
 def clients(settings: Any) -> Callable[[str], Any]:
     """`deps.door`: a provider's client by name, built on first use."""
     return lambda name: door(name).client(settings)
+
+
+def callback_clients(settings: Any) -> Callable[[str], Any]:
+    """`deps.door` in the callback function: what reads and verifies a door's callbacks, built on first use."""
+
+    def built(name: str) -> Any:
+        found = door(name)
+        return (found.webhooks or found.client)(settings)
+
+    return built
 
 
 def no_clients(name: str) -> Any:
@@ -229,33 +243,56 @@ _lock = threading.Lock()
 
 
 def _replicate_client(settings: Any) -> Any:
-    """One ReplicateClient per container and credentials: the API token, and the account's webhook secret
-    (stored beside it, read once from Replicate at set-up: adapters/replicate_signatures.py says why)."""
+    """One ReplicateClient per container and API token (ReplicateCredentials): submit, poller and API. It
+    verifies no webhook: the callback holds the webhook secret alone (_replicate_webhooks)."""
     from kling_pipeline.adapters.secrets import provider_secret_field
 
     secret, max_age = settings.replicate_credentials_secret, settings.secrets_max_age_s
     token = provider_secret_field(secret, "api_token", max_age_s=max_age)
     if not token:
         raise REPLICATE_DOOR.not_enabled()
-    webhook = provider_secret_field(secret, "webhook_secret", max_age_s=max_age)
-    key = (REPLICATE, token, webhook, settings.replicate_base_url, settings.replicate_prices)
+    key = (REPLICATE, token, settings.replicate_base_url, settings.replicate_prices)
     with _lock:
         found = _cached.get(key)
         if found is None:
             from kling_pipeline.adapters.replicate_client import ReplicateClient
-            from kling_pipeline.adapters.replicate_signatures import ReplicateWebhookVerifier
             from kling_pipeline.providers.replicate_prices import table
 
-            verifier = ReplicateWebhookVerifier(webhook.split()) if webhook else None
             found = ReplicateClient(
                 token,
                 base_url=settings.replicate_base_url,
                 timeout_s=settings.replicate_timeout_s,
                 cancel_after_s=settings.job_timeout_minutes * 60,
                 prices=table(settings.replicate_prices),
-                verify=verifier,
                 max_list_pages=settings.replicate_max_list_pages,
             )
+            _cached[key] = found
+        return found
+
+
+def _replicate_webhooks(settings: Any) -> Any:
+    """Replicate's door in the callback function: the account's webhook secret(s) from ReplicateWebhookSecret
+    (read once from Replicate at set-up) and the prices, never the API token (adapters/replicate_signatures.py
+    says why). No secret stored: its webhooks are refused (the poller, which holds the token, settles the jobs)."""
+    from kling_pipeline.adapters.secrets import webhook_secrets
+
+    secrets = webhook_secrets(
+        settings.replicate_webhook_secret, max_age_s=settings.secrets_max_age_s, whose="Replicate"
+    )
+    if not secrets:
+        raise ProviderNotEnabledError(
+            "Replicate's webhook secret is not stored: put the whsec_ value of GET /v1/webhooks/default/secret "
+            "in the ReplicateWebhookSecret secret (aws secretsmanager put-secret-value; README)"
+        )
+    key = (REPLICATE, "webhooks", secrets, settings.replicate_prices)
+    with _lock:
+        found = _cached.get(key)
+        if found is None:
+            from kling_pipeline.adapters.replicate_client import ReplicateWebhooks
+            from kling_pipeline.adapters.replicate_signatures import ReplicateWebhookVerifier
+            from kling_pipeline.providers.replicate_prices import table
+
+            found = ReplicateWebhooks(ReplicateWebhookVerifier(secrets), table(settings.replicate_prices))
             _cached[key] = found
         return found
 
@@ -393,8 +430,9 @@ REPLICATE_DOOR = Door(
     name=REPLICATE,
     label="Replicate",
     secret="ReplicateCredentials",  # noqa: S106 - the secret's logical id
-    secret_hint='{"api_token": "r8_...", "webhook_secret": "whsec_..."}',  # noqa: S106 - its shape
+    secret_hint='{"api_token": "r8_..."}',  # noqa: S106 - its shape
     client=_replicate_client,
+    webhooks=_replicate_webhooks,
     build=_replicate_build,
     problems=_replicate_problems,
     charge_arguments=_replicate_charge_arguments,

@@ -158,24 +158,8 @@ class FalAccess(_Part):
         return value
 
 
-class ReplicateAccess(_Part):
-    """Talking to Replicate (providers/replicate.py, adapters/replicate_client.py, adapters/replicate_signatures.py):
-    where, with which token and webhook secret (one secret's name: the token for the functions that call
-    Replicate, the `whsec_` webhook secret for the callback, read once from Replicate at set-up), how
-    patiently, how many list pages a reconciliation may walk, how often a live job is looked up, the
-    job timeout (its `Cancel-After`) and this deployment's prices. Mixed into the functions that talk to
-    Replicate (submit, callback, poller, API for cancel); its door is open once ReplicateCredentials holds
-    {"api_token": ..., "webhook_secret": "whsec_..."}."""
-
-    replicate_base_url: NonEmpty  # https://api.replicate.com
-    replicate_credentials_secret: NonEmpty
-    replicate_timeout_s: float = Field(gt=0, le=60)
-    replicate_max_list_pages: int = Field(ge=1, le=1000)  # 100 predictions a page
+class _ReplicatePrices(_Part):
     replicate_prices: str  # JSON overrides of providers/replicate_prices.py's table; "{}" for none
-    # A live Replicate job is looked up at least this often (its output is deleted an hour after the
-    # prediction ends: a lost webhook is noticed well inside that hour); ReplicatePollWithinSeconds.
-    replicate_poll_within_s: int = Field(ge=1, le=3000)
-    job_timeout_minutes: float = Field(gt=0)  # Cancel-After: a prediction not started by then is aborted
 
     @field_validator("replicate_prices")
     @classmethod
@@ -184,6 +168,31 @@ class ReplicateAccess(_Part):
 
         table(value)  # PriceTableError is a ValueError: the message names the entry
         return value
+
+
+class ReplicateWebhooks(_ReplicatePrices):
+    """Replicate's webhooks, as the callback function reads them (adapters/replicate_signatures.py): the name
+    of the ReplicateWebhookSecret secret (the account's `whsec_` secret, read once from Replicate at set-up),
+    and the prices a finished video is charged at. No API token: it stays out of the function the internet calls."""
+
+    replicate_webhook_secret: NonEmpty
+
+
+class ReplicateAccess(_ReplicatePrices):
+    """Talking to Replicate (providers/replicate.py, adapters/replicate_client.py): where, with which token (a
+    secret's name), how patiently, how many list pages a reconciliation may walk, how often a live job is
+    looked up, the job timeout (its `Cancel-After`) and this deployment's prices. Mixed into the functions
+    that call Replicate (submit, poller, API for cancel); its door is open once ReplicateCredentials holds
+    {"api_token": ...}. The callback reads ReplicateWebhooks instead."""
+
+    replicate_base_url: NonEmpty  # https://api.replicate.com
+    replicate_credentials_secret: NonEmpty
+    replicate_timeout_s: float = Field(gt=0, le=60)
+    replicate_max_list_pages: int = Field(ge=1, le=1000)  # 100 predictions a page
+    # A live Replicate job is looked up at least this often (its output is deleted an hour after the
+    # prediction ends: a lost webhook is noticed well inside that hour); ReplicatePollWithinSeconds.
+    replicate_poll_within_s: int = Field(ge=1, le=3000)
+    job_timeout_minutes: float = Field(gt=0)  # Cancel-After: a prediction not started by then is aborted
 
 
 class AceDataAccess(_Part):
@@ -252,7 +261,7 @@ class CallbackSettings(
     _ObservingTasks,
     _Slots,
     FalAccess,
-    ReplicateAccess,
+    ReplicateWebhooks,
     AceDataAccess,
 ):
     """CallbackFunction: checks the URL token, confirms with Kling, starts the download workflow."""

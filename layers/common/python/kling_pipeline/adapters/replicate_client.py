@@ -65,10 +65,50 @@ DEFAULT_CANCEL_AFTER_S = 3600
 Verify = Callable[[bytes, Mapping[str, str], float | None], str]
 
 
-class ReplicateClient:
-    """Replicate's door: one instance per container (its connection pool reused while warm)."""
+class ReplicateWebhooks:
+    """Replicate's door as the callback function holds it: the account's webhook secret(s) and the price
+    table, and no API token (ReplicateWebhookSecret, adapters/replicate_signatures.py says why). A look-up
+    is not its to make: left for the poller, which holds the token."""
 
     name = PROVIDER
+
+    def __init__(self, verify: Verify | None, prices: PriceTable | None = None) -> None:
+        self._verify = verify
+        self._prices = prices or table()
+
+    def look_up(self, ref: TaskRef) -> ProviderTask:
+        raise ProviderUnavailableError(PROVIDER, "the callback holds no Replicate API token: left for the poller")
+
+    # -- callbacks and money --------------------------------------------------------------------
+
+    def read_callback(self, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> CallbackEvent:
+        """Replicate's webhook verified (adapters/replicate_signatures.py) and read; the caller de-duplicates
+        on `dedup_key` (the `webhook-id`, the same over Replicate's retries)."""
+        if self._verify is None:
+            raise ProviderSignatureError(
+                PROVIDER, "no Replicate webhook verifier is configured: refusing unsigned trust"
+            )
+        webhook_id = self._verify(body, headers, now)
+        try:
+            prediction = read_webhook_body(body)
+        except ValueError as exc:
+            raise ProviderSignatureError(PROVIDER, f"a signed body that is not a prediction ({exc})") from None
+        return CallbackEvent(PROVIDER, webhook_id, task_of(prediction), signed=True)
+
+    def charge(self, ref: TaskRef, arguments: Mapping[str, Any], task: ProviderTask) -> Charge | None:
+        """A finished video's seconds x its model's price, in USD (an expired output was still made: charged).
+        None for a prediction that made no video."""
+        if task.status != "succeeded" and task.error_code is None:
+            return None
+        try:
+            seconds = float(task.duration_s or arguments.get("duration") or 0)
+        except (TypeError, ValueError):
+            return None
+        return price_charge(self._prices, ref.endpoint, arguments, seconds)
+
+
+class ReplicateClient(ReplicateWebhooks):
+    """Replicate's door: one instance per container (its connection pool reused while warm)."""
 
     def __init__(
         self,
@@ -90,8 +130,7 @@ class ReplicateClient:
         self.timeout_s = timeout_s
         self.cancel_after_s = cancel_after_s
         self.max_list_pages = max_list_pages
-        self._prices = prices or table()
-        self._verify = verify
+        super().__init__(verify, prices)
         self._clock = clock
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
@@ -223,7 +262,7 @@ class ReplicateClient:
 
     def webhook_signing_secret(self) -> str:
         """The account's webhook secret (`GET /v1/webhooks/default/secret` -> `{"key": "whsec_..."}`), read
-        once at set-up and stored in the Replicate credentials secret (adapters/replicate_signatures.py)."""
+        once at set-up and stored in the ReplicateWebhookSecret secret (adapters/replicate_signatures.py)."""
         answer = self._get_json(f"{self._base}/v1/webhooks/default/secret", "the webhook secret")
         key = answer.get("key")
         if not isinstance(key, str) or not key.startswith("whsec_"):
@@ -252,33 +291,6 @@ class ReplicateClient:
             "Replicate stops the prediction: one that had not started is not charged; one already running may "
             "be billed for its time so far (UNCONFIRMED: Replicate's dashboard says)",
         )
-
-    # -- callbacks and money --------------------------------------------------------------------
-
-    def read_callback(self, body: bytes, headers: Mapping[str, str], *, now: float | None = None) -> CallbackEvent:
-        """Replicate's webhook verified (adapters/replicate_signatures.py) and read; the caller de-duplicates
-        on `dedup_key` (the `webhook-id`, the same over Replicate's retries)."""
-        if self._verify is None:
-            raise ProviderSignatureError(
-                PROVIDER, "no Replicate webhook verifier is configured: refusing unsigned trust"
-            )
-        webhook_id = self._verify(body, headers, now)
-        try:
-            prediction = read_webhook_body(body)
-        except ValueError as exc:
-            raise ProviderSignatureError(PROVIDER, f"a signed body that is not a prediction ({exc})") from None
-        return CallbackEvent(PROVIDER, webhook_id, task_of(prediction), signed=True)
-
-    def charge(self, ref: TaskRef, arguments: Mapping[str, Any], task: ProviderTask) -> Charge | None:
-        """A finished video's seconds x its model's price, in USD (an expired output was still made: charged).
-        None for a prediction that made no video."""
-        if task.status != "succeeded" and task.error_code is None:
-            return None
-        try:
-            seconds = float(task.duration_s or arguments.get("duration") or 0)
-        except (TypeError, ValueError):
-            return None
-        return price_charge(self._prices, ref.endpoint, arguments, seconds)
 
     def close(self) -> None:
         self._http.close()

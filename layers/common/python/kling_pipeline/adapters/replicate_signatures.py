@@ -3,9 +3,11 @@
 
 **The secret is stored as a secret, not read from Replicate at run time.** Replicate serves it at
 `GET /v1/webhooks/default/secret` (docs/replicate-contract.md, "Webhooks"); the deployment reads it once
-(`ReplicateClient.webhook_signing_secret`, at set-up) and keeps it in the Replicate credentials secret
-next to the API token. Why: the callback function then needs no API token (a token that can create
-predictions, i.e. spend money, stays out of the one function the internet calls); verifying a webhook
+(`ReplicateClient.webhook_signing_secret`, at set-up) and keeps it in a secret of its own,
+ReplicateWebhookSecret, which the callback function alone reads; the API token (ReplicateCredentials) is
+read only by the functions that call Replicate (submit, poller, API), and the callback's role cannot read
+it. Why: a token that can create predictions, i.e. spend money, stays out of the one function the
+internet calls (adapters/replicate_client.ReplicateWebhooks: its door there); verifying a webhook
 makes no call to Replicate, so a Replicate outage or a 429 on its API never turns good webhooks into
 401s; and a forged webhook cannot make us call Replicate. Several secrets may be held during a rotation.
 

@@ -106,8 +106,8 @@ def fal_api_key(secret_name: str, *, max_age_s: int) -> str:
 
 
 def provider_secret_field(secret_name: str, field: str, *, max_age_s: int) -> str:
-    """One field of a provider's credentials secret (ReplicateCredentials {"api_token", "webhook_secret"},
-    AceDataCredentials {"api_token"}); "" when it holds none or a placeholder (that door not enabled)."""
+    """One field of a provider's credentials secret (ReplicateCredentials and AceDataCredentials {"api_token"});
+    "" when it holds none or a placeholder (that door not enabled)."""
     value = parameters.get_secret(secret_name, transform="json", max_age=max_age_s)
     found = value.get(field) if isinstance(value, dict) else None
     return found.strip() if isinstance(found, str) and not _placeholder(found.strip()) else ""
@@ -132,11 +132,18 @@ def kling_webhook_secrets(secret_name: str, *, max_age_s: int) -> tuple[str, ...
     """The `whsec_` secrets Kling signs callbacks with, as stored in the KlingWebhookSecret secret:
     none (the stack's placeholder `none`: Kling's callbacks are unsigned), one, or, while Kling rotates
     it, the old and the new separated by spaces. ConfigError when it cannot be read."""
+    return webhook_secrets(secret_name, max_age_s=max_age_s, whose="Kling")
+
+
+def webhook_secrets(secret_name: str, *, max_age_s: int, whose: str) -> tuple[str, ...]:
+    """A provider's `whsec_` webhook secrets, stored in a secret of their own (KlingWebhookSecret,
+    ReplicateWebhookSecret) that only the callback function reads: none (`none`, as the stack creates it),
+    one, or, during a rotation, the old and the new separated by spaces. ConfigError when it cannot be read."""
     try:
         value = parameters.get_secret(secret_name, max_age=max_age_s)
     except parameters.exceptions.GetParameterError as exc:
         raise ConfigError(
-            f"cannot read the Kling webhook secret {secret_name}: {type(exc.__cause__).__name__}"
+            f"cannot read the {whose} webhook secret {secret_name}: {type(exc.__cause__).__name__}"
         ) from exc
     if not isinstance(value, str) or value.strip().lower() == "none" or _placeholder(value):
         return ()
