@@ -401,6 +401,18 @@ class ReplicateState:
             return False
         return 200 <= response.status_code < 300
 
+    def outcomes_by_webhook(self) -> dict[str, list[dict[str, Any]]]:
+        """Webhook key (the job's path) -> each prediction made under it: its id, status, and whether it made a
+        video (succeeded). What a chaos row holds each job's end against."""
+        with self.lock:
+            made: dict[str, list[dict[str, Any]]] = {}
+            for prediction in sorted(self.predictions.values(), key=lambda p: p.seq):
+                if prediction.webhook:
+                    made.setdefault(webhook_key(prediction.webhook), []).append(
+                        {"id": prediction.id, "status": prediction.status, "video": prediction.status == "succeeded"}
+                    )
+            return made
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             by_status = Counter(p.status for p in self.predictions.values())
