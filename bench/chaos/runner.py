@@ -694,6 +694,9 @@ class ChaosRun:
             own = made.get(job_id, [])
             videos = [task for task in own if task["video"]]
             keys = objects.get(job_id, [])
+            for task in own:
+                if task["status"] in ("canceled", "aborted"):  # nothing in a door row cancels: a deadline cut it
+                    problems.append(f"{job_id}: its {fault.provider} task {task['id']} ended {task['status']}")
             if job.task_id and job.task_id not in {task["id"] for task in own}:
                 problems.append(f"{job_id}: holds {fault.provider} task {job.task_id}, not one made for it")
             if job.state.value == "COMPLETED":

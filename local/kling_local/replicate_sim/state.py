@@ -230,7 +230,9 @@ class ReplicateState:
                 created_mono=now,
                 start_s=self._rng.uniform(start_low, start_high) / config.speed,
                 generation_s=self._rng.uniform(low, high) / config.speed,
-                deadline=None if cancel_after_s is None else now + cancel_after_s / config.speed,
+                deadline=None
+                if cancel_after_s is None
+                else now + cancel_after_s / (1.0 if config.cancel_after_wall_clock else config.speed),
                 seq=self._seq,
             )
             self.predictions[prediction.id] = prediction
