@@ -322,8 +322,8 @@ def door_rows() -> list[Fault]:
         Fault(
             "Replicate: every fault at once",
             "Replicate: 20 % of creates cut after the prediction was made, 10 % answered 500 after it (found "
-            "again by listing, 1-prediction pages); 10 % of calls 429; 10 % of predictions fail; 3 at a time; "
-            "30 % of webhooks lost, 30 % sent twice (one webhook-id), 2 s late; outputs deleted 20 minutes "
+            "again by listing, 3-prediction pages); 10 % of calls 429; 10 % of predictions fail; 3 at a time; "
+            "30 % of webhooks lost, 30 % sent twice (one webhook-id), 2 s late; outputs deleted an hour "
             "(Replicate's time) after the prediction ends",
             {
                 "create_answer_loss_rate": 0.2,
@@ -334,8 +334,8 @@ def door_rows() -> list[Fault]:
                 "webhook_loss_rate": 0.3,
                 "webhook_duplicate_rate": 0.3,
                 "webhook_delay_s": 2.0,
-                "page_size": 1,
-                "output_lifetime_s": 1200.0,
+                "page_size": 3,
+                "output_lifetime_s": 3600.0,
             },
             provider="replicate",
         ),
