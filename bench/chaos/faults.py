@@ -422,6 +422,12 @@ SLOW_ROWS = {
     "callbacks lost 30%": 12,
     "callbacks reordered": 10,
     "no fault": 10,
+    # The door rows at 30 jobs (bench chaos --row ...): Replicate's listing walks pages past 429s.
+    "Replicate: every fault at once": 55,
+    "AceData: answers lost, callbacks lying, late and repeated": 26,
+    "AceData: callbacks lost": 23,
+    "fal: webhooks lost": 16,
+    "fal: answers lost, webhooks late and repeated": 14,
 }
 
 
