@@ -14,11 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 
-from bench.chaos.faults import BASE_KNOBS, DLQ_REASON, TERMINAL, Fault, external_ids, poison_messages, shaped_batch
+from bench.chaos.faults import (
+    BASE_KNOBS,
+    DLQ_REASON,
+    DOOR_REQUESTS,
+    TERMINAL,
+    Fault,
+    external_ids,
+    poison_messages,
+    shaped_batch,
+)
 from bench.chaos.saboteurs import Drips, Killer, Trap
 
 
@@ -53,6 +62,13 @@ class RowResult:
     callers_not_told_once: int = 0  # (announcement rows) waiting callers not resumed exactly once
     ends_still_marked: int = 0  # (announcement rows) ended jobs still marked announce_pending
     failure_codes: dict[str, int] = field(default_factory=dict)
+    # (door rows) The door the jobs went through; jobs ended PROVIDER_UNSETTLED (a create whose answer was lost,
+    # no webhook within the window), and of those, jobs whose task the provider made a video for (paid, not
+    # stored: counted in outcome_not_klings too). For door rows kling_tasks, kling_gets and outcome_not_klings
+    # are the door's: its tasks, its look-ups (status, result, list and batch reads), its outcomes.
+    provider: str = "kling"
+    unsettled: int = 0
+    unsettled_paid: int = 0
     fault_counts: dict[str, int] = field(default_factory=dict)  # what the simulator did (its own counters)
     seconds: float = 0.0
     ok: bool = False
@@ -83,6 +99,17 @@ class ChaosRun:
         self.inconclusive = 0  # forgeries not counted: Kling's task changed status while one was checked
         self.http = httpx.Client(timeout=30.0)
         self._watch: AnnouncementWatch | None = None
+        # The doors' simulators (fal.ai, Replicate, AceData), and each one's knobs as the stack started it.
+        self.doors: dict[str, Any] = {
+            name: sim
+            for name, sim in (
+                ("fal", stack.fal_simulator),
+                ("replicate", stack.replicate_simulator),
+                ("acedata", stack.acedata_simulator),
+            )
+            if sim is not None
+        }
+        self.door_defaults = {name: sim.state.config.model_dump() for name, sim in self.doors.items()}
 
     def close(self) -> None:
         self.http.close()
@@ -94,8 +121,10 @@ class ChaosRun:
         prefix = f"chaos-{self.run_id}-{index:02d}"
         faults_before = Counter(self.sim.stats()["faults"])
         self._gets_before = _gets(self.sim.stats())
+        door = self._door(fault)
+        door_before = door.stats() if door is not None else {}
         knobs = {k: v for k, v in fault.knobs.items() if k != "outage_s"}
-        self.sim.configure(**knobs)
+        (door or self.sim).configure(**knobs)
         self._aws_faults(fault)
         if fault.shaped_ids:
             bodies = shaped_batch(prefix, jobs)
@@ -103,7 +132,7 @@ class ChaosRun:
             bodies = [{"job_id": f"{prefix}-{i:03d}", "prompt": f"chaos {fault.name} {i}"} for i in range(jobs)]
         if fault.drip:
             bodies = self._dripping(bodies)
-        bodies = [body | fault.request for body in bodies]
+        bodies = [body | DOOR_REQUESTS.get(fault.provider, {}) | fault.request for body in bodies]
         job_ids = [str(body["job_id"]) for body in bodies]
         self.row_job_ids = job_ids
         self.row_externals = {str(body["job_id"]): external_ids(body) for body in bodies}
@@ -144,10 +173,16 @@ class ChaosRun:
             forged = (forged[0] + sent, forged[1] + refused)
         self._settle(20.0)
         announced = self._watch.measure(job_ids, callers) if self._watch is not None and callers else None
-        self.sim.configure(**{k: BASE_DEFAULTS[k] for k in fault.knobs})
+        if door is not None:
+            door.configure(**{k: self.door_defaults[fault.provider][k] for k in fault.knobs})
+        else:
+            self.sim.configure(**{k: BASE_DEFAULTS[k] for k in fault.knobs})
         aws_counts = self._aws_faults(None)
         self._deploy(restore)
-        result = self._measure(fault, prefix, job_ids, finished, poison, forged, faults_before)
+        if door is not None:
+            result = self._measure_door(fault, prefix, job_ids, finished, door, door_before)
+        else:
+            result = self._measure(fault, prefix, job_ids, finished, poison, forged, faults_before)
         if fault.api_batch or fault.redeployed:
             self._judge_half_done(fault, result, job_ids, api, redeployed)
         if announced is not None:
@@ -163,6 +198,14 @@ class ChaosRun:
             f"lost {result.lost}, double {result.double_creates}"
         )
         return result
+
+    def _door(self, fault: Fault) -> Any:
+        """The simulator of the row's door (None: Kling's own API, the Kling simulator)."""
+        if fault.provider == "kling":
+            return None
+        if fault.provider not in self.doors:
+            raise ValueError(f"{fault.name}: no {fault.provider} simulator in this stack")
+        return self.doors[fault.provider]
 
     def _dripping(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Every third job's image drips, every third's webhook; each sent among plain batch-mates."""
@@ -223,7 +266,13 @@ class ChaosRun:
                 QueueUrl=self.connection.queue_url,
                 AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
             )["Attributes"]
-            if not running and not stats["callbacks"]["pending"] and not any(int(v) for v in attributes.values()):
+            doors_busy = any(_door_busy(sim.stats()) for sim in self.doors.values())
+            if (
+                not running
+                and not stats["callbacks"]["pending"]
+                and not doors_busy
+                and not any(int(v) for v in attributes.values())
+            ):
                 time.sleep(1.0)  # callbacks sent just now are being answered
                 return
             time.sleep(0.5)
@@ -608,6 +657,100 @@ class ChaosRun:
         result.ok = judge(result, fault)
         return result
 
+    def _measure_door(
+        self,
+        fault: Fault,
+        prefix: str,
+        job_ids: list[str],
+        jobs: dict[str, Any],
+        door: Any,
+        before: dict[str, Any],
+    ) -> RowResult:
+        """A door row's figures, from the door's simulator: the tasks it made under each job's webhook URL (which
+        names the job), whether each made a video (paid), the checksum of that video, and S3. A job that ended
+        without its video while the provider made one (PROVIDER_UNSETTLED, an expired output, ...) is a paid
+        video lost, whatever the job's record says."""
+        from kling_pipeline.doors import PROVIDER_UNSETTLED
+
+        stats = door.stats()
+        outcomes = door.outcomes_by_callback() if fault.provider == "acedata" else door.outcomes_by_webhook()
+        made: dict[str, list[dict[str, Any]]] = {}
+        for key, tasks in outcomes.items():
+            # <host>/<stage>/callbacks/<job id>/<provider>: the URL Door.callback_url hands the provider
+            named, _, provider = key.rpartition("/callbacks/")[2].rpartition("/")
+            if provider == fault.provider:
+                made.setdefault(unquote(named), []).extend(tasks)
+        objects = self._objects(prefix)
+        states = Counter(job.state.value for job in jobs.values())
+        problems: list[str] = []
+        lost = sum(1 for job_id in job_ids if job_id not in jobs or jobs[job_id].state.value not in TERMINAL)
+        tasks = sum(len(made.get(job_id, [])) for job_id in job_ids)
+        double = sum(1 for job_id in job_ids if len(made.get(job_id, [])) > 1)
+        verified = wrong = unsettled = unsettled_paid = 0
+        for job_id in job_ids:
+            job = jobs.get(job_id)
+            if job is None:
+                continue
+            own = made.get(job_id, [])
+            videos = [task for task in own if task["video"]]
+            keys = objects.get(job_id, [])
+            for task in own:
+                if task["status"] in ("canceled", "aborted"):  # nothing in a door row cancels: a deadline cut it
+                    problems.append(f"{job_id}: its {fault.provider} task {task['id']} ended {task['status']}")
+            if job.task_id and job.task_id not in {task["id"] for task in own}:
+                problems.append(f"{job_id}: holds {fault.provider} task {job.task_id}, not one made for it")
+            if job.state.value == "COMPLETED":
+                expected = door.video_sha256(job.task_id) if job.task_id else None
+                if len(keys) == 1 and expected and job.sha256 == expected == self._sha256(keys[0]):
+                    verified += 1
+                else:
+                    problems.append(f"{job_id}: COMPLETED but {len(keys)} object(s) / checksum mismatch")
+                wrong += not videos
+            else:
+                if keys:
+                    problems.append(f"{job_id}: {job.state.value} yet has an object in S3")
+                # FAILED or TIMED_OUT while the provider made (and billed) its video: a paid video not stored.
+                wrong += bool(videos)
+            if job.error_code == PROVIDER_UNSETTLED:
+                unsettled += 1
+                unsettled_paid += bool(videos)
+        completed = states.get("COMPLETED", 0)
+        counted = [k for k, v in stats.items() if isinstance(v, int) and k in before and k not in _DOOR_GAUGES]
+        lookups = sum(stats[k] - before.get(k, 0) for k in _DOOR_LOOKUPS[fault.provider])
+        result = RowResult(
+            row=fault.name,
+            what=fault.what,
+            jobs=len(job_ids),
+            completed=completed,
+            failed=states.get("FAILED", 0),
+            timed_out=states.get("TIMED_OUT", 0),
+            lost=lost,
+            kling_tasks=tasks,
+            expected_tasks=len(job_ids),
+            creates_per_job=round(tasks / len(job_ids), 3) if job_ids else 0.0,
+            double_creates=double,
+            s3_objects=sum(len(objects.get(job_id, [])) for job_id in job_ids),
+            s3_verified=verified,
+            s3_objects_per_completed=round(
+                sum(len(objects.get(j, [])) for j in job_ids if j in jobs and jobs[j].state.value == "COMPLETED")
+                / completed,
+                3,
+            )
+            if completed
+            else None,
+            outcome_not_klings=wrong,
+            kling_gets=lookups,
+            kling_gets_per_job=round(lookups / len(job_ids), 2) if job_ids else 0.0,
+            failure_codes=dict(Counter(job.error_code or "?" for job in jobs.values() if job.state.value == "FAILED")),
+            fault_counts={k: stats[k] - before[k] for k in counted if stats[k] - before[k]},
+            problems=problems,
+            provider=fault.provider,
+            unsettled=unsettled,
+            unsettled_paid=unsettled_paid,
+        )
+        result.ok = judge(result, fault)
+        return result
+
     def _sha256(self, key: str) -> str:
         body = self.s3.get_object(Bucket=self.connection.bucket, Key=key)["Body"]
         digest = hashlib.sha256()
@@ -722,6 +865,7 @@ def judge(result: RowResult, fault: Fault) -> bool:
         result.ends_without_event == 0,
         result.callers_not_told_once == 0,
         result.ends_still_marked == 0,
+        result.unsettled_paid == 0,
     ]
     if fault.forge:
         checks.append(result.forged_sent > 0)
@@ -737,6 +881,37 @@ BASE_DEFAULTS: dict[str, Any] = {}
 def _gets(stats: dict[str, Any]) -> int:
     """Kling GETs so far (the account check excepted): by task id, by external id and list pages."""
     return sum(n for name, n in stats["calls"].items() if name.startswith("GET") and "account/" not in name)
+
+
+# A door simulator's figures that are levels, not counts (the rest of its numbers count what it did).
+_DOOR_GAUGES = frozenset(
+    {
+        "queued",
+        "running",
+        "max_running",
+        "requests",
+        "predictions",
+        "starting",
+        "processing",
+        "tasks",
+        "pending_webhooks",
+        "pending_callbacks",
+        "max_creates_per_webhook",
+        "max_creates_per_callback",
+    }
+)
+# Each door's look-ups, as its simulator counts them: status and result reads, list pages, (batch) retrieves.
+_DOOR_LOOKUPS = {
+    "fal": ("status_queries", "result_fetches"),
+    "replicate": ("gets", "list_pages"),
+    "acedata": ("retrieves", "batch_retrieves"),
+}
+
+
+def _door_busy(stats: dict[str, Any]) -> bool:
+    """A door simulator with a task running or a webhook still to deliver."""
+    busy = ("queued", "running", "starting", "processing", "pending_webhooks", "pending_callbacks")
+    return any(stats.get(name) for name in busy)
 
 
 def _defaults() -> dict[str, Any]:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.chaos.faults import BASE_KNOBS, SPEED, Fault, fault_matrix, shard_of, slice_matrix
+from bench.chaos.faults import BASE_KNOBS, DOOR_BASE_KNOBS, SPEED, Fault, fault_matrix, shard_of, slice_matrix
 from bench.chaos.runner import BASE_DEFAULTS, ChaosRun, RowResult, _defaults
 from bench.chaos.saboteurs import Drips, Trap
 from bench.machine import machine
@@ -59,6 +59,9 @@ def run_chaos(
     project_root: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
+    from kling_local.acedata_sim import AceDataSimConfig
+    from kling_local.fal_sim import FalSimConfig
+    from kling_local.replicate_sim import ReplicateSimConfig
     from kling_local.sim import SimConfig
     from kling_local.stack import LocalStack, StackOptions
 
@@ -94,6 +97,16 @@ def run_chaos(
         max_concurrency=2,
         write_state_file=False,
         parameter_overrides=overrides,
+        # The doors' simulators at the stack's speed, their keys fresh (each door enabled by them).
+        fal_sim_config=FalSimConfig(
+            api_key=f"chaos-fal-{secrets.token_hex(8)}", seed=15, speed=SPEED, **DOOR_BASE_KNOBS
+        ),
+        replicate_sim_config=ReplicateSimConfig(
+            api_token=f"r8_chaos_{secrets.token_hex(8)}", seed=15, speed=SPEED, **DOOR_BASE_KNOBS
+        ),
+        acedata_sim_config=AceDataSimConfig(
+            api_token=f"chaos-acedata-{secrets.token_hex(8)}", seed=15, speed=SPEED, **DOOR_BASE_KNOBS
+        ),
     )
     started = time.monotonic()
     run_id = datetime.now(UTC).strftime("%H%M%S") + f"s{index}"
@@ -109,6 +122,7 @@ def run_chaos(
             run._settle(20.0)
             run.recheck(results, rows_jobs)
             sim_stats = stack.simulator.stats()
+            door_stats = {name: sim.stats() for name, sim in run.doors.items()}
         finally:
             run.close()
     finally:
@@ -141,6 +155,10 @@ def run_chaos(
             "faults": sim_stats["faults"],
             "callbacks": sim_stats["callbacks"],
             "double_charged_external_ids": sim_stats["double_charged_external_ids"],
+        },
+        # What each door's simulator did over the run (its counts; the per-job tables left out).
+        "door_totals": {
+            name: {k: v for k, v in stats.items() if not isinstance(v, dict)} for name, stats in door_stats.items()
         },
         "all_ok": all(r.ok for r in results),
         "rows": [asdict(r) for r in results],

@@ -12,6 +12,7 @@ COLUMNS = [
     ("lost", "lost"),
     ("tasks/job", "creates_per_job"),
     ("double", "double_creates"),
+    ("unsettled", "unsettled"),
     ("S3 ok", "s3_verified"),
     ("GETs/job", "kling_gets_per_job"),
     ("≠Kling", "outcome_not_klings"),
@@ -34,6 +35,14 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
                 cells.append(f"{row['forged_refused']}/{row['forged_sent']}" if row["forged_sent"] else "")
             elif key == "hostile":
                 cells.append(f"{row['hostile_refused']}/{row['hostile_sent']}" if row["hostile_sent"] else "")
+            elif key == "unsettled":
+                # door rows: ended PROVIDER_UNSETTLED (and of those, with a paid video not stored)
+                paid = row.get("unsettled_paid", 0)
+                cells.append(
+                    f"{row.get('unsettled', 0)}" + (f" ({paid} paid)" if paid else "")
+                    if row.get("provider", "kling") != "kling"
+                    else ""
+                )
             elif key == "s3_verified":
                 cells.append(f"{row['s3_verified']}/{row['completed']}")
             elif key == "ok":

@@ -3,12 +3,14 @@ knobs over HTTP and the CLI."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from kling_local.cli import build_parser
-from kling_local.replicate_sim import ReplicateSimulator
-from tests.replicate_sim.conftest import INPUT, TOKEN, V25
+from kling_local.replicate_sim import ReplicateSimConfig, ReplicateSimulator
+from tests.replicate_sim.conftest import FAST, INPUT, TOKEN, V25
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -53,3 +55,23 @@ def test_the_cli_offers_every_knob() -> None:
     assert (args.output_lifetime_s, args.seed, args.command) == (60.0, 3, "replicate-sim")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["replicate-sim", "--throttle-rate", "lots"])
+
+
+def test_cancel_after_is_read_in_wall_seconds_when_the_pipeline_sends_them_scaled() -> None:
+    # Given a simulator at speed 1000 (a 30-60 s generation takes 30-60 ms) told that Cancel-After arrives
+    # already divided by that speed (the local stack deploys the pipeline's job timeout scaled)
+    config = ReplicateSimConfig(**(FAST | {"start_max_s": 0.0, "cancel_after_wall_clock": True}))
+    with ReplicateSimulator(config) as sim:
+        # When a prediction is created with Cancel-After: 1s
+        made = httpx.post(
+            f"{sim.base_url}/v1/models/{V25}/predictions",
+            json={"input": INPUT},
+            headers={**AUTH, "Cancel-After": "1s"},
+        ).json()
+        deadline = time.monotonic() + 5.0
+        status = made["status"]
+        while status not in ("succeeded", "failed", "canceled", "aborted") and time.monotonic() < deadline:
+            time.sleep(0.02)
+            status = httpx.get(f"{sim.base_url}/v1/predictions/{made['id']}", headers=AUTH).json()["status"]
+    # Then its deadline is a wall second, not a thousandth of one: it succeeds, not cut by its own deadline
+    assert status == "succeeded"

@@ -10,6 +10,7 @@ from typing import Any
 from kling_local.acedata_sim.config import AceDataSimConfig
 from kling_local.acedata_sim.server import AceDataHandler
 from kling_local.acedata_sim.state import AceDataState
+from kling_local.sim.media import video_sha256
 from kling_local.sim_http import ServerPair
 
 
@@ -69,3 +70,16 @@ class AceDataSimulator:
 
     def reset(self) -> None:
         self.state.reset()
+
+    def outcomes_by_callback(self) -> dict[str, list[dict[str, Any]]]:
+        """Each job's tasks, by its callback URL's path (AceDataState.outcomes_by_callback)."""
+        return self.state.outcomes_by_callback()
+
+    def video_sha256(self, task_id: str) -> str | None:
+        """SHA-256 of the video a succeeded task's URL serves (None: it made no video)."""
+        with self.state.lock:
+            task = self.state.tasks.get(task_id)
+            if task is None or task.state != "succeed":
+                return None
+            size = self.state.config.video_size_bytes
+        return video_sha256(task_id, size)

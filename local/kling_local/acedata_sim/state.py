@@ -325,6 +325,18 @@ class AceDataState:
             return False
         return 200 <= response.status_code < 300
 
+    def outcomes_by_callback(self) -> dict[str, list[dict[str, Any]]]:
+        """Callback key (the job's path) -> each task made under it: its id, state, and whether it made a
+        video (succeed). What a chaos row holds each job's end against."""
+        with self.lock:
+            made: dict[str, list[dict[str, Any]]] = {}
+            for task in sorted(self.tasks.values(), key=lambda t: t.created_mono):
+                if task.callback_url:
+                    made.setdefault(callback_key(task.callback_url), []).append(
+                        {"id": task.id, "status": task.state, "video": task.state == "succeed"}
+                    )
+            return made
+
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {

@@ -3,6 +3,7 @@ object that starts on free ports in threads and stops cleanly (tests, the CLI, l
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from types import TracebackType
 from typing import Any
@@ -11,6 +12,7 @@ from kling_local.fal_sim.config import FalSimConfig
 from kling_local.fal_sim.server import JWKS_PATH, FalHTTPServer
 from kling_local.fal_sim.state import FalState
 from kling_local.sim.cdn import base_url
+from kling_local.sim.media import video_sha256
 
 
 class FalSimulator:
@@ -102,6 +104,24 @@ class FalSimulator:
 
     def reset(self) -> None:
         self.state.reset()
+
+    def outcomes_by_webhook(self) -> dict[str, list[dict[str, Any]]]:
+        """Each job's requests, by its webhook URL's path (FalState.outcomes_by_webhook)."""
+        return self.state.outcomes_by_webhook()
+
+    def video_sha256(self, request_id: str) -> str | None:
+        """SHA-256 of the video a completed request's result URL serves (None: it made no video)."""
+        with self.state.lock:
+            request = self.state.requests.get(request_id)
+            if request is None or not request.billed:
+                return None
+            size = self.state.config.video_size_bytes
+        if size == 0:
+            from kling_local.fal_sim.server import _clip
+            from kling_local.sim.media import clip_mp4
+
+            return hashlib.sha256(clip_mp4(_clip(request))).hexdigest()
+        return video_sha256(request_id, size)
 
     def rotate_keys(self, *, keep_previous: bool = False) -> str:
         """Sign webhooks with a new key from now on; its kid."""

@@ -406,6 +406,18 @@ class FalState:
                 "pending_webhooks": len(self._deliveries),
             }
 
+    def outcomes_by_webhook(self) -> dict[str, list[dict[str, Any]]]:
+        """Webhook key (the job's path) -> each request made under it: its id, status, and whether it made a
+        video (completed, not refused or cancelled: billed). What a chaos row holds each job's end against."""
+        with self.lock:
+            made: dict[str, list[dict[str, Any]]] = {}
+            for request in sorted(self.requests.values(), key=lambda r: r.seq):
+                if request.webhook_url:
+                    made.setdefault(webhook_key(request.webhook_url), []).append(
+                        {"id": request.request_id, "status": request.status, "video": request.billed}
+                    )
+            return made
+
 
 def _refusal(model_id: str, arguments: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """What fal's Kling endpoint refuses, as its 422 detail (it accepts the request and fails its result)."""

@@ -49,6 +49,9 @@ class ReplicateSimConfig(BaseModel):
     models: tuple[str, ...] = DEFAULT_MODELS
     page_size: int = Field(default=100, ge=1, le=100)  # GET /v1/predictions
     output_lifetime_s: float = Field(default=3600.0, gt=0)  # API predictions' outputs are deleted after an hour
+    # `Cancel-After` read as wall-clock seconds, not divided by `speed`: what a pipeline whose timeouts are
+    # already divided by the same speed sends (the local stack's time_scale), else its deadline is cut twice.
+    cancel_after_wall_clock: bool = False
     # Faults.
     create_answer_loss_rate: float = Field(default=0.0, ge=0, le=1)  # the prediction is made; its answer is cut
     create_5xx_rate: float = Field(default=0.0, ge=0, le=1)  # the prediction is made; the answer is a 500

@@ -10,6 +10,7 @@ from typing import Any
 from kling_local.replicate_sim.config import ReplicateSimConfig
 from kling_local.replicate_sim.server import ReplicateHandler
 from kling_local.replicate_sim.state import ReplicateState
+from kling_local.sim.media import video_sha256
 from kling_local.sim_http import ServerPair
 
 
@@ -73,3 +74,16 @@ class ReplicateSimulator:
 
     def reset(self) -> None:
         self.state.reset()
+
+    def outcomes_by_webhook(self) -> dict[str, list[dict[str, Any]]]:
+        """Each job's predictions, by its webhook URL's path (ReplicateState.outcomes_by_webhook)."""
+        return self.state.outcomes_by_webhook()
+
+    def video_sha256(self, prediction_id: str) -> str | None:
+        """SHA-256 of the video a succeeded prediction's output served (None: it made no video)."""
+        with self.state.lock:
+            prediction = self.state.predictions.get(prediction_id)
+            if prediction is None or prediction.status != "succeeded":
+                return None
+            size = self.state.config.video_size_bytes
+        return video_sha256(prediction_id, size)

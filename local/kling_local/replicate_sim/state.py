@@ -230,7 +230,9 @@ class ReplicateState:
                 created_mono=now,
                 start_s=self._rng.uniform(start_low, start_high) / config.speed,
                 generation_s=self._rng.uniform(low, high) / config.speed,
-                deadline=None if cancel_after_s is None else now + cancel_after_s / config.speed,
+                deadline=None
+                if cancel_after_s is None
+                else now + cancel_after_s / (1.0 if config.cancel_after_wall_clock else config.speed),
                 seq=self._seq,
             )
             self.predictions[prediction.id] = prediction
@@ -400,6 +402,18 @@ class ReplicateState:
             log.debug("webhook to %s failed: %s", webhook_key(item.url), type(exc).__name__)
             return False
         return 200 <= response.status_code < 300
+
+    def outcomes_by_webhook(self) -> dict[str, list[dict[str, Any]]]:
+        """Webhook key (the job's path) -> each prediction made under it: its id, status, and whether it made a
+        video (succeeded). What a chaos row holds each job's end against."""
+        with self.lock:
+            made: dict[str, list[dict[str, Any]]] = {}
+            for prediction in sorted(self.predictions.values(), key=lambda p: p.seq):
+                if prediction.webhook:
+                    made.setdefault(webhook_key(prediction.webhook), []).append(
+                        {"id": prediction.id, "status": prediction.status, "video": prediction.status == "succeeded"}
+                    )
+            return made
 
     def stats(self) -> dict[str, Any]:
         with self.lock:

@@ -67,6 +67,14 @@ def iter_video(seed: str, total_size: int, start: int = 0, end: int | None = Non
         pos += n
 
 
+def video_sha256(seed: str, total_size: int) -> str:
+    """SHA-256 of the synthetic video `iter_video` serves for `seed`: what a copy of it must hash to."""
+    digest = hashlib.sha256()
+    for chunk in iter_video(seed, total_size):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def image_info(data: bytes) -> tuple[str, int, int] | None:
     """(format, width, height) of a PNG or JPEG, or None if it is neither (or is truncated)."""
     if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":

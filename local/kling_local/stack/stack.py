@@ -339,6 +339,9 @@ class LocalStack:
         replicate_config = opts.replicate_sim_config or ReplicateSimConfig(
             api_token=f"r8_local_{secrets.token_hex(8)}", **speed
         )
+        if opts.time_scale != 1.0:
+            # The pipeline's job timeout (its Cancel-After) is deployed already divided by the time scale.
+            replicate_config = replicate_config.model_copy(update={"cancel_after_wall_clock": True})
         self.replicate_simulator = replicate = ReplicateSimulator(replicate_config).start()
         acedata_config = opts.acedata_sim_config or AceDataSimConfig(
             api_token=f"local-acedata-{secrets.token_hex(8)}", **speed
