@@ -220,6 +220,8 @@ def test_cancel_a_fal_job_in_fals_queue_and_one_fal_is_running(stack: LocalStack
             generation_min_s=before.generation_min_s,
             generation_max_s=before.generation_max_s,
         )
+        fal.finish_running()  # the running one ends and is collected: later tests watch every job to its end
+    wait_for(lambda: ended(stack, "fal-cli-running"), 60, what="the running fal job's end")
 
 
 def test_an_unreachable_jobs_api_is_said_so_once(run: Any) -> None:

@@ -105,6 +105,10 @@ class FalSimulator:
     def reset(self) -> None:
         self.state.reset()
 
+    def finish_running(self) -> int:
+        """Every running request ends now; how many there were."""
+        return self.state.finish_running()
+
     def outcomes_by_webhook(self) -> dict[str, list[dict[str, Any]]]:
         """Each job's requests, by its webhook URL's path (FalState.outcomes_by_webhook)."""
         return self.state.outcomes_by_webhook()
