@@ -90,7 +90,13 @@ from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, Transition, advance_job
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.poll_schedule import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
+from kling_pipeline.poll_schedule import (
+    PollSchedule,
+    all_shards,
+    may_have_finished,
+    poll_interval_s,
+    timed_out_look_s,
+)
 from kling_pipeline.requests import parked_message, stored_request
 from kling_pipeline.settings import PollerSettings
 from kling_pipeline.slots import limit_after_quiet
@@ -102,6 +108,9 @@ if TYPE_CHECKING:
 BY = "poller"
 REPAIR = "poller-repair"
 PER_SHARD = 25  # jobs read from each shard per round
+# How far ahead (in poll intervals) a round reads the index for jobs that may ride along in its calls: past
+# the late look of a job seen running by its callbacks (poll_schedule.late_finish_s, CallbackWaitSeconds).
+RIDE_HORIZON_INTERVALS = 40
 MARGIN_S = 10.0  # stop starting work this long before the invocation's end
 # Without an answer from Kling, a job is timed out only after this many job timeouts (see settle_running).
 UNANSWERED_TIMEOUT_FACTOR = 2
@@ -216,14 +225,16 @@ def run_poller(
     while time_left_s() > MARGIN_S:
         now = int(time.time())
         run_left = deps.settings.poller_run_s - (started_with - time_left_s())
-        items = due_jobs(deps.store, due_by=now + max(interval, int(run_left)))
+        looks_until = now + max(interval, int(run_left))
+        # Read further ahead than this run looks: a job due later may ride along in a call made anyway.
+        items = due_jobs(deps.store, due_by=max(looks_until, now + interval * RIDE_HORIZON_INTERVALS))
         due = [item for item in items if int(item["next_poll_at"]) <= now and item["job_id"] not in seen]
         if due:
             seen.update(item["job_id"] for item in due)
             soon = [item for item in items if int(item["next_poll_at"]) > now and item["job_id"] not in seen]
             seen.update(settle(due, deps, report, time_left_s, soon=soon))
             continue
-        upcoming = [int(item["next_poll_at"]) for item in items if int(item["next_poll_at"]) > now]
+        upcoming = [int(item["next_poll_at"]) for item in items if now < int(item["next_poll_at"]) <= looks_until]
         if not upcoming:
             break  # nothing live is due in this run's time: the next run looks
         wait = min(max(min(upcoming) - time.time(), 1.0), float(interval))
@@ -374,16 +385,13 @@ def pull_forward(
 ) -> list[Job]:
     """The running jobs of the query groups (task_lookups.query_group_of) asked about now that one call answers
     too, claimed and asked about with it: those due within the next poll interval (a poll like any,
-    counted), and those already polled at least once, due later (riding along: their next look is put
-    off by their current interval, which does not grow, so a job's wait is never stretched by a ride)."""
+    counted), and, riding along, those due later that were polled before (their next look put off by
+    their current interval, which does not grow, so a job's wait is never stretched by a ride) or may have
+    finished by now (poll_schedule.may_have_finished: a job whose final callback was lost is noticed in
+    the next call for its group, not at its own late look, which it keeps)."""
     groups = {query_group_of(job) for job in running}
     interval = schedule.poll_interval_s
-    candidates = [
-        item
-        for item in soon
-        if JobState(item["state"]) in (JobState.SUBMITTED, JobState.PROCESSING)
-        and (int(item["next_poll_at"]) <= now + interval or int(item.get("poll_count") or 0) >= 1)
-    ]
+    candidates = [item for item in soon if JobState(item["state"]) in (JobState.SUBMITTED, JobState.PROCESSING)]
     if not groups or not candidates:
         return []
     try:
@@ -396,13 +404,21 @@ def pull_forward(
         job = jobs.get(item["job_id"])
         if job is None or job.state not in (JobState.SUBMITTED, JobState.PROCESSING) or not job.task_id:
             continue
-        if query_group_of(job) not in groups:
+        if query_group_of(job) not in groups or is_fal(job):
             continue
         polls = int(item.get("poll_count") or 0)
-        polled = int(item["next_poll_at"]) <= now + interval
-        next_due = look_again_at(job.state, item, now, schedule) if polled else now + poll_interval_s(polls, schedule)
+        due = int(item["next_poll_at"])
+        polled = due <= now + interval
+        if polled:
+            next_due = look_again_at(job.state, item, now, schedule)
+        elif polls >= 1:
+            next_due = now + poll_interval_s(polls, schedule)
+        elif may_have_finished(job, now):
+            next_due = max(due, now + interval)  # its own look stays: it still waits for its callbacks
+        else:
+            continue
         try:
-            won = deps.store.claim_poll(job.job_id, due=int(item["next_poll_at"]), next_due=next_due, polled=polled)
+            won = deps.store.claim_poll(job.job_id, due=due, next_due=next_due, polled=polled)
         except Exception as exc:
             logger.warning("could not claim a job soon due", extra={"job_id": job.job_id, "error": repr(exc)[:300]})
             continue
