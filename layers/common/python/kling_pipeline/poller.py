@@ -32,6 +32,7 @@ docs/architecture.md, "The poller".
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from kling_pipeline.adapters import on_reset
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
@@ -115,6 +117,45 @@ MARGIN_S = 10.0  # stop starting work this long before the invocation's end
 # Without an answer from Kling, a job is timed out only after this many job timeouts (see settle_running).
 UNANSWERED_TIMEOUT_FACTOR = 2
 ACCOUNT_LOOKBACK_MS = 400 * 86_400_000  # resource packs bought in the last 400 days (a year's pack, and some)
+
+
+# After a poll found a final callback lost, jobs seen running by their callbacks are asked about like the
+# others for this many poll intervals (an hour at the template's 15 s): see CallbackLosses.
+LOSS_MEMORY_INTERVALS = 240
+
+
+class CallbackLosses:
+    """When this container's poller last found a final callback lost: Kling had ended a task more than a poll
+    interval before a poll found it, and no callback had said so. Until then (and LOSS_MEMORY_INTERVALS after
+    it) a job seen running by its callbacks waits for them, not asked about on its own before its late look
+    (poll_schedule.late_finish_s), so a deployment whose callbacks arrive asks Kling nothing; while callbacks
+    are being lost, it is asked about once it may have finished, as a job whose callbacks were all lost is.
+    Kept for the container's life, as the batch size is (task_lookups.BatchSizes)."""
+
+    def __init__(self) -> None:
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def found(self, now: float) -> None:
+        with self._lock:
+            first = self._at is None
+            self._at = now
+        if first:
+            logger.warning(
+                "a poll found a task Kling had ended with no callback: jobs seen running are asked about too"
+            )
+
+    def recent(self, now: float, memory_s: float) -> bool:
+        with self._lock:
+            return self._at is not None and now - self._at <= memory_s
+
+    def forget(self) -> None:
+        with self._lock:
+            self._at = None
+
+
+callback_losses = CallbackLosses()
+on_reset(callback_losses.forget)
 
 
 @dataclass
@@ -229,12 +270,18 @@ def run_poller(
         # Read further ahead than this run looks: a job due later may ride along in a call made anyway.
         items = due_jobs(deps.store, due_by=max(looks_until, now + interval * RIDE_HORIZON_INTERVALS))
         due = [item for item in items if int(item["next_poll_at"]) <= now and item["job_id"] not in seen]
+        waiting = [item for item in items if waits_for_callbacks(item, now) and item["job_id"] not in seen]
+        lossy = bool(waiting) and callback_losses.recent(now, interval * LOSS_MEMORY_INTERVALS)
+        if lossy:
+            due += may_have_finished_items(deps, waiting, now)
         if due:
             seen.update(item["job_id"] for item in due)
             soon = [item for item in items if int(item["next_poll_at"]) > now and item["job_id"] not in seen]
             seen.update(settle(due, deps, report, time_left_s, soon=soon))
             continue
         upcoming = [int(item["next_poll_at"]) for item in items if now < int(item["next_poll_at"]) <= looks_until]
+        if lossy:
+            upcoming.append(now + interval)  # callbacks are being lost: the jobs waiting for theirs are looked at
         if not upcoming:
             break  # nothing live is due in this run's time: the next run looks
         wait = min(max(min(upcoming) - time.time(), 1.0), float(interval))
@@ -249,6 +296,26 @@ def run_poller(
         check_account(deps, report)
     record_run(report)
     return report
+
+
+def waits_for_callbacks(item: dict[str, Any], now: int) -> bool:
+    """A job seen running by its callbacks (PROCESSING and never polled), not yet due: it waits for them."""
+    return (
+        item["state"] == JobState.PROCESSING.value
+        and not int(item.get("poll_count") or 0)
+        and int(item["next_poll_at"]) > now
+    )
+
+
+def may_have_finished_items(deps: PollerDependencies, waiting: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """Of the jobs waiting for their callbacks, those that may have finished (poll_schedule.may_have_finished):
+    asked about now, since callbacks are being lost (CallbackLosses)."""
+    try:
+        jobs = deps.store.get_many([item["job_id"] for item in waiting])
+    except Exception as exc:
+        logger.warning("could not read the jobs waiting for their callbacks", extra={"error": repr(exc)[:300]})
+        return []
+    return [item for item in waiting if (job := jobs.get(item["job_id"])) is not None and may_have_finished(job, now)]
 
 
 def keep_slots(deps: PollerDependencies, report: PollReport) -> None:
@@ -649,6 +716,10 @@ def settle_running(
         if current.state in (JobState.DOWNLOADING, JobState.FAILED) and current is not job:
             report.resolved_by_poll += 1
             record(Metric.POLLER_JOBS, action="resolved")
+            schedule = deps.store.schedule
+            interval = schedule.poll_interval_s if schedule is not None else 0
+            if answer.updated_at and answer.updated_at / 1000 < now - interval:
+                callback_losses.found(now)  # Kling ended it a while ago, and no callback said so
     elif answer is not None:
         action = f"could not ask Kling: {answer}"
     if current.state not in (JobState.SUBMITTED, JobState.PROCESSING):
