@@ -194,3 +194,27 @@ def test_a_job_seen_running_by_a_callback_rides_along_in_a_call_made_for_its_gro
     assert report["pulled_forward"] == 1
     for job in (lost, seen):
         assert job_in(completion.pipeline, job.job_id, JobState.DOWNLOADING, JobState.COMPLETED)
+
+
+def test_once_a_final_callback_is_found_lost_jobs_seen_running_are_asked_about_too(completion: Completion) -> None:
+    # Given a newer-design job whose callbacks were all lost
+    with_api_key(completion)
+    completion.pipeline.sim.configure(generation_min_s=600, generation_max_s=600)
+    lost = newer_jobs(completion, "loss-a", 1)[0]
+    # and a legacy job whose callback showed it running (not due on its own for a long while)
+    completion.pipeline.resolver.parameters["CallbackWaitSeconds"] = "30"
+    schedule = completion.pipeline.resolver.function_environment("CallbackFunction")["POLL_SCHEDULE"]
+    completion.reconfigure("CallbackFunction", POLL_SCHEDULE=schedule)
+    seen = submitted(completion, "loss-b")
+    running = kling_task(completion, seen.kind, seen.task_id, "processing")
+    assert completion.callback("loss-b", as_callback_body(running))["statusCode"] == 200
+    # and Kling has ended both, more than a poll interval ago, their final callbacks lost
+    kling_task(completion, seen.kind, seen.task_id, "succeed")
+    time.sleep(2.5)
+    # When the poller runs (once: one pass)
+    report = completion.poll(completion.poller())
+    # Then the first job's end, found a while after Kling's, shows callbacks are being lost: the job seen
+    # running was asked about too, and moved on (a call for each: /tasks, then the legacy look-up)
+    assert report["kling_queries"] == 2 and report["resolved_by_poll"] == 2, report
+    for job in (lost, seen):
+        assert job_in(completion.pipeline, job.job_id, JobState.DOWNLOADING, JobState.COMPLETED)
