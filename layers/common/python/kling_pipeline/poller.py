@@ -10,7 +10,9 @@ runs never poll a job twice. By state:
 - SUBMITTED / PROCESSING: the tasks are asked about in batches (task_lookups.py: `/tasks` for the newer
   design, a kind's task list for several legacy jobs, else one look-up each), and since a batch costs one
   call whatever its size, each call also takes the jobs of its pool due within the next poll interval
-  (pulled forward); each answer is applied through lifecycle.advance_job, the callback's own path; a
+  (pulled forward) and those that may have finished (riding along); a job seen running by its callbacks
+  waits for them, unless a poll has found final callbacks lost (CallbackLosses); each answer is applied
+  through lifecycle.advance_job, the callback's own path; a
   job older than the job timeout (from its submission) that Kling answers is still unfinished is
   TIMED_OUT and announced (one Kling could not be asked about, only after twice the timeout).
 - TIMED_OUT, still watched: asked about rarely, until Kling's 30 days; a `succeed` carries it to
