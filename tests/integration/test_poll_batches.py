@@ -17,7 +17,7 @@ from kling_pipeline.poller import poller_dependencies, run_poller
 from kling_pipeline.settings import PollerSettings
 from kling_pipeline.task_lookups import batch_sizes, tasks_of
 from tests.integration.test_kling_newer_design import api_key, store_credentials
-from tests.support.scenarios import ACCESS_KEY, SECRET_KEY, Completion, job_in, kling_task, submitted
+from tests.support.scenarios import ACCESS_KEY, SECRET_KEY, Completion, as_callback_body, job_in, kling_task, submitted
 
 
 def queries(completion: Completion) -> int:
@@ -167,3 +167,54 @@ def test_a_run_keeps_looking_while_a_job_is_live(completion: Completion) -> None
     assert report.rounds >= 2 and slept and all(0 < s <= 1.0 for s in slept), (report, slept)
     assert report.kling_gets >= 2
     assert job_in(completion.pipeline, job.job_id, JobState.SUBMITTED, JobState.PROCESSING)
+
+
+def test_a_job_seen_running_by_a_callback_rides_along_in_a_call_made_for_its_group(completion: Completion) -> None:
+    # Given two legacy text2video jobs: one whose callbacks were all lost (due for its first look)
+    completion.pipeline.sim.configure(generation_min_s=600, generation_max_s=600)
+    lost = submitted(completion, "ride-lost")
+    # and one whose callback showed it running (due on its own only once nearly every such job has ended
+    # and a long wait for its callbacks has passed)
+    completion.pipeline.resolver.parameters["CallbackWaitSeconds"] = "30"
+    schedule = completion.pipeline.resolver.function_environment("CallbackFunction")["POLL_SCHEDULE"]
+    completion.reconfigure("CallbackFunction", POLL_SCHEDULE=schedule)
+    seen = submitted(completion, "ride-seen")
+    running = kling_task(completion, seen.kind, seen.task_id, "processing")
+    answer = completion.callback("ride-seen", as_callback_body(running))
+    assert answer["statusCode"] == 200, answer
+    seen = completion.pipeline.store.get("ride-seen")
+    assert seen.state is JobState.PROCESSING and (seen.next_poll_at or 0) > time.time() + 20
+    # and Kling has finished both, its final callbacks lost
+    finished_at_kling(completion, [lost, seen])
+    before = queries(completion)
+    # When the poller runs once (only the first job due)
+    report = completion.poll(completion.poller())
+    # Then one page of the kind's list answered both: the second job's end noticed with the first's
+    assert queries(completion) - before == report["kling_queries"] == 1, report
+    assert report["pulled_forward"] == 1
+    for job in (lost, seen):
+        assert job_in(completion.pipeline, job.job_id, JobState.DOWNLOADING, JobState.COMPLETED)
+
+
+def test_once_a_final_callback_is_found_lost_jobs_seen_running_are_asked_about_too(completion: Completion) -> None:
+    # Given a newer-design job whose callbacks were all lost
+    with_api_key(completion)
+    completion.pipeline.sim.configure(generation_min_s=600, generation_max_s=600)
+    lost = newer_jobs(completion, "loss-a", 1)[0]
+    # and a legacy job whose callback showed it running (not due on its own for a long while)
+    completion.pipeline.resolver.parameters["CallbackWaitSeconds"] = "30"
+    schedule = completion.pipeline.resolver.function_environment("CallbackFunction")["POLL_SCHEDULE"]
+    completion.reconfigure("CallbackFunction", POLL_SCHEDULE=schedule)
+    seen = submitted(completion, "loss-b")
+    running = kling_task(completion, seen.kind, seen.task_id, "processing")
+    assert completion.callback("loss-b", as_callback_body(running))["statusCode"] == 200
+    # and Kling has ended both, more than a poll interval ago, their final callbacks lost
+    kling_task(completion, seen.kind, seen.task_id, "succeed")
+    time.sleep(2.5)
+    # When the poller runs (once: one pass)
+    report = completion.poll(completion.poller())
+    # Then the first job's end, found a while after Kling's, shows callbacks are being lost: the job seen
+    # running was asked about too, and moved on (a call for each: /tasks, then the legacy look-up)
+    assert report["kling_queries"] == 2 and report["resolved_by_poll"] == 2, report
+    for job in (lost, seen):
+        assert job_in(completion.pipeline, job.job_id, JobState.DOWNLOADING, JobState.COMPLETED)

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 
 from kling_pipeline.adapters.job_store import CALLBACK_IDS_ATTR
 from kling_pipeline.lifecycle import JobState
-from tests.support.scenarios import Completion, as_callback_body, kling_task, submitted
+from tests.support.scenarios import Completion, as_callback_body, finish, kling_task, submitted
 
 OLD_SECRET = "whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0MTI="  # Kling's test vector's
 NEW_SECRET = "whsec_b3RoZXJzZWNyZXRvdGhlcnNlY3JldG90aGVyc2VjcmV0MTI="
@@ -216,3 +216,41 @@ def test_no_signed_looking_callback_gets_a_5xx_or_moves_the_job(
     # Then it is refused below 500 and the job has not moved
     assert answer["statusCode"] < 500, answer
     assert completion.pipeline.store.get("prop-target").version == before.version
+
+
+def test_a_job_whose_signed_callbacks_arrive_is_never_asked_about(completion: Completion) -> None:
+    # Given Kling's webhook secret is held, and jobs like the next one learned as quick (the first to end are)
+    hold_kling_secret(completion, OLD_SECRET)
+    completion.pipeline.sim.configure(generation_min_s=30, generation_max_s=30)
+    finish(completion, "signed-quick")
+    # and a job of that kind taking far longer than that (5 s here), on a deployment expecting 20 s
+    completion.pipeline.resolver.parameters["ExpectedStdSeconds"] = "20"
+    completion.pipeline.sim.configure(generation_min_s=3000, generation_max_s=3000)
+    job = submitted(completion, "signed-slow")
+    task = kling_task(completion, job.kind, job.task_id, "processing")
+    # When Kling's signed callback shows it running
+    processing = json.dumps(as_callback_body(task))
+    answer = completion.callback("signed-slow", processing, headers=signed(processing, "msg-p", OLD_SECRET))
+    assert answer["statusCode"] == 200, answer
+    # and the poller runs past the learned time and the wait for callbacks, while Kling is still at work
+    seen = completion.pipeline.store.get("signed-slow")
+    assert seen.state is JobState.PROCESSING and seen.expected_finish_at is not None
+    time.sleep(max(0.0, seen.expected_finish_at + 3.5 - time.time()))  # CallbackWaitSeconds is 2 here
+    before = queries(completion)
+    report = completion.poll(completion.poller())
+    # Then the poller asked Kling nothing about it (counted at the simulator)
+    assert report["kling_queries"] == 0 and queries(completion) == before, report
+    assert completion.pipeline.store.get("signed-slow").state is JobState.PROCESSING
+    # And when its task ends, its signed callback completes it, still without a query
+    done = json.dumps(as_callback_body(kling_task(completion, job.kind, job.task_id, "succeed")))
+    before = queries(completion)
+    answer = completion.callback("signed-slow", done, headers=signed(done, "msg-s", OLD_SECRET))
+    assert answer["statusCode"] == 200, answer
+    assert completion.wait_for_execution("signed-slow")["status"] == "SUCCEEDED"
+    assert completion.pipeline.store.get("signed-slow").state is JobState.COMPLETED
+    assert queries(completion) == before
+
+
+def queries(completion: Completion) -> int:
+    """Every query call Kling counted (look-ups, batches, list pages)."""
+    return int(completion.pipeline.sim.stats()["kling_queries"])

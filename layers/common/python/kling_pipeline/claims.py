@@ -37,7 +37,7 @@ from kling_pipeline.errors import (
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import KLING_UNSETTLED, LEASE, Job, JobState, Transition, advance_job
 from kling_pipeline.observability import logger
-from kling_pipeline.poll_schedule import expected_generation_s, first_poll_after_s
+from kling_pipeline.poll_schedule import expected_generation_s, first_poll_after_s, late_finish_s
 from kling_pipeline.settings import PollerSettings, SubmitSettings
 
 BY = "submit"
@@ -291,6 +291,7 @@ def record_submitted(
         REFUSED_SINCE: None,
         "submitted_at": now,
         "expected_finish_at": expected_finish,
+        "late_finish_at": int(started + late_finish_s(job, schedule, estimate)),
         "next_poll_at": first_poll,
         HELD_FOR: None,
     } | ({"model_name": model_name} if model_name else {})

@@ -39,6 +39,7 @@ STEP_FIELDS_RESET = (
     "first_claimed_at",
     "submitted_at",
     "expected_finish_at",
+    "late_finish_at",
 )
 
 

@@ -141,6 +141,7 @@ class Job(BaseModel):
     unreadable_answers: int = 0  # answers from Kling this version could not read, in a row
     submitted_at: int | None = None  # epoch s when Kling accepted the task: the job timeout counts from it
     expected_finish_at: int | None = None  # epoch s when a job like it usually finishes (poll_schedule.py)
+    late_finish_at: int | None = None  # epoch s by when nearly every job like it has finished (the same)
     next_poll_at: int | None = None  # epoch s when the stale-job poller looks at it next (live jobs only)
     poll_count: int = 0  # polls that found its task still running
     announce_pending: bool = False  # ended, and its end not yet announced in full (event, waiting caller)

@@ -2,8 +2,10 @@
 
 Every live job carries `next_poll_at` (epoch seconds), the sort key of the sharded LiveJobs index the
 poller reads, most overdue first. A job whose callbacks arrive is never polled: its first poll is
-set for when a job of its kind usually finishes, and a callback that shows it running pushes that
-later by `callback_wait_s`, so only a job whose callbacks were lost is ever due. After a poll that
+set for when the quicker jobs of its kind finish, and a callback that shows it running pushes that to
+when nearly every job like it has finished (`late_finish_s`), plus `callback_wait_s`, so only a job
+whose callbacks were lost is ever due on its own. A job not due rides along, free, in a call made for
+its query group anyway, once it may have finished (`may_have_finished`). After a poll that
 finds it still running, the interval grows from `poll_interval_s` by half each time, up to ten
 times it. Expected generation times are learned from finished jobs (adapters.generation_estimates);
 before any data, the per-mode defaults of the schedule apply (docs/architecture.md, "The poller").
@@ -87,6 +89,30 @@ def first_poll_after_s(job: Job, schedule: PollSchedule, estimate: Estimate | No
     return expected / 2
 
 
+# A job seen running by its callbacks waits for them until this many times the mode's default generation
+# time (or the learned mean plus this many mean deviations, if longer) has passed.
+LATE_FACTOR = 2
+
+
+def late_finish_s(job: Job, schedule: PollSchedule, estimate: Estimate | None) -> float:
+    """By when nearly every job like `job` has finished: a job whose callbacks are seen to arrive is not
+    looked at on its own before this (plus `callback_wait_s`). The learned mean alone is too early: the
+    first jobs to finish, which it learns from, are the quick ones."""
+    default = float(schedule.expected_pro_s if job.request.get("mode") == "pro" else schedule.expected_std_s)
+    late = LATE_FACTOR * default
+    if estimate is not None and estimate.samples > 0:
+        late = max(late, estimate.mean_s + LATE_FACTOR * estimate.deviation_s)
+    return late
+
+
+def may_have_finished(job: Job, now: int) -> bool:
+    """Whether a running job is worth asking about when a call for its query group is made anyway: once
+    half the time jobs like it usually take has passed (the first look before anything is learned)."""
+    if job.submitted_at is None or job.expected_finish_at is None:
+        return True
+    return now >= job.submitted_at + (job.expected_finish_at - job.submitted_at) / 2
+
+
 def poll_interval_s(polls_so_far: int, schedule: PollSchedule) -> int:
     """The wait after the `polls_so_far`-th poll found the task still running."""
     grown = schedule.poll_interval_s * GROWTH ** max(0, polls_so_far - 1)
@@ -110,6 +136,7 @@ def next_poll_at(
     now: int,
     schedule: PollSchedule,
     expected_finish_at: int | None = None,
+    late_finish_at: int | None = None,
     lease_expires_at: int | None = None,
 ) -> int:
     """When a job entering `to_state` now is next due, if nothing (a callback, the workflow) settles it first."""
@@ -120,8 +147,9 @@ def next_poll_at(
     if to_state is JobState.SUBMITTED:
         return expected_finish_at or now + schedule.expected_std_s
     if to_state is JobState.PROCESSING:
-        # Seen running (a callback, or a poll): wait for the callbacks until a while after it should end.
-        return max(expected_finish_at or now, now) + schedule.callback_wait_s
+        # Seen running (a callback; a poll sets its own): its callbacks arrive, so wait for them until a while
+        # after nearly every job like it has ended.
+        return max(late_finish_at or expected_finish_at or now, now) + schedule.callback_wait_s
     if to_state is JobState.DOWNLOADING:
         return now + schedule.download_check_s
     raise ValueError(f"{to_state} is not a live state")

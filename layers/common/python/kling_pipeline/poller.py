@@ -10,7 +10,9 @@ runs never poll a job twice. By state:
 - SUBMITTED / PROCESSING: the tasks are asked about in batches (task_lookups.py: `/tasks` for the newer
   design, a kind's task list for several legacy jobs, else one look-up each), and since a batch costs one
   call whatever its size, each call also takes the jobs of its pool due within the next poll interval
-  (pulled forward); each answer is applied through lifecycle.advance_job, the callback's own path; a
+  (pulled forward) and those that may have finished (riding along); a job seen running by its callbacks
+  waits for them, unless a poll has found final callbacks lost (CallbackLosses); each answer is applied
+  through lifecycle.advance_job, the callback's own path; a
   job older than the job timeout (from its submission) that Kling answers is still unfinished is
   TIMED_OUT and announced (one Kling could not be asked about, only after twice the timeout).
 - TIMED_OUT, still watched: asked about rarely, until Kling's 30 days; a `succeed` carries it to
@@ -32,6 +34,7 @@ docs/architecture.md, "The poller".
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +45,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from kling_pipeline.adapters import on_reset
 from kling_pipeline.adapters.announcements import Announcer, announcer
 from kling_pipeline.adapters.download_workflow import DownloadWorkflow, download_workflow
 from kling_pipeline.adapters.generation_estimates import GenerationEstimates, generation_estimates
@@ -81,7 +85,13 @@ from kling_pipeline.job_ids import job_reference
 from kling_pipeline.kling_task import KlingTask
 from kling_pipeline.lifecycle import AWAITING_KLING, KLING_KEEPS_RESULTS_S, Job, JobState, Transition, advance_job
 from kling_pipeline.observability import Metric, logger, record
-from kling_pipeline.poll_schedule import PollSchedule, all_shards, poll_interval_s, timed_out_look_s
+from kling_pipeline.poll_schedule import (
+    PollSchedule,
+    all_shards,
+    may_have_finished,
+    poll_interval_s,
+    timed_out_look_s,
+)
 from kling_pipeline.providers import OUTPUT_EXPIRED, ProviderTask
 from kling_pipeline.requests import parked_message, stored_request
 from kling_pipeline.settings import PollerSettings
@@ -91,10 +101,52 @@ from kling_pipeline.task_lookups import NOT_FOUND, Answer, NotFound, claims_of, 
 BY = "poller"
 REPAIR = "poller-repair"
 PER_SHARD = 25  # jobs read from each shard per round
+# How far ahead (in poll intervals) a round reads the index for jobs that may ride along in its calls: past
+# the late look of a job seen running by its callbacks (poll_schedule.late_finish_s, CallbackWaitSeconds).
+RIDE_HORIZON_INTERVALS = 40
 MARGIN_S = 10.0  # stop starting work this long before the invocation's end
 # Without an answer from Kling, a job is timed out only after this many job timeouts (see settle_running).
 UNANSWERED_TIMEOUT_FACTOR = 2
 ACCOUNT_LOOKBACK_MS = 400 * 86_400_000  # resource packs bought in the last 400 days (a year's pack, and some)
+
+
+# After a poll found a final callback lost, jobs seen running by their callbacks are asked about like the
+# others for this many poll intervals (an hour at the template's 15 s): see CallbackLosses.
+LOSS_MEMORY_INTERVALS = 240
+
+
+class CallbackLosses:
+    """When this container's poller last found a final callback lost: Kling had ended a task more than a poll
+    interval before a poll found it, and no callback had said so. Until then (and LOSS_MEMORY_INTERVALS after
+    it) a job seen running by its callbacks waits for them, not asked about on its own before its late look
+    (poll_schedule.late_finish_s), so a deployment whose callbacks arrive asks Kling nothing; while callbacks
+    are being lost, it is asked about once it may have finished, as a job whose callbacks were all lost is.
+    Kept for the container's life, as the batch size is (task_lookups.BatchSizes)."""
+
+    def __init__(self) -> None:
+        self._at: float | None = None
+        self._lock = threading.Lock()
+
+    def found(self, now: float) -> None:
+        with self._lock:
+            first = self._at is None
+            self._at = now
+        if first:
+            logger.warning(
+                "a poll found a task Kling had ended with no callback: jobs seen running are asked about too"
+            )
+
+    def recent(self, now: float, memory_s: float) -> bool:
+        with self._lock:
+            return self._at is not None and now - self._at <= memory_s
+
+    def forget(self) -> None:
+        with self._lock:
+            self._at = None
+
+
+callback_losses = CallbackLosses()
+on_reset(callback_losses.forget)
 
 
 @dataclass
@@ -208,14 +260,22 @@ def run_poller(
     while time_left_s() > MARGIN_S:
         now = int(time.time())
         run_left = deps.settings.poller_run_s - (started_with - time_left_s())
-        items = due_jobs(deps.store, due_by=now + max(interval, int(run_left)))
+        looks_until = now + max(interval, int(run_left))
+        # Read further ahead than this run looks: a job due later may ride along in a call made anyway.
+        items = due_jobs(deps.store, due_by=max(looks_until, now + interval * RIDE_HORIZON_INTERVALS))
         due = [item for item in items if int(item["next_poll_at"]) <= now and item["job_id"] not in seen]
+        waiting = [item for item in items if waits_for_callbacks(item, now) and item["job_id"] not in seen]
+        lossy = bool(waiting) and callback_losses.recent(now, interval * LOSS_MEMORY_INTERVALS)
+        if lossy:
+            due += may_have_finished_items(deps, waiting, now)
         if due:
             seen.update(item["job_id"] for item in due)
             soon = [item for item in items if int(item["next_poll_at"]) > now and item["job_id"] not in seen]
             seen.update(settle(due, deps, report, time_left_s, soon=soon))
             continue
-        upcoming = [int(item["next_poll_at"]) for item in items if int(item["next_poll_at"]) > now]
+        upcoming = [int(item["next_poll_at"]) for item in items if now < int(item["next_poll_at"]) <= looks_until]
+        if lossy:
+            upcoming.append(now + interval)  # callbacks are being lost: the jobs waiting for theirs are looked at
         if not upcoming:
             break  # nothing live is due in this run's time: the next run looks
         wait = min(max(min(upcoming) - time.time(), 1.0), float(interval))
@@ -230,6 +290,26 @@ def run_poller(
         check_account(deps, report)
     record_run(report)
     return report
+
+
+def waits_for_callbacks(item: dict[str, Any], now: int) -> bool:
+    """A job seen running by its callbacks (PROCESSING and never polled), not yet due: it waits for them."""
+    return (
+        item["state"] == JobState.PROCESSING.value
+        and not int(item.get("poll_count") or 0)
+        and int(item["next_poll_at"]) > now
+    )
+
+
+def may_have_finished_items(deps: PollerDependencies, waiting: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """Of the jobs waiting for their callbacks, those that may have finished (poll_schedule.may_have_finished):
+    asked about now, since callbacks are being lost (CallbackLosses)."""
+    try:
+        jobs = deps.store.get_many([item["job_id"] for item in waiting])
+    except Exception as exc:
+        logger.warning("could not read the jobs waiting for their callbacks", extra={"error": repr(exc)[:300]})
+        return []
+    return [item for item in waiting if (job := jobs.get(item["job_id"])) is not None and may_have_finished(job, now)]
 
 
 def keep_slots(deps: PollerDependencies, report: PollReport) -> None:
@@ -371,16 +451,13 @@ def pull_forward(
 ) -> list[Job]:
     """The running jobs of the query groups (task_lookups.query_group_of) asked about now that one call answers
     too, claimed and asked about with it: those due within the next poll interval (a poll like any,
-    counted), and those already polled at least once, due later (riding along: their next look is put
-    off by their current interval, which does not grow, so a job's wait is never stretched by a ride)."""
+    counted), and, riding along, those due later that were polled before (their next look put off by
+    their current interval, which does not grow, so a job's wait is never stretched by a ride) or may have
+    finished by now (poll_schedule.may_have_finished: a job whose final callback was lost is noticed in
+    the next call for its group, not at its own late look, which it keeps)."""
     groups = {query_group_of(job) for job in running}
     interval = schedule.poll_interval_s
-    candidates = [
-        item
-        for item in soon
-        if JobState(item["state"]) in (JobState.SUBMITTED, JobState.PROCESSING)
-        and (int(item["next_poll_at"]) <= now + interval or int(item.get("poll_count") or 0) >= 1)
-    ]
+    candidates = [item for item in soon if JobState(item["state"]) in (JobState.SUBMITTED, JobState.PROCESSING)]
     if not groups or not candidates:
         return []
     try:
@@ -393,13 +470,21 @@ def pull_forward(
         job = jobs.get(item["job_id"])
         if job is None or job.state not in (JobState.SUBMITTED, JobState.PROCESSING) or not job.task_id:
             continue
-        if query_group_of(job) not in groups:
+        if query_group_of(job) not in groups or door_of(job) is not None:
             continue
         polls = int(item.get("poll_count") or 0)
-        polled = int(item["next_poll_at"]) <= now + interval
-        next_due = look_again_at(job.state, item, now, schedule) if polled else now + poll_interval_s(polls, schedule)
+        due = int(item["next_poll_at"])
+        polled = due <= now + interval
+        if polled:
+            next_due = look_again_at(job.state, item, now, schedule)
+        elif polls >= 1:
+            next_due = now + poll_interval_s(polls, schedule)
+        elif may_have_finished(job, now):
+            next_due = max(due, now + interval)  # its own look stays: it still waits for its callbacks
+        else:
+            continue
         try:
-            won = deps.store.claim_poll(job.job_id, due=int(item["next_poll_at"]), next_due=next_due, polled=polled)
+            won = deps.store.claim_poll(job.job_id, due=due, next_due=next_due, polled=polled)
         except Exception as exc:
             logger.warning("could not claim a job soon due", extra={"job_id": job.job_id, "error": repr(exc)[:300]})
             continue
@@ -688,6 +773,10 @@ def settle_running(
         if current.state in (JobState.DOWNLOADING, JobState.FAILED) and current is not job:
             report.resolved_by_poll += 1
             record(Metric.POLLER_JOBS, action="resolved")
+            schedule = deps.store.schedule
+            interval = schedule.poll_interval_s if schedule is not None else 0
+            if answer.updated_at and answer.updated_at / 1000 < now - interval:
+                callback_losses.found(now)  # Kling ended it a while ago, and no callback said so
     elif answer is not None:
         action = f"could not ask Kling: {answer}"
     if current.state not in (JobState.SUBMITTED, JobState.PROCESSING):

@@ -252,6 +252,7 @@ def transition_write(
             now=int(time.time()),
             schedule=schedule,
             expected_finish_at=changes.get("expected_finish_at") or job.expected_finish_at,
+            late_finish_at=changes.get("late_finish_at") or job.late_finish_at,
             lease_expires_at=changes.get("lease_expires_at"),
         )
         changes = changes | {NEXT_POLL_ATTR: due}
