@@ -50,9 +50,11 @@ def test_with_every_callback_lost_the_poller_settles_every_job(tmp_path: Path) -
     assert summary["lost"] == 0 and summary["completed"] == 8, summary["lost_jobs"]
     assert summary["settled_by"] == {"poll": 8}
     assert summary["kling_gets_max"] <= 3
-    # and the summary counts the query calls that took (every one, whatever its design): batched, fewer
-    # calls than videos (one call answers a whole query group)
-    assert 1 <= summary["kling_queries"] < 8
+    # and the summary counts the query calls that took (every one, whatever its design): batched, under two
+    # calls a video, where asking each job alone every PollIntervalSeconds until its end takes 2-4 (the
+    # 8 jobs span four query groups, one call each per look; that one call answers a whole group is pinned
+    # in tests/integration/test_poll_batches.py)
+    assert 1 <= summary["kling_queries"] < 2 * 8
     assert summary["exit_code"] == 0
 
 
